@@ -1,0 +1,96 @@
+"""Data checks with great-expectations: the task's `DataSchema` becomes an expectation suite that
+the owner runs on its validation/test data at creation and every trainer runs on its local data
+before registering. The summary keeps counts and pass/fail only: no rows, no values."""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+
+import numpy as np
+import pandas as pd
+
+from fedmarket.errors import DataValidationError
+from schemas.market import DataSchema
+from schemas.trainer import CheckResult, DataValidationSummary
+
+os.environ.setdefault("GX_ANALYTICS_ENABLED", "false")
+_lock = threading.Lock()  # a GX ephemeral context is not thread-safe
+_context = None
+
+
+def _gx():
+    global _context
+    import great_expectations as gx
+
+    if _context is None:
+        for name in ("great_expectations", "great_expectations.data_context.types.base"):
+            logging.getLogger(name).setLevel(logging.ERROR)
+        _context = gx.get_context(mode="ephemeral")
+        _context.variables.progress_bars = gx.data_context.types.base.ProgressBarsConfig(globally=False)
+        _context.data_sources.add_pandas("fedmarket")
+    return gx, _context
+
+
+def feature_columns(schema: DataSchema) -> list[str]:
+    return [f"x{i}" for i in range(schema.feature_count)]
+
+
+def suite_for(schema: DataSchema, name: str):
+    gx, _ = _gx()
+    suite = gx.ExpectationSuite(name=name)
+    suite.add_expectation(gx.expectations.ExpectTableColumnCountToEqual(value=schema.feature_count + 1))
+    suite.add_expectation(gx.expectations.ExpectTableRowCountToBeBetween(min_value=schema.min_rows))
+    suite.add_expectation(gx.expectations.ExpectColumnValuesToNotBeNull(column="label"))
+    suite.add_expectation(gx.expectations.ExpectColumnValuesToBeInSet(column="label", value_set=list(schema.labels)))
+    for column in feature_columns(schema):
+        suite.add_expectation(gx.expectations.ExpectColumnValuesToNotBeNull(column=column))
+        suite.add_expectation(
+            gx.expectations.ExpectColumnValuesToBeBetween(
+                column=column, min_value=schema.feature_min, max_value=schema.feature_max
+            )
+        )
+    return suite
+
+
+def frame(features: np.ndarray, labels: np.ndarray) -> pd.DataFrame:
+    features = np.asarray(features)
+    if features.ndim != 2:
+        raise DataValidationError(f"features must be a 2-D table, got shape {features.shape}")
+    df = pd.DataFrame(features, columns=[f"x{i}" for i in range(features.shape[1])])
+    df["label"] = np.asarray(labels)
+    return df
+
+
+def check_dataset(features: np.ndarray, labels: np.ndarray, schema: DataSchema, *, dataset: str) -> DataValidationSummary:
+    """Validate a dataset against the task's schema; the summary says which checks failed."""
+    df = frame(features, labels)
+    with _lock:
+        _, context = _gx()
+        source = context.data_sources.get("fedmarket")
+        asset_name = f"{dataset}-{len(source.assets)}"
+        batch = source.add_dataframe_asset(asset_name).add_batch_definition_whole_dataframe("all").get_batch(
+            batch_parameters={"dataframe": df}
+        )
+        result = batch.validate(suite_for(schema, f"{dataset}-suite"))
+        source.delete_asset(asset_name)
+    checks = [
+        CheckResult(
+            expectation=r.expectation_config.type,
+            column=r.expectation_config.kwargs.get("column"),
+            success=bool(r.success),
+            unexpected_count=int((r.result or {}).get("unexpected_count", 0) or 0),
+        )
+        for r in result.results
+    ]
+    return DataValidationSummary(dataset=dataset, rows=len(df), success=bool(result.success), checks=checks)
+
+
+def require_valid(summary: DataValidationSummary) -> None:
+    if not summary.success:
+        failed = "; ".join(
+            f"{c.expectation}{f'({c.column})' if c.column else ''}: {c.unexpected_count} unexpected"
+            for c in summary.failures()[:5]
+        )
+        raise DataValidationError(f"{summary.dataset} fails the task's data expectations: {failed}")

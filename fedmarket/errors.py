@@ -1,0 +1,89 @@
+"""The one exception hierarchy of fedmarket. Every error a user can see derives from
+`FedMarketError`, so callers catch one root (as with web3.py's `Web3Exception` and Prefect's
+`PrefectException`) and still tell problems apart by subclass."""
+
+from __future__ import annotations
+
+
+class FedMarketError(Exception):
+    """Root of every fedmarket error."""
+
+
+class ConfigError(FedMarketError):
+    """A setting is missing or inconsistent."""
+
+
+# ---------------------------------------------------------------- content store
+class StoreError(FedMarketError):
+    """The content store failed or returned unusable content."""
+
+
+class ContentNotFoundError(StoreError):
+    """No content is stored under the CID."""
+
+
+class CIDMismatchError(StoreError):
+    """Bytes do not hash to the CID they were fetched or recorded under."""
+
+
+class InvalidCIDError(StoreError):
+    """A CID is malformed or not of the kind fedmarket stores (CIDv1, raw, sha2-256)."""
+
+
+class StoreUnavailableError(StoreError):
+    """The store backend could not be reached; retried by the flows."""
+
+
+# ---------------------------------------------------------------- crypto
+class CryptoError(FedMarketError):
+    """Sealing or opening an update failed."""
+
+
+class DecryptionError(CryptoError):
+    """A ciphertext does not open: wrong key, wrong context (market, round, trainer), or tampered."""
+
+
+# ---------------------------------------------------------------- updates and data
+class UpdateError(FedMarketError):
+    """A model update is unusable."""
+
+
+class MalformedUpdateError(UpdateError):
+    """An update does not parse, or its tensors have the wrong names, shapes or dtypes."""
+
+
+class NonFiniteUpdateError(UpdateError):
+    """An update holds NaN or infinite values."""
+
+
+class DataValidationError(FedMarketError):
+    """Data does not meet the expectations declared by the task."""
+
+
+# ---------------------------------------------------------------- chain
+class ChainError(FedMarketError):
+    """A chain call failed."""
+
+
+class ChainUnavailableError(ChainError):
+    """The node could not be reached; retried by the flows."""
+
+
+class ContractRevertError(ChainError):
+    """A contract call reverted. `error_name` and `error_args` hold the decoded custom error."""
+
+    def __init__(self, function: str, error_name: str, error_args: dict | None = None):
+        self.function = function
+        self.error_name = error_name
+        self.error_args = dict(error_args or {})
+        details = ", ".join(f"{k}={v}" for k, v in self.error_args.items())
+        super().__init__(f"{function} reverted with {error_name}({details})")
+
+
+class ArtifactError(ChainError):
+    """A compiled contract artifact is missing or stale."""
+
+
+# ---------------------------------------------------------------- protocol
+class ProtocolError(FedMarketError):
+    """A party broke the market protocol off-chain (e.g. a submission missing from the store)."""

@@ -1,0 +1,52 @@
+"""Torch models of the task: logistic regression and a one-hidden-layer MLP, with helpers to move
+between a model's state and one flat float64 vector (what the outlier rules and aggregators use)."""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+
+import numpy as np
+import torch
+from torch import nn
+
+from schemas.market import ModelConfig, ModelKind
+
+
+def build_model(config: ModelConfig, *, seed: int | None = None) -> nn.Module:
+    if seed is not None:
+        torch.manual_seed(seed)
+    if config.kind == ModelKind.lr:
+        return nn.Sequential(nn.Linear(config.in_features, config.classes))
+    return nn.Sequential(
+        nn.Linear(config.in_features, config.hidden),
+        nn.ReLU(),
+        nn.Linear(config.hidden, config.classes),
+    )
+
+
+State = "OrderedDict[str, torch.Tensor]"
+
+
+def template(config: ModelConfig) -> dict[str, tuple[tuple[int, ...], torch.dtype]]:
+    """Names, shapes and dtypes every update of this task must have."""
+    return {k: (tuple(v.shape), v.dtype) for k, v in build_model(config).state_dict().items()}
+
+
+def state_to_vector(state: dict[str, torch.Tensor]) -> np.ndarray:
+    return np.concatenate([t.detach().cpu().numpy().ravel().astype(np.float64) for t in state.values()])
+
+
+def vector_to_state(vector: np.ndarray, config: ModelConfig) -> OrderedDict[str, torch.Tensor]:
+    out: OrderedDict[str, torch.Tensor] = OrderedDict()
+    offset = 0
+    for name, (shape, dtype) in template(config).items():
+        size = int(np.prod(shape))
+        out[name] = torch.from_numpy(np.asarray(vector[offset : offset + size]).reshape(shape).copy()).to(dtype)
+        offset += size
+    if offset != len(vector):
+        raise ValueError(f"vector has {len(vector)} values, the model has {offset}")
+    return out
+
+
+def parameter_count(config: ModelConfig) -> int:
+    return sum(int(np.prod(shape)) for shape, _ in template(config).values())

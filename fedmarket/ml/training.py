@@ -1,0 +1,46 @@
+"""Local training (minibatch SGD on the trainer's private data) and evaluation."""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+from torch import nn
+
+from fedmarket.ml.data import Dataset, normalise
+from fedmarket.ml.models import build_model, state_to_vector, vector_to_state
+from schemas.market import ModelConfig, TrainingConfig
+
+
+def train_local(
+    global_vector: np.ndarray, data: Dataset, model: ModelConfig, training: TrainingConfig, *, seed: int
+) -> np.ndarray:
+    """Start from the global model, train `training.local_epochs` epochs, return the local model."""
+    generator = torch.Generator().manual_seed(seed)
+    net = build_model(model)
+    net.load_state_dict(vector_to_state(global_vector, model))
+    optimiser = torch.optim.SGD(net.parameters(), lr=training.learning_rate, weight_decay=training.weight_decay)
+    loss_fn = nn.CrossEntropyLoss()
+    x = torch.from_numpy(normalise(data.features))
+    y = torch.from_numpy(data.labels)
+    net.train()
+    for _ in range(training.local_epochs):
+        order = torch.randperm(len(y), generator=generator)
+        for start in range(0, len(y), training.batch_size):
+            batch = order[start : start + training.batch_size]
+            optimiser.zero_grad()
+            loss_fn(net(x[batch]), y[batch]).backward()
+            optimiser.step()
+    return state_to_vector(net.state_dict())
+
+
+@torch.no_grad()
+def accuracy(vector: np.ndarray, data: Dataset, model: ModelConfig) -> float:
+    net = build_model(model)
+    net.load_state_dict(vector_to_state(vector, model))
+    net.eval()
+    logits = net(torch.from_numpy(normalise(data.features)))
+    return float((logits.argmax(dim=1).numpy() == data.labels).mean())
+
+
+def initial_model(model: ModelConfig, *, seed: int) -> np.ndarray:
+    return state_to_vector(build_model(model, seed=seed).state_dict())

@@ -1,0 +1,87 @@
+"""The process's platform: settings, chain connection, content store, and the keys of the parties
+this process acts for. Tasks look it up by address, so keys never travel as Prefect parameters,
+results or UI data."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+
+from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
+from eth_account.signers.local import LocalAccount
+
+from fedmarket.chain import Chain, MarketClient
+from fedmarket.crypto import public_key_bytes
+from fedmarket.errors import ConfigError
+from fedmarket.settings import Settings, load_settings
+from fedmarket.store import ContentStore, open_store
+
+
+@dataclass(frozen=True)
+class Party:
+    """One identity: an Ethereum account (pays gas, receives payouts) and an X25519 key."""
+
+    role: str
+    account: LocalAccount
+    box_key: X25519PrivateKey
+
+    @property
+    def address(self) -> str:
+        return self.account.address
+
+    @property
+    def public_box_key(self) -> bytes:
+        return public_key_bytes(self.box_key)
+
+
+@dataclass
+class Platform:
+    settings: Settings
+    chain: Chain
+    store: ContentStore
+    parties: dict[str, Party] = field(default_factory=dict)
+
+    @classmethod
+    def from_settings(cls, settings: Settings | None = None) -> Platform:
+        settings = settings or load_settings()
+        return cls(settings=settings, chain=Chain.connect(settings), store=open_store(settings))
+
+    def add(self, party: Party) -> Party:
+        self.parties[party.address] = party
+        return party
+
+    def party(self, address: str) -> Party:
+        try:
+            return self.parties[address]
+        except KeyError:
+            raise ConfigError(f"this process holds no key for {address}") from None
+
+    def market(self, address: str) -> MarketClient:
+        return MarketClient(self.chain, address)
+
+
+_lock = threading.Lock()
+_current: Platform | None = None
+
+
+def current_platform() -> Platform:
+    global _current
+    with _lock:
+        if _current is None:
+            _current = Platform.from_settings()
+        return _current
+
+
+@contextmanager
+def use_platform(platform: Platform) -> Iterator[Platform]:
+    """Make `platform` the one tasks see, for the duration of the block."""
+    global _current
+    with _lock:
+        previous, _current = _current, platform
+    try:
+        yield platform
+    finally:
+        with _lock:
+            _current = previous

@@ -1,0 +1,45 @@
+"""Settings: environment variables prefixed `FEDMARKET_` (or a `.env`-style file named by
+`FEDMARKET_SETTINGS_FILE`). Real components are selected here, never by editing code."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, HttpUrl
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from fedmarket.errors import ConfigError
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="FEDMARKET_", extra="ignore")
+
+    chain_rpc_url: str | None = Field(
+        default=None, description="JSON-RPC URL of a node (anvil, testnet); unset: the in-process EVM"
+    )
+    store_backend: Literal["embedded", "kubo"] = Field(
+        default="embedded", description="content store: a CID blockstore directory, or a Kubo node"
+    )
+    store_dir: Path = Field(default=Path(".fedmarket/blocks"), description="embedded store directory")
+    kubo_api_url: HttpUrl = Field(default="http://127.0.0.1:5001", description="Kubo RPC API base URL")
+    kubo_timeout_s: float = Field(default=30.0, description="timeout of one Kubo RPC call")
+    artifacts_dir: Path = Field(
+        default=REPO_ROOT / "contracts" / "artifacts", description="compiled contract artifacts"
+    )
+    factory_address: str | None = Field(
+        default=None, description="MarketFactory to use on a real node; unset: deploy one"
+    )
+    retries: int = Field(default=3, ge=0, description="retries of chain and store tasks")
+    retry_delay_s: float = Field(default=1.0, ge=0, description="first retry delay; doubles each retry")
+
+
+def load_settings() -> Settings:
+    """Settings from the environment, plus the file named by FEDMARKET_SETTINGS_FILE if set."""
+    env_file = os.environ.get("FEDMARKET_SETTINGS_FILE")
+    if env_file and not Path(env_file).is_file():
+        raise ConfigError(f"FEDMARKET_SETTINGS_FILE={env_file} does not exist")
+    return Settings(_env_file=env_file) if env_file else Settings()

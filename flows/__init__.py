@@ -1,0 +1,1 @@
+"""Prefect flows (market lifecycle, round, settlement, demo simulation) and the CLI."""

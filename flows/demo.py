@@ -1,0 +1,200 @@
+"""The demo: one whole market on the embedded defaults, playing the project owner, L trainers
+(some malicious: random noise, sign flip, scaled update) and the aggregator in one process."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Literal
+
+import numpy as np
+from eth_utils import keccak
+from prefect import flow, get_run_logger
+from pydantic import BaseModel, Field, model_validator
+
+from fedmarket.chain import FactoryClient, account_from_key
+from fedmarket.commitments import commit
+from fedmarket.crypto import private_key_from_bytes
+from fedmarket.datacheck import check_dataset, require_valid
+from fedmarket.ml.data import (
+    Dataset,
+    encode_dataset,
+    load_digits_dataset,
+    owner_split,
+    split_dirichlet,
+    split_iid,
+)
+from fedmarket.ml.updates import decode_update
+from fedmarket.runtime import Party, Platform, current_platform
+from flows.market import market_flow
+from schemas.market import MarketSpec, ModelConfig, ModelKind, RewardSchedule, TaskSpec
+from schemas.rounds import RoundReport
+from tasks.attacks import ATTACKS, default_attack_plan
+from tasks.chain_ops import submit_update, withdraw
+from tasks.store_ops import get_bytes
+from tasks.trainer import check_local_data, register, seal_and_store, train
+
+ETHER = 10**18
+Progress = Callable[[str, dict], None]
+
+
+class DemoConfig(BaseModel):
+    trainers: int = Field(8, ge=3, le=64)
+    malicious: int = Field(3, ge=0)
+    rounds: int = Field(5, ge=1)
+    model: ModelKind = ModelKind.lr
+    split: Literal["iid", "dirichlet"] = "iid"
+    dirichlet_alpha: float = Field(0.5, gt=0)
+    seed: int = 0
+    owner_fraction: float = Field(0.3, gt=0, lt=1)
+    participation_reward_wei: int = ETHER // 100
+    aggregator_fee_wei: int = ETHER // 20
+    schedule: RewardSchedule = RewardSchedule(thresholds_bps=(5000, 8000, 9000), pools_wei=(ETHER // 5, ETHER // 2, ETHER))
+
+    @model_validator(mode="after")
+    def _honest_majority(self) -> DemoConfig:
+        if self.malicious * 2 >= self.trainers:
+            raise ValueError("the outlier rules assume an honest majority: malicious < trainers / 2")
+        return self
+
+
+class DemoReport(BaseModel):
+    market: str
+    aggregator: str
+    chain: str
+    store: str
+    deposit: int
+    refund: int
+    payouts: dict[str, int] = Field(description="address -> wei credited (trainers and aggregator)")
+    withdrawn_total: int
+    contract_balance_after: int
+    attackers: list[str]
+    attacks: dict[str, str]
+    rounds: list[RoundReport]
+    final_accuracy: float
+    contributions: dict[str, float]
+    gas: dict[str, int] = Field(description="gas per operation (mean where repeated)")
+    verifier: str | None
+
+
+def _party(role: str, seed: int, index: int = 0) -> Party:
+    material = f"fedmarket-demo/{seed}/{role}/{index}".encode()
+    return Party(
+        role=role,
+        account=account_from_key(keccak(material + b"/eth")),
+        box_key=private_key_from_bytes(keccak(material + b"/x25519")),
+    )
+
+
+def _partition(pool: Dataset, config: DemoConfig) -> list[Dataset]:
+    if config.split == "iid":
+        return split_iid(pool, config.trainers, seed=config.seed)
+    return split_dirichlet(pool, config.trainers, alpha=config.dirichlet_alpha, seed=config.seed)
+
+
+@flow(name="fedmarket-demo", validate_parameters=False)
+def demo_flow(config: DemoConfig | dict | None = None, progress: Progress | None = None) -> DemoReport:
+    logger = get_run_logger()
+    config = config if isinstance(config, DemoConfig) else DemoConfig.model_validate(config or {})
+    notify = progress or (lambda kind, payload: None)
+    platform: Platform = current_platform()
+    chain = platform.chain
+    rng = np.random.default_rng(config.seed)
+
+    owner = platform.add(_party("owner", config.seed))
+    aggregator = platform.add(_party("aggregator", config.seed))
+    trainers = [platform.add(_party("trainer", config.seed, i)) for i in range(config.trainers)]
+    for party in [owner, aggregator, *trainers]:
+        chain.fund(party.address, 10 * ETHER)
+
+    # ---- project owner: data checks, task and data by CID, market with escrow
+    pool, owner_data = owner_split(load_digits_dataset(), owner_fraction=config.owner_fraction, seed=config.seed)
+    task = TaskSpec(model=ModelConfig(kind=config.model))
+    require_valid(check_dataset(owner_data.features, owner_data.labels, task.data_schema, dataset="owner"))
+    data_bytes = encode_dataset(owner_data)
+    spec = MarketSpec(
+        task_cid=str(platform.store.put(task.model_dump_json().encode())),
+        data_cid=str(platform.store.put(data_bytes)),
+        data_commitment=commit(data_bytes),
+        aggregator=aggregator.address,
+        aggregator_key="0x" + aggregator.public_box_key.hex(),
+        trainers=config.trainers,
+        rounds=config.rounds,
+        participation_reward_wei=config.participation_reward_wei,
+        aggregator_fee_wei=config.aggregator_fee_wei,
+        schedule=config.schedule,
+    )
+    if platform.settings.factory_address:
+        factory = FactoryClient(chain, platform.settings.factory_address)
+    else:
+        factory, _ = FactoryClient.deploy(chain, owner.account)
+    deposit = spec.max_payout()
+    market, created = factory.create_market(owner.account, spec, deposit)
+    gas: dict[str, list[int]] = {"createMarket": [created.gas_used]}
+    notify("created", {"market": market.address, "deposit": deposit})
+    logger.info("market %s created on %s with deposit %d wei", market.address, chain.description, deposit)
+
+    # ---- trainers: local data checks, registration
+    datasets = _partition(pool, config)
+    attacker_index = sorted(rng.choice(config.trainers, size=config.malicious, replace=False).tolist())
+    plan = dict(zip(attacker_index, default_attack_plan(config.malicious)))
+    for trainer, data in zip(trainers, datasets):
+        summary = check_local_data(trainer.address, data, task)
+        gas.setdefault("register", []).append(register(market.address, trainer.address, summary).gas_used)
+        notify("registered", {"trainer": trainer.address})
+
+    # ---- each round: trainers download the global model, train, seal, store, submit
+    def play_trainers(round: int) -> None:
+        global_model = decode_update(get_bytes(market.round_state(round).model_cid), task.model)
+        for index, (trainer, data) in enumerate(zip(trainers, datasets)):
+            local = train(trainer.address, round, global_model, data, task, seed=config.seed * 10_000 + round * 100 + index)
+            if index in plan:
+                local = ATTACKS.get(plan[index])(local, global_model, rng)
+            cid, commitment = seal_and_store(market.address, trainer.address, round, local, task)
+            gas.setdefault("submit", []).append(submit_update(market.address, trainer.address, round, cid, commitment).gas_used)
+
+    def round_done(report: RoundReport) -> None:
+        notify("round", report.model_dump())
+
+    reports, settlement = market_flow(market.address, aggregator.address, play_trainers, round_done)
+    gas["settle"] = [settlement.gas_used]
+    notify("settled", settlement.model_dump())
+
+    # ---- everyone withdraws; the contract must hold exactly what is still owed after each one
+    withdrawn = 0
+    for party in [*trainers, aggregator, owner]:
+        if market.owed(party.address) == 0:
+            continue
+        tx = withdraw(market.address, party.address)
+        (event,) = market.contract.events.Withdrawn().process_receipt(tx.receipt)
+        withdrawn += event["args"]["amount"]
+        gas.setdefault("withdraw", []).append(tx.gas_used)
+        if market.balance() != market.total_owed():
+            raise AssertionError(f"contract balance {market.balance()} != owed {market.total_owed()}")
+        notify("withdrawn", {"account": party.address})
+
+    return DemoReport(
+        market=market.address,
+        aggregator=aggregator.address,
+        chain=chain.description,
+        store=platform.store.name,
+        deposit=market.deposit(),
+        refund=settlement.refund_wei,
+        payouts={p.account: p.wei for p in settlement.payouts},
+        withdrawn_total=withdrawn,
+        contract_balance_after=market.balance(),
+        attackers=[trainers[i].address for i in attacker_index],
+        attacks={trainers[i].address: plan[i] for i in attacker_index},
+        rounds=reports,
+        final_accuracy=settlement.final_accuracy,
+        contributions=settlement.contributions,
+        gas={
+            "createMarket": gas["createMarket"][0],
+            "register": int(np.mean(gas["register"])),
+            "submit": int(np.mean(gas["submit"])),
+            "openRound": int(np.mean([r.gas_by_call["openRound"] for r in reports])),
+            "finalizeRound": int(np.mean([r.gas_by_call["finalizeRound"] for r in reports])),
+            "settle": gas["settle"][0],
+            "withdraw": int(np.mean(gas.get("withdraw", [0]))),
+        },
+        verifier=market.round_verifier(),
+    )

@@ -1,0 +1,27 @@
+"""What the aggregator carries from round to round within one market run."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from fedmarket.ml.data import Dataset
+from schemas.market import TaskSpec
+from schemas.rounds import RoundReport
+from tasks.contribution import RoundModels
+from tasks.outliers import History
+
+
+@dataclass
+class AggregatorState:
+    market: str
+    aggregator: str
+    spec: TaskSpec
+    validation: Dataset
+    test: Dataset
+    global_model: np.ndarray
+    split_seed: int
+    history: History = field(default_factory=History)
+    rounds: list[RoundModels] = field(default_factory=list)
+    reports: list[RoundReport] = field(default_factory=list)

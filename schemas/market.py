@@ -1,0 +1,134 @@
+"""What a project owner publishes: the task (stored by CID) and the market terms (on chain)."""
+
+from __future__ import annotations
+
+from enum import Enum
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+Hex32 = str  # 0x-prefixed 32-byte hex
+Address = str  # 0x-prefixed checksummed address
+ZERO_ADDRESS = "0x" + "00" * 20
+
+
+class ModelKind(str, Enum):
+    lr = "lr"
+    mlp = "mlp"
+
+
+class ModelConfig(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+    kind: ModelKind = ModelKind.lr
+    in_features: int = Field(64, gt=0)
+    classes: int = Field(10, gt=1)
+    hidden: int = Field(32, gt=0, description="hidden width of the MLP; unused by LR")
+
+
+class TrainingConfig(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+    local_epochs: int = Field(5, gt=0)
+    batch_size: int = Field(16, gt=0)
+    learning_rate: float = Field(1.0, gt=0)
+    weight_decay: float = Field(0.0, ge=0)
+
+
+class DataSchema(BaseModel):
+    """What training data must look like; checked with great-expectations by every party."""
+
+    model_config = ConfigDict(frozen=True)
+
+    feature_count: int = Field(64, gt=0)
+    feature_min: float = 0.0
+    feature_max: float = 16.0
+    labels: tuple[int, ...] = tuple(range(10))
+    min_rows: int = Field(10, gt=0)
+
+    @model_validator(mode="after")
+    def _range(self) -> DataSchema:
+        if self.feature_min >= self.feature_max:
+            raise ValueError("feature_min must be below feature_max")
+        return self
+
+
+class TaskSpec(BaseModel):
+    """The training task, stored in the content store; its CID is fixed on chain at creation."""
+
+    model_config = ConfigDict(frozen=True)
+
+    name: str = "digits"
+    model: ModelConfig = ModelConfig()
+    training: TrainingConfig = TrainingConfig()
+    data_schema: DataSchema = DataSchema()
+    detector: str = Field("two_stage_iterated", description="outlier rule, by registered name")
+    aggregator: str = Field("mean", description="aggregation rule, by registered name")
+    contribution: str = Field("rloo", description="contribution metric, by registered name")
+    validation_fraction: float = Field(0.5, gt=0, lt=1, description="share of the owner's data used for validation")
+    init_seed: int = 0
+
+
+class RewardSchedule(BaseModel):
+    """Accuracy-to-pool schedule: reaching `thresholds_bps[i]` makes `pools_wei[i]` the alpha of eq. (5)."""
+
+    model_config = ConfigDict(frozen=True)
+
+    thresholds_bps: tuple[int, ...]
+    pools_wei: tuple[int, ...]
+
+    @model_validator(mode="after")
+    def _consistent(self) -> RewardSchedule:
+        if len(self.thresholds_bps) != len(self.pools_wei):
+            raise ValueError("thresholds_bps and pools_wei must have the same length")
+        if list(self.thresholds_bps) != sorted(set(self.thresholds_bps)):
+            raise ValueError("thresholds_bps must be strictly ascending")
+        if any(not 0 <= t <= 10_000 for t in self.thresholds_bps):
+            raise ValueError("thresholds are basis points in [0, 10000]")
+        if any(p < 0 for p in self.pools_wei):
+            raise ValueError("pools must be non-negative")
+        return self
+
+    def pool_for(self, accuracy_bps: int) -> int:
+        pool = 0
+        for threshold, amount in zip(self.thresholds_bps, self.pools_wei):
+            if accuracy_bps >= threshold:
+                pool = amount
+        return pool
+
+
+class MarketSpec(BaseModel):
+    """The terms fixed on chain by `MarketFactory.createMarket`."""
+
+    model_config = ConfigDict(frozen=True)
+
+    task_cid: str
+    data_cid: str
+    data_commitment: Hex32
+    aggregator: Address
+    aggregator_key: Hex32 = Field(description="aggregator's X25519 public key")
+    trainers: int = Field(gt=0, le=256)
+    rounds: int = Field(gt=0)
+    registration_window_s: int = Field(86_400, gt=0)
+    round_duration_s: int = Field(3_600, gt=0)
+    aggregator_window_s: int = Field(3_600, gt=0)
+    participation_reward_wei: int = Field(ge=0)
+    aggregator_fee_wei: int = Field(0, ge=0)
+    schedule: RewardSchedule
+    round_verifier: Address = ZERO_ADDRESS
+    settlement_verifier: Address = ZERO_ADDRESS
+
+    @field_validator("data_commitment", "aggregator_key")
+    @classmethod
+    def _hex32(cls, value: str) -> str:
+        if not (value.startswith("0x") and len(value) == 66):
+            raise ValueError("expected 0x-prefixed 32-byte hex")
+        bytes.fromhex(value[2:])
+        return value.lower()
+
+    def max_payout(self) -> int:
+        """The deposit must cover this: everyone benign every round, the largest pool, the fee."""
+        return (
+            self.trainers * self.rounds * self.participation_reward_wei
+            + max(self.schedule.pools_wei, default=0)
+            + self.aggregator_fee_wei
+        )

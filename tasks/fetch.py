@@ -1,0 +1,46 @@
+"""Fetch step: read the round's submissions from chain, fetch each ciphertext by CID (bytes are
+checked against the CID), open it with the aggregator's key and the trainer's registered key, and
+check it against the trainer's on-chain commitment. A trainer whose submission fails any step is
+recorded with the reason and left out; the round goes on."""
+
+from __future__ import annotations
+
+from pydantic import BaseModel
+
+from fedmarket.commitments import commit
+from fedmarket.crypto import SealContext, open_sealed
+from fedmarket.errors import CryptoError, ProtocolError, StoreError
+from fedmarket.runtime import current_platform
+from tasks.common import io_task
+
+
+class OpenedSubmissions(BaseModel):
+    round: int
+    plaintexts: dict[str, bytes]  # trainer -> opened update bytes
+    indices: dict[str, int]
+    rejected: dict[str, str]
+
+
+@io_task(task_run_name="fetch-submissions-r{round}")
+def fetch_submissions(market_address: str, aggregator: str, round: int) -> OpenedSubmissions:
+    platform = current_platform()
+    market = platform.market(market_address)
+    box_key = platform.party(aggregator).box_key
+    plaintexts: dict[str, bytes] = {}
+    indices: dict[str, int] = {}
+    rejected: dict[str, str] = {}
+    for sub in market.submissions(round):
+        context = SealContext(platform.chain.chain_id, market.address, round, sub.trainer)
+        try:
+            envelope = platform.store.get(sub.cid)
+            plaintext = open_sealed(
+                envelope, recipient=box_key, sender=market.encryption_key(sub.trainer), context=context
+            )
+            if commit(plaintext) != sub.commitment:
+                raise ProtocolError(f"opened update does not match the commitment {sub.commitment} on chain")
+        except (StoreError, CryptoError, ProtocolError) as exc:
+            rejected[sub.trainer] = f"{type(exc).__name__}: {exc}"
+            continue
+        plaintexts[sub.trainer] = plaintext
+        indices[sub.trainer] = sub.index
+    return OpenedSubmissions(round=round, plaintexts=plaintexts, indices=indices, rejected=rejected)

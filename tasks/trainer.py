@@ -1,0 +1,59 @@
+"""A trainer's steps: check its local data against the task's expectations, register, and each
+round train on private data, seal the local model to the aggregator, store it and submit its CID
+with a commitment. The private data never leaves this process: only the sealed model does."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from fedmarket.commitments import commit
+from fedmarket.crypto import SealContext, seal
+from fedmarket.datacheck import check_dataset, require_valid
+from fedmarket.ml.data import Dataset
+from fedmarket.ml.training import train_local
+from fedmarket.ml.updates import encode_update
+from fedmarket.runtime import current_platform
+from schemas.market import TaskSpec
+from schemas.trainer import DataValidationSummary, Registration
+from tasks.common import compute_task, io_task
+
+
+@compute_task(task_run_name="check-local-data-{trainer}")
+def check_local_data(trainer: str, data: Dataset, spec: TaskSpec) -> DataValidationSummary:
+    summary = check_dataset(data.features, data.labels, spec.data_schema, dataset=f"trainer-{trainer}")
+    require_valid(summary)
+    return summary
+
+
+@io_task(task_run_name="register-{trainer}")
+def register(market: str, trainer: str, summary: DataValidationSummary) -> Registration:
+    platform = current_platform()
+    party = platform.party(trainer)
+    summary_cid = str(platform.store.put(summary.model_dump_json().encode()))
+    m = platform.market(market)
+    result = m.register(party.account, party.public_box_key, summary_cid)
+    return Registration(
+        trainer=trainer,
+        index=m.trainers().index(trainer),
+        encryption_key="0x" + party.public_box_key.hex(),
+        validation_cid=summary_cid,
+        gas_used=result.gas_used,
+        tx_hash=result.tx_hash,
+    )
+
+
+@compute_task(task_run_name="train-r{round}-{trainer}")
+def train(trainer: str, round: int, global_model: np.ndarray, data: Dataset, spec: TaskSpec, seed: int) -> np.ndarray:
+    return train_local(global_model, data, spec.model, spec.training, seed=seed)
+
+
+@io_task(task_run_name="seal-and-store-r{round}-{trainer}")
+def seal_and_store(market: str, trainer: str, round: int, local_model: np.ndarray, spec: TaskSpec) -> tuple[str, str]:
+    """Returns (CID of the sealed update, commitment to the plaintext update)."""
+    platform = current_platform()
+    party = platform.party(trainer)
+    m = platform.market(market)
+    plaintext = encode_update(local_model, spec.model)
+    context = SealContext(platform.chain.chain_id, m.address, round, trainer)
+    envelope = seal(plaintext, sender=party.box_key, recipient=m.aggregator_key(), context=context)
+    return str(platform.store.put(envelope)), commit(plaintext)

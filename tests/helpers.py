@@ -1,0 +1,71 @@
+"""Small builders shared by the tests: parties and a market straight through the bindings."""
+
+from __future__ import annotations
+
+from eth_utils import keccak
+
+from fedmarket.chain import FactoryClient, MarketClient, account_from_key
+from fedmarket.crypto import private_key_from_bytes
+from fedmarket.runtime import Party, Platform
+from schemas.market import MarketSpec, RewardSchedule
+
+ETHER = 10**18
+
+
+def party(platform: Platform, role: str, index: int = 0) -> Party:
+    material = f"test/{role}/{index}".encode()
+    p = Party(role, account_from_key(keccak(material + b"/eth")), private_key_from_bytes(keccak(material + b"/x")))
+    platform.chain.fund(p.address, 10 * ETHER)
+    return platform.add(p)
+
+
+def small_spec(platform: Platform, aggregator: Party, *, trainers: int = 3, rounds: int = 2, **overrides) -> MarketSpec:
+    task_cid = str(platform.store.put(b'{"task": "test"}'))
+    data_cid = str(platform.store.put(b"owner data"))
+    fields = dict(
+        task_cid=task_cid,
+        data_cid=data_cid,
+        data_commitment="0x" + "11" * 32,
+        aggregator=aggregator.address,
+        aggregator_key="0x" + aggregator.public_box_key.hex(),
+        trainers=trainers,
+        rounds=rounds,
+        participation_reward_wei=10**15,
+        aggregator_fee_wei=10**16,
+        schedule=RewardSchedule(thresholds_bps=(5000, 9000), pools_wei=(10**17, 10**18)),
+    )
+    fields.update(overrides)
+    return MarketSpec(**fields)
+
+
+def create_market(platform: Platform, *, trainers: int = 3, rounds: int = 2, register: bool = True, **overrides):
+    owner = party(platform, "owner")
+    aggregator = party(platform, "aggregator")
+    members = [party(platform, "trainer", i) for i in range(trainers)]
+    spec = small_spec(platform, aggregator, trainers=trainers, rounds=rounds, **overrides)
+    factory, _ = FactoryClient.deploy(platform.chain, owner.account)
+    market, _ = factory.create_market(owner.account, spec, spec.max_payout())
+    if register:
+        summary = str(platform.store.put(b'{"summary": "ok"}'))
+        for t in members:
+            market.register(t.account, t.public_box_key, summary)
+    return market, owner, aggregator, members, spec
+
+
+def cid_of(platform: Platform, data: bytes) -> str:
+    return str(platform.store.put(data))
+
+
+def snapshot(market: MarketClient) -> dict:
+    """Everything a failed call must leave unchanged."""
+    rounds = {r: market.round_state(r) for r in range(0, market.current_round() + 1)}
+    accounts = [market.owner(), market.aggregator(), *market.trainers()]
+    return {
+        "phase": market.phase(),
+        "round": market.current_round(),
+        "trainers": market.trainers(),
+        "rounds": rounds,
+        "owed": {a: market.owed(a) for a in accounts},
+        "balance": market.balance(),
+        "total_owed": market.total_owed(),
+    }

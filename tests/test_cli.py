@@ -1,0 +1,35 @@
+"""`fedmarket demo --json` end to end in a subprocess, as a user runs it."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+from fedmarket.settings import REPO_ROOT
+
+
+def test_demo_json(tmp_path):
+    env = {**os.environ, "FEDMARKET_STORE_DIR": str(tmp_path / "blocks")}
+    cli = Path(sys.executable).parent / "fedmarket"
+    proc = subprocess.run(
+        [str(cli), "demo", "--trainers", "4", "--malicious", "1", "--rounds", "2", "--seed", "3", "--json"],
+        cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=600,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    out = json.loads(proc.stdout)
+    for key in ("deposit", "refund", "payouts", "withdrawn_total", "attackers", "rounds", "final_accuracy", "contributions"):
+        assert key in out
+    assert len(out["rounds"]) == 2
+    for r in out["rounds"]:
+        assert {"round", "accuracy", "flagged", "aggregate_cid", "gas_used", "verifier"} <= set(r)
+        assert r["verifier"] is None
+    assert sum(out["payouts"].values()) + out["refund"] == out["deposit"] == out["withdrawn_total"]
+
+
+def test_bad_option_is_a_clear_error():
+    cli = Path(sys.executable).parent / "fedmarket"
+    proc = subprocess.run([str(cli), "demo", "--trainers", "4", "--malicious", "2"], capture_output=True, text=True)
+    assert proc.returncode == 2 and "honest majority" in proc.stderr

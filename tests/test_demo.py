@@ -1,0 +1,94 @@
+"""The whole market on embedded defaults: the acceptance properties of the foundation issue."""
+
+from __future__ import annotations
+
+import pytest
+
+from fedmarket.runtime import use_platform
+from fedmarket.store import cid_for, parse_cid
+from flows.demo import DemoConfig, demo_flow
+from tests.conftest import make_platform
+
+
+@pytest.fixture(scope="module")
+def demo(tmp_path_factory):
+    platform = make_platform(tmp_path_factory.mktemp("demo"))
+    with use_platform(platform):
+        report = demo_flow(DemoConfig())
+    return platform, report
+
+
+def test_final_accuracy_on_held_out_digits(demo):
+    _, report = demo
+    assert report.final_accuracy >= 0.92
+
+
+def test_every_attacker_flagged_every_round(demo):
+    _, report = demo
+    assert len(report.attackers) == 3
+    assert sorted(report.attacks.values()) == ["noise", "scale", "sign_flip"]
+    for r in report.rounds:
+        assert set(report.attackers) <= set(r.flagged), f"round {r.round}: {r.flag_reasons}"
+
+
+def test_no_honest_trainer_flagged_in_more_than_one_round(demo):
+    platform, report = demo
+    honest = [t for t in platform.market(report.market).trainers() if t not in report.attackers]
+    for trainer in honest:
+        assert sum(trainer in r.flagged for r in report.rounds) <= 1, trainer
+
+
+def test_money_is_conserved_and_fully_withdrawn(demo):
+    platform, report = demo
+    market = platform.market(report.market)
+    assert report.deposit == market.deposit() == sum(report.payouts.values()) + report.refund
+    assert report.withdrawn_total == report.deposit
+    assert market.balance() == 0 and market.total_owed() == 0
+    assert all(market.owed(a) == 0 for a in report.payouts)
+
+
+def test_attackers_earn_nothing_honest_trainers_earn(demo):
+    _, report = demo
+    for attacker in report.attackers:
+        assert report.payouts[attacker] == 0
+    honest = [a for a in report.payouts if a not in report.attackers and a != report.aggregator]
+    assert all(report.payouts[a] > 0 for a in honest)
+
+
+def test_payouts_follow_equation_5(demo):
+    platform, report = demo
+    market = platform.market(report.market)
+    pool = market.chain.call(market.contract.functions.rewardPoolFor(int(report.final_accuracy * 10_000)))
+    r_p = market.chain.call(market.contract.functions.participationReward())
+    contributions = dict(zip(market.trainers(), report_onchain(platform, report)))
+    positive = sum(max(0, c) for c in contributions.values())
+    for trainer, c in contributions.items():
+        expected = market.benign_rounds(trainer) * r_p + (pool * max(0, c) // positive if c > 0 else 0)
+        assert report.payouts[trainer] == expected
+
+
+def report_onchain(platform, report):
+    from tasks.contribute import ONCHAIN_SCALE
+
+    market = platform.market(report.market)
+    return [int(round(report.contributions.get(t, 0.0) * ONCHAIN_SCALE)) for t in market.trainers()]
+
+
+def test_every_cid_on_chain_resolves_to_its_bytes(demo):
+    platform, report = demo
+    market = platform.market(report.market)
+    cids = [market.spec_cid(), market.data_cid()]
+    for r in range(1, market.round_count() + 1):
+        state = market.round_state(r)
+        cids += [state.model_cid, state.aggregate_cid]
+        cids += [s.cid for s in market.submissions(r)]
+    assert len(cids) == 2 + 5 * (2 + 8)
+    for cid in cids:
+        assert cid_for(platform.store.get(cid)) == parse_cid(cid)
+    assert [r.aggregate_cid for r in report.rounds] == [market.round_state(r).aggregate_cid for r in range(1, 6)]
+
+
+def test_report_says_rounds_are_not_proven(demo):
+    _, report = demo
+    assert report.verifier is None
+    assert all(r.verifier is None and r.verified is False for r in report.rounds)

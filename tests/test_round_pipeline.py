@@ -1,0 +1,62 @@
+"""The aggregator's fetch and validate steps on bad submissions: each bad trainer is named with
+the reason, the good updates still come through, and nothing on chain or in the store changes."""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+from safetensors.torch import save
+
+from fedmarket.commitments import commit
+from fedmarket.crypto import SealContext, seal
+from fedmarket.ml.models import parameter_count
+from fedmarket.ml.updates import encode_update
+from schemas.market import ModelConfig
+from tasks.fetch import fetch_submissions
+from tasks.validate import validate_updates
+from tests.helpers import create_market, snapshot
+
+MODEL = ModelConfig()
+
+
+def sealed_for(platform, market, trainer, round, plaintext):
+    context = SealContext(platform.chain.chain_id, market.address, round, trainer.address)
+    return seal(plaintext, sender=trainer.box_key, recipient=market.aggregator_key(), context=context)
+
+
+def test_bad_submissions_are_rejected_by_name(platform):
+    market, _, aggregator, members, _ = create_market(platform, trainers=6, rounds=2)
+    market.open_round(aggregator.account, str(platform.store.put(b"global")), "0x" + "00" * 32)
+    good = encode_update(np.zeros(parameter_count(MODEL)), MODEL)
+    nan_weight = torch.zeros(10, 64)
+    nan_weight[0, 0] = float("nan")
+    nan_update = save({"0.weight": nan_weight, "0.bias": torch.zeros(10)})
+    wrong_shape = save({"0.weight": torch.zeros(10, 32), "0.bias": torch.zeros(10)})
+
+    plan = {
+        0: ("ok", sealed_for(platform, market, members[0], 1, good), commit(good)),
+        1: ("moved", sealed_for(platform, market, members[1], 2, good), commit(good)),  # sealed for round 2
+        2: ("nan", sealed_for(platform, market, members[2], 1, nan_update), commit(nan_update)),
+        3: ("shape", sealed_for(platform, market, members[3], 1, wrong_shape), commit(wrong_shape)),
+        4: ("commitment", sealed_for(platform, market, members[4], 1, good), "0x" + "ab" * 32),
+        5: ("tampered", sealed_for(platform, market, members[5], 1, good), commit(good)),
+    }
+    for i, (_, envelope, commitment) in plan.items():
+        cid = platform.store.put(envelope)
+        market.submit(members[i].account, 1, str(cid), commitment)
+        if plan[i][0] == "tampered":
+            platform.store.path_of(cid).write_bytes(envelope[:-1] + bytes([envelope[-1] ^ 1]))
+
+    before = snapshot(market)
+    opened = fetch_submissions.fn(market.address, aggregator.address, 1)
+    models = validate_updates.fn(opened, MODEL, parameter_count(MODEL))
+    assert snapshot(market) == before
+
+    assert models.trainers == [members[0].address]
+    assert models.matrix.shape == (1, parameter_count(MODEL))
+    reasons = models.rejected
+    assert "DecryptionError" in reasons[members[1].address] and "round 1" in reasons[members[1].address]
+    assert "NonFiniteUpdateError" in reasons[members[2].address]
+    assert "MalformedUpdateError" in reasons[members[3].address] and "shape" in reasons[members[3].address]
+    assert "commitment" in reasons[members[4].address]
+    assert "CIDMismatchError" in reasons[members[5].address]
