@@ -22,9 +22,9 @@ def settlement_flow(state: AggregatorState) -> SettlementReport:
     accuracy_bps = int(final_accuracy * 10_000)
     report = assess_contributions(state.rounds, state.test, spec.model, spec.contribution, state.split_seed)
     trainers = market.trainers()
+    # only kept (benign) trainers have contributions; the contract refuses a positive share for
+    # a trainer never benign, so a wrong vector fails there rather than being clamped here
     onchain = to_onchain(report, trainers)
-    # a trainer never kept may not carry a positive share: the contract refuses it
-    onchain = [c if market.benign_rounds(t) > 0 else min(c, 0) for c, t in zip(onchain, trainers)]
     tx = settle(state.market, state.aggregator, accuracy_bps, onchain, b"")
 
     owner = market.owner()
