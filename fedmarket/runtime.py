@@ -9,7 +9,9 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 
+from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
+from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 from eth_account.signers.local import LocalAccount
 
 from fedmarket.chain import Chain, MarketClient
@@ -34,6 +36,12 @@ class Party:
     @property
     def public_box_key(self) -> bytes:
         return public_key_bytes(self.box_key)
+
+    def split_seed(self, market: str) -> bytes:
+        """This trainer's secret seed for `market`'s validation/test split: derived from its
+        account key (so a restarted trainer can still reveal it) and unguessable by others."""
+        info = b"fedmarket/split-seed/" + bytes.fromhex(market.removeprefix("0x").lower())
+        return HKDF(algorithm=hashes.SHA256(), length=32, salt=None, info=info).derive(bytes(self.account.key))
 
 
 @dataclass

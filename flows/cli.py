@@ -120,5 +120,57 @@ def _print_human(report, elapsed: float) -> None:
     out.print("gas: " + ", ".join(f"{k} {v:,}" for k, v in report.gas.items()))
 
 
+bench = typer.Typer(help="Benchmarks: each prints a table, or with --json one object {\"rows\": [...]}.", no_args_is_help=True)
+app.add_typer(bench, name="bench")
+
+
+def _int_list(value: str, option: str) -> list[int]:
+    try:
+        items = [int(v) for v in value.split(",") if v.strip()]
+    except ValueError:
+        items = []
+    if not items or any(v <= 0 for v in items):
+        err.print(f"[red]invalid {option}:[/red] expected comma-separated positive integers, got {value!r}")
+        raise typer.Exit(2)
+    return items
+
+
+@bench.command("gas")
+def bench_gas(
+    trainers: Annotated[str, typer.Option(help="comma-separated numbers of trainers L (at most 128)")] = "8,32,128",
+    params: Annotated[str, typer.Option(help="comma-separated model sizes (parameters, multiples of 10)")] = "650,100000",
+    as_json: Annotated[bool, typer.Option("--json", help="print {\"rows\": [{op, trainers, params, gas}, ...]}")] = False,
+) -> None:
+    """Gas per market operation (create, register, reveal, openRound, submit, finalizeRound
+    without a verifier, settle, withdraw) and per round in total, for each L and model size, on
+    the in-process EVM or the node named by FEDMARKET_CHAIN_RPC_URL. Updates are real: encoded,
+    sealed, stored and committed. Reads the FEDMARKET_* settings."""
+    from flows.bench_gas import round_gas_spread, run
+
+    sizes, models = _int_list(trainers, "--trainers"), _int_list(params, "--params")
+    if max(sizes) > 128:
+        err.print("[red]invalid --trainers:[/red] a market holds at most 128 trainers")
+        raise typer.Exit(2)
+    try:
+        rows = run(sizes, models)
+    except ValueError as exc:
+        err.print(f"[red]invalid options:[/red] {exc}")
+        raise typer.Exit(2) from None
+    spread = round_gas_spread(rows)
+    if as_json:
+        payload = {"rows": [r.model_dump(exclude={"target"}) for r in rows], "round_gas_spread": spread}
+        sys.stdout.write(json.dumps(payload) + "\n")
+        return
+    table = Table(title="gas per operation (submit and finalizeRound: worst case; others: mean)")
+    for col in ("op", "trainers", "params", "gas", "target", "ok"):
+        table.add_column(col, justify="right" if col in ("trainers", "params", "gas", "target") else "left")
+    for r in rows:
+        ok = {None: "", True: "yes", False: "[red]NO[/red]"}[r.within_target]
+        table.add_row(r.op, str(r.trainers), f"{r.params:,}", f"{r.gas:,}", f"{r.target:,}" if r.target else "", ok)
+    Console().print(table)
+    for n, s in spread.items():
+        Console().print(f"L={n}: per-round gas differs by {s:.4%} across model sizes (calldata bytes only)")
+
+
 if __name__ == "__main__":
     app()

@@ -31,7 +31,7 @@ from schemas.rounds import RoundReport
 from tasks.attacks import ATTACKS, default_attack_plan
 from tasks.chain_ops import submit_update, withdraw
 from tasks.store_ops import get_bytes
-from tasks.trainer import check_local_data, register, seal_and_store, train
+from tasks.trainer import check_local_data, register, reveal_seed, seal_and_store, train
 
 ETHER = 10**18
 Progress = Callable[[str, dict], None]
@@ -141,10 +141,13 @@ def demo_flow(config: DemoConfig | dict | None = None, progress: Progress | None
         summary = check_local_data(trainer.address, data, task)
         gas.setdefault("register", []).append(register(market.address, trainer.address, summary).gas_used)
         notify("registered", {"trainer": trainer.address})
+    for trainer in trainers:  # commit-reveal: every seed is committed before any is revealed
+        tx = reveal_seed(market.address, trainer.address)
+        gas.setdefault("reveal", []).append(tx.gas_used if tx else 0)
 
     # ---- each round: trainers download the global model, train, seal, store, submit
     def play_trainers(round: int) -> None:
-        global_model = decode_update(get_bytes(market.round_state(round).model_cid), task.model)
+        global_model = decode_update(get_bytes(market.model_cid(round)), task.model)
         for index, (trainer, data) in enumerate(zip(trainers, datasets)):
             local = train(trainer.address, round, global_model, data, task, seed=config.seed * 10_000 + round * 100 + index)
             if index in plan:
@@ -190,6 +193,7 @@ def demo_flow(config: DemoConfig | dict | None = None, progress: Progress | None
         gas={
             "createMarket": gas["createMarket"][0],
             "register": int(np.mean(gas["register"])),
+            "reveal": int(np.mean(gas["reveal"])),
             "submit": int(np.mean(gas["submit"])),
             "openRound": int(np.mean([r.gas_by_call["openRound"] for r in reports])),
             "finalizeRound": int(np.mean([r.gas_by_call["finalizeRound"] for r in reports])),

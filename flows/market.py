@@ -6,7 +6,6 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 
-from eth_utils import keccak
 from prefect import flow, get_run_logger
 from pydantic import TypeAdapter
 
@@ -22,24 +21,36 @@ from flows.state import AggregatorState
 from schemas.market import TaskSpec
 from schemas.rounds import RoundReport
 from schemas.settlement import SettlementReport
-from tasks.chain_ops import open_round
+from tasks.chain_ops import close_reveal, open_round
 from tasks.store_ops import get_bytes, put_bytes
 
 TrainerStep = Callable[[int], None]
 
 
-def split_seed(market: str, trainers: list[str]) -> int:
-    """Seed of the validation/test split, fixed by the registered trainers, not by the owner.
-    Interim rule until the contracts' commit-reveal of trainer seeds (sources/004, Remark 2)."""
-    material = bytes.fromhex(market[2:]) + b"".join(bytes.fromhex(t[2:]) for t in trainers)
-    return int.from_bytes(keccak(material)[:8], "big")
+def seed_int(seed: bytes) -> int:
+    """A 32-byte on-chain seed as the 64-bit integer numpy generators take."""
+    return int.from_bytes(seed[:8], "big")
+
+
+def wait_for_training(market_address: str, aggregator: str, *, poll_s: float = 2.0) -> None:
+    """Until the trainers' seeds are revealed; past the reveal deadline the aggregator closes the
+    reveal itself, so trainers who never reveal cannot hold the market up."""
+    market = current_platform().market(market_address)
+    while (phase := market.phase()) in ("Registration", "SeedReveal"):
+        if phase == "SeedReveal" and market.chain.now() > market.reveal_deadline():
+            close_reveal(market.address, aggregator)
+            continue
+        time.sleep(poll_s)
 
 
 def prepare(market_address: str, aggregator: str) -> AggregatorState:
+    """The split of the owner's data is drawn from the seed the trainers fixed on chain by
+    commit-reveal, so the owner cannot choose its test set (departure from sources/004, which
+    leaves the split to the owner; see contracts/README.md)."""
     market = current_platform().market(market_address)
     spec = TypeAdapter(TaskSpec).validate_json(get_bytes(market.spec_cid()))
     owner_data = decode_dataset(get_bytes(market.data_cid()))
-    seed = split_seed(market.address, market.trainers())
+    seed = seed_int(market.split_seed())
     validation, test = validation_test_split(owner_data, validation_fraction=spec.validation_fraction, seed=seed)
     return AggregatorState(
         market=market.address,
@@ -55,10 +66,9 @@ def prepare(market_address: str, aggregator: str) -> AggregatorState:
 def wait_for_submissions(market_address: str, round: int, *, poll_s: float = 2.0) -> None:
     """Until every trainer submitted or the round's deadline passed (chain time)."""
     market = current_platform().market(market_address)
-    full = (1 << len(market.trainers())) - 1
+    active = market.active_mask()
     while True:
-        state = market.round_state(round)
-        if state.submitted_mask == full or market.chain.now() > state.deadline:
+        if market.submitted_mask(round) == active or market.chain.now() > market.round_state(round).deadline:
             return
         time.sleep(poll_s)
 
@@ -71,6 +81,7 @@ def market_flow(
     """Run every round of the market, then settle. `trainer_step(round)` runs after a round opens;
     the demo uses it to play the trainers in this process, real trainers run their own."""
     logger = get_run_logger()
+    wait_for_training(market_address, aggregator)
     state = prepare(market_address, aggregator)
     market = current_platform().market(state.market)
     if market.phase() != "Training":

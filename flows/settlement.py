@@ -20,7 +20,10 @@ def settlement_flow(state: AggregatorState) -> SettlementReport:
     spec = state.spec
     final_accuracy = evaluate(state.global_model, state.test, spec.model)
     accuracy_bps = int(final_accuracy * 10_000)
-    report = assess_contributions(state.rounds, state.test, spec.model, spec.contribution, state.split_seed)
+    # the RLOO subsets come from a seed the contract fixes (split seed + final model), not from
+    # a seed the aggregator could pick
+    rloo_seed = int.from_bytes(market.rloo_seed()[:8], "big")
+    report = assess_contributions(state.rounds, state.test, spec.model, spec.contribution, rloo_seed)
     trainers = market.trainers()
     # only kept (benign) trainers have contributions; the contract refuses a positive share for
     # a trainer never benign, so a wrong vector fails there rather than being clamped here
@@ -35,7 +38,7 @@ def settlement_flow(state: AggregatorState) -> SettlementReport:
     return SettlementReport(
         final_accuracy=final_accuracy,
         accuracy_bps=accuracy_bps,
-        reward_pool_wei=int(market.chain.call(market.contract.functions.rewardPoolFor(accuracy_bps))),
+        reward_pool_wei=market.reward_pool_for(accuracy_bps),
         contributions=report.total,
         contributions_onchain=onchain,
         payouts=payouts,

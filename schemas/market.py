@@ -106,9 +106,10 @@ class MarketSpec(BaseModel):
     data_commitment: Hex32
     aggregator: Address
     aggregator_key: Hex32 = Field(description="aggregator's X25519 public key")
-    trainers: int = Field(gt=0, le=256)
+    trainers: int = Field(gt=0, le=128, description="L; at most 128, one bit each in the on-chain masks")
     rounds: int = Field(gt=0)
     registration_window_s: int = Field(86_400, gt=0)
+    reveal_window_s: int = Field(3_600, gt=0, description="time trainers have to reveal their split seeds")
     round_duration_s: int = Field(3_600, gt=0)
     aggregator_window_s: int = Field(3_600, gt=0)
     participation_reward_wei: int = Field(ge=0)

@@ -19,9 +19,13 @@ def _account(address: str):
 def open_round(market: str, aggregator: str, round: int, model_cid: str, model_commitment: str) -> TxResult:
     m = _market(market)
     if m.current_round() >= round:  # already open: a rerun must not send it twice
-        state = m.round_state(round)
-        return TxResult(tx_hash="", gas_used=0, block_number=0, receipt={"modelCid": state.model_cid})
+        return TxResult(tx_hash="", gas_used=0, block_number=0, receipt={"modelCid": m.model_cid(round)})
     return m.open_round(_account(aggregator), model_cid, model_commitment)
+
+
+@io_task(task_run_name="close-reveal")
+def close_reveal(market: str, caller: str) -> TxResult:
+    return _market(market).close_reveal(_account(caller))
 
 
 @io_task(task_run_name="submit-r{round}-{trainer}")

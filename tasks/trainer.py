@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from fedmarket.chain import TxResult
 from fedmarket.commitments import commit
 from fedmarket.crypto import SealContext, seal
 from fedmarket.datacheck import check_dataset, require_valid
@@ -31,7 +32,7 @@ def register(market: str, trainer: str, summary: DataValidationSummary) -> Regis
     party = platform.party(trainer)
     summary_cid = str(platform.store.put(summary.model_dump_json().encode()))
     m = platform.market(market)
-    result = m.register(party.account, party.public_box_key, summary_cid)
+    result = m.register(party.account, party.public_box_key, party.split_seed(m.address), summary_cid)
     return Registration(
         trainer=trainer,
         index=m.trainers().index(trainer),
@@ -40,6 +41,17 @@ def register(market: str, trainer: str, summary: DataValidationSummary) -> Regis
         gas_used=result.gas_used,
         tx_hash=result.tx_hash,
     )
+
+
+@io_task(task_run_name="reveal-seed-{trainer}")
+def reveal_seed(market: str, trainer: str) -> TxResult | None:
+    """Reveal the split seed committed at registration; a rerun after it landed sends nothing."""
+    platform = current_platform()
+    party = platform.party(trainer)
+    m = platform.market(market)
+    if m.is_active(trainer):
+        return None
+    return m.reveal(party.account, party.split_seed(m.address))
 
 
 @compute_task(task_run_name="train-r{round}-{trainer}")

@@ -27,3 +27,50 @@ def platform(tmp_path):
     p = make_platform(tmp_path)
     with use_platform(p):
         yield p
+
+
+@pytest.fixture(scope="session")
+def anvil_url(tmp_path_factory):
+    """A real node for the session: anvil from npm `@foundry-rs/anvil`, on a free loopback port."""
+    import socket
+    import subprocess
+    import time
+
+    from fedmarket.settings import REPO_ROOT
+
+    binary = REPO_ROOT / "node_modules" / ".bin" / "anvil"
+    if not binary.exists():
+        pytest.fail("node_modules/.bin/anvil is missing: run `make setup`")
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    log = (tmp_path_factory.mktemp("anvil") / "anvil.log").open("w")
+    proc = subprocess.Popen(
+        [str(binary), "--host", "127.0.0.1", "--port", str(port), "--hardfork", "cancun", "--code-size-limit", "24576"],
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 30
+    while True:
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=0.5):
+                break
+        except OSError:
+            if proc.poll() is not None or time.monotonic() > deadline:
+                proc.kill()
+                pytest.fail(f"anvil did not start (exit {proc.poll()}); see {log.name}")
+            time.sleep(0.1)
+    yield url
+    proc.terminate()
+    proc.wait(timeout=10)
+    log.close()
+
+
+@pytest.fixture(params=["in-process", "anvil"])
+def any_platform(request, tmp_path):
+    """The same test against the in-process EVM and against a real node."""
+    url = request.getfixturevalue("anvil_url") if request.param == "anvil" else None
+    p = Platform.from_settings(Settings(store_dir=tmp_path / "blocks", chain_rpc_url=url))
+    with use_platform(p):
+        yield p

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from eth_utils import keccak
 
-from fedmarket.chain import FactoryClient, MarketClient, account_from_key
+from fedmarket.chain import FactoryClient, MarketClient, MarketLedger, account_from_key
 from fedmarket.crypto import private_key_from_bytes
 from fedmarket.runtime import Party, Platform
 from schemas.market import MarketSpec, RewardSchedule
@@ -38,7 +38,10 @@ def small_spec(platform: Platform, aggregator: Party, *, trainers: int = 3, roun
     return MarketSpec(**fields)
 
 
-def create_market(platform: Platform, *, trainers: int = 3, rounds: int = 2, register: bool = True, **overrides):
+def create_market(
+    platform: Platform, *, trainers: int = 3, rounds: int = 2, register: bool = True, reveal: bool = True, **overrides
+):
+    """A market with `trainers` registered and (by default) their seeds revealed: in Training."""
     owner = party(platform, "owner")
     aggregator = party(platform, "aggregator")
     members = [party(platform, "trainer", i) for i in range(trainers)]
@@ -48,7 +51,10 @@ def create_market(platform: Platform, *, trainers: int = 3, rounds: int = 2, reg
     if register:
         summary = str(platform.store.put(b'{"summary": "ok"}'))
         for t in members:
-            market.register(t.account, t.public_box_key, summary)
+            market.register(t.account, t.public_box_key, t.split_seed(market.address), summary)
+        if reveal:
+            for t in members:
+                market.reveal(t.account, t.split_seed(market.address))
     return market, owner, aggregator, members, spec
 
 
@@ -58,7 +64,9 @@ def cid_of(platform: Platform, data: bytes) -> str:
 
 def snapshot(market: MarketClient) -> dict:
     """Everything a failed call must leave unchanged."""
-    rounds = {r: market.round_state(r) for r in range(0, market.current_round() + 1)}
+    rounds = {
+        r: (market.round_state(r), market.submitted_mask(r)) for r in range(0, market.current_round() + 1)
+    }
     accounts = [market.owner(), market.aggregator(), *market.trainers()]
     return {
         "phase": market.phase(),
@@ -69,3 +77,28 @@ def snapshot(market: MarketClient) -> dict:
         "balance": market.balance(),
         "total_owed": market.total_owed(),
     }
+
+
+def assert_ledger_matches(market: MarketClient) -> MarketLedger:
+    """The market rebuilt from its events alone equals what the contract's views say."""
+    ledger = MarketLedger.rebuild(market)
+    assert ledger.phase == market.phase()
+    assert ledger.trainers == market.trainers()
+    assert ledger.owner == market.owner() and ledger.deposit == market.deposit()
+    assert ledger.current_round == market.current_round()
+    if ledger.split_seed is not None:
+        assert ledger.split_seed == "0x" + market.split_seed().hex()
+        assert ledger.active_mask == market.active_mask()
+    for r, entry in ledger.rounds.items():
+        state = market.round_state(r)
+        assert (entry.finalized, entry.verified, entry.benign_mask) == (state.finalized, state.verified, state.benign_mask)
+        assert sum(1 << market.trainers().index(t) for t in entry.submissions) == market.submitted_mask(r)
+        for trainer, (_, commitment) in entry.submissions.items():
+            assert commitment == market.commitment_of(r, market.trainers().index(trainer))
+    for index in range(len(ledger.trainers)):
+        assert ledger.benign_rounds(index) == market.benign_rounds(index)
+    for account in {market.owner(), market.aggregator(), *market.trainers()}:
+        assert ledger.owed(account) == market.owed(account), account
+    assert ledger.total_owed() == market.total_owed()
+    assert ledger.undistributed() == market.undistributed()
+    return ledger

@@ -33,3 +33,30 @@ def test_bad_option_is_a_clear_error():
     cli = Path(sys.executable).parent / "fedmarket"
     proc = subprocess.run([str(cli), "demo", "--trainers", "4", "--malicious", "2"], capture_output=True, text=True)
     assert proc.returncode == 2 and "honest majority" in proc.stderr
+
+
+def test_bench_gas_json(tmp_path):
+    cli = Path(sys.executable).parent / "fedmarket"
+    proc = subprocess.run(
+        [str(cli), "bench", "gas", "--trainers", "3", "--params", "650,2000", "--json"],
+        cwd=REPO_ROOT, capture_output=True, text=True, timeout=600,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    out = json.loads(proc.stdout)
+    rows = out["rows"]
+    assert all(set(r) == {"op", "trainers", "params", "gas"} for r in rows)
+    ops = {r["op"] for r in rows}
+    assert {"createMarket", "register", "reveal", "submit", "finalizeRound", "settle", "withdraw", "round_total"} <= ops
+    assert {r["params"] for r in rows} == {650, 2000}
+    # only commitments and CIDs reach the chain: the model size changes calldata bytes at most
+    assert out["round_gas_spread"]["3"] < 0.001
+    submit = [r["gas"] for r in rows if r["op"] == "submit"]
+    assert all(21_000 < g < 100_000 for g in submit)
+
+
+def test_bench_gas_rejects_bad_sizes():
+    cli = Path(sys.executable).parent / "fedmarket"
+    proc = subprocess.run([str(cli), "bench", "gas", "--trainers", "200"], capture_output=True, text=True)
+    assert proc.returncode == 2 and "at most 128" in proc.stderr
+    proc = subprocess.run([str(cli), "bench", "gas", "--params", "655"], capture_output=True, text=True)
+    assert proc.returncode == 2 and "multiple of 10" in proc.stderr

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import pytest
 
+from fedmarket.chain import MarketLedger
 from fedmarket.runtime import use_platform
 from fedmarket.store import cid_for, parse_cid
 from flows.demo import DemoConfig, demo_flow
 from tests.conftest import make_platform
+from tests.helpers import assert_ledger_matches
 
 
 @pytest.fixture(scope="module")
@@ -58,12 +60,12 @@ def test_attackers_earn_nothing_honest_trainers_earn(demo):
 def test_payouts_follow_equation_5(demo):
     platform, report = demo
     market = platform.market(report.market)
-    pool = market.chain.call(market.contract.functions.rewardPoolFor(int(report.final_accuracy * 10_000)))
+    pool = market.reward_pool_for(int(report.final_accuracy * 10_000))
     r_p = market.chain.call(market.contract.functions.participationReward())
     contributions = dict(zip(market.trainers(), report_onchain(platform, report)))
     positive = sum(max(0, c) for c in contributions.values())
-    for trainer, c in contributions.items():
-        expected = market.benign_rounds(trainer) * r_p + (pool * max(0, c) // positive if c > 0 else 0)
+    for index, (trainer, c) in enumerate(contributions.items()):
+        expected = market.benign_rounds(index) * r_p + (pool * max(0, c) // positive if c > 0 else 0)
         assert report.payouts[trainer] == expected
 
 
@@ -78,14 +80,15 @@ def test_every_cid_on_chain_resolves_to_its_bytes(demo):
     platform, report = demo
     market = platform.market(report.market)
     cids = [market.spec_cid(), market.data_cid()]
+    ledger = MarketLedger.rebuild(market)  # CIDs live in events
     for r in range(1, market.round_count() + 1):
-        state = market.round_state(r)
-        cids += [state.model_cid, state.aggregate_cid]
+        cids += [ledger.rounds[r].model_cid, ledger.rounds[r].aggregate_cid]
         cids += [s.cid for s in market.submissions(r)]
     assert len(cids) == 2 + 5 * (2 + 8)
     for cid in cids:
         assert cid_for(platform.store.get(cid)) == parse_cid(cid)
-    assert [r.aggregate_cid for r in report.rounds] == [market.round_state(r).aggregate_cid for r in range(1, 6)]
+    assert [r.aggregate_cid for r in report.rounds] == [ledger.rounds[r].aggregate_cid for r in range(1, 6)]
+    assert_ledger_matches(market)
 
 
 def test_report_says_rounds_are_not_proven(demo):

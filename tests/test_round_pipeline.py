@@ -26,7 +26,7 @@ def sealed_for(platform, market, trainer, round, plaintext):
 
 def test_bad_submissions_are_rejected_by_name(platform):
     market, _, aggregator, members, _ = create_market(platform, trainers=6, rounds=2)
-    market.open_round(aggregator.account, str(platform.store.put(b"global")), "0x" + "00" * 32)
+    market.open_round(aggregator.account, str(platform.store.put(b"global")), commit(b"global"))
     good = encode_update(np.zeros(parameter_count(MODEL)), MODEL)
     nan_weight = torch.zeros(10, 64)
     nan_weight[0, 0] = float("nan")
@@ -38,7 +38,7 @@ def test_bad_submissions_are_rejected_by_name(platform):
         1: ("moved", sealed_for(platform, market, members[1], 2, good), commit(good)),  # sealed for round 2
         2: ("nan", sealed_for(platform, market, members[2], 1, nan_update), commit(nan_update)),
         3: ("shape", sealed_for(platform, market, members[3], 1, wrong_shape), commit(wrong_shape)),
-        4: ("commitment", sealed_for(platform, market, members[4], 1, good), "0x" + "ab" * 32),
+        4: ("commitment", sealed_for(platform, market, members[4], 1, good), "0x" + "0b" * 32),
         5: ("tampered", sealed_for(platform, market, members[5], 1, good), commit(good)),
     }
     for i, (_, envelope, commitment) in plan.items():

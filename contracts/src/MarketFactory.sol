@@ -22,11 +22,12 @@ contract MarketFactory {
     /// @notice Deploy a market and escrow `msg.value` in it; the caller becomes its owner.
     function createMarket(DataMarket.Spec calldata spec) external payable returns (address market) {
         market = Clones.clone(implementation);
-        DataMarket(market).initialize{value: msg.value}(msg.sender, spec);
+        // Record first, then initialize (our own code): a failed initialization reverts it all.
         _markets.push(market);
         isMarket[market] = true;
         _marketsByOwner[msg.sender].push(market);
         emit MarketCreated(market, msg.sender, spec.aggregator, msg.value);
+        DataMarket(market).initialize{value: msg.value}(msg.sender, spec);
     }
 
     function markets() external view returns (address[] memory) {

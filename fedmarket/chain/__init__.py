@@ -1,6 +1,16 @@
 """Chain adapter (in-process EVM or JSON-RPC node) and contract bindings."""
 
 from fedmarket.chain.adapter import Chain, TxResult, account_from_key
-from fedmarket.chain.market import FactoryClient, MarketClient, RoundState
+from fedmarket.chain.events import MarketLedger
+from fedmarket.chain.market import FactoryClient, MarketClient, RoundState, seed_commitment
 
-__all__ = ["Chain", "FactoryClient", "MarketClient", "RoundState", "TxResult", "account_from_key"]
+__all__ = [
+    "Chain",
+    "FactoryClient",
+    "MarketClient",
+    "MarketLedger",
+    "RoundState",
+    "TxResult",
+    "account_from_key",
+    "seed_commitment",
+]

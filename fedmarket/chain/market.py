@@ -4,16 +4,21 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from eth_abi import encode as abi_encode
 from eth_account.signers.local import LocalAccount
+from eth_utils import keccak
 from web3 import Web3
 from web3.logs import DISCARD as _DISCARD
 
 from fedmarket.chain.adapter import Chain, TxResult
+from fedmarket.errors import ProtocolError
 from fedmarket.store.cid import cid_from_digest, digest_of
 from schemas.market import MarketSpec
 from schemas.rounds import Submission
 
-PHASES = ("Registration", "Training", "Settlement", "Settled", "Cancelled", "Aborted")
+PHASES = ("Registration", "SeedReveal", "Training", "Settlement", "Settled", "Cancelled", "Aborted")
+FINAL_PHASES = ("Settled", "Cancelled", "Aborted")
+SETTLEMENT_STEP = 2**32 - 1  # `domain(type(uint32).max)`: the settlement proof's domain
 
 
 def hex32(value: bytes) -> str:
@@ -27,18 +32,23 @@ def b32(value: str | bytes) -> bytes:
     return raw
 
 
+def seed_commitment(chain_id: int, market: str, trainer: str, seed: bytes) -> bytes:
+    """What `DataMarket.seedCommitmentFor` returns; computed locally so the seed never leaves
+    the trainer before it is revealed."""
+    encoded = abi_encode(
+        ["uint256", "address", "address", "bytes32"],
+        [chain_id, Web3.to_checksum_address(market), Web3.to_checksum_address(trainer), seed],
+    )
+    return keccak(encoded)
+
+
 @dataclass(frozen=True)
 class RoundState:
     round: int
-    model_cid: str
-    model_commitment: str
-    deadline: int
+    deadline: int  # zero: not opened
     finalized: bool
     verified: bool
-    submitted_mask: int
     benign_mask: int
-    aggregate_cid: str | None
-    aggregate_commitment: str
 
 
 class FactoryClient:
@@ -63,6 +73,7 @@ class FactoryClient:
             spec.trainers,
             spec.rounds,
             deadline,
+            spec.reveal_window_s,
             spec.round_duration_s,
             spec.aggregator_window_s,
             spec.participation_reward_wei,
@@ -76,6 +87,12 @@ class FactoryClient:
         (event,) = self.contract.events.MarketCreated().process_receipt(result.receipt, errors=_DISCARD)
         return MarketClient(self.chain, event["args"]["market"]), result
 
+    def implementation(self) -> str:
+        return self.chain.call(self.contract.functions.implementation())
+
+    def is_market(self, address: str) -> bool:
+        return bool(self.chain.call(self.contract.functions.isMarket(Web3.to_checksum_address(address))))
+
     def markets_of(self, owner: str) -> list[str]:
         return list(self.chain.call(self.contract.functions.marketsOf(Web3.to_checksum_address(owner))))
 
@@ -88,8 +105,16 @@ class MarketClient:
         self._f = self.contract.functions
 
     # ------------------------------------------------------------ transactions
-    def register(self, account: LocalAccount, encryption_key: bytes, summary_cid: str) -> TxResult:
-        return self.chain.transact(account, self._f.register(b32(encryption_key), digest_of(summary_cid)))
+    def register(self, account: LocalAccount, encryption_key: bytes, seed: bytes, summary_cid: str) -> TxResult:
+        """Register with a commitment to `seed`, which the trainer keeps secret until `reveal`."""
+        commitment = seed_commitment(self.chain.chain_id, self.address, account.address, seed)
+        return self.chain.transact(account, self._f.register(b32(encryption_key), commitment, digest_of(summary_cid)))
+
+    def reveal(self, account: LocalAccount, seed: bytes) -> TxResult:
+        return self.chain.transact(account, self._f.reveal(b32(seed)))
+
+    def close_reveal(self, account: LocalAccount) -> TxResult:
+        return self.chain.transact(account, self._f.closeReveal())
 
     def open_round(self, account: LocalAccount, model_cid: str, model_commitment: str) -> TxResult:
         return self.chain.transact(account, self._f.openRound(digest_of(model_cid), b32(model_commitment)))
@@ -116,88 +141,143 @@ class MarketClient:
         return self.chain.transact(account, self._f.withdraw())
 
     # ------------------------------------------------------------ reads
+    def _read(self, name: str, *args):
+        return self.chain.call(getattr(self._f, name)(*args))
+
     def phase(self) -> str:
-        return PHASES[self.chain.call(self._f.phase())]
+        return PHASES[self._read("phase")]
 
     def current_round(self) -> int:
-        return int(self.chain.call(self._f.currentRound()))
+        return int(self._read("currentRound"))
 
     def trainers(self) -> list[str]:
-        return list(self.chain.call(self._f.trainers()))
+        return list(self._read("trainers"))
+
+    def active_mask(self) -> int:
+        return int(self._read("activeMask"))
+
+    def active_trainers(self) -> list[str]:
+        mask = self.active_mask()
+        return [t for i, t in enumerate(self.trainers()) if mask >> i & 1]
+
+    def is_active(self, trainer: str) -> bool:
+        return bool(self._read("isActive", Web3.to_checksum_address(trainer)))
 
     def encryption_key(self, trainer: str) -> bytes:
-        return bytes(self.chain.call(self._f.encryptionKeyOf(Web3.to_checksum_address(trainer))))
+        return bytes(self._read("encryptionKeyOf", Web3.to_checksum_address(trainer)))
 
     def spec_cid(self) -> str:
-        return str(cid_from_digest(bytes(self.chain.call(self._f.specCid()))))
+        return str(cid_from_digest(bytes(self._read("specCid"))))
 
     def data_cid(self) -> str:
-        return str(cid_from_digest(bytes(self.chain.call(self._f.dataCid()))))
+        return str(cid_from_digest(bytes(self._read("dataCid"))))
 
     def round_count(self) -> int:
-        return int(self.chain.call(self._f.roundCount()))
+        return int(self._read("roundCount"))
+
+    def trainer_count(self) -> int:
+        return int(self._read("trainerCount"))
 
     def aggregator(self) -> str:
-        return self.chain.call(self._f.aggregator())
+        return self._read("aggregator")
 
     def aggregator_key(self) -> bytes:
-        return bytes(self.chain.call(self._f.aggregatorKey()))
+        return bytes(self._read("aggregatorKey"))
+
+    def aggregator_deadline(self) -> int:
+        return int(self._read("aggregatorDeadline"))
+
+    def reveal_deadline(self) -> int:
+        return int(self._read("revealDeadline"))
+
+    def registration_deadline(self) -> int:
+        return int(self._read("registrationDeadline"))
 
     def owner(self) -> str:
-        return self.chain.call(self._f.owner())
+        return self._read("owner")
 
     def deposit(self) -> int:
-        return int(self.chain.call(self._f.deposit()))
+        return int(self._read("deposit"))
 
     def owed(self, account: str) -> int:
-        return int(self.chain.call(self._f.owed(Web3.to_checksum_address(account))))
+        return int(self._read("owed", Web3.to_checksum_address(account)))
 
     def total_owed(self) -> int:
-        return int(self.chain.call(self._f.totalOwed()))
+        return int(self._read("totalOwed"))
 
-    def benign_rounds(self, trainer: str) -> int:
-        return int(self.chain.call(self._f.benignRoundsOf(Web3.to_checksum_address(trainer))))
+    def undistributed(self) -> int:
+        return int(self._read("undistributed"))
+
+    def benign_rounds(self, index: int) -> int:
+        return int(self._read("benignRounds", index))
+
+    def split_seed(self) -> bytes:
+        """The seed of the owner's validation/test split, fixed by the trainers' revealed seeds."""
+        seed = bytes(self._read("splitSeed"))
+        if not any(seed):
+            raise ProtocolError(f"market {self.address} has no split seed yet (phase {self.phase()})")
+        return seed
+
+    def rloo_seed(self) -> bytes:
+        return bytes(self._read("rlooSeed"))
+
+    def model_commitment(self) -> str:
+        return hex32(self._read("modelCommitment"))
+
+    def reward_pool_for(self, accuracy_bps: int) -> int:
+        return int(self._read("rewardPoolFor", accuracy_bps))
 
     def round_verifier(self) -> str | None:
-        address = self.chain.call(self._f.roundVerifier())
+        address = self._read("roundVerifier")
         return None if int(address, 16) == 0 else address
 
     def settlement_verifier(self) -> str | None:
-        address = self.chain.call(self._f.settlementVerifier())
+        address = self._read("settlementVerifier")
         return None if int(address, 16) == 0 else address
 
     def round_state(self, round: int) -> RoundState:
-        r = self.chain.call(self._f.getRound(round))
-        aggregate = bytes(r[7])
-        return RoundState(
-            round=round,
-            model_cid=str(cid_from_digest(bytes(r[0]))) if any(r[0]) else "",
-            model_commitment=hex32(r[1]),
-            deadline=int(r[2]),
-            finalized=bool(r[3]),
-            verified=bool(r[4]),
-            submitted_mask=int(r[5]),
-            benign_mask=int(r[6]),
-            aggregate_cid=str(cid_from_digest(aggregate)) if any(aggregate) else None,
-            aggregate_commitment=hex32(r[8]),
-        )
+        deadline, finalized, verified, benign_mask = self._read("getRound", round)
+        return RoundState(round, int(deadline), bool(finalized), bool(verified), int(benign_mask))
+
+    def submitted_mask(self, round: int) -> int:
+        return int(self._read("submittedMask", round))
+
+    def commitment_of(self, round: int, index: int) -> str:
+        return hex32(self._read("commitmentOf", round, index))
+
+    def round_instances(self, round: int, aggregate_commitment: str, benign_mask: int) -> list[int]:
+        return [int(v) for v in self._read("roundInstances", round, b32(aggregate_commitment), benign_mask)]
+
+    def model_cid(self, round: int) -> str:
+        """CID of round `round`'s global model, from its `RoundOpened` event (CIDs live in events)."""
+        logs = self.contract.events.RoundOpened().get_logs(from_block=0, argument_filters={"round": round})
+        if not logs:
+            raise ProtocolError(f"round {round} of market {self.address} has not been opened")
+        return str(cid_from_digest(bytes(logs[-1]["args"]["modelCid"])))
 
     def submissions(self, round: int) -> list[Submission]:
-        state = self.round_state(round)
+        """This round's submissions: CIDs from the events, each checked against the commitment the
+        contract stored (an event can be read from any node; storage is the authority)."""
+        trainers = self.trainers()
+        index_of = {t: i for i, t in enumerate(trainers)}
         out = []
-        for index, trainer in enumerate(self.trainers()):
-            if state.submitted_mask >> index & 1:
-                cid, commitment = self.chain.call(self._f.getSubmission(round, index))
-                out.append(
-                    Submission(
-                        round=round,
-                        trainer=trainer,
-                        index=index,
-                        cid=str(cid_from_digest(bytes(cid))),
-                        commitment=hex32(commitment),
-                    )
+        logs = self.contract.events.UpdateSubmitted().get_logs(from_block=0, argument_filters={"round": round})
+        for log in logs:
+            trainer = log["args"]["trainer"]
+            index = index_of[trainer]
+            commitment = hex32(log["args"]["commitment"])
+            if self.commitment_of(round, index) != commitment:
+                raise ProtocolError(f"event and storage disagree on {trainer}'s round-{round} commitment")
+            out.append(
+                Submission(
+                    round=round,
+                    trainer=trainer,
+                    index=index,
+                    cid=str(cid_from_digest(bytes(log["args"]["cid"]))),
+                    commitment=commitment,
                 )
-        return out
+            )
+        return sorted(out, key=lambda s: s.index)
 
     def submission_gas(self, round: int, from_block: int) -> int:
         """Gas the trainers spent on `submit` in this round, read from the events' receipts."""
