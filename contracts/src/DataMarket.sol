@@ -158,6 +158,7 @@ contract DataMarket is Initializable, ReentrancyGuardTransient {
     error SeedMismatch(address trainer);
     error AlreadyRevealed(address trainer);
     error RevealStillOpen(uint64 deadline);
+    error RevealClosed(uint64 deadline);
     error NotRegistered(address account);
     error NotActive(address trainer);
     error NotAggregator(address account);
@@ -294,7 +295,7 @@ contract DataMarket is Initializable, ReentrancyGuardTransient {
         Member memory member = _members[msg.sender];
         if (member.slot == 0) revert NotRegistered(msg.sender);
         if (member.revealed) revert AlreadyRevealed(msg.sender);
-        if (block.timestamp > revealDeadline) revert RegistrationClosed(revealDeadline);
+        if (block.timestamp > revealDeadline) revert RevealClosed(revealDeadline);
         if (seedCommitmentFor(msg.sender, seed) != seedCommitmentOf[msg.sender]) revert SeedMismatch(msg.sender);
 
         _members[msg.sender].revealed = true;

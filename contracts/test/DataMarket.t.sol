@@ -155,6 +155,16 @@ contract DataMarketTest is MarketFixture {
         withdrawAll(market);
     }
 
+    function test_lateRevealIsRejected() public {
+        DataMarket market = create(2, 1);
+        registerAll(market);
+        uint64 deadline = market.revealDeadline();
+        vm.warp(deadline + 1);
+        vm.prank(trainerAt(0));
+        vm.expectRevert(abi.encodeWithSelector(DataMarket.RevealClosed.selector, deadline));
+        market.reveal(seedOf(0));
+    }
+
     function test_noRevealCancelsAndRefunds() public {
         DataMarket market = create(2, 1);
         registerAll(market);
