@@ -17,7 +17,7 @@ from fedmarket.ml.updates import encode_update
 from fedmarket.runtime import current_platform
 from flows.round import round_flow
 from flows.settlement import settlement_flow
-from flows.state import AggregatorState
+from flows.state import AggregatorState, seed_int
 from schemas.market import TaskSpec
 from schemas.rounds import RoundReport
 from schemas.settlement import SettlementReport
@@ -25,11 +25,6 @@ from tasks.chain_ops import close_reveal, open_round
 from tasks.store_ops import get_bytes, put_bytes
 
 TrainerStep = Callable[[int], None]
-
-
-def seed_int(seed: bytes) -> int:
-    """A 32-byte on-chain seed as the 64-bit integer numpy generators take."""
-    return int.from_bytes(seed[:8], "big")
 
 
 def wait_for_training(market_address: str, aggregator: str, *, poll_s: float = 2.0) -> None:

@@ -6,7 +6,7 @@ from __future__ import annotations
 from prefect import flow, get_run_logger
 
 from fedmarket.runtime import current_platform
-from flows.state import AggregatorState
+from flows.state import AggregatorState, seed_int
 from schemas.settlement import Payout, SettlementReport
 from tasks.aggregate import evaluate
 from tasks.chain_ops import settle
@@ -22,8 +22,7 @@ def settlement_flow(state: AggregatorState) -> SettlementReport:
     accuracy_bps = int(final_accuracy * 10_000)
     # the RLOO subsets come from a seed the contract fixes (split seed + final model), not from
     # a seed the aggregator could pick
-    rloo_seed = int.from_bytes(market.rloo_seed()[:8], "big")
-    report = assess_contributions(state.rounds, state.test, spec.model, spec.contribution, rloo_seed)
+    report = assess_contributions(state.rounds, state.test, spec.model, spec.contribution, seed_int(market.rloo_seed()))
     trainers = market.trainers()
     # only kept (benign) trainers have contributions; the contract refuses a positive share for
     # a trainer never benign, so a wrong vector fails there rather than being clamped here

@@ -13,6 +13,11 @@ from tasks.contribution import RoundModels
 from tasks.outliers import History
 
 
+def seed_int(seed: bytes) -> int:
+    """A 32-byte on-chain seed as the 64-bit integer numpy generators take."""
+    return int.from_bytes(seed[:8], "big")
+
+
 @dataclass
 class AggregatorState:
     market: str

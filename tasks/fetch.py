@@ -16,6 +16,7 @@ from tasks.common import io_task
 
 class OpenedSubmissions(BaseModel):
     round: int
+    submitted: list[str]  # every trainer with a submission on chain, in registration order
     plaintexts: dict[str, bytes]  # trainer -> opened update bytes
     indices: dict[str, int]
     rejected: dict[str, str]
@@ -29,7 +30,8 @@ def fetch_submissions(market_address: str, aggregator: str, round: int) -> Opene
     plaintexts: dict[str, bytes] = {}
     indices: dict[str, int] = {}
     rejected: dict[str, str] = {}
-    for sub in market.submissions(round):
+    submissions = market.submissions(round)
+    for sub in submissions:
         context = SealContext(platform.chain.chain_id, market.address, round, sub.trainer)
         try:
             envelope = platform.store.get(sub.cid)
@@ -43,4 +45,6 @@ def fetch_submissions(market_address: str, aggregator: str, round: int) -> Opene
             continue
         plaintexts[sub.trainer] = plaintext
         indices[sub.trainer] = sub.index
-    return OpenedSubmissions(round=round, plaintexts=plaintexts, indices=indices, rejected=rejected)
+    return OpenedSubmissions(
+        round=round, submitted=[s.trainer for s in submissions], plaintexts=plaintexts, indices=indices, rejected=rejected
+    )

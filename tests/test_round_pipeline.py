@@ -52,6 +52,7 @@ def test_bad_submissions_are_rejected_by_name(platform):
     models = validate_updates.fn(opened, MODEL, parameter_count(MODEL))
     assert snapshot(market) == before
 
+    assert opened.submitted == [m.address for m in members]  # rejected ones are still "submitted"
     assert models.trainers == [members[0].address]
     assert models.matrix.shape == (1, parameter_count(MODEL))
     reasons = models.rejected

@@ -17,8 +17,6 @@ from schemas.market import MarketSpec
 from schemas.rounds import Submission
 
 PHASES = ("Registration", "SeedReveal", "Training", "Settlement", "Settled", "Cancelled", "Aborted")
-FINAL_PHASES = ("Settled", "Cancelled", "Aborted")
-SETTLEMENT_STEP = 2**32 - 1  # `domain(type(uint32).max)`: the settlement proof's domain
 
 
 def hex32(value: bytes) -> str:
@@ -175,23 +173,14 @@ class MarketClient:
     def round_count(self) -> int:
         return int(self._read("roundCount"))
 
-    def trainer_count(self) -> int:
-        return int(self._read("trainerCount"))
-
     def aggregator(self) -> str:
         return self._read("aggregator")
 
     def aggregator_key(self) -> bytes:
         return bytes(self._read("aggregatorKey"))
 
-    def aggregator_deadline(self) -> int:
-        return int(self._read("aggregatorDeadline"))
-
     def reveal_deadline(self) -> int:
         return int(self._read("revealDeadline"))
-
-    def registration_deadline(self) -> int:
-        return int(self._read("registrationDeadline"))
 
     def owner(self) -> str:
         return self._read("owner")
@@ -244,9 +233,6 @@ class MarketClient:
 
     def commitment_of(self, round: int, index: int) -> str:
         return hex32(self._read("commitmentOf", round, index))
-
-    def round_instances(self, round: int, aggregate_commitment: str, benign_mask: int) -> list[int]:
-        return [int(v) for v in self._read("roundInstances", round, b32(aggregate_commitment), benign_mask)]
 
     def model_cid(self, round: int) -> str:
         """CID of round `round`'s global model, from its `RoundOpened` event (CIDs live in events)."""
