@@ -5,11 +5,11 @@ VENV := .venv
 BIN := $(VENV)/bin
 export PREFECT_SERVER_ANALYTICS_ENABLED := false
 
-.PHONY: setup demo test contracts slither bench-gas clean
+.PHONY: setup demo test contracts slither bench-gas bench-science clean
 
 FORGE := $(CURDIR)/node_modules/.bin/forge
 
-setup: $(VENV)/.installed $(VENV)/slither/.installed node_modules/.installed
+setup: $(VENV)/.installed $(VENV)/slither/.installed $(VENV)/peers/.installed node_modules/.installed
 
 $(VENV)/.installed: pyproject.toml
 	@command -v $(PYTHON) >/dev/null || { echo "need $(PYTHON) (set PYTHON=...)"; exit 1; }
@@ -22,6 +22,15 @@ $(VENV)/.installed: pyproject.toml
 $(VENV)/slither/.installed: contracts/slither-requirements.txt
 	test -x $(VENV)/slither/bin/python || $(PYTHON) -m venv $(VENV)/slither
 	$(VENV)/slither/bin/pip install --quiet -r contracts/slither-requirements.txt
+	touch $@
+
+# byzfl and flwr, the peers `fedmarket bench aggregation` compares with: flwr 1.41 pins fastapi
+# 0.138 (prefect needs >=0.139) and byzfl pulls torchvision, whose PyPI build does not load on the
+# CPU torch; so a venv of their own, and byzfl without its declared dependencies.
+$(VENV)/peers/.installed: flows/peers-requirements.txt
+	test -x $(VENV)/peers/bin/python || $(PYTHON) -m venv $(VENV)/peers
+	$(VENV)/peers/bin/pip install --quiet -r flows/peers-requirements.txt
+	$(VENV)/peers/bin/pip install --quiet --no-deps byzfl==0.0.11
 	touch $@
 
 node_modules/.installed: package.json package-lock.json
@@ -38,6 +47,11 @@ slither: setup
 
 bench-gas: setup
 	$(BIN)/fedmarket bench gas
+
+bench-science: setup
+	$(BIN)/fedmarket bench robustness
+	$(BIN)/fedmarket bench contribution
+	$(BIN)/fedmarket bench aggregation
 
 demo: setup
 	$(BIN)/fedmarket demo

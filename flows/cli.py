@@ -13,6 +13,8 @@ from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+from fedmarket.errors import FedMarketError
+
 app = typer.Typer(
     help="fedmarket: a verifiable data market for federated learning on Ethereum, run by Prefect.\n\n"
     "Settings are environment variables prefixed FEDMARKET_ (see README): FEDMARKET_CHAIN_RPC_URL "
@@ -170,6 +172,109 @@ def bench_gas(
     Console().print(table)
     for n, s in spread.items():
         Console().print(f"L={n}: per-round gas differs by {s:.4%} across model sizes (calldata bytes only)")
+
+
+def _str_list(value: str, option: str, allowed: list[str]) -> list[str]:
+    items = [v.strip() for v in value.split(",") if v.strip()]
+    unknown = [v for v in items if v not in allowed]
+    if not items or unknown:
+        err.print(f"[red]invalid {option}:[/red] {', '.join(unknown) or 'empty'}; choose from {', '.join(allowed)}")
+        raise typer.Exit(2)
+    return items
+
+
+def _fmt(value: float | None, pattern: str = "{:.3f}") -> str:
+    return "-" if value is None else pattern.format(value)
+
+
+def _emit(rows: list, as_json: bool, title: str, columns: list[str], extra: dict | None = None) -> None:
+    if as_json:
+        sys.stdout.write(json.dumps({"rows": [r.model_dump() for r in rows], **(extra or {})}) + "\n")
+        return
+    table = Table(title=title)
+    for col in columns:
+        table.add_column(col)
+    for r in rows:
+        values = r.model_dump()
+        table.add_row(*[v if isinstance(v := values[c], str) else _fmt(v, "{:.4g}" if isinstance(v, float) else "{}") for c in columns])
+    Console().print(table)
+
+
+@bench.command("robustness")
+def bench_robustness(
+    models: Annotated[str, typer.Option(help="comma-separated models: lr, mlp")] = "lr,mlp",
+    splits: Annotated[str, typer.Option(help="comma-separated splits: iid, dirichlet (alpha 0.5)")] = "iid,dirichlet",
+    attacks: Annotated[str, typer.Option(help="comma-separated attacks (default: none and every registered attack)")] = "",
+    detectors: Annotated[str, typer.Option(help="comma-separated defences (default: all)")] = "",
+    rounds: Annotated[int, typer.Option(min=1, help="training rounds")] = 10,
+    as_json: Annotated[bool, typer.Option("--json", help="print {\"rows\": [...]} instead of tables")] = False,
+) -> None:
+    """sources/004 Table I on digits (Byzantine random models 3 of 8, backdoor scaling 1 of 8, 10
+    rounds: cross-round and cross-trainer accuracy) and the final accuracy of every defence under
+    every attack, IID and Dirichlet(0.5), with 8 trainers that really train. Reads no settings."""
+    from flows.bench_robustness import DEFENCES, TABLE_ONE, all_attacks, run
+
+    chosen_attacks = _str_list(attacks, "--attacks", all_attacks()) if attacks else all_attacks()
+    chosen = _str_list(detectors, "--detectors", list(DEFENCES)) if detectors else list(DEFENCES)
+    rows = run(_str_list(models, "--models", ["lr", "mlp"]), _str_list(splits, "--splits", ["iid", "dirichlet"]),
+               chosen_attacks, chosen, rounds=rounds)
+    if as_json:
+        _emit(rows, True, "", [])
+        return
+    table_one = [r for r in rows if r.attack in TABLE_ONE and r.split == "iid" and r.detector == "two_stage"]
+    columns = ["model", "attack", "malicious", "cross_round_accuracy", "cross_trainer_accuracy", "final_accuracy"]
+    _emit(table_one, False, "Table I (sources/004): the paper's two-stage rule, IID", columns)
+    _emit(rows, False, "every defence under every attack (8 trainers)",
+          ["model", "split", "attack", "malicious", "detector", "cross_round_accuracy", "cross_trainer_accuracy", "final_accuracy", "honest_kept"])
+
+
+@bench.command("contribution")
+def bench_contribution(
+    scenarios: Annotated[str, typer.Option(help="comma-separated: iid, label_disjoint, rare_labels")] = "iid,label_disjoint,rare_labels",
+    methods: Annotated[str, typer.Option(help="comma-separated: rloo, loo, shapley, gtg_shapley")] = "rloo,loo,shapley,gtg_shapley",
+    rounds: Annotated[int, typer.Option(min=1, help="FedAvg rounds valued")] = 5,
+    as_json: Annotated[bool, typer.Option("--json", help="print {\"rows\": [...]}")] = False,
+) -> None:
+    """sources/004's contribution figures on digits with 5 trainers: normalised contributions
+    C_i / sum_j C_j by RLOO, leave-one-out, exact Shapley and GTG-Shapley, and the model
+    evaluations each used. Reads no settings."""
+    from flows.bench_contribution import METHODS, SCENARIOS, run
+
+    rows = run(_str_list(scenarios, "--scenarios", list(SCENARIOS)), _str_list(methods, "--methods", list(METHODS)), rounds=rounds)
+    _emit(rows, as_json, "normalised contributions (trainers numbered from 1, as in the paper)",
+          ["scenario", "method", "trainer", "contribution", "evaluations"])
+
+
+@bench.command("aggregation")
+def bench_aggregation(
+    trainers: Annotated[str, typer.Option(help="comma-separated numbers of trainers L")] = "10,50,100",
+    params: Annotated[str, typer.Option(help="comma-separated model sizes d")] = "10000,1000000",
+    peers: Annotated[bool, typer.Option(help="also time byzfl and flwr (from .venv/peers)")] = True,
+    as_json: Annotated[bool, typer.Option("--json", help="print {\"rows\": [...], \"summary\": [...]}")] = False,
+) -> None:
+    """Seconds for our Krum, multi-Krum, median and trimmed mean against byzfl's and Flower's on
+    the same float64 inputs (results checked for agreement), the two-stage rule per round after
+    the first, and floor.read (one pass reading all updates). Peers run in .venv/peers, made by
+    `make setup`. Reads no settings."""
+    from flows.bench_aggregation import run, speedups
+
+    try:
+        rows = run(_int_list(trainers, "--trainers"), _int_list(params, "--params"), with_peers=peers)
+    except FedMarketError as exc:
+        err.print(f"[red]{exc}[/red]")
+        raise typer.Exit(1) from None
+    summary = speedups(rows)
+    if as_json:
+        _emit(rows, True, "", [], {"summary": summary})
+        return
+    _emit(rows, False, "seconds per call (best of 3 below 2 s)", ["impl", "op", "trainers", "params", "seconds", "agrees"])
+    table = Table(title="ours against the fastest peer, and against floor.read")
+    for col in ("op", "trainers", "params", "ours_s", "fastest_peer", "speedup", "over_floor"):
+        table.add_column(col)
+    for s in summary:
+        table.add_row(s["op"], str(s["trainers"]), f"{s['params']:,}", f"{s['ours_s']:.4g}", s["fastest_peer"] or "-",
+                      _fmt(s["speedup"], "{:.1f}x"), f"{s['over_floor']:.1f}x")
+    Console().print(table)
 
 
 if __name__ == "__main__":

@@ -26,9 +26,9 @@ from fedmarket.ml.data import (
 from fedmarket.ml.updates import decode_update
 from fedmarket.runtime import Party, Platform, current_platform
 from flows.market import market_flow
-from schemas.market import MarketSpec, ModelConfig, ModelKind, RewardSchedule, TaskSpec
+from schemas.market import MarketSpec, ModelConfig, ModelKind, RewardSchedule, TaskSpec, TrainingConfig
 from schemas.rounds import RoundReport
-from tasks.attacks import ATTACKS, default_attack_plan
+from tasks.attacks import ATTACKS, AttackContext, default_attack_plan
 from tasks.chain_ops import submit_update, withdraw
 from tasks.store_ops import get_bytes
 from tasks.trainer import check_local_data, register, reveal_seed, seal_and_store, train
@@ -108,7 +108,7 @@ def demo_flow(config: DemoConfig | dict | None = None, progress: Progress | None
 
     # ---- project owner: data checks, task and data by CID, market with escrow
     pool, owner_data = owner_split(load_digits_dataset(), owner_fraction=config.owner_fraction, seed=config.seed)
-    task = TaskSpec(model=ModelConfig(kind=config.model))
+    task = TaskSpec(model=ModelConfig(kind=config.model), training=TrainingConfig.for_model(config.model))
     require_valid(check_dataset(owner_data.features, owner_data.labels, task.data_schema, dataset="owner"))
     data_bytes = encode_dataset(owner_data)
     spec = MarketSpec(
@@ -137,6 +137,9 @@ def demo_flow(config: DemoConfig | dict | None = None, progress: Progress | None
     datasets = _partition(pool, config)
     attacker_index = sorted(rng.choice(config.trainers, size=config.malicious, replace=False).tolist())
     plan = dict(zip(attacker_index, default_attack_plan(config.malicious)))
+    for index, name in plan.items():  # data-poisoning attacks change the attacker's own labels
+        data = datasets[index]
+        datasets[index] = Dataset(data.features, ATTACKS.get(name).poison_labels(data.labels, task.model.classes))
     for trainer, data in zip(trainers, datasets):
         summary = check_local_data(trainer.address, data, task)
         gas.setdefault("register", []).append(register(market.address, trainer.address, summary).gas_used)
@@ -146,12 +149,20 @@ def demo_flow(config: DemoConfig | dict | None = None, progress: Progress | None
         gas.setdefault("reveal", []).append(tx.gas_used if tx else 0)
 
     # ---- each round: trainers download the global model, train, seal, store, submit
+    submitted: dict[int, np.ndarray] = {}
+
     def play_trainers(round: int) -> None:
         global_model = decode_update(get_bytes(market.model_cid(round)), task.model)
-        for index, (trainer, data) in enumerate(zip(trainers, datasets)):
-            local = train(trainer.address, round, global_model, data, task, seed=config.seed * 10_000 + round * 100 + index)
+        locals_ = [
+            train(trainer.address, round, global_model, data, task, seed=config.seed * 10_000 + round * 100 + index)
+            for index, (trainer, data) in enumerate(zip(trainers, datasets))
+        ]
+        honest = np.stack([m for i, m in enumerate(locals_) if i not in plan])
+        for index, trainer in enumerate(trainers):
+            local = locals_[index]
             if index in plan:
-                local = ATTACKS.get(plan[index])(local, global_model, rng)
+                context = AttackContext(local, global_model, honest, submitted.get(index), config.trainers, config.malicious, rng)
+                local = submitted[index] = ATTACKS.get(plan[index]).craft(context)
             cid, commitment = seal_and_store(market.address, trainer.address, round, local, task)
             gas.setdefault("submit", []).append(submit_update(market.address, trainer.address, round, cid, commitment).gas_used)
 

@@ -30,7 +30,7 @@ def round_flow(state: AggregatorState, round: int, open_gas: int = 0, open_block
 
     opened = fetch_submissions(state.market, state.aggregator, round)
     models = validate_updates(opened, spec.model, parameter_count(spec.model))
-    outliers = detect_outliers(models, spec.detector, state.history)
+    outliers = detect_outliers(models, spec.detector, state.history, start_model)
     new_global = aggregate(models, outliers, spec.aggregator, start_model)
     val_accuracy = evaluate(new_global, state.validation, spec.model)
 

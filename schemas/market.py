@@ -33,6 +33,12 @@ class TrainingConfig(BaseModel):
     learning_rate: float = Field(1.0, gt=0)
     weight_decay: float = Field(0.0, ge=0)
 
+    @classmethod
+    def for_model(cls, kind: ModelKind) -> TrainingConfig:
+        """Defaults per model: the MLP diverges under label skew at learning rate 1.0 (digits,
+        Dirichlet(0.5): 0.51 accuracy after 10 rounds, 0.93 at 0.3)."""
+        return cls(learning_rate=1.0 if kind == ModelKind.lr else 0.3)
+
 
 class DataSchema(BaseModel):
     """What training data must look like; checked with great-expectations by every party."""
@@ -61,9 +67,9 @@ class TaskSpec(BaseModel):
     model: ModelConfig = ModelConfig()
     training: TrainingConfig = TrainingConfig()
     data_schema: DataSchema = DataSchema()
-    detector: str = Field("two_stage_iterated", description="outlier rule, by registered name")
-    aggregator: str = Field("mean", description="aggregation rule, by registered name")
-    contribution: str = Field("rloo", description="contribution metric, by registered name")
+    detector: str = Field("two_stage_guarded", description="outlier rule, by registered name (tasks/outliers)")
+    aggregator: str = Field("mean", description="aggregation rule, by registered name (tasks/aggregators)")
+    contribution: str = Field("rloo", description="contribution metric, by registered name (tasks/contribution)")
     validation_fraction: float = Field(0.5, gt=0, lt=1, description="share of the owner's data used for validation")
     init_seed: int = 0
 

@@ -1,23 +1,27 @@
-"""Outlier-detection step: runs the task's registered detector (default: the two-stage rule of
-sources/004, see tasks/outliers/two_stage.py) and reports who was flagged and why."""
+"""Outlier-detection step: runs the task's registered detector (default: `two_stage_guarded`, the
+two-stage rule of sources/004 behind a replay and free-rider check; see tasks/outliers/) and
+reports who was flagged and why."""
 
 from __future__ import annotations
 
+import numpy as np
+
 from schemas.rounds import LocalModels, OutlierReport
 from tasks.common import compute_task
-from tasks.outliers import DETECTORS, History
+from tasks.outliers import DETECTORS, History, RoundInput
 
 
 @compute_task(task_run_name="detect-outliers-r{models.round}")
-def detect_outliers(models: LocalModels, detector: str, history: History) -> OutlierReport:
+def detect_outliers(models: LocalModels, detector: str, history: History, start_model: np.ndarray) -> OutlierReport:
     names = models.trainers
     reasons = {t: f"submission rejected: {why}" for t, why in models.rejected.items()}
     if not names:
         return OutlierReport(round=models.round, detector=detector, kept=[], flagged=sorted(reasons), reasons=reasons)
-    result = DETECTORS.get(detector)(models.matrix, names, models.round, history)
+    round_input = RoundInput(models=models.matrix, trainers=names, round=models.round, start=start_model)
+    result = DETECTORS.get(detector)(round_input, history)
     reasons.update({names[i]: why for i, why in result.reasons.items()})
     kept = [names[i] for i in result.kept]
-    history.update(names, models.matrix, kept)
+    history.update(round_input, kept)
     return OutlierReport(
         round=models.round,
         detector=detector,

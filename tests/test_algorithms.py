@@ -1,4 +1,5 @@
-"""Exact values on hand-computed inputs, and the detector on the attacks it targets."""
+"""Outlier rules: exact values on hand-computed inputs, properties, and the rules on the attacks
+they target (synthetic rounds here; real training in tests/test_attacks.py)."""
 
 from __future__ import annotations
 
@@ -8,20 +9,27 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 
-from tasks.aggregators import AGGREGATORS
-from tasks.attacks import ATTACKS
-from tasks.contribution import METRICS, RoundModels
-from tasks.contribution.rloo import subset_size
-from tasks.linalg import pairwise_sq_distances
-from tasks.outliers import DETECTORS, History
-from tasks.outliers.krum import krum_scores, multi_krum_select
+from tasks.attacks import ATTACKS, AttackContext
+from tasks.linalg import pairwise_sq_distances, row_statistics, rowwise_sq_distances
+from tasks.outliers import DETECTORS, History, RoundInput
+from tasks.outliers.krum import krum_model, krum_scores, multi_krum_average, multi_krum_select
 
 POINTS = np.array([[0.0, 0.0], [1.0, 0.0], [0.0, 1.0], [10.0, 10.0]])
 
 
+def names(n):
+    return [f"t{i}" for i in range(n)]
+
+
+def round_of(models, round=1, start=None):
+    models = np.asarray(models, dtype=np.float64)
+    return RoundInput(models, names(len(models)), round, np.zeros(models.shape[1]) if start is None else start)
+
+
 def test_pairwise_distances_exact():
     d = pairwise_sq_distances(POINTS)
-    assert d[0, 1] == 1 and d[1, 2] == 2 and d[0, 3] == 200 and d[1, 3] == 181
+    assert d[0, 1] == pytest.approx(1) and d[1, 2] == pytest.approx(2)
+    assert d[0, 3] == pytest.approx(200) and d[1, 3] == pytest.approx(181)
     assert np.all(np.diag(d) == 0)
 
 
@@ -29,17 +37,50 @@ def test_pairwise_distances_exact():
 @settings(max_examples=50, deadline=None)
 def test_pairwise_distances_match_naive(x):
     naive = np.array([[np.sum((a - b) ** 2) for b in x] for a in x])
-    assert np.allclose(pairwise_sq_distances(x), naive, atol=1e-6 * (1 + naive.max()))
+    assert np.allclose(pairwise_sq_distances(x), naive, atol=1e-9 * (1 + naive.max()))
+
+
+def test_centered_gram_keeps_precision_for_large_close_models():
+    # models of norm ~1e6 that differ by ~1e-3: the uncentered expansion loses every digit
+    rng = np.random.default_rng(0)
+    base = 1e6 * rng.normal(size=1000)
+    x = base + 1e-3 * rng.normal(size=(4, 1000))
+    naive = np.array([[np.sum((a - b) ** 2) for b in x] for a in x])
+    assert np.allclose(pairwise_sq_distances(x), naive, rtol=1e-6)
+
+
+def test_row_statistics_exact():
+    models = np.array([[3.0, 4.0], [1.0, 0.0], [0.0, 2.0]])
+    previous = np.array([[0.0, 1.0], [2.0, 0.0]])
+    stats = row_statistics(models, previous, np.array([1, 0, -1]), np.array([1, 2]))
+    assert stats.sq_norms.tolist() == [25.0, 1.0, 4.0]
+    assert stats.dots_previous.tolist() == [6.0, 0.0, 0.0]
+    assert stats.previous_sq_norms.tolist() == [4.0, 1.0, 0.0]
+    assert stats.cosines().tolist() == pytest.approx([6 / 10, 0.0, 0.0])
+    # mean of rows 1 and 2 = (0.5, 1): distances^2 = 2.5^2 + 3^2, 0.5^2 + 1, 0.5^2 + 1
+    assert stats.sq_distances.tolist() == pytest.approx([15.25, 1.25, 1.25])
+    assert rowwise_sq_distances(models, previous, np.array([1, -1, 0])).tolist() == [17.0, np.inf, 1.0]
 
 
 def test_krum_scores_exact():
     # n=4, f=1: each point sums its n-f-2 = 1 nearest squared distance
-    assert krum_scores(POINTS, f=1).tolist() == [1.0, 1.0, 1.0, 181.0]
+    assert krum_scores(POINTS, f=1).tolist() == pytest.approx([1.0, 1.0, 1.0, 181.0])
     assert multi_krum_select(POINTS, m=2, f=1).tolist() == [0, 1]
+    assert multi_krum_average(POINTS, m=3, f=1).tolist() == pytest.approx([1 / 3, 1 / 3])
+    assert krum_model(POINTS, f=1).tolist() == [0.0, 0.0]
+    # two neighbours: 1+1, 1+2, 1+2, 181+181
+    assert krum_scores(POINTS, f=1, neighbours=2).tolist() == pytest.approx([2.0, 3.0, 3.0, 362.0])
 
 
-def test_mean_exact():
-    assert AGGREGATORS.get("mean")(POINTS[:3]).tolist() == pytest.approx([1 / 3, 1 / 3])
+def test_krum_and_multi_krum_detectors_keep_the_cluster():
+    # n = 5, f = 2, one neighbour. Row 4 = (0.4, 0.35) is 0.2825, 0.4825, 0.5825 and 185.2825 from
+    # rows 0..3 (squared), so the scores are 0.2825, 0.4825, 0.5825, 181, 0.2825
+    models = np.vstack([POINTS, [[0.4, 0.35]]])
+    assert krum_scores(models, f=2).tolist() == pytest.approx([0.2825, 0.4825, 0.5825, 181.0, 0.2825])
+    krum = DETECTORS.get("krum")(round_of(models), History())
+    assert krum.kept in ([0], [4]) and len(krum.reasons) == 4  # rows 0 and 4 tie
+    multi = DETECTORS.get("multi_krum")(round_of(models), History())
+    assert multi.kept == [0, 1, 4] and multi.reasons[3] == "not selected by multi-Krum"
 
 
 def test_two_stage_paper_rule_exact():
@@ -47,24 +88,50 @@ def test_two_stage_paper_rule_exact():
     # averages rows 1 and 3 -> (1, 0); distances 1, 0, sqrt 2, 0, sqrt 181 ->
     # mu = 3.17356, sample sigma = 5.78020; only row 4 is beyond mu + sigma = 8.95376
     models = np.array([[0.0, 0.0], [1.0, 0.0], [0.0, 1.0], [1.0, 0.0], [10.0, 10.0]])
-    names = [f"t{i}" for i in range(5)]
-    result = DETECTORS.get("two_stage")(models, names, 1, History())
+    result = DETECTORS.get("two_stage")(round_of(models), History())
     assert result.kept == [0, 1, 2, 3]
     assert result.boundary == pytest.approx(8.95376, abs=1e-5)
     assert "cross-trainer" in result.reasons[4]
 
 
-def test_cross_round_check_flags_a_turned_model():
+def history_after(previous, kept=None):
     history = History()
-    names = ["a", "b", "c", "d"]
+    r = round_of(previous)
+    history.update(r, kept if kept is not None else r.trainers)
+    return history
+
+
+def test_paper_rule_only_triggers_on_a_turned_model_and_removes_by_distance():
     previous = np.array([[1.0, 0.0], [1.0, 0.1], [0.9, 0.0], [1.0, 0.05]])
-    history.update(names, previous, names)
     current = previous.copy()
     current[3] = [-1.0, 0.2]  # cosine with its own previous model ~ -0.97
-    result = DETECTORS.get("two_stage")(current, names, 2, history)
+    result = DETECTORS.get("two_stage")(round_of(current, round=2), history_after(previous))
     assert result.cross_round_triggered
-    assert result.cross_round_scores[3] < 0.3 and 3 not in result.kept
-    assert "cross-round cosine" in result.reasons[3]
+    assert result.cross_round_scores[3] < 0.3
+    # the paper does not remove on the cosine: row 3 goes because stage 2 puts it beyond the boundary
+    # (w_avg = mean of all four, distances 0.53, 0.53, 0.43, 1.48; boundary 1.23)
+    assert result.kept == [0, 1, 2] and "cross-trainer" in result.reasons[3]
+
+
+def test_paper_rule_does_nothing_without_a_cross_round_alarm():
+    rng = np.random.default_rng(6)
+    start, previous = honest_round(rng)
+    models = start + 0.9 * (previous - start) + 0.05 * rng.normal(size=previous.shape)
+    models[0] = start + 8.0 * (models[0] - start)  # boosted, but still pointing the same way
+    history = history_after(previous)
+    result = DETECTORS.get("two_stage")(round_of(models, round=2, start=start), history)
+    assert min(result.cross_round_scores.values()) > 0.3
+    assert not result.cross_round_triggered and result.kept == list(range(8)) and result.cross_trainer_scores == {}
+    guarded = DETECTORS.get("two_stage_guarded")(round_of(models, round=2, start=start), history)
+    assert guarded.kept == list(range(1, 8))  # the default runs stage 2 every round
+
+
+def test_iterated_rule_removes_cross_round_failures():
+    previous = np.array([[1.0, 0.0], [1.0, 0.1], [0.9, 0.0], [1.0, 0.05], [1.0, -0.05]])
+    current = previous.copy()
+    current[4] = [-0.2, 1.0]
+    result = DETECTORS.get("two_stage_iterated")(round_of(current, round=2), history_after(previous))
+    assert "cross-round cosine" in result.reasons[4]
 
 
 def honest_round(rng, n=8, d=50, spread=0.05):
@@ -73,60 +140,56 @@ def honest_round(rng, n=8, d=50, spread=0.05):
     return start, np.stack([start + 0.5 * direction + spread * rng.normal(size=d) for _ in range(n)])
 
 
-@pytest.mark.parametrize("attack", ["noise", "sign_flip", "scale"])
-def test_iterated_detector_catches_each_attack_alone_and_together(attack):
+def attack(name, models, i, start, rng, honest_rows, previous=None, colluders=1):
+    context = AttackContext(models[i], start, models[honest_rows], previous, len(models), colluders, rng)
+    return ATTACKS.get(name).craft(context)
+
+
+@pytest.mark.parametrize("name", ["noise", "sign_flip", "scale"])
+def test_iterated_detector_catches_each_attack_alone_and_together(name):
     rng = np.random.default_rng(1)
     start, models = honest_round(rng)
-    names = [f"t{i}" for i in range(8)]
-    models[5] = ATTACKS.get(attack)(models[5], start, rng)
-    result = DETECTORS.get("two_stage_iterated")(models, names, 1, History())
+    honest = [0, 2, 3, 7]
+    models[5] = attack(name, models, 5, start, rng, honest)
+    result = DETECTORS.get("two_stage_iterated")(round_of(models, start=start), History())
     assert result.kept == [0, 1, 2, 3, 4, 6, 7]
-    for i, name in zip((1, 4, 6), ("noise", "sign_flip", "scale")):
-        models[i] = ATTACKS.get(name)(models[i], start, rng)
-    result = DETECTORS.get("two_stage_iterated")(models, names, 1, History())
+    for i, other in zip((1, 4, 6), ("noise", "sign_flip", "scale")):
+        models[i] = attack(other, models, i, start, rng, honest)
+    result = DETECTORS.get("two_stage_iterated")(round_of(models, start=start), History())
     assert sorted(set(range(8)) - set(result.kept)) == [1, 4, 5, 6]
 
 
 def test_paper_single_pass_is_masked_where_iterated_is_not():
     rng = np.random.default_rng(2)
     start, models = honest_round(rng)
-    models[0] = ATTACKS.get("scale")(models[0], start, rng, factor=40.0)
-    models[1] = ATTACKS.get("sign_flip")(models[1], start, rng)
-    names = [f"t{i}" for i in range(8)]
-    assert 1 in DETECTORS.get("two_stage")(models, names, 1, History()).kept
-    assert 1 not in DETECTORS.get("two_stage_iterated")(models, names, 1, History()).kept
+    models[0] = start + 40.0 * (models[0] - start)
+    models[1] = attack("sign_flip", models, 1, start, rng, [2, 3])
+    assert 1 in DETECTORS.get("two_stage")(round_of(models, start=start), History()).kept
+    assert 1 not in DETECTORS.get("two_stage_iterated")(round_of(models, start=start), History()).kept
 
 
-@given(st.permutations(list(range(6))))
-@settings(max_examples=30, deadline=None)
-def test_detector_is_permutation_invariant(order):
+def test_replay_check_names_free_riders_replays_and_copies():
+    rng = np.random.default_rng(4)
+    start, previous = honest_round(rng)
+    history = history_after(previous)
+    history.last_start = start
+    _, models = honest_round(np.random.default_rng(5))
+    models = models - models.mean(axis=0) + start + 0.5  # a fresh honest round around `start`
+    models[1] = start + 1e-6
+    models[2] = previous[2]
+    models[6] = models[5]
+    result = DETECTORS.get("replay")(round_of(models, round=2, start=start), history)
+    assert sorted(result.reasons) == [1, 2, 5, 6]
+    assert result.reasons[1].startswith("free-riding") and result.reasons[2].startswith("replay")
+    assert result.reasons[5].startswith("copy") and "t6" in result.reasons[5]
+
+
+@given(st.permutations(list(range(6))), st.sampled_from(["two_stage", "two_stage_iterated", "two_stage_guarded", "krum", "multi_krum"]))
+@settings(max_examples=40, deadline=None)
+def test_detectors_are_permutation_invariant(order, rule):
     rng = np.random.default_rng(3)
     start, models = honest_round(rng, n=6)
-    models[2] = ATTACKS.get("sign_flip")(models[2], start, rng)
-    names = [f"t{i}" for i in range(6)]
-    base = {names[i] for i in DETECTORS.get("two_stage_iterated")(models, names, 1, History()).kept}
-    perm = DETECTORS.get("two_stage_iterated")(models[order], [names[i] for i in order], 1, History())
-    assert {names[order[i]] for i in perm.kept} == base
-
-
-def test_rloo_exact_values():
-    # utility = first coordinate; models' first coordinates 3, 1, 2 (start model 0). With N=3,
-    # |S| = 2: C_i = avg(S) - avg(S minus i), each normalised by the round's sum of |C|.
-    models = np.array([[3.0, 0.0], [1.0, 0.0], [2.0, 0.0]])
-    rm = RoundModels(round=1, trainers=["a", "b", "c"], models=models, start_model=np.zeros(2))
-    report = METRICS.get("rloo")([rm], lambda v: float(v[0]), 7)
-    raw = {}
-    for i, t in enumerate("abc"):
-        rng = np.random.default_rng([7, 1, i])
-        (j,) = rng.choice([k for k in range(3) if k != i], size=1, replace=False)
-        raw[t] = (models[i, 0] + models[j, 0]) / 2 - models[j, 0]
-    scale = sum(abs(v) for v in raw.values())
-    assert report.total == pytest.approx({t: v / scale for t, v in raw.items()})
-    assert report.evaluations <= 6
-
-
-def test_rloo_single_trainer_compares_with_start_model():
-    rm = RoundModels(round=1, trainers=["a"], models=np.array([[2.0]]), start_model=np.array([1.0]))
-    report = METRICS.get("rloo")([rm], lambda v: float(v[0]), 0)
-    assert report.total == {"a": 1.0}
-    assert subset_size(1) == 1 and subset_size(5) == 3 and subset_size(2) == 2
+    models[2] = start - (models[2] - start)
+    base = {names(6)[i] for i in DETECTORS.get(rule)(round_of(models, start=start), History()).kept}
+    permuted = RoundInput(models[order], [names(6)[i] for i in order], 1, start)
+    assert {permuted.trainers[i] for i in DETECTORS.get(rule)(permuted, History()).kept} == base

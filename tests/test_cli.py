@@ -60,3 +60,40 @@ def test_bench_gas_rejects_bad_sizes():
     assert proc.returncode == 2 and "at most 128" in proc.stderr
     proc = subprocess.run([str(cli), "bench", "gas", "--params", "655"], capture_output=True, text=True)
     assert proc.returncode == 2 and "multiple of 10" in proc.stderr
+
+
+def bench_json(*args):
+    cli = Path(sys.executable).parent / "fedmarket"
+    proc = subprocess.run([str(cli), "bench", *args, "--json"], cwd=REPO_ROOT, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return json.loads(proc.stdout)["rows"]
+
+
+def test_bench_robustness_json():
+    rows = bench_json("robustness", "--models", "lr", "--splits", "iid", "--attacks", "none,noise",
+                      "--detectors", "two_stage,median", "--rounds", "2")
+    keys = {"model", "attack", "split", "trainers", "malicious", "detector", "cross_round_accuracy",
+            "cross_trainer_accuracy", "final_accuracy"}
+    assert len(rows) == 4 and all(keys <= set(r) for r in rows)
+    noise = next(r for r in rows if r["attack"] == "noise" and r["detector"] == "two_stage")
+    assert noise["malicious"] == 3 and noise["cross_trainer_accuracy"] == 1.0 and noise["cross_round_accuracy"] == 1.0
+    clean = next(r for r in rows if r["attack"] == "none" and r["detector"] == "median")
+    assert clean["cross_trainer_accuracy"] is None and clean["cross_round_accuracy"] is None
+    assert clean["final_accuracy"] > 0.8
+
+
+def test_bench_contribution_json():
+    rows = bench_json("contribution", "--scenarios", "rare_labels", "--methods", "rloo,shapley", "--rounds", "1")
+    assert all(set(r) == {"scenario", "method", "trainer", "contribution", "evaluations"} for r in rows)
+    for method in ("rloo", "shapley"):
+        mine = [r for r in rows if r["method"] == method]
+        assert sorted(r["trainer"] for r in mine) == [1, 2, 3, 4, 5]
+        values = [r["contribution"] for r in mine]  # C_i / sum_j C_j, or / sum_j |C_j| when that sum is <= 0
+        assert abs(sum(values) - 1.0) < 1e-9 or abs(sum(map(abs, values)) - 1.0) < 1e-9
+    assert next(r for r in rows if r["method"] == "shapley")["evaluations"] == 2 ** 5
+
+
+def test_bench_options_are_checked():
+    cli = Path(sys.executable).parent / "fedmarket"
+    proc = subprocess.run([str(cli), "bench", "robustness", "--attacks", "teleport"], capture_output=True, text=True)
+    assert proc.returncode == 2 and "teleport" in proc.stderr and "sign_flip" in proc.stderr

@@ -1,6 +1,6 @@
-"""Contribution metrics, registered by name."""
+"""Contribution metrics: one module each, one signature (`Metric`), registered by name."""
 
-from tasks.contribution.base import METRICS, RoundModels
-from tasks.contribution import rloo  # noqa: F401  (registration)
+from tasks.contribution.base import METRICS, CoalitionValue, RoundModels
+from tasks.contribution import gtg, loo, rloo, shapley  # noqa: F401  (registration)
 
-__all__ = ["METRICS", "RoundModels"]
+__all__ = ["METRICS", "CoalitionValue", "RoundModels"]

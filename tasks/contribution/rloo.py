@@ -12,10 +12,8 @@ Departures, and why:
 - Per-round normalisation divides by sum_j |C_j(t)| (the paper does not give the norm); it keeps
   signs and is defined when contributions cancel. A round where every C_j(t) = 0 adds nothing.
 - Subsets are drawn from a seeded generator (seed, round, trainer index), so anyone holding the
-  models and the seed recomputes the same vector; the settlement proof (issue 5) fixes the seed
-  on chain.
-- Identical subsets are evaluated once (a cache keyed by the subset); `evaluations` counts real
-  evaluations.
+  models and the seed recomputes the same vector; the contract fixes the seed (`rlooSeed`).
+- Identical subsets are evaluated once; `evaluations` counts real evaluations.
 """
 
 from __future__ import annotations
@@ -25,44 +23,25 @@ import math
 import numpy as np
 
 from schemas.settlement import ContributionReport
-from tasks.contribution.base import METRICS, RoundModels, Utility
+from tasks.contribution.base import METRICS, CoalitionValue, RoundModels, Utility, per_round_report
 
 
 def subset_size(n: int) -> int:
     return min(n, max(2, math.ceil(math.log2(n)))) if n > 1 else 1
 
 
+def rloo_subset(seed: int, round: int, i: int, n: int) -> frozenset[int]:
+    size = subset_size(n)
+    rng = np.random.default_rng([seed, round, i])
+    others = rng.choice([j for j in range(n) if j != i], size=size - 1, replace=False) if size > 1 else []
+    return frozenset([i, *map(int, others)])
+
+
 @METRICS.register("rloo")
 def rloo(rounds: list[RoundModels], utility: Utility, seed: int) -> ContributionReport:
-    per_round: list[dict[str, float]] = []
-    totals: dict[str, float] = {}
-    evaluations = 0
-    for rm in rounds:
+    def raw(rm: RoundModels, value: CoalitionValue) -> np.ndarray:
         n = len(rm.trainers)
-        if n == 0:
-            per_round.append({})
-            continue
-        cache: dict[frozenset[int], float] = {}
+        subsets = [rloo_subset(seed, rm.round, i, n) for i in range(n)]
+        return np.array([value(s) - value(s - {i}) for i, s in enumerate(subsets)])
 
-        def acc(members: frozenset[int]) -> float:
-            nonlocal evaluations
-            if members not in cache:
-                model = rm.start_model if not members else rm.models[sorted(members)].mean(axis=0)
-                cache[members] = utility(model)
-                evaluations += 1
-            return cache[members]
-
-        size = subset_size(n)
-        raw = np.zeros(n)
-        for i in range(n):
-            rng = np.random.default_rng([seed, rm.round, i])
-            others = rng.choice([j for j in range(n) if j != i], size=size - 1, replace=False) if size > 1 else []
-            subset = frozenset([i, *map(int, others)])
-            raw[i] = acc(subset) - acc(subset - {i})
-        scale = float(np.abs(raw).sum())
-        normalised = raw / scale if scale > 0 else np.zeros(n)
-        row = {t: float(c) for t, c in zip(rm.trainers, normalised)}
-        per_round.append(row)
-        for t, c in row.items():
-            totals[t] = totals.get(t, 0.0) + c
-    return ContributionReport(method="rloo", per_round=per_round, total=totals, evaluations=evaluations)
+    return per_round_report("rloo", rounds, utility, raw)

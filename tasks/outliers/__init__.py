@@ -1,6 +1,8 @@
 """Outlier rules: one module each, one signature (`Detector`), registered by name."""
 
-from tasks.outliers.base import DETECTORS, Detection, Detector, History
-from tasks.outliers import krum, two_stage  # noqa: F401  (registration)
+from tasks.outliers.base import DETECTORS, Detection, Detector, History, RoundInput
+from tasks.outliers import guarded, krum, replay, two_stage  # noqa: F401  (registration)
 
-__all__ = ["DETECTORS", "Detection", "Detector", "History"]
+DEFAULT_DETECTOR = "two_stage_guarded"
+
+__all__ = ["DEFAULT_DETECTOR", "DETECTORS", "Detection", "Detector", "History", "RoundInput"]

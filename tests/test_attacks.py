@@ -1,0 +1,60 @@
+"""Every attack of the suite, played by trainers that really train on digits, is caught by the
+default detector in the scenario it targets; and the attacks themselves do what they claim."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from flows.simulation import Scenario, simulate
+from schemas.market import TaskSpec
+from tasks.attacks import ATTACKS, AttackContext
+from tasks.attacks.collusion import alie_z
+
+TARGETS = {  # attack -> trainers that attack in the scenario it targets (sources/004 V.B for the first two)
+    "noise": 3, "scale": 1, "sign_flip": 3, "label_flip": 3, "alie": 3, "ipm": 3, "replay": 3, "free_ride": 3,
+}
+
+
+def test_the_default_detector_is_the_guarded_rule():
+    assert TaskSpec().detector == "two_stage_guarded"
+    assert set(TARGETS) == set(ATTACKS.names())
+
+
+@pytest.mark.parametrize("attack", sorted(TARGETS))
+def test_default_detector_catches_each_attack(attack):
+    result = simulate(Scenario(attack=attack, malicious=TARGETS[attack], rounds=4, seed=1))
+    assert result.cross_trainer_accuracy() == 1.0, [r.detection.reasons for r in result.rounds]
+    assert result.honest_kept() >= 0.95
+    assert result.final_accuracy > 0.85
+
+
+def test_without_a_defence_the_attacks_hurt():
+    clean = simulate(Scenario(attack="none", rounds=4, detector="none", seed=1)).final_accuracy
+    for attack in ("sign_flip", "scale"):
+        attacked = simulate(Scenario(attack=attack, rounds=4, detector="none", seed=1)).final_accuracy
+        assert attacked < clean - 0.05, attack
+    label_flip = simulate(Scenario(attack="label_flip", rounds=4, detector="none", seed=1)).final_accuracy
+    assert label_flip < clean - 0.02
+
+
+def context(**overrides):
+    rng = np.random.default_rng(0)
+    base = dict(
+        local=np.array([2.0, 2.0]), start=np.array([1.0, 1.0]), honest=np.array([[1.0, 3.0], [3.0, 1.0]]),
+        own_previous=None, trainers=8, colluders=3, rng=rng,
+    )
+    base.update(overrides)
+    return AttackContext(**base)
+
+
+def test_attacks_exact():
+    assert ATTACKS.get("sign_flip").craft(context()).tolist() == [0.0, 0.0]
+    assert ATTACKS.get("scale").craft(context()).tolist() == [9.0, 9.0]
+    assert ATTACKS.get("ipm").craft(context()).tolist() == [0.5, 0.5]  # 1 - 0.5 * mean update (1, 1)
+    assert alie_z(8, 3) == pytest.approx(0.6744897501960817)  # Phi^-1(6/8): s = 5 - 3 = 2
+    assert ATTACKS.get("alie").craft(context()).tolist() == pytest.approx([2 - 0.6744897501960817] * 2)
+    assert ATTACKS.get("replay").craft(context()).tolist() == [2.0, 2.0]  # nothing to replay yet
+    assert ATTACKS.get("replay").craft(context(own_previous=np.array([5.0, 5.0]))).tolist() == [5.0, 5.0]
+    assert np.abs(ATTACKS.get("free_ride").craft(context()) - 1.0).max() < 1e-4
+    assert ATTACKS.get("label_flip").poison_labels(np.array([0, 3, 9]), 10).tolist() == [9, 6, 0]
