@@ -20,8 +20,7 @@ from fedmarket.ml.data import (
     encode_dataset,
     load_digits_dataset,
     owner_split,
-    split_dirichlet,
-    split_iid,
+    split_trainers,
 )
 from fedmarket.ml.updates import decode_update
 from fedmarket.runtime import Party, Platform, current_platform
@@ -85,12 +84,6 @@ def _party(role: str, seed: int, index: int = 0) -> Party:
     )
 
 
-def _partition(pool: Dataset, config: DemoConfig) -> list[Dataset]:
-    if config.split == "iid":
-        return split_iid(pool, config.trainers, seed=config.seed)
-    return split_dirichlet(pool, config.trainers, alpha=config.dirichlet_alpha, seed=config.seed)
-
-
 @flow(name="fedmarket-demo", validate_parameters=False)
 def demo_flow(config: DemoConfig | dict | None = None, progress: Progress | None = None) -> DemoReport:
     logger = get_run_logger()
@@ -134,7 +127,7 @@ def demo_flow(config: DemoConfig | dict | None = None, progress: Progress | None
     logger.info("market %s created on %s with deposit %d wei", market.address, chain.description, deposit)
 
     # ---- trainers: local data checks, registration
-    datasets = _partition(pool, config)
+    datasets = split_trainers(pool, config.trainers, split=config.split, alpha=config.dirichlet_alpha, seed=config.seed)
     attacker_index = sorted(rng.choice(config.trainers, size=config.malicious, replace=False).tolist())
     plan = dict(zip(attacker_index, default_attack_plan(config.malicious)))
     for index, name in plan.items():  # data-poisoning attacks change the attacker's own labels

@@ -11,7 +11,7 @@ from typing import Literal
 
 import numpy as np
 
-from fedmarket.ml.data import Dataset, load_digits_dataset, owner_split, split_dirichlet, split_iid
+from fedmarket.ml.data import Dataset, load_digits_dataset, owner_split, split_trainers
 from fedmarket.ml.training import accuracy, initial_model, train_local
 from schemas.market import ModelConfig, ModelKind, TrainingConfig
 from tasks.aggregators import AGGREGATORS
@@ -82,17 +82,11 @@ class SimulationResult:
         return kept / (len(honest) * len(self.rounds)) if honest else 1.0
 
 
-def partition(pool: Dataset, scenario: Scenario) -> list[Dataset]:
-    if scenario.split == "iid":
-        return split_iid(pool, scenario.trainers, seed=scenario.seed)
-    return split_dirichlet(pool, scenario.trainers, alpha=scenario.dirichlet_alpha, seed=scenario.seed)
-
-
 def simulate(scenario: Scenario, training: TrainingConfig | None = None) -> SimulationResult:
     training = training or TrainingConfig.for_model(scenario.model)
     model = ModelConfig(kind=scenario.model)
     pool, test = owner_split(load_digits_dataset(), owner_fraction=scenario.owner_fraction, seed=scenario.seed)
-    datasets = partition(pool, scenario)
+    datasets = split_trainers(pool, scenario.trainers, split=scenario.split, alpha=scenario.dirichlet_alpha, seed=scenario.seed)
     rng = np.random.default_rng(scenario.seed)
     malicious = 0 if scenario.attack == NO_ATTACK else scenario.malicious
     attackers = sorted(rng.choice(scenario.trainers, size=malicious, replace=False).tolist())

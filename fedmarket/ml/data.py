@@ -77,6 +77,13 @@ def split_dirichlet(data: Dataset, parts: int, *, alpha: float, seed: int, min_s
     raise ValueError(f"no Dirichlet({alpha}) split gives every one of {parts} trainers {min_size} samples")
 
 
+def split_trainers(data: Dataset, parts: int, *, split: str, alpha: float, seed: int) -> list[Dataset]:
+    """The trainers' shares: "iid" or "dirichlet" (label skew with concentration `alpha`)."""
+    if split == "iid":
+        return split_iid(data, parts, seed=seed)
+    return split_dirichlet(data, parts, alpha=alpha, seed=seed)
+
+
 def encode_dataset(data: Dataset) -> bytes:
     """A dataset as stored by CID: safetensors with `features` (float32) and `labels` (int64)."""
     from safetensors.numpy import save

@@ -47,11 +47,6 @@ class History:
         where = {t: i for i, t in enumerate(self.last_trainers)}
         return np.array([where.get(t, -1) for t in trainers], dtype=np.int64)
 
-    def previous_of(self, trainer: str) -> np.ndarray | None:
-        if self.last_models is None or trainer not in self.last_trainers:
-            return None
-        return self.last_models[self.last_trainers.index(trainer)]
-
 
 @dataclass
 class Detection:
