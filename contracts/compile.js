@@ -1,6 +1,6 @@
 // Compiles contracts/src with solcjs through its JS API (its CLI cuts piped output at 128 KiB)
 // and writes one artifact per contract: ABI, creation and runtime bytecode, compiler settings.
-//   node contracts/compile.js [--out DIR]
+//   node contracts/compile.js [--src DIR] [--out DIR]   (--src: e.g. an EZKL-generated verifier)
 // Imports beginning with "@" resolve to node_modules at the repo root; nothing is downloaded.
 const fs = require("fs");
 const path = require("path");
@@ -8,8 +8,9 @@ const solc = require("solc");
 
 const here = __dirname;
 const root = path.resolve(here, "..");
-const srcDir = path.join(here, "src");
 const args = process.argv.slice(2);
+const srcIdx = args.indexOf("--src");
+const srcDir = srcIdx >= 0 ? path.resolve(args[srcIdx + 1]) : path.join(here, "src");
 const outIdx = args.indexOf("--out");
 const outDir = outIdx >= 0 ? path.resolve(args[outIdx + 1]) : path.join(here, "artifacts");
 

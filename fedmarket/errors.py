@@ -87,3 +87,12 @@ class ArtifactError(ChainError):
 # ---------------------------------------------------------------- protocol
 class ProtocolError(FedMarketError):
     """A party broke the market protocol off-chain (e.g. a submission missing from the store)."""
+
+
+# ---------------------------------------------------------------- proofs
+class ZKError(FedMarketError):
+    """The EZKL toolchain failed, or values cannot enter a circuit (off the grid, out of range)."""
+
+
+class ProofMismatchError(ZKError):
+    """The circuit's result differs from the float computation it proves (mask, accuracy)."""

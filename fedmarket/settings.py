@@ -33,6 +33,12 @@ class Settings(BaseSettings):
     factory_address: str | None = Field(
         default=None, description="MarketFactory to use on a real node; unset: deploy one"
     )
+    zk_cache_dir: Path = Field(
+        default=Path(".fedmarket/zk"), description="EZKL builds (settings, keys, verifiers) by circuit hash"
+    )
+    zk_srs_path: Path | None = Field(
+        default=None, description="KZG SRS from a ceremony; unset: gen_srs locally (NOT FOR PRODUCTION)"
+    )
     retries: int = Field(default=3, ge=0, description="retries of chain and store tasks")
     retry_delay_s: float = Field(default=1.0, ge=0, description="first retry delay; doubles each retry")
 

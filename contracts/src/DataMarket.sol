@@ -444,7 +444,7 @@ contract DataMarket is Initializable, ReentrancyGuardTransient {
 
     /// @notice Public instances of round `round`'s proof, built from this contract's state; the
     /// layout is documented in contracts/README.md.
-    /// [domain, prev_0..prev_{L-1}, cur_0..cur_{L-1}, modelCommitment, aggregateCommitment, mask]
+    /// [domain, round, cur_0..cur_{L-1}, modelCommitment, aggregateCommitment, mask]
     function roundInstances(uint32 round, bytes32 aggregateCommitment, uint128 benignMask)
         external
         view
@@ -459,15 +459,15 @@ contract DataMarket is Initializable, ReentrancyGuardTransient {
         returns (uint256[] memory instances)
     {
         uint256 n = trainerCount;
-        instances = new uint256[](2 * n + 4);
+        instances = new uint256[](n + 5);
         instances[0] = domain(round);
+        instances[1] = round;
         for (uint256 i = 0; i < n; ++i) {
-            instances[1 + i] = round > 1 ? uint256(_commitments[round - 1][i]) : 0;
-            instances[1 + n + i] = uint256(_commitments[round][i]);
+            instances[2 + i] = uint256(_commitments[round][i]);
         }
-        instances[2 * n + 1] = uint256(startModel);
-        instances[2 * n + 2] = uint256(aggregateCommitment);
-        instances[2 * n + 3] = benignMask;
+        instances[n + 2] = uint256(startModel);
+        instances[n + 3] = uint256(aggregateCommitment);
+        instances[n + 4] = benignMask;
     }
 
     /// @notice Binds a proof to this chain, this market and one step (round number, or
@@ -485,21 +485,27 @@ contract DataMarket is Initializable, ReentrancyGuardTransient {
     }
 
     /// @notice Public instances of the settlement proof (layout in contracts/README.md):
-    /// [domain, dataCommitment, final model commitment, RLOO seed, accuracy, contributions...]
+    /// [domain, dataCommitment, final model commitment, RLOO seed, accuracy, final round's mask,
+    ///  final round's commitments..., contributions...]
     function settlementInstances(uint16 accuracyBps, int256[] calldata contributions)
         public
         view
         returns (uint256[] memory instances)
     {
-        uint256 n = contributions.length;
-        instances = new uint256[](n + 5);
+        uint256 n = trainerCount;
+        uint256 m = contributions.length;
+        instances = new uint256[](n + m + 6);
         instances[0] = domain(type(uint32).max);
         instances[1] = uint256(dataCommitment) % FIELD;
         instances[2] = uint256(modelCommitment);
         instances[3] = uint256(rlooSeed()) % FIELD;
         instances[4] = accuracyBps;
+        instances[5] = _rounds[roundCount].benignMask;
         for (uint256 i = 0; i < n; ++i) {
-            instances[5 + i] = _toField(contributions[i]);
+            instances[6 + i] = uint256(_commitments[roundCount][i]);
+        }
+        for (uint256 i = 0; i < m; ++i) {
+            instances[6 + n + i] = _toField(contributions[i]);
         }
     }
 

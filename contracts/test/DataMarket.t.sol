@@ -323,14 +323,14 @@ contract DataMarketTest is MarketFixture {
         submitMask(market, round, 3);
 
         uint256[] memory inst = market.roundInstances(round, bytes32(uint256(555)), 3);
-        assertEq(inst.length, 8, "2L + 4 instances");
+        assertEq(inst.length, 7, "L + 5 instances");
         assertEq(inst[0], market.domain(round), "domain");
-        assertEq(inst[1], 0, "no previous round");
-        assertEq(inst[3], uint256(commitmentOf(round, 0)), "trainer 0 commitment");
-        assertEq(inst[4], uint256(commitmentOf(round, 1)), "trainer 1 commitment");
-        assertEq(inst[5], 42, "model commitment");
-        assertEq(inst[6], 555, "aggregate commitment");
-        assertEq(inst[7], 3, "mask");
+        assertEq(inst[1], 1, "round number");
+        assertEq(inst[2], uint256(commitmentOf(round, 0)), "trainer 0 commitment");
+        assertEq(inst[3], uint256(commitmentOf(round, 1)), "trainer 1 commitment");
+        assertEq(inst[4], 42, "model commitment");
+        assertEq(inst[5], 555, "aggregate commitment");
+        assertEq(inst[6], 3, "mask");
         rv.pin(inst);
 
         vm.startPrank(aggregator);
@@ -350,8 +350,8 @@ contract DataMarketTest is MarketFixture {
         vm.expectRevert(DataMarket.ProofRejected.selector);
         market.finalizeRound(round, bytes32(uint256(1)), bytes32(uint256(555)), 3, hex"01");
         inst = market.roundInstances(round, bytes32(uint256(777)), 3);
-        assertEq(inst[1], uint256(commitmentOf(1, 0)), "previous round's commitment");
-        assertEq(inst[5], 555, "round 2 starts from the round-1 aggregate");
+        assertEq(inst[1], 2, "round number");
+        assertEq(inst[4], 555, "round 2 starts from the round-1 aggregate");
     }
 
     function test_settlementProofBindsAccuracyAndContributions() public {
@@ -367,7 +367,9 @@ contract DataMarketTest is MarketFixture {
         assertEq(inst[2], 1001, "final model commitment");
         assertEq(inst[3], uint256(market.rlooSeed()) % market.FIELD(), "rloo seed");
         assertEq(inst[4], 8500, "accuracy");
-        assertEq(inst[6], market.FIELD() - 3, "negative contribution as a field element");
+        assertEq(inst[5], 3, "final round's benign mask");
+        assertEq(inst[6], uint256(commitmentOf(1, 0)), "final round's commitment of trainer 0");
+        assertEq(inst[9], market.FIELD() - 3, "negative contribution as a field element");
         sv.pin(inst);
 
         vm.startPrank(aggregator);

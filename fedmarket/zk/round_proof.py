@@ -1,0 +1,112 @@
+"""One round's statement, in float and as a proof (fedmarket/zk/round_circuit.py).
+
+The aggregator computes the float mask and aggregate, proves them, and refuses to send a proof
+whose in-circuit mask differs from the float one (`ProofMismatchError`). The aggregate on chain is
+the float mean rounded onto the grid; it differs from the float mean of the unrounded models by
+at most 2^-8 per entry (half a step from rounding the models, half from rounding the mean), the
+bound tests/test_zk.py checks.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from eth_abi import encode
+
+from fedmarket.errors import ProofMismatchError, ZKError
+from fedmarket.zk.fixed_point import domain_limbs, quantize
+from fedmarket.zk.prover import Proof, prove
+from fedmarket.zk.round_circuit import RoundCircuit, grid_sqrt
+from fedmarket.zk.toolchain import CircuitBuild
+
+
+@dataclass(frozen=True)
+class RoundStatement:
+    """A round as the circuit sees it: one slot per registered trainer (None: no submission),
+    models already on the grid."""
+
+    models: list[np.ndarray | None]
+    start: np.ndarray
+    round: int
+    domain: int
+
+    @property
+    def trainers(self) -> int:
+        return len(self.models)
+
+    @property
+    def dim(self) -> int:
+        return int(np.asarray(self.start).size)
+
+    def circuit(self) -> RoundCircuit:
+        return RoundCircuit(self.trainers, self.dim).double()
+
+    def inputs(self, aggregate: np.ndarray, roots: np.ndarray) -> list[np.ndarray]:
+        d = self.dim
+        slots = [np.zeros((1, d)) if m is None else np.asarray(m, dtype=np.float64).reshape(1, d) for m in self.models]
+        present = [0.0 if m is None else 1.0 for m in self.models]
+        public = np.concatenate([[1.0 if self.round == 1 else 0.0], present, domain_limbs(self.domain)])
+        return [*slots, np.asarray(self.start, dtype=np.float64).reshape(1, d), np.asarray(aggregate).reshape(1, d), np.asarray(roots).reshape(1, -1), public.reshape(1, -1)]
+
+
+@dataclass(frozen=True)
+class RoundResult:
+    mask: list[bool]
+    aggregate: np.ndarray  # on the grid
+    roots: np.ndarray
+
+
+def evaluate(statement: RoundStatement) -> RoundResult:
+    """The float statement: the module run in float64 with exact square roots."""
+    circuit = statement.circuit()
+    zeros = np.zeros(statement.dim)
+    tensors = lambda xs: [torch.from_numpy(np.ascontiguousarray(x, dtype=np.float64)) for x in xs]  # noqa: E731
+    with torch.no_grad():
+        y = circuit.squared_distances(*tensors(statement.inputs(zeros, np.zeros(statement.trainers)))).numpy()[0]
+        roots = grid_sqrt(y)
+        _, _, mask, _ = circuit(*tensors(statement.inputs(zeros, roots)))
+    kept = mask.numpy()[0] > 0.5
+    if not kept.any():
+        raise ZKError("the rule kept no model: nothing to aggregate")
+    models = np.stack([statement.models[i] for i in np.flatnonzero(kept)])
+    return RoundResult([bool(k) for k in kept], quantize(models.mean(axis=0)), roots)
+
+
+@dataclass(frozen=True)
+class RoundProof:
+    proof: Proof
+    mask: list[bool]
+    aggregate: np.ndarray
+
+    @property
+    def benign_mask(self) -> int:
+        return sum(1 << i for i, k in enumerate(self.mask) if k)
+
+    def calldata(self) -> bytes:
+        """`proof` argument of finalizeRound: abi.encode(uint256[] aux, bytes halo2Proof), aux =
+        the hashes of the slots (used for absent ones), of the roots and of the public tensor."""
+        L = len(self.mask)
+        hashes = self.proof.input_hashes
+        return encode(["uint256[]", "bytes"], [hashes[:L] + hashes[L + 2 :], self.proof.proof])
+
+
+def prove_round(build: CircuitBuild, statement: RoundStatement) -> RoundProof:
+    result = evaluate(statement)
+    proof = prove(build, statement.inputs(result.aggregate, result.roots))
+    _, _, circuit_mask, (valid,) = proof.outputs
+    if [bool(m) for m in circuit_mask] != result.mask:
+        raise ProofMismatchError(f"in-circuit mask {circuit_mask} differs from the float mask {result.mask}")
+    if valid != 1:
+        raise ProofMismatchError("the circuit rejected the aggregate or the square roots")
+    return RoundProof(proof, result.mask, result.aggregate)
+
+
+def build_round_circuit(trainers: int, dim: int, cache_dir, *, srs_path=None) -> CircuitBuild:
+    """The round circuit for L = `trainers` slots of `dim` parameters (cached by circuit hash)."""
+    from fedmarket.zk.toolchain import build_circuit
+
+    statement = RoundStatement([np.zeros(dim)] * trainers, np.zeros(dim), 1, 0)
+    example = [torch.from_numpy(x) for x in statement.inputs(np.zeros(dim), np.zeros(trainers))]
+    return build_circuit(f"round-L{trainers}-d{dim}", statement.circuit(), example, cache_dir, srs_path=srs_path)

@@ -1,0 +1,195 @@
+"""EZKL builds, cached by circuit hash: ONNX export, settings, compile and setup run once per
+circuit (never per round), then every proof reuses the keys.
+
+The hash covers the ONNX bytes, the run arguments and the EZKL version, so a changed circuit, scale
+or toolchain is a new build and an unchanged one is found again by any process sharing the cache
+directory. A build directory is complete only once its `ready` marker exists; a crash midway
+leaves nothing a later call would trust.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import logging
+import shutil
+import time
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+
+import ezkl
+import torch
+
+from fedmarket.errors import ZKError
+from fedmarket.zk.fixed_point import FRAC_BITS
+from fedmarket.zk.srs import srs_for
+
+log = logging.getLogger(__name__)
+
+EZKL_VERSION = "23.0.5"
+
+
+@dataclass(frozen=True)
+class RunArgs:
+    """The EZKL run arguments chosen on purpose (no calibration: it fails on wide ranges).
+
+    Inputs are hashed (their Poseidon hashes are the commitments), outputs public, constants fixed.
+    `decomp_legs` legs of 2^14 bound every range-checked value: 3 legs cover |x| < 2^41 at scale 8,
+    room for the squared statistics of the round rule."""
+
+    input_scale: int = FRAC_BITS
+    param_scale: int = FRAC_BITS
+    decomp_legs: int = 3
+    # 4 columns per op: the round circuit's arithmetic then takes fewer rows than its Poseidon
+    # hashing of the inputs, which sets the circuit's size (README, "Verifiable rounds")
+    num_inner_cols: int = 4
+
+    def to_ezkl(self) -> ezkl.PyRunArgs:
+        args = ezkl.PyRunArgs()
+        args.input_visibility = "hashed"
+        args.output_visibility = "public"
+        args.param_visibility = "fixed"
+        args.input_scale = self.input_scale
+        args.param_scale = self.param_scale
+        args.decomp_legs = self.decomp_legs
+        args.num_inner_cols = self.num_inner_cols
+        return args
+
+
+@dataclass(frozen=True)
+class CircuitBuild:
+    """A built circuit in the cache: paths of its artefacts and what setup cost."""
+
+    name: str
+    digest: str
+    dir: Path
+    srs_path: Path
+    srs_origin: str
+
+    @property
+    def onnx(self) -> Path:
+        return self.dir / "circuit.onnx"
+
+    @property
+    def settings_path(self) -> Path:
+        return self.dir / "settings.json"
+
+    @property
+    def compiled(self) -> Path:
+        return self.dir / "circuit.ezkl"
+
+    @property
+    def vk(self) -> Path:
+        return self.dir / "vk.key"
+
+    @property
+    def pk(self) -> Path:
+        return self.dir / "pk.key"
+
+    def settings(self) -> dict:
+        return json.loads(self.settings_path.read_text())
+
+    @property
+    def logrows(self) -> int:
+        return int(self.settings()["run_args"]["logrows"])
+
+    @property
+    def setup_report(self) -> dict:
+        return json.loads((self.dir / "ready").read_text())
+
+
+def export_onnx(module: torch.nn.Module, example: list[torch.Tensor]) -> bytes:
+    """The module as ONNX (TorchScript exporter: the graph EZKL reads, deterministic bytes)."""
+    buffer = io.BytesIO()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        torch.onnx.export(
+            module.float().eval(),
+            tuple(t.float() for t in example),
+            buffer,
+            input_names=[f"in{i}" for i in range(len(example))],
+            dynamo=False,
+            opset_version=17,
+        )
+    return buffer.getvalue()
+
+
+def circuit_digest(onnx_bytes: bytes, run_args: RunArgs) -> str:
+    h = hashlib.sha256()
+    h.update(onnx_bytes)
+    h.update(json.dumps(run_args.__dict__, sort_keys=True).encode())
+    h.update(EZKL_VERSION.encode())
+    return h.hexdigest()
+
+
+def build_circuit(
+    name: str,
+    module: torch.nn.Module,
+    example: list[torch.Tensor],
+    cache_dir: Path,
+    *,
+    run_args: RunArgs = RunArgs(),
+    srs_path: Path | None = None,
+) -> CircuitBuild:
+    """Export, settings, compile and setup, or the cached build with the same circuit hash."""
+    onnx_bytes = export_onnx(module, example)
+    digest = circuit_digest(onnx_bytes, run_args)
+    target = Path(cache_dir) / f"{name}-{digest[:16]}"
+    if (target / "ready").is_file():
+        settings = json.loads((target / "settings.json").read_text())
+        srs, origin = srs_for(int(settings["run_args"]["logrows"]), Path(cache_dir), srs_path)
+        return CircuitBuild(name, digest, target, srs, origin)
+
+    work = target.with_name(target.name + ".partial")
+    shutil.rmtree(work, ignore_errors=True)
+    work.mkdir(parents=True)
+    build = CircuitBuild(name, digest, work, Path(), "")
+    build.onnx.write_bytes(onnx_bytes)
+    started = time.perf_counter()
+    _ezkl("gen_settings", ezkl.gen_settings, str(build.onnx), str(build.settings_path), py_run_args=run_args.to_ezkl())
+    _fit_logrows(build.settings_path)
+    _ezkl("compile_circuit", ezkl.compile_circuit, str(build.onnx), str(build.compiled), str(build.settings_path))
+    logrows = build.logrows
+    srs, origin = srs_for(logrows, Path(cache_dir), srs_path)
+    _ezkl("setup", ezkl.setup, str(build.compiled), str(build.vk), str(build.pk), str(srs))
+    setup_s = time.perf_counter() - started
+    settings = build.settings()
+    report = {
+        "name": name,
+        "digest": digest,
+        "setup_s": setup_s,
+        "logrows": logrows,
+        "num_rows": settings.get("num_rows"),
+        "pk_bytes": build.pk.stat().st_size,
+        "srs_origin": origin,
+    }
+    (work / "ready").write_text(json.dumps(report, indent=2))
+    shutil.rmtree(target, ignore_errors=True)
+    work.rename(target)
+    log.info("built circuit %s (%s): logrows %d, setup %.1f s", name, digest[:16], logrows, setup_s)
+    return CircuitBuild(name, digest, target, srs, origin)
+
+
+# rows halo2 keeps for blinding and the last row; the range-check table needs 2^14 rows
+_RESERVED_ROWS = 64
+_MIN_LOGROWS = 15
+
+
+def _fit_logrows(settings_path: Path) -> None:
+    """gen_settings leaves logrows at its default (17); set the smallest that fits the rows."""
+    settings = json.loads(settings_path.read_text())
+    rows = int(settings["num_rows"]) + _RESERVED_ROWS
+    settings["run_args"]["logrows"] = max(_MIN_LOGROWS, (rows - 1).bit_length())
+    settings_path.write_text(json.dumps(settings))
+
+
+def _ezkl(step: str, fn, *args, **kwargs):
+    try:
+        result = fn(*args, **kwargs)
+    except Exception as exc:  # noqa: BLE001 - EZKL raises plain exceptions
+        raise ZKError(f"EZKL {step} failed: {exc}") from exc
+    if result is False:
+        raise ZKError(f"EZKL {step} failed")
+    return result
