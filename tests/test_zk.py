@@ -91,3 +91,14 @@ def test_build_is_cached_by_circuit_hash(round_build, tmp_path_factory):
     assert again.dir == round_build.dir and again.setup_report == round_build.setup_report
     other = build_round_circuit(L + 1, D, round_build.dir.parent)
     assert other.digest != round_build.digest
+
+
+def test_local_verifier_rejects_a_proof_with_a_forged_instance(round_build):
+    import dataclasses
+    import json
+
+    proof = prove_round(round_build, RoundStatement(models(3), quantize(np.zeros(D)), 1, domain=9)).proof
+    forged = json.loads(proof.proof_json)
+    forged["instances"][0][0] = forged["instances"][0][1]  # trainer 0's commitment swapped for trainer 1's
+    assert verify_locally(round_build, proof)
+    assert not verify_locally(round_build, dataclasses.replace(proof, proof_json=json.dumps(forged)))
