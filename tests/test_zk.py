@@ -8,7 +8,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from fedmarket.errors import ZKError
+from fedmarket.errors import ConfigError, ZKError
+from fedmarket.settings import Settings
 from fedmarket.zk import RoundStatement, build_round_circuit, evaluate, poseidon_commitment, prove_round, quantize, verifier_artifact, verify_locally
 from fedmarket.zk.fixed_point import STEP, on_grid
 from fedmarket.zk.verifier import vka_words
@@ -18,31 +19,14 @@ L, D = 4, 8
 
 @pytest.fixture(scope="module")
 def round_build(tmp_path_factory):
-    return build_round_circuit(L, D, tmp_path_factory.mktemp("zk-cache"))
+    return build_round_circuit(L, D, Settings(zk_cache_dir=tmp_path_factory.mktemp("zk-cache")))
 
 
-def models(seed: int, attacker: int | None = 3) -> list[np.ndarray]:
+def models(seed: int) -> list[np.ndarray]:
     rng = np.random.default_rng(seed)
     rows = rng.normal(0.5, 0.2, size=(L, D))
-    if attacker is not None:
-        rows[attacker] += 4.0  # far from the others: the rule must flag it
+    rows[3] += 4.0  # far from the others: the rule must flag it
     return [quantize(r) for r in rows]
-
-
-def proven_market(platform, round_build):
-    """A 2-round market whose round verifier is the circuit's generated verifier behind the adapter."""
-    deployer = party(platform, "deployer")
-    halo2, _ = platform.chain.deploy_artifact(deployer.account, verifier_artifact(round_build))
-    adapter, _ = platform.chain.deploy(deployer.account, "EzklRoundAdapter", halo2.address, L, vka_words(round_build))
-    market, _, aggregator, members, spec = create_market(platform, trainers=L, rounds=2, round_verifier=adapter.address)
-    return market, aggregator, members, spec
-
-
-def play(platform, market, aggregator, members, round, rows, start):
-    market.open_round(aggregator.account, cid_of(platform, f"global {round}".encode()), poseidon_commitment(start))
-    for i, (t, w) in enumerate(zip(members, rows)):
-        if w is not None:
-            market.submit(t.account, round, cid_of(platform, f"update {round} {i}".encode()), poseidon_commitment(w))
 
 
 def test_commitment_is_the_circuits_own_input_hash(round_build):
@@ -86,10 +70,11 @@ def test_generated_verifier_compiles_under_the_code_size_limit(round_build):
     assert words and all(len(w) == 32 for w in words)
 
 
-def test_build_is_cached_by_circuit_hash(round_build, tmp_path_factory):
-    again = build_round_circuit(L, D, round_build.dir.parent)
+def test_build_is_cached_by_circuit_hash(round_build):
+    settings = Settings(zk_cache_dir=round_build.dir.parent)
+    again = build_round_circuit(L, D, settings)
     assert again.dir == round_build.dir and again.setup_report == round_build.setup_report
-    other = build_round_circuit(L + 1, D, round_build.dir.parent)
+    other = build_round_circuit(L + 1, D, settings)
     assert other.digest != round_build.digest
 
 
@@ -102,3 +87,9 @@ def test_local_verifier_rejects_a_proof_with_a_forged_instance(round_build):
     forged["instances"][0][0] = forged["instances"][0][1]  # trainer 0's commitment swapped for trainer 1's
     assert verify_locally(round_build, proof)
     assert not verify_locally(round_build, dataclasses.replace(proof, proof_json=json.dumps(forged)))
+
+
+def test_a_missing_ceremony_file_is_a_config_error(tmp_path):
+    settings = Settings(zk_cache_dir=tmp_path, zk_srs_path=tmp_path / "ceremony.srs")
+    with pytest.raises(ConfigError, match="FEDMARKET_ZK_SRS_PATH"):
+        build_round_circuit(2, 2, settings)

@@ -76,15 +76,10 @@ class Chain:
         return self.w3.eth.contract(address=Web3.to_checksum_address(address), abi=load_artifact(self.artifacts_dir, name)["abi"])
 
     def deploy(self, account: LocalAccount, name: str, *args: Any) -> tuple[Contract, TxResult]:
-        return self.deploy_artifact(account, load_artifact(self.artifacts_dir, name), *args)
-
-    def deploy_artifact(self, account: LocalAccount, artifact: dict, *args: Any) -> tuple[Contract, TxResult]:
-        """Deploy from an artifact held elsewhere (a verifier EZKL generated for one circuit)."""
-        name = artifact.get("contractName", "contract")
+        artifact = load_artifact(self.artifacts_dir, name)
         factory = self.w3.eth.contract(abi=artifact["abi"], bytecode=artifact["bytecode"])
         result = self.transact(account, factory.constructor(*args), label=f"{name}.constructor")
-        address = Web3.to_checksum_address(result.receipt["contractAddress"])
-        return self.w3.eth.contract(address=address, abi=artifact["abi"]), result
+        return self.contract(name, result.receipt["contractAddress"]), result
 
     def transact(self, account: LocalAccount, fn: ContractFunction, *, value: int = 0, label: str | None = None) -> TxResult:
         label = label or fn.fn_name

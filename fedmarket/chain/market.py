@@ -210,11 +210,6 @@ class MarketClient:
     def rloo_seed(self) -> bytes:
         return bytes(self._read("rlooSeed"))
 
-    def domain(self, step: int) -> int:
-        """keccak(chain id, market, step) mod FIELD: binds a proof to one round (or settlement,
-        step 2^32 - 1) of this market on this chain."""
-        return int(self._read("domain", step))
-
     def model_commitment(self) -> str:
         return hex32(self._read("modelCommitment"))
 

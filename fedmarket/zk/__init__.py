@@ -1,5 +1,5 @@
 """EZKL toolchain: circuits exported from torch, builds cached by circuit hash, proofs, and the
-generated Solidity verifiers the markets call (DESIGN.md section 4, README "Verifiable rounds")."""
+generated Solidity verifiers the markets call (DESIGN.md section 4; README, "What is real, and what is not yet")."""
 
 from fedmarket.zk.fixed_point import FRAC_BITS, STEP, poseidon_commitment, quantize
 from fedmarket.zk.prover import Proof, prove, verify_locally

@@ -4,7 +4,7 @@ Every model, update and test sample that enters a proof is a multiple of 2^-FRAC
 round their models onto this grid before sealing them, the aggregator rounds the aggregate, and
 the owner rounds the test subset, so the bytes in the content store, the commitments on chain and
 the circuit's inputs are the same numbers. 8 fractional bits is the issue's floor; the LR and MLP
-on digits lose no accuracy at that step (README, "Verifiable rounds").
+on digits lose no accuracy at that step (README, "What is real, and what is not yet").
 
 Commitments are EZKL's own Poseidon hash of hashed circuit inputs (`input_visibility="hashed"`):
 `ezkl.poseidon_hash` over `ezkl.float_to_felt(x, FRAC_BITS)`, so the value a trainer commits to is
@@ -16,16 +16,15 @@ from __future__ import annotations
 import ezkl
 import numpy as np
 
+from fedmarket.commitments import BN254_FIELD
 from fedmarket.errors import ZKError
 
 FRAC_BITS = 8
 STEP = 2.0**-FRAC_BITS
-# Inputs beyond this magnitude cannot be range-checked by the circuits (decomposition of
-# `DECOMP_LEGS` legs of 2^14): a model entry of 2^MAX_ABS_BITS is already far outside training.
+# Inputs beyond this magnitude would overflow the circuits' range checks on the squared statistics
+# (RunArgs.decomp_legs legs of 2^14): a model entry of 2^10 is already far outside training.
 MAX_ABS_BITS = 10
 MAX_ABS = 2.0**MAX_ABS_BITS
-
-BN254_FIELD = 21888242871839275222246405745257275088548364400416034343698204186575808495617
 
 
 def quantize(values: np.ndarray) -> np.ndarray:
@@ -82,7 +81,7 @@ def poseidon_commitment(values: np.ndarray) -> str:
 
 # A market's domain (keccak of chain, market and step) enters a circuit as DOMAIN_LIMBS limbs of
 # LIMB_BITS bits of its low 160 bits: each limb is exact in a float64 at the input scale and
-# inside the circuit's range checks (contracts/src/EzklAdapter.sol splits it the same way).
+# inside the circuit's range checks; the contract side must split `domain(step)` the same way.
 DOMAIN_LIMBS = 4
 LIMB_BITS = 40
 

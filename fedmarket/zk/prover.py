@@ -13,7 +13,7 @@ import numpy as np
 
 from fedmarket.errors import ZKError
 from fedmarket.zk.fixed_point import felt_to_int, on_grid, signed
-from fedmarket.zk.toolchain import CircuitBuild, _ezkl
+from fedmarket.zk.toolchain import CircuitBuild, call_ezkl
 
 
 @dataclass(frozen=True)
@@ -43,10 +43,10 @@ def prove(build: CircuitBuild, inputs: list[np.ndarray]) -> Proof:
         data, witness, proof_path = Path(tmp, "input.json"), Path(tmp, "witness.json"), Path(tmp, "proof.json")
         data.write_text(json.dumps({"input_data": [np.asarray(v, dtype=np.float64).ravel().tolist() for v in inputs]}))
         started = time.perf_counter()
-        result = _ezkl("gen_witness", ezkl.gen_witness, str(data), str(build.compiled), str(witness))
+        result = call_ezkl("gen_witness", ezkl.gen_witness, str(data), str(build.compiled), str(witness))
         witness_s = time.perf_counter() - started
         started = time.perf_counter()
-        _ezkl("prove", ezkl.prove, str(witness), str(build.compiled), str(build.pk), str(proof_path), str(build.srs_path))
+        call_ezkl("prove", ezkl.prove, str(witness), str(build.compiled), str(build.pk), str(proof_path), str(build.srs_path))
         prove_s = time.perf_counter() - started
         text = proof_path.read_text()
     produced = json.loads(text)

@@ -13,13 +13,13 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
-from eth_abi import encode
 
 from fedmarket.errors import ProofMismatchError, ZKError
 from fedmarket.zk.fixed_point import domain_limbs, quantize
 from fedmarket.zk.prover import Proof, prove
 from fedmarket.zk.round_circuit import RoundCircuit, grid_sqrt
-from fedmarket.zk.toolchain import CircuitBuild
+from fedmarket.settings import Settings, load_settings
+from fedmarket.zk.toolchain import CircuitBuild, build_circuit
 
 
 @dataclass(frozen=True)
@@ -62,16 +62,19 @@ def evaluate(statement: RoundStatement) -> RoundResult:
     """The float statement: the module run in float64 with exact square roots."""
     circuit = statement.circuit()
     zeros = np.zeros(statement.dim)
-    tensors = lambda xs: [torch.from_numpy(np.ascontiguousarray(x, dtype=np.float64)) for x in xs]  # noqa: E731
     with torch.no_grad():
-        y = circuit.squared_distances(*tensors(statement.inputs(zeros, np.zeros(statement.trainers)))).numpy()[0]
+        y = circuit.squared_distances(*_tensors(statement.inputs(zeros, np.zeros(statement.trainers)))).numpy()[0]
         roots = grid_sqrt(y)
-        _, _, mask, _ = circuit(*tensors(statement.inputs(zeros, roots)))
+        _, _, mask, _ = circuit(*_tensors(statement.inputs(zeros, roots)))
     kept = mask.numpy()[0] > 0.5
     if not kept.any():
         raise ZKError("the rule kept no model: nothing to aggregate")
     models = np.stack([statement.models[i] for i in np.flatnonzero(kept)])
     return RoundResult([bool(k) for k in kept], quantize(models.mean(axis=0)), roots)
+
+
+def _tensors(arrays: list[np.ndarray]) -> list[torch.Tensor]:
+    return [torch.from_numpy(np.ascontiguousarray(a, dtype=np.float64)) for a in arrays]
 
 
 @dataclass(frozen=True)
@@ -83,13 +86,6 @@ class RoundProof:
     @property
     def benign_mask(self) -> int:
         return sum(1 << i for i, k in enumerate(self.mask) if k)
-
-    def calldata(self) -> bytes:
-        """`proof` argument of finalizeRound: abi.encode(uint256[] aux, bytes halo2Proof), aux =
-        the hashes of the slots (used for absent ones), of the roots and of the public tensor."""
-        L = len(self.mask)
-        hashes = self.proof.input_hashes
-        return encode(["uint256[]", "bytes"], [hashes[:L] + hashes[L + 2 :], self.proof.proof])
 
 
 def prove_round(build: CircuitBuild, statement: RoundStatement) -> RoundProof:
@@ -103,10 +99,12 @@ def prove_round(build: CircuitBuild, statement: RoundStatement) -> RoundProof:
     return RoundProof(proof, result.mask, result.aggregate)
 
 
-def build_round_circuit(trainers: int, dim: int, cache_dir, *, srs_path=None) -> CircuitBuild:
-    """The round circuit for L = `trainers` slots of `dim` parameters (cached by circuit hash)."""
-    from fedmarket.zk.toolchain import build_circuit
-
+def build_round_circuit(trainers: int, dim: int, settings: Settings | None = None) -> CircuitBuild:
+    """The round circuit for L = `trainers` slots of `dim` parameters, from the build cache
+    (`FEDMARKET_ZK_CACHE_DIR`) and SRS (`FEDMARKET_ZK_SRS_PATH`, else gen_srs) in the settings."""
+    settings = settings or load_settings()
     statement = RoundStatement([np.zeros(dim)] * trainers, np.zeros(dim), 1, 0)
-    example = [torch.from_numpy(x) for x in statement.inputs(np.zeros(dim), np.zeros(trainers))]
-    return build_circuit(f"round-L{trainers}-d{dim}", statement.circuit(), example, cache_dir, srs_path=srs_path)
+    example = _tensors(statement.inputs(np.zeros(dim), np.zeros(trainers)))
+    return build_circuit(
+        f"round-L{trainers}-d{dim}", statement.circuit(), example, settings.zk_cache_dir, srs_path=settings.zk_srs_path
+    )

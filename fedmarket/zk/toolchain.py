@@ -46,7 +46,7 @@ class RunArgs:
     # hashing of the inputs, which sets the circuit's size (README, "Verifiable rounds")
     num_inner_cols: int = 4
 
-    def to_ezkl(self) -> ezkl.PyRunArgs:
+    def tocall_ezkl(self) -> ezkl.PyRunArgs:
         args = ezkl.PyRunArgs()
         args.input_visibility = "hashed"
         args.output_visibility = "public"
@@ -148,12 +148,12 @@ def build_circuit(
     build = CircuitBuild(name, digest, work, Path(), "")
     build.onnx.write_bytes(onnx_bytes)
     started = time.perf_counter()
-    _ezkl("gen_settings", ezkl.gen_settings, str(build.onnx), str(build.settings_path), py_run_args=run_args.to_ezkl())
+    call_ezkl("gen_settings", ezkl.gen_settings, str(build.onnx), str(build.settings_path), py_run_args=run_args.tocall_ezkl())
     _fit_logrows(build.settings_path)
-    _ezkl("compile_circuit", ezkl.compile_circuit, str(build.onnx), str(build.compiled), str(build.settings_path))
+    call_ezkl("compile_circuit", ezkl.compile_circuit, str(build.onnx), str(build.compiled), str(build.settings_path))
     logrows = build.logrows
     srs, origin = srs_for(logrows, Path(cache_dir), srs_path)
-    _ezkl("setup", ezkl.setup, str(build.compiled), str(build.vk), str(build.pk), str(srs))
+    call_ezkl("setup", ezkl.setup, str(build.compiled), str(build.vk), str(build.pk), str(srs))
     setup_s = time.perf_counter() - started
     settings = build.settings()
     report = {
@@ -185,7 +185,8 @@ def _fit_logrows(settings_path: Path) -> None:
     settings_path.write_text(json.dumps(settings))
 
 
-def _ezkl(step: str, fn, *args, **kwargs):
+def call_ezkl(step: str, fn, *args, **kwargs):
+    """Run one EZKL step; its plain exceptions and False results become ZKError."""
     try:
         result = fn(*args, **kwargs)
     except Exception as exc:  # noqa: BLE001 - EZKL raises plain exceptions
