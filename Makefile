@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 export PREFECT_SERVER_ANALYTICS_ENABLED := false
 
-.PHONY: setup demo test contracts slither bench-gas bench-science clean
+.PHONY: setup demo test e2e contracts slither bench-gas bench-science clean
 
 FORGE := $(CURDIR)/node_modules/.bin/forge
 
@@ -60,6 +60,11 @@ demo: setup
 test: setup
 	cd contracts && $(FORGE) test
 	$(BIN)/python -m pytest -q
+
+# The multi-process market alone (also part of `make test`): anvil, prefect server, worker,
+# listener and four trainer daemons; prints its wall time and the Prefect overhead per task.
+e2e: setup
+	$(BIN)/python -m pytest -q -s tests/test_e2e.py
 
 clean:
 	rm -rf $(VENV) node_modules .fedmarket

@@ -96,3 +96,9 @@ class ZKError(FedMarketError):
 
 class ProofMismatchError(ZKError):
     """The circuit's result differs from the float computation it proves (mask, accuracy)."""
+
+
+# ---------------------------------------------------------------- orchestration
+class EventDeliveryError(FedMarketError):
+    """Prefect did not confirm that it stored an event; the listener keeps its checkpoint and
+    delivers the event again on its next poll."""

@@ -50,11 +50,24 @@ class Platform:
     chain: Chain
     store: ContentStore
     parties: dict[str, Party] = field(default_factory=dict)
+    own: Party | None = None
 
     @classmethod
     def from_settings(cls, settings: Settings | None = None) -> Platform:
+        from fedmarket.keys import own_party  # keys builds Party objects: imported late, no cycle
+
         settings = settings or load_settings()
-        return cls(settings=settings, chain=Chain.connect(settings), store=open_store(settings))
+        platform = cls(settings=settings, chain=Chain.connect(settings), store=open_store(settings))
+        if (party := own_party(settings)) is not None:
+            platform.own = platform.add(party)
+        return platform
+
+    @property
+    def me(self) -> Party:
+        """The party this process acts for (FEDMARKET_KEY_FILE or FEDMARKET_ETH_PRIVATE_KEY)."""
+        if self.own is None:
+            raise ConfigError("this process has no key: set FEDMARKET_KEY_FILE (see `fedmarket keys new`) or FEDMARKET_ETH_PRIVATE_KEY")
+        return self.own
 
     def add(self, party: Party) -> Party:
         self.parties[party.address] = party

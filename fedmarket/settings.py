@@ -7,7 +7,7 @@ import os
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, HttpUrl
+from pydantic import Field, HttpUrl, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from fedmarket.errors import ConfigError
@@ -16,7 +16,7 @@ REPO_ROOT = Path(__file__).resolve().parent.parent
 
 
 class Settings(BaseSettings):
-    model_config = SettingsConfigDict(env_prefix="FEDMARKET_", extra="ignore")
+    model_config = SettingsConfigDict(env_prefix="FEDMARKET_", extra="ignore", env_ignore_empty=True)
 
     chain_rpc_url: str | None = Field(
         default=None, description="JSON-RPC URL of a node (anvil, testnet); unset: the in-process EVM"
@@ -38,6 +38,26 @@ class Settings(BaseSettings):
     )
     zk_srs_path: Path | None = Field(
         default=None, description="KZG SRS from a ceremony; unset: gen_srs locally (NOT FOR PRODUCTION)"
+    )
+    key_file: Path | None = Field(
+        default=None, description="this party's key file (`fedmarket keys new`); mode 0600, never on the command line"
+    )
+    eth_private_key: SecretStr | None = Field(
+        default=None, description="this party's Ethereum key, hex; instead of FEDMARKET_KEY_FILE"
+    )
+    box_private_key: SecretStr | None = Field(
+        default=None, description="this party's X25519 key, hex; unset: derived from the Ethereum key"
+    )
+    state_dir: Path = Field(
+        default=Path(".fedmarket/state"), description="listener checkpoints and other per-process state"
+    )
+    listener_max_blocks: int = Field(default=500, ge=1, description="most blocks the listener reads per poll")
+    listener_confirmations: int = Field(
+        default=0, ge=0, description="blocks the listener stays behind the head (reorg safety on public chains)"
+    )
+    poll_interval_s: float = Field(default=2.0, gt=0, description="how often listeners and trainer daemons poll the chain")
+    dask_address: str | None = Field(
+        default=None, description="Dask scheduler for the aggregator's heavy steps; 'local': a local cluster; unset: threads"
     )
     retries: int = Field(default=3, ge=0, description="retries of chain and store tasks")
     retry_delay_s: float = Field(default=1.0, ge=0, description="first retry delay; doubles each retry")

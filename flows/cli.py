@@ -14,6 +14,7 @@ from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
 from fedmarket.errors import FedMarketError
+from flows import cli_roles as roles
 
 app = typer.Typer(
     help="fedmarket: a verifiable data market for federated learning on Ethereum, run by Prefect.\n\n"
@@ -275,6 +276,11 @@ def bench_aggregation(
         table.add_row(s["op"], str(s["trainers"]), f"{s['params']:,}", f"{s['ours_s']:.4g}", s["fastest_peer"] or "-",
                       _fmt(s["speedup"], "{:.1f}x"), f"{s['over_floor']:.1f}x")
     Console().print(table)
+
+
+for _name, _group in (("keys", roles.keys), ("data", roles.data), ("owner", roles.owner),
+                      ("trainer", roles.trainer), ("aggregator", roles.aggregator)):
+    app.add_typer(_group, name=_name)
 
 
 if __name__ == "__main__":

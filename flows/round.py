@@ -1,91 +1,113 @@
 """One round, run by the aggregator: fetch -> validate -> detect outliers -> aggregate ->
-evaluate -> store the aggregate -> finalize on chain (sources/004, section IV.B)."""
+evaluate -> store the aggregate -> finalize on chain (sources/004, section IV.B).
+
+The flow takes only the market's address and the round, and reads everything else back from the
+chain and the content store (tasks/resume.py), so a deployment triggered by a chain event can run
+it in any process. It is resumable: the steps up to evaluation are cached by a digest of the
+round's inputs, the aggregate is content-addressed, and finalizing reads chain state first, so a
+run killed at any step and started again completes the round without recomputing finished steps
+or sending a transaction twice.
+"""
 
 from __future__ import annotations
 
 from prefect import flow, get_run_logger
-from prefect.artifacts import create_table_artifact
 
 from fedmarket.commitments import commit
-from fedmarket.ml.models import parameter_count
+from fedmarket.errors import ProtocolError
 from fedmarket.ml.updates import encode_update
 from fedmarket.runtime import current_platform
-from flows.state import AggregatorState
+from fedmarket.settings import load_settings
 from schemas.rounds import RoundReport
 from tasks.aggregate import aggregate, evaluate
 from tasks.chain_ops import finalize_round
-from tasks.contribution import RoundModels
 from tasks.detect import detect_outliers
-from tasks.fetch import fetch_submissions
+from tasks.report import progress, publish_round
+from tasks.resume import history_before, load_round, market_context
 from tasks.store_ops import put_bytes
-from tasks.validate import validate_updates
 
 
-@flow(name="fedmarket-round", flow_run_name="round-{round}", validate_parameters=False)
-def round_flow(state: AggregatorState, round: int, open_gas: int = 0, open_block: int = 0) -> RoundReport:
+def task_runner_for(address: str | None):
+    """Where the heavy steps (detect, aggregate, evaluate) run: threads in the flow's process by
+    default; with FEDMARKET_DASK_ADDRESS a Dask cluster, 'local' for one started in process,
+    otherwise a scheduler address (its workers need fedmarket installed and, to share cached
+    results across machines, a shared Prefect result storage)."""
+    if not address:
+        return None
+    from prefect_dask import DaskTaskRunner
+
+    if address == "local":
+        return DaskTaskRunner(cluster_kwargs={"n_workers": 1, "processes": False})
+    return DaskTaskRunner(address=address)
+
+
+def _heavy(step, *args, **kwargs):
+    """Submit a heavy step to the flow's task runner (Dask when configured) and wait for it."""
+    return step.submit(*args, **kwargs).result()
+
+
+@flow(name="fedmarket-round", flow_run_name="round-{round}-{market}")
+def _round_flow(market: str, round: int, aggregator: str | None = None) -> RoundReport:
+    """Run round `round` of `market` as its aggregator (default: this process's own key)."""
     logger = get_run_logger()
-    spec = state.spec
-    market = current_platform().market(state.market)
-    start_model = state.global_model
+    platform = current_platform()
+    aggregator = aggregator or platform.me.address
+    client = platform.market(market)
+    if client.round_state(round).deadline == 0:
+        raise ProtocolError(f"round {round} of market {client.address} has not been opened")
+    context = market_context(client)
+    spec = context.spec
 
-    opened = fetch_submissions(state.market, state.aggregator, round)
-    models = validate_updates(opened, spec.model, parameter_count(spec.model))
-    outliers = detect_outliers(models, spec.detector, state.history, start_model)
-    new_global = aggregate(models, outliers, spec.aggregator, start_model)
-    val_accuracy = evaluate(new_global, state.validation, spec.model)
+    with progress(client.address, f"round {round}", steps=5) as step:
+        loaded = load_round(client, aggregator, round, context)
+        step()
+        history = history_before(client, aggregator, round, context)
+        step()
+        outliers = _heavy(detect_outliers, loaded.models, spec.detector, history, loaded.start_model, key=loaded.key)
+        new_global = _heavy(aggregate, loaded.models, outliers, spec.aggregator, loaded.start_model, key=loaded.key)
+        step()
+        val_accuracy = _heavy(evaluate, new_global, context.validation, spec.model, key=loaded.key)
+        plaintext = encode_update(new_global, spec.model)
+        aggregate_cid = put_bytes(plaintext)
+        step()
+        models = loaded.models
+        kept = set(outliers.kept)
+        mask = sum(1 << i for t, i in zip(models.trainers, models.indices) if t in kept)
+        tx = finalize_round(client.address, aggregator, round, aggregate_cid, commit(plaintext), mask, b"")
+        step()
 
-    plaintext = encode_update(new_global, spec.model)
-    aggregate_cid = put_bytes(plaintext)
-    kept = set(outliers.kept)
-    mask = sum(1 << i for t, i in zip(models.trainers, models.indices) if t in kept)
-    tx = finalize_round(state.market, state.aggregator, round, aggregate_cid, commit(plaintext), mask, b"")
-
+    _, opened_tx = client.last_event("RoundOpened", round=round)
     gas_by_call = {
-        "openRound": open_gas,
-        "submit": market.submission_gas(round, from_block=open_block),
+        "openRound": opened_tx.gas_used,
+        "submit": client.submission_gas(round, from_block=opened_tx.block_number),
         "finalizeRound": tx.gas_used,
     }
-    verifier = market.round_verifier()
-    onchain = market.round_state(round)
+    verifier = client.round_verifier()
     report = RoundReport(
         round=round,
-        model_cid=market.model_cid(round),
+        model_cid=client.model_cid(round),
         aggregate_cid=aggregate_cid,
         accuracy=val_accuracy,
-        submitted=opened.submitted,
+        submitted=loaded.opened.submitted,
+        submission_cids={s.trainer: s.cid for s in client.submissions(round)},
         flagged=outliers.flagged,
         flag_reasons=outliers.reasons,
         benign_mask=mask,
         gas_used=sum(gas_by_call.values()),
         gas_by_call=gas_by_call,
-        tx_hashes={"finalizeRound": tx.tx_hash},
+        tx_hashes={"openRound": opened_tx.tx_hash, "finalizeRound": tx.tx_hash},
         verifier=verifier,
-        verified=onchain.verified,
+        verified=client.round_state(round).verified,
     )
-    kept_rows = [i for i, t in enumerate(models.trainers) if t in kept]
-    state.rounds.append(
-        RoundModels(round, [models.trainers[i] for i in kept_rows], models.matrix[kept_rows], start_model)
-    )
-    state.global_model = new_global
-    state.reports.append(report)
     logger.info(
         "round %d: validation accuracy %.4f, flagged %s, verifier %s",
         round, val_accuracy, outliers.flagged or "none", verifier or "none (round not proven)",
     )
-    create_table_artifact(
-        key=f"round-{round}",
-        table=[
-            {
-                "trainer": t,
-                "submitted": t in report.submitted,
-                "flagged": t in outliers.flagged,
-                "why": outliers.reasons.get(t, ""),
-                "cross_round_cosine": outliers.cross_round_scores.get(t),
-                "cross_trainer_distance": outliers.cross_trainer_scores.get(t),
-            }
-            for t in market.trainers()
-        ],
-        description=f"Round {round}: accuracy {val_accuracy:.4f}, aggregate {aggregate_cid}, "
-        f"verifier {verifier or 'none: not proven'}",
-    )
+    publish_round(client.address, report, outliers, client.trainers())
     return report
+
+
+# The deployment's entrypoint: the task runner is chosen from the settings of the process that
+# loads the flow (the worker's environment), as Prefect fixes a flow's runner at definition.
+_runner = task_runner_for(load_settings().dask_address)
+round_flow = _round_flow.with_options(task_runner=_runner) if _runner is not None else _round_flow

@@ -1,49 +1,88 @@
 """Settlement, run by the aggregator after the last round: final test accuracy, contributions
-(RLOO by default), and `settle` on chain, which computes every payout by eq. (5) of sources/004."""
+(RLOO by default), and `settle` on chain, which computes every payout by eq. (5) of sources/004.
+
+Like the round flow it takes only the market's address, rebuilds every round's benign models from
+the chain and the store (cached steps), and reads chain state before it sends: run twice, it
+settles once.
+"""
 
 from __future__ import annotations
 
 from prefect import flow, get_run_logger
 
+from fedmarket.errors import ProtocolError
+from fedmarket.ml.updates import decode_update
 from fedmarket.runtime import current_platform
-from flows.state import AggregatorState, seed_int
 from schemas.settlement import Payout, SettlementReport
 from tasks.aggregate import evaluate
-from tasks.chain_ops import settle
+from tasks.chain_ops import settle, withdraw
 from tasks.contribute import assess_contributions, to_onchain
+from tasks.report import accuracy_plot, progress, publish_settlement
+from tasks.resume import benign_models, market_context, seed_int
+from tasks.store_ops import get_bytes, put_bytes
 
 
-@flow(name="fedmarket-settlement", validate_parameters=False)
-def settlement_flow(state: AggregatorState) -> SettlementReport:
+@flow(name="fedmarket-settlement", flow_run_name="settle-{market}")
+def settlement_flow(market: str, aggregator: str | None = None, withdraw_fee: bool = True) -> SettlementReport:
+    """Settle `market` as its aggregator; with `withdraw_fee`, also withdraw the aggregator's fee."""
     logger = get_run_logger()
-    market = current_platform().market(state.market)
-    spec = state.spec
-    final_accuracy = evaluate(state.global_model, state.test, spec.model)
-    accuracy_bps = int(final_accuracy * 10_000)
-    # the RLOO subsets come from a seed the contract fixes (split seed + final model), not from
-    # a seed the aggregator could pick
-    report = assess_contributions(state.rounds, state.test, spec.model, spec.contribution, seed_int(market.rloo_seed()))
-    trainers = market.trainers()
-    # only kept (benign) trainers have contributions; the contract refuses a positive share for
-    # a trainer never benign, so a wrong vector fails there rather than being clamped here
-    onchain = to_onchain(report, trainers)
-    tx = settle(state.market, state.aggregator, accuracy_bps, onchain, b"")
+    platform = current_platform()
+    aggregator = aggregator or platform.me.address
+    client = platform.market(market)
+    if client.phase() not in ("Settlement", "Settled"):
+        raise ProtocolError(f"market {client.address} is in phase {client.phase()}: settlement needs every round finalized")
+    context = market_context(client)
+    spec = context.spec
+    rounds = client.round_count()
 
-    owner = market.owner()
-    payouts = [Payout(account=t, role="trainer", wei=market.owed(t)) for t in trainers]
-    payouts.append(Payout(account=state.aggregator, role="aggregator", wei=market.owed(state.aggregator)))
-    verifier = market.settlement_verifier()
-    logger.info("settled: test accuracy %.4f, %d evaluations for contributions", final_accuracy, report.evaluations)
-    return SettlementReport(
+    with progress(client.address, "settlement", steps=rounds + 2) as step:
+        history = []
+        for r in range(1, rounds + 1):
+            history.append(benign_models(client, aggregator, r, context))
+            step()
+        final_cid, _ = client.aggregate_of(rounds)
+        final_model = decode_update(get_bytes(final_cid), spec.model)
+        final_accuracy = evaluate(final_model, context.test, spec.model)
+        accuracy_bps = int(final_accuracy * 10_000)
+        # the RLOO subsets come from a seed the contract fixes (split seed + final model), not
+        # from a seed the aggregator could pick
+        contributions = assess_contributions(history, context.test, spec.model, spec.contribution, seed_int(client.rloo_seed()))
+        step()
+        trainers = client.trainers()
+        # only kept (benign) trainers have contributions; the contract refuses a positive share
+        # for a trainer never benign, so a wrong vector fails there rather than being clamped here
+        onchain = to_onchain(contributions, trainers)
+        tx = settle(client.address, aggregator, accuracy_bps, onchain, b"")
+        step()
+
+    credited, _ = client.last_event("Settled")
+    payouts = [Payout(account=t, role="trainer", wei=int(w)) for t, w in zip(trainers, credited["payouts"])]
+    payouts.append(Payout(account=client.aggregator(), role="aggregator", wei=int(credited["aggregatorFee"])))
+    verifier = client.settlement_verifier()
+    report = SettlementReport(
         final_accuracy=final_accuracy,
         accuracy_bps=accuracy_bps,
-        reward_pool_wei=market.reward_pool_for(accuracy_bps),
-        contributions=report.total,
+        reward_pool_wei=int(credited["rewardPool"]),
+        contributions=contributions.total,
         contributions_onchain=onchain,
         payouts=payouts,
-        refund_wei=market.owed(owner),
+        refund_wei=int(credited["ownerRefund"]),
         gas_used=tx.gas_used,
         tx_hash=tx.tx_hash,
         verifier=verifier,
-        verified=verifier is not None,
+        verified=bool(credited["verified"]),
     )
+    if withdraw_fee and client.owed(aggregator) > 0:
+        withdraw(client.address, aggregator)
+
+    accuracies = {r: _validation_accuracy(client, r, context) for r in range(1, rounds + 1)}
+    png = accuracy_plot(accuracies, final_accuracy)
+    flagged = {t: [r for r in range(1, rounds + 1) if not client.round_state(r).benign_mask >> i & 1] for i, t in enumerate(trainers)}
+    publish_settlement(client.address, report, trainers, accuracies, flagged, put_bytes(png), png)
+    logger.info("settled %s: test accuracy %.4f, %d evaluations for contributions", client.address, final_accuracy, contributions.evaluations)
+    return report
+
+
+def _validation_accuracy(client, round: int, context) -> float:
+    cid, _ = client.aggregate_of(round)
+    return evaluate(decode_update(get_bytes(cid), context.spec.model), context.validation, context.spec.model)

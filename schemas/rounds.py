@@ -48,6 +48,7 @@ class RoundReport(BaseModel):
     aggregate_cid: str
     accuracy: float = Field(description="validation accuracy of the aggregate")
     submitted: list[str]
+    submission_cids: dict[str, str] = Field(default={}, description="trainer -> CID of its sealed update")
     flagged: list[str]
     flag_reasons: dict[str, str]
     benign_mask: int

@@ -9,11 +9,11 @@ from fedmarket.ml.training import accuracy
 from schemas.market import ModelConfig
 from schemas.rounds import LocalModels, OutlierReport
 from tasks.aggregators import AGGREGATORS
-from tasks.common import compute_task
+from tasks.common import compute_step
 
 
-@compute_task(task_run_name="aggregate-r{models.round}")
-def aggregate(models: LocalModels, report: OutlierReport, rule: str, fallback: np.ndarray) -> np.ndarray:
+@compute_step(task_run_name="aggregate-r{models.round}")
+def aggregate(models: LocalModels, report: OutlierReport, rule: str, fallback: np.ndarray, key: str = "") -> np.ndarray:
     """Aggregate the kept models; with none kept the global model stays as it was."""
     keep = [i for i, t in enumerate(models.trainers) if t in set(report.kept)]
     if not keep:
@@ -21,6 +21,6 @@ def aggregate(models: LocalModels, report: OutlierReport, rule: str, fallback: n
     return AGGREGATORS.get(rule)(models.matrix[keep])
 
 
-@compute_task(task_run_name="evaluate")
-def evaluate(vector: np.ndarray, data: Dataset, model: ModelConfig) -> float:
+@compute_step(task_run_name="evaluate")
+def evaluate(vector: np.ndarray, data: Dataset, model: ModelConfig, key: str = "") -> float:
     return accuracy(vector, data, model)

@@ -1,8 +1,11 @@
-"""Chain steps. Each signs with the key of the party named by address; the platform holds it."""
+"""Chain steps. Each signs with the key of the party named by address; the platform holds it.
+Steps a rerun may repeat read chain state first and return the transaction that already landed
+instead of sending a second one."""
 
 from __future__ import annotations
 
 from fedmarket.chain import TxResult
+from fedmarket.errors import ProtocolError
 from fedmarket.runtime import current_platform
 from tasks.common import io_task
 
@@ -18,8 +21,8 @@ def _account(address: str):
 @io_task(task_run_name="open-round-{round}")
 def open_round(market: str, aggregator: str, round: int, model_cid: str, model_commitment: str) -> TxResult:
     m = _market(market)
-    if m.current_round() >= round:  # already open: a rerun must not send it twice
-        return TxResult(tx_hash="", gas_used=0, block_number=0, receipt={"modelCid": m.model_cid(round)})
+    if m.current_round() >= round and (found := m.last_event("RoundOpened", round=round)):
+        return found[1]
     return m.open_round(_account(aggregator), model_cid, model_commitment)
 
 
@@ -37,14 +40,24 @@ def submit_update(market: str, trainer: str, round: int, cid: str, commitment: s
 def finalize_round(
     market: str, aggregator: str, round: int, aggregate_cid: str, aggregate_commitment: str, benign_mask: int, proof: bytes
 ) -> TxResult:
-    return _market(market).finalize_round(
-        _account(aggregator), round, aggregate_cid, aggregate_commitment, benign_mask, proof
-    )
+    m = _market(market)
+    if m.round_state(round).finalized:
+        args, tx = m.last_event("RoundFinalized", round=round)
+        if int(args["benignMask"]) != benign_mask or "0x" + bytes(args["aggregateCommitment"]).hex() != aggregate_commitment:
+            raise ProtocolError(
+                f"round {round} was finalized with mask {int(args['benignMask']):#x}, not this run's {benign_mask:#x}"
+                " or with another aggregate: the round's inputs changed between runs"
+            )
+        return tx
+    return m.finalize_round(_account(aggregator), round, aggregate_cid, aggregate_commitment, benign_mask, proof)
 
 
 @io_task(task_run_name="settle")
 def settle(market: str, aggregator: str, accuracy_bps: int, contributions: list[int], proof: bytes) -> TxResult:
-    return _market(market).settle(_account(aggregator), accuracy_bps, contributions, proof)
+    m = _market(market)
+    if m.phase() == "Settled":
+        return m.last_event("Settled")[1]
+    return m.settle(_account(aggregator), accuracy_bps, contributions, proof)
 
 
 @io_task(task_run_name="withdraw-{account}")

@@ -1,5 +1,6 @@
 """What every platform task shares: retries with exponential backoff on transient failures
-(node or store unreachable) and never on a decided failure (a revert, a CID mismatch)."""
+(node or store unreachable) and never on a decided failure (a revert, a CID mismatch); and the
+cache of resumable round steps."""
 
 from __future__ import annotations
 
@@ -26,11 +27,22 @@ def retry_if_transient(task_, task_run, state) -> bool:
 
 # Chain and store steps: retried with backoff. Steps with side effects are not cached: the flows
 # read chain state first, which is what makes a rerun safe.
-io_task = partial(
-    task,
-    retries=3,
-    retry_delay_seconds=exponential_backoff(backoff_factor=1),
-    retry_condition_fn=retry_if_transient,
-    cache_policy=NO_CACHE,
+RETRY_TRANSIENT = dict(
+    retries=3, retry_delay_seconds=exponential_backoff(backoff_factor=1), retry_condition_fn=retry_if_transient
 )
+io_task = partial(task, **RETRY_TRANSIENT, cache_policy=NO_CACHE)
 compute_task = partial(task, cache_policy=NO_CACHE)
+
+
+def step_key(context, parameters) -> str | None:
+    """Cache key of a resumable round step: the step's name and its `key` argument, a digest of
+    everything the step's result depends on (tasks/resume.py: market, round, CIDs). Without a key
+    the step is not cached."""
+    key = parameters.get("key")
+    return f"{context.task.name}-{key}" if key else None
+
+
+# Round steps: their results are persisted and looked up by `step_key`, so a round flow killed at
+# any step and run again picks up every finished step instead of recomputing it.
+io_step = partial(task, **RETRY_TRANSIENT, cache_key_fn=step_key, persist_result=True)
+compute_step = partial(task, cache_key_fn=step_key, persist_result=True)

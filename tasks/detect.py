@@ -7,12 +7,16 @@ from __future__ import annotations
 import numpy as np
 
 from schemas.rounds import LocalModels, OutlierReport
-from tasks.common import compute_task
+from tasks.common import compute_step
 from tasks.outliers import DETECTORS, History, RoundInput
 
 
-@compute_task(task_run_name="detect-outliers-r{models.round}")
-def detect_outliers(models: LocalModels, detector: str, history: History, start_model: np.ndarray) -> OutlierReport:
+@compute_step(task_run_name="detect-outliers-r{models.round}")
+def detect_outliers(
+    models: LocalModels, detector: str, history: History, start_model: np.ndarray, key: str = ""
+) -> OutlierReport:
+    """`history` is the previous round as recorded (tasks/resume.py), so this step has no side
+    effect and its cached result stays valid."""
     names = models.trainers
     reasons = {t: f"submission rejected: {why}" for t, why in models.rejected.items()}
     if not names:
@@ -21,7 +25,6 @@ def detect_outliers(models: LocalModels, detector: str, history: History, start_
     result = DETECTORS.get(detector)(round_input, history)
     reasons.update({names[i]: why for i, why in result.reasons.items()})
     kept = [names[i] for i in result.kept]
-    history.update(round_input, kept)
     return OutlierReport(
         round=models.round,
         detector=detector,

@@ -11,7 +11,7 @@ from fedmarket.commitments import commit
 from fedmarket.crypto import SealContext, open_sealed
 from fedmarket.errors import CryptoError, ProtocolError, StoreError
 from fedmarket.runtime import current_platform
-from tasks.common import io_task
+from tasks.common import io_step
 
 
 class OpenedSubmissions(BaseModel):
@@ -22,8 +22,8 @@ class OpenedSubmissions(BaseModel):
     rejected: dict[str, str]
 
 
-@io_task(task_run_name="fetch-submissions-r{round}")
-def fetch_submissions(market_address: str, aggregator: str, round: int) -> OpenedSubmissions:
+@io_step(task_run_name="fetch-submissions-r{round}")
+def fetch_submissions(market_address: str, aggregator: str, round: int, key: str = "") -> OpenedSubmissions:
     platform = current_platform()
     market = platform.market(market_address)
     box_key = platform.party(aggregator).box_key

@@ -72,6 +72,9 @@ class Chain:
         return f"{self.w3.provider.endpoint_uri}, chain id {self.chain_id}"  # type: ignore[attr-defined]
 
     # ------------------------------------------------------------ contracts
+    def abi(self, name: str) -> list:
+        return load_artifact(self.artifacts_dir, name)["abi"]
+
     def contract(self, name: str, address: str) -> Contract:
         return self.w3.eth.contract(address=Web3.to_checksum_address(address), abi=load_artifact(self.artifacts_dir, name)["abi"])
 
@@ -97,9 +100,9 @@ class Chain:
             raise ContractRevertError(label, "Reverted", {"tx": tx_hash.hex()})
         return TxResult("0x" + tx_hash.hex().removeprefix("0x"), receipt["gasUsed"], receipt["blockNumber"], receipt)
 
-    def call(self, fn: ContractFunction, *, sender: str | None = None) -> Any:
+    def call(self, fn: ContractFunction, *, sender: str | None = None, block: int | str = "latest") -> Any:
         try:
-            return fn.call({"from": sender} if sender else {})
+            return fn.call({"from": sender} if sender else {}, block_identifier=block)
         except Exception as exc:  # noqa: BLE001
             raise self._translate(fn.fn_name, exc) from exc
 

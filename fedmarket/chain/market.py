@@ -265,6 +265,25 @@ class MarketClient:
             )
         return sorted(out, key=lambda s: s.index)
 
+    def last_event(self, name: str, **filters) -> tuple[dict, TxResult] | None:
+        """The latest `name` event matching `filters` and the transaction that emitted it: how a
+        rerun finds a transaction that already landed instead of sending it again."""
+        logs = getattr(self.contract.events, name)().get_logs(from_block=0, argument_filters=filters or None)
+        if not logs:
+            return None
+        log = logs[-1]
+        receipt = self.chain.w3.eth.get_transaction_receipt(log["transactionHash"])
+        tx_hash = "0x" + bytes(log["transactionHash"]).hex()
+        return dict(log["args"]), TxResult(tx_hash, int(receipt["gasUsed"]), int(receipt["blockNumber"]), receipt)
+
+    def aggregate_of(self, round: int) -> tuple[str, str]:
+        """(CID, commitment) of round `round`'s finalized aggregate."""
+        found = self.last_event("RoundFinalized", round=round)
+        if found is None:
+            raise ProtocolError(f"round {round} of market {self.address} is not finalized")
+        args, _ = found
+        return str(cid_from_digest(bytes(args["aggregateCid"]))), hex32(args["aggregateCommitment"])
+
     def submission_gas(self, round: int, from_block: int) -> int:
         """Gas the trainers spent on `submit` in this round, read from the events' receipts."""
         logs = self.contract.events.UpdateSubmitted().get_logs(

@@ -1,0 +1,100 @@
+"""A trainer's own process (`fedmarket trainer run`): it follows one market on chain, registers,
+reveals its split seed, trains on its private data whenever a round opens, and withdraws its
+payout once the market is settled. Its data never leaves it: only sealed updates are stored."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+from prefect import flow, get_run_logger
+from pydantic import TypeAdapter
+
+from fedmarket.errors import ConfigError, DataValidationError
+from fedmarket.ml.data import Dataset, decode_dataset
+from fedmarket.ml.updates import decode_update
+from fedmarket.runtime import current_platform
+from schemas.market import TaskSpec
+from tasks.chain_ops import submit_update, withdraw
+from tasks.store_ops import get_bytes
+from tasks.trainer import check_local_data, register, reveal_seed, seal_and_store, train
+
+FINAL_PHASES = ("Settled", "Cancelled", "Aborted")
+
+
+def load_local_data(path: Path) -> Dataset:
+    """A dataset file as `fedmarket data digits` writes it (safetensors: features, labels)."""
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"trainer data file {path} does not exist")
+    try:
+        return decode_dataset(path.read_bytes())
+    except DataValidationError as exc:
+        raise DataValidationError(f"{path}: {exc}") from None
+
+
+def task_of(market: str) -> TaskSpec:
+    client = current_platform().market(market)
+    return TypeAdapter(TaskSpec).validate_json(get_bytes(client.spec_cid()))
+
+
+@flow(name="fedmarket-trainer-join", flow_run_name="join-{market}")
+def join_flow(market: str, data_path: str) -> str:
+    """Check the local data against the task and register (once)."""
+    platform = current_platform()
+    me = platform.me.address
+    client = platform.market(market)
+    if me in client.trainers():
+        return "already registered"
+    summary = check_local_data(me, load_local_data(Path(data_path)), task_of(market))
+    registration = register(client.address, me, summary)
+    return f"registered as trainer {registration.index}"
+
+
+@flow(name="fedmarket-trainer-round", flow_run_name="train-r{round}-{market}")
+def trainer_round_flow(market: str, round: int, data_path: str) -> str:
+    """Train on the local data from round `round`'s global model, seal the update to the
+    aggregator, store it and submit its CID; a round already submitted is left alone."""
+    platform = current_platform()
+    me = platform.me.address
+    client = platform.market(market)
+    index = client.trainers().index(me)
+    if client.submitted_mask(round) >> index & 1:
+        return "already submitted"
+    spec = task_of(market)
+    data = load_local_data(Path(data_path))
+    global_model = decode_update(get_bytes(client.model_cid(round)), spec.model)
+    local = train(me, round, global_model, data, spec, seed=int.from_bytes(bytes.fromhex(me[2:10]), "big") + round)
+    cid, commitment = seal_and_store(client.address, me, round, local, spec)
+    submit_update(client.address, me, round, cid, commitment)
+    get_run_logger().info("round %d: submitted %s", round, cid)
+    return cid
+
+
+def follow_market(market: str, data_path: Path, *, poll_s: float, log=print) -> str:
+    """The trainer daemon: act on whatever the market's phase asks of this trainer until the
+    market ends; then withdraw what is owed. Returns the final phase."""
+    platform = current_platform()
+    me = platform.me.address
+    client = platform.market(market)
+    load_local_data(data_path)  # fail before touching the chain if the data is unreadable
+    while True:
+        phase = client.phase()
+        if phase == "Registration" and me not in client.trainers():
+            log(join_flow(client.address, str(data_path)))
+        elif phase == "SeedReveal" and me in client.trainers() and not client.is_active(me):
+            reveal_seed(client.address, me)
+            log("revealed split seed")
+        elif phase == "Training" and client.is_active(me):
+            round = client.current_round()
+            state = client.round_state(round) if round else None
+            index = client.trainers().index(me)
+            if state and not state.finalized and client.chain.now() <= state.deadline and not client.submitted_mask(round) >> index & 1:
+                log(f"round {round}: " + trainer_round_flow(client.address, round, str(data_path)))
+                continue
+        elif phase in FINAL_PHASES:
+            if client.owed(me) > 0:
+                tx = withdraw(client.address, me)
+                log(f"withdrew payout in {tx.tx_hash}")
+            return phase
+        time.sleep(poll_s)

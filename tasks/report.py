@@ -1,0 +1,146 @@
+"""What the Prefect UI shows of every round and market: a table of trainers (submitted, flagged
+and why, contribution, payout), a markdown summary that lists every CID and transaction hash, an
+accuracy-per-round plot, and progress artifacts during long steps."""
+
+from __future__ import annotations
+
+import base64
+import io
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+from prefect.artifacts import (
+    create_image_artifact,
+    create_markdown_artifact,
+    create_progress_artifact,
+    create_table_artifact,
+    update_progress_artifact,
+)
+
+from schemas.rounds import OutlierReport, RoundReport
+from schemas.settlement import SettlementReport
+
+
+def artifact_key(market: str, *parts: object) -> str:
+    """Artifact keys allow lowercase letters, digits and dashes only."""
+    return "-".join(["market", market.lower().removeprefix("0x")[:12], *map(str, parts)])
+
+
+@contextmanager
+def progress(market: str, what: str, steps: int) -> Iterator:
+    """A progress artifact for a long step; call the yielded function after each of `steps`."""
+    artifact_id = create_progress_artifact(0.0, description=f"{what}: {market}")
+    done = 0
+
+    def advance() -> None:
+        nonlocal done
+        done += 1
+        update_progress_artifact(artifact_id, min(100.0, 100.0 * done / steps))
+
+    yield advance
+    update_progress_artifact(artifact_id, 100.0)
+
+
+def publish_round(market: str, report: RoundReport, outliers: OutlierReport, trainers: list[str]) -> None:
+    create_table_artifact(
+        key=artifact_key(market, "round", report.round),
+        table=[
+            {
+                "trainer": t,
+                "submitted": t in report.submitted,
+                "flagged": t in outliers.flagged,
+                "why": outliers.reasons.get(t, ""),
+                "cross_round_cosine": outliers.cross_round_scores.get(t),
+                "cross_trainer_distance": outliers.cross_trainer_scores.get(t),
+            }
+            for t in trainers
+        ],
+        description=f"Round {report.round} of {market}: validation accuracy {report.accuracy:.4f}",
+    )
+    lines = [
+        f"# Round {report.round} of market `{market}`",
+        "",
+        f"- validation accuracy: **{report.accuracy:.4f}**",
+        f"- global model in: `{report.model_cid}`",
+        f"- aggregate out: `{report.aggregate_cid}`",
+        f"- benign mask: `{report.benign_mask:#x}`; flagged: {', '.join(f'`{t}`' for t in report.flagged) or 'none'}",
+        f"- proof: {'verified by ' + report.verifier if report.verified else 'none (no round verifier set: NOT proven)'}",
+        "",
+        "| transaction | hash | gas |",
+        "|---|---|---|",
+        *[f"| {name} | `{tx}` | {report.gas_by_call.get(name, '')} |" for name, tx in report.tx_hashes.items()],
+        "",
+        "| trainer | update CID | flagged because |",
+        "|---|---|---|",
+        *[f"| `{t}` | `{report.submission_cids.get(t, '-')}` | {report.flag_reasons.get(t, '')} |" for t in trainers],
+    ]
+    create_markdown_artifact(key=artifact_key(market, "round", report.round, "summary"), markdown="\n".join(lines))
+
+
+def accuracy_plot(accuracies: dict[int, float], final_accuracy: float | None = None) -> bytes:
+    """PNG of validation accuracy per round (and the final test accuracy)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from matplotlib import pyplot as plt
+
+    rounds = sorted(accuracies)
+    fig, ax = plt.subplots(figsize=(5, 3), dpi=100)
+    ax.plot(rounds, [accuracies[r] for r in rounds], marker="o", label="validation")
+    if final_accuracy is not None:
+        ax.axhline(final_accuracy, linestyle="--", color="grey", label=f"final test {final_accuracy:.3f}")
+    ax.set_xlabel("round")
+    ax.set_ylabel("accuracy")
+    ax.set_ylim(0, 1)
+    ax.set_xticks(rounds)
+    ax.legend(loc="lower right")
+    fig.tight_layout()
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png")
+    plt.close(fig)
+    return buffer.getvalue()
+
+
+def publish_settlement(
+    market: str, report: SettlementReport, trainers: list[str], accuracies: dict[int, float], flagged_rounds: dict[str, list[int]],
+    plot_cid: str, png: bytes,
+) -> None:
+    payouts = {p.account: p.wei for p in report.payouts}
+    create_table_artifact(
+        key=artifact_key(market, "trainers"),
+        table=[
+            {
+                "trainer": t,
+                "flagged_in_rounds": ", ".join(map(str, flagged_rounds.get(t, []))) or "-",
+                "contribution": report.contributions.get(t),
+                "contribution_onchain": report.contributions_onchain[i],
+                "payout_wei": payouts.get(t, 0),
+            }
+            for i, t in enumerate(trainers)
+        ],
+        description=f"Market {market}: final test accuracy {report.final_accuracy:.4f}",
+    )
+    # a data URI keeps the image in the artifact itself: the UI needs no access to our store
+    create_image_artifact(
+        image_url="data:image/png;base64," + base64.b64encode(png).decode(),
+        key=artifact_key(market, "accuracy"),
+        description=f"Accuracy per round of {market} (PNG also stored as {plot_cid})",
+    )
+    lines = [
+        f"# Market `{market}` settled",
+        "",
+        f"- final test accuracy: **{report.final_accuracy:.4f}** ({report.accuracy_bps} bps); reward pool {report.reward_pool_wei} wei",
+        f"- settle transaction: `{report.tx_hash}` ({report.gas_used} gas)",
+        f"- proof: {'verified by ' + report.verifier if report.verified else 'none (no settlement verifier set: NOT proven)'}",
+        f"- owner refund: {report.refund_wei} wei",
+        f"- accuracy plot: `{plot_cid}`",
+        "",
+        "| round | validation accuracy |",
+        "|---|---|",
+        *[f"| {r} | {a:.4f} |" for r, a in sorted(accuracies.items())],
+        "",
+        "| account | role | payout (wei) |",
+        "|---|---|---|",
+        *[f"| `{p.account}` | {p.role} | {p.wei} |" for p in report.payouts],
+    ]
+    create_markdown_artifact(key=artifact_key(market, "summary"), markdown="\n".join(lines))
