@@ -111,7 +111,7 @@ def publish_settlement(
         table=[
             {
                 "trainer": t,
-                "flagged_in_rounds": ", ".join(map(str, flagged_rounds.get(t, []))) or "-",
+                "not_benign_in_rounds": ", ".join(map(str, flagged_rounds.get(t, []))) or "-",
                 "contribution": report.contributions.get(t),
                 "contribution_onchain": report.contributions_onchain[i],
                 "payout_wei": payouts.get(t, 0),
