@@ -11,13 +11,10 @@ from eth_utils import keccak
 from prefect import flow, get_run_logger
 from pydantic import BaseModel, Field, model_validator
 
-from fedmarket.chain import FactoryClient, account_from_key
-from fedmarket.commitments import commit
+from fedmarket.chain import account_from_key
 from fedmarket.crypto import private_key_from_bytes
-from fedmarket.datacheck import check_dataset, require_valid
 from fedmarket.ml.data import (
     Dataset,
-    encode_dataset,
     load_digits_dataset,
     owner_split,
     split_trainers,
@@ -25,14 +22,14 @@ from fedmarket.ml.data import (
 from fedmarket.ml.updates import decode_update
 from fedmarket.runtime import Party, Platform, current_platform
 from flows.market import market_flow
-from schemas.market import MarketSpec, ModelConfig, ModelKind, RewardSchedule, TaskSpec, TrainingConfig
+from flows.owner import DEFAULT_SCHEDULE, ETHER, publish_market
+from schemas.market import ModelKind, RewardSchedule
 from schemas.rounds import RoundReport
 from tasks.attacks import ATTACKS, AttackContext, default_attack_plan
 from tasks.chain_ops import submit_update, withdraw
 from tasks.store_ops import get_bytes
 from tasks.trainer import check_local_data, register, reveal_seed, seal_and_store, train
 
-ETHER = 10**18
 Progress = Callable[[str, dict], None]
 
 
@@ -47,7 +44,7 @@ class DemoConfig(BaseModel):
     owner_fraction: float = Field(0.3, gt=0, lt=1)
     participation_reward_wei: int = ETHER // 100
     aggregator_fee_wei: int = ETHER // 20
-    schedule: RewardSchedule = RewardSchedule(thresholds_bps=(5000, 8000, 9000), pools_wei=(ETHER // 5, ETHER // 2, ETHER))
+    schedule: RewardSchedule = DEFAULT_SCHEDULE
 
     @model_validator(mode="after")
     def _honest_majority(self) -> DemoConfig:
@@ -101,13 +98,8 @@ def demo_flow(config: DemoConfig | dict | None = None, progress: Progress | None
 
     # ---- project owner: data checks, task and data by CID, market with escrow
     pool, owner_data = owner_split(load_digits_dataset(), owner_fraction=config.owner_fraction, seed=config.seed)
-    task = TaskSpec(model=ModelConfig(kind=config.model), training=TrainingConfig.for_model(config.model))
-    require_valid(check_dataset(owner_data.features, owner_data.labels, task.data_schema, dataset="owner"))
-    data_bytes = encode_dataset(owner_data)
-    spec = MarketSpec(
-        task_cid=str(platform.store.put(task.model_dump_json().encode())),
-        data_cid=str(platform.store.put(data_bytes)),
-        data_commitment=commit(data_bytes),
+    market, created, _, task = publish_market(
+        owner, owner_data, config.model,
         aggregator=aggregator.address,
         aggregator_key="0x" + aggregator.public_box_key.hex(),
         trainers=config.trainers,
@@ -116,12 +108,7 @@ def demo_flow(config: DemoConfig | dict | None = None, progress: Progress | None
         aggregator_fee_wei=config.aggregator_fee_wei,
         schedule=config.schedule,
     )
-    if platform.settings.factory_address:
-        factory = FactoryClient(chain, platform.settings.factory_address)
-    else:
-        factory, _ = FactoryClient.deploy(chain, owner.account)
-    deposit = spec.max_payout()
-    market, created = factory.create_market(owner.account, spec, deposit)
+    deposit = market.deposit()
     gas: dict[str, list[int]] = {"createMarket": [created.gas_used]}
     notify("created", {"market": market.address, "deposit": deposit})
     logger.info("market %s created on %s with deposit %d wei", market.address, chain.description, deposit)

@@ -13,6 +13,7 @@ from collections.abc import Callable
 
 from prefect import flow, get_run_logger
 
+from fedmarket.chain.market import FINAL_PHASES
 from fedmarket.commitments import commit
 from fedmarket.errors import ProtocolError
 from fedmarket.ml.training import initial_model
@@ -27,7 +28,6 @@ from tasks.resume import market_context
 from tasks.store_ops import get_bytes, put_bytes
 
 TrainerStep = Callable[[int], None]
-FINAL_PHASES = ("Settled", "Cancelled", "Aborted")
 
 
 def open_next_round(market: str, aggregator: str) -> int | None:

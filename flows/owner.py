@@ -4,52 +4,64 @@ status from the chain, cancel it during registration, withdraw the refund."""
 from __future__ import annotations
 
 from pathlib import Path
+from typing import NamedTuple
 
-from fedmarket.chain import FactoryClient
+from fedmarket.chain import FactoryClient, MarketClient, TxResult
 from fedmarket.commitments import commit
 from fedmarket.datacheck import check_dataset, require_valid
 from fedmarket.errors import ConfigError
-from fedmarket.ml.data import decode_dataset
-from fedmarket.runtime import current_platform
+from fedmarket.ml.data import Dataset, decode_dataset, encode_dataset
+from fedmarket.runtime import Party, current_platform
 from schemas.market import MarketSpec, ModelConfig, ModelKind, RewardSchedule, TaskSpec, TrainingConfig
 
 ETHER = 10**18
 DEFAULT_SCHEDULE = RewardSchedule(thresholds_bps=(5000, 8000, 9000), pools_wei=(ETHER // 5, ETHER // 2, ETHER))
 
 
-def create_market(
-    data_file: Path, aggregator: str, aggregator_key: str, *, trainers: int, rounds: int, model: str,
-    participation_reward_wei: int, aggregator_fee_wei: int, round_duration_s: int, reveal_window_s: int,
-) -> dict:
+class Published(NamedTuple):
+    market: MarketClient
+    created: TxResult
+    factory: FactoryClient
+    task: TaskSpec
+
+
+def publish_market(owner: Party, data: Dataset, kind: ModelKind, **terms) -> Published:
+    """Check the owner's data against the task's expectations, store task and data by CID, and
+    create the market through the factory (FEDMARKET_FACTORY_ADDRESS, else a new one) with the
+    largest possible payout in escrow. `terms`: the other MarketSpec fields."""
     platform = current_platform()
-    me = platform.me
-    if not Path(data_file).is_file():
-        raise ConfigError(f"owner data file {data_file} does not exist")
-    raw = Path(data_file).read_bytes()
-    kind = ModelKind(model)
     task = TaskSpec(model=ModelConfig(kind=kind), training=TrainingConfig.for_model(kind))
-    owner_data = decode_dataset(raw)
-    require_valid(check_dataset(owner_data.features, owner_data.labels, task.data_schema, dataset="owner"))
+    require_valid(check_dataset(data.features, data.labels, task.data_schema, dataset="owner"))
+    raw = encode_dataset(data)
     spec = MarketSpec(
         task_cid=str(platform.store.put(task.model_dump_json().encode())),
         data_cid=str(platform.store.put(raw)),
         data_commitment=commit(raw),
-        aggregator=aggregator,
-        aggregator_key=aggregator_key,
-        trainers=trainers,
-        rounds=rounds,
-        round_duration_s=round_duration_s,
-        reveal_window_s=reveal_window_s,
-        participation_reward_wei=participation_reward_wei,
-        aggregator_fee_wei=aggregator_fee_wei,
-        schedule=DEFAULT_SCHEDULE,
+        **terms,
     )
     if platform.settings.factory_address:
         factory = FactoryClient(platform.chain, platform.settings.factory_address)
     else:
-        factory, _ = FactoryClient.deploy(platform.chain, me.account)
-    market, tx = factory.create_market(me.account, spec, spec.max_payout())
-    return {"market": market.address, "factory": factory.address, "deposit": spec.max_payout(), "tx": tx.tx_hash,
+        factory, _ = FactoryClient.deploy(platform.chain, owner.account)
+    market, created = factory.create_market(owner.account, spec, spec.max_payout())
+    return Published(market, created, factory, task)
+
+
+def create_market(
+    data_file: Path, aggregator: str, aggregator_key: str, *, trainers: int, rounds: int, model: str,
+    participation_reward_wei: int, aggregator_fee_wei: int, round_duration_s: int, reveal_window_s: int,
+) -> dict:
+    if not Path(data_file).is_file():
+        raise ConfigError(f"owner data file {data_file} does not exist")
+    published = publish_market(
+        current_platform().me, decode_dataset(Path(data_file).read_bytes()), ModelKind(model),
+        aggregator=aggregator, aggregator_key=aggregator_key, trainers=trainers, rounds=rounds,
+        round_duration_s=round_duration_s, reveal_window_s=reveal_window_s,
+        participation_reward_wei=participation_reward_wei, aggregator_fee_wei=aggregator_fee_wei,
+        schedule=DEFAULT_SCHEDULE,
+    )
+    market, tx = published.market, published.created
+    return {"market": market.address, "factory": published.factory.address, "deposit": market.deposit(), "tx": tx.tx_hash,
             "block": tx.block_number}
 
 

@@ -77,7 +77,8 @@ def settlement_flow(market: str, aggregator: str | None = None, withdraw_fee: bo
 
     accuracies = {r: _validation_accuracy(client, r, context) for r in range(1, rounds + 1)}
     png = accuracy_plot(accuracies, final_accuracy)
-    flagged = {t: [r for r in range(1, rounds + 1) if not client.round_state(r).benign_mask >> i & 1] for i, t in enumerate(trainers)}
+    masks = {r: client.round_state(r).benign_mask for r in range(1, rounds + 1)}
+    flagged = {t: [r for r, mask in masks.items() if not mask >> i & 1] for i, t in enumerate(trainers)}
     publish_settlement(client.address, report, trainers, accuracies, flagged, put_bytes(png), png)
     logger.info("settled %s: test accuracy %.4f, %d evaluations for contributions", client.address, final_accuracy, contributions.evaluations)
     return report

@@ -10,6 +10,7 @@ from pathlib import Path
 from prefect import flow, get_run_logger
 from pydantic import TypeAdapter
 
+from fedmarket.chain.market import FINAL_PHASES
 from fedmarket.errors import ConfigError, DataValidationError
 from fedmarket.ml.data import Dataset, decode_dataset
 from fedmarket.ml.updates import decode_update
@@ -18,8 +19,6 @@ from schemas.market import TaskSpec
 from tasks.chain_ops import submit_update, withdraw
 from tasks.store_ops import get_bytes
 from tasks.trainer import check_local_data, register, reveal_seed, seal_and_store, train
-
-FINAL_PHASES = ("Settled", "Cancelled", "Aborted")
 
 
 def load_local_data(path: Path) -> Dataset:

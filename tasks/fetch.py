@@ -17,6 +17,7 @@ from tasks.common import io_step
 class OpenedSubmissions(BaseModel):
     round: int
     submitted: list[str]  # every trainer with a submission on chain, in registration order
+    cids: dict[str, str] = {}  # trainer -> CID of its sealed update
     plaintexts: dict[str, bytes]  # trainer -> opened update bytes
     indices: dict[str, int]
     rejected: dict[str, str]
@@ -46,5 +47,6 @@ def fetch_submissions(market_address: str, aggregator: str, round: int, key: str
         plaintexts[sub.trainer] = plaintext
         indices[sub.trainer] = sub.index
     return OpenedSubmissions(
-        round=round, submitted=[s.trainer for s in submissions], plaintexts=plaintexts, indices=indices, rejected=rejected
+        round=round, submitted=[s.trainer for s in submissions], cids={s.trainer: s.cid for s in submissions},
+        plaintexts=plaintexts, indices=indices, rejected=rejected
     )

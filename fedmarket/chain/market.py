@@ -17,6 +17,7 @@ from schemas.market import MarketSpec
 from schemas.rounds import Submission
 
 PHASES = ("Registration", "SeedReveal", "Training", "Settlement", "Settled", "Cancelled", "Aborted")
+FINAL_PHASES = ("Settled", "Cancelled", "Aborted")  # nothing left but withdrawals
 
 
 def hex32(value: bytes) -> str:
