@@ -30,6 +30,14 @@ def platform(tmp_path):
 
 
 @pytest.fixture(scope="session")
+def round_build(tmp_path_factory):
+    """The tiny round circuit (L = 4 slots of 8 parameters), built once for the session."""
+    from fedmarket.zk import build_round_circuit
+
+    return build_round_circuit(4, 8, Settings(zk_cache_dir=tmp_path_factory.mktemp("zk-cache")))
+
+
+@pytest.fixture(scope="session")
 def anvil_url(tmp_path_factory):
     """A real node for the session: anvil from npm `@foundry-rs/anvil`, on a free loopback port."""
     import socket

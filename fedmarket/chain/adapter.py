@@ -79,10 +79,17 @@ class Chain:
         return self.w3.eth.contract(address=Web3.to_checksum_address(address), abi=load_artifact(self.artifacts_dir, name)["abi"])
 
     def deploy(self, account: LocalAccount, name: str, *args: Any) -> tuple[Contract, TxResult]:
-        artifact = load_artifact(self.artifacts_dir, name)
+        return self.deploy_artifact(account, load_artifact(self.artifacts_dir, name), *args)
+
+    def deploy_artifact(self, account: LocalAccount, artifact: dict, *args: Any) -> tuple[Contract, TxResult]:
+        """Deploy compiled code from outside contracts/artifacts (an EZKL-generated verifier)."""
         factory = self.w3.eth.contract(abi=artifact["abi"], bytecode=artifact["bytecode"])
-        result = self.transact(account, factory.constructor(*args), label=f"{name}.constructor")
-        return self.contract(name, result.receipt["contractAddress"]), result
+        result = self.transact(account, factory.constructor(*args), label=f"{artifact.get('contractName', 'contract')}.constructor")
+        address = result.receipt["contractAddress"]
+        return self.w3.eth.contract(address=Web3.to_checksum_address(address), abi=artifact["abi"]), result
+
+    def has_code(self, address: str) -> bool:
+        return len(self.w3.eth.get_code(Web3.to_checksum_address(address))) > 0
 
     def transact(self, account: LocalAccount, fn: ContractFunction, *, value: int = 0, label: str | None = None) -> TxResult:
         label = label or fn.fn_name

@@ -225,6 +225,10 @@ class MarketClient:
         address = self._read("settlementVerifier")
         return None if int(address, 16) == 0 else address
 
+    def domain(self, step: int) -> int:
+        """The value a proof for round `step` (or settlement, 2^32 - 1) binds to this market."""
+        return int(self._read("domain", step))
+
     def round_state(self, round: int) -> RoundState:
         deadline, finalized, verified, benign_mask = self._read("getRound", round)
         return RoundState(round, int(deadline), bool(finalized), bool(verified), int(benign_mask))

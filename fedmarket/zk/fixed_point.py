@@ -80,10 +80,12 @@ def poseidon_commitment(values: np.ndarray) -> str:
 
 
 # A market's domain (keccak of chain, market and step) enters a circuit as DOMAIN_LIMBS limbs of
-# LIMB_BITS bits of its low 160 bits: each limb is exact in a float64 at the input scale and
-# inside the circuit's range checks; the contract side must split `domain(step)` the same way.
-DOMAIN_LIMBS = 4
-LIMB_BITS = 40
+# LIMB_BITS bits of its low 144 bits: EZKL reads circuit inputs as float32, whose 24-bit mantissa
+# holds a 24-bit limb exactly (a 40-bit limb came back rounded). The contract side
+# (contracts/src/EzklCircuitVerifier.sol) splits `domain(step)` the same way. 144 bits leave a
+# replay 2^144 work (a second preimage of the domain's low bits).
+DOMAIN_LIMBS = 6
+LIMB_BITS = 24
 
 
 def domain_limbs(domain: int) -> np.ndarray:

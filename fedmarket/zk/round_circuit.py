@@ -27,7 +27,7 @@ Departures from sources/004, each for the circuit's sake:
   division by a variable m;
 - ties in Krum's neighbour and score orders go to the lower index, as tasks/outliers/krum.py.
 
-The public tensor also carries the market's domain (chain, market, round; 160 bits as 4 limbs),
+The public tensor also carries the market's domain (chain, market, round; its low 144 bits as 6 limbs of 24 bits),
 echoed as outputs, so a proof made for one round of one market verifies nowhere else.
 """
 
@@ -62,9 +62,9 @@ def _rank(values: torch.Tensor, among: torch.Tensor, lower_index: torch.Tensor) 
 class RoundCircuit(nn.Module):
     """forward(*models, start, aggregate, roots, public) -> (flags, domain, mask, valid)
 
-    models: L tensors [1, d]; start, aggregate: [1, d]; roots: [1, L]; public: [1, 1 + L + 4] =
+    models: L tensors [1, d]; start, aggregate: [1, d]; roots: [1, L]; public: [1, 1 + L + DOMAIN_LIMBS] =
     [first, present_1..L, domain limbs]. Outputs: flags = [first, present] and mask and valid
-    as 0/1 (scale 0), the domain limbs echoed (40-bit integers at scale 8: a limb x enters as
+    as 0/1 (scale 0), the domain limbs echoed (24-bit integers at scale 8: a limb x enters as
     x / 2^8), so the public tensor is pinned by the outputs and its hash needs no check.
     """
 

@@ -15,11 +15,12 @@ import numpy as np
 import torch
 
 from fedmarket.errors import ProofMismatchError, ZKError
-from fedmarket.zk.fixed_point import domain_limbs, quantize
+from fedmarket.zk.fixed_point import domain_limbs, quantize, to_bytes32
 from fedmarket.zk.prover import Proof, prove
 from fedmarket.zk.round_circuit import RoundCircuit, grid_sqrt
 from fedmarket.settings import Settings, load_settings
 from fedmarket.zk.toolchain import CircuitBuild, build_circuit
+from fedmarket.zk.verifier import market_proof
 
 
 @dataclass(frozen=True)
@@ -81,11 +82,24 @@ def _tensors(arrays: list[np.ndarray]) -> list[torch.Tensor]:
 class RoundProof:
     proof: Proof
     mask: list[bool]
+    present: list[bool]
     aggregate: np.ndarray
 
     @property
     def benign_mask(self) -> int:
         return sum(1 << i for i, k in enumerate(self.mask) if k)
+
+    @property
+    def aggregate_commitment(self) -> str:
+        return to_bytes32(self.proof.input_hashes[len(self.mask) + 1])
+
+    def calldata(self) -> bytes:
+        """The `proof` argument of `finalizeRound`: the Halo2 proof and the instances the statement
+        leaves free (contracts/src/EzklRoundVerifier.sol): the hashes of absent slots, of the
+        roots and of the public tensor."""
+        hashes, slots = self.proof.input_hashes, len(self.mask)
+        free = [hashes[i] for i in range(slots) if not self.present[i]] + hashes[slots + 2 : slots + 4]
+        return market_proof(self.proof.proof, free)
 
 
 def prove_round(build: CircuitBuild, statement: RoundStatement) -> RoundProof:
@@ -96,7 +110,7 @@ def prove_round(build: CircuitBuild, statement: RoundStatement) -> RoundProof:
         raise ProofMismatchError(f"in-circuit mask {circuit_mask} differs from the float mask {result.mask}")
     if valid != 1:
         raise ProofMismatchError("the circuit rejected the aggregate or the square roots")
-    return RoundProof(proof, result.mask, result.aggregate)
+    return RoundProof(proof, result.mask, [m is not None for m in statement.models], result.aggregate)
 
 
 def build_round_circuit(trainers: int, dim: int, settings: Settings | None = None) -> CircuitBuild:

@@ -1,8 +1,12 @@
-"""The Solidity verifier EZKL generates, compiled with our solcjs (contracts/compile.js), and the
-circuit's verifying-key artifact (VKA). EZKL's reusable verifier is used: the per-circuit one of
-even a tiny round circuit is 45 KB, over the EIP-170 limit of 24,576 bytes. Per circuit, an adapter
-(contracts/src/EzklRoundAdapter.sol) stores and registers the VKA and fits the market's instance
-layout to the circuit's; it is deployed once per circuit and referenced by the markets."""
+"""The Solidity verifier EZKL generates for a circuit, compiled with our solcjs
+(contracts/compile.js), and the adapter a market calls (contracts/src/EzklRoundVerifier.sol and
+EzklSettlementVerifier.sol), which lays the market's instances out as the circuit's.
+
+EZKL's per-circuit verifier is used, not its experimental reusable one: the reusable verifier of
+EZKL 23.0.5 runs out of gas on every proof here (also through EZKL's own `verify_evm`), while the
+per-circuit one verifies. With the Freivalds argument disabled (toolchain.RunArgs) it stays under
+EIP-170's 24,576-byte code limit, so it deploys on any EVM chain.
+"""
 
 from __future__ import annotations
 
@@ -12,19 +16,22 @@ import subprocess
 from pathlib import Path
 
 import ezkl
+from eth_abi import encode
 
 from fedmarket.errors import ZKError
 from fedmarket.settings import REPO_ROOT
 from fedmarket.zk.toolchain import CircuitBuild
 
+EIP170_LIMIT = 24_576
+
 
 def verifier_artifact(build: CircuitBuild) -> dict:
     """ABI and bytecode of the circuit's Halo2Verifier, generated and compiled once per build."""
     out = build.dir / "verifier"
-    artifact = out / "artifacts" / "Halo2VerifierReusable.json"
+    artifact = out / "artifacts" / "Halo2Verifier.json"
     if artifact.is_file():
         return json.loads(artifact.read_text())
-    source = out / "src" / "Halo2VerifierReusable.sol"
+    source = out / "src" / "Halo2Verifier.sol"
     source.parent.mkdir(parents=True, exist_ok=True)
     _generate(build, source)
     done = subprocess.run(
@@ -35,7 +42,15 @@ def verifier_artifact(build: CircuitBuild) -> dict:
     )
     if done.returncode != 0 or not artifact.is_file():
         raise ZKError(f"solcjs could not compile the generated verifier: {done.stderr.strip()[-2000:]}")
-    return json.loads(artifact.read_text())
+    compiled = json.loads(artifact.read_text())
+    runtime = len(bytes.fromhex(compiled["deployedBytecode"].removeprefix("0x")))
+    if runtime > EIP170_LIMIT:
+        artifact.unlink()
+        raise ZKError(
+            f"the verifier of {build.name} is {runtime} bytes, over EIP-170's {EIP170_LIMIT}: "
+            "build it with fewer columns (RunArgs.num_inner_cols)"
+        )
+    return compiled
 
 
 def _generate(build: CircuitBuild, source: Path) -> None:
@@ -44,7 +59,7 @@ def _generate(build: CircuitBuild, source: Path) -> None:
 
     async def run() -> None:
         result = ezkl.create_evm_verifier(
-            str(build.vk), str(build.settings_path), str(source), str(source.with_suffix(".abi")), str(build.srs_path), True
+            str(build.vk), str(build.settings_path), str(source), str(source.with_suffix(".abi")), str(build.srs_path), False
         )
         if hasattr(result, "__await__"):
             await result
@@ -52,27 +67,11 @@ def _generate(build: CircuitBuild, source: Path) -> None:
     try:
         asyncio.run(run())
     except Exception as exc:  # noqa: BLE001 - EZKL raises plain exceptions
-        if not source.is_file() or "contract Halo2VerifierReusable" not in source.read_text():
+        if not source.is_file() or "contract Halo2Verifier" not in source.read_text():
             raise ZKError(f"EZKL could not generate the verifier: {exc}") from exc
 
 
-def vka_words(build: CircuitBuild) -> list[bytes]:
-    """The circuit's verifying-key artifact as the bytes32 words the adapter stores: EZKL writes
-    a little-endian u64 word count, then the words."""
-    path = build.dir / "vka.bytes"
-    if not path.is_file():
-
-        async def run() -> None:
-            result = ezkl.create_evm_vka(str(build.vk), str(build.settings_path), str(path), str(build.srs_path))
-            if hasattr(result, "__await__"):
-                await result
-
-        try:
-            asyncio.run(run())
-        except Exception as exc:  # noqa: BLE001
-            raise ZKError(f"EZKL could not write the verifying-key artifact: {exc}") from exc
-    raw = path.read_bytes()
-    count = int.from_bytes(raw[:8], "little")
-    if len(raw) != 8 + 32 * count:
-        raise ZKError(f"unexpected VKA layout in {path}: {len(raw)} bytes for {count} words")
-    return [raw[8 + 32 * i : 40 + 32 * i] for i in range(count)]
+def market_proof(halo2_proof: bytes, free: list[int]) -> bytes:
+    """The `proof` argument a market passes on to its verifier adapter:
+    `abi.encode(bytes halo2Proof, uint256[] free)` (contracts/src/EzklCircuitVerifier.sol)."""
+    return encode(["bytes", "uint256[]"], [halo2_proof, free])

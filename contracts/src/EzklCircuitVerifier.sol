@@ -1,0 +1,53 @@
+// SPDX-License-Identifier: MIT
+pragma solidity ^0.8.28;
+
+import {IProofVerifier} from "./IProofVerifier.sol";
+
+/// @notice One circuit's verifier as a market calls it: the market's instances (built from its own
+/// state, contracts/README.md) are laid out as the circuit's EZKL instances and checked by the
+/// Halo2 verifier EZKL generated for that circuit. Deployed once per circuit, next to it.
+///
+/// `proof` is `abi.encode(bytes halo2Proof, uint256[] free)`. `free` carries only instances the
+/// statement leaves to the prover (hashes of private witness values the circuit checks itself,
+/// such as the supplied square roots); every other instance comes from the market's.
+abstract contract EzklCircuitVerifier is IProofVerifier {
+    /// @notice EZKL's generated `Halo2Verifier` for this circuit (same call signature).
+    IProofVerifier public immutable halo2;
+
+    constructor(IProofVerifier halo2_) {
+        halo2 = halo2_;
+    }
+
+    function verifyProof(bytes calldata proof, uint256[] calldata instances) external returns (bool) {
+        (bytes memory halo2Proof, uint256[] memory free) = abi.decode(proof, (bytes, uint256[]));
+        (bool ok, uint256[] memory circuitInstances) = _layout(instances, free);
+        if (!ok) return false;
+        // The generated verifier reverts on a proof it rejects: that is a `false` here, so the
+        // market reports every rejection the same way (`ProofRejected`).
+        try halo2.verifyProof(halo2Proof, circuitInstances) returns (bool success) {
+            return success;
+        } catch {
+            return false;
+        }
+    }
+
+    /// @dev The circuit's instances from the market's; `ok` is false when the market's do not fit
+    /// this circuit (another number of trainers, a value the circuit cannot express).
+    function _layout(uint256[] calldata instances, uint256[] memory free)
+        internal
+        view
+        virtual
+        returns (bool ok, uint256[] memory circuitInstances);
+
+    /// @dev Limbs of a domain in a circuit's public tensor (fedmarket/zk/fixed_point.py): EZKL
+    /// reads inputs as float32, which holds 24-bit integers exactly.
+    uint256 internal constant DOMAIN_LIMBS = 6;
+    uint256 internal constant LIMB_BITS = 24;
+
+    /// @dev The low 144 bits of a domain as the circuit's DOMAIN_LIMBS limbs, from `out[at]` on.
+    function _domainLimbs(uint256 domain, uint256[] memory out, uint256 at) internal pure {
+        for (uint256 k = 0; k < DOMAIN_LIMBS; ++k) {
+            out[at + k] = (domain >> (LIMB_BITS * k)) & ((1 << LIMB_BITS) - 1);
+        }
+    }
+}

@@ -1,0 +1,108 @@
+"""Round proofs verified by the market on a real EVM: EZKL's generated verifier behind the round
+adapter (contracts/src/EzklRoundVerifier.sol), tiny circuit (L = 4 slots of 8 parameters).
+
+Each forged claim is rejected on chain (`ProofRejected`) and leaves the market unchanged."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from fedmarket.errors import ContractRevertError
+from fedmarket.zk import RoundStatement, poseidon_commitment, prove_round, quantize
+from fedmarket.zk.deploy import deploy_round_verifier
+from tests.helpers import cid_of, create_market, party, snapshot
+
+L, D = 4, 8
+
+
+def trainer_models(seed: int) -> list[np.ndarray]:
+    rng = np.random.default_rng(seed)
+    rows = rng.normal(0.5, 0.2, size=(L, D))
+    rows[3] += 4.0  # the rule flags this one
+    return [quantize(r) for r in rows]
+
+
+def proving_market(platform, round_build, models: list[np.ndarray | None], start: np.ndarray):
+    """A market of L trainers whose rounds are proven, round 1 open and `models` submitted."""
+    deployer = party(platform, "verifier-deployer")
+    verifier = deploy_round_verifier(platform.chain, deployer.account, round_build, L)
+    market, _, aggregator, members, _ = create_market(platform, trainers=L, round_verifier=verifier.adapter)
+    market.open_round(aggregator.account, cid_of(platform, b"start"), poseidon_commitment(start))
+    for member, model in zip(members, models):
+        if model is not None:
+            market.submit(member.account, 1, cid_of(platform, model.tobytes()), poseidon_commitment(model))
+    return market, aggregator
+
+
+def finalize(platform, market, aggregator, proof, *, mask=None, commitment=None):
+    return market.finalize_round(
+        aggregator.account,
+        1,
+        cid_of(platform, proof.aggregate.tobytes()),
+        commitment or proof.aggregate_commitment,
+        proof.benign_mask if mask is None else mask,
+        proof.calldata(),
+    )
+
+
+def expect_rejected(platform, market, aggregator, proof, **forged):
+    before = snapshot(market)
+    with pytest.raises(ContractRevertError) as err:
+        finalize(platform, market, aggregator, proof, **forged)
+    assert err.value.error_name == "ProofRejected"
+    assert snapshot(market) == before
+
+
+@pytest.fixture
+def honest(platform, round_build):
+    models, start = trainer_models(1), quantize(np.zeros(D))
+    market, aggregator = proving_market(platform, round_build, models, start)
+    statement = RoundStatement(models, start, 1, market.domain(1))
+    return market, aggregator, models, start, prove_round(round_build, statement)
+
+
+def test_the_market_verifies_an_honest_round(platform, honest):
+    market, aggregator, _, _, proof = honest
+    assert proof.mask == [True, True, True, False]
+    tx = finalize(platform, market, aggregator, proof)
+    state = market.round_state(1)
+    assert state.finalized and state.verified and state.benign_mask == 0b0111
+    print(f"finalizeRound with proof verification: {tx.gas_used} gas")
+    assert tx.gas_used < 1_500_000
+
+
+def test_a_forged_mask_is_rejected(platform, honest):
+    market, aggregator, _, _, proof = honest
+    expect_rejected(platform, market, aggregator, proof, mask=0b1111)  # the flagged trainer kept
+
+
+def test_an_aggregate_that_drops_an_honest_trainer_is_rejected(platform, round_build, honest):
+    market, aggregator, models, start, proof = honest
+    # the claim: trainer 0 is out (mask 0b0110) and the aggregate is the mean of trainers 1 and 2
+    dropped = quantize(np.mean([models[1], models[2]], axis=0))
+    expect_rejected(platform, market, aggregator, proof, mask=0b0110, commitment=poseidon_commitment(dropped))
+    # nor does a true proof of a round in which trainer 0 did not submit pass for this round
+    absent = prove_round(round_build, RoundStatement([None, *models[1:]], start, 1, market.domain(1)))
+    assert absent.benign_mask == 0b0110
+    expect_rejected(platform, market, aggregator, absent)
+
+
+def test_a_proof_over_other_updates_is_rejected(platform, round_build, honest):
+    market, aggregator, models, start, _ = honest
+    other = list(models)
+    other[1] = quantize(models[1] + 2 * 2.0**-8)  # two grid steps off what trainer 1 committed to
+    proof = prove_round(round_build, RoundStatement(other, start, 1, market.domain(1)))
+    assert proof.mask == [True, True, True, False]
+    expect_rejected(platform, market, aggregator, proof)
+
+
+def test_a_proof_replayed_from_another_market_or_round_is_rejected(platform, round_build, honest):
+    market, aggregator, models, start, proof = honest
+    # the same trainers' commitments and start model in a second market: only the domain differs
+    twin, twin_aggregator = proving_market(platform, round_build, models, start)
+    expect_rejected(platform, twin, twin_aggregator, proof)
+    # a proof for round 2 of this market (another domain) does not pass for round 1
+    round_two = prove_round(round_build, RoundStatement(models, start, 2, market.domain(2)))
+    expect_rejected(platform, market, aggregator, round_two)
+    finalize(platform, market, aggregator, proof)  # the market's own proof still does
