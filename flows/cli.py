@@ -246,6 +246,26 @@ def bench_contribution(
           ["scenario", "method", "trainer", "contribution", "evaluations"])
 
 
+@bench.command("zk")
+def bench_zk(
+    trainers: Annotated[int, typer.Option(help="number of trainers L (round circuit slots)", min=2, max=128)] = 8,
+    model: Annotated[str, typer.Option(help="lr or mlp, trained on digits")] = "lr",
+    as_json: Annotated[bool, typer.Option("--json", help="print {\"rows\": [{circuit, trainers, model, setup_s, prove_s, ...}, ...]}")] = False,
+) -> None:
+    """Round proof at full size: setup (once per circuit, cached by circuit hash in
+    FEDMARKET_ZK_CACHE_DIR; a cached build reports its recorded setup time), witness and prove time,
+    peak RSS of setup and proving (each in a child process), proving-key and proof size, gas of
+    EZKL's verifier and of a market's whole finalizeRound on the in-process EVM. SRS: gen_srs
+    (NOT FOR PRODUCTION) unless FEDMARKET_ZK_SRS_PATH names a ceremony file. The settlement
+    circuit is not built yet (issue 5)."""
+    from flows.bench_zk import run_round
+    from schemas.market import ModelKind
+
+    (kind,) = _str_list(model, "--model", [k.value for k in ModelKind])
+    rows = [run_round(trainers, ModelKind(kind))]
+    _emit(rows, as_json, "round proof (EZKL)", ["circuit", "trainers", "model", "params", "logrows", "setup_s", "witness_s", "prove_s", "peak_rss_bytes", "pk_bytes", "proof_bytes", "verify_gas", "finalize_gas", "frac_bits"])
+
+
 @bench.command("aggregation")
 def bench_aggregation(
     trainers: Annotated[str, typer.Option(help="comma-separated numbers of trainers L")] = "10,50,100",

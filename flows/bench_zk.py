@@ -1,0 +1,149 @@
+"""`fedmarket bench zk`: what proving a round costs at full size: setup (once per circuit),
+witness and proof per round, peak memory, proof size and verification gas, on models trained on
+digits (L trainers, IID, one local run each from the same start model, on the 2^-8 grid).
+
+Setup and proving run in child processes of their own, so each peak RSS is that step's alone and
+not the benchmark's. Verification gas is measured on the in-process EVM: EZKL's generated
+verifier alone, and a market's whole `finalizeRound` through the round adapter.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import multiprocessing
+import resource
+import tempfile
+import time
+from concurrent.futures import ProcessPoolExecutor
+from pathlib import Path
+
+from pydantic import BaseModel
+
+from fedmarket.chain import FactoryClient
+from fedmarket.commitments import commit
+from fedmarket.ml.data import load_digits_dataset, owner_split, split_iid
+from fedmarket.ml.training import initial_model, train_local
+from fedmarket.runtime import Platform
+from fedmarket.settings import Settings, load_settings
+from fedmarket.zk import FRAC_BITS, CircuitBuild, RoundProof, RoundStatement, build_round_circuit, poseidon_commitment, prove_round, quantize, verifier_artifact
+from fedmarket.zk.deploy import deploy_round_verifier
+from flows.bench_gas import party as _party
+from schemas.market import MarketSpec, ModelConfig, ModelKind, RewardSchedule, TrainingConfig
+
+
+class ZKRow(BaseModel):
+    circuit: str
+    trainers: int
+    model: str
+    params: int
+    logrows: int
+    setup_s: float
+    setup_cached: bool
+    witness_s: float
+    prove_s: float
+    peak_rss_bytes: int
+    pk_bytes: int
+    proof_bytes: int
+    verify_gas: int
+    finalize_gas: int
+    frac_bits: int
+
+
+def round_statement(trainers: int, kind: ModelKind, seed: int = 0) -> RoundStatement:
+    model = ModelConfig(kind=kind)
+    _, pool = owner_split(load_digits_dataset(), owner_fraction=0.2, seed=seed)
+    training = TrainingConfig.for_model(kind)
+    start = quantize(initial_model(model, seed=seed))
+    models = [quantize(train_local(start, d, model, training, seed=seed + i)) for i, d in enumerate(split_iid(pool, trainers, seed=seed))]
+    return RoundStatement(models, start, 1, domain=seed + 1)
+
+
+def _peak_rss() -> int:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024  # Linux reports KiB
+
+
+def _setup(trainers: int, dim: int, cache_dir: str) -> tuple[dict, int, bool]:
+    started = time.time()
+    build = build_round_circuit(trainers, dim, Settings(zk_cache_dir=Path(cache_dir)))
+    cached = (build.dir / "ready").stat().st_mtime < started
+    return build.setup_report, _peak_rss(), cached
+
+
+def _prove(statement: RoundStatement, cache_dir: str) -> tuple[RoundProof, int]:
+    build = build_round_circuit(statement.trainers, statement.dim, Settings(zk_cache_dir=Path(cache_dir)))
+    return prove_round(build, statement), _peak_rss()
+
+
+def _in_child(fn, *args):
+    with ProcessPoolExecutor(max_workers=1, mp_context=multiprocessing.get_context("spawn")) as pool:
+        return pool.submit(fn, *args).result()
+
+
+def run_round(trainers: int, kind: ModelKind, settings: Settings | None = None) -> ZKRow:
+    settings = settings or load_settings()
+    cache_dir = str(settings.zk_cache_dir)
+    statement = round_statement(trainers, kind)
+    report, setup_rss, cached = _in_child(_setup, trainers, statement.dim, cache_dir)
+    build = build_round_circuit(trainers, statement.dim, settings)
+    with tempfile.TemporaryDirectory() as tmp:
+        platform = Platform.from_settings(Settings(store_dir=Path(tmp) / "blocks", zk_cache_dir=settings.zk_cache_dir))
+        market, aggregator, deployed = _proving_market(platform, build, statement)
+        statement = dataclasses.replace(statement, domain=market.domain(1))
+        proof, prove_rss = _in_child(_prove, statement, cache_dir)
+        halo2 = platform.chain.w3.eth.contract(address=deployed.halo2, abi=verifier_artifact(build)["abi"])
+        verify_gas = halo2.functions.verifyProof(proof.proof.proof, proof.proof.instances).estimate_gas()
+        aggregate_cid = str(platform.store.put(proof.aggregate.tobytes()))
+        finalized = market.finalize_round(
+            aggregator.account, 1, aggregate_cid, proof.aggregate_commitment, proof.benign_mask, proof.calldata()
+        )
+        if not market.round_state(1).verified:
+            raise AssertionError("the market did not record the round as verified")
+    return ZKRow(
+        circuit="round",
+        trainers=trainers,
+        model=kind.value,
+        params=statement.dim,
+        logrows=int(report["logrows"]),
+        setup_s=float(report["setup_s"]),
+        setup_cached=cached,
+        witness_s=proof.proof.witness_s,
+        prove_s=proof.proof.prove_s,
+        peak_rss_bytes=max(setup_rss, prove_rss),
+        pk_bytes=int(report["pk_bytes"]),
+        proof_bytes=proof.proof.size,
+        verify_gas=int(verify_gas),
+        finalize_gas=finalized.gas_used,
+        frac_bits=FRAC_BITS,
+    )
+
+
+def _proving_market(platform: Platform, build: CircuitBuild, statement: RoundStatement):
+    """A market whose rounds are proven, its L trainers registered, round 1 open and every
+    statement model submitted by its Poseidon commitment."""
+    owner, aggregator = _party(platform, "owner"), _party(platform, "aggregator")
+    members = [_party(platform, "trainer", i) for i in range(statement.trainers)]
+    deployed = deploy_round_verifier(platform.chain, owner.account, build, statement.trainers)
+    spec = MarketSpec(
+        task_cid=str(platform.store.put(b'{"bench": "zk"}')),
+        data_cid=str(platform.store.put(b"owner data")),
+        data_commitment=commit(b"owner data"),
+        aggregator=aggregator.address,
+        aggregator_key="0x" + aggregator.public_box_key.hex(),
+        trainers=statement.trainers,
+        rounds=1,
+        participation_reward_wei=10**15,
+        aggregator_fee_wei=10**16,
+        schedule=RewardSchedule(thresholds_bps=(5000,), pools_wei=(10**17,)),
+        round_verifier=deployed.adapter,
+    )
+    factory, _ = FactoryClient.deploy(platform.chain, owner.account)
+    market, _ = factory.create_market(owner.account, spec, spec.max_payout())
+    summary = str(platform.store.put(b'{"bench": "zk"}'))
+    for t in members:
+        market.register(t.account, t.public_box_key, t.split_seed(market.address), summary)
+    for t in members:
+        market.reveal(t.account, t.split_seed(market.address))
+    market.open_round(aggregator.account, str(platform.store.put(statement.start.tobytes())), poseidon_commitment(statement.start))
+    for t, model in zip(members, statement.models):
+        market.submit(t.account, 1, str(platform.store.put(model.tobytes())), poseidon_commitment(model))
+    return market, aggregator, deployed
