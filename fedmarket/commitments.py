@@ -2,14 +2,20 @@
 
 A commitment binds the *plaintext* (an update before sealing, the owner's data), while the CID
 binds the stored bytes (the ciphertext). The contract accepts only elements of the BN254 scalar
-field, the field EZKL's proof instances live in. This version commits with sha2-256 of the
-canonical serialisation reduced into that field; the ZK issue replaces it by the Poseidon hash
-EZKL uses for hashed circuit inputs, keeping the 32-byte slot and every call site.
+field, the field EZKL's proof instances live in.
+
+Models (updates, global models, aggregates) in a market whose rounds are proven are committed
+with the Poseidon hash EZKL uses for hashed circuit inputs, over the values on the 2^-8 grid
+(fedmarket/zk/fixed_point.py), so the commitment is the proof's own public instance. Elsewhere,
+and for the owner's data, a commitment is sha2-256 of the canonical serialisation reduced into the
+field: Poseidon over 100,000 parameters takes 13 s here, a cost only a proven market needs.
 """
 
 from __future__ import annotations
 
 import hashlib
+
+import numpy as np
 
 BN254_FIELD = 21888242871839275222246405745257275088548364400416034343698204186575808495617
 
@@ -17,3 +23,13 @@ BN254_FIELD = 218882428718392752222464057452572750885483644004160343436982041865
 def commit(data: bytes) -> str:
     value = int.from_bytes(hashlib.sha256(data).digest(), "big") % BN254_FIELD
     return "0x" + value.to_bytes(32, "big").hex()
+
+
+def commit_model(vector: np.ndarray, plaintext: bytes, *, proven: bool) -> str:
+    """The commitment to a model whose encoding is `plaintext`: Poseidon over its grid values in a
+    proven market (a vector off the grid raises ZKError), else sha2-256 of the bytes."""
+    if not proven:
+        return commit(plaintext)
+    from fedmarket.zk.fixed_point import poseidon_commitment  # EZKL only where rounds are proven
+
+    return poseidon_commitment(vector)

@@ -49,7 +49,7 @@ def model_with(params: int) -> ModelConfig:
     return config
 
 
-def party(platform: Platform, role: str, index: int = 0) -> Party:
+def funded_party(platform: Platform, role: str, index: int = 0) -> Party:
     material = f"bench-gas/{role}/{index}".encode()
     party = Party(role, account_from_key(keccak(material + b"/eth")), private_key_from_bytes(keccak(material + b"/x")))
     platform.chain.fund(party.address, 100 * ETHER)
@@ -67,8 +67,8 @@ def _measure(platform: Platform, trainers: int, params: int) -> list[GasRow]:
     model = model_with(params)
     rng = np.random.default_rng(params + trainers)
     chain, store = platform.chain, platform.store
-    owner, aggregator = party(platform, "owner"), party(platform, "aggregator")
-    members = [party(platform, "trainer", i) for i in range(trainers)]
+    owner, aggregator = funded_party(platform, "owner"), funded_party(platform, "aggregator")
+    members = [funded_party(platform, "trainer", i) for i in range(trainers)]
     spec = MarketSpec(
         task_cid=str(store.put(model.model_dump_json().encode())),
         data_cid=str(store.put(b"owner data")),

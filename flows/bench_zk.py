@@ -27,7 +27,7 @@ from fedmarket.runtime import Platform
 from fedmarket.settings import Settings, load_settings
 from fedmarket.zk import FRAC_BITS, CircuitBuild, RoundProof, RoundStatement, build_round_circuit, poseidon_commitment, prove_round, quantize, verifier_artifact
 from fedmarket.zk.deploy import deploy_round_verifier
-from flows.bench_gas import party as _party
+from flows.bench_gas import funded_party as _party
 from schemas.market import MarketSpec, ModelConfig, ModelKind, RewardSchedule, TrainingConfig
 
 

@@ -102,7 +102,8 @@ owner = typer.Typer(help="The project owner: create a market with its escrow, fo
     "create",
     help="Publish the task and the owner's data by CID and create a market through the factory with the largest "
     f"possible payout in escrow. Prints {{market, factory, deposit, tx}}. Reads {KEY}, {CHAIN}, "
-    "FEDMARKET_FACTORY_ADDRESS (unset: deploys a factory).",
+    "FEDMARKET_FACTORY_ADDRESS (unset: deploys a factory); with --prove-rounds also FEDMARKET_ZK_CACHE_DIR and "
+    "FEDMARKET_ZK_SRS_PATH (unset: an SRS from gen_srs, NOT FOR PRODUCTION).",
 )
 def owner_create(
     data_file: Annotated[Path, typer.Option("--data", help="owner's validation/test data file")],
@@ -115,12 +116,13 @@ def owner_create(
     aggregator_fee_wei: Annotated[int, typer.Option(min=0, help="aggregator's fee")] = 5 * 10**16,
     round_duration_s: Annotated[int, typer.Option(min=1, help="submission window of each round")] = 3600,
     reveal_window_s: Annotated[int, typer.Option(min=1, help="time trainers have to reveal their seeds")] = 3600,
+    prove_rounds: Annotated[bool, typer.Option(help="every round proven with EZKL and verified by the market: builds the round circuit for L and the model (setup once per circuit, cached in FEDMARKET_ZK_CACHE_DIR; minutes and gigabytes at full size, see `fedmarket bench zk`) and deploys its verifier")] = False,
 ) -> None:
     from flows.owner import create_market
 
     _out(_run(create_market, data_file, aggregator, aggregator_key, trainers=trainers, rounds=rounds, model=model,
               participation_reward_wei=participation_reward_wei, aggregator_fee_wei=aggregator_fee_wei,
-              round_duration_s=round_duration_s, reveal_window_s=reveal_window_s))
+              round_duration_s=round_duration_s, reveal_window_s=reveal_window_s, prove_rounds=prove_rounds))
 
 
 @owner.command("status", help=f"Print the market's phase, rounds, trainers and what each party is owed, as JSON, from the chain alone. Reads {CHAIN}.")

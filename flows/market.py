@@ -14,11 +14,12 @@ from collections.abc import Callable
 from prefect import flow, get_run_logger
 
 from fedmarket.chain.market import FINAL_PHASES
-from fedmarket.commitments import commit
+from fedmarket.commitments import commit_model
 from fedmarket.errors import ProtocolError
 from fedmarket.ml.training import initial_model
 from fedmarket.ml.updates import encode_update
 from fedmarket.runtime import current_platform
+from fedmarket.zk.fixed_point import quantize
 from flows.round import round_flow
 from flows.settlement import settlement_flow
 from schemas.rounds import RoundReport
@@ -42,8 +43,11 @@ def open_next_round(market: str, aggregator: str) -> int | None:
         return None
     if current == 0:
         spec = market_context(client).spec
-        plaintext = encode_update(initial_model(spec.model, seed=spec.init_seed), spec.model)
-        cid, commitment = put_bytes(plaintext), commit(plaintext)
+        proven = client.round_verifier() is not None
+        start = initial_model(spec.model, seed=spec.init_seed)
+        start = quantize(start) if proven else start  # a proven market's models are on the grid
+        plaintext = encode_update(start, spec.model)
+        cid, commitment = put_bytes(plaintext), commit_model(start, plaintext, proven=proven)
     else:
         cid, commitment = client.aggregate_of(current)  # the same bytes, already stored
         get_bytes(cid)  # fails loudly if the store lost it, before trainers are sent looking

@@ -11,6 +11,7 @@ from fedmarket.commitments import commit
 from fedmarket.datacheck import check_dataset, require_valid
 from fedmarket.errors import ConfigError
 from fedmarket.ml.data import Dataset, decode_dataset, encode_dataset
+from fedmarket.ml.models import parameter_count
 from fedmarket.runtime import Party, current_platform
 from schemas.market import MarketSpec, ModelConfig, ModelKind, RewardSchedule, TaskSpec, TrainingConfig
 
@@ -25,13 +26,21 @@ class Published(NamedTuple):
     task: TaskSpec
 
 
-def publish_market(owner: Party, data: Dataset, kind: ModelKind, **terms) -> Published:
+def publish_market(owner: Party, data: Dataset, kind: ModelKind, *, prove_rounds: bool = False, **terms) -> Published:
     """Check the owner's data against the task's expectations, store task and data by CID, and
     create the market through the factory (FEDMARKET_FACTORY_ADDRESS, else a new one) with the
-    largest possible payout in escrow. `terms`: the other MarketSpec fields."""
+    largest possible payout in escrow. `prove_rounds`: reference the round circuit's verifier for
+    this L and model (built and deployed once per circuit and chain). `terms`: the other
+    MarketSpec fields."""
     platform = current_platform()
     task = TaskSpec(model=ModelConfig(kind=kind), training=TrainingConfig.for_model(kind))
     require_valid(check_dataset(data.features, data.labels, task.data_schema, dataset="owner"))
+    if prove_rounds:
+        from fedmarket.zk import build_round_circuit
+        from fedmarket.zk.deploy import deploy_round_verifier
+
+        build = build_round_circuit(terms["trainers"], parameter_count(task.model), platform.settings)
+        terms["round_verifier"] = deploy_round_verifier(platform.chain, owner.account, build, terms["trainers"]).adapter
     raw = encode_dataset(data)
     spec = MarketSpec(
         task_cid=str(platform.store.put(task.model_dump_json().encode())),
@@ -50,6 +59,7 @@ def publish_market(owner: Party, data: Dataset, kind: ModelKind, **terms) -> Pub
 def create_market(
     data_file: Path, aggregator: str, aggregator_key: str, *, trainers: int, rounds: int, model: str,
     participation_reward_wei: int, aggregator_fee_wei: int, round_duration_s: int, reveal_window_s: int,
+    prove_rounds: bool = False,
 ) -> dict:
     if not Path(data_file).is_file():
         raise ConfigError(f"owner data file {data_file} does not exist")
@@ -58,7 +68,7 @@ def create_market(
         aggregator=aggregator, aggregator_key=aggregator_key, trainers=trainers, rounds=rounds,
         round_duration_s=round_duration_s, reveal_window_s=reveal_window_s,
         participation_reward_wei=participation_reward_wei, aggregator_fee_wei=aggregator_fee_wei,
-        schedule=DEFAULT_SCHEDULE,
+        schedule=DEFAULT_SCHEDULE, prove_rounds=prove_rounds,
     )
     market, tx = published.market, published.created
     return {"market": market.address, "factory": published.factory.address, "deposit": market.deposit(), "tx": tx.tx_hash,

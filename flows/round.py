@@ -22,6 +22,7 @@ from schemas.rounds import RoundReport
 from tasks.aggregate import aggregate, evaluate
 from tasks.chain_ops import finalize_round
 from tasks.detect import detect_outliers
+from tasks.prove import prove_round_step, proven_outliers
 from tasks.report import progress, publish_round
 from tasks.resume import history_before, load_round, market_context
 from tasks.store_ops import put_bytes
@@ -58,22 +59,32 @@ def _round_flow(market: str, round: int, aggregator: str | None = None) -> Round
     context = market_context(client)
     spec = context.spec
 
-    with progress(client.address, f"round {round}", steps=5) as step:
+    with progress(client.address, f"round {round}", steps=4) as step:
         loaded = load_round(client, aggregator, round, context)
         step()
-        history = history_before(client, aggregator, round, context)
-        step()
-        outliers = _heavy(detect_outliers, loaded.models, spec.detector, history, loaded.start_model, key=loaded.key)
-        new_global = _heavy(aggregate, loaded.models, outliers, spec.aggregator, loaded.start_model, key=loaded.key)
+        verifier = client.round_verifier()
+        if verifier:
+            # a proven round: the circuit's rule (which runs every round, so no history) and its
+            # aggregate, both checked equal to the float ones inside the proving step
+            trainers = client.trainers()
+            proof = _heavy(prove_round_step, loaded.models, trainers, loaded.start_model, round, client.domain(round), key=loaded.key)
+            outliers = proven_outliers(loaded.models, trainers, proof)
+            new_global, calldata = proof.aggregate, proof.calldata()
+        else:
+            history = history_before(client, aggregator, round, context)
+            outliers = _heavy(detect_outliers, loaded.models, spec.detector, history, loaded.start_model, key=loaded.key)
+            new_global = _heavy(aggregate, loaded.models, outliers, spec.aggregator, loaded.start_model, key=loaded.key)
+            calldata = b""
         step()
         val_accuracy = _heavy(evaluate, new_global, context.validation, spec.model, key=loaded.key)
         plaintext = encode_update(new_global, spec.model)
         aggregate_cid = put_bytes(plaintext)
+        commitment = proof.aggregate_commitment if verifier else commit(plaintext)
         step()
         models = loaded.models
         kept = set(outliers.kept)
         mask = sum(1 << i for t, i in zip(models.trainers, models.indices) if t in kept)
-        tx = finalize_round(client.address, aggregator, round, aggregate_cid, commit(plaintext), mask, b"")
+        tx = finalize_round(client.address, aggregator, round, aggregate_cid, commitment, mask, calldata)
         step()
 
     _, opened_tx = client.last_event("RoundOpened", round=round)
@@ -82,7 +93,6 @@ def _round_flow(market: str, round: int, aggregator: str | None = None) -> Round
         "submit": client.submission_gas(round, from_block=opened_tx.block_number),
         "finalizeRound": tx.gas_used,
     }
-    verifier = client.round_verifier()
     report = RoundReport(
         round=round,
         model_cid=client.model_cid(round),

@@ -10,7 +10,10 @@ from __future__ import annotations
 
 from prefect import flow, get_run_logger
 
+from fedmarket.commitments import BN254_FIELD
 from fedmarket.errors import ProtocolError
+from fedmarket.ml.data import decode_dataset
+from fedmarket.zk.settlement_proof import DataChunks
 from fedmarket.ml.updates import decode_update
 from fedmarket.runtime import current_platform
 from schemas.settlement import Payout, SettlementReport
@@ -18,8 +21,12 @@ from tasks.aggregate import evaluate
 from tasks.chain_ops import settle, withdraw
 from tasks.contribute import assess_contributions, to_onchain
 from tasks.report import accuracy_plot, progress, publish_settlement
-from tasks.resume import benign_models, market_context, seed_int
+from tasks.prove import prove_settlement_step, proven_contributions
+from tasks.resume import benign_models, load_round, market_context, seed_int
 from tasks.store_ops import get_bytes, put_bytes
+
+
+SETTLEMENT_STEP = 2**32 - 1  # DataMarket.domain's step for settlement
 
 
 @flow(name="fedmarket-settlement", flow_run_name="settle-{market}")
@@ -43,16 +50,26 @@ def settlement_flow(market: str, aggregator: str | None = None, withdraw_fee: bo
         final_cid, _ = client.aggregate_of(rounds)
         final_model = decode_update(get_bytes(final_cid), spec.model)
         final_accuracy = evaluate(final_model, context.test, spec.model)
-        accuracy_bps = int(final_accuracy * 10_000)
-        # the RLOO subsets come from a seed the contract fixes (split seed + final model), not
-        # from a seed the aggregator could pick
-        contributions = assess_contributions(history, context.test, spec.model, spec.contribution, seed_int(client.rloo_seed()))
-        step()
         trainers = client.trainers()
-        # only kept (benign) trainers have contributions; the contract refuses a positive share
-        # for a trainer never benign, so a wrong vector fails there rather than being clamped here
-        onchain = to_onchain(contributions, trainers)
-        tx = settle(client.address, aggregator, accuracy_bps, onchain, b"")
+        if client.settlement_verifier():
+            # proven: accuracy and contributions are the circuit's outputs (final-round RLOO on
+            # the committed test chunk, fedmarket/zk/settlement_circuit.py)
+            proof = _prove(client, aggregator, context, final_model, trainers)
+            accuracy_bps, onchain = proof.accuracy_bps, proof.contributions
+            contributions = proven_contributions(proof, trainers)
+            chunks = DataChunks.of(decode_dataset(get_bytes(context.data_cid)), spec.test_chunk_rows, spec.model.classes)
+            calldata = proof.calldata(client.split_seed(), chunks)
+        else:
+            accuracy_bps = int(final_accuracy * 10_000)
+            # the RLOO subsets come from a seed the contract fixes (split seed + final model), not
+            # from a seed the aggregator could pick
+            contributions = assess_contributions(history, context.test, spec.model, spec.contribution, seed_int(client.rloo_seed()))
+            # only kept (benign) trainers have contributions; the contract refuses a positive share
+            # for a trainer never benign, so a wrong vector fails there rather than being clamped here
+            onchain = to_onchain(contributions, trainers)
+            calldata = b""
+        step()
+        tx = settle(client.address, aggregator, accuracy_bps, onchain, calldata)
         step()
 
     credited, _ = client.last_event("Settled")
@@ -82,6 +99,17 @@ def settlement_flow(market: str, aggregator: str | None = None, withdraw_fee: bo
     publish_settlement(client.address, report, trainers, accuracies, flagged, put_bytes(png), png)
     logger.info("settled %s: test accuracy %.4f, %d evaluations for contributions", client.address, final_accuracy, contributions.evaluations)
     return report
+
+
+def _prove(client, aggregator: str, context, final_model, trainers: list[str]):
+    rounds = client.round_count()
+    loaded = load_round(client, aggregator, rounds, context)
+    seed = int.from_bytes(client.rloo_seed(), "big") % BN254_FIELD
+    mask = client.round_state(rounds).benign_mask
+    return prove_settlement_step(
+        loaded.models, trainers, final_model, context.test, mask, seed, client.domain(SETTLEMENT_STEP), context.spec.model,
+        key=f"{loaded.key}-settlement",
+    )
 
 
 def _validation_accuracy(client, round: int, context) -> float:

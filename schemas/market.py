@@ -71,6 +71,12 @@ class TaskSpec(BaseModel):
     aggregator: str = Field("mean", description="aggregation rule, by registered name (tasks/aggregators)")
     contribution: str = Field("rloo", description="contribution metric, by registered name (tasks/contribution)")
     validation_fraction: float = Field(0.5, gt=0, lt=1, description="share of the owner's data used for validation")
+    test_chunk_rows: int | None = Field(
+        None, gt=0,
+        description="proven settlement: the owner's data is cut into chunks of this many rows, committed chunk by "
+        "chunk, and the test set is the chunk the split seed picks (fedmarket/zk/settlement_proof.py); "
+        "unset: validation_fraction splits",
+    )
     init_seed: int = 0
 
 

@@ -5,12 +5,15 @@ recorded with the reason and left out; the round goes on."""
 
 from __future__ import annotations
 
+import numpy as np
 from pydantic import BaseModel
 
-from fedmarket.commitments import commit
+from fedmarket.commitments import commit_model
 from fedmarket.crypto import SealContext, open_sealed
-from fedmarket.errors import CryptoError, ProtocolError, StoreError
+from fedmarket.errors import CryptoError, ProtocolError, StoreError, UpdateError, ZKError
+from fedmarket.ml.updates import decode_update
 from fedmarket.runtime import current_platform
+from schemas.market import ModelConfig
 from tasks.common import io_step
 
 
@@ -24,7 +27,11 @@ class OpenedSubmissions(BaseModel):
 
 
 @io_step(task_run_name="fetch-submissions-r{round}")
-def fetch_submissions(market_address: str, aggregator: str, round: int, key: str = "") -> OpenedSubmissions:
+def fetch_submissions(
+    market_address: str, aggregator: str, round: int, key: str = "", model: ModelConfig | None = None
+) -> OpenedSubmissions:
+    """`model`: the task's, needed in a market whose rounds are proven (its commitments are over
+    the decoded update's grid values)."""
     platform = current_platform()
     market = platform.market(market_address)
     box_key = platform.party(aggregator).box_key
@@ -32,6 +39,9 @@ def fetch_submissions(market_address: str, aggregator: str, round: int, key: str
     indices: dict[str, int] = {}
     rejected: dict[str, str] = {}
     submissions = market.submissions(round)
+    proven = market.round_verifier() is not None
+    if proven and model is None:
+        raise ProtocolError(f"market {market.address} proves its rounds: fetching needs the task's model")
     for sub in submissions:
         context = SealContext(platform.chain.chain_id, market.address, round, sub.trainer)
         try:
@@ -39,9 +49,9 @@ def fetch_submissions(market_address: str, aggregator: str, round: int, key: str
             plaintext = open_sealed(
                 envelope, recipient=box_key, sender=market.encryption_key(sub.trainer), context=context
             )
-            if commit(plaintext) != sub.commitment:
+            if _commitment(plaintext, model, proven) != sub.commitment:
                 raise ProtocolError(f"opened update does not match the commitment {sub.commitment} on chain")
-        except (StoreError, CryptoError, ProtocolError) as exc:
+        except (StoreError, CryptoError, ProtocolError, UpdateError) as exc:
             rejected[sub.trainer] = f"{type(exc).__name__}: {exc}"
             continue
         plaintexts[sub.trainer] = plaintext
@@ -50,3 +60,13 @@ def fetch_submissions(market_address: str, aggregator: str, round: int, key: str
         round=round, submitted=[s.trainer for s in submissions], cids={s.trainer: s.cid for s in submissions},
         plaintexts=plaintexts, indices=indices, rejected=rejected
     )
+
+
+def _commitment(plaintext: bytes, model, proven: bool) -> str:
+    """The commitment the opened bytes should have (fedmarket.commitments.commit_model)."""
+    if not proven:
+        return commit_model(np.empty(0), plaintext, proven=False)
+    try:
+        return commit_model(decode_update(plaintext, model), plaintext, proven=True)
+    except ZKError as exc:  # off the grid or out of the provable range: not what was committed
+        raise ProtocolError(f"opened update cannot be committed for a proof: {exc}") from exc

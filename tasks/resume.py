@@ -30,6 +30,7 @@ from fedmarket.runtime import current_platform
 from schemas.market import TaskSpec
 from schemas.rounds import LocalModels
 from tasks.contribution import RoundModels
+from fedmarket.zk.settlement_proof import split_by_chunks
 from tasks.fetch import OpenedSubmissions, fetch_submissions
 from tasks.outliers import History
 from tasks.validate import validate_updates
@@ -60,9 +61,11 @@ def market_context(market: MarketClient) -> MarketContext:
     spec_cid, data_cid = market.spec_cid(), market.data_cid()
     spec = TypeAdapter(TaskSpec).validate_json(store.get(spec_cid))
     seed = seed_int(market.split_seed())
-    validation, test = validation_test_split(
-        decode_dataset(store.get(data_cid)), validation_fraction=spec.validation_fraction, seed=seed
-    )
+    data = decode_dataset(store.get(data_cid))
+    if spec.test_chunk_rows:  # a proven settlement's committed chunks (fedmarket/zk/settlement_proof.py)
+        validation, test = split_by_chunks(data, spec.test_chunk_rows, market.split_seed())
+    else:
+        validation, test = validation_test_split(data, validation_fraction=spec.validation_fraction, seed=seed)
     return MarketContext(spec, spec_cid, data_cid, seed, validation, test)
 
 
@@ -92,7 +95,7 @@ def load_round(market: MarketClient, aggregator: str, round: int, context: Marke
     """Fetch, open and validate round `round`'s updates (cached steps) and its start model."""
     model = context.spec.model
     key = round_key(market, round, context)
-    opened = fetch_submissions(market.address, aggregator, round, key=key)
+    opened = fetch_submissions(market.address, aggregator, round, key=key, model=model)
     models = validate_updates(opened, model, parameter_count(model), key=key)
     start = decode_update(current_platform().store.get(market.model_cid(round)), model)
     return LoadedRound(key, opened, models, start)

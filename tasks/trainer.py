@@ -7,13 +7,14 @@ from __future__ import annotations
 import numpy as np
 
 from fedmarket.chain import TxResult
-from fedmarket.commitments import commit
+from fedmarket.commitments import commit_model
 from fedmarket.crypto import SealContext, seal
 from fedmarket.datacheck import check_dataset, require_valid
 from fedmarket.ml.data import Dataset
 from fedmarket.ml.training import train_local
 from fedmarket.ml.updates import encode_update
 from fedmarket.runtime import current_platform
+from fedmarket.zk.fixed_point import quantize
 from schemas.market import TaskSpec
 from schemas.trainer import DataValidationSummary, Registration
 from tasks.common import compute_task, io_task
@@ -61,11 +62,15 @@ def train(trainer: str, round: int, global_model: np.ndarray, data: Dataset, spe
 
 @io_task(task_run_name="seal-and-store-r{round}-{trainer}")
 def seal_and_store(market: str, trainer: str, round: int, local_model: np.ndarray, spec: TaskSpec) -> tuple[str, str]:
-    """Returns (CID of the sealed update, commitment to the plaintext update)."""
+    """Returns (CID of the sealed update, commitment to the plaintext update). In a market whose
+    rounds are proven the update is first rounded onto the circuits' 2^-8 grid."""
     platform = current_platform()
     party = platform.party(trainer)
     m = platform.market(market)
+    proven = m.round_verifier() is not None
+    if proven:
+        local_model = quantize(local_model)
     plaintext = encode_update(local_model, spec.model)
     context = SealContext(platform.chain.chain_id, m.address, round, trainer)
     envelope = seal(plaintext, sender=party.box_key, recipient=m.aggregator_key(), context=context)
-    return str(platform.store.put(envelope)), commit(plaintext)
+    return str(platform.store.put(envelope)), commit_model(local_model, plaintext, proven=proven)

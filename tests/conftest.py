@@ -38,6 +38,14 @@ def round_build(tmp_path_factory):
 
 
 @pytest.fixture(scope="session")
+def settlement_build(round_build):
+    """The tiny settlement circuit (L = 4, LR on 3 features and 2 classes, 10 test rows)."""
+    from fedmarket.zk.settlement_proof import build_settlement_circuit
+
+    return build_settlement_circuit(4, 3, 2, 10, Settings(zk_cache_dir=round_build.dir.parent))
+
+
+@pytest.fixture(scope="session")
 def anvil_url(tmp_path_factory):
     """A real node for the session: anvil from npm `@foundry-rs/anvil`, on a free loopback port."""
     import socket

@@ -41,3 +41,9 @@ def deploy_verifier(chain: Chain, account: LocalAccount, build: CircuitBuild, ad
 
 def deploy_round_verifier(chain: Chain, account: LocalAccount, build: CircuitBuild, trainers: int) -> DeployedVerifier:
     return deploy_verifier(chain, account, build, "EzklRoundVerifier", trainers)
+
+
+def deploy_settlement_verifier(
+    chain: Chain, account: LocalAccount, build: CircuitBuild, trainers: int, samples: int
+) -> DeployedVerifier:
+    return deploy_verifier(chain, account, build, "EzklSettlementVerifier", trainers, samples)

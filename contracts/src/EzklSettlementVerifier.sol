@@ -1,0 +1,109 @@
+// SPDX-License-Identifier: MIT
+pragma solidity ^0.8.28;
+
+import {EzklCircuitVerifier} from "./EzklCircuitVerifier.sol";
+import {IProofVerifier} from "./IProofVerifier.sol";
+import {Math} from "@openzeppelin/contracts/utils/math/Math.sol";
+
+/// @notice The settlement circuit of fedmarket/zk/settlement_circuit.py for `trainers` slots and a
+/// test chunk of `samples` rows (fedmarket/zk/settlement_proof.py).
+///
+/// Market instances (DataMarket.settlementInstances), 2L + 6 values:
+///   [domain, dataCommitment, final model, rlooSeed mod FIELD, accuracy (bps), final mask,
+///    cur_0..cur_{L-1} (final round), contribution_0..contribution_{L-1}]
+/// Circuit instances, L^2 + 2L + 10:
+///   [h(W_0)..h(W_{L-1}), h(final model), h(test chunk), h(public),
+///    correct, C_0..C_{L-1}, subsets (L x L, row by row), domain limbs (6)]
+/// `free` = [correct, splitSeed, h(public), K, chunk hash_0..chunk hash_{K-1}, h(W_i) for each
+/// absent slot i in order]. Checked here: keccak(splitSeed, final model) is the market's rlooSeed
+/// (so splitSeed is the market's), keccak(abi.encode(chunk hashes)) is its data commitment, the
+/// test chunk is chunk `splitSeed mod K`, and accuracy == correct * 10,000 / samples. The RLOO
+/// subsets are derived here from rlooSeed and the final mask, as settlement_proof.rloo_subsets.
+contract EzklSettlementVerifier is EzklCircuitVerifier {
+    uint256 internal constant FIELD = 21888242871839275222246405745257275088548364400416034343698204186575808495617;
+    uint256 public immutable trainers;
+    uint256 public immutable samples;
+
+    constructor(IProofVerifier halo2_, uint256 trainers_, uint256 samples_) EzklCircuitVerifier(halo2_) {
+        trainers = trainers_;
+        samples = samples_;
+    }
+
+    function _layout(uint256[] calldata m, uint256[] memory free)
+        internal
+        view
+        override
+        returns (bool ok, uint256[] memory c)
+    {
+        uint256 n = trainers;
+        if (m.length != 2 * n + 6 || free.length < 4) return (false, c);
+        if (m[5] >> n != 0) return (false, c);
+        uint256 correct = free[0];
+        if (correct > samples || m[4] != (correct * 10_000) / samples) return (false, c);
+        if (uint256(keccak256(abi.encode(free[1], m[2]))) % FIELD != m[3]) return (false, c);
+        (bool chunksOk, uint256 testHash, uint256 used) = _testChunk(m[1], free);
+        if (!chunksOk) return (false, c);
+
+        c = new uint256[](n * n + 2 * n + 4 + DOMAIN_LIMBS);
+        for (uint256 i = 0; i < n; ++i) {
+            uint256 commitment = m[6 + i];
+            if (commitment == 0) {
+                if (used >= free.length) return (false, c);
+                commitment = free[used++];
+            }
+            c[i] = commitment;
+            c[n + 4 + i] = m[6 + n + i];
+        }
+        if (used != free.length) return (false, c);
+        c[n] = m[2];
+        c[n + 1] = testHash;
+        c[n + 2] = free[2];
+        c[n + 3] = correct;
+        _subsets(m[3], m[5], c, 2 * n + 4);
+        _domainLimbs(m[0], c, n * n + 2 * n + 4);
+        ok = true;
+    }
+
+    /// @dev The test chunk's hash: `free[4..4+K)` must hash to the data commitment; the chunk is
+    /// `splitSeed mod K`. Returns the index of the first free value after the chunk hashes.
+    function _testChunk(uint256 dataCommitment, uint256[] memory free)
+        private
+        pure
+        returns (bool ok, uint256 testHash, uint256 next)
+    {
+        uint256 k = free[3];
+        if (k < 2 || free.length < 4 + k) return (false, 0, 0);
+        uint256[] memory chunks = new uint256[](k);
+        for (uint256 j = 0; j < k; ++j) {
+            chunks[j] = free[4 + j];
+        }
+        if (uint256(keccak256(abi.encode(chunks))) % FIELD != dataCommitment) return (false, 0, 0);
+        return (true, chunks[free[1] % k], 4 + k);
+    }
+
+    /// @dev RLOO subsets (sources/004 eq. (2)): benign trainer i with `size - 1` other benign
+    /// trainers drawn without replacement by keccak256(seed, i, r), size = min(N, max(2, ceil(log2 N))).
+    function _subsets(uint256 seed, uint256 mask, uint256[] memory out, uint256 at) private view {
+        uint256 n = trainers;
+        uint256[] memory benign = new uint256[](n);
+        uint256 count = 0;
+        for (uint256 j = 0; j < n; ++j) {
+            if ((mask >> j) & 1 == 1) benign[count++] = j;
+        }
+        uint256 size = count > 1 ? Math.min(count, Math.max(2, Math.log2(count, Math.Rounding.Ceil))) : 1;
+        uint256[] memory others = new uint256[](n);
+        for (uint256 b = 0; b < count; ++b) {
+            uint256 i = benign[b];
+            out[at + i * n + i] = 1;
+            uint256 left = 0;
+            for (uint256 j = 0; j < count; ++j) {
+                if (benign[j] != i) others[left++] = benign[j];
+            }
+            for (uint256 r = 0; r + 1 < size; ++r) {
+                uint256 pick = uint256(keccak256(abi.encode(seed, i, r))) % left;
+                out[at + i * n + others[pick]] = 1;
+                others[pick] = others[--left];
+            }
+        }
+    }
+}

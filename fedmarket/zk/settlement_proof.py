@@ -1,0 +1,176 @@
+"""The settlement statement in float and as a proof (fedmarket/zk/settlement_circuit.py), and the
+two things it is bound to besides the models: the owner's test chunk and the RLOO subsets.
+
+- **Test chunk.** In a market whose settlement is proven, the owner's data is cut into K chunks
+  of `samples` rows (the remainder only ever validates); the owner commits at creation to
+  `keccak256(abi.encode(uint256[] chunkHashes)) mod FIELD`, each chunk hash being EZKL's Poseidon
+  hash of the chunk on the 2^-8 grid (features / 16 and one-hot labels). The test chunk is
+  `splitSeed mod K`, fixed by the trainers' commit-reveal; every other row validates. The
+  settlement adapter (contracts/src/EzklSettlementVerifier.sol) checks both hashes and the index.
+- **RLOO subsets** (sources/004 section III.A): for each benign trainer i of the final round,
+  i plus `size - 1` other benign trainers, `size = min(N, max(2, ceil(log2 N)))` as
+  tasks/contribution/rloo.py, drawn without replacement by `keccak256(abi.encode(seed, i, r)) mod
+  remaining` with `seed = rlooSeed mod FIELD`; the adapter derives the same matrix in Solidity.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from eth_abi import encode
+from eth_utils import keccak
+
+from fedmarket.commitments import BN254_FIELD
+from fedmarket.errors import ProofMismatchError, ZKError
+from fedmarket.ml.data import Dataset, normalise
+from fedmarket.settings import Settings, load_settings
+from fedmarket.zk.fixed_point import domain_limbs, on_grid, poseidon_commitment
+from fedmarket.zk.prover import Proof, prove
+from fedmarket.zk.settlement_circuit import SettlementCircuit
+from fedmarket.zk.toolchain import CircuitBuild, build_circuit
+from fedmarket.zk.verifier import market_proof
+
+
+def chunk_rows(data: Dataset, classes: int) -> np.ndarray:
+    """[rows, f + c]: normalised features (k / 16, on the grid) and one-hot labels."""
+    onehot = np.eye(classes)[np.asarray(data.labels)]
+    rows = np.concatenate([normalise(data.features).astype(np.float64), onehot], axis=1)
+    if not on_grid(rows):
+        raise ZKError("owner data is not on the 2^-8 grid after normalisation")
+    return rows
+
+
+def chunk_count(data: Dataset, samples: int) -> int:
+    count = len(data) // samples
+    if count < 2:
+        raise ZKError(f"{len(data)} owner rows make fewer than two test chunks of {samples}")
+    return count
+
+
+@dataclass(frozen=True)
+class DataChunks:
+    hashes: list[int]
+    commitment: str  # the market's data commitment, bytes32 hex
+
+    @classmethod
+    def of(cls, data: Dataset, samples: int, classes: int) -> DataChunks:
+        rows = chunk_rows(data, classes)
+        hashes = [
+            int(poseidon_commitment(rows[k * samples : (k + 1) * samples]), 16) for k in range(chunk_count(data, samples))
+        ]
+        digest = int.from_bytes(keccak(encode(["uint256[]"], [hashes])), "big") % BN254_FIELD
+        return cls(hashes, "0x" + digest.to_bytes(32, "big").hex())
+
+
+def test_chunk_index(split_seed: bytes, chunks: int) -> int:
+    return int.from_bytes(split_seed, "big") % chunks
+
+
+def split_by_chunks(data: Dataset, samples: int, split_seed: bytes) -> tuple[Dataset, Dataset]:
+    """(validation, test): the test chunk the seed picks, and every other row."""
+    index = test_chunk_index(split_seed, chunk_count(data, samples))
+    test = np.arange(index * samples, (index + 1) * samples)
+    return data.subset(np.setdiff1d(np.arange(len(data)), test)), data.subset(test)
+
+
+def rloo_subsets(seed: int, mask: int, trainers: int) -> np.ndarray:
+    """[L, L] 0/1: row i is benign trainer i's subset (contracts/src/EzklSettlementVerifier.sol)."""
+    benign = [j for j in range(trainers) if mask >> j & 1]
+    n = len(benign)
+    size = min(n, max(2, (n - 1).bit_length())) if n > 1 else 1
+    subsets = np.zeros((trainers, trainers))
+    for i in benign:
+        subsets[i, i] = 1
+        others = [j for j in benign if j != i]
+        for r in range(size - 1):
+            k = int.from_bytes(keccak(encode(["uint256", "uint256", "uint256"], [seed, i, r])), "big") % len(others)
+            subsets[i, others[k]] = 1
+            others[k] = others[-1]
+            others.pop()
+    return subsets
+
+
+@dataclass(frozen=True)
+class SettlementStatement:
+    models: list[np.ndarray | None]  # the final round's slots, on the grid
+    final: np.ndarray
+    test: np.ndarray  # chunk_rows of the test chunk
+    subsets: np.ndarray
+    domain: int
+    features: int
+    classes: int
+
+    @property
+    def trainers(self) -> int:
+        return len(self.models)
+
+    def circuit(self) -> SettlementCircuit:
+        return SettlementCircuit(self.trainers, self.features, self.classes, len(self.test)).double()
+
+    def inputs(self) -> list[np.ndarray]:
+        d = self.classes * (self.features + 1)
+        slots = [np.zeros((1, d)) if m is None else np.asarray(m, dtype=np.float64).reshape(1, d) for m in self.models]
+        public = np.concatenate([self.subsets.ravel(), domain_limbs(self.domain)]).reshape(1, -1)
+        return [*slots, np.asarray(self.final, dtype=np.float64).reshape(1, d), np.asarray(self.test, dtype=np.float64), public]
+
+
+@dataclass(frozen=True)
+class SettlementProof:
+    proof: Proof
+    correct: int
+    samples: int
+    contributions: list[int]
+    float_correct: int
+    present: list[bool]
+
+    @property
+    def accuracy_bps(self) -> int:
+        return self.correct * 10_000 // self.samples
+
+    def calldata(self, split_seed: bytes, chunks: DataChunks) -> bytes:
+        """The `proof` argument of `settle` (contracts/src/EzklSettlementVerifier.sol): the Halo2
+        proof and [correct, splitSeed, h(public), K, chunk hashes..., hashes of absent slots...]."""
+        hashes, slots = self.proof.input_hashes, len(self.present)
+        free = [self.correct, int.from_bytes(split_seed, "big"), hashes[slots + 2], len(chunks.hashes), *chunks.hashes]
+        free += [hashes[i] for i in range(slots) if not self.present[i]]
+        return market_proof(self.proof.proof, free)
+
+
+def evaluate(statement: SettlementStatement) -> tuple[int, list[int]]:
+    """The float statement: (correct count of the final model, contributions)."""
+    with torch.no_grad():
+        correct, contributions, _, _ = statement.circuit()(*[torch.from_numpy(np.ascontiguousarray(a)) for a in statement.inputs()])
+    return int(correct.item()), [int(v) for v in contributions.numpy()[0]]
+
+
+# How far the proven correct count may sit from the float one before the aggregator refuses to
+# send it: logits are rounded in the circuit, so a sample whose top two logits are within a few
+# grid steps may flip. The proven values are what the contract pays by; this only guards a broken
+# circuit or input.
+MAX_FLIPS = 2
+
+
+def prove_settlement(build: CircuitBuild, statement: SettlementStatement) -> SettlementProof:
+    float_correct, _ = evaluate(statement)
+    proof = prove(build, statement.inputs())
+    (correct,), contributions = proof.outputs[0], proof.outputs[1]
+    if abs(correct - float_correct) > MAX_FLIPS:
+        raise ProofMismatchError(f"in-circuit correct count {correct} is far from the float one {float_correct}")
+    present = [m is not None for m in statement.models]
+    return SettlementProof(proof, int(correct), len(statement.test), [int(c) for c in contributions], float_correct, present)
+
+
+def build_settlement_circuit(trainers: int, features: int, classes: int, samples: int, settings: Settings | None = None) -> CircuitBuild:
+    settings = settings or load_settings()
+    d = classes * (features + 1)
+    statement = SettlementStatement(
+        [np.zeros(d)] * trainers, np.zeros(d), np.zeros((samples, features + classes)), np.zeros((trainers, trainers)), 0, features, classes
+    )
+    example = [torch.from_numpy(np.ascontiguousarray(a)) for a in statement.inputs()]
+    return build_circuit(
+        f"settlement-L{trainers}-f{features}-c{classes}-n{samples}", statement.circuit(), example, settings.zk_cache_dir,
+        srs_path=settings.zk_srs_path,
+    )
+

@@ -1,0 +1,119 @@
+"""Settlement proven and verified by the market (tiny: L = 4 trainers, LR on 3 features and 2
+classes, test chunks of 10 rows): accuracy on the seed-picked chunk of the owner's committed data
+and the final round's RLOO contributions. Each forged claim is rejected on chain."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from fedmarket.commitments import BN254_FIELD
+from fedmarket.errors import ContractRevertError
+from fedmarket.ml.data import Dataset
+from fedmarket.zk import RoundStatement, poseidon_commitment, prove_round, quantize
+from fedmarket.zk.deploy import deploy_round_verifier, deploy_settlement_verifier
+from fedmarket.zk.settlement_proof import (
+    DataChunks,
+    SettlementStatement,
+    chunk_rows,
+    evaluate,
+    prove_settlement,
+    rloo_subsets,
+    split_by_chunks,
+)
+from tests.helpers import cid_of, create_market, party, snapshot
+
+L, F, C, N = 4, 3, 2, 10
+SETTLEMENT = 2**32 - 1
+
+
+def owner_data(seed: int = 0) -> Dataset:
+    rng = np.random.default_rng(seed)
+    features = rng.integers(0, 17, size=(60, F)).astype(np.float32)  # digits-like intensities 0..16
+    return Dataset(features, (features[:, 0] + features[:, 1] > 16).astype(np.int64))
+
+
+def final_round_models() -> list[np.ndarray]:
+    """LR models of varying quality for 'x0 + x1 > 16' (weights of class 0, then class 1, then
+    biases), and one far away that the round rule flags."""
+    good = np.array([-2.0, -2.0, 0.0, 2.0, 2.0, 0.0, 2.0, -2.0])
+    rng = np.random.default_rng(5)
+    models = [good + rng.normal(0, s, size=8) for s in (0.2, 1.5, 3.0)]
+    return [quantize(m) for m in [*models, good + 12.0]]
+
+
+@pytest.fixture
+def settling(platform, round_build, settlement_build):
+    """A market with proven rounds and settlement, its one round finalized with a proof."""
+    deployer = party(platform, "verifier-deployer")
+    rounds_v = deploy_round_verifier(platform.chain, deployer.account, round_build, L)
+    settle_v = deploy_settlement_verifier(platform.chain, deployer.account, settlement_build, L, N)
+    data = owner_data()
+    chunks = DataChunks.of(data, N, C)
+    market, _, aggregator, members, _ = create_market(
+        platform, trainers=L, rounds=1, round_verifier=rounds_v.adapter, settlement_verifier=settle_v.adapter,
+        data_commitment=chunks.commitment,
+    )
+    models, start = final_round_models(), quantize(np.zeros(C * (F + 1)))
+    market.open_round(aggregator.account, cid_of(platform, b"start"), poseidon_commitment(start))
+    for member, model in zip(members, models):
+        market.submit(member.account, 1, cid_of(platform, model.tobytes()), poseidon_commitment(model))
+    rp = prove_round(round_build, RoundStatement(models, start, 1, market.domain(1)))
+    market.finalize_round(aggregator.account, 1, cid_of(platform, b"agg"), rp.aggregate_commitment, rp.benign_mask, rp.calldata())
+    assert market.phase() == "Settlement" and rp.mask == [True, True, True, False]
+    return market, aggregator, models, rp.aggregate, data, chunks
+
+
+def statement(market, models, final, data, *, chunk_seed: bytes | None = None) -> SettlementStatement:
+    _, test = split_by_chunks(data, N, chunk_seed or market.split_seed())
+    seed = int.from_bytes(market.rloo_seed(), "big") % BN254_FIELD
+    subsets = rloo_subsets(seed, market.round_state(1).benign_mask, L)
+    return SettlementStatement(models, final, chunk_rows(test, C), subsets, market.domain(SETTLEMENT), F, C)
+
+
+def expect_rejected(market, aggregator, accuracy, contributions, proof_bytes):
+    before = snapshot(market)
+    with pytest.raises(ContractRevertError) as err:
+        market.settle(aggregator.account, accuracy, contributions, proof_bytes)
+    assert err.value.error_name == "ProofRejected"
+    assert snapshot(market) == before
+
+
+def test_rloo_subsets_contain_their_trainer_and_only_benign_ones():
+    subsets = rloo_subsets(2**200 + 7, 0b10111, 5)
+    assert subsets[3].sum() == 0  # trainer 3 is not benign
+    for i in (0, 1, 2, 4):
+        assert subsets[i, i] == 1 and subsets[i].sum() == 2  # N = 4: size max(2, ceil(log2 4)) = 2
+        assert subsets[i, 3] == 0
+
+
+def test_the_market_verifies_an_honest_settlement(settling, settlement_build):
+    market, aggregator, models, final, data, chunks = settling
+    proof = prove_settlement(settlement_build, statement(market, models, final, data))
+    float_correct, float_contributions = evaluate(statement(market, models, final, data))
+    assert abs(proof.correct - float_correct) <= 2
+    assert proof.contributions[3] == 0  # flagged: no subset
+    assert any(c != 0 for c in proof.contributions), "the varied models should differ in contribution"
+    tx = market.settle(aggregator.account, proof.accuracy_bps, proof.contributions, proof.calldata(market.split_seed(), chunks))
+    print(f"settle with proof verification: {tx.gas_used} gas; contributions {proof.contributions} (float {float_contributions})")
+    assert market.phase() == "Settled"
+    assert market.last_event("Settled")[0]["verified"]
+
+
+def test_forged_accuracy_or_contributions_are_rejected(settling, settlement_build):
+    market, aggregator, models, final, data, chunks = settling
+    proof = prove_settlement(settlement_build, statement(market, models, final, data))
+    calldata = proof.calldata(market.split_seed(), chunks)
+    expect_rejected(market, aggregator, proof.accuracy_bps + 1000, proof.contributions, calldata)
+    forged = list(proof.contributions)
+    forged[0], forged[1] = forged[1] + 1, forged[0] + 1
+    expect_rejected(market, aggregator, proof.accuracy_bps, forged, calldata)
+
+
+def test_a_proof_on_another_test_chunk_is_rejected(settling, settlement_build):
+    market, aggregator, models, final, data, chunks = settling
+    other_seed = (int.from_bytes(market.split_seed(), "big") + 1).to_bytes(32, "big")
+    proof = prove_settlement(settlement_build, statement(market, models, final, data, chunk_seed=other_seed))
+    expect_rejected(market, aggregator, proof.accuracy_bps, proof.contributions, proof.calldata(market.split_seed(), chunks))
+    # nor does claiming the other seed help: it does not hash to the market's rlooSeed
+    expect_rejected(market, aggregator, proof.accuracy_bps, proof.contributions, proof.calldata(other_seed, chunks))
