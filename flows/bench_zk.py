@@ -1,6 +1,7 @@
-"""`fedmarket bench zk`: what proving a round costs at full size: setup (once per circuit),
-witness and proof per round, peak memory, proof size and verification gas, on models trained on
-digits (L trainers, IID, one local run each from the same start model, on the 2^-8 grid).
+"""`fedmarket bench zk`: what proving costs at full size: setup (once per circuit), witness and
+proof, peak memory, proof size and verification gas, for the round circuit and the settlement
+circuit, on models trained on digits (L trainers, IID, one local run each from the same start
+model, on the 2^-8 grid) and a test chunk of the owner's digits.
 
 Setup and proving run in child processes of their own, so each peak RSS is that step's alone and
 not the benchmark's. Verification gas is measured on the in-process EVM: EZKL's generated
@@ -17,9 +18,12 @@ import time
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 
-from fedmarket.chain import FactoryClient
+import numpy as np
+from eth_utils import keccak
+
+from fedmarket.chain import Chain, FactoryClient, account_from_key
 from fedmarket.commitments import commit
 from fedmarket.ml.data import load_digits_dataset, owner_split, split_iid
 from fedmarket.ml.training import initial_model, train_local
@@ -27,6 +31,14 @@ from fedmarket.runtime import Platform
 from fedmarket.settings import Settings, load_settings
 from fedmarket.zk import FRAC_BITS, CircuitBuild, RoundProof, RoundStatement, build_round_circuit, poseidon_commitment, prove_round, quantize, verifier_artifact
 from fedmarket.zk.deploy import deploy_round_verifier
+from fedmarket.zk.settlement_proof import (
+    SettlementProof,
+    SettlementStatement,
+    build_settlement_circuit,
+    chunk_rows,
+    prove_settlement,
+    rloo_subsets,
+)
 from flows.bench_gas import funded_party as _party
 from schemas.market import MarketSpec, ModelConfig, ModelKind, RewardSchedule, TrainingConfig
 
@@ -45,7 +57,7 @@ class ZKRow(BaseModel):
     pk_bytes: int
     proof_bytes: int
     verify_gas: int
-    finalize_gas: int
+    market_gas: int | None = Field(description="the market's whole finalizeRound with the proof (round rows)")
     frac_bits: int
 
 
@@ -112,7 +124,7 @@ def run_round(trainers: int, kind: ModelKind, settings: Settings | None = None) 
         pk_bytes=int(report["pk_bytes"]),
         proof_bytes=proof.proof.size,
         verify_gas=int(verify_gas),
-        finalize_gas=finalized.gas_used,
+        market_gas=finalized.gas_used,
         frac_bits=FRAC_BITS,
     )
 
@@ -147,3 +159,44 @@ def _proving_market(platform: Platform, build: CircuitBuild, statement: RoundSta
     for t, model in zip(members, statement.models):
         market.submit(t.account, 1, str(platform.store.put(model.tobytes())), poseidon_commitment(model))
     return market, aggregator, deployed
+
+
+def _prove_settlement(statement: SettlementStatement, samples: int, cache_dir: str) -> tuple[SettlementProof, int]:
+    build = build_settlement_circuit(statement.trainers, statement.features, statement.classes, samples, Settings(zk_cache_dir=Path(cache_dir)))
+    return prove_settlement(build, statement), _peak_rss()
+
+
+def _setup_settlement(trainers: int, model: ModelConfig, samples: int, cache_dir: str) -> tuple[dict, int, bool]:
+    started = time.time()
+    build = build_settlement_circuit(trainers, model.in_features, model.classes, samples, Settings(zk_cache_dir=Path(cache_dir)))
+    return build.setup_report, _peak_rss(), (build.dir / "ready").stat().st_mtime < started
+
+
+def run_settlement(trainers: int, samples: int, settings: Settings | None = None) -> ZKRow:
+    """The settlement circuit (LR only) on the final round of `round_statement`'s models, their
+    mean as the final model, and `samples` rows of the owner's digits as the test chunk."""
+    settings = settings or load_settings()
+    cache_dir = str(settings.zk_cache_dir)
+    model = ModelConfig(kind=ModelKind.lr)
+    rounds = round_statement(trainers, ModelKind.lr)
+    owner, _ = owner_split(load_digits_dataset(), owner_fraction=0.2, seed=0)
+    mask = (1 << trainers) - 1
+    statement = SettlementStatement(
+        rounds.models, quantize(np.mean(rounds.models, axis=0)), chunk_rows(owner.subset(np.arange(samples)), model.classes),
+        rloo_subsets(12345, mask, trainers), 1, model.in_features, model.classes,
+    )
+    report, setup_rss, cached = _in_child(_setup_settlement, trainers, model, samples, cache_dir)
+    proof, prove_rss = _in_child(_prove_settlement, statement, samples, cache_dir)
+    build = build_settlement_circuit(trainers, model.in_features, model.classes, samples, settings)
+    chain = Chain.connect(Settings())
+    deployer = account_from_key(keccak(b"bench-zk/deployer"))
+    chain.fund(deployer.address, 10**20)
+    halo2, _ = chain.deploy_artifact(deployer, verifier_artifact(build))
+    verify_gas = halo2.functions.verifyProof(proof.proof.proof, proof.proof.instances).estimate_gas()
+    return ZKRow(
+        circuit="settlement", trainers=trainers, model=ModelKind.lr.value, params=statement.circuit().dim,
+        logrows=int(report["logrows"]), setup_s=float(report["setup_s"]), setup_cached=cached,
+        witness_s=proof.proof.witness_s, prove_s=proof.proof.prove_s, peak_rss_bytes=max(setup_rss, prove_rss),
+        pk_bytes=int(report["pk_bytes"]), proof_bytes=proof.proof.size, verify_gas=int(verify_gas), market_gas=None,
+        frac_bits=FRAC_BITS,
+    )

@@ -26,26 +26,31 @@ class Published(NamedTuple):
     task: TaskSpec
 
 
-def publish_market(owner: Party, data: Dataset, kind: ModelKind, *, prove_rounds: bool = False, **terms) -> Published:
+def publish_market(
+    owner: Party, data: Dataset, kind: ModelKind, *, prove_rounds: bool = False, test_rows: int | None = None, **terms
+) -> Published:
     """Check the owner's data against the task's expectations, store task and data by CID, and
     create the market through the factory (FEDMARKET_FACTORY_ADDRESS, else a new one) with the
     largest possible payout in escrow. `prove_rounds`: reference the round circuit's verifier for
-    this L and model (built and deployed once per circuit and chain). `terms`: the other
-    MarketSpec fields."""
+    this L and model; `test_rows` (with `prove_rounds`): prove settlement too, on a test chunk of
+    that many rows (fedmarket/zk/settlement_proof.py). Circuits are built and verifiers deployed
+    once per circuit and chain. `terms`: the other MarketSpec fields."""
     platform = current_platform()
-    task = TaskSpec(model=ModelConfig(kind=kind), training=TrainingConfig.for_model(kind))
+    if test_rows is not None and not prove_rounds:
+        raise ConfigError("a proven settlement needs proven rounds: its proof binds their Poseidon commitments")
+    task = TaskSpec(model=ModelConfig(kind=kind), training=TrainingConfig.for_model(kind), test_chunk_rows=test_rows)
     require_valid(check_dataset(data.features, data.labels, task.data_schema, dataset="owner"))
-    if prove_rounds:
-        from fedmarket.zk import build_round_circuit
-        from fedmarket.zk.deploy import deploy_round_verifier
-
-        build = build_round_circuit(terms["trainers"], parameter_count(task.model), platform.settings)
-        terms["round_verifier"] = deploy_round_verifier(platform.chain, owner.account, build, terms["trainers"]).adapter
     raw = encode_dataset(data)
+    data_commitment = commit(raw)
+    if prove_rounds:
+        terms["round_verifier"] = _round_verifier(owner, task, terms["trainers"])
+    if test_rows is not None:
+        chunks, terms["settlement_verifier"] = _settlement_verifier(owner, task, data, terms["trainers"], test_rows)
+        data_commitment = chunks.commitment
     spec = MarketSpec(
         task_cid=str(platform.store.put(task.model_dump_json().encode())),
         data_cid=str(platform.store.put(raw)),
-        data_commitment=commit(raw),
+        data_commitment=data_commitment,
         **terms,
     )
     if platform.settings.factory_address:
@@ -56,10 +61,33 @@ def publish_market(owner: Party, data: Dataset, kind: ModelKind, *, prove_rounds
     return Published(market, created, factory, task)
 
 
+def _round_verifier(owner: Party, task: TaskSpec, trainers: int) -> str:
+    from fedmarket.zk import build_round_circuit
+    from fedmarket.zk.deploy import deploy_round_verifier
+
+    platform = current_platform()
+    build = build_round_circuit(trainers, parameter_count(task.model), platform.settings)
+    return deploy_round_verifier(platform.chain, owner.account, build, trainers).adapter
+
+
+def _settlement_verifier(owner: Party, task: TaskSpec, data: Dataset, trainers: int, rows: int):
+    """(the owner's chunk commitments, the settlement verifier's address)."""
+    from fedmarket.zk.deploy import deploy_settlement_verifier
+    from fedmarket.zk.settlement_proof import DataChunks, build_settlement_circuit
+
+    if task.model.kind != ModelKind.lr:
+        raise ConfigError(f"the settlement circuit proves logistic regression only, not {task.model.kind.value}")
+    platform = current_platform()
+    chunks = DataChunks.of(data, rows, task.model.classes)
+    model = task.model
+    build = build_settlement_circuit(trainers, model.in_features, model.classes, rows, platform.settings)
+    return chunks, deploy_settlement_verifier(platform.chain, owner.account, build, trainers, rows).adapter
+
+
 def create_market(
     data_file: Path, aggregator: str, aggregator_key: str, *, trainers: int, rounds: int, model: str,
     participation_reward_wei: int, aggregator_fee_wei: int, round_duration_s: int, reveal_window_s: int,
-    prove_rounds: bool = False,
+    prove_rounds: bool = False, test_rows: int | None = None,
 ) -> dict:
     if not Path(data_file).is_file():
         raise ConfigError(f"owner data file {data_file} does not exist")
@@ -68,7 +96,7 @@ def create_market(
         aggregator=aggregator, aggregator_key=aggregator_key, trainers=trainers, rounds=rounds,
         round_duration_s=round_duration_s, reveal_window_s=reveal_window_s,
         participation_reward_wei=participation_reward_wei, aggregator_fee_wei=aggregator_fee_wei,
-        schedule=DEFAULT_SCHEDULE, prove_rounds=prove_rounds,
+        schedule=DEFAULT_SCHEDULE, prove_rounds=prove_rounds, test_rows=test_rows,
     )
     market, tx = published.market, published.created
     return {"market": market.address, "factory": published.factory.address, "deposit": market.deposit(), "tx": tx.tx_hash,

@@ -138,6 +138,14 @@ class MarketSpec(BaseModel):
         bytes.fromhex(value[2:])
         return value.lower()
 
+    @model_validator(mode="after")
+    def _settlement_needs_proven_rounds(self) -> MarketSpec:
+        # the settlement circuit hashes the final round's models and the final model with
+        # Poseidon: only a market whose rounds are proven commits to them that way
+        if int(self.settlement_verifier, 16) != 0 and int(self.round_verifier, 16) == 0:
+            raise ValueError("a settlement verifier needs a round verifier (the settlement proof binds Poseidon commitments)")
+        return self
+
     def max_payout(self) -> int:
         """The deposit must cover this: everyone benign every round, the largest pool, the fee."""
         return (

@@ -1,7 +1,8 @@
-"""A market whose rounds are proven, run through the round flow (tiny task: logistic regression
-on 3 features and 2 classes, d = 8, L = 4 trainers, the session's round circuit): trainers round
-their updates onto the grid and commit with Poseidon, the flow proves every round and the market
-verifies it on chain; an attacker is flagged by the proven rule."""
+"""A market whose rounds and settlement are proven, run through the round and settlement flows
+(tiny task: logistic regression on 3 features and 2 classes, d = 8, L = 4 trainers, test chunks of
+10 rows; the session's circuits): trainers round their updates onto the grid and commit with
+Poseidon, the flows prove every round and the settlement, and the market verifies each on chain;
+an attacker is flagged by the proven rule and paid nothing."""
 
 from __future__ import annotations
 
@@ -14,10 +15,12 @@ from fedmarket.ml.updates import decode_update
 from fedmarket.runtime import Platform, use_platform
 from fedmarket.settings import Settings
 from fedmarket.zk import STEP, quantize
-from fedmarket.zk.deploy import deploy_round_verifier
+from fedmarket.zk.deploy import deploy_round_verifier, deploy_settlement_verifier
+from fedmarket.zk.settlement_proof import DataChunks
 from fedmarket.chain import FactoryClient
 from flows.market import open_next_round
 from flows.round import round_flow
+from flows.settlement import settlement_flow
 from schemas.market import DataSchema, MarketSpec, ModelConfig, RewardSchedule, TaskSpec, TrainingConfig
 from tasks.trainer import seal_and_store
 from tests.helpers import party
@@ -28,12 +31,13 @@ TASK = TaskSpec(
     model=ModelConfig(in_features=3, classes=2),
     training=TrainingConfig(local_epochs=1, learning_rate=0.5),
     data_schema=DataSchema(feature_count=3, labels=(0, 1)),
+    test_chunk_rows=10,
 )
 
 
 def tiny_data(rows: int, seed: int) -> Dataset:
     rng = np.random.default_rng(seed)
-    features = rng.uniform(0, 16, size=(rows, 3)).astype(np.float32)
+    features = rng.integers(0, 17, size=(rows, 3)).astype(np.float32)  # digits-like intensities
     return Dataset(features, (features[:, 0] + features[:, 1] > 16).astype(np.int64))
 
 
@@ -44,16 +48,18 @@ def proven_platform(tmp_path, round_build):
         yield p
 
 
-def test_every_round_of_a_proven_market_is_verified_on_chain(proven_platform, round_build):
+def test_every_round_and_the_settlement_of_a_proven_market_are_verified_on_chain(proven_platform, round_build, settlement_build):
     platform = proven_platform
     owner, aggregator = party(platform, "owner"), party(platform, "aggregator")
     members = [party(platform, "trainer", i) for i in range(L)]
     verifier = deploy_round_verifier(platform.chain, owner.account, round_build, L)
-    raw = encode_dataset(tiny_data(200, 0))
+    settlement_verifier = deploy_settlement_verifier(platform.chain, owner.account, settlement_build, L, 10)
+    owner_data = tiny_data(60, 0)
+    raw = encode_dataset(owner_data)
     spec = MarketSpec(
         task_cid=str(platform.store.put(TASK.model_dump_json().encode())),
         data_cid=str(platform.store.put(raw)),
-        data_commitment="0x" + "05" * 32,
+        data_commitment=DataChunks.of(owner_data, 10, 2).commitment,
         aggregator=aggregator.address,
         aggregator_key="0x" + aggregator.public_box_key.hex(),
         trainers=L,
@@ -62,6 +68,7 @@ def test_every_round_of_a_proven_market_is_verified_on_chain(proven_platform, ro
         aggregator_fee_wei=10**16,
         schedule=RewardSchedule(thresholds_bps=(5000,), pools_wei=(10**17,)),
         round_verifier=verifier.adapter,
+        settlement_verifier=settlement_verifier.adapter,
     )
     factory, _ = FactoryClient.deploy(platform.chain, owner.account)
     market, _ = factory.create_market(owner.account, spec, spec.max_payout())
@@ -93,3 +100,11 @@ def test_every_round_of_a_proven_market_is_verified_on_chain(proven_platform, ro
         aggregate = decode_update(platform.store.get(report.aggregate_cid), TASK.model)
         # the proven aggregate is the benign mean rounded onto the grid
         assert np.max(np.abs(aggregate - np.mean(submitted[:3], axis=0))) <= STEP / 2
+
+    settled = settlement_flow(market.address, aggregator.address)
+    assert settled.verified and settled.verifier == settlement_verifier.adapter
+    assert market.phase() == "Settled"
+    assert settled.contributions_onchain[-1] == 0  # flagged in the final round: in no subset
+    payouts = {p.account: p.wei for p in settled.payouts}
+    assert payouts[members[-1].address] == 0  # flagged every round: no participation reward either
+    assert settled.accuracy_bps == market.last_event("Settled")[0]["accuracyBps"]
