@@ -5,10 +5,9 @@ recorded with the reason and left out; the round goes on."""
 
 from __future__ import annotations
 
-import numpy as np
 from pydantic import BaseModel
 
-from fedmarket.commitments import commit_model
+from fedmarket.commitments import commit, commit_model
 from fedmarket.crypto import SealContext, open_sealed
 from fedmarket.errors import CryptoError, ProtocolError, StoreError, UpdateError, ZKError
 from fedmarket.ml.updates import decode_update
@@ -65,7 +64,7 @@ def fetch_submissions(
 def _commitment(plaintext: bytes, model, proven: bool) -> str:
     """The commitment the opened bytes should have (fedmarket.commitments.commit_model)."""
     if not proven:
-        return commit_model(np.empty(0), plaintext, proven=False)
+        return commit(plaintext)
     try:
         return commit_model(decode_update(plaintext, model), plaintext, proven=True)
     except ZKError as exc:  # off the grid or out of the provable range: not what was committed

@@ -11,7 +11,9 @@ import pytest
 
 from fedmarket.ml.data import Dataset, encode_dataset
 from fedmarket.ml.training import train_local
-from fedmarket.ml.updates import decode_update
+from fedmarket.crypto import SealContext, seal
+from fedmarket.errors import ProtocolError
+from fedmarket.ml.updates import decode_update, encode_update
 from fedmarket.runtime import Platform, use_platform
 from fedmarket.settings import Settings
 from fedmarket.zk import STEP, quantize
@@ -22,6 +24,7 @@ from flows.market import open_next_round
 from flows.round import round_flow
 from flows.settlement import settlement_flow
 from schemas.market import DataSchema, MarketSpec, ModelConfig, RewardSchedule, TaskSpec, TrainingConfig
+from tasks.fetch import fetch_submissions
 from tasks.trainer import seal_and_store
 from tests.helpers import party
 
@@ -48,8 +51,8 @@ def proven_platform(tmp_path, round_build):
         yield p
 
 
-def test_every_round_and_the_settlement_of_a_proven_market_are_verified_on_chain(proven_platform, round_build, settlement_build):
-    platform = proven_platform
+def proven_market(platform, round_build, settlement_build):
+    """A market of L trainers (registered, seeds revealed) whose rounds and settlement are proven."""
     owner, aggregator = party(platform, "owner"), party(platform, "aggregator")
     members = [party(platform, "trainer", i) for i in range(L)]
     verifier = deploy_round_verifier(platform.chain, owner.account, round_build, L)
@@ -77,7 +80,12 @@ def test_every_round_and_the_settlement_of_a_proven_market_are_verified_on_chain
         market.register(t.account, t.public_box_key, t.split_seed(market.address), summary)
     for t in members:
         market.reveal(t.account, t.split_seed(market.address))
+    return market, aggregator, members, verifier.adapter, settlement_verifier.adapter
 
+
+def test_every_round_and_the_settlement_of_a_proven_market_are_verified_on_chain(proven_platform, round_build, settlement_build):
+    platform = proven_platform
+    market, aggregator, members, verifier, settlement_verifier = proven_market(platform, round_build, settlement_build)
     datasets = [tiny_data(60, 10 + i) for i in range(L)]
     for round in range(1, ROUNDS + 1):
         assert open_next_round(market.address, aggregator.address) == round
@@ -93,7 +101,7 @@ def test_every_round_and_the_settlement_of_a_proven_market_are_verified_on_chain
 
         report = round_flow(market.address, round, aggregator.address)
 
-        assert report.verified and report.verifier == verifier.adapter
+        assert report.verified and report.verifier == verifier
         assert market.round_state(round).verified
         assert report.flagged == [members[-1].address]
         assert report.benign_mask == 0b0111
@@ -102,9 +110,34 @@ def test_every_round_and_the_settlement_of_a_proven_market_are_verified_on_chain
         assert np.max(np.abs(aggregate - np.mean(submitted[:3], axis=0))) <= STEP / 2
 
     settled = settlement_flow(market.address, aggregator.address)
-    assert settled.verified and settled.verifier == settlement_verifier.adapter
+    assert settled.verified and settled.verifier == settlement_verifier
     assert market.phase() == "Settled"
     assert settled.contributions_onchain[-1] == 0  # flagged in the final round: in no subset
     payouts = {p.account: p.wei for p in settled.payouts}
     assert payouts[members[-1].address] == 0  # flagged every round: no participation reward either
     assert settled.accuracy_bps == market.last_event("Settled")[0]["accuracyBps"]
+
+
+def test_an_update_off_the_grid_is_rejected_by_name_and_stops_the_proof(proven_platform, round_build, settlement_build):
+    """A trainer commits to its grid-rounded update but seals the unrounded one: the aggregator
+    names it, and refuses to prove a round it cannot hash every committed slot of."""
+    platform = proven_platform
+    market, aggregator, members, _, _ = proven_market(platform, round_build, settlement_build)
+    open_next_round(market.address, aggregator.address)
+    rng = np.random.default_rng(3)
+    for i, member in enumerate(members):
+        local = rng.normal(0, 0.3, size=8)
+        cid, commitment = seal_and_store(market.address, member.address, 1, local, TASK)
+        if i == 0:  # reseal the unrounded update under the commitment to the rounded one
+            plaintext = encode_update(local + 2.0**-12, TASK.model)
+            context = SealContext(platform.chain.chain_id, market.address, 1, member.address)
+            cid = str(platform.store.put(seal(plaintext, sender=member.box_key, recipient=market.aggregator_key(), context=context)))
+        market.submit(member.account, 1, cid, commitment)
+
+    opened = fetch_submissions.fn(market.address, aggregator.address, 1, model=TASK.model)
+    assert set(opened.rejected) == {members[0].address}
+    assert "grid" in opened.rejected[members[0].address]
+    with pytest.raises(ProtocolError, match="cannot be proven") as err:
+        round_flow(market.address, 1, aggregator.address)
+    assert members[0].address in str(err.value)
+    assert not market.round_state(1).finalized
