@@ -36,6 +36,11 @@ class Settings(BaseSettings):
     zk_cache_dir: Path = Field(
         default=Path(".fedmarket/zk"), description="EZKL builds (settings, keys, verifiers) by circuit hash"
     )
+    zk_columns: int = Field(
+        default=2, ge=1, le=8,
+        description="EZKL columns per op: more is fewer rows (faster proofs, less memory) but a larger verifier "
+        "and more verification gas; 4 is about the EIP-170 limit",
+    )
     zk_srs_path: Path | None = Field(
         default=None, description="KZG SRS from a ceremony; unset: gen_srs locally (NOT FOR PRODUCTION)"
     )

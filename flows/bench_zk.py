@@ -49,6 +49,7 @@ class ZKRow(BaseModel):
     model: str
     params: int
     logrows: int
+    columns: int
     setup_s: float
     setup_cached: bool
     witness_s: float
@@ -74,15 +75,15 @@ def _peak_rss() -> int:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024  # Linux reports KiB
 
 
-def _setup(trainers: int, dim: int, cache_dir: str) -> tuple[dict, int, bool]:
+def _setup(trainers: int, dim: int, settings: Settings) -> tuple[dict, int, bool]:
     started = time.time()
-    build = build_round_circuit(trainers, dim, Settings(zk_cache_dir=Path(cache_dir)))
+    build = build_round_circuit(trainers, dim, settings)
     cached = (build.dir / "ready").stat().st_mtime < started
     return build.setup_report, _peak_rss(), cached
 
 
-def _prove(statement: RoundStatement, cache_dir: str) -> tuple[RoundProof, int]:
-    build = build_round_circuit(statement.trainers, statement.dim, Settings(zk_cache_dir=Path(cache_dir)))
+def _prove(statement: RoundStatement, settings: Settings) -> tuple[RoundProof, int]:
+    build = build_round_circuit(statement.trainers, statement.dim, settings)
     return prove_round(build, statement), _peak_rss()
 
 
@@ -93,15 +94,14 @@ def _in_child(fn, *args):
 
 def run_round(trainers: int, kind: ModelKind, settings: Settings | None = None) -> ZKRow:
     settings = settings or load_settings()
-    cache_dir = str(settings.zk_cache_dir)
     statement = round_statement(trainers, kind)
-    report, setup_rss, cached = _in_child(_setup, trainers, statement.dim, cache_dir)
+    report, setup_rss, cached = _in_child(_setup, trainers, statement.dim, settings)
     build = build_round_circuit(trainers, statement.dim, settings)
     with tempfile.TemporaryDirectory() as tmp:
         platform = Platform.from_settings(Settings(store_dir=Path(tmp) / "blocks", zk_cache_dir=settings.zk_cache_dir))
         market, aggregator, deployed = _proving_market(platform, build, statement)
         statement = dataclasses.replace(statement, domain=market.domain(1))
-        proof, prove_rss = _in_child(_prove, statement, cache_dir)
+        proof, prove_rss = _in_child(_prove, statement, settings)
         halo2 = platform.chain.w3.eth.contract(address=deployed.halo2, abi=verifier_artifact(build)["abi"])
         verify_gas = halo2.functions.verifyProof(proof.proof.proof, proof.proof.instances).estimate_gas()
         aggregate_cid = str(platform.store.put(proof.aggregate.tobytes()))
@@ -116,6 +116,7 @@ def run_round(trainers: int, kind: ModelKind, settings: Settings | None = None) 
         model=kind.value,
         params=statement.dim,
         logrows=int(report["logrows"]),
+        columns=settings.zk_columns,
         setup_s=float(report["setup_s"]),
         setup_cached=cached,
         witness_s=proof.proof.witness_s,
@@ -161,14 +162,14 @@ def _proving_market(platform: Platform, build: CircuitBuild, statement: RoundSta
     return market, aggregator, deployed
 
 
-def _prove_settlement(statement: SettlementStatement, samples: int, cache_dir: str) -> tuple[SettlementProof, int]:
-    build = build_settlement_circuit(statement.trainers, statement.features, statement.classes, samples, Settings(zk_cache_dir=Path(cache_dir)))
+def _prove_settlement(statement: SettlementStatement, samples: int, settings: Settings) -> tuple[SettlementProof, int]:
+    build = build_settlement_circuit(statement.trainers, statement.features, statement.classes, samples, settings)
     return prove_settlement(build, statement), _peak_rss()
 
 
-def _setup_settlement(trainers: int, model: ModelConfig, samples: int, cache_dir: str) -> tuple[dict, int, bool]:
+def _setup_settlement(trainers: int, model: ModelConfig, samples: int, settings: Settings) -> tuple[dict, int, bool]:
     started = time.time()
-    build = build_settlement_circuit(trainers, model.in_features, model.classes, samples, Settings(zk_cache_dir=Path(cache_dir)))
+    build = build_settlement_circuit(trainers, model.in_features, model.classes, samples, settings)
     return build.setup_report, _peak_rss(), (build.dir / "ready").stat().st_mtime < started
 
 
@@ -176,7 +177,6 @@ def run_settlement(trainers: int, samples: int, settings: Settings | None = None
     """The settlement circuit (LR only) on the final round of `round_statement`'s models, their
     mean as the final model, and `samples` rows of the owner's digits as the test chunk."""
     settings = settings or load_settings()
-    cache_dir = str(settings.zk_cache_dir)
     model = ModelConfig(kind=ModelKind.lr)
     rounds = round_statement(trainers, ModelKind.lr)
     owner, _ = owner_split(load_digits_dataset(), owner_fraction=0.2, seed=0)
@@ -185,8 +185,8 @@ def run_settlement(trainers: int, samples: int, settings: Settings | None = None
         rounds.models, quantize(np.mean(rounds.models, axis=0)), chunk_rows(owner.subset(np.arange(samples)), model.classes),
         rloo_subsets(12345, mask, trainers), 1, model.in_features, model.classes,
     )
-    report, setup_rss, cached = _in_child(_setup_settlement, trainers, model, samples, cache_dir)
-    proof, prove_rss = _in_child(_prove_settlement, statement, samples, cache_dir)
+    report, setup_rss, cached = _in_child(_setup_settlement, trainers, model, samples, settings)
+    proof, prove_rss = _in_child(_prove_settlement, statement, samples, settings)
     build = build_settlement_circuit(trainers, model.in_features, model.classes, samples, settings)
     chain = Chain.connect(Settings())
     deployer = account_from_key(keccak(b"bench-zk/deployer"))
@@ -195,7 +195,7 @@ def run_settlement(trainers: int, samples: int, settings: Settings | None = None
     verify_gas = halo2.functions.verifyProof(proof.proof.proof, proof.proof.instances).estimate_gas()
     return ZKRow(
         circuit="settlement", trainers=trainers, model=ModelKind.lr.value, params=statement.circuit().dim,
-        logrows=int(report["logrows"]), setup_s=float(report["setup_s"]), setup_cached=cached,
+        logrows=int(report["logrows"]), columns=settings.zk_columns, setup_s=float(report["setup_s"]), setup_cached=cached,
         witness_s=proof.proof.witness_s, prove_s=proof.proof.prove_s, peak_rss_bytes=max(setup_rss, prove_rss),
         pk_bytes=int(report["pk_bytes"]), proof_bytes=proof.proof.size, verify_gas=int(verify_gas), market_gas=None,
         frac_bits=FRAC_BITS,

@@ -19,7 +19,7 @@ from fedmarket.zk.fixed_point import domain_limbs, quantize, to_bytes32
 from fedmarket.zk.prover import Proof, prove
 from fedmarket.zk.round_circuit import RoundCircuit, grid_sqrt
 from fedmarket.settings import Settings, load_settings
-from fedmarket.zk.toolchain import CircuitBuild, build_circuit
+from fedmarket.zk.toolchain import CircuitBuild, RunArgs, build_circuit
 from fedmarket.zk.verifier import market_proof
 
 
@@ -120,5 +120,6 @@ def build_round_circuit(trainers: int, dim: int, settings: Settings | None = Non
     statement = RoundStatement([np.zeros(dim)] * trainers, np.zeros(dim), 1, 0)
     example = _tensors(statement.inputs(np.zeros(dim), np.zeros(trainers)))
     return build_circuit(
-        f"round-L{trainers}-d{dim}", statement.circuit(), example, settings.zk_cache_dir, srs_path=settings.zk_srs_path
+        f"round-L{trainers}-d{dim}", statement.circuit(), example, settings.zk_cache_dir, srs_path=settings.zk_srs_path,
+        run_args=RunArgs(num_inner_cols=settings.zk_columns),
     )

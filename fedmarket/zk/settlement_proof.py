@@ -29,7 +29,7 @@ from fedmarket.settings import Settings, load_settings
 from fedmarket.zk.fixed_point import domain_limbs, on_grid, poseidon_commitment
 from fedmarket.zk.prover import Proof, prove
 from fedmarket.zk.settlement_circuit import SettlementCircuit
-from fedmarket.zk.toolchain import CircuitBuild, build_circuit
+from fedmarket.zk.toolchain import CircuitBuild, RunArgs, build_circuit
 from fedmarket.zk.verifier import market_proof
 
 
@@ -172,5 +172,6 @@ def build_settlement_circuit(trainers: int, features: int, classes: int, samples
     return build_circuit(
         f"settlement-L{trainers}-f{features}-c{classes}-n{samples}", statement.circuit(), example, settings.zk_cache_dir,
         srs_path=settings.zk_srs_path,
+        run_args=RunArgs(num_inner_cols=settings.zk_columns),
     )
 
