@@ -44,6 +44,16 @@ class Party:
         return HKDF(algorithm=hashes.SHA256(), length=32, salt=None, info=info).derive(bytes(self.account.key))
 
 
+def enrol(market: MarketClient, trainers: list[Party], summary_cid: str) -> None:
+    """Every trainer registers (committing to its split seed), then every trainer reveals: the
+    commit-reveal order, so no seed is known before all are committed. For simulations, tests
+    and benchmarks that play every trainer in one process."""
+    for t in trainers:
+        market.register(t.account, t.public_box_key, t.split_seed(market.address), summary_cid)
+    for t in trainers:
+        market.reveal(t.account, t.split_seed(market.address))
+
+
 @dataclass
 class Platform:
     settings: Settings

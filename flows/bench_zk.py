@@ -27,7 +27,7 @@ from fedmarket.chain import Chain, FactoryClient, account_from_key
 from fedmarket.commitments import commit
 from fedmarket.ml.data import load_digits_dataset, owner_split, split_iid
 from fedmarket.ml.training import initial_model, train_local
-from fedmarket.runtime import Platform
+from fedmarket.runtime import Platform, enrol
 from fedmarket.settings import Settings, load_settings
 from fedmarket.zk import FRAC_BITS, CircuitBuild, RoundProof, RoundStatement, build_round_circuit, poseidon_commitment, prove_round, quantize, verifier_artifact
 from fedmarket.zk.deploy import deploy_round_verifier
@@ -151,11 +151,7 @@ def _proving_market(platform: Platform, build: CircuitBuild, statement: RoundSta
     )
     factory, _ = FactoryClient.deploy(platform.chain, owner.account)
     market, _ = factory.create_market(owner.account, spec, spec.max_payout())
-    summary = str(platform.store.put(b'{"bench": "zk"}'))
-    for t in members:
-        market.register(t.account, t.public_box_key, t.split_seed(market.address), summary)
-    for t in members:
-        market.reveal(t.account, t.split_seed(market.address))
+    enrol(market, members, str(platform.store.put(b'{"bench": "zk"}')))
     market.open_round(aggregator.account, str(platform.store.put(statement.start.tobytes())), poseidon_commitment(statement.start))
     for t, model in zip(members, statement.models):
         market.submit(t.account, 1, str(platform.store.put(model.tobytes())), poseidon_commitment(model))

@@ -42,16 +42,18 @@ def settlement_flow(market: str, aggregator: str | None = None, withdraw_fee: bo
     spec = context.spec
     rounds = client.round_count()
 
-    with progress(client.address, "settlement", steps=rounds + 2) as step:
+    proven = client.settlement_verifier() is not None
+    with progress(client.address, "settlement", steps=(0 if proven else rounds) + 2) as step:
         history = []
-        for r in range(1, rounds + 1):
-            history.append(benign_models(client, aggregator, r, context))
-            step()
+        if not proven:  # every round's benign models, the float RLOO's input; a proof needs the last only
+            for r in range(1, rounds + 1):
+                history.append(benign_models(client, aggregator, r, context))
+                step()
         final_cid, _ = client.aggregate_of(rounds)
         final_model = decode_update(get_bytes(final_cid), spec.model)
         final_accuracy = evaluate(final_model, context.test, spec.model)
         trainers = client.trainers()
-        if client.settlement_verifier():
+        if proven:
             # proven: accuracy and contributions are the circuit's outputs (final-round RLOO on
             # the committed test chunk, fedmarket/zk/settlement_circuit.py)
             proof = _prove(client, aggregator, context, final_model, trainers)

@@ -6,7 +6,7 @@ from eth_utils import keccak
 
 from fedmarket.chain import FactoryClient, MarketClient, MarketLedger, account_from_key
 from fedmarket.crypto import private_key_from_bytes
-from fedmarket.runtime import Party, Platform
+from fedmarket.runtime import Party, Platform, enrol
 from schemas.market import MarketSpec, RewardSchedule
 
 ETHER = 10**18
@@ -48,13 +48,12 @@ def create_market(
     spec = small_spec(platform, aggregator, trainers=trainers, rounds=rounds, **overrides)
     factory, _ = FactoryClient.deploy(platform.chain, owner.account)
     market, _ = factory.create_market(owner.account, spec, spec.max_payout())
-    if register:
-        summary = str(platform.store.put(b'{"summary": "ok"}'))
+    summary = str(platform.store.put(b'{"summary": "ok"}'))
+    if register and reveal:
+        enrol(market, members, summary)
+    elif register:
         for t in members:
             market.register(t.account, t.public_box_key, t.split_seed(market.address), summary)
-        if reveal:
-            for t in members:
-                market.reveal(t.account, t.split_seed(market.address))
     return market, owner, aggregator, members, spec
 
 

@@ -22,7 +22,7 @@ from fedmarket.crypto import private_key_bytes
 from fedmarket.ml.data import encode_dataset, load_digits_dataset, owner_split
 from fedmarket.ml.training import initial_model
 from fedmarket.ml.updates import decode_update
-from fedmarket.runtime import Platform, use_platform
+from fedmarket.runtime import Platform, enrol, use_platform
 from fedmarket.settings import REPO_ROOT, Settings
 from flows.market import open_next_round
 from flows.round import round_flow
@@ -53,11 +53,7 @@ def world(anvil_url, tmp_path_factory):
         )
         factory, _ = FactoryClient.deploy(platform.chain, owner.account)
         market, _ = factory.create_market(owner.account, spec, spec.max_payout())
-        summary = str(platform.store.put(b'{"summary": "ok"}'))
-        for t in trainers:
-            market.register(t.account, t.public_box_key, t.split_seed(market.address), summary)
-        for t in trainers:
-            market.reveal(t.account, t.split_seed(market.address))
+        enrol(market, trainers, str(platform.store.put(b'{"summary": "ok"}')))
         env = {k: v for k, v in os.environ.items() if not k.startswith("FEDMARKET_")} | {
             "PREFECT_API_URL": PREFECT_API_URL.value(),
             "FEDMARKET_CHAIN_RPC_URL": anvil_url,

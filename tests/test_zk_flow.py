@@ -19,14 +19,13 @@ from fedmarket.settings import Settings
 from fedmarket.zk import STEP, quantize
 from fedmarket.zk.deploy import deploy_round_verifier, deploy_settlement_verifier
 from fedmarket.zk.settlement_proof import DataChunks
-from fedmarket.chain import FactoryClient
 from flows.market import open_next_round
 from flows.round import round_flow
 from flows.settlement import settlement_flow
-from schemas.market import DataSchema, MarketSpec, ModelConfig, RewardSchedule, TaskSpec, TrainingConfig
+from schemas.market import DataSchema, ModelConfig, TaskSpec, TrainingConfig
 from tasks.fetch import fetch_submissions
 from tasks.trainer import seal_and_store
-from tests.helpers import party
+from tests.helpers import create_market, party
 
 L, ROUNDS = 4, 2
 TASK = TaskSpec(
@@ -53,33 +52,18 @@ def proven_platform(tmp_path, round_build):
 
 def proven_market(platform, round_build, settlement_build):
     """A market of L trainers (registered, seeds revealed) whose rounds and settlement are proven."""
-    owner, aggregator = party(platform, "owner"), party(platform, "aggregator")
-    members = [party(platform, "trainer", i) for i in range(L)]
-    verifier = deploy_round_verifier(platform.chain, owner.account, round_build, L)
-    settlement_verifier = deploy_settlement_verifier(platform.chain, owner.account, settlement_build, L, 10)
+    deployer = party(platform, "verifier-deployer")
+    verifier = deploy_round_verifier(platform.chain, deployer.account, round_build, L)
+    settlement_verifier = deploy_settlement_verifier(platform.chain, deployer.account, settlement_build, L, 10)
     owner_data = tiny_data(60, 0)
-    raw = encode_dataset(owner_data)
-    spec = MarketSpec(
+    market, _, aggregator, members, _ = create_market(
+        platform, trainers=L, rounds=ROUNDS,
         task_cid=str(platform.store.put(TASK.model_dump_json().encode())),
-        data_cid=str(platform.store.put(raw)),
+        data_cid=str(platform.store.put(encode_dataset(owner_data))),
         data_commitment=DataChunks.of(owner_data, 10, 2).commitment,
-        aggregator=aggregator.address,
-        aggregator_key="0x" + aggregator.public_box_key.hex(),
-        trainers=L,
-        rounds=ROUNDS,
-        participation_reward_wei=10**15,
-        aggregator_fee_wei=10**16,
-        schedule=RewardSchedule(thresholds_bps=(5000,), pools_wei=(10**17,)),
         round_verifier=verifier.adapter,
         settlement_verifier=settlement_verifier.adapter,
     )
-    factory, _ = FactoryClient.deploy(platform.chain, owner.account)
-    market, _ = factory.create_market(owner.account, spec, spec.max_payout())
-    summary = str(platform.store.put(b'{"summary": "ok"}'))
-    for t in members:
-        market.register(t.account, t.public_box_key, t.split_seed(market.address), summary)
-    for t in members:
-        market.reveal(t.account, t.split_seed(market.address))
     return market, aggregator, members, verifier.adapter, settlement_verifier.adapter
 
 

@@ -39,6 +39,19 @@ abstract contract EzklCircuitVerifier is IProofVerifier {
         virtual
         returns (bool ok, uint256[] memory circuitInstances);
 
+    /// @dev The hash instance of a trainer slot: its on-chain commitment, or for a slot without one
+    /// (no submission, which the circuits zero) the next free value. Returns the next free index,
+    /// or `free.length + 1` when the free values ran out.
+    function _slotHash(uint256 commitment, uint256[] memory free, uint256 used)
+        internal
+        pure
+        returns (uint256 hash, uint256 next)
+    {
+        if (commitment != 0) return (commitment, used);
+        if (used >= free.length) return (0, free.length + 1);
+        return (free[used], used + 1);
+    }
+
     /// @dev Limbs of a domain in a circuit's public tensor (fedmarket/zk/fixed_point.py): EZKL
     /// reads inputs as float32, which holds 24-bit integers exactly.
     uint256 internal constant DOMAIN_LIMBS = 6;

@@ -34,17 +34,11 @@ contract EzklRoundVerifier is EzklCircuitVerifier {
         c = new uint256[](3 * n + 6 + DOMAIN_LIMBS);
         uint256 used = 0;
         for (uint256 i = 0; i < n; ++i) {
-            uint256 commitment = m[2 + i];
-            bool present = commitment != 0;
-            if (!present) {
-                if (used >= free.length) return (false, c);
-                commitment = free[used++];
-            }
-            c[i] = commitment;
-            c[n + 5 + i] = present ? 1 : 0;
+            (c[i], used) = _slotHash(m[2 + i], free, used);
+            c[n + 5 + i] = m[2 + i] != 0 ? 1 : 0;
             c[2 * n + 5 + DOMAIN_LIMBS + i] = (mask >> i) & 1;
         }
-        if (free.length != used + 2) return (false, c);
+        if (free.length != used + 2) return (false, c); // also false when the free values ran out
         c[n] = m[n + 2];
         c[n + 1] = m[n + 3];
         c[n + 2] = free[used];

@@ -46,15 +46,10 @@ contract EzklSettlementVerifier is EzklCircuitVerifier {
 
         c = new uint256[](n * n + 2 * n + 4 + DOMAIN_LIMBS);
         for (uint256 i = 0; i < n; ++i) {
-            uint256 commitment = m[6 + i];
-            if (commitment == 0) {
-                if (used >= free.length) return (false, c);
-                commitment = free[used++];
-            }
-            c[i] = commitment;
+            (c[i], used) = _slotHash(m[6 + i], free, used);
             c[n + 4 + i] = m[6 + n + i];
         }
-        if (used != free.length) return (false, c);
+        if (used != free.length) return (false, c); // also false when the free values ran out
         c[n] = m[2];
         c[n + 1] = testHash;
         c[n + 2] = free[2];
