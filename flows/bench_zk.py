@@ -62,13 +62,14 @@ class ZKRow(BaseModel):
     frac_bits: int
 
 
-def round_statement(trainers: int, kind: ModelKind, seed: int = 0) -> RoundStatement:
+def trained_round(trainers: int, kind: ModelKind, seed: int = 0) -> tuple[np.ndarray, list[np.ndarray]]:
+    """The start model and each trainer's model after one local run from it, on the grid."""
     model = ModelConfig(kind=kind)
     _, pool = owner_split(load_digits_dataset(), owner_fraction=0.2, seed=seed)
     training = TrainingConfig.for_model(kind)
     start = quantize(initial_model(model, seed=seed))
     models = [quantize(train_local(start, d, model, training, seed=seed + i)) for i, d in enumerate(split_iid(pool, trainers, seed=seed))]
-    return RoundStatement(models, start, 1, domain=seed + 1)
+    return start, models
 
 
 def _peak_rss() -> int:
@@ -94,12 +95,13 @@ def _in_child(fn, *args):
 
 def run_round(trainers: int, kind: ModelKind, settings: Settings | None = None) -> ZKRow:
     settings = settings or load_settings()
-    statement = round_statement(trainers, kind)
+    start, models = trained_round(trainers, kind)
+    statement = RoundStatement(models, 1, domain=1)
     report, setup_rss, cached = _in_child(_setup, trainers, statement.dim, settings)
     build = build_round_circuit(trainers, statement.dim, settings)
     with tempfile.TemporaryDirectory() as tmp:
         platform = Platform.from_settings(Settings(store_dir=Path(tmp) / "blocks", zk_cache_dir=settings.zk_cache_dir))
-        market, aggregator, deployed = _proving_market(platform, build, statement)
+        market, aggregator, deployed = _proving_market(platform, build, statement, start)
         statement = dataclasses.replace(statement, domain=market.domain(1))
         proof, prove_rss = _in_child(_prove, statement, settings)
         halo2 = platform.chain.w3.eth.contract(address=deployed.halo2, abi=verifier_artifact(build)["abi"])
@@ -130,7 +132,7 @@ def run_round(trainers: int, kind: ModelKind, settings: Settings | None = None) 
     )
 
 
-def _proving_market(platform: Platform, build: CircuitBuild, statement: RoundStatement):
+def _proving_market(platform: Platform, build: CircuitBuild, statement: RoundStatement, start: np.ndarray):
     """A market whose rounds are proven, its L trainers registered, round 1 open and every
     statement model submitted by its Poseidon commitment."""
     owner, aggregator = _party(platform, "owner"), _party(platform, "aggregator")
@@ -152,7 +154,7 @@ def _proving_market(platform: Platform, build: CircuitBuild, statement: RoundSta
     factory, _ = FactoryClient.deploy(platform.chain, owner.account)
     market, _ = factory.create_market(owner.account, spec, spec.max_payout())
     enrol(market, members, str(platform.store.put(b'{"bench": "zk"}')))
-    market.open_round(aggregator.account, str(platform.store.put(statement.start.tobytes())), poseidon_commitment(statement.start))
+    market.open_round(aggregator.account, str(platform.store.put(start.tobytes())), poseidon_commitment(start))
     for t, model in zip(members, statement.models):
         market.submit(t.account, 1, str(platform.store.put(model.tobytes())), poseidon_commitment(model))
     return market, aggregator, deployed
@@ -170,15 +172,15 @@ def _setup_settlement(trainers: int, model: ModelConfig, samples: int, settings:
 
 
 def run_settlement(trainers: int, samples: int, settings: Settings | None = None) -> ZKRow:
-    """The settlement circuit (LR only) on the final round of `round_statement`'s models, their
+    """The settlement circuit (LR only) on the final round of `trained_round`'s models, their
     mean as the final model, and `samples` rows of the owner's digits as the test chunk."""
     settings = settings or load_settings()
     model = ModelConfig(kind=ModelKind.lr)
-    rounds = round_statement(trainers, ModelKind.lr)
+    _, models = trained_round(trainers, ModelKind.lr)
     owner, _ = owner_split(load_digits_dataset(), owner_fraction=0.2, seed=0)
     mask = (1 << trainers) - 1
     statement = SettlementStatement(
-        rounds.models, quantize(np.mean(rounds.models, axis=0)), chunk_rows(owner.subset(np.arange(samples)), model.classes),
+        models, quantize(np.mean(models, axis=0)), chunk_rows(owner.subset(np.arange(samples)), model.classes),
         rloo_subsets(12345, mask, trainers), 1, model.in_features, model.classes,
     )
     report, setup_rss, cached = _in_child(_setup_settlement, trainers, model, samples, settings)

@@ -64,10 +64,12 @@ def _round_flow(market: str, round: int, aggregator: str | None = None) -> Round
         step()
         verifier = client.round_verifier()
         if verifier:
-            # a proven round: the circuit's rule (which runs every round, so no history) and its
-            # aggregate, both checked equal to the float ones inside the proving step
+            # a proven round: the circuit's rule (which runs every round and reads last round's
+            # benign mask, so no history) and its aggregate, both checked equal to the float ones
+            # inside the proving step
             trainers = client.trainers()
-            proof = _heavy(prove_round_step, loaded.models, trainers, loaded.start_model, round, client.domain(round), key=loaded.key)
+            kept_before = client.round_state(round - 1).benign_mask if round > 1 else 0
+            proof = _heavy(prove_round_step, loaded.models, trainers, kept_before, round, client.domain(round), key=loaded.key)
             outliers = proven_outliers(loaded.models, trainers, proof)
             new_global, calldata = proof.aggregate, proof.calldata()
         else:

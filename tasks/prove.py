@@ -31,16 +31,17 @@ PROVEN_RULE = "zk-round"
 
 @compute_step(task_run_name="prove-round-r{round}")
 def prove_round_step(
-    models: LocalModels, trainers: list[str], start_model: np.ndarray, round: int, domain: int, key: str = ""
+    models: LocalModels, trainers: list[str], kept_before: int, round: int, domain: int, key: str = ""
 ) -> RoundProof:
-    """`trainers`: the market's, in slot order; `domain`: the market's `domain(round)`."""
+    """`trainers`: the market's, in slot order; `kept_before`: the previous round's benign mask on
+    chain (0 in round 1); `domain`: the market's `domain(round)`."""
     if models.rejected:
         # the circuit must hash every committed update: one that cannot be opened or used
         # cannot be proven around (left alone, issue 5 closing note)
         raise ProtocolError(f"round {round} cannot be proven: unusable submissions {models.rejected}")
     rows = dict(zip(models.trainers, models.matrix))
     slots = [rows.get(t) for t in trainers]
-    statement = RoundStatement(slots, np.asarray(start_model, dtype=np.float64), round, domain)
+    statement = RoundStatement(slots, round, domain, kept_before)
     build = build_round_circuit(len(trainers), statement.dim, current_platform().settings)
     return prove_round(build, statement)
 

@@ -24,12 +24,11 @@ def models(seed: int) -> list[np.ndarray]:
 
 
 def test_commitment_is_the_circuits_own_input_hash(round_build):
-    rows, start = models(1), quantize(np.zeros(D))
-    statement = RoundStatement(rows, start, 1, domain=12345)
+    rows = models(1)
+    statement = RoundStatement(rows, 1, domain=12345)
     proof = prove_round(round_build, statement)
     assert proof.proof.input_hashes[:L] == [int(poseidon_commitment(w), 16) for w in rows]
-    assert proof.proof.input_hashes[L] == int(poseidon_commitment(start), 16)
-    assert proof.proof.input_hashes[L + 1] == int(poseidon_commitment(proof.aggregate), 16)
+    assert proof.proof.input_hashes[L] == int(poseidon_commitment(proof.aggregate), 16)
     assert verify_locally(round_build, proof.proof)
     # the attacker is out, in float and in circuit, and the aggregate is the mean of the rest
     assert proof.mask == [True, True, True, False]
@@ -38,10 +37,28 @@ def test_commitment_is_the_circuits_own_input_hash(round_build):
     assert on_grid(proof.aggregate)
 
 
+def test_later_rounds_measure_against_last_rounds_benign_trainers(round_build):
+    rows = models(1)
+    round_one = evaluate(RoundStatement(rows, 1, domain=1))
+    assert round_one.mask == [True, True, True, False]
+    # round 2, reference = trainers 0 and 1 (kept last round, present now): slot 3 is still out
+    statement = RoundStatement(rows, 2, domain=2, kept_before=0b0011)
+    kept = prove_round(round_build, statement)
+    assert kept.mask == [True, True, True, False] and verify_locally(round_build, kept.proof)
+    # the roots are the distances to the average of trainers 0 and 1, times m = 2
+    reference = np.mean([rows[0], rows[1]], axis=0)
+    exact = [2 * np.linalg.norm(w - reference) for w in rows]
+    assert np.allclose(evaluate(statement).roots, exact, atol=STEP)
+    # nobody kept last round is present (slot 2 absent): the reference falls back to m-Krum
+    slots = [*rows[:2], None, rows[3]]
+    fallback = evaluate(RoundStatement(slots, 2, domain=2, kept_before=0b0100))
+    assert fallback.mask == evaluate(RoundStatement(slots, 1, domain=2)).mask == [True, True, False, False]
+
+
 def test_float_aggregate_within_one_step_of_the_proven_one():
     rng = np.random.default_rng(7)
     raw = rng.normal(0.0, 0.3, size=(L, D))
-    statement = RoundStatement([quantize(r) for r in raw], quantize(np.zeros(D)), 2, domain=1)
+    statement = RoundStatement([quantize(r) for r in raw], 2, domain=1, kept_before=0b1111)
     result = evaluate(statement)
     float_mean = raw[np.array(result.mask)].mean(axis=0)
     assert np.max(np.abs(result.aggregate - float_mean)) <= STEP
@@ -74,7 +91,7 @@ def test_local_verifier_rejects_a_proof_with_a_forged_instance(round_build):
     import dataclasses
     import json
 
-    proof = prove_round(round_build, RoundStatement(models(3), quantize(np.zeros(D)), 1, domain=9)).proof
+    proof = prove_round(round_build, RoundStatement(models(3), 1, domain=9)).proof
     forged = json.loads(proof.proof_json)
     forged["instances"][0][0] = forged["instances"][0][1]  # trainer 0's commitment swapped for trainer 1's
     assert verify_locally(round_build, proof)

@@ -35,10 +35,10 @@ def proving_market(platform, round_build, models: list[np.ndarray | None], start
     return market, aggregator
 
 
-def finalize(platform, market, aggregator, proof, *, mask=None, commitment=None):
+def finalize(platform, market, aggregator, proof, *, mask=None, commitment=None, round=1):
     return market.finalize_round(
         aggregator.account,
-        1,
+        round,
         cid_of(platform, proof.aggregate.tobytes()),
         commitment or proof.aggregate_commitment,
         proof.benign_mask if mask is None else mask,
@@ -46,10 +46,10 @@ def finalize(platform, market, aggregator, proof, *, mask=None, commitment=None)
     )
 
 
-def expect_rejected(platform, market, aggregator, proof, **forged):
+def expect_rejected(platform, market, aggregator, proof, round=1, **forged):
     before = snapshot(market)
     with pytest.raises(ContractRevertError) as err:
-        finalize(platform, market, aggregator, proof, **forged)
+        finalize(platform, market, aggregator, proof, round=round, **forged)
     assert err.value.error_name == "ProofRejected"
     assert snapshot(market) == before
 
@@ -58,7 +58,7 @@ def expect_rejected(platform, market, aggregator, proof, **forged):
 def honest(platform, round_build):
     models, start = trainer_models(1), quantize(np.zeros(D))
     market, aggregator = proving_market(platform, round_build, models, start)
-    statement = RoundStatement(models, start, 1, market.domain(1))
+    statement = RoundStatement(models, 1, market.domain(1))
     return market, aggregator, models, start, prove_round(round_build, statement)
 
 
@@ -83,7 +83,7 @@ def test_an_aggregate_that_drops_an_honest_trainer_is_rejected(platform, round_b
     dropped = quantize(np.mean([models[1], models[2]], axis=0))
     expect_rejected(platform, market, aggregator, proof, mask=0b0110, commitment=poseidon_commitment(dropped))
     # nor does a true proof of a round in which trainer 0 did not submit pass for this round
-    absent = prove_round(round_build, RoundStatement([None, *models[1:]], start, 1, market.domain(1)))
+    absent = prove_round(round_build, RoundStatement([None, *models[1:]], 1, market.domain(1)))
     assert absent.benign_mask == 0b0110
     expect_rejected(platform, market, aggregator, absent)
 
@@ -92,7 +92,7 @@ def test_a_proof_over_other_updates_is_rejected(platform, round_build, honest):
     market, aggregator, models, start, _ = honest
     other = list(models)
     other[1] = quantize(models[1] + 2 * 2.0**-8)  # two grid steps off what trainer 1 committed to
-    proof = prove_round(round_build, RoundStatement(other, start, 1, market.domain(1)))
+    proof = prove_round(round_build, RoundStatement(other, 1, market.domain(1)))
     assert proof.mask == [True, True, True, False]
     expect_rejected(platform, market, aggregator, proof)
 
@@ -103,6 +103,34 @@ def test_a_proof_replayed_from_another_market_or_round_is_rejected(platform, rou
     twin, twin_aggregator = proving_market(platform, round_build, models, start)
     expect_rejected(platform, twin, twin_aggregator, proof)
     # a proof for round 2 of this market (another domain) does not pass for round 1
-    round_two = prove_round(round_build, RoundStatement(models, start, 2, market.domain(2)))
+    round_two = prove_round(round_build, RoundStatement(models, 2, market.domain(2)))
     expect_rejected(platform, market, aggregator, round_two)
     finalize(platform, market, aggregator, proof)  # the market's own proof still does
+
+
+def test_a_later_round_is_proven_against_the_previous_mask_on_chain(platform, round_build, honest):
+    market, aggregator, models, _, proof = honest
+    finalize(platform, market, aggregator, proof)
+    members = [party(platform, "trainer", i) for i in range(L)]  # create_market's trainers
+    nxt = [quantize(m + 0.01) for m in models]
+    market.open_round(aggregator.account, cid_of(platform, proof.aggregate.tobytes()), proof.aggregate_commitment)
+    for i, model in enumerate(nxt):
+        market.submit(members[i].account, 2, cid_of(platform, model.tobytes()), poseidon_commitment(model))
+    # the reference set claimed as every trainer, the flagged one included: not what the chain holds
+    forged = prove_round(round_build, RoundStatement(nxt, 2, market.domain(2), kept_before=0b1111))
+    expect_rejected(platform, market, aggregator, forged, round=2)
+    honest_two = prove_round(round_build, RoundStatement(nxt, 2, market.domain(2), kept_before=0b0111))
+    assert honest_two.mask == [True, True, True, False]
+    finalize(platform, market, aggregator, honest_two, round=2)
+    assert market.round_state(2).verified
+
+
+def test_proof_bytes_that_do_not_decode_are_rejected_by_name(platform, honest):
+    market, aggregator, _, _, proof = honest
+    before = snapshot(market)
+    with pytest.raises(ContractRevertError) as err:
+        market.finalize_round(
+            aggregator.account, 1, cid_of(platform, proof.aggregate.tobytes()), proof.aggregate_commitment, proof.benign_mask, b"\x01\x02\x03"
+        )
+    assert err.value.error_name == "ProofRejected"
+    assert snapshot(market) == before

@@ -58,7 +58,7 @@ def settling(platform, round_build, settlement_build):
     market.open_round(aggregator.account, cid_of(platform, b"start"), poseidon_commitment(start))
     for member, model in zip(members, models):
         market.submit(member.account, 1, cid_of(platform, model.tobytes()), poseidon_commitment(model))
-    rp = prove_round(round_build, RoundStatement(models, start, 1, market.domain(1)))
+    rp = prove_round(round_build, RoundStatement(models, 1, market.domain(1)))
     market.finalize_round(aggregator.account, 1, cid_of(platform, b"agg"), rp.aggregate_commitment, rp.benign_mask, rp.calldata())
     assert market.phase() == "Settlement" and rp.mask == [True, True, True, False]
     return market, aggregator, models, rp.aggregate, data, chunks
@@ -79,6 +79,29 @@ def expect_rejected(market, aggregator, accuracy, contributions, proof_bytes):
     assert snapshot(market) == before
 
 
+def test_counts_equal_a_direct_computation_on_summed_coalition_models():
+    """The circuit combines per-model logits; summing each coalition's weights first and taking a
+    strict argmax must give the same counts."""
+    models, data = final_round_models(), owner_data()
+    rows = chunk_rows(data.subset(np.arange(N)), C)
+    subsets = rloo_subsets(99, 0b0111, L)
+    final = quantize(np.mean(models[:3], axis=0))
+    correct, contributions = evaluate(SettlementStatement(models, final, rows, subsets, 1, F, C))
+
+    def count(weights: np.ndarray) -> int:
+        w, b = weights[: C * F].reshape(C, F), weights[C * F :]
+        logits = rows[:, :F] @ w.T + b
+        labels = rows[:, F:].argmax(axis=1)
+        true = logits[np.arange(N), labels]
+        others = np.where(np.eye(C, dtype=bool)[labels], -np.inf, logits)
+        return int((true > others.max(axis=1)).sum())
+
+    stacked = np.stack(models)
+    assert correct == count(final)
+    expected = [count(subsets[i] @ stacked) - count((subsets[i] * (np.arange(L) != i)) @ stacked) for i in range(L)]
+    assert contributions == expected and contributions[3] == 0
+
+
 def test_rloo_subsets_contain_their_trainer_and_only_benign_ones():
     subsets = rloo_subsets(2**200 + 7, 0b10111, 5)
     assert subsets[3].sum() == 0  # trainer 3 is not benign
@@ -91,7 +114,8 @@ def test_the_market_verifies_an_honest_settlement(settling, settlement_build):
     market, aggregator, models, final, data, chunks = settling
     proof = prove_settlement(settlement_build, statement(market, models, final, data))
     float_correct, float_contributions = evaluate(statement(market, models, final, data))
-    assert abs(proof.correct - float_correct) <= 2
+    # the circuit's arithmetic is exact: the proven counts are the float ones
+    assert (proof.correct, proof.contributions) == (float_correct, float_contributions)
     assert proof.contributions[3] == 0  # flagged: no subset
     assert any(c != 0 for c in proof.contributions), "the varied models should differ in contribution"
     tx = market.settle(aggregator.account, proof.accuracy_bps, proof.contributions, proof.calldata(market.split_seed(), chunks))

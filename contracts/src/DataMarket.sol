@@ -438,13 +438,13 @@ contract DataMarket is Initializable, ReentrancyGuardTransient {
 
         if (verified) {
             uint256[] memory instances = _roundInstances(round, startModel, aggregateCommitment, benignMask);
-            if (!IProofVerifier(roundVerifier).verifyProof(proof, instances)) revert ProofRejected();
+            if (!_accepts(roundVerifier, proof, instances)) revert ProofRejected();
         }
     }
 
     /// @notice Public instances of round `round`'s proof, built from this contract's state; the
     /// layout is documented in contracts/README.md.
-    /// [domain, round, cur_0..cur_{L-1}, modelCommitment, aggregateCommitment, mask]
+    /// [domain, round, cur_0..cur_{L-1}, modelCommitment, aggregateCommitment, mask, previous mask]
     function roundInstances(uint32 round, bytes32 aggregateCommitment, uint128 benignMask)
         external
         view
@@ -459,7 +459,7 @@ contract DataMarket is Initializable, ReentrancyGuardTransient {
         returns (uint256[] memory instances)
     {
         uint256 n = trainerCount;
-        instances = new uint256[](n + 5);
+        instances = new uint256[](n + 6);
         instances[0] = domain(round);
         instances[1] = round;
         for (uint256 i = 0; i < n; ++i) {
@@ -468,6 +468,7 @@ contract DataMarket is Initializable, ReentrancyGuardTransient {
         instances[n + 2] = uint256(startModel);
         instances[n + 3] = uint256(aggregateCommitment);
         instances[n + 4] = benignMask;
+        instances[n + 5] = round > 1 ? _rounds[round - 1].benignMask : 0;
     }
 
     /// @notice Binds a proof to this chain, this market and one step (round number, or
@@ -553,7 +554,18 @@ contract DataMarket is Initializable, ReentrancyGuardTransient {
         // Effects first, then the verifier call: a rejected proof reverts all of it.
         if (verified) {
             uint256[] memory instances = settlementInstances(accuracyBps, contributions);
-            if (!IProofVerifier(settlementVerifier).verifyProof(proof, instances)) revert ProofRejected();
+            if (!_accepts(settlementVerifier, proof, instances)) revert ProofRejected();
+        }
+    }
+
+    /// @dev A verifier's answer, with a revert read as a rejection: EZKL's generated verifiers
+    /// revert on a proof they reject, and a `proof` argument that does not decode reverts inside
+    /// an adapter; either way the market reports `ProofRejected`.
+    function _accepts(address verifier, bytes calldata proof, uint256[] memory instances) private returns (bool) {
+        try IProofVerifier(verifier).verifyProof(proof, instances) returns (bool ok) {
+            return ok;
+        } catch {
+            return false;
         }
     }
 

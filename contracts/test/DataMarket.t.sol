@@ -323,7 +323,7 @@ contract DataMarketTest is MarketFixture {
         submitMask(market, round, 3);
 
         uint256[] memory inst = market.roundInstances(round, bytes32(uint256(555)), 3);
-        assertEq(inst.length, 7, "L + 5 instances");
+        assertEq(inst.length, 8, "L + 6 instances");
         assertEq(inst[0], market.domain(round), "domain");
         assertEq(inst[1], 1, "round number");
         assertEq(inst[2], uint256(commitmentOf(round, 0)), "trainer 0 commitment");
@@ -331,6 +331,7 @@ contract DataMarketTest is MarketFixture {
         assertEq(inst[4], 42, "model commitment");
         assertEq(inst[5], 555, "aggregate commitment");
         assertEq(inst[6], 3, "mask");
+        assertEq(inst[7], 0, "no previous mask in round 1");
         rv.pin(inst);
 
         vm.startPrank(aggregator);
@@ -352,6 +353,7 @@ contract DataMarketTest is MarketFixture {
         inst = market.roundInstances(round, bytes32(uint256(777)), 3);
         assertEq(inst[1], 2, "round number");
         assertEq(inst[4], 555, "round 2 starts from the round-1 aggregate");
+        assertEq(inst[7], 3, "round 1's benign mask");
     }
 
     function test_settlementProofBindsAccuracyAndContributions() public {

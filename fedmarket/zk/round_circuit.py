@@ -2,15 +2,17 @@
 float rule it proves (round_proof.evaluate), so both are one piece of code.
 
 Statement (sources/004, Algorithm 1 and section IV.C, "ZKP for outlier detection / aggregation"):
-for L trainer slots with models W_i (hashed: the commitments on chain), the round's start model
-(hashed: the global model commitment) and a claimed aggregate (hashed: its commitment),
-- present_i: slot i submitted this round (public, fixed by the contract); absent slots are zeroed
-  and count nowhere, so their hash instance needs no check;
-- reference: the m-Krum average (m = n // 2, f = (n - 1) // 2 neighbours rule of Blanchard 2017)
-  in round 1 (public flag `first`), the start model afterwards (the average of the trainers kept
-  last round, which is what the start model is);
-- s_i = ||W_i - reference||, supplied by the prover and checked as the paper's square-root gadget
-  does (s^2 <= y <= (s + step)^2, here each side within `root_slack(d)` of the circuit's rounding);
+for L trainer slots with models W_i (hashed: the commitments on chain) and a claimed aggregate
+(hashed: its commitment),
+- present_i: slot i submitted this round (public, fixed by the contract); an absent slot counts
+  nowhere, so its hash instance needs no check;
+- reference set: in round 1 (public flag `first`) the m-Krum selection (m = n // 2, f = (n - 1) // 2
+  neighbours rule of Blanchard 2017); afterwards the trainers kept last round (public, the
+  contract's previous benign mask) that are present, or m-Krum again if none of them is;
+- with S the sum of the m models of the reference set, y_i = ||m W_i - S||^2: the squared distance
+  to the reference average, times m^2;
+- s_i = sqrt(y_i), supplied by the prover and checked as the paper's square-root gadget does
+  (s^2 <= y <= (s + step)^2, here each side within `root_slack(L)` of the circuit's rounding);
 - flagged_i: s_i > mu + sigma over the present slots (sample sigma, n >= 3), tested without
   division or square root: a_i = n s_i - sum(s) > 0 and a_i^2 (n - 1) > n (n sum(s^2) - sum(s)^2);
 - mask = present and not flagged (public output);
@@ -18,17 +20,30 @@ for L trainer slots with models W_i (hashed: the commitments on chain), the roun
   (the paper's "trainers pre-divide" is replaced by k agg = sum of the k kept models, each entry
   within k/2 steps, the rounding of a mean on the grid).
 
+Every distance comes from one Gram matrix G = W W^T: ||m W_i - S||^2 = m^2 G_ii - 2 m (G sel)_i +
+sel^T G sel, and Krum's pairwise distances are G_ii + G_jj - 2 G_ij. The only products over the
+L x d entries are G and the aggregate's `mask @ W`, so the circuit's rows are dominated by the
+Poseidon hashing of its inputs (at L = 8, d = 650: 149,587 arithmetic rows, 241,143 hashing rows,
+2^18 in all).
+
 Departures from sources/004, each for the circuit's sake:
 - stage 2 runs every round and stage 1 (the cross-round cosine) is left out: in the paper stage 1
   only decides whether stage 2 runs, so running it always keeps every model the paper keeps
   removed or more; it saves hashing the previous round's L models in every proof;
-- round 1 measures distances to m * W_i - sum(selected) instead of W_i - avg(selected): the same
-  distances times m, and the mu + sigma cut is scale-invariant, so the mask is the same without a
-  division by a variable m;
+- after round 1 the reference is the average of this round's models from last round's benign
+  trainers (the paper's prose: "in other training rounds, the average is computed by simply
+  averaging all benign trainer models"), where Algorithm 1 carries last round's average itself
+  over (the start model). The benign set is the same; reading it as a public mask instead of a
+  model keeps the start model (d more hashed values, 26,650 rows at d = 650) out of the proof,
+  the difference between 2^18 and 2^19 rows at L = 8, d = 650, which halves proving time and
+  memory;
+- distances are measured as m W_i - S instead of W_i - S / m: the same distances times m, and the
+  mu + sigma cut is scale-invariant, so the mask is the same without a division by a variable m;
 - ties in Krum's neighbour and score orders go to the lower index, as tasks/outliers/krum.py.
 
-The public tensor also carries the market's domain (chain, market, round; its low 144 bits as 6 limbs of 24 bits),
-echoed as outputs, so a proof made for one round of one market verifies nowhere else.
+The public tensor also carries the market's domain (chain, market, round; its low 144 bits as 6
+limbs of 24 bits), echoed as outputs, so a proof made for one round of one market verifies nowhere
+else.
 """
 
 from __future__ import annotations
@@ -45,13 +60,13 @@ def krum_neighbours(n: int) -> int:
     return min(max(n - (n - 1) // 2 - 2, 1), max(n - 1, 0))
 
 
-def root_slack(dim: int) -> float:
-    """How far the circuit's y may sit from the exact one: d / 2 steps, the bound if each of the
-    d squared differences is rounded onto the grid before the sum (measured: up to 16 steps off
-    at d = 650, where a one-step check failed), plus one for the root's own square. A prover may thus shift a root by at most
-    slack / (2 s), about 0.006 at d = 650 and distances of order 100: that is the bound within
-    which the proven rule may differ from the exact one, and the float mask is checked equal."""
-    return (dim / 2 + 1) * STEP
+def root_slack(trainers: int) -> float:
+    """How far the circuit's y may sit from the exact one: EZKL rounds each Gram entry onto the
+    grid once (within a step), and y weighs m^2 + 2 m m + m^2 = 4 m^2 such entries with m <= L;
+    plus one step for each square of the root. A prover may thus shift a root by at most
+    slack / (2 s): at L = 8, 1.0 / (2 s) for roots of order m * 10 = 80, about 0.006; that is the bound
+    within which the proven rule may differ from the exact one, and the float mask is checked equal."""
+    return (4 * trainers * trainers + 2) * STEP
 
 
 def grid_sqrt(y: np.ndarray) -> np.ndarray:
@@ -69,12 +84,13 @@ def _rank(values: torch.Tensor, among: torch.Tensor, lower_index: torch.Tensor) 
 
 
 class RoundCircuit(nn.Module):
-    """forward(*models, start, aggregate, roots, public) -> (flags, domain, mask, valid)
+    """forward(*models, aggregate, roots, public) -> (flags, domain, mask, valid)
 
-    models: L tensors [1, d]; start, aggregate: [1, d]; roots: [1, L]; public: [1, 1 + L + DOMAIN_LIMBS] =
-    [first, present_1..L, domain limbs]. Outputs: flags = [first, present] and mask and valid
-    as 0/1 (scale 0), the domain limbs echoed (24-bit integers at scale 8: a limb x enters as
-    x / 2^8), so the public tensor is pinned by the outputs and its hash needs no check.
+    models: L tensors [1, d]; aggregate: [1, d]; roots: [1, L]; public: [1, 1 + 2L + DOMAIN_LIMBS] =
+    [first, present_1..L, kept_last_round_1..L, domain limbs]. Outputs: flags = [first, present,
+    kept last round] and mask and valid as 0/1 (scale 0), the domain limbs echoed (24-bit integers
+    at scale 8: a limb x enters as x / 2^8), so the public tensor is pinned by the outputs and its
+    hash needs no check.
     """
 
     def __init__(self, trainers: int, dim: int):
@@ -82,6 +98,7 @@ class RoundCircuit(nn.Module):
         self.trainers, self.dim = trainers, dim
         L = trainers
         idx = torch.arange(L)
+        self.register_buffer("diagonal", torch.eye(L).double())
         self.register_buffer("not_self", (idx[:, None] != idx[None, :]).double())
         self.register_buffer("lower_index", (idx[:, None] < idx[None, :]).double())  # [l, j]: l < j
         self.register_buffer("counts", torch.arange(1, L + 1).double()[None, :])
@@ -89,18 +106,18 @@ class RoundCircuit(nn.Module):
         self.register_buffer("m_of_n", torch.tensor([[float(max(1, n // 2)) for n in range(1, L + 1)]]))
 
     def squared_distances(self, *inputs: torch.Tensor) -> torch.Tensor:
-        """y_i = ||W_i - reference||^2 ([1, L]), from the same inputs as forward (roots unused):
-        the prover's roots are grid_sqrt(y)."""
+        """y_i = ||m W_i - S||^2 ([1, L]), from the same inputs as forward (roots unused): the
+        prover's roots are grid_sqrt(y)."""
         return self._distances(*inputs)[0]
 
     def forward(self, *inputs: torch.Tensor):
         y, W, flags, present, n = self._distances(*inputs)
-        aggregate, roots = inputs[self.trainers + 1], inputs[self.trainers + 2]
+        aggregate, roots = inputs[self.trainers], inputs[self.trainers + 1]
         dtype = y.dtype
 
         # the prover's square roots, checked within the circuit's rounding of y on each side
         s = roots * present
-        slack = root_slack(self.dim)
+        slack = root_slack(self.trainers)
         root_ok = (s >= 0).to(dtype) * (s * s <= y + slack).to(dtype) * ((s + STEP) * (s + STEP) >= y - slack).to(dtype)
 
         # mu + sigma without division or square root
@@ -117,37 +134,42 @@ class RoundCircuit(nn.Module):
         agg_ok = ((residual + residual).abs() <= kept * STEP).to(dtype)
         checks = root_ok.sum(dim=1, keepdim=True) + agg_ok.sum(dim=1, keepdim=True)  # all L + d hold
         valid = (checks > self.trainers + self.dim - 0.5).to(dtype)
-        domain = inputs[-1][:, self.trainers + 1 :]
+        domain = inputs[-1][:, 2 * self.trainers + 1 :]
         return flags, domain, mask, valid
 
     def _distances(self, *inputs: torch.Tensor):
         L = self.trainers
-        models, (start, _aggregate, _roots, public) = inputs[:L], inputs[L:]
-        dtype = start.dtype
-        flags = (public[:, : L + 1] > 0.5).to(dtype)  # [1, 1 + L]
-        first, present = flags[:, :1], flags[:, 1:]
-        W = torch.cat(models, dim=0) * present.T  # [L, d]; absent slots count nowhere
+        models, public = inputs[:L], inputs[-1]
+        dtype = public.dtype
+        flags = (public[:, : 2 * L + 1] > 0.5).to(dtype)  # [1, 1 + 2L]
+        first, present, kept_before = flags[:, :1], flags[:, 1 : L + 1], flags[:, L + 1 :]
+        # absent slots are not zeroed: every use below is masked by `present` (or a subset of it)
+        W = torch.cat(models, dim=0)  # [L, d]
+        G = W @ W.T  # [L, L]: the only product over the L x d entries besides the aggregate's
+        sq = (G * self.diagonal.to(dtype)).sum(dim=1, keepdim=True)  # [L, 1]: ||W_i||^2
         n = present.sum(dim=1, keepdim=True)  # [1, 1]: EZKL wants no 0-d tensors
 
-        # round 1 reference: m-Krum over the present slots
-        sq = (W * W).sum(dim=1, keepdim=True)  # [L, 1]
-        D = sq + sq.T - 2.0 * (W @ W.T)  # [L, L] squared distances
+        # round 1 (or no one kept last round is present): m-Krum over the present slots
+        D = sq + sq.T - 2.0 * G  # [L, L] squared distances
         counts = self.counts.to(dtype)
         onehot = (n > counts - 0.5).to(dtype) * (n < counts + 0.5).to(dtype)  # n one-hot over 1..L
         k = (onehot * self.k_of_n.to(dtype)).sum(dim=1, keepdim=True)
-        m = (onehot * self.m_of_n.to(dtype)).sum(dim=1, keepdim=True)
+        m_krum = (onehot * self.m_of_n.to(dtype)).sum(dim=1, keepdim=True)
         pair = present.T * present * self.not_self.to(dtype)  # [i, j]: both present, i != j
         neighbour_rank = _rank(D, pair, self.lower_index.to(dtype))  # [i, j] within row i
         nearest = pair * (neighbour_rank < k).to(dtype)
         score = (nearest * D).sum(dim=1, keepdim=True).T  # [1, L]
         score_rank = _rank(score, present, self.lower_index.to(dtype))
-        selected = present * (score_rank < m).to(dtype)  # [1, L]
-        krum_sum = selected @ W  # [1, d]
+        krum = present * (score_rank < m_krum).to(dtype)  # [1, L]
 
-        # m W_i - sum(selected) with m = |selected| counted from the 0/1 selection, and the choice
-        # between references as one product with the 0/1 flag: every factor here is a scale-0
-        # value, so EZKL needs no rescaling over the L x d entries (19 % fewer rows at L = 8, d = 650)
-        later = W - start
-        diff = later + first * (selected.sum(dim=1, keepdim=True) * W - krum_sum - later)
-        y = ((diff * diff).sum(dim=1, keepdim=True) * present.T).T  # [1, L]
+        # later rounds: last round's benign trainers, present now; the choice as one 0/1 product
+        benign = kept_before * present
+        use_krum = 1.0 - (1.0 - first) * (benign.sum(dim=1, keepdim=True) > 0.5).to(dtype)
+        selected = benign + use_krum * (krum - benign)
+        m = selected.sum(dim=1, keepdim=True)
+
+        # ||m W_i - S||^2 = m^2 G_ii - 2 m W_i.S + S.S, with W_i.S = (selected G)_i
+        towards = selected @ G  # [1, L]
+        reference_sq = (towards * selected).sum(dim=1, keepdim=True)
+        y = (m * m * sq.T - 2.0 * m * towards + reference_sq) * present  # [1, L]
         return y, W, flags, present, n

@@ -26,12 +26,13 @@ from fedmarket.zk.verifier import market_proof
 @dataclass(frozen=True)
 class RoundStatement:
     """A round as the circuit sees it: one slot per registered trainer (None: no submission),
-    models already on the grid."""
+    models already on the grid; `kept_before`: the previous round's benign mask as the contract
+    holds it (bit i: trainer i kept; 0 in round 1)."""
 
     models: list[np.ndarray | None]
-    start: np.ndarray
     round: int
     domain: int
+    kept_before: int = 0
 
     @property
     def trainers(self) -> int:
@@ -39,17 +40,21 @@ class RoundStatement:
 
     @property
     def dim(self) -> int:
-        return int(np.asarray(self.start).size)
+        for m in self.models:
+            if m is not None:
+                return int(np.asarray(m).size)
+        raise ZKError(f"round {self.round} has no submission to prove")
 
     def circuit(self) -> RoundCircuit:
         return RoundCircuit(self.trainers, self.dim).double()
 
     def inputs(self, aggregate: np.ndarray, roots: np.ndarray) -> list[np.ndarray]:
-        d = self.dim
+        d, L = self.dim, self.trainers
         slots = [np.zeros((1, d)) if m is None else np.asarray(m, dtype=np.float64).reshape(1, d) for m in self.models]
         present = [0.0 if m is None else 1.0 for m in self.models]
-        public = np.concatenate([[1.0 if self.round == 1 else 0.0], present, domain_limbs(self.domain)])
-        return [*slots, np.asarray(self.start, dtype=np.float64).reshape(1, d), np.asarray(aggregate).reshape(1, d), np.asarray(roots).reshape(1, -1), public.reshape(1, -1)]
+        kept_before = [float(self.kept_before >> i & 1) for i in range(L)]
+        public = np.concatenate([[1.0 if self.round == 1 else 0.0], present, kept_before, domain_limbs(self.domain)])
+        return [*slots, np.asarray(aggregate).reshape(1, d), np.asarray(roots).reshape(1, -1), public.reshape(1, -1)]
 
 
 @dataclass(frozen=True)
@@ -91,14 +96,14 @@ class RoundProof:
 
     @property
     def aggregate_commitment(self) -> str:
-        return to_bytes32(self.proof.input_hashes[len(self.mask) + 1])
+        return to_bytes32(self.proof.input_hashes[len(self.mask)])
 
     def calldata(self) -> bytes:
         """The `proof` argument of `finalizeRound`: the Halo2 proof and the instances the statement
         leaves free (contracts/src/EzklRoundVerifier.sol): the hashes of absent slots, of the
         roots and of the public tensor."""
         hashes, slots = self.proof.input_hashes, len(self.mask)
-        free = [hashes[i] for i in range(slots) if not self.present[i]] + hashes[slots + 2 : slots + 4]
+        free = [hashes[i] for i in range(slots) if not self.present[i]] + hashes[slots + 1 : slots + 3]
         return market_proof(self.proof.proof, free)
 
 
@@ -117,7 +122,7 @@ def build_round_circuit(trainers: int, dim: int, settings: Settings | None = Non
     """The round circuit for L = `trainers` slots of `dim` parameters, from the build cache
     (`FEDMARKET_ZK_CACHE_DIR`) and SRS (`FEDMARKET_ZK_SRS_PATH`, else gen_srs) in the settings."""
     settings = settings or load_settings()
-    statement = RoundStatement([np.zeros(dim)] * trainers, np.zeros(dim), 1, 0)
+    statement = RoundStatement([np.zeros(dim)] * trainers, 1, 0)
     example = _tensors(statement.inputs(np.zeros(dim), np.zeros(trainers)))
     return build_circuit(
         f"round-L{trainers}-d{dim}", statement.circuit(), example, settings.zk_cache_dir, srs_path=settings.zk_srs_path,

@@ -21,13 +21,23 @@ Departures from sources/004, each for the circuit's sake:
   normalised: the contract pays by C_i^+ / sum_j C_j^+, which is invariant to the scale;
 - a tie between the true class and another counts as wrong (torch's argmax would pick the lower
   index); the empty coalition has all-zero logits and so counts nothing correct.
+
+Layout for the circuit's sake (exact in every step, so the proven counts equal the float ones):
+- logits are computed once per model (final + L slots: (L + 1) c dot products of length f per
+  sample) and coalitions are combined in logit space with the 0/1 subset matrix, which is exact
+  because the model is linear: 9 per sample at L = 8 where combining weights first needs 17;
+- each model's true-class logit is subtracted before the combination, so a coalition's rivals are
+  the classes whose margin is >= 0, the true class itself included (its margin is exactly 0):
+  correct means exactly one such class, and no product with the labels is taken per coalition;
+- the circuit is built with `scale_rebase_multiplier = 2` and integral constants at scale 0
+  (settlement_proof.build_settlement_circuit): the products x W stay at scale 16 and nothing is rescaled, so
+  nothing is rounded (3.27M rows before this layout, 784k after, at L = 8 and 100 test samples).
 """
 
 from __future__ import annotations
 
 import torch
 from torch import nn
-
 
 
 class SettlementCircuit(nn.Module):
@@ -41,33 +51,39 @@ class SettlementCircuit(nn.Module):
         super().__init__()
         self.trainers, self.features, self.classes, self.samples = trainers, features, classes, samples
         self.register_buffer("not_self", 1.0 - torch.eye(trainers, dtype=torch.float64))
+        self.register_buffer("final_only", torch.eye(1, trainers + 1, dtype=torch.float64))  # [1, L + 1]
+        self.register_buffer("no_final", torch.zeros(trainers, 1, dtype=torch.float64))
 
     @property
     def dim(self) -> int:
         return self.classes * (self.features + 1)
 
     def forward(self, *inputs: torch.Tensor):
-        L, f, c = self.trainers, self.features, self.classes
+        L = self.trainers
         models, (final, test, public) = inputs[:L], inputs[L:]
         dtype = final.dtype
-        W = torch.cat(models, dim=0)  # [L, d]
         subsets = (public[:, : L * L] > 0.5).to(dtype).reshape(L, L)  # [i, j]: j in S_i
-        with_i = subsets @ W  # [L, d]: sum of S_i's models
-        without_i = (subsets * self.not_self.to(dtype)) @ W  # sum of S_i \ {i}
-        coalitions = torch.cat([final, with_i, without_i], dim=0)  # [1 + 2L, d]
-        correct = self.correct_counts(coalitions, test)  # [1, 1 + 2L]
+        # coalition k as 0/1 weights over [final, W_1..W_L]: the final model, each S_i, each S_i \ {i}
+        no_final = self.no_final.to(dtype)
+        members = torch.cat(
+            [self.final_only.to(dtype), torch.cat([no_final, subsets], dim=1), torch.cat([no_final, subsets * self.not_self.to(dtype)], dim=1)],
+            dim=0,
+        )  # [1 + 2L, L + 1]
+        correct = self.correct_counts(torch.cat([final, *models], dim=0), members, test)  # [1, 1 + 2L]
         contributions = correct[:, 1 : 1 + L] - correct[:, 1 + L :]
         domain = public[:, L * L :]
         return correct[:, :1], contributions, subsets.reshape(1, L * L), domain
 
-    def correct_counts(self, coalitions: torch.Tensor, test: torch.Tensor) -> torch.Tensor:
-        """[1, m]: test samples each of the m models classifies correctly (strict maximum)."""
+    def correct_counts(self, models: torch.Tensor, members: torch.Tensor, test: torch.Tensor) -> torch.Tensor:
+        """[1, K]: test samples each coalition (the sum of its members' models, `members` [K, M]
+        over `models` [M, d]) classifies correctly (strict maximum)."""
         f, c = self.features, self.classes
-        m = coalitions.shape[0]
-        weights = coalitions[:, : c * f].reshape(m * c, f)  # row (model, class)
-        bias = coalitions[:, c * f :].reshape(1, m * c)
-        x, y = test[:, :f], test[:, f:]  # [n, f], [n, c]
-        logits = (x @ weights.T + bias).reshape(-1, m, c)  # [n, m, c]
-        true = (logits * y.unsqueeze(1)).sum(dim=2, keepdim=True)  # [n, m, 1]
-        rivals = ((logits >= true).to(logits.dtype) * (1.0 - y.unsqueeze(1))).sum(dim=2)  # [n, m]
-        return (rivals < 0.5).to(logits.dtype).sum(dim=0, keepdim=True)  # [1, m]
+        count = models.shape[0]
+        weights = models[:, : c * f].reshape(count * c, f)  # row (model, class)
+        bias = models[:, c * f :].reshape(1, count * c)
+        x, y = test[:, :f], (test[:, f:] > 0.5).to(test.dtype)  # [n, f], [n, c] (labels as 0/1 at scale 0)
+        logits = (x @ weights.T + bias).reshape(-1, count, c).transpose(1, 2)  # [n, c, M]
+        true = (logits * y.unsqueeze(2)).sum(dim=1, keepdim=True)  # [n, 1, M]
+        margins = (logits - true) @ members.T  # [n, c, K]: each class's logit minus the true one's
+        rivals = (margins >= 0.0).to(logits.dtype).sum(dim=1)  # [n, K], the true class included
+        return (rivals < 1.5).to(logits.dtype).sum(dim=0, keepdim=True)  # [1, K]

@@ -145,19 +145,17 @@ def evaluate(statement: SettlementStatement) -> tuple[int, list[int]]:
     return int(correct.item()), [int(v) for v in contributions.numpy()[0]]
 
 
-# How far the proven correct count may sit from the float one before the aggregator refuses to
-# send it: logits are rounded in the circuit, so a sample whose top two logits are within a few
-# grid steps may flip. The proven values are what the contract pays by; this only guards a broken
-# circuit or input.
-MAX_FLIPS = 2
-
-
 def prove_settlement(build: CircuitBuild, statement: SettlementStatement) -> SettlementProof:
-    float_correct, _ = evaluate(statement)
+    """Prove the statement; the circuit's arithmetic is exact, so its correct count and
+    contributions must equal the float ones (`ProofMismatchError` otherwise)."""
+    float_correct, float_contributions = evaluate(statement)
     proof = prove(build, statement.inputs())
     (correct,), contributions = proof.outputs[0], proof.outputs[1]
-    if abs(correct - float_correct) > MAX_FLIPS:
-        raise ProofMismatchError(f"in-circuit correct count {correct} is far from the float one {float_correct}")
+    if correct != float_correct or list(contributions) != float_contributions:
+        raise ProofMismatchError(
+            f"in-circuit correct count {correct} and contributions {contributions} differ from the float "
+            f"{float_correct} and {float_contributions}"
+        )
     present = [m is not None for m in statement.models]
     return SettlementProof(proof, int(correct), len(statement.test), [int(c) for c in contributions], float_correct, present)
 
@@ -172,6 +170,7 @@ def build_settlement_circuit(trainers: int, features: int, classes: int, samples
     return build_circuit(
         f"settlement-L{trainers}-f{features}-c{classes}-n{samples}", statement.circuit(), example, settings.zk_cache_dir,
         srs_path=settings.zk_srs_path,
-        run_args=RunArgs(num_inner_cols=settings.zk_columns),
+        # exact: no product is rescaled (scale 16 at most) and 0/1 constants are at scale 0
+        run_args=RunArgs(num_inner_cols=settings.zk_columns, scale_rebase_multiplier=2, rebase_frac_zero_constants=True),
     )
 

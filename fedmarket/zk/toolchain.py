@@ -49,6 +49,11 @@ class RunArgs:
     # EZKL 23's Freivalds argument for matrix products adds a phase and challenge columns: its
     # generated verifier is then 45 KB, over EIP-170, and setup 3x slower on these circuits.
     disable_freivalds: bool = True
+    # A product's scale is brought back to the input scale once it exceeds this multiple of it: 1
+    # rescales (and rounds) every product of two scale-8 values; 2 keeps them at scale 16, exact.
+    scale_rebase_multiplier: int = 1
+    # Integral constants (0, 1, identity matrices) at scale 0, so a product with them needs no rescale.
+    rebase_frac_zero_constants: bool = False
 
     def tocall_ezkl(self) -> ezkl.PyRunArgs:
         args = ezkl.PyRunArgs()
@@ -60,6 +65,8 @@ class RunArgs:
         args.decomp_legs = self.decomp_legs
         args.num_inner_cols = self.num_inner_cols
         args.disable_freivalds = self.disable_freivalds
+        args.scale_rebase_multiplier = self.scale_rebase_multiplier
+        args.rebase_frac_zero_constants = self.rebase_frac_zero_constants
         return args
 
 
