@@ -55,6 +55,18 @@ def test_later_rounds_measure_against_last_rounds_benign_trainers(round_build):
     assert fallback.mask == evaluate(RoundStatement(slots, 1, domain=2)).mask == [True, True, False, False]
 
 
+def test_rank_orders_by_value_then_by_index():
+    import torch
+
+    from fedmarket.zk.round_circuit import _rank
+
+    values = torch.tensor([[3.0, 1.0, 3.0, 2.0]], dtype=torch.float64) * STEP
+    everyone = torch.ones(1, 4, dtype=torch.float64)
+    assert _rank(values, everyone).tolist() == [[2.0, 0.0, 3.0, 1.0]]  # the tie at 3 goes to slot 0
+    without_1 = torch.tensor([[1.0, 0.0, 1.0, 1.0]], dtype=torch.float64)
+    assert _rank(values, without_1).tolist() == [[1.0, 0.0, 2.0, 0.0]]
+
+
 def test_float_aggregate_within_one_step_of_the_proven_one():
     rng = np.random.default_rng(7)
     raw = rng.normal(0.0, 0.3, size=(L, D))

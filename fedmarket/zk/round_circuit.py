@@ -23,8 +23,8 @@ for L trainer slots with models W_i (hashed: the commitments on chain) and a cla
 Every distance comes from one Gram matrix G = W W^T: ||m W_i - S||^2 = m^2 G_ii - 2 m (G sel)_i +
 sel^T G sel, and Krum's pairwise distances are G_ii + G_jj - 2 G_ij. The only products over the
 L x d entries are G and the aggregate's `mask @ W`, so the circuit's rows are dominated by the
-Poseidon hashing of its inputs (at L = 8, d = 650: 149,587 arithmetic rows, 241,143 hashing rows,
-2^18 in all).
+Poseidon hashing of its inputs (at L = 8, d = 650: 128,168 arithmetic rows, 241,143 hashing rows,
+2^18 in all; at L = 16: 387,612 and 455,343, 2^19).
 
 Departures from sources/004, each for the circuit's sake:
 - stage 2 runs every round and stage 1 (the cross-round cosine) is left out: in the paper stage 1
@@ -74,12 +74,15 @@ def grid_sqrt(y: np.ndarray) -> np.ndarray:
     return np.floor(np.sqrt(np.maximum(np.asarray(y, dtype=np.float64), 0.0)) / STEP) * STEP
 
 
-def _rank(values: torch.Tensor, among: torch.Tensor, lower_index: torch.Tensor) -> torch.Tensor:
-    """rank[..., j] = #{l in `among`: values[..., l] < values[..., j], ties to the lower l}."""
-    v_l, v_j = values.unsqueeze(-1), values.unsqueeze(-2)  # [..., l, 1], [..., 1, j]
-    # no Equal: EZKL 23 gives Equal's 0/1 the input's scale (1 reads as 2^-8); <= and < are exact
-    dtype = values.dtype
-    before = lower_index * (v_l <= v_j).to(dtype) + (1.0 - lower_index) * (v_l < v_j).to(dtype)
+def _rank(values: torch.Tensor, among: torch.Tensor) -> torch.Tensor:
+    """rank[..., j] = #{l in `among`: values[..., l] < values[..., j], ties to the lower l}.
+
+    One strict comparison per pair: on grid values (multiples of a step) L v + l step orders by
+    value, then by index l < L, which is the tie rule (half the comparisons of testing <= for
+    l < j and < for l > j, and no Equal, whose 0/1 EZKL 23 gives the input's scale)."""
+    L = values.shape[-1]
+    tied = values * float(L) + torch.arange(L, dtype=values.dtype) * STEP
+    before = (tied.unsqueeze(-1) < tied.unsqueeze(-2)).to(values.dtype)  # [..., l, j]
     return (before * among.unsqueeze(-1)).sum(dim=-2)
 
 
@@ -100,7 +103,6 @@ class RoundCircuit(nn.Module):
         idx = torch.arange(L)
         self.register_buffer("diagonal", torch.eye(L).double())
         self.register_buffer("not_self", (idx[:, None] != idx[None, :]).double())
-        self.register_buffer("lower_index", (idx[:, None] < idx[None, :]).double())  # [l, j]: l < j
         self.register_buffer("counts", torch.arange(1, L + 1).double()[None, :])
         self.register_buffer("k_of_n", torch.tensor([[float(krum_neighbours(n)) for n in range(1, L + 1)]]))
         self.register_buffer("m_of_n", torch.tensor([[float(max(1, n // 2)) for n in range(1, L + 1)]]))
@@ -156,10 +158,10 @@ class RoundCircuit(nn.Module):
         k = (onehot * self.k_of_n.to(dtype)).sum(dim=1, keepdim=True)
         m_krum = (onehot * self.m_of_n.to(dtype)).sum(dim=1, keepdim=True)
         pair = present.T * present * self.not_self.to(dtype)  # [i, j]: both present, i != j
-        neighbour_rank = _rank(D, pair, self.lower_index.to(dtype))  # [i, j] within row i
+        neighbour_rank = _rank(D, pair)  # [i, j] within row i
         nearest = pair * (neighbour_rank < k).to(dtype)
         score = (nearest * D).sum(dim=1, keepdim=True).T  # [1, L]
-        score_rank = _rank(score, present, self.lower_index.to(dtype))
+        score_rank = _rank(score, present)
         krum = present * (score_rank < m_krum).to(dtype)  # [1, L]
 
         # later rounds: last round's benign trainers, present now; the choice as one 0/1 product
