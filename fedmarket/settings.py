@@ -36,10 +36,11 @@ class Settings(BaseSettings):
     zk_cache_dir: Path = Field(
         default=Path(".fedmarket/zk"), description="EZKL builds (settings, keys, verifiers) by circuit hash"
     )
-    zk_columns: int = Field(
-        default=2, ge=1, le=8,
-        description="EZKL columns per op: more is fewer rows (faster proofs, less memory) but a larger verifier "
-        "and more verification gas; 4 is about the EIP-170 limit",
+    zk_columns: int | None = Field(
+        default=None, ge=1, le=8,
+        description="EZKL columns per op: more is fewer rows but more columns to commit to, a larger verifier "
+        "and more verification gas; 4 is about the EIP-170 limit. Unset: per circuit, the fewer of 1 and 2 "
+        "that needs no larger domain (fedmarket/zk/toolchain.py, choose_columns)",
     )
     zk_srs_path: Path | None = Field(
         default=None, description="KZG SRS from a ceremony; unset: gen_srs locally (NOT FOR PRODUCTION)"

@@ -118,7 +118,7 @@ def run_round(trainers: int, kind: ModelKind, settings: Settings | None = None) 
         model=kind.value,
         params=statement.dim,
         logrows=int(report["logrows"]),
-        columns=settings.zk_columns,
+        columns=build.columns,
         setup_s=float(report["setup_s"]),
         setup_cached=cached,
         witness_s=proof.proof.witness_s,
@@ -161,39 +161,39 @@ def _proving_market(platform: Platform, build: CircuitBuild, statement: RoundSta
 
 
 def _prove_settlement(statement: SettlementStatement, samples: int, settings: Settings) -> tuple[SettlementProof, int]:
-    build = build_settlement_circuit(statement.trainers, statement.features, statement.classes, samples, settings)
+    build = build_settlement_circuit(statement.trainers, statement.model, samples, settings)
     return prove_settlement(build, statement), _peak_rss()
 
 
 def _setup_settlement(trainers: int, model: ModelConfig, samples: int, settings: Settings) -> tuple[dict, int, bool]:
     started = time.time()
-    build = build_settlement_circuit(trainers, model.in_features, model.classes, samples, settings)
+    build = build_settlement_circuit(trainers, model, samples, settings)
     return build.setup_report, _peak_rss(), (build.dir / "ready").stat().st_mtime < started
 
 
-def run_settlement(trainers: int, samples: int, settings: Settings | None = None) -> ZKRow:
-    """The settlement circuit (LR only) on the final round of `trained_round`'s models, their
-    mean as the final model, and `samples` rows of the owner's digits as the test chunk."""
+def run_settlement(trainers: int, samples: int, kind: ModelKind = ModelKind.lr, settings: Settings | None = None) -> ZKRow:
+    """The settlement circuit on the final round of `trained_round`'s models, their mean as the
+    final model, and `samples` rows of the owner's digits as the test chunk."""
     settings = settings or load_settings()
-    model = ModelConfig(kind=ModelKind.lr)
-    _, models = trained_round(trainers, ModelKind.lr)
+    model = ModelConfig(kind=kind)
+    _, models = trained_round(trainers, kind)
     owner, _ = owner_split(load_digits_dataset(), owner_fraction=0.2, seed=0)
     mask = (1 << trainers) - 1
     statement = SettlementStatement(
         models, quantize(np.mean(models, axis=0)), chunk_rows(owner.subset(np.arange(samples)), model.classes),
-        rloo_subsets(12345, mask, trainers), 1, model.in_features, model.classes,
+        rloo_subsets(12345, mask, trainers), 1, model,
     )
     report, setup_rss, cached = _in_child(_setup_settlement, trainers, model, samples, settings)
     proof, prove_rss = _in_child(_prove_settlement, statement, samples, settings)
-    build = build_settlement_circuit(trainers, model.in_features, model.classes, samples, settings)
+    build = build_settlement_circuit(trainers, model, samples, settings)
     chain = Chain.connect(Settings())
     deployer = account_from_key(keccak(b"bench-zk/deployer"))
     chain.fund(deployer.address, 10**20)
     halo2, _ = chain.deploy_artifact(deployer, verifier_artifact(build))
     verify_gas = halo2.functions.verifyProof(proof.proof.proof, proof.proof.instances).estimate_gas()
     return ZKRow(
-        circuit="settlement", trainers=trainers, model=ModelKind.lr.value, params=statement.circuit().dim,
-        logrows=int(report["logrows"]), columns=settings.zk_columns, setup_s=float(report["setup_s"]), setup_cached=cached,
+        circuit="settlement", trainers=trainers, model=kind.value, params=statement.circuit().dim,
+        logrows=int(report["logrows"]), columns=build.columns, setup_s=float(report["setup_s"]), setup_cached=cached,
         witness_s=proof.proof.witness_s, prove_s=proof.proof.prove_s, peak_rss_bytes=max(setup_rss, prove_rss),
         pk_bytes=int(report["pk_bytes"]), proof_bytes=proof.proof.size, verify_gas=int(verify_gas), market_gas=None,
         frac_bits=FRAC_BITS,

@@ -258,9 +258,8 @@ def bench_zk(
     FEDMARKET_ZK_CACHE_DIR; a cached build reports its recorded setup time), witness and prove time,
     peak RSS of setup and proving (each in a child process), proving-key and proof size, gas of
     EZKL's verifier and (round) of a market's whole finalizeRound, on the in-process EVM.
-    FEDMARKET_ZK_COLUMNS trades proving time and memory for verifier size and gas. SRS: gen_srs
-    (NOT FOR PRODUCTION) unless FEDMARKET_ZK_SRS_PATH names a ceremony file. The settlement
-    circuit proves logistic regression only: with --model mlp it is left out (said on stderr)."""
+    FEDMARKET_ZK_COLUMNS sets the columns per op (unset: chosen per circuit). SRS: gen_srs
+    (NOT FOR PRODUCTION) unless FEDMARKET_ZK_SRS_PATH names a ceremony file."""
     from flows.bench_zk import run_round, run_settlement
     from schemas.market import ModelKind
 
@@ -269,10 +268,8 @@ def bench_zk(
     rows = []
     if "round" in chosen:
         rows.append(run_round(trainers, ModelKind(kind)))
-    if "settlement" in chosen and kind == "lr":
-        rows.append(run_settlement(trainers, test_rows))
-    elif "settlement" in chosen:
-        err.print("settlement left out: the settlement circuit proves logistic regression only")
+    if "settlement" in chosen:
+        rows.append(run_settlement(trainers, test_rows, ModelKind(kind)))
     _emit(rows, as_json, "proofs (EZKL)", ["circuit", "trainers", "model", "params", "logrows", "columns", "setup_s", "witness_s", "prove_s", "peak_rss_bytes", "pk_bytes", "proof_bytes", "verify_gas", "market_gas", "frac_bits"])
 
 

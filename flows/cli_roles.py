@@ -117,7 +117,7 @@ def owner_create(
     round_duration_s: Annotated[int, typer.Option(min=1, help="submission window of each round")] = 3600,
     reveal_window_s: Annotated[int, typer.Option(min=1, help="time trainers have to reveal their seeds")] = 3600,
     prove_rounds: Annotated[bool, typer.Option(help="every round proven with EZKL and verified by the market: builds the round circuit for L and the model (setup once per circuit, cached in FEDMARKET_ZK_CACHE_DIR; minutes and gigabytes at full size, see `fedmarket bench zk`) and deploys its verifier")] = False,
-    prove_settlement_rows: Annotated[int | None, typer.Option(min=2, help="with --prove-rounds: settlement proven too (LR only), on a test chunk of this many rows of the owner's data, the chunk the trainers' split seed picks")] = None,
+    prove_settlement_rows: Annotated[int | None, typer.Option(min=2, help="with --prove-rounds: settlement proven too, on a test chunk of this many rows of the owner's data, the chunk the trainers' split seed picks")] = None,
 ) -> None:
     from flows.owner import create_market
 

@@ -75,12 +75,9 @@ def _settlement_verifier(owner: Party, task: TaskSpec, data: Dataset, trainers: 
     from fedmarket.zk.deploy import deploy_settlement_verifier
     from fedmarket.zk.settlement_proof import DataChunks, build_settlement_circuit
 
-    if task.model.kind != ModelKind.lr:
-        raise ConfigError(f"the settlement circuit proves logistic regression only, not {task.model.kind.value}")
     platform = current_platform()
     chunks = DataChunks.of(data, rows, task.model.classes)
-    model = task.model
-    build = build_settlement_circuit(trainers, model.in_features, model.classes, rows, platform.settings)
+    build = build_settlement_circuit(trainers, task.model, rows, platform.settings)
     return chunks, deploy_settlement_verifier(platform.chain, owner.account, build, trainers, rows).adapter
 
 

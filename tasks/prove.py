@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from fedmarket.errors import ProtocolError, ZKError
+from fedmarket.errors import ProtocolError
 from fedmarket.ml.data import Dataset
 from fedmarket.runtime import current_platform
 from fedmarket.zk import RoundProof, RoundStatement, build_round_circuit, prove_round
@@ -21,7 +21,7 @@ from fedmarket.zk.settlement_proof import (
     prove_settlement,
     rloo_subsets,
 )
-from schemas.market import ModelConfig, ModelKind
+from schemas.market import ModelConfig
 from schemas.rounds import LocalModels, OutlierReport
 from schemas.settlement import ContributionReport
 from tasks.common import compute_step
@@ -61,14 +61,12 @@ def prove_settlement_step(
 ) -> SettlementProof:
     """The settlement statement over the final round's slots, the final model, the test chunk and
     the RLOO subsets the contract derives from `seed` (rlooSeed mod FIELD) and the final mask."""
-    if model.kind != ModelKind.lr:
-        raise ZKError(f"the settlement circuit proves logistic regression only, not {model.kind.value}")
     rows = dict(zip(models.trainers, models.matrix))
     statement = SettlementStatement(
         [rows.get(t) for t in trainers], np.asarray(final_model, dtype=np.float64), chunk_rows(test, model.classes),
-        rloo_subsets(seed, mask, len(trainers)), domain, model.in_features, model.classes,
+        rloo_subsets(seed, mask, len(trainers)), domain, model,
     )
-    build = build_settlement_circuit(len(trainers), model.in_features, model.classes, len(test), current_platform().settings)
+    build = build_settlement_circuit(len(trainers), model, len(test), current_platform().settings)
     return prove_settlement(build, statement)
 
 

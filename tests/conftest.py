@@ -41,8 +41,9 @@ def round_build(tmp_path_factory):
 def settlement_build(round_build):
     """The tiny settlement circuit (L = 4, LR on 3 features and 2 classes, 10 test rows)."""
     from fedmarket.zk.settlement_proof import build_settlement_circuit
+    from schemas.market import ModelConfig
 
-    return build_settlement_circuit(4, 3, 2, 10, Settings(zk_cache_dir=round_build.dir.parent))
+    return build_settlement_circuit(4, ModelConfig(in_features=3, classes=2), 10, Settings(zk_cache_dir=round_build.dir.parent))
 
 
 @pytest.fixture(scope="session")

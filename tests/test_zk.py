@@ -99,6 +99,34 @@ def test_build_is_cached_by_circuit_hash(round_build):
     assert other.digest != round_build.digest
 
 
+def test_columns_are_the_fewest_that_need_no_larger_domain(round_build, tmp_path):
+    """1 column where it fits the domain 2 would (the tiny round circuit), 2 where 1 needs a larger
+    one (40 chained 16 x 16 products: 2^16 rows with 1 column, 2^15 with 2); remembered per circuit."""
+    import json
+
+    import torch
+
+    from fedmarket.zk.toolchain import RunArgs, choose_columns, export_onnx
+
+    assert round_build.columns == 1
+    weights = torch.randint(-2, 3, (40, 16, 16), generator=torch.Generator().manual_seed(0)).float() / 4
+
+    class Products(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.weights = torch.nn.Parameter(weights)
+
+        def forward(self, x):
+            for w in self.weights:
+                x = x @ w
+            return x
+
+    onnx = export_onnx(Products(), [torch.zeros(1, 16)])
+    assert choose_columns(onnx, RunArgs(), tmp_path) == 2
+    (remembered,) = tmp_path.glob("columns-*.json")
+    assert json.loads(remembered.read_text())["logrows"] == {"1": 16, "2": 15}
+
+
 def test_local_verifier_rejects_a_proof_with_a_forged_instance(round_build):
     import dataclasses
     import json

@@ -1,15 +1,18 @@
 """Settlement proven and verified by the market (tiny: L = 4 trainers, LR on 3 features and 2
-classes, test chunks of 10 rows): accuracy on the seed-picked chunk of the owner's committed data
-and the final round's RLOO contributions. Each forged claim is rejected on chain."""
+classes, and an MLP of one hidden unit with the same 8 parameters, test chunks of 10 rows):
+accuracy on the seed-picked chunk of the owner's committed data and the final round's RLOO
+contributions. Each forged claim is rejected on chain."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
+import torch
 
 from fedmarket.commitments import BN254_FIELD
 from fedmarket.errors import ContractRevertError
 from fedmarket.ml.data import Dataset
+from fedmarket.ml.models import build_model, vector_to_state
 from fedmarket.zk import RoundStatement, poseidon_commitment, prove_round, quantize
 from fedmarket.zk.deploy import deploy_round_verifier, deploy_settlement_verifier
 from fedmarket.zk.settlement_proof import (
@@ -17,13 +20,19 @@ from fedmarket.zk.settlement_proof import (
     SettlementStatement,
     chunk_rows,
     evaluate,
+    build_settlement_circuit,
     prove_settlement,
     rloo_subsets,
     split_by_chunks,
 )
+from fedmarket.settings import Settings
+from schemas.market import ModelConfig, ModelKind
 from tests.helpers import cid_of, create_market, party, snapshot
 
 L, F, C, N = 4, 3, 2, 10
+MODEL = ModelConfig(in_features=F, classes=C)
+# one hidden unit: 1 * (F + 1) + C * (1 + 1) = 8 parameters, the round circuit's d
+MLP = ModelConfig(kind=ModelKind.mlp, in_features=F, classes=C, hidden=1)
 SETTLEMENT = 2**32 - 1
 
 
@@ -42,9 +51,25 @@ def final_round_models() -> list[np.ndarray]:
     return [quantize(m) for m in [*models, good + 12.0]]
 
 
-@pytest.fixture
-def settling(platform, round_build, settlement_build):
-    """A market with proven rounds and settlement, its one round finalized with a proof."""
+def mlp_models(hidden: int) -> list[np.ndarray]:
+    """MLPs for 'x0 + x1 > 16' (features / 16: x0 + x1 > 1) in torch's parameter order: unit 1 is
+    relu(x0 + x1 - 1), unit 2 (if any) relu(1 - x0 - x1), class 1's logit 4 unit 1, class 0's 4
+    unit 2 (or 0.1); varied by noise, and one far away that the round rule flags."""
+    w1 = np.array([[1.0, 1.0, 0.0], [-1.0, -1.0, 0.0], [0.5, -0.5, 1.0]])[:hidden]
+    b1 = np.array([-1.0, 1.0, 0.0])[:hidden]
+    w2 = np.zeros((C, hidden))
+    w2[1, 0] = 4.0
+    if hidden > 1:
+        w2[0, 1] = 4.0
+    b2 = np.array([0.1 if hidden == 1 else 0.0, 0.0])
+    good = np.concatenate([w1.ravel(), b1, w2.ravel(), b2])
+    rng = np.random.default_rng(11)
+    models = [good + rng.normal(0, s, size=good.size) for s in (0.1, 0.8, 2.0)]
+    return [quantize(m) for m in [*models, good + 12.0]]
+
+
+def _ready_to_settle(platform, round_build, settlement_build, models):
+    """A market with proven rounds and settlement, its one round of `models` finalized with a proof."""
     deployer = party(platform, "verifier-deployer")
     rounds_v = deploy_round_verifier(platform.chain, deployer.account, round_build, L)
     settle_v = deploy_settlement_verifier(platform.chain, deployer.account, settlement_build, L, N)
@@ -54,7 +79,7 @@ def settling(platform, round_build, settlement_build):
         platform, trainers=L, rounds=1, round_verifier=rounds_v.adapter, settlement_verifier=settle_v.adapter,
         data_commitment=chunks.commitment,
     )
-    models, start = final_round_models(), quantize(np.zeros(C * (F + 1)))
+    start = quantize(np.zeros(models[0].size))
     market.open_round(aggregator.account, cid_of(platform, b"start"), poseidon_commitment(start))
     for member, model in zip(members, models):
         market.submit(member.account, 1, cid_of(platform, model.tobytes()), poseidon_commitment(model))
@@ -64,11 +89,22 @@ def settling(platform, round_build, settlement_build):
     return market, aggregator, models, rp.aggregate, data, chunks
 
 
-def statement(market, models, final, data, *, chunk_seed: bytes | None = None) -> SettlementStatement:
+@pytest.fixture
+def settling(platform, round_build, settlement_build):
+    return _ready_to_settle(platform, round_build, settlement_build, final_round_models())
+
+
+@pytest.fixture(scope="module")
+def mlp_settlement_build(round_build):
+    """The tiny MLP settlement circuit (L = 4, one hidden unit, 10 test rows)."""
+    return build_settlement_circuit(L, MLP, N, Settings(zk_cache_dir=round_build.dir.parent))
+
+
+def statement(market, models, final, data, *, chunk_seed: bytes | None = None, model: ModelConfig = MODEL) -> SettlementStatement:
     _, test = split_by_chunks(data, N, chunk_seed or market.split_seed())
     seed = int.from_bytes(market.rloo_seed(), "big") % BN254_FIELD
     subsets = rloo_subsets(seed, market.round_state(1).benign_mask, L)
-    return SettlementStatement(models, final, chunk_rows(test, C), subsets, market.domain(SETTLEMENT), F, C)
+    return SettlementStatement(models, final, chunk_rows(test, C), subsets, market.domain(SETTLEMENT), model)
 
 
 def expect_rejected(market, aggregator, accuracy, contributions, proof_bytes):
@@ -86,7 +122,7 @@ def test_counts_equal_a_direct_computation_on_summed_coalition_models():
     rows = chunk_rows(data.subset(np.arange(N)), C)
     subsets = rloo_subsets(99, 0b0111, L)
     final = quantize(np.mean(models[:3], axis=0))
-    correct, contributions = evaluate(SettlementStatement(models, final, rows, subsets, 1, F, C))
+    correct, contributions = evaluate(SettlementStatement(models, final, rows, subsets, 1, MODEL))
 
     def count(weights: np.ndarray) -> int:
         w, b = weights[: C * F].reshape(C, F), weights[C * F :]
@@ -141,3 +177,46 @@ def test_a_proof_on_another_test_chunk_is_rejected(settling, settlement_build):
     expect_rejected(market, aggregator, proof.accuracy_bps, proof.contributions, proof.calldata(market.split_seed(), chunks))
     # nor does claiming the other seed help: it does not hash to the market's rlooSeed
     expect_rejected(market, aggregator, proof.accuracy_bps, proof.contributions, proof.calldata(other_seed, chunks))
+
+
+def test_mlp_counts_equal_torch_on_each_coalitions_average_model():
+    """The MLP circuit never divides (sum(W2) relu(Z) + k sum(b2) is k^2 times the average's
+    logits): its counts must be those of torch's own MLP loaded with each coalition's average."""
+    hidden = 3
+    config = ModelConfig(kind=ModelKind.mlp, in_features=F, classes=C, hidden=hidden)
+    models, data = mlp_models(hidden), owner_data(3)
+    rows = chunk_rows(data.subset(np.arange(N)), C)
+    subsets = rloo_subsets(2024, 0b0111, L)
+    final = quantize(np.mean(models[:3], axis=0))
+    correct, contributions = evaluate(SettlementStatement(models, final, rows, subsets, 1, config))
+
+    def count(params: np.ndarray) -> int:
+        net = build_model(config).double()
+        net.load_state_dict(vector_to_state(params, config))
+        with torch.no_grad():
+            logits = net(torch.from_numpy(rows[:, :F])).numpy()
+        labels = rows[:, F:].argmax(axis=1)
+        true = logits[np.arange(N), labels]
+        others = np.where(np.eye(C, dtype=bool)[labels], -np.inf, logits)
+        return int((true > others.max(axis=1)).sum())
+
+    def average(members: np.ndarray) -> int:  # the empty coalition counts nothing correct
+        return count((members @ np.stack(models)) / members.sum()) if members.sum() else 0
+
+    assert correct == count(final)
+    expected = [average(subsets[i]) - average(subsets[i] * (np.arange(L) != i)) for i in range(L)]
+    assert contributions == expected and contributions[3] == 0
+    assert any(c != 0 for c in contributions), "the noisy models should differ in contribution"
+
+
+def test_the_market_verifies_an_honest_mlp_settlement_and_rejects_forged_contributions(platform, round_build, mlp_settlement_build):
+    market, aggregator, models, final, data, chunks = _ready_to_settle(platform, round_build, mlp_settlement_build, mlp_models(1))
+    proof = prove_settlement(mlp_settlement_build, statement(market, models, final, data, model=MLP))
+    # exact arithmetic: the proven counts are the float ones
+    assert (proof.correct, proof.contributions) == evaluate(statement(market, models, final, data, model=MLP))
+    calldata = proof.calldata(market.split_seed(), chunks)
+    forged = list(proof.contributions)
+    forged[0], forged[1] = forged[1] + 1, forged[0] + 1
+    expect_rejected(market, aggregator, proof.accuracy_bps, forged, calldata)
+    market.settle(aggregator.account, proof.accuracy_bps, proof.contributions, calldata)
+    assert market.phase() == "Settled" and market.last_event("Settled")[0]["verified"]

@@ -23,20 +23,21 @@ for L trainer slots with models W_i (hashed: the commitments on chain) and a cla
 Every distance comes from one Gram matrix G = W W^T: ||m W_i - S||^2 = m^2 G_ii - 2 m (G sel)_i +
 sel^T G sel, and Krum's pairwise distances are G_ii + G_jj - 2 G_ij. The only products over the
 L x d entries are G and the aggregate's `mask @ W`, so the circuit's rows are dominated by the
-Poseidon hashing of its inputs (at L = 8, d = 650: 128,168 arithmetic rows, 241,143 hashing rows,
-2^18 in all; at L = 16: 387,612 and 455,343, 2^19).
+Poseidon hashing of its inputs (at L = 8, d = 650: 241,143 hashing rows and 128,168 arithmetic
+rows at 2 columns, 241,971 at 1, so 2^18 either way and 1 column is chosen; at L = 16: 455,343
+hashing and 387,612 arithmetic rows at 2 columns, 2^19).
 
-Departures from sources/004, each for the circuit's sake:
+Departures from sources/004 (and one reading of it), each for the circuit's sake:
 - stage 2 runs every round and stage 1 (the cross-round cosine) is left out: in the paper stage 1
   only decides whether stage 2 runs, so running it always keeps every model the paper keeps
   removed or more; it saves hashing the previous round's L models in every proof;
 - after round 1 the reference is the average of this round's models from last round's benign
-  trainers (the paper's prose: "in other training rounds, the average is computed by simply
-  averaging all benign trainer models"), where Algorithm 1 carries last round's average itself
-  over (the start model). The benign set is the same; reading it as a public mask instead of a
-  model keeps the start model (d more hashed values, 26,650 rows at d = 650) out of the proof,
-  the difference between 2^18 and 2^19 rows at L = 8, d = 650, which halves proving time and
-  memory;
+  trainers, with m-Krum when none of them submitted: the reading of tasks/outliers/two_stage.py
+  (`reference_rows`) of the paper's "in other training rounds, the average is computed by simply
+  averaging all benign trainer models". Algorithm 1 can also be read as carrying last round's
+  average itself over (the start model), which this circuit did before: the benign set is the
+  same, and reading it as a public mask keeps the start model (d more hashed values, 26,650 rows
+  at d = 650) out of the proof, the difference between 2^18 and 2^19 rows at L = 8, d = 650;
 - distances are measured as m W_i - S instead of W_i - S / m: the same distances times m, and the
   mu + sigma cut is scale-invariant, so the mask is the same without a division by a variable m;
 - ties in Krum's neighbour and score orders go to the lower index, as tasks/outliers/krum.py.

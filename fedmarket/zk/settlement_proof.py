@@ -31,6 +31,7 @@ from fedmarket.zk.prover import Proof, prove
 from fedmarket.zk.settlement_circuit import SettlementCircuit
 from fedmarket.zk.toolchain import CircuitBuild, RunArgs, build_circuit
 from fedmarket.zk.verifier import market_proof
+from schemas.market import ModelConfig, ModelKind
 
 
 def chunk_rows(data: Dataset, classes: int) -> np.ndarray:
@@ -99,18 +100,17 @@ class SettlementStatement:
     test: np.ndarray  # chunk_rows of the test chunk
     subsets: np.ndarray
     domain: int
-    features: int
-    classes: int
+    model: ModelConfig
 
     @property
     def trainers(self) -> int:
         return len(self.models)
 
     def circuit(self) -> SettlementCircuit:
-        return SettlementCircuit(self.trainers, self.features, self.classes, len(self.test)).double()
+        return settlement_circuit(self.trainers, self.model, len(self.test))
 
     def inputs(self) -> list[np.ndarray]:
-        d = self.classes * (self.features + 1)
+        d = self.circuit().dim
         slots = [np.zeros((1, d)) if m is None else np.asarray(m, dtype=np.float64).reshape(1, d) for m in self.models]
         public = np.concatenate([self.subsets.ravel(), domain_limbs(self.domain)]).reshape(1, -1)
         return [*slots, np.asarray(self.final, dtype=np.float64).reshape(1, d), np.asarray(self.test, dtype=np.float64), public]
@@ -160,17 +160,28 @@ def prove_settlement(build: CircuitBuild, statement: SettlementStatement) -> Set
     return SettlementProof(proof, int(correct), len(statement.test), [int(c) for c in contributions], float_correct, present)
 
 
-def build_settlement_circuit(trainers: int, features: int, classes: int, samples: int, settings: Settings | None = None) -> CircuitBuild:
+def settlement_circuit(trainers: int, model: ModelConfig, samples: int) -> SettlementCircuit:
+    hidden = None if model.kind == ModelKind.lr else model.hidden
+    return SettlementCircuit(trainers, model.in_features, model.classes, samples, hidden).double()
+
+
+def build_settlement_circuit(trainers: int, model: ModelConfig, samples: int, settings: Settings | None = None) -> CircuitBuild:
     settings = settings or load_settings()
-    d = classes * (features + 1)
+    circuit = settlement_circuit(trainers, model, samples)
+    d, f, c = circuit.dim, model.in_features, model.classes
     statement = SettlementStatement(
-        [np.zeros(d)] * trainers, np.zeros(d), np.zeros((samples, features + classes)), np.zeros((trainers, trainers)), 0, features, classes
+        [np.zeros(d)] * trainers, np.zeros(d), np.zeros((samples, f + c)), np.zeros((trainers, trainers)), 0, model
     )
     example = [torch.from_numpy(np.ascontiguousarray(a)) for a in statement.inputs()]
+    shape = f"f{f}-c{c}" if circuit.hidden is None else f"mlp{circuit.hidden}-f{f}-c{c}"
     return build_circuit(
-        f"settlement-L{trainers}-f{features}-c{classes}-n{samples}", statement.circuit(), example, settings.zk_cache_dir,
+        f"settlement-L{trainers}-{shape}-n{samples}", circuit, example, settings.zk_cache_dir,
         srs_path=settings.zk_srs_path,
-        # exact: no product is rescaled (scale 16 at most) and 0/1 constants are at scale 0
-        run_args=RunArgs(num_inner_cols=settings.zk_columns, scale_rebase_multiplier=2, rebase_frac_zero_constants=True),
+        # exact: no product is rescaled (scale 16 at most for LR, 24 for the MLP's second layer) and
+        # 0/1 constants are at scale 0
+        run_args=RunArgs(
+            num_inner_cols=settings.zk_columns, scale_rebase_multiplier=2 if circuit.hidden is None else 3,
+            rebase_frac_zero_constants=True,
+        ),
     )
 
