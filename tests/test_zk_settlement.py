@@ -115,6 +115,14 @@ def expect_rejected(market, aggregator, accuracy, contributions, proof_bytes):
     assert snapshot(market) == before
 
 
+def strictly_correct(logits: np.ndarray, rows: np.ndarray) -> int:
+    """Rows whose true class's logit is strictly above every other class's."""
+    labels = rows[:, F:].argmax(axis=1)
+    true = logits[np.arange(len(rows)), labels]
+    others = np.where(np.eye(C, dtype=bool)[labels], -np.inf, logits)
+    return int((true > others.max(axis=1)).sum())
+
+
 def test_counts_equal_a_direct_computation_on_summed_coalition_models():
     """The circuit combines per-model logits; summing each coalition's weights first and taking a
     strict argmax must give the same counts."""
@@ -126,11 +134,7 @@ def test_counts_equal_a_direct_computation_on_summed_coalition_models():
 
     def count(weights: np.ndarray) -> int:
         w, b = weights[: C * F].reshape(C, F), weights[C * F :]
-        logits = rows[:, :F] @ w.T + b
-        labels = rows[:, F:].argmax(axis=1)
-        true = logits[np.arange(N), labels]
-        others = np.where(np.eye(C, dtype=bool)[labels], -np.inf, logits)
-        return int((true > others.max(axis=1)).sum())
+        return strictly_correct(rows[:, :F] @ w.T + b, rows)
 
     stacked = np.stack(models)
     assert correct == count(final)
@@ -194,11 +198,7 @@ def test_mlp_counts_equal_torch_on_each_coalitions_average_model():
         net = build_model(config).double()
         net.load_state_dict(vector_to_state(params, config))
         with torch.no_grad():
-            logits = net(torch.from_numpy(rows[:, :F])).numpy()
-        labels = rows[:, F:].argmax(axis=1)
-        true = logits[np.arange(N), labels]
-        others = np.where(np.eye(C, dtype=bool)[labels], -np.inf, logits)
-        return int((true > others.max(axis=1)).sum())
+            return strictly_correct(net(torch.from_numpy(rows[:, :F])).numpy(), rows)
 
     def average(members: np.ndarray) -> int:  # the empty coalition counts nothing correct
         return count((members @ np.stack(models)) / members.sum()) if members.sum() else 0

@@ -25,6 +25,7 @@ from eth_utils import keccak
 from fedmarket.commitments import BN254_FIELD
 from fedmarket.errors import ProofMismatchError, ZKError
 from fedmarket.ml.data import Dataset, normalise
+from fedmarket.ml.models import parameter_count
 from fedmarket.settings import Settings, load_settings
 from fedmarket.zk.fixed_point import domain_limbs, on_grid, poseidon_commitment
 from fedmarket.zk.prover import Proof, prove
@@ -110,7 +111,7 @@ class SettlementStatement:
         return settlement_circuit(self.trainers, self.model, len(self.test))
 
     def inputs(self) -> list[np.ndarray]:
-        d = self.circuit().dim
+        d = parameter_count(self.model)
         slots = [np.zeros((1, d)) if m is None else np.asarray(m, dtype=np.float64).reshape(1, d) for m in self.models]
         public = np.concatenate([self.subsets.ravel(), domain_limbs(self.domain)]).reshape(1, -1)
         return [*slots, np.asarray(self.final, dtype=np.float64).reshape(1, d), np.asarray(self.test, dtype=np.float64), public]
@@ -168,7 +169,7 @@ def settlement_circuit(trainers: int, model: ModelConfig, samples: int) -> Settl
 def build_settlement_circuit(trainers: int, model: ModelConfig, samples: int, settings: Settings | None = None) -> CircuitBuild:
     settings = settings or load_settings()
     circuit = settlement_circuit(trainers, model, samples)
-    d, f, c = circuit.dim, model.in_features, model.classes
+    d, f, c = parameter_count(model), model.in_features, model.classes
     statement = SettlementStatement(
         [np.zeros(d)] * trainers, np.zeros(d), np.zeros((samples, f + c)), np.zeros((trainers, trainers)), 0, model
     )

@@ -184,7 +184,6 @@ def build_circuit(
         "srs_s": srs_s,
         "logrows": logrows,
         "num_rows": settings.get("num_rows"),
-        "columns": run_args.num_inner_cols,
         "pk_bytes": build.pk.stat().st_size,
         "srs_origin": origin,
     }
