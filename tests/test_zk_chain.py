@@ -16,6 +16,12 @@ from tests.helpers import cid_of, create_market, party, snapshot
 L, D = 4, 8
 
 
+@pytest.fixture
+def platform(anvil_platform):
+    """Proofs are checked on anvil (conftest.anvil_platform: py-evm's pure-Python pairings are slow)."""
+    return anvil_platform
+
+
 def trainer_models(seed: int) -> list[np.ndarray]:
     rng = np.random.default_rng(seed)
     rows = rng.normal(0.5, 0.2, size=(L, D))

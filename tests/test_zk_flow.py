@@ -44,8 +44,10 @@ def tiny_data(rows: int, seed: int) -> Dataset:
 
 
 @pytest.fixture
-def proven_platform(tmp_path, round_build):
-    p = Platform.from_settings(Settings(store_dir=tmp_path / "blocks", zk_cache_dir=round_build.dir.parent))
+def proven_platform(tmp_path, round_build, anvil_url):
+    """On anvil, as conftest.anvil_platform, with the session's circuits."""
+    settings = Settings(store_dir=tmp_path / "blocks", zk_cache_dir=round_build.dir.parent, chain_rpc_url=anvil_url)
+    p = Platform.from_settings(settings)
     with use_platform(p):
         yield p
 

@@ -55,10 +55,12 @@ class Chain:
         if settings.chain_rpc_url:
             w3 = Web3(Web3.HTTPProvider(settings.chain_rpc_url, request_kwargs={"timeout": 30}))
             return cls(w3, settings.artifacts_dir)
-        from eth_tester import EthereumTester, PyEVMBackend
+        from eth_tester import EthereumTester
         from web3 import EthereumTesterProvider
 
-        tester = EthereumTester(PyEVMBackend())
+        from fedmarket.chain.inprocess import IndexedPyEVMBackend
+
+        tester = EthereumTester(IndexedPyEVMBackend())
         return cls(Web3(EthereumTesterProvider(tester)), settings.artifacts_dir, tester=tester)
 
     @property
