@@ -96,6 +96,36 @@ def test_trainer_who_does_not_reveal_is_excluded(any_platform):
     assert_ledger_matches(market)
 
 
+class EstimatedBefore:
+    """A contract call whose first gas estimate was made on an earlier state."""
+
+    def __init__(self, fn, gas: int):
+        self.fn, self.fn_name, self.gas, self.estimates = fn, fn.fn_name, gas, 0
+
+    def estimate_gas(self, tx: dict) -> int:
+        self.estimates += 1
+        return self.gas if self.estimates == 1 else self.fn.estimate_gas(tx)
+
+    def build_transaction(self, tx: dict) -> dict:
+        return self.fn.build_transaction(tx)
+
+
+def test_a_reveal_estimated_before_the_others_is_sent_again_when_it_runs_out_of_gas(any_platform):
+    """Trainers revealing at once each estimate gas as if another would be last; the one mined last
+    also starts training and runs out of that gas. The adapter estimates again and resends once."""
+    market, _, _, members, _ = create_market(any_platform, reveal=False)
+    first, second, last = members
+    market.reveal(first.account, first.split_seed(market.address))
+    middle = market.reveal(second.account, second.split_seed(market.address)).gas_used
+    # `last` estimated as a middle revealer (anvil's estimate is the gas used), now mined last
+    early = EstimatedBefore(market.contract.functions.reveal(last.split_seed(market.address)), middle)
+    nonce = any_platform.chain.w3.eth.get_transaction_count(last.address)
+    any_platform.chain.transact(last.account, early)
+    assert early.estimates == 3  # the stale one, once more after the revert, once to resend
+    assert any_platform.chain.w3.eth.get_transaction_count(last.address) == nonce + 2
+    assert market.phase() == "Training" and market.active_trainers() == [t.address for t in members]
+
+
 def test_nobody_revealing_cancels_and_refunds_the_owner(any_platform):
     market, owner, _, members, spec = create_market(any_platform, reveal=False)
     any_platform.chain.advance_time(spec.reveal_window_s + 1)

@@ -9,6 +9,7 @@ changes. Reverts surface as eth-tester's `TransactionFailed` in process and as w
 from __future__ import annotations
 
 import ast
+import logging
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -23,6 +24,8 @@ from web3.exceptions import ContractLogicError, TimeExhausted, Web3Exception
 from fedmarket.chain.artifacts import error_abis, load_artifact
 from fedmarket.errors import ChainError, ChainUnavailableError, ContractRevertError
 from fedmarket.settings import Settings
+
+log = logging.getLogger(__name__)
 
 CONTRACTS = ("DataMarket", "MarketFactory")
 _ERROR_STRING = bytes.fromhex("08c379a0")  # Error(string)
@@ -94,20 +97,36 @@ class Chain:
         return len(self.w3.eth.get_code(Web3.to_checksum_address(address))) > 0
 
     def transact(self, account: LocalAccount, fn: ContractFunction, *, value: int = 0, label: str | None = None) -> TxResult:
+        """Estimate, sign, send and wait. A transaction mined reverted is estimated again on the
+        state it ran on: if it now needs more gas than it was given, it is sent once more. Its
+        estimate ran on a state that another party's transaction changed before it was mined (of
+        four trainers revealing at once, the one mined last also starts training: 84k gas where
+        it was estimated as a middle one, 56k). If it now reverts, that revert is the error."""
         label = label or fn.fn_name
+        tx_hash, gas, receipt = self._send(account, fn, value, label)
+        if receipt["status"] != 1 and self._estimate(account, fn, value, label) > gas:
+            log.warning("%s ran out of its %d gas on a state changed since its estimate: sending it again", label, gas)
+            tx_hash, gas, receipt = self._send(account, fn, value, label)
+        if receipt["status"] != 1:
+            raise ContractRevertError(label, "Reverted", {"tx": tx_hash.hex(), "gas_used": receipt["gasUsed"], "gas": gas})
+        return TxResult("0x" + tx_hash.hex().removeprefix("0x"), receipt["gasUsed"], receipt["blockNumber"], receipt)
+
+    def _estimate(self, account: LocalAccount, fn: ContractFunction, value: int, label: str) -> int:
+        try:
+            return fn.estimate_gas({"from": account.address, "value": value, "chainId": self.chain_id})
+        except Exception as exc:  # noqa: BLE001
+            raise self._translate(label, exc) from exc
+
+    def _send(self, account: LocalAccount, fn: ContractFunction, value: int, label: str):
         base = {"from": account.address, "value": value, "chainId": self.chain_id}
         try:
             base["nonce"] = self.w3.eth.get_transaction_count(account.address, "pending")
             base["gas"] = int(fn.estimate_gas(base) * 1.2) + 10_000
-            tx = fn.build_transaction(base)
-            signed = account.sign_transaction(tx)
+            signed = account.sign_transaction(fn.build_transaction(base))
             tx_hash = self.w3.eth.send_raw_transaction(signed.raw_transaction)
-            receipt = self.w3.eth.wait_for_transaction_receipt(tx_hash, timeout=120)
+            return tx_hash, base["gas"], self.w3.eth.wait_for_transaction_receipt(tx_hash, timeout=120)
         except Exception as exc:  # noqa: BLE001 - every backend error is translated here
             raise self._translate(label, exc) from exc
-        if receipt["status"] != 1:
-            raise ContractRevertError(label, "Reverted", {"tx": tx_hash.hex()})
-        return TxResult("0x" + tx_hash.hex().removeprefix("0x"), receipt["gasUsed"], receipt["blockNumber"], receipt)
 
     def call(self, fn: ContractFunction, *, sender: str | None = None, block: int | str = "latest") -> Any:
         try:
