@@ -90,8 +90,8 @@ def anvil_url(tmp_path_factory):
 @pytest.fixture
 def anvil_platform(anvil_url, tmp_path):
     """A platform on the session's anvil node. The ZK suites use it: the in-process EVM runs the
-    verifier's pairings and scalar multiplications in pure Python (py_ecc), about 1.5 s per
-    proof checked and several checks per test, where anvil takes milliseconds."""
+    verifier's pairings and scalar multiplications in pure Python (py_ecc), seconds per proof
+    checked and several checks per test, where anvil takes milliseconds."""
     p = Platform.from_settings(Settings(store_dir=tmp_path / "blocks", chain_rpc_url=anvil_url))
     with use_platform(p):
         yield p
