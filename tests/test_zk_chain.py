@@ -9,17 +9,13 @@ import numpy as np
 import pytest
 
 from fedmarket.errors import ContractRevertError
+from fedmarket.runtime import Platform, use_platform
+from fedmarket.settings import Settings
 from fedmarket.zk import RoundStatement, poseidon_commitment, prove_round, quantize
 from fedmarket.zk.deploy import deploy_round_verifier
 from tests.helpers import cid_of, create_market, party, snapshot
 
 L, D = 4, 8
-
-
-@pytest.fixture
-def platform(anvil_platform):
-    """Proofs are checked on anvil (conftest.anvil_platform: py-evm's pure-Python pairings are slow)."""
-    return anvil_platform
 
 
 def trainer_models(seed: int) -> list[np.ndarray]:
@@ -60,12 +56,32 @@ def expect_rejected(platform, market, aggregator, proof, round=1, **forged):
     assert snapshot(market) == before
 
 
+@pytest.fixture(scope="module")
+def proven(anvil_url, round_build, tmp_path_factory):
+    """One market, round 1 submitted, and its honest proof, made once for the module on the
+    session's anvil node (conftest.anvil_platform says why anvil)."""
+    blocks = tmp_path_factory.mktemp("zk-chain") / "blocks"
+    platform = Platform.from_settings(Settings(store_dir=blocks, chain_rpc_url=anvil_url))
+    with use_platform(platform):
+        models, start = trainer_models(1), quantize(np.zeros(D))
+        market, aggregator = proving_market(platform, round_build, models, start)
+        proof = prove_round(round_build, RoundStatement(models, 1, market.domain(1)))
+    return platform, (market, aggregator, models, start, proof)
+
+
 @pytest.fixture
-def honest(platform, round_build):
-    models, start = trainer_models(1), quantize(np.zeros(D))
-    market, aggregator = proving_market(platform, round_build, models, start)
-    statement = RoundStatement(models, 1, market.domain(1))
-    return market, aggregator, models, start, prove_round(round_build, statement)
+def platform(proven):
+    """Each test starts from the proven state and leaves nothing behind (evm_snapshot/evm_revert)."""
+    p, _ = proven
+    snapshot = p.chain.w3.provider.make_request("evm_snapshot", [])["result"]
+    with use_platform(p):
+        yield p
+    assert p.chain.w3.provider.make_request("evm_revert", [snapshot])["result"]
+
+
+@pytest.fixture
+def honest(platform, proven):
+    return proven[1]
 
 
 def test_the_market_verifies_an_honest_round(platform, honest):
