@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import os
+from contextlib import contextmanager
 
 os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
 os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")
@@ -87,14 +88,18 @@ def anvil_url(tmp_path_factory):
     log.close()
 
 
-@pytest.fixture
-def anvil_platform(anvil_url, tmp_path):
-    """A platform on the session's anvil node. The ZK suites use it: the in-process EVM runs the
-    verifier's pairings and scalar multiplications in pure Python (py_ecc), seconds per proof
-    checked and several checks per test, where anvil takes milliseconds."""
-    p = Platform.from_settings(Settings(store_dir=tmp_path / "blocks", chain_rpc_url=anvil_url))
-    with use_platform(p):
-        yield p
+@contextmanager
+def reverted_after(platform: Platform):
+    """`platform` (on anvil) in use, and every chain change made meanwhile undone afterwards
+    (evm_snapshot/evm_revert): tests share one costly state, each starting from it.
+
+    The ZK suites use it on the session's anvil node: the in-process EVM runs the verifier's
+    pairings and scalar multiplications in pure Python (py_ecc), seconds per proof checked and
+    several checks per test, where anvil takes milliseconds."""
+    snap = platform.chain.w3.provider.make_request("evm_snapshot", [])["result"]
+    with use_platform(platform):
+        yield platform
+    assert platform.chain.w3.provider.make_request("evm_revert", [snap])["result"]
 
 
 @pytest.fixture(params=["in-process", "anvil"])

@@ -13,6 +13,7 @@ from fedmarket.runtime import Platform, use_platform
 from fedmarket.settings import Settings
 from fedmarket.zk import RoundStatement, poseidon_commitment, prove_round, quantize
 from fedmarket.zk.deploy import deploy_round_verifier
+from tests.conftest import reverted_after
 from tests.helpers import cid_of, create_market, party, snapshot
 
 L, D = 4, 8
@@ -59,7 +60,7 @@ def expect_rejected(platform, market, aggregator, proof, round=1, **forged):
 @pytest.fixture(scope="module")
 def proven(anvil_url, round_build, tmp_path_factory):
     """One market, round 1 submitted, and its honest proof, made once for the module on the
-    session's anvil node (conftest.anvil_platform says why anvil)."""
+    session's anvil node (conftest.reverted_after says why anvil)."""
     blocks = tmp_path_factory.mktemp("zk-chain") / "blocks"
     platform = Platform.from_settings(Settings(store_dir=blocks, chain_rpc_url=anvil_url))
     with use_platform(platform):
@@ -71,12 +72,9 @@ def proven(anvil_url, round_build, tmp_path_factory):
 
 @pytest.fixture
 def platform(proven):
-    """Each test starts from the proven state and leaves nothing behind (evm_snapshot/evm_revert)."""
-    p, _ = proven
-    snapshot = p.chain.w3.provider.make_request("evm_snapshot", [])["result"]
-    with use_platform(p):
+    """Each test starts from the proven state and leaves nothing behind."""
+    with reverted_after(proven[0]) as p:
         yield p
-    assert p.chain.w3.provider.make_request("evm_revert", [snapshot])["result"]
 
 
 @pytest.fixture

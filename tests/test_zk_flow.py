@@ -45,7 +45,7 @@ def tiny_data(rows: int, seed: int) -> Dataset:
 
 @pytest.fixture
 def proven_platform(tmp_path, round_build, anvil_url):
-    """On anvil, as conftest.anvil_platform, with the session's circuits."""
+    """On anvil (conftest.reverted_after says why), with the session's circuits."""
     settings = Settings(store_dir=tmp_path / "blocks", zk_cache_dir=round_build.dir.parent, chain_rpc_url=anvil_url)
     p = Platform.from_settings(settings)
     with use_platform(p):

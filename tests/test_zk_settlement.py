@@ -13,6 +13,7 @@ from fedmarket.commitments import BN254_FIELD
 from fedmarket.errors import ContractRevertError
 from fedmarket.ml.data import Dataset
 from fedmarket.ml.models import build_model, vector_to_state
+from fedmarket.runtime import Platform, use_platform
 from fedmarket.zk import RoundStatement, poseidon_commitment, prove_round, quantize
 from fedmarket.zk.deploy import deploy_round_verifier, deploy_settlement_verifier
 from fedmarket.zk.settlement_proof import (
@@ -27,6 +28,7 @@ from fedmarket.zk.settlement_proof import (
 )
 from fedmarket.settings import Settings
 from schemas.market import ModelConfig, ModelKind
+from tests.conftest import reverted_after
 from tests.helpers import cid_of, create_market, party, snapshot
 
 L, F, C, N = 4, 3, 2, 10
@@ -36,10 +38,6 @@ MLP = ModelConfig(kind=ModelKind.mlp, in_features=F, classes=C, hidden=1)
 SETTLEMENT = 2**32 - 1
 
 
-@pytest.fixture
-def platform(anvil_platform):
-    """Proofs are checked on anvil (conftest.anvil_platform: py-evm's pure-Python pairings are slow)."""
-    return anvil_platform
 
 
 def owner_data(seed: int = 0) -> Dataset:
@@ -95,9 +93,26 @@ def _ready_to_settle(platform, round_build, settlement_build, models):
     return market, aggregator, models, rp.aggregate, data, chunks
 
 
+@pytest.fixture(scope="module")
+def ready(anvil_url, round_build, settlement_build, tmp_path_factory):
+    """The LR market ready to settle, made once for the module on the session's anvil node
+    (conftest.reverted_after says why anvil)."""
+    blocks = tmp_path_factory.mktemp("zk-settlement") / "blocks"
+    platform = Platform.from_settings(Settings(store_dir=blocks, chain_rpc_url=anvil_url))
+    with use_platform(platform):
+        return platform, _ready_to_settle(platform, round_build, settlement_build, final_round_models())
+
+
 @pytest.fixture
-def settling(platform, round_build, settlement_build):
-    return _ready_to_settle(platform, round_build, settlement_build, final_round_models())
+def platform(ready):
+    """Each test starts from the ready state and leaves nothing behind."""
+    with reverted_after(ready[0]) as p:
+        yield p
+
+
+@pytest.fixture
+def settling(platform, ready):
+    return ready[1]
 
 
 @pytest.fixture(scope="module")
