@@ -196,8 +196,9 @@ def build_circuit(
 
 # Tried when no column count is set. Among them the fewest that needs no larger domain wins: at
 # L = 8, d = 650 the round circuit fits 2^18 rows with 1 column as with 2 (the Poseidon hashing of
-# its inputs needs 2^18 either way), and 1 proves in 87 s instead of 111 s, peaks at 4.6 GB instead
-# of 6.0 and verifies for 575k gas instead of 692k; the settlement circuit needs 2 to stay at 2^20.
+# its inputs needs 2^18 either way), and 1 proves in 54 s instead of 73 s (back to back on 2 cores),
+# peaks at 4.6 GB instead of 6.0 and verifies for 575k gas instead of 692k; the settlement circuit
+# needs 2 to stay at 2^20.
 # 4 is left out: at EIP-170's size limit, and about a third more gas than 2.
 AUTO_COLUMNS = (1, 2)
 
