@@ -17,7 +17,7 @@ runner = CliRunner()
 COMMANDS = [
     ["owner", "create"], ["owner", "status"], ["owner", "cancel"], ["owner", "withdraw"],
     ["trainer", "register"], ["trainer", "run"], ["aggregator", "run"], ["aggregator", "listen"],
-    ["keys", "new"], ["keys", "show"], ["data", "digits"],
+    ["keys", "new"], ["keys", "show"], ["data", "digits"], ["zk", "cache"], ["zk", "prune"],
 ]
 
 

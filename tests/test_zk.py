@@ -99,6 +99,26 @@ def test_build_is_cached_by_circuit_hash(round_build):
     assert other.digest != round_build.digest
 
 
+def test_one_circuit_and_srs_give_one_verifying_key_on_every_build(round_build, tmp_path):
+    """EZKL lists range checks in hash-set order, which sets their tables' columns; the toolchain
+    sorts them, so fresh builds of the tiny round circuit with its SRS all give the session build's
+    keys and verifier. (Unsorted, its two orders occur about equally: three builds would all match
+    1 time in 8.)"""
+    import shutil
+
+    columns = list(round_build.dir.parent.glob("columns-*.json"))  # skip choosing columns again
+    for i in range(3):
+        cache = tmp_path / str(i)
+        cache.mkdir()
+        for choice in columns:
+            shutil.copy(choice, cache)
+        build = build_round_circuit(L, D, Settings(zk_cache_dir=cache, zk_srs_path=round_build.srs_path))
+        assert build.dir.name == round_build.dir.name
+        assert build.vk.read_bytes() == round_build.vk.read_bytes(), f"build {i}"
+    deployed = verifier_artifact(round_build)["deployedBytecode"]
+    assert verifier_artifact(build)["deployedBytecode"] == deployed  # what eth_getCode returns, rebuilt
+
+
 def test_columns_are_the_fewest_that_need_no_larger_domain(round_build, tmp_path):
     """1 column where it fits the domain 2 would (the tiny round circuit), 2 where 1 needs a larger
     one (40 chained 16 x 16 products: 2^16 rows with 1 column, 2^15 with 2); remembered per circuit."""

@@ -24,6 +24,7 @@ import ezkl
 import torch
 
 from fedmarket.errors import ZKError
+from fedmarket.zk.cache import PARTIAL, PROVING_KEY, mark_used
 from fedmarket.zk.fixed_point import FRAC_BITS
 from fedmarket.zk.srs import srs_for
 
@@ -99,7 +100,7 @@ class CircuitBuild:
 
     @property
     def pk(self) -> Path:
-        return self.dir / "pk.key"
+        return self.dir / PROVING_KEY
 
     def settings(self) -> dict:
         return json.loads(self.settings_path.read_text())
@@ -159,16 +160,20 @@ def build_circuit(
     if (target / "ready").is_file():
         settings = json.loads((target / "settings.json").read_text())
         srs, origin = srs_for(int(settings["run_args"]["logrows"]), Path(cache_dir), srs_path)
-        return CircuitBuild(name, digest, target, srs, origin)
+        build = CircuitBuild(name, digest, target, srs, origin)
+        if not build.pk.is_file():
+            _setup_again(build)
+        mark_used(target)
+        return build
 
-    work = target.with_name(target.name + ".partial")
+    work = target.with_name(target.name + PARTIAL)
     shutil.rmtree(work, ignore_errors=True)
     work.mkdir(parents=True)
     build = CircuitBuild(name, digest, work, Path(), "")
     build.onnx.write_bytes(onnx_bytes)
     started = time.perf_counter()
     call_ezkl("gen_settings", ezkl.gen_settings, str(build.onnx), str(build.settings_path), py_run_args=run_args.tocall_ezkl())
-    _fit_logrows(build.settings_path)
+    _fix_settings(build.settings_path)
     call_ezkl("compile_circuit", ezkl.compile_circuit, str(build.onnx), str(build.compiled), str(build.settings_path))
     logrows = build.logrows
     srs_started = time.perf_counter()
@@ -190,8 +195,28 @@ def build_circuit(
     (work / "ready").write_text(json.dumps(report, indent=2))
     shutil.rmtree(target, ignore_errors=True)
     work.rename(target)
+    mark_used(target)
     log.info("built circuit %s (%s): logrows %d, setup %.1f s", name, digest[:16], logrows, setup_s)
     return CircuitBuild(name, digest, target, srs, origin)
+
+
+def _setup_again(build: CircuitBuild) -> None:
+    """The proving key of a build whose key was pruned (fedmarket/zk/cache.py), set up from the
+    compiled circuit kept beside it. Setup is deterministic for a compiled circuit and SRS, so the
+    verifying key, and every verifier deployed for it, stays the same; checked, because another
+    SRS gives another key. (Compiling again would do the same only for builds made since
+    _fix_settings sorts their range checks; older builds keep the order they were made with.)"""
+    started = time.perf_counter()
+    with tempfile.TemporaryDirectory(prefix="setup-again-", dir=build.dir) as tmp:
+        vk, pk = Path(tmp, "vk.key"), Path(tmp, "pk.key")
+        call_ezkl("setup", ezkl.setup, str(build.compiled), str(vk), str(pk), str(build.srs_path))
+        if vk.read_bytes() != build.vk.read_bytes():
+            raise ZKError(
+                f"setting {build.dir.name} up again gave another verifying key: {build.srs_path} is not the SRS "
+                "it was built with, and the verifiers deployed for it would reject its proofs"
+            )
+        pk.replace(build.pk)
+    log.info("set %s up again (proving key pruned): %.1f s", build.dir.name, time.perf_counter() - started)
 
 
 # Tried when no column count is set. Among them the fewest that needs no larger domain wins: at
@@ -217,7 +242,7 @@ def choose_columns(onnx_bytes: bytes, run_args: RunArgs, cache_dir: Path) -> int
             path = Path(tmp, f"settings-{columns}.json")
             args = replace(run_args, num_inner_cols=columns).tocall_ezkl()
             call_ezkl("gen_settings", ezkl.gen_settings, str(onnx), str(path), py_run_args=args)
-            _fit_logrows(path)
+            _fix_settings(path)
             logrows[columns] = int(json.loads(path.read_text())["run_args"]["logrows"])
     best = min(AUTO_COLUMNS, key=lambda c: (logrows[c], c))
     cache_dir.mkdir(parents=True, exist_ok=True)
@@ -230,11 +255,17 @@ _RESERVED_ROWS = 64
 _MIN_LOGROWS = 15
 
 
-def _fit_logrows(settings_path: Path) -> None:
-    """gen_settings leaves logrows at its default (17); set the smallest that fits the rows."""
+def _fix_settings(settings_path: Path) -> None:
+    """gen_settings leaves logrows at its default (17): set the smallest that fits the rows. It
+    also lists the range checks and lookups in hash-set order, which differs from build to build
+    and orders their tables' columns, hence the keys (the tiny round circuit: 2 orders and 2
+    verifying keys over 4 builds): sort them, so one circuit and SRS give one verifying key on
+    any machine, and anyone can rebuild a deployed verifier and compare."""
     settings = json.loads(settings_path.read_text())
     rows = int(settings["num_rows"]) + _RESERVED_ROWS
     settings["run_args"]["logrows"] = max(_MIN_LOGROWS, (rows - 1).bit_length())
+    for listed in ("required_range_checks", "required_lookups"):
+        settings[listed] = sorted(settings.get(listed) or [], key=json.dumps)
     settings_path.write_text(json.dumps(settings))
 
 
