@@ -29,7 +29,11 @@ def cache(round_build, tmp_path):
     """A copy of the session's cache (the tiny round circuit and its SRS), used 3 days ago, beside
     a build last used 40 days ago and a setup that died 10 days ago."""
     root = tmp_path / "zk"
-    shutil.copytree(round_build.dir.parent, root, ignore=shutil.ignore_patterns("settlement-*"))
+    session = round_build.dir.parent  # other tests add their builds there: copy only this one
+    shutil.copytree(round_build.dir, root / round_build.dir.name)
+    shutil.copytree(session / "srs", root / "srs")
+    for choice in session.glob("columns-*.json"):
+        shutil.copy(choice, root)
     now = time.time()
     current = root / round_build.dir.name
     (current / USED).touch()
@@ -112,6 +116,14 @@ def test_setting_up_again_with_another_srs_is_refused(cache):
         build_round_circuit(4, 8, Settings(zk_cache_dir=root))
     assert not (current / "pk.key").exists()  # no key for another SRS left behind
     assert [p.name for p in current.iterdir() if p.name.startswith("setup-again-")] == []
+
+
+def test_a_build_that_lost_both_keys_says_so(cache):
+    root, current, _ = cache
+    (current / "pk.key").unlink()
+    (current / "vk.key").unlink()
+    with pytest.raises(ZKError, match="lost both its keys: remove the directory"):
+        build_round_circuit(4, 8, Settings(zk_cache_dir=root))
 
 
 def test_prune_refuses_a_negative_window(tmp_path):

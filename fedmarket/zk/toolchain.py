@@ -206,6 +206,8 @@ def _setup_again(build: CircuitBuild) -> None:
     verifying key, and every verifier deployed for it, stays the same; checked, because another
     SRS gives another key. (Compiling again would do the same only for builds made since
     _fix_settings sorts their range checks; older builds keep the order they were made with.)"""
+    if not build.vk.is_file():
+        raise ZKError(f"{build.dir} has lost both its keys: remove the directory to build the circuit anew")
     started = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="setup-again-", dir=build.dir) as tmp:
         vk, pk = Path(tmp, "vk.key"), Path(tmp, "pk.key")
