@@ -98,6 +98,11 @@ class ProofMismatchError(ZKError):
     """The circuit's result differs from the float computation it proves (mask, accuracy)."""
 
 
+class VerifierMismatchError(ZKError):
+    """The market's verifier was not made from this machine's build of the circuit (another SRS,
+    or another circuit): its proofs would be rejected on chain."""
+
+
 # ---------------------------------------------------------------- orchestration
 class EventDeliveryError(FedMarketError):
     """Prefect did not confirm that it stored an event; the listener keeps its checkpoint and

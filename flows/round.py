@@ -18,6 +18,7 @@ from fedmarket.errors import ProtocolError
 from fedmarket.ml.updates import encode_update
 from fedmarket.runtime import current_platform
 from fedmarket.settings import load_settings
+from fedmarket.zk.deploy import deployed_verifier_code
 from schemas.rounds import RoundReport
 from tasks.aggregate import aggregate, evaluate
 from tasks.chain_ops import finalize_round
@@ -69,7 +70,10 @@ def _round_flow(market: str, round: int, aggregator: str | None = None) -> Round
             # inside the proving step
             trainers = client.trainers()
             kept_before = client.round_state(round - 1).benign_mask if round > 1 else 0
-            proof = _heavy(prove_round_step, loaded.models, trainers, kept_before, round, client.domain(round), key=loaded.key)
+            code = deployed_verifier_code(platform.chain, verifier)
+            proof = _heavy(
+                prove_round_step, loaded.models, trainers, kept_before, round, client.domain(round), code, key=loaded.key
+            )
             outliers = proven_outliers(loaded.models, trainers, proof)
             new_global, calldata = proof.aggregate, proof.calldata()
         else:

@@ -16,6 +16,7 @@ from fedmarket.ml.data import decode_dataset
 from fedmarket.zk.settlement_proof import DataChunks
 from fedmarket.ml.updates import decode_update
 from fedmarket.runtime import current_platform
+from fedmarket.zk.deploy import deployed_verifier_code
 from schemas.settlement import Payout, SettlementReport
 from tasks.aggregate import evaluate
 from tasks.chain_ops import settle, withdraw
@@ -108,9 +109,10 @@ def _prove(client, aggregator: str, context, final_model, trainers: list[str]):
     loaded = load_round(client, aggregator, rounds, context)
     seed = int.from_bytes(client.rloo_seed(), "big") % BN254_FIELD
     mask = client.round_state(rounds).benign_mask
+    code = deployed_verifier_code(current_platform().chain, client.settlement_verifier())
     return prove_settlement_step(
         loaded.models, trainers, final_model, context.test, mask, seed, client.domain(SETTLEMENT_STEP), context.spec.model,
-        key=f"{loaded.key}-settlement",
+        code, key=f"{loaded.key}-settlement",
     )
 
 

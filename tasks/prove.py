@@ -13,6 +13,7 @@ from fedmarket.errors import ProtocolError
 from fedmarket.ml.data import Dataset
 from fedmarket.runtime import current_platform
 from fedmarket.zk import RoundProof, RoundStatement, build_round_circuit, prove_round
+from fedmarket.zk.verifier import check_verifier
 from fedmarket.zk.settlement_proof import (
     SettlementProof,
     SettlementStatement,
@@ -31,10 +32,13 @@ PROVEN_RULE = "zk-round"
 
 @compute_step(task_run_name="prove-round-r{round}")
 def prove_round_step(
-    models: LocalModels, trainers: list[str], kept_before: int, round: int, domain: int, key: str = ""
+    models: LocalModels, trainers: list[str], kept_before: int, round: int, domain: int, verifier_code: bytes,
+    key: str = "",
 ) -> RoundProof:
     """`trainers`: the market's, in slot order; `kept_before`: the previous round's benign mask on
-    chain (0 in round 1); `domain`: the market's `domain(round)`."""
+    chain (0 in round 1); `domain`: the market's `domain(round)`; `verifier_code`: the runtime code
+    of the market's round verifier (fedmarket.zk.deploy.deployed_verifier_code), which this
+    machine's build must compile to before it proves anything."""
     if models.rejected:
         # the circuit must hash every committed update: one that cannot be opened or used
         # cannot be proven around (left alone, issue 5 closing note)
@@ -43,6 +47,7 @@ def prove_round_step(
     slots = [rows.get(t) for t in trainers]
     statement = RoundStatement(slots, round, domain, kept_before)
     build = build_round_circuit(len(trainers), statement.dim, current_platform().settings)
+    check_verifier(build, verifier_code)
     return prove_round(build, statement)
 
 
@@ -57,16 +62,18 @@ def proven_outliers(models: LocalModels, trainers: list[str], proof: RoundProof)
 @compute_step(task_run_name="prove-settlement")
 def prove_settlement_step(
     models: LocalModels, trainers: list[str], final_model: np.ndarray, test: Dataset, mask: int, seed: int, domain: int,
-    model: ModelConfig, key: str = "",
+    model: ModelConfig, verifier_code: bytes, key: str = "",
 ) -> SettlementProof:
     """The settlement statement over the final round's slots, the final model, the test chunk and
-    the RLOO subsets the contract derives from `seed` (rlooSeed mod FIELD) and the final mask."""
+    the RLOO subsets the contract derives from `seed` (rlooSeed mod FIELD) and the final mask;
+    `verifier_code` as for prove_round_step, of the settlement verifier."""
     rows = dict(zip(models.trainers, models.matrix))
     statement = SettlementStatement(
         [rows.get(t) for t in trainers], np.asarray(final_model, dtype=np.float64), chunk_rows(test, model.classes),
         rloo_subsets(seed, mask, len(trainers)), domain, model,
     )
     build = build_settlement_circuit(len(trainers), model, len(test), current_platform().settings)
+    check_verifier(build, verifier_code)
     return prove_settlement(build, statement)
 
 

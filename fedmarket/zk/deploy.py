@@ -11,6 +11,7 @@ import json
 from dataclasses import dataclass
 
 from eth_account.signers.local import LocalAccount
+from web3 import Web3
 
 from fedmarket.chain.adapter import Chain
 from fedmarket.chain.artifacts import load_artifact
@@ -47,3 +48,11 @@ def deploy_settlement_verifier(
     chain: Chain, account: LocalAccount, build: CircuitBuild, trainers: int, samples: int
 ) -> DeployedVerifier:
     return deploy_verifier(chain, account, build, "EzklSettlementVerifier", trainers, samples)
+
+
+def deployed_verifier_code(chain: Chain, adapter: str) -> bytes:
+    """The runtime code of the Halo2 verifier behind a market's verifier adapter (its `halo2()`),
+    for verifier.check_verifier on the machine that proves."""
+    abi = load_artifact(chain.artifacts_dir, "EzklRoundVerifier")["abi"]  # halo2() is the adapters' shared base
+    halo2 = chain.w3.eth.contract(address=Web3.to_checksum_address(adapter), abi=abi).functions.halo2().call()
+    return bytes(chain.w3.eth.get_code(halo2))

@@ -18,7 +18,7 @@ from pathlib import Path
 import ezkl
 from eth_abi import encode
 
-from fedmarket.errors import ZKError
+from fedmarket.errors import VerifierMismatchError, ZKError
 from fedmarket.settings import REPO_ROOT
 from fedmarket.zk.toolchain import CircuitBuild
 
@@ -51,6 +51,21 @@ def verifier_artifact(build: CircuitBuild) -> dict:
             "build it with fewer columns (RunArgs.num_inner_cols)"
         )
     return compiled
+
+
+def check_verifier(build: CircuitBuild, deployed_code: bytes) -> None:
+    """Refuse to prove against a verifier that was not made from this build: `deployed_code`, the
+    runtime code of the Halo2 verifier behind the market's adapter (deploy.deployed_verifier_code),
+    must equal what this build compiles to. Builds are reproducible for one circuit and SRS
+    (toolchain._fix_settings), so a difference means another SRS or circuit, found here and named
+    instead of as a rejected proof on chain after minutes of proving."""
+    expected = bytes.fromhex(verifier_artifact(build)["deployedBytecode"].removeprefix("0x"))
+    if bytes(deployed_code) != expected:
+        raise VerifierMismatchError(
+            f"the market's verifier was not made from this machine's build of {build.name} ({build.dir}): "
+            f"its proofs would be rejected. Build with the SRS the market's owner used (FEDMARKET_ZK_SRS_PATH; "
+            f"this build's: {build.srs_path})"
+        )
 
 
 def _generate(build: CircuitBuild, source: Path) -> None:
