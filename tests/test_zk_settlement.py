@@ -38,8 +38,6 @@ MLP = ModelConfig(kind=ModelKind.mlp, in_features=F, classes=C, hidden=1)
 SETTLEMENT = 2**32 - 1
 
 
-
-
 def owner_data(seed: int = 0) -> Dataset:
     rng = np.random.default_rng(seed)
     features = rng.integers(0, 17, size=(60, F)).astype(np.float32)  # digits-like intensities 0..16
