@@ -7,7 +7,7 @@ export PREFECT_SERVER_ANALYTICS_ENABLED := false
 # the first ephemeral Prefect server on a fresh machine migrates a new database: more than 20 s here
 export PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS ?= 120
 
-.PHONY: setup demo test e2e contracts slither bench-gas bench-science clean
+.PHONY: setup demo test lint e2e contracts slither bench-gas bench-science clean
 
 FORGE := $(CURDIR)/node_modules/.bin/forge
 
@@ -29,9 +29,9 @@ $(VENV)/slither/.installed: contracts/slither-requirements.txt
 # byzfl and flwr, the peers `fedmarket bench aggregation` compares with: flwr 1.41 pins fastapi
 # 0.138 (prefect needs >=0.139) and byzfl pulls torchvision, whose PyPI build does not load on the
 # CPU torch; so a venv of their own, and byzfl without its declared dependencies.
-$(VENV)/peers/.installed: flows/peers-requirements.txt
+$(VENV)/peers/.installed: benchmarks/peers-requirements.txt
 	test -x $(VENV)/peers/bin/python || $(PYTHON) -m venv $(VENV)/peers
-	$(VENV)/peers/bin/pip install --quiet -r flows/peers-requirements.txt
+	$(VENV)/peers/bin/pip install --quiet -r benchmarks/peers-requirements.txt
 	$(VENV)/peers/bin/pip install --quiet --no-deps byzfl==0.0.11
 	touch $@
 
@@ -58,8 +58,15 @@ bench-science: setup
 demo: setup
 	$(BIN)/fedmarket demo
 
-# forge unit, fuzz and invariant tests of the contracts, then every Python suite (slither included).
-test: setup
+# Lint and format (ruff) and the layers of DESIGN.md section 5 (import-linter, pyproject.toml).
+lint: setup
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/lint-imports --no-cache
+
+# The lint, the forge unit, fuzz and invariant tests of the contracts, then every Python suite
+# (slither included).
+test: lint
 	cd contracts && $(FORGE) test
 	$(BIN)/python -m pytest -q
 

@@ -26,8 +26,12 @@ for (const name of fs.readdirSync(srcDir).sort()) {
   if (name.endsWith(".sol")) sources[name] = { content: fs.readFileSync(path.join(srcDir, name), "utf8") };
 }
 
+// NODE_PATH (set by fedmarket when it compiles EZKL's verifiers from an installed package) is
+// searched after the checkout's node_modules, as node itself does for require().
+const modulePaths = [path.join(root, "node_modules"), ...(process.env.NODE_PATH || "").split(path.delimiter).filter(Boolean)];
+
 function findImports(importPath) {
-  const candidates = [path.join(srcDir, importPath), path.join(root, "node_modules", importPath)];
+  const candidates = [path.join(srcDir, importPath), ...modulePaths.map((dir) => path.join(dir, importPath))];
   for (const file of candidates) {
     if (fs.existsSync(file)) return { contents: fs.readFileSync(file, "utf8") };
   }

@@ -6,9 +6,9 @@ field, the field EZKL's proof instances live in.
 
 Models (updates, global models, aggregates) in a market whose rounds are proven are committed
 with the Poseidon hash EZKL uses for hashed circuit inputs, over the values on the 2^-8 grid
-(fedmarket/zk/fixed_point.py), so the commitment is the proof's own public instance. Elsewhere,
+(fedmarket/fixed_point.py), so the commitment is the proof's own public instance. Elsewhere,
 and for the owner's data, a commitment is sha2-256 of the canonical serialisation reduced into the
-field: Poseidon over 100,000 parameters takes 13 s here, a cost only a proven market needs.
+field: Poseidon over a large model takes seconds, a cost only a proven market needs.
 """
 
 from __future__ import annotations
@@ -17,19 +17,15 @@ import hashlib
 
 import numpy as np
 
-BN254_FIELD = 21888242871839275222246405745257275088548364400416034343698204186575808495617
+from fedmarket.field import BN254_FIELD, to_bytes32
+from fedmarket.zk import poseidon_commitment
 
 
 def commit(data: bytes) -> str:
-    value = int.from_bytes(hashlib.sha256(data).digest(), "big") % BN254_FIELD
-    return "0x" + value.to_bytes(32, "big").hex()
+    return to_bytes32(int.from_bytes(hashlib.sha256(data).digest(), "big") % BN254_FIELD)
 
 
 def commit_model(vector: np.ndarray, plaintext: bytes, *, proven: bool) -> str:
     """The commitment to a model whose encoding is `plaintext`: Poseidon over its grid values in a
     proven market (a vector off the grid raises ZKError), else sha2-256 of the bytes."""
-    if not proven:
-        return commit(plaintext)
-    from fedmarket.zk.fixed_point import poseidon_commitment  # EZKL only where rounds are proven
-
-    return poseidon_commitment(vector)
+    return poseidon_commitment(vector) if proven else commit(plaintext)

@@ -113,7 +113,9 @@ def open_sealed(envelope: bytes, *, recipient: X25519PrivateKey, sender: bytes, 
 
 
 def _derive(shared: bytes, ephemeral: bytes, sender: bytes, recipient: bytes, context: SealContext) -> bytes:
-    hkdf = HKDF(algorithm=hashes.SHA256(), length=32, salt=ephemeral + sender + recipient, info=context.associated_data())
+    hkdf = HKDF(
+        algorithm=hashes.SHA256(), length=32, salt=ephemeral + sender + recipient, info=context.associated_data()
+    )
     return hkdf.derive(shared)
 
 

@@ -13,8 +13,8 @@ import numpy as np
 import pandas as pd
 
 from fedmarket.errors import DataValidationError
-from schemas.market import DataSchema
-from schemas.trainer import CheckResult, DataValidationSummary
+from fedmarket_schemas.market import DataSchema
+from fedmarket_schemas.trainer import CheckResult, DataValidationSummary
 
 os.environ.setdefault("GX_ANALYTICS_ENABLED", "false")
 _lock = threading.Lock()  # a GX ephemeral context is not thread-safe
@@ -67,15 +67,19 @@ def frame(features: np.ndarray, labels: np.ndarray) -> pd.DataFrame:
     return df
 
 
-def check_dataset(features: np.ndarray, labels: np.ndarray, schema: DataSchema, *, dataset: str) -> DataValidationSummary:
+def check_dataset(
+    features: np.ndarray, labels: np.ndarray, schema: DataSchema, *, dataset: str
+) -> DataValidationSummary:
     """Validate a dataset against the task's schema; the summary says which checks failed."""
     df = frame(features, labels)
     with _lock:
         _, context = _gx()
         source = context.data_sources.get("fedmarket")
         asset_name = f"{dataset}-{len(source.assets)}"
-        batch = source.add_dataframe_asset(asset_name).add_batch_definition_whole_dataframe("all").get_batch(
-            batch_parameters={"dataframe": df}
+        batch = (
+            source.add_dataframe_asset(asset_name)
+            .add_batch_definition_whole_dataframe("all")
+            .get_batch(batch_parameters={"dataframe": df})
         )
         # BASIC: counts without the partial lists of unexpected values, which the summary drops anyway
         result = batch.validate(suite_for(schema), result_format="BASIC")

@@ -11,8 +11,7 @@ from pydantic import Field, HttpUrl, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from fedmarket.errors import ConfigError
-
-REPO_ROOT = Path(__file__).resolve().parent.parent
+from fedmarket_contracts import artifacts_dir
 
 
 class Settings(BaseSettings):
@@ -21,6 +20,9 @@ class Settings(BaseSettings):
     chain_rpc_url: str | None = Field(
         default=None, description="JSON-RPC URL of a node (anvil, testnet); unset: the in-process EVM"
     )
+    chain_log_page_blocks: int = Field(
+        default=10_000, ge=1, description="most blocks one eth_getLogs request covers (public nodes cap the range)"
+    )
     store_backend: Literal["embedded", "kubo"] = Field(
         default="embedded", description="content store: a CID blockstore directory, or a Kubo node"
     )
@@ -28,7 +30,8 @@ class Settings(BaseSettings):
     kubo_api_url: HttpUrl = Field(default="http://127.0.0.1:5001", description="Kubo RPC API base URL")
     kubo_timeout_s: float = Field(default=30.0, description="timeout of one Kubo RPC call")
     artifacts_dir: Path = Field(
-        default=REPO_ROOT / "contracts" / "artifacts", description="compiled contract artifacts"
+        default_factory=artifacts_dir,
+        description="compiled contract artifacts; unset: the ones installed with fedmarket",
     )
     factory_address: str | None = Field(
         default=None, description="MarketFactory to use on a real node; unset: deploy one"
@@ -37,10 +40,17 @@ class Settings(BaseSettings):
         default=Path(".fedmarket/zk"), description="EZKL builds (settings, keys, verifiers) by circuit hash"
     )
     zk_columns: int | None = Field(
-        default=None, ge=1, le=8,
+        default=None,
+        ge=1,
+        le=8,
         description="EZKL columns per op: more is fewer rows but more columns to commit to, a larger verifier "
         "and more verification gas; 4 is about the EIP-170 limit. Unset: per circuit, the fewer of 1 and 2 "
-        "that needs no larger domain (fedmarket/zk/toolchain.py, choose_columns)",
+        "that needs no larger domain (fedmarket/zk/ezkl/toolchain.py, choose_columns)",
+    )
+    node_modules_dir: Path | None = Field(
+        default=None,
+        description="node_modules holding npm `solc`, which compiles EZKL's generated verifiers; unset: the one "
+        "beside the installed contracts (a checkout's, after `make setup`), else ./node_modules",
     )
     zk_srs_path: Path | None = Field(
         default=None, description="KZG SRS from a ceremony; unset: gen_srs locally (NOT FOR PRODUCTION)"
@@ -61,9 +71,12 @@ class Settings(BaseSettings):
     listener_confirmations: int = Field(
         default=0, ge=0, description="blocks the listener stays behind the head (reorg safety on public chains)"
     )
-    poll_interval_s: float = Field(default=2.0, gt=0, description="how often listeners and trainer daemons poll the chain")
+    poll_interval_s: float = Field(
+        default=2.0, gt=0, description="how often listeners and trainer daemons poll the chain"
+    )
     dask_address: str | None = Field(
-        default=None, description="Dask scheduler for the aggregator's heavy steps; 'local': a local cluster; unset: threads"
+        default=None,
+        description="Dask scheduler for the aggregator's heavy steps; 'local': a local cluster; unset: threads",
     )
     retries: int = Field(default=3, ge=0, description="retries of chain and store tasks")
     retry_delay_s: float = Field(default=1.0, ge=0, description="first retry delay; doubles each retry")

@@ -1,1 +1,2 @@
-"""Prefect flows (market lifecycle, round, settlement, demo simulation) and the CLI."""
+"""Prefect flows only: the market lifecycle, a round, the settlement, the owner's market creation,
+a trainer, the chain listener and the demo."""

@@ -12,7 +12,9 @@ from prefect import flow, get_run_logger
 from pydantic import BaseModel, Field, model_validator
 
 from fedmarket.chain import account_from_key
+from fedmarket.context import Platform, current_platform
 from fedmarket.crypto import private_key_from_bytes
+from fedmarket.identity import Party
 from fedmarket.ml.data import (
     Dataset,
     load_digits_dataset,
@@ -20,15 +22,14 @@ from fedmarket.ml.data import (
     split_trainers,
 )
 from fedmarket.ml.updates import decode_update
-from fedmarket.runtime import Party, Platform, current_platform
-from flows.market import market_flow
-from flows.owner import DEFAULT_SCHEDULE, ETHER, publish_market
-from schemas.market import ModelKind, RewardSchedule
-from schemas.rounds import RoundReport
-from tasks.attacks import ATTACKS, AttackContext, default_attack_plan
-from tasks.chain_ops import submit_update, withdraw
-from tasks.store_ops import get_bytes
-from tasks.trainer import check_local_data, register, reveal_seed, seal_and_store, train
+from fedmarket.simulation.attacks import ATTACKS, AttackContext, default_attack_plan
+from fedmarket_flows.market import market_flow
+from fedmarket_schemas.market import ModelKind, RewardSchedule
+from fedmarket_schemas.rounds import RoundReport
+from fedmarket_tasks.chain_ops import submit_update, withdraw
+from fedmarket_tasks.owner import DEFAULT_SCHEDULE, ETHER, publish_market
+from fedmarket_tasks.store_ops import get_bytes
+from fedmarket_tasks.trainer import check_local_data, register, reveal_seed, seal_and_store, train
 
 Progress = Callable[[str, dict], None]
 
@@ -99,7 +100,9 @@ def demo_flow(config: DemoConfig | dict | None = None, progress: Progress | None
     # ---- project owner: data checks, task and data by CID, market with escrow
     pool, owner_data = owner_split(load_digits_dataset(), owner_fraction=config.owner_fraction, seed=config.seed)
     market, created, _, task = publish_market(
-        owner, owner_data, config.model,
+        owner.address,
+        owner_data,
+        config.model,
         aggregator=aggregator.address,
         aggregator_key="0x" + aggregator.public_box_key.hex(),
         trainers=config.trainers,
@@ -141,10 +144,14 @@ def demo_flow(config: DemoConfig | dict | None = None, progress: Progress | None
         for index, trainer in enumerate(trainers):
             local = locals_[index]
             if index in plan:
-                context = AttackContext(local, global_model, honest, submitted.get(index), config.trainers, config.malicious, rng)
+                context = AttackContext(
+                    local, global_model, honest, submitted.get(index), config.trainers, config.malicious, rng
+                )
                 local = submitted[index] = ATTACKS.get(plan[index]).craft(context)
             cid, commitment = seal_and_store(market.address, trainer.address, round, local, task)
-            gas.setdefault("submit", []).append(submit_update(market.address, trainer.address, round, cid, commitment).gas_used)
+            gas.setdefault("submit", []).append(
+                submit_update(market.address, trainer.address, round, cid, commitment).gas_used
+            )
 
     def round_done(report: RoundReport) -> None:
         notify("round", report.model_dump())
@@ -163,7 +170,7 @@ def demo_flow(config: DemoConfig | dict | None = None, progress: Progress | None
         if market.balance() != market.total_owed():
             raise AssertionError(f"contract balance {market.balance()} != owed {market.total_owed()}")
         notify("withdrawn", {"account": party.address})
-    withdrawn = sum(log["args"]["amount"] for log in market.contract.events.Withdrawn().get_logs(from_block=0))
+    withdrawn = sum(log["args"]["amount"] for log in market.events("Withdrawn"))
 
     return DemoReport(
         market=market.address,

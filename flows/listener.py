@@ -9,8 +9,8 @@ import time
 from prefect import flow, get_run_logger
 
 from fedmarket.chain.listener import ChainListener
-from fedmarket.events import PrefectEventSink
-from fedmarket.runtime import current_platform
+from fedmarket.context import current_platform
+from fedmarket.eventsink import PrefectEventSink
 
 
 def listener_for(factory: str | None, markets: list[str], follow_all: bool) -> ChainListener:
@@ -20,9 +20,13 @@ def listener_for(factory: str | None, markets: list[str], follow_all: bool) -> C
     aggregator = None if follow_all else platform.me.address
     name = (factory or markets[0]).lower() if (factory or markets) else "none"
     return ChainListener(
-        platform.chain, settings.state_dir / f"listener-{platform.chain.chain_id}-{name}.json",
-        factory=factory, markets=list(markets), aggregator=aggregator,
-        max_blocks=settings.listener_max_blocks, confirmations=settings.listener_confirmations,
+        platform.chain,
+        settings.state_dir / f"listener-{platform.chain.chain_id}-{name}.json",
+        factory=factory,
+        markets=list(markets),
+        aggregator=aggregator,
+        max_blocks=settings.listener_max_blocks,
+        confirmations=settings.listener_confirmations,
     )
 
 

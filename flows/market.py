@@ -15,18 +15,18 @@ from prefect import flow, get_run_logger
 
 from fedmarket.chain.market import FINAL_PHASES
 from fedmarket.commitments import commit_model
+from fedmarket.context import current_platform
 from fedmarket.errors import ProtocolError
+from fedmarket.fixed_point import quantize
+from fedmarket.market_context import market_context
 from fedmarket.ml.training import initial_model
 from fedmarket.ml.updates import encode_update
-from fedmarket.runtime import current_platform
-from fedmarket.zk.fixed_point import quantize
-from flows.round import round_flow
-from flows.settlement import settlement_flow
-from schemas.rounds import RoundReport
-from schemas.settlement import SettlementReport
-from tasks.chain_ops import close_reveal, open_round
-from tasks.resume import market_context
-from tasks.store_ops import get_bytes, put_bytes
+from fedmarket_flows.round import round_flow
+from fedmarket_flows.settlement import settlement_flow
+from fedmarket_schemas.rounds import RoundReport
+from fedmarket_schemas.settlement import SettlementReport
+from fedmarket_tasks.chain_ops import close_reveal, open_round
+from fedmarket_tasks.store_ops import get_bytes, put_bytes
 
 TrainerStep = Callable[[int], None]
 
@@ -42,7 +42,7 @@ def open_next_round(market: str, aggregator: str) -> int | None:
     if current > 0 and not client.round_state(current).finalized:
         return None
     if current == 0:
-        spec = market_context(client).spec
+        spec = market_context(client, current_platform().store).spec
         proven = client.round_verifier() is not None
         start = initial_model(spec.model, seed=spec.init_seed)
         start = quantize(start) if proven else start  # a proven market's models are on the grid
@@ -82,8 +82,11 @@ def wait_for_submissions(market: str, round: int, *, poll_s: float = 2.0) -> Non
 
 @flow(name="fedmarket-market", flow_run_name="market-{market}", validate_parameters=False)
 def market_flow(
-    market: str, aggregator: str | None = None, trainer_step: TrainerStep | None = None,
-    on_round: Callable[[RoundReport], None] | None = None, poll_s: float = 2.0,
+    market: str,
+    aggregator: str | None = None,
+    trainer_step: TrainerStep | None = None,
+    on_round: Callable[[RoundReport], None] | None = None,
+    poll_s: float = 2.0,
 ) -> tuple[list[RoundReport], SettlementReport]:
     """Run every round of the market, then settle, polling the chain. `trainer_step(round)` runs
     after a round opens; the demo uses it to play the trainers in this process, real trainers run

@@ -2,7 +2,7 @@
 evaluate -> store the aggregate -> finalize on chain (sources/004, section IV.B).
 
 The flow takes only the market's address and the round, and reads everything else back from the
-chain and the content store (tasks/resume.py), so a deployment triggered by a chain event can run
+chain and the content store (tasks/load.py), so a deployment triggered by a chain event can run
 it in any process. It is resumable: the steps up to evaluation are cached by a digest of the
 round's inputs, the aggregate is content-addressed, and finalizing reads chain state first, so a
 run killed at any step and started again completes the round without recomputing finished steps
@@ -13,20 +13,22 @@ from __future__ import annotations
 
 from prefect import flow, get_run_logger
 
+from fedmarket.algorithms.outliers import PROVABLE_DETECTORS
 from fedmarket.commitments import commit
+from fedmarket.context import current_platform
 from fedmarket.errors import ProtocolError
+from fedmarket.market_context import market_context
 from fedmarket.ml.updates import encode_update
-from fedmarket.runtime import current_platform
 from fedmarket.settings import load_settings
-from fedmarket.zk.deploy import deployed_verifier_code
-from schemas.rounds import RoundReport
-from tasks.aggregate import aggregate, evaluate
-from tasks.chain_ops import finalize_round
-from tasks.detect import detect_outliers
-from tasks.prove import prove_round_step, proven_outliers
-from tasks.report import progress, publish_round
-from tasks.resume import history_before, load_round, market_context
-from tasks.store_ops import put_bytes
+from fedmarket.zk import deployed_verifier_code
+from fedmarket_schemas.rounds import RoundReport
+from fedmarket_tasks.aggregate import aggregate, evaluate
+from fedmarket_tasks.chain_ops import finalize_round
+from fedmarket_tasks.detect import detect_outliers
+from fedmarket_tasks.load import history_before, load_round
+from fedmarket_tasks.prove import prove_round_step, proven_outliers
+from fedmarket_tasks.report import progress, publish_round
+from fedmarket_tasks.store_ops import put_bytes
 
 
 def task_runner_for(address: str | None):
@@ -57,7 +59,7 @@ def _round_flow(market: str, round: int, aggregator: str | None = None) -> Round
     client = platform.market(market)
     if client.round_state(round).deadline == 0:
         raise ProtocolError(f"round {round} of market {client.address} has not been opened")
-    context = market_context(client)
+    context = market_context(client, platform.store)
     spec = context.spec
 
     with progress(client.address, f"round {round}", steps=4) as step:
@@ -65,20 +67,33 @@ def _round_flow(market: str, round: int, aggregator: str | None = None) -> Round
         step()
         verifier = client.round_verifier()
         if verifier:
-            # a proven round: the circuit's rule (which runs every round and reads last round's
-            # benign mask, so no history) and its aggregate, both checked equal to the float ones
-            # inside the proving step
+            # a proven round: the task's proven rule (which reads last round's benign mask, so no
+            # history) and its aggregate, both checked equal to the float ones inside the proving step
+            if spec.detector not in PROVABLE_DETECTORS:
+                raise ProtocolError(
+                    f"market {client.address} proves its rounds, but its task names detector {spec.detector!r}, "
+                    f"which no circuit proves (provable: {', '.join(sorted(PROVABLE_DETECTORS))})"
+                )
             trainers = client.trainers()
             kept_before = client.round_state(round - 1).benign_mask if round > 1 else 0
             code = deployed_verifier_code(platform.chain, verifier)
             proof = _heavy(
-                prove_round_step, loaded.models, trainers, kept_before, round, client.domain(round), code, key=loaded.key
+                prove_round_step,
+                loaded.models,
+                trainers,
+                kept_before,
+                round,
+                client.domain(round),
+                code,
+                key=loaded.key,
             )
-            outliers = proven_outliers(loaded.models, trainers, proof)
+            outliers = proven_outliers(loaded.models, trainers, proof, spec.detector)
             new_global, calldata = proof.aggregate, proof.calldata()
         else:
             history = history_before(client, aggregator, round, context)
-            outliers = _heavy(detect_outliers, loaded.models, spec.detector, history, loaded.start_model, key=loaded.key)
+            outliers = _heavy(
+                detect_outliers, loaded.models, spec.detector, history, loaded.start_model, key=loaded.key
+            )
             new_global = _heavy(aggregate, loaded.models, outliers, spec.aggregator, loaded.start_model, key=loaded.key)
             calldata = b""
         step()
@@ -117,7 +132,10 @@ def _round_flow(market: str, round: int, aggregator: str | None = None) -> Round
     )
     logger.info(
         "round %d: validation accuracy %.4f, flagged %s, verifier %s",
-        round, val_accuracy, outliers.flagged or "none", verifier or "none (round not proven)",
+        round,
+        val_accuracy,
+        outliers.flagged or "none",
+        verifier or "none (round not proven)",
     )
     publish_round(client.address, report, outliers, client.trainers())
     return report

@@ -10,22 +10,21 @@ from __future__ import annotations
 
 from prefect import flow, get_run_logger
 
-from fedmarket.commitments import BN254_FIELD
+from fedmarket.context import current_platform
 from fedmarket.errors import ProtocolError
+from fedmarket.field import BN254_FIELD
+from fedmarket.market_context import market_context, seed_int
 from fedmarket.ml.data import decode_dataset
-from fedmarket.zk.settlement_proof import DataChunks
 from fedmarket.ml.updates import decode_update
-from fedmarket.runtime import current_platform
-from fedmarket.zk.deploy import deployed_verifier_code
-from schemas.settlement import Payout, SettlementReport
-from tasks.aggregate import evaluate
-from tasks.chain_ops import settle, withdraw
-from tasks.contribute import assess_contributions, to_onchain
-from tasks.report import accuracy_plot, progress, publish_settlement
-from tasks.prove import prove_settlement_step, proven_contributions
-from tasks.resume import benign_models, load_round, market_context, seed_int
-from tasks.store_ops import get_bytes, put_bytes
-
+from fedmarket.zk import DataChunks, deployed_verifier_code
+from fedmarket_schemas.settlement import Payout, SettlementReport
+from fedmarket_tasks.aggregate import accuracy_of
+from fedmarket_tasks.chain_ops import settle, withdraw
+from fedmarket_tasks.contribute import assess_contributions, to_onchain
+from fedmarket_tasks.load import benign_models, load_round
+from fedmarket_tasks.prove import prove_settlement_step, proven_contributions
+from fedmarket_tasks.report import accuracy_plot, progress, publish_settlement
+from fedmarket_tasks.store_ops import get_bytes, put_bytes
 
 SETTLEMENT_STEP = 2**32 - 1  # DataMarket.domain's step for settlement
 
@@ -38,8 +37,10 @@ def settlement_flow(market: str, aggregator: str | None = None, withdraw_fee: bo
     aggregator = aggregator or platform.me.address
     client = platform.market(market)
     if client.phase() not in ("Settlement", "Settled"):
-        raise ProtocolError(f"market {client.address} is in phase {client.phase()}: settlement needs every round finalized")
-    context = market_context(client)
+        raise ProtocolError(
+            f"market {client.address} is in phase {client.phase()}: settlement needs every round finalized"
+        )
+    context = market_context(client, platform.store)
     spec = context.spec
     rounds = client.round_count()
 
@@ -52,7 +53,7 @@ def settlement_flow(market: str, aggregator: str | None = None, withdraw_fee: bo
                 step()
         final_cid, _ = client.aggregate_of(rounds)
         final_model = decode_update(get_bytes(final_cid), spec.model)
-        final_accuracy = evaluate(final_model, context.test, spec.model)
+        final_accuracy = accuracy_of(final_model, context.test, spec.model)
         trainers = client.trainers()
         if proven:
             # proven: accuracy and contributions are the circuit's outputs (final-round RLOO on
@@ -60,13 +61,17 @@ def settlement_flow(market: str, aggregator: str | None = None, withdraw_fee: bo
             proof = _prove(client, aggregator, context, final_model, trainers)
             accuracy_bps, onchain = proof.accuracy_bps, proof.contributions
             contributions = proven_contributions(proof, trainers)
-            chunks = DataChunks.of(decode_dataset(get_bytes(context.data_cid)), spec.test_chunk_rows, spec.model.classes)
+            chunks = DataChunks.of(
+                decode_dataset(get_bytes(context.data_cid)), spec.test_chunk_rows, spec.model.classes
+            )
             calldata = proof.calldata(client.split_seed(), chunks)
         else:
             accuracy_bps = int(final_accuracy * 10_000)
             # the RLOO subsets come from a seed the contract fixes (split seed + final model), not
             # from a seed the aggregator could pick
-            contributions = assess_contributions(history, context.test, spec.model, spec.contribution, seed_int(client.rloo_seed()))
+            contributions = assess_contributions(
+                history, context.test, spec.model, spec.contribution, seed_int(client.rloo_seed())
+            )
             # only kept (benign) trainers have contributions; the contract refuses a positive share
             # for a trainer never benign, so a wrong vector fails there rather than being clamped here
             onchain = to_onchain(contributions, trainers)
@@ -100,7 +105,12 @@ def settlement_flow(market: str, aggregator: str | None = None, withdraw_fee: bo
     masks = {r: client.round_state(r).benign_mask for r in range(1, rounds + 1)}
     flagged = {t: [r for r, mask in masks.items() if not mask >> i & 1] for i, t in enumerate(trainers)}
     publish_settlement(client.address, report, trainers, accuracies, flagged, put_bytes(png), png)
-    logger.info("settled %s: test accuracy %.4f, %d evaluations for contributions", client.address, final_accuracy, contributions.evaluations)
+    logger.info(
+        "settled %s: test accuracy %.4f, %d evaluations for contributions",
+        client.address,
+        final_accuracy,
+        contributions.evaluations,
+    )
     return report
 
 
@@ -111,11 +121,19 @@ def _prove(client, aggregator: str, context, final_model, trainers: list[str]):
     mask = client.round_state(rounds).benign_mask
     code = deployed_verifier_code(current_platform().chain, client.settlement_verifier())
     return prove_settlement_step(
-        loaded.models, trainers, final_model, context.test, mask, seed, client.domain(SETTLEMENT_STEP), context.spec.model,
-        code, key=f"{loaded.key}-settlement",
+        loaded.models,
+        trainers,
+        final_model,
+        context.test,
+        mask,
+        seed,
+        client.domain(SETTLEMENT_STEP),
+        context.spec.model,
+        code,
+        key=f"{loaded.key}-settlement",
     )
 
 
 def _validation_accuracy(client, round: int, context) -> float:
     cid, _ = client.aggregate_of(round)
-    return evaluate(decode_update(get_bytes(cid), context.spec.model), context.validation, context.spec.model)
+    return accuracy_of(decode_update(get_bytes(cid), context.spec.model), context.validation, context.spec.model)

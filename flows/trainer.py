@@ -11,14 +11,14 @@ from prefect import flow, get_run_logger
 from pydantic import TypeAdapter
 
 from fedmarket.chain.market import FINAL_PHASES
+from fedmarket.context import current_platform
 from fedmarket.errors import ConfigError, DataValidationError
 from fedmarket.ml.data import Dataset, decode_dataset
 from fedmarket.ml.updates import decode_update
-from fedmarket.runtime import current_platform
-from schemas.market import TaskSpec
-from tasks.chain_ops import submit_update, withdraw
-from tasks.store_ops import get_bytes
-from tasks.trainer import check_local_data, register, reveal_seed, seal_and_store, train
+from fedmarket_schemas.market import TaskSpec
+from fedmarket_tasks.chain_ops import submit_update, withdraw
+from fedmarket_tasks.store_ops import get_bytes
+from fedmarket_tasks.trainer import check_local_data, register, reveal_seed, seal_and_store, train
 
 
 def load_local_data(path: Path) -> Dataset:
@@ -88,7 +88,12 @@ def follow_market(market: str, data_path: Path, *, poll_s: float, log=print) -> 
             round = client.current_round()
             state = client.round_state(round) if round else None
             index = client.trainers().index(me)
-            if state and not state.finalized and client.chain.now() <= state.deadline and not client.submitted_mask(round) >> index & 1:
+            if (
+                state
+                and not state.finalized
+                and client.chain.now() <= state.deadline
+                and not client.submitted_mask(round) >> index & 1
+            ):
                 log(f"round {round}: " + trainer_round_flow(client.address, round, str(data_path)))
                 continue
         elif phase in FINAL_PHASES:

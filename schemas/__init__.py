@@ -1,7 +1,7 @@
 """Pydantic v2 models exchanged between fedmarket's tasks and flows, stored in the content store
 and shown in the Prefect UI. Imports nothing of fedmarket's."""
 
-from schemas.market import (
+from fedmarket_schemas.market import (
     DataSchema,
     MarketSpec,
     ModelConfig,
@@ -10,9 +10,9 @@ from schemas.market import (
     TaskSpec,
     TrainingConfig,
 )
-from schemas.rounds import LocalModels, OutlierReport, RoundReport, Submission
-from schemas.settlement import ContributionReport, Payout, SettlementReport
-from schemas.trainer import CheckResult, DataValidationSummary, Registration
+from fedmarket_schemas.rounds import LocalModels, OutlierReport, RoundReport, Submission
+from fedmarket_schemas.settlement import ContributionReport, Payout, SettlementReport
+from fedmarket_schemas.trainer import CheckResult, DataValidationSummary, Registration
 
 __all__ = [
     "CheckResult",

@@ -67,12 +67,19 @@ class TaskSpec(BaseModel):
     model: ModelConfig = ModelConfig()
     training: TrainingConfig = TrainingConfig()
     data_schema: DataSchema = DataSchema()
-    detector: str = Field("two_stage_guarded", description="outlier rule, by registered name (tasks/outliers)")
-    aggregator: str = Field("mean", description="aggregation rule, by registered name (tasks/aggregators)")
-    contribution: str = Field("rloo", description="contribution metric, by registered name (tasks/contribution)")
+    detector: str = Field(
+        "two_stage_guarded", description="outlier rule, by registered name (fedmarket/algorithms/outliers)"
+    )
+    aggregator: str = Field(
+        "mean", description="aggregation rule, by registered name (fedmarket/algorithms/aggregators)"
+    )
+    contribution: str = Field(
+        "rloo", description="contribution metric, by registered name (fedmarket/algorithms/contribution)"
+    )
     validation_fraction: float = Field(0.5, gt=0, lt=1, description="share of the owner's data used for validation")
     test_chunk_rows: int | None = Field(
-        None, gt=0,
+        None,
+        gt=0,
         description="proven settlement: the owner's data is cut into chunks of this many rows, committed chunk by "
         "chunk, and the test set is the chunk the split seed picks (fedmarket/zk/settlement_proof.py); "
         "unset: validation_fraction splits",
@@ -143,7 +150,9 @@ class MarketSpec(BaseModel):
         # the settlement circuit hashes the final round's models and the final model with
         # Poseidon: only a market whose rounds are proven commits to them that way
         if int(self.settlement_verifier, 16) != 0 and int(self.round_verifier, 16) == 0:
-            raise ValueError("a settlement verifier needs a round verifier (the settlement proof binds Poseidon commitments)")
+            raise ValueError(
+                "a settlement verifier needs a round verifier (the settlement proof binds Poseidon commitments)"
+            )
         return self
 
     def max_payout(self) -> int:

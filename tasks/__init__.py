@@ -1,2 +1,2 @@
-"""Pipeline steps. Each public step is a Prefect task over `schemas`; algorithms are small
-modules behind one signature per kind, registered by name and selected in the task spec."""
+"""Prefect tasks only: one module per pipeline step, over `fedmarket_schemas`. The algorithms they
+run live below them, in fedmarket/algorithms."""

@@ -4,16 +4,17 @@ from __future__ import annotations
 
 import numpy as np
 
+from fedmarket.algorithms.aggregators import AGGREGATORS
 from fedmarket.ml.data import Dataset
 from fedmarket.ml.training import accuracy
-from schemas.market import ModelConfig
-from schemas.rounds import LocalModels, OutlierReport
-from tasks.aggregators import AGGREGATORS
-from tasks.common import compute_step
+from fedmarket_schemas.market import ModelConfig
+from fedmarket_schemas.rounds import LocalModels, OutlierReport
+from fedmarket_tasks.cache import round_step
+from fedmarket_tasks.common import once_task
 
 
-@compute_step(task_run_name="aggregate-r{models.round}")
-def aggregate(models: LocalModels, report: OutlierReport, rule: str, fallback: np.ndarray, key: str = "") -> np.ndarray:
+@round_step(task_run_name="aggregate-r{models.round}")
+def aggregate(models: LocalModels, report: OutlierReport, rule: str, fallback: np.ndarray, *, key: str) -> np.ndarray:
     """Aggregate the kept models; with none kept the global model stays as it was."""
     keep = [i for i, t in enumerate(models.trainers) if t in set(report.kept)]
     if not keep:
@@ -21,6 +22,12 @@ def aggregate(models: LocalModels, report: OutlierReport, rule: str, fallback: n
     return AGGREGATORS.get(rule)(models.matrix[keep])
 
 
-@compute_step(task_run_name="evaluate")
-def evaluate(vector: np.ndarray, data: Dataset, model: ModelConfig, key: str = "") -> float:
+@round_step(task_run_name="evaluate")
+def evaluate(vector: np.ndarray, data: Dataset, model: ModelConfig, *, key: str) -> float:
+    """The round's validation accuracy, cached with the round's other steps."""
+    return accuracy(vector, data, model)
+
+
+@once_task(task_run_name="accuracy")
+def accuracy_of(vector: np.ndarray, data: Dataset, model: ModelConfig) -> float:
     return accuracy(vector, data, model)

@@ -5,9 +5,9 @@ instead of sending a second one."""
 from __future__ import annotations
 
 from fedmarket.chain import TxResult
+from fedmarket.context import current_platform
 from fedmarket.errors import ProtocolError
-from fedmarket.runtime import current_platform
-from tasks.common import io_task
+from fedmarket_tasks.common import remote_task
 
 
 def _market(address: str):
@@ -18,7 +18,7 @@ def _account(address: str):
     return current_platform().party(address).account
 
 
-@io_task(task_run_name="open-round-{round}")
+@remote_task(task_run_name="open-round-{round}")
 def open_round(market: str, aggregator: str, round: int, model_cid: str, model_commitment: str) -> TxResult:
     m = _market(market)
     if m.current_round() >= round and (found := m.last_event("RoundOpened", round=round)):
@@ -26,24 +26,33 @@ def open_round(market: str, aggregator: str, round: int, model_cid: str, model_c
     return m.open_round(_account(aggregator), model_cid, model_commitment)
 
 
-@io_task(task_run_name="close-reveal")
+@remote_task(task_run_name="close-reveal")
 def close_reveal(market: str, caller: str) -> TxResult:
     return _market(market).close_reveal(_account(caller))
 
 
-@io_task(task_run_name="submit-r{round}-{trainer}")
+@remote_task(task_run_name="submit-r{round}-{trainer}")
 def submit_update(market: str, trainer: str, round: int, cid: str, commitment: str) -> TxResult:
     return _market(market).submit(_account(trainer), round, cid, commitment)
 
 
-@io_task(task_run_name="finalize-round-{round}")
+@remote_task(task_run_name="finalize-round-{round}")
 def finalize_round(
-    market: str, aggregator: str, round: int, aggregate_cid: str, aggregate_commitment: str, benign_mask: int, proof: bytes
+    market: str,
+    aggregator: str,
+    round: int,
+    aggregate_cid: str,
+    aggregate_commitment: str,
+    benign_mask: int,
+    proof: bytes,
 ) -> TxResult:
     m = _market(market)
     if m.round_state(round).finalized:
         args, tx = m.last_event("RoundFinalized", round=round)
-        if int(args["benignMask"]) != benign_mask or "0x" + bytes(args["aggregateCommitment"]).hex() != aggregate_commitment:
+        if (
+            int(args["benignMask"]) != benign_mask
+            or "0x" + bytes(args["aggregateCommitment"]).hex() != aggregate_commitment
+        ):
             raise ProtocolError(
                 f"round {round} was finalized with mask {int(args['benignMask']):#x}, not this run's {benign_mask:#x}"
                 " or with another aggregate: the round's inputs changed between runs"
@@ -52,7 +61,7 @@ def finalize_round(
     return m.finalize_round(_account(aggregator), round, aggregate_cid, aggregate_commitment, benign_mask, proof)
 
 
-@io_task(task_run_name="settle")
+@remote_task(task_run_name="settle")
 def settle(market: str, aggregator: str, accuracy_bps: int, contributions: list[int], proof: bytes) -> TxResult:
     m = _market(market)
     if m.phase() == "Settled":
@@ -60,6 +69,6 @@ def settle(market: str, aggregator: str, accuracy_bps: int, contributions: list[
     return m.settle(_account(aggregator), accuracy_bps, contributions, proof)
 
 
-@io_task(task_run_name="withdraw-{account}")
+@remote_task(task_run_name="withdraw-{account}")
 def withdraw(market: str, account: str) -> TxResult:
     return _market(market).withdraw(_account(account))

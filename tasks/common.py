@@ -1,6 +1,13 @@
-"""What every platform task shares: retries with exponential backoff on transient failures
-(node or store unreachable) and never on a decided failure (a revert, a CID mismatch); and the
-cache of resumable round steps."""
+"""The two kinds of plain task (neither is cached; the resumable round steps are in
+tasks/cache.py):
+
+- `remote_task`: talks to the chain or the content store. Retried with exponential backoff on a
+  transient failure (node or store unreachable), never on a decided one (a revert, a CID
+  mismatch); FEDMARKET_RETRIES and FEDMARKET_RETRY_DELAY_S set how often and how soon. Steps with
+  side effects read chain state first, which is what makes a retry or a rerun safe.
+- `once_task`: runs once, a failure is final: a computation in this process, or a side effect
+  that must not repeat (creating a market escrows a deposit; a retry would escrow a second).
+"""
 
 from __future__ import annotations
 
@@ -11,6 +18,7 @@ from prefect.cache_policies import NO_CACHE
 from prefect.tasks import exponential_backoff
 
 from fedmarket.errors import ChainUnavailableError, StoreUnavailableError
+from fedmarket.settings import load_settings
 
 TRANSIENT = (ChainUnavailableError, StoreUnavailableError)
 
@@ -25,24 +33,19 @@ def retry_if_transient(task_, task_run, state) -> bool:
     return False
 
 
-# Chain and store steps: retried with backoff. Steps with side effects are not cached: the flows
-# read chain state first, which is what makes a rerun safe.
-RETRY_TRANSIENT = dict(
-    retries=3, retry_delay_seconds=exponential_backoff(backoff_factor=1), retry_condition_fn=retry_if_transient
-)
-io_task = partial(task, **RETRY_TRANSIENT, cache_policy=NO_CACHE)
-compute_task = partial(task, cache_policy=NO_CACHE)
+def retry_options(retries: int, delay_s: float) -> dict:
+    """Prefect task options for `retries` retries of transient failures, `delay_s` doubling."""
+    return dict(
+        retries=retries,
+        retry_delay_seconds=exponential_backoff(backoff_factor=delay_s) if retries else 0,
+        retry_condition_fn=retry_if_transient,
+    )
 
 
-def step_key(context, parameters) -> str | None:
-    """Cache key of a resumable round step: the step's name and its `key` argument, a digest of
-    everything the step's result depends on (tasks/resume.py: market, round, CIDs). Without a key
-    the step is not cached."""
-    key = parameters.get("key")
-    return f"{context.task.name}-{key}" if key else None
+# Fixed when the tasks are defined, as Prefect fixes a task's options: from the settings of the
+# process that imports them (the worker's environment for a deployment).
+_settings = load_settings()
+RETRY_TRANSIENT = retry_options(_settings.retries, _settings.retry_delay_s)
 
-
-# Round steps: their results are persisted and looked up by `step_key`, so a round flow killed at
-# any step and run again picks up every finished step instead of recomputing it.
-io_step = partial(task, **RETRY_TRANSIENT, cache_key_fn=step_key, persist_result=True)
-compute_step = partial(task, cache_key_fn=step_key, persist_result=True)
+remote_task = partial(task, **RETRY_TRANSIENT, cache_policy=NO_CACHE)
+once_task = partial(task, cache_policy=NO_CACHE)

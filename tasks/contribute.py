@@ -3,17 +3,17 @@ benign models of every round, with test-set accuracy as the utility."""
 
 from __future__ import annotations
 
+from fedmarket.algorithms.contribution import METRICS, RoundModels
 from fedmarket.ml.data import Dataset
 from fedmarket.ml.training import accuracy
-from schemas.market import ModelConfig
-from schemas.settlement import ContributionReport
-from tasks.common import compute_task
-from tasks.contribution import METRICS, RoundModels
+from fedmarket_schemas.market import ModelConfig
+from fedmarket_schemas.settlement import ContributionReport
+from fedmarket_tasks.common import once_task
 
 ONCHAIN_SCALE = 10**6  # contributions go on chain as integers with six decimals
 
 
-@compute_task(task_run_name="contributions-{metric}")
+@once_task(task_run_name="contributions-{metric}")
 def assess_contributions(
     rounds: list[RoundModels], test: Dataset, model: ModelConfig, metric: str, seed: int
 ) -> ContributionReport:

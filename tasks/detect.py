@@ -1,21 +1,21 @@
 """Outlier-detection step: runs the task's registered detector (default: `two_stage_guarded`, the
-two-stage rule of sources/004 behind a replay and free-rider check; see tasks/outliers/) and
+two-stage rule of sources/004 behind a replay and free-rider check; see fedmarket/algorithms/outliers/) and
 reports who was flagged and why."""
 
 from __future__ import annotations
 
 import numpy as np
 
-from schemas.rounds import LocalModels, OutlierReport
-from tasks.common import compute_step
-from tasks.outliers import DETECTORS, History, RoundInput
+from fedmarket.algorithms.outliers import DETECTORS, History, RoundInput
+from fedmarket_schemas.rounds import LocalModels, OutlierReport
+from fedmarket_tasks.cache import round_step
 
 
-@compute_step(task_run_name="detect-outliers-r{models.round}")
+@round_step(task_run_name="detect-outliers-r{models.round}")
 def detect_outliers(
-    models: LocalModels, detector: str, history: History, start_model: np.ndarray, key: str = ""
+    models: LocalModels, detector: str, history: History, start_model: np.ndarray, *, key: str
 ) -> OutlierReport:
-    """`history` is the previous round as recorded (tasks/resume.py), so this step has no side
+    """`history` is the previous round as recorded (tasks/load.py), so this step has no side
     effect and its cached result stays valid."""
     names = models.trainers
     reasons = {t: f"submission rejected: {why}" for t, why in models.rejected.items()}

@@ -8,12 +8,12 @@ from __future__ import annotations
 from pydantic import BaseModel
 
 from fedmarket.commitments import commit, commit_model
+from fedmarket.context import current_platform
 from fedmarket.crypto import SealContext, open_sealed
 from fedmarket.errors import CryptoError, ProtocolError, StoreError, UpdateError, ZKError
 from fedmarket.ml.updates import decode_update
-from fedmarket.runtime import current_platform
-from schemas.market import ModelConfig
-from tasks.common import io_step
+from fedmarket_schemas.market import ModelConfig
+from fedmarket_tasks.cache import round_step
 
 
 class OpenedSubmissions(BaseModel):
@@ -25,9 +25,9 @@ class OpenedSubmissions(BaseModel):
     rejected: dict[str, str]
 
 
-@io_step(task_run_name="fetch-submissions-r{round}")
+@round_step(remote=True, task_run_name="fetch-submissions-r{round}")
 def fetch_submissions(
-    market_address: str, aggregator: str, round: int, key: str = "", model: ModelConfig | None = None
+    market_address: str, aggregator: str, round: int, *, key: str, model: ModelConfig | None = None
 ) -> OpenedSubmissions:
     """`model`: the task's, needed in a market whose rounds are proven (its commitments are over
     the decoded update's grid values)."""
@@ -56,8 +56,12 @@ def fetch_submissions(
         plaintexts[sub.trainer] = plaintext
         indices[sub.trainer] = sub.index
     return OpenedSubmissions(
-        round=round, submitted=[s.trainer for s in submissions], cids={s.trainer: s.cid for s in submissions},
-        plaintexts=plaintexts, indices=indices, rejected=rejected
+        round=round,
+        submitted=[s.trainer for s in submissions],
+        cids={s.trainer: s.cid for s in submissions},
+        plaintexts=plaintexts,
+        indices=indices,
+        rejected=rejected,
     )
 
 

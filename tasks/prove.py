@@ -1,7 +1,7 @@
-"""Proving steps, in markets with verifiers. A round: the round statement of
-fedmarket/zk/round_circuit.py over every registered trainer's slot, proven with the circuit built
-for the market's shape (cached by circuit hash, setup once); the mask and the aggregate that go
-on chain are the proof's, the float rule checked equal first. Settlement: the statement of
+"""Proving steps, in markets with verifiers. A round: the statement of the task's proven rule
+(`two_stage_proven`) over every registered trainer's slot, proven with the circuit built for the
+market's shape (cached by circuit hash, set up once); the mask and the aggregate that go on chain
+are the proof's, the float rule checked equal first. Settlement: the statement of
 fedmarket/zk/settlement_circuit.py; the accuracy and contributions that go on chain are the
 proof's outputs."""
 
@@ -9,39 +9,46 @@ from __future__ import annotations
 
 import numpy as np
 
+from fedmarket.context import current_platform
 from fedmarket.errors import ProtocolError
 from fedmarket.ml.data import Dataset
-from fedmarket.runtime import current_platform
-from fedmarket.zk import RoundProof, RoundStatement, build_round_circuit, prove_round
-from fedmarket.zk.verifier import check_verifier
-from fedmarket.zk.settlement_proof import (
+from fedmarket.zk import (
+    RoundProof,
+    RoundStatement,
     SettlementProof,
     SettlementStatement,
+    build_round_circuit,
     build_settlement_circuit,
+    check_verifier,
     chunk_rows,
+    prove_round,
     prove_settlement,
     rloo_subsets,
 )
-from schemas.market import ModelConfig
-from schemas.rounds import LocalModels, OutlierReport
-from schemas.settlement import ContributionReport
-from tasks.common import compute_step
-
-PROVEN_RULE = "zk-round"
+from fedmarket_schemas.market import ModelConfig
+from fedmarket_schemas.rounds import LocalModels, OutlierReport
+from fedmarket_schemas.settlement import ContributionReport
+from fedmarket_tasks.cache import round_step
 
 
-@compute_step(task_run_name="prove-round-r{round}")
+@round_step(task_run_name="prove-round-r{round}")
 def prove_round_step(
-    models: LocalModels, trainers: list[str], kept_before: int, round: int, domain: int, verifier_code: bytes,
-    key: str = "",
+    models: LocalModels,
+    trainers: list[str],
+    kept_before: int,
+    round: int,
+    domain: int,
+    verifier_code: bytes,
+    *,
+    key: str,
 ) -> RoundProof:
     """`trainers`: the market's, in slot order; `kept_before`: the previous round's benign mask on
     chain (0 in round 1); `domain`: the market's `domain(round)`; `verifier_code`: the runtime code
-    of the market's round verifier (fedmarket.zk.deploy.deployed_verifier_code), which this
+    of the market's round verifier (fedmarket.zk.deployed_verifier_code), which this
     machine's build must compile to before it proves anything."""
     if models.rejected:
-        # the circuit must hash every committed update: one that cannot be opened or used
-        # cannot be proven around (left alone, issue 5 closing note)
+        # the circuit hashes every committed update: one that cannot be opened or used cannot
+        # be proven around
         raise ProtocolError(f"round {round} cannot be proven: unusable submissions {models.rejected}")
     rows = dict(zip(models.trainers, models.matrix))
     slots = [rows.get(t) for t in trainers]
@@ -51,26 +58,39 @@ def prove_round_step(
     return prove_round(build, statement)
 
 
-def proven_outliers(models: LocalModels, trainers: list[str], proof: RoundProof) -> OutlierReport:
-    """The proof's mask as the round's outlier report."""
+def proven_outliers(models: LocalModels, trainers: list[str], proof: RoundProof, detector: str) -> OutlierReport:
+    """The proof's mask as the round's outlier report, under the task's (proven) rule's name."""
     kept = [t for t in models.trainers if proof.mask[trainers.index(t)]]
     flagged = [t for t in models.trainers if t not in kept]
-    reasons = {t: "distance to the reference above mu + sigma (proven round rule)" for t in flagged}
-    return OutlierReport(round=models.round, detector=PROVEN_RULE, kept=kept, flagged=sorted(flagged), reasons=reasons)
+    reasons = {t: f"distance to the reference above mu + sigma ({detector}, proven)" for t in flagged}
+    return OutlierReport(round=models.round, detector=detector, kept=kept, flagged=sorted(flagged), reasons=reasons)
 
 
-@compute_step(task_run_name="prove-settlement")
+@round_step(task_run_name="prove-settlement")
 def prove_settlement_step(
-    models: LocalModels, trainers: list[str], final_model: np.ndarray, test: Dataset, mask: int, seed: int, domain: int,
-    model: ModelConfig, verifier_code: bytes, key: str = "",
+    models: LocalModels,
+    trainers: list[str],
+    final_model: np.ndarray,
+    test: Dataset,
+    mask: int,
+    seed: int,
+    domain: int,
+    model: ModelConfig,
+    verifier_code: bytes,
+    *,
+    key: str,
 ) -> SettlementProof:
     """The settlement statement over the final round's slots, the final model, the test chunk and
     the RLOO subsets the contract derives from `seed` (rlooSeed mod FIELD) and the final mask;
     `verifier_code` as for prove_round_step, of the settlement verifier."""
     rows = dict(zip(models.trainers, models.matrix))
     statement = SettlementStatement(
-        [rows.get(t) for t in trainers], np.asarray(final_model, dtype=np.float64), chunk_rows(test, model.classes),
-        rloo_subsets(seed, mask, len(trainers)), domain, model,
+        [rows.get(t) for t in trainers],
+        np.asarray(final_model, dtype=np.float64),
+        chunk_rows(test, model.classes),
+        rloo_subsets(seed, mask, len(trainers)),
+        domain,
+        model,
     )
     build = build_settlement_circuit(len(trainers), model, len(test), current_platform().settings)
     check_verifier(build, verifier_code)
@@ -80,4 +100,6 @@ def prove_settlement_step(
 def proven_contributions(proof: SettlementProof, trainers: list[str]) -> ContributionReport:
     """The proof's contribution vector (final-round RLOO, correct-count differences)."""
     total = {t: float(c) for t, c in zip(trainers, proof.contributions)}
-    return ContributionReport(method="rloo-final-round (proven)", per_round=[total], total=total, evaluations=2 * len(trainers) + 1)
+    return ContributionReport(
+        method="rloo-final-round (proven)", per_round=[total], total=total, evaluations=2 * len(trainers) + 1
+    )

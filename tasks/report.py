@@ -17,8 +17,8 @@ from prefect.artifacts import (
     update_progress_artifact,
 )
 
-from schemas.rounds import OutlierReport, RoundReport
-from schemas.settlement import SettlementReport
+from fedmarket_schemas.rounds import OutlierReport, RoundReport
+from fedmarket_schemas.settlement import SettlementReport
 
 
 def artifact_key(market: str, *parts: object) -> str:
@@ -102,8 +102,13 @@ def accuracy_plot(accuracies: dict[int, float], final_accuracy: float | None = N
 
 
 def publish_settlement(
-    market: str, report: SettlementReport, trainers: list[str], accuracies: dict[int, float], flagged_rounds: dict[str, list[int]],
-    plot_cid: str, png: bytes,
+    market: str,
+    report: SettlementReport,
+    trainers: list[str],
+    accuracies: dict[int, float],
+    flagged_rounds: dict[str, list[int]],
+    plot_cid: str,
+    png: bytes,
 ) -> None:
     payouts = {p.account: p.wei for p in report.payouts}
     create_table_artifact(

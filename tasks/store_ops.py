@@ -2,15 +2,15 @@
 
 from __future__ import annotations
 
-from fedmarket.runtime import current_platform
-from tasks.common import io_task
+from fedmarket.context import current_platform
+from fedmarket_tasks.common import remote_task
 
 
-@io_task(task_run_name="store-put")
+@remote_task(task_run_name="store-put")
 def put_bytes(data: bytes) -> str:
     return str(current_platform().store.put(data))
 
 
-@io_task(task_run_name="store-get-{cid}")
+@remote_task(task_run_name="store-get-{cid}")
 def get_bytes(cid: str) -> bytes:
     return current_platform().store.get(cid)

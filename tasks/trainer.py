@@ -8,26 +8,26 @@ import numpy as np
 
 from fedmarket.chain import TxResult
 from fedmarket.commitments import commit_model
+from fedmarket.context import current_platform
 from fedmarket.crypto import SealContext, seal
 from fedmarket.datacheck import check_dataset, require_valid
+from fedmarket.fixed_point import quantize
 from fedmarket.ml.data import Dataset
 from fedmarket.ml.training import train_local
 from fedmarket.ml.updates import encode_update
-from fedmarket.runtime import current_platform
-from fedmarket.zk.fixed_point import quantize
-from schemas.market import TaskSpec
-from schemas.trainer import DataValidationSummary, Registration
-from tasks.common import compute_task, io_task
+from fedmarket_schemas.market import TaskSpec
+from fedmarket_schemas.trainer import DataValidationSummary, Registration
+from fedmarket_tasks.common import once_task, remote_task
 
 
-@compute_task(task_run_name="check-local-data-{trainer}")
+@once_task(task_run_name="check-local-data-{trainer}")
 def check_local_data(trainer: str, data: Dataset, spec: TaskSpec) -> DataValidationSummary:
     summary = check_dataset(data.features, data.labels, spec.data_schema, dataset=f"trainer-{trainer}")
     require_valid(summary)
     return summary
 
 
-@io_task(task_run_name="register-{trainer}")
+@remote_task(task_run_name="register-{trainer}")
 def register(market: str, trainer: str, summary: DataValidationSummary) -> Registration:
     platform = current_platform()
     party = platform.party(trainer)
@@ -44,7 +44,7 @@ def register(market: str, trainer: str, summary: DataValidationSummary) -> Regis
     )
 
 
-@io_task(task_run_name="reveal-seed-{trainer}")
+@remote_task(task_run_name="reveal-seed-{trainer}")
 def reveal_seed(market: str, trainer: str) -> TxResult | None:
     """Reveal the split seed committed at registration; a rerun after it landed sends nothing."""
     platform = current_platform()
@@ -55,12 +55,12 @@ def reveal_seed(market: str, trainer: str) -> TxResult | None:
     return m.reveal(party.account, party.split_seed(m.address))
 
 
-@compute_task(task_run_name="train-r{round}-{trainer}")
+@once_task(task_run_name="train-r{round}-{trainer}")
 def train(trainer: str, round: int, global_model: np.ndarray, data: Dataset, spec: TaskSpec, seed: int) -> np.ndarray:
     return train_local(global_model, data, spec.model, spec.training, seed=seed)
 
 
-@io_task(task_run_name="seal-and-store-r{round}-{trainer}")
+@remote_task(task_run_name="seal-and-store-r{round}-{trainer}")
 def seal_and_store(market: str, trainer: str, round: int, local_model: np.ndarray, spec: TaskSpec) -> tuple[str, str]:
     """Returns (CID of the sealed update, commitment to the plaintext update). In a market whose
     rounds are proven the update is first rounded onto the circuits' 2^-8 grid."""

@@ -7,14 +7,14 @@ import numpy as np
 
 from fedmarket.errors import UpdateError
 from fedmarket.ml.updates import decode_update
-from schemas.market import ModelConfig
-from schemas.rounds import LocalModels
-from tasks.common import compute_step
-from tasks.fetch import OpenedSubmissions
+from fedmarket_schemas.market import ModelConfig
+from fedmarket_schemas.rounds import LocalModels
+from fedmarket_tasks.cache import round_step
+from fedmarket_tasks.fetch import OpenedSubmissions
 
 
-@compute_step(task_run_name="validate-updates-r{opened.round}")
-def validate_updates(opened: OpenedSubmissions, model: ModelConfig, parameter_count: int, key: str = "") -> LocalModels:
+@round_step(task_run_name="validate-updates-r{opened.round}")
+def validate_updates(opened: OpenedSubmissions, model: ModelConfig, parameter_count: int, *, key: str) -> LocalModels:
     trainers, indices, rows = [], [], []
     rejected = dict(opened.rejected)
     for trainer in sorted(opened.plaintexts, key=opened.indices.__getitem__):

@@ -9,11 +9,11 @@ os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")
 # PREFECT_HOME migrates a new database, past Prefect's 20 s default on a busy 2-core machine
 os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "120")
 
-import pytest  # noqa: E402
-from prefect.testing.utilities import prefect_test_harness  # noqa: E402
+import pytest
+from prefect.testing.utilities import prefect_test_harness
 
-from fedmarket.runtime import Platform, use_platform  # noqa: E402
-from fedmarket.settings import Settings  # noqa: E402
+from fedmarket.context import Platform, use_platform
+from fedmarket.settings import Settings
 
 
 @pytest.fixture(scope="session", autouse=True)
@@ -45,9 +45,11 @@ def round_build(tmp_path_factory):
 def settlement_build(round_build):
     """The tiny settlement circuit (L = 4, LR on 3 features and 2 classes, 10 test rows)."""
     from fedmarket.zk.settlement_proof import build_settlement_circuit
-    from schemas.market import ModelConfig
+    from fedmarket_schemas.market import ModelConfig
 
-    return build_settlement_circuit(4, ModelConfig(in_features=3, classes=2), 10, Settings(zk_cache_dir=round_build.dir.parent))
+    return build_settlement_circuit(
+        4, ModelConfig(in_features=3, classes=2), 10, Settings(zk_cache_dir=round_build.dir.parent)
+    )
 
 
 @pytest.fixture(scope="session")
@@ -57,7 +59,7 @@ def anvil_url(tmp_path_factory):
     import subprocess
     import time
 
-    from fedmarket.settings import REPO_ROOT
+    from tests.helpers import REPO_ROOT
 
     binary = REPO_ROOT / "node_modules" / ".bin" / "anvil"
     if not binary.exists():
@@ -96,10 +98,10 @@ def reverted_after(platform: Platform):
     The ZK suites use it on the session's anvil node: the in-process EVM runs the verifier's
     pairings and scalar multiplications in pure Python (py_ecc), seconds per proof checked and
     several checks per test, where anvil takes milliseconds."""
-    snap = platform.chain.w3.provider.make_request("evm_snapshot", [])["result"]
+    snap = platform.chain.snapshot()
     with use_platform(platform):
         yield platform
-    assert platform.chain.w3.provider.make_request("evm_revert", [snap])["result"]
+    platform.chain.revert_to(snap)
 
 
 @pytest.fixture(params=["in-process", "anvil"])

@@ -2,14 +2,19 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from eth_utils import keccak
 
 from fedmarket.chain import FactoryClient, MarketClient, MarketLedger, account_from_key
+from fedmarket.context import Platform
 from fedmarket.crypto import private_key_from_bytes
-from fedmarket.runtime import Party, Platform, enrol
-from schemas.market import MarketSpec, RewardSchedule
+from fedmarket.identity import Party
+from fedmarket.simulation.enrol import enrol
+from fedmarket_schemas.market import MarketSpec, RewardSchedule
 
 ETHER = 10**18
+REPO_ROOT = Path(__file__).resolve().parent.parent
 
 
 def party(platform: Platform, role: str, index: int = 0) -> Party:
@@ -63,9 +68,7 @@ def cid_of(platform: Platform, data: bytes) -> str:
 
 def snapshot(market: MarketClient) -> dict:
     """Everything a failed call must leave unchanged."""
-    rounds = {
-        r: (market.round_state(r), market.submitted_mask(r)) for r in range(0, market.current_round() + 1)
-    }
+    rounds = {r: (market.round_state(r), market.submitted_mask(r)) for r in range(market.current_round() + 1)}
     accounts = [market.owner(), market.aggregator(), *market.trainers()]
     return {
         "phase": market.phase(),
@@ -90,7 +93,11 @@ def assert_ledger_matches(market: MarketClient) -> MarketLedger:
         assert ledger.active_mask == market.active_mask()
     for r, entry in ledger.rounds.items():
         state = market.round_state(r)
-        assert (entry.finalized, entry.verified, entry.benign_mask) == (state.finalized, state.verified, state.benign_mask)
+        assert (entry.finalized, entry.verified, entry.benign_mask) == (
+            state.finalized,
+            state.verified,
+            state.benign_mask,
+        )
         assert sum(1 << market.trainers().index(t) for t in entry.submissions) == market.submitted_mask(r)
         for trainer, (_, commitment) in entry.submissions.items():
             assert commitment == market.commitment_of(r, market.trainers().index(trainer))

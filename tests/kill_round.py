@@ -7,8 +7,8 @@ from __future__ import annotations
 import os
 import sys
 
-import flows.round as round_module
-import tasks.resume as resume_module
+import fedmarket_flows.round as round_module
+import fedmarket_tasks.load as load_module
 from fedmarket.chain.market import MarketClient
 
 KILLED = 86
@@ -30,8 +30,8 @@ def after_landing(original):
 
 
 STEPS = {
-    "fetch": (resume_module, "fetch_submissions"),
-    "validate": (resume_module, "validate_updates"),
+    "fetch": (load_module, "fetch_submissions"),
+    "validate": (load_module, "validate_updates"),
     "detect": (round_module, "detect_outliers"),
     "aggregate": (round_module, "aggregate"),
     "evaluate": (round_module, "evaluate"),

@@ -9,9 +9,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 
+from fedmarket.algorithms.aggregators import AGGREGATORS
+from fedmarket.algorithms.aggregators.trimmed_mean import default_trim, trimmed_mean_of
 from fedmarket.errors import ConfigError
-from tasks.aggregators import AGGREGATORS
-from tasks.aggregators.trimmed_mean import default_trim, trimmed_mean_of
 
 MODELS = np.array([[1.0, 10.0], [2.0, -4.0], [3.0, 0.0], [100.0, 2.0], [-50.0, 1.0]])
 
@@ -54,8 +54,11 @@ def test_rules_are_permutation_invariant_and_match_numpy(x, random):
     assert np.array_equal(AGGREGATORS.get("median")(x), np.median(x, axis=0))
 
 
-@given(arrays(np.float64, (9, 12), elements=st.floats(-10, 10)), st.integers(0, 4),
-       arrays(np.float64, (4, 12), elements=st.floats(-1e12, 1e12)))
+@given(
+    arrays(np.float64, (9, 12), elements=st.floats(-10, 10)),
+    st.integers(0, 4),
+    arrays(np.float64, (4, 12), elements=st.floats(-1e12, 1e12)),
+)
 @settings(max_examples=60, deadline=None)
 def test_median_breakdown_point(honest, corrupted, attack_values):
     # fewer than n/2 arbitrary rows cannot move any coordinate of the median outside the honest
@@ -76,11 +79,16 @@ def test_large_inputs_match_numpy_across_blocks():
 
 def test_peers_agree_on_the_benchmark_inputs():
     """byzfl and Flower, in their own venv, give our results under their own definitions."""
-    from flows.bench_aggregation import run
+    from fedmarket_benchmarks.aggregation import run
 
     rows = run([10], [2000])
     peers = [r for r in rows if not r.impl.startswith(("fedmarket.", "floor."))]
-    assert {r.impl for r in peers} >= {"byzfl.MultiKrum", "flwr.aggregate_krum", "byzfl.TrMean", "flwr.aggregate_median"}
+    assert {r.impl for r in peers} >= {
+        "byzfl.MultiKrum",
+        "flwr.aggregate_krum",
+        "byzfl.TrMean",
+        "flwr.aggregate_median",
+    }
     disagreeing = {r.impl for r in peers if not r.agrees}
     # byzfl's torch path computes in float32 and its Median returns the lower middle value
     assert disagreeing <= {"byzfl.Krum[torch]", "byzfl.Median[torch]"}, disagreeing

@@ -9,10 +9,10 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 
-from tasks.attacks import ATTACKS, AttackContext
-from tasks.linalg import pairwise_sq_distances, row_statistics, rowwise_sq_distances
-from tasks.outliers import DETECTORS, History, RoundInput
-from tasks.outliers.krum import krum_model, krum_scores, multi_krum_average, multi_krum_select
+from fedmarket.algorithms.linalg import pairwise_sq_distances, row_statistics, rowwise_sq_distances
+from fedmarket.algorithms.outliers import DETECTORS, History, RoundInput
+from fedmarket.algorithms.outliers.krum import krum_model, krum_scores, multi_krum_average, multi_krum_select
+from fedmarket.simulation.attacks import ATTACKS, AttackContext
 
 POINTS = np.array([[0.0, 0.0], [1.0, 0.0], [0.0, 1.0], [10.0, 10.0]])
 
@@ -184,7 +184,10 @@ def test_replay_check_names_free_riders_replays_and_copies():
     assert result.reasons[5].startswith("copy") and "t6" in result.reasons[5]
 
 
-@given(st.permutations(list(range(6))), st.sampled_from(["two_stage", "two_stage_iterated", "two_stage_guarded", "krum", "multi_krum"]))
+@given(
+    st.permutations(list(range(6))),
+    st.sampled_from(["two_stage", "two_stage_iterated", "two_stage_guarded", "krum", "multi_krum"]),
+)
 @settings(max_examples=40, deadline=None)
 def test_detectors_are_permutation_invariant(order, rule):
     rng = np.random.default_rng(3)

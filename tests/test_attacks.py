@@ -6,13 +6,20 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from flows.simulation import Scenario, simulate
-from schemas.market import TaskSpec
-from tasks.attacks import ATTACKS, AttackContext
-from tasks.attacks.collusion import alie_z
+from fedmarket.simulation.attacks import ATTACKS, AttackContext
+from fedmarket.simulation.attacks.collusion import alie_z
+from fedmarket.simulation.federated import Scenario, simulate
+from fedmarket_schemas.market import TaskSpec
 
 TARGETS = {  # attack -> trainers that attack in the scenario it targets (sources/004 V.B for the first two)
-    "noise": 3, "scale": 1, "sign_flip": 3, "label_flip": 3, "alie": 3, "ipm": 3, "replay": 3, "free_ride": 3,
+    "noise": 3,
+    "scale": 1,
+    "sign_flip": 3,
+    "label_flip": 3,
+    "alie": 3,
+    "ipm": 3,
+    "replay": 3,
+    "free_ride": 3,
 }
 
 
@@ -41,8 +48,13 @@ def test_without_a_defence_the_attacks_hurt():
 def context(**overrides):
     rng = np.random.default_rng(0)
     base = dict(
-        local=np.array([2.0, 2.0]), start=np.array([1.0, 1.0]), honest=np.array([[1.0, 3.0], [3.0, 1.0]]),
-        own_previous=None, trainers=8, colluders=3, rng=rng,
+        local=np.array([2.0, 2.0]),
+        start=np.array([1.0, 1.0]),
+        honest=np.array([[1.0, 3.0], [3.0, 1.0]]),
+        own_previous=None,
+        trainers=8,
+        colluders=3,
+        rng=rng,
     )
     base.update(overrides)
     return AttackContext(**base)

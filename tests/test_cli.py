@@ -8,7 +8,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from fedmarket.settings import REPO_ROOT
+from tests.helpers import REPO_ROOT
 
 
 def test_demo_json(tmp_path):
@@ -16,11 +16,24 @@ def test_demo_json(tmp_path):
     cli = Path(sys.executable).parent / "fedmarket"
     proc = subprocess.run(
         [str(cli), "demo", "--trainers", "4", "--malicious", "1", "--rounds", "2", "--seed", "3", "--json"],
-        cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=600,
+        cwd=REPO_ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
     out = json.loads(proc.stdout)
-    for key in ("deposit", "refund", "payouts", "withdrawn_total", "attackers", "rounds", "final_accuracy", "contributions"):
+    for key in (
+        "deposit",
+        "refund",
+        "payouts",
+        "withdrawn_total",
+        "attackers",
+        "rounds",
+        "final_accuracy",
+        "contributions",
+    ):
         assert key in out
     assert len(out["rounds"]) == 2
     for r in out["rounds"]:
@@ -39,7 +52,10 @@ def test_bench_gas_json(tmp_path):
     cli = Path(sys.executable).parent / "fedmarket"
     proc = subprocess.run(
         [str(cli), "bench", "gas", "--trainers", "3", "--params", "650,2000", "--json"],
-        cwd=REPO_ROOT, capture_output=True, text=True, timeout=600,
+        cwd=REPO_ROOT,
+        capture_output=True,
+        text=True,
+        timeout=600,
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
     out = json.loads(proc.stdout)
@@ -64,16 +80,38 @@ def test_bench_gas_rejects_bad_sizes():
 
 def bench_json(*args):
     cli = Path(sys.executable).parent / "fedmarket"
-    proc = subprocess.run([str(cli), "bench", *args, "--json"], cwd=REPO_ROOT, capture_output=True, text=True, timeout=600)
+    proc = subprocess.run(
+        [str(cli), "bench", *args, "--json"], cwd=REPO_ROOT, capture_output=True, text=True, timeout=600
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     return json.loads(proc.stdout)["rows"]
 
 
 def test_bench_robustness_json():
-    rows = bench_json("robustness", "--models", "lr", "--splits", "iid", "--attacks", "none,noise",
-                      "--detectors", "two_stage,median", "--rounds", "2")
-    keys = {"model", "attack", "split", "trainers", "malicious", "detector", "cross_round_accuracy",
-            "cross_trainer_accuracy", "final_accuracy"}
+    rows = bench_json(
+        "robustness",
+        "--models",
+        "lr",
+        "--splits",
+        "iid",
+        "--attacks",
+        "none,noise",
+        "--detectors",
+        "two_stage,median",
+        "--rounds",
+        "2",
+    )
+    keys = {
+        "model",
+        "attack",
+        "split",
+        "trainers",
+        "malicious",
+        "detector",
+        "cross_round_accuracy",
+        "cross_trainer_accuracy",
+        "final_accuracy",
+    }
     assert len(rows) == 4 and all(keys <= set(r) for r in rows)
     noise = next(r for r in rows if r["attack"] == "noise" and r["detector"] == "two_stage")
     assert noise["malicious"] == 3 and noise["cross_trainer_accuracy"] == 1.0 and noise["cross_round_accuracy"] == 1.0
@@ -90,7 +128,7 @@ def test_bench_contribution_json():
         assert sorted(r["trainer"] for r in mine) == [1, 2, 3, 4, 5]
         values = [r["contribution"] for r in mine]  # C_i / sum_j C_j, or / sum_j |C_j| when that sum is <= 0
         assert abs(sum(values) - 1.0) < 1e-9 or abs(sum(map(abs, values)) - 1.0) < 1e-9
-    assert next(r for r in rows if r["method"] == "shapley")["evaluations"] == 2 ** 5
+    assert next(r for r in rows if r["method"] == "shapley")["evaluations"] == 2**5
 
 
 def test_bench_options_are_checked():

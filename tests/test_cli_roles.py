@@ -10,14 +10,24 @@ import pytest
 from typer.testing import CliRunner
 
 from fedmarket.errors import ConfigError
-from fedmarket.keys import read_key_file
-from flows.cli import app
+from fedmarket.identity import read_key_file
+from fedmarket_cli import app
 
 runner = CliRunner()
 COMMANDS = [
-    ["owner", "create"], ["owner", "status"], ["owner", "cancel"], ["owner", "withdraw"],
-    ["trainer", "register"], ["trainer", "run"], ["aggregator", "run"], ["aggregator", "listen"],
-    ["keys", "new"], ["keys", "show"], ["data", "digits"], ["zk", "cache"], ["zk", "prune"],
+    ["owner", "create"],
+    ["owner", "status"],
+    ["owner", "cancel"],
+    ["owner", "withdraw"],
+    ["trainer", "register"],
+    ["trainer", "run"],
+    ["aggregator", "run"],
+    ["aggregator", "listen"],
+    ["keys", "new"],
+    ["keys", "show"],
+    ["data", "digits"],
+    ["zk", "cache"],
+    ["zk", "prune"],
 ]
 
 
@@ -61,7 +71,16 @@ def test_owner_needs_a_key_and_says_so(tmp_path):
     files = json.loads(runner.invoke(app, ["data", "digits", "--out", str(tmp_path), "--trainers", "2"]).stdout)
     result = runner.invoke(
         app,
-        ["owner", "create", "--data", files["owner"], "--aggregator", "0x" + "11" * 20, "--aggregator-key", "0x" + "22" * 32],
+        [
+            "owner",
+            "create",
+            "--data",
+            files["owner"],
+            "--aggregator",
+            "0x" + "11" * 20,
+            "--aggregator-key",
+            "0x" + "22" * 32,
+        ],
         env={"FEDMARKET_KEY_FILE": "", "FEDMARKET_ETH_PRIVATE_KEY": ""},
     )
     assert result.exit_code == 1 and "ConfigError" in result.output and "FEDMARKET_KEY_FILE" in result.output

@@ -8,18 +8,22 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from fedmarket.algorithms.contribution import METRICS, CoalitionValue, RoundModels
+from fedmarket.algorithms.contribution.rloo import rloo_subset, subset_size
+from fedmarket.algorithms.contribution.shapley import exact_shapley
 from fedmarket.errors import ConfigError
-from tasks.contribution import METRICS, CoalitionValue, RoundModels
-from tasks.contribution.rloo import rloo_subset, subset_size
-from tasks.contribution.shapley import exact_shapley
 
 FIRST = lambda v: float(v[0])  # noqa: E731 - utility = first coordinate of the averaged model
 
 
 def one_round(values, start=0.0, trainers=None):
     models = np.array([[v, 0.0] for v in values])
-    return RoundModels(round=1, trainers=trainers or [chr(97 + i) for i in range(len(values))],
-                       models=models, start_model=np.array([start, 0.0]))
+    return RoundModels(
+        round=1,
+        trainers=trainers or [chr(97 + i) for i in range(len(values))],
+        models=models,
+        start_model=np.array([start, 0.0]),
+    )
 
 
 def test_rloo_exact_values():

@@ -1,12 +1,11 @@
 from __future__ import annotations
 
-import numpy as np
 import pytest
 
 from fedmarket.datacheck import check_dataset, require_valid
 from fedmarket.errors import DataValidationError
 from fedmarket.ml.data import load_digits_dataset
-from schemas.market import DataSchema
+from fedmarket_schemas.market import DataSchema
 
 SCHEMA = DataSchema()
 

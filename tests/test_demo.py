@@ -5,9 +5,9 @@ from __future__ import annotations
 import pytest
 
 from fedmarket.chain import MarketLedger
-from fedmarket.runtime import use_platform
+from fedmarket.context import use_platform
 from fedmarket.store import cid_for, parse_cid
-from flows.demo import DemoConfig, demo_flow
+from fedmarket_flows.demo import DemoConfig, demo_flow
 from tests.conftest import make_platform
 from tests.helpers import assert_ledger_matches
 
@@ -70,7 +70,7 @@ def test_payouts_follow_equation_5(demo):
 
 
 def report_onchain(platform, report):
-    from tasks.contribute import ONCHAIN_SCALE
+    from fedmarket_tasks.contribute import ONCHAIN_SCALE
 
     market = platform.market(report.market)
     return [int(round(report.contributions.get(t, 0.0) * ONCHAIN_SCALE)) for t in market.trainers()]

@@ -21,7 +21,8 @@ import httpx
 import pytest
 
 from fedmarket.chain import Chain
-from fedmarket.settings import REPO_ROOT, Settings
+from fedmarket.settings import Settings
+from tests.helpers import REPO_ROOT
 
 BIN = Path(sys.executable).parent
 TRAINERS, ROUNDS = 4, 3
@@ -45,7 +46,9 @@ class Processes:
         return proc
 
     def run(self, args: list[str], timeout: float = 300, **env) -> str:
-        done = subprocess.run(args, cwd=REPO_ROOT, env={**self.env, **env}, capture_output=True, text=True, timeout=timeout)
+        done = subprocess.run(
+            args, cwd=REPO_ROOT, env={**self.env, **env}, capture_output=True, text=True, timeout=timeout
+        )
         if done.returncode != 0:
             raise AssertionError(f"{' '.join(args)} failed ({done.returncode}):\n{done.stdout}\n{done.stderr}")
         return done.stdout
@@ -66,7 +69,7 @@ class Processes:
 def wait_for(check, timeout: float, what: str, procs: Processes):
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        if (value := check()):
+        if value := check():
             return value
         time.sleep(1)
     raise AssertionError(f"timed out waiting for {what}\n{procs.logs()}")
@@ -76,9 +79,7 @@ def test_market_across_processes_driven_by_chain_events(anvil_url, tmp_path):
     started = time.monotonic()
     port = free_port()
     api = f"http://127.0.0.1:{port}/api"
-    env = {
-        key: value for key, value in os.environ.items() if not key.startswith(("PREFECT_", "FEDMARKET_"))
-    } | {
+    env = {key: value for key, value in os.environ.items() if not key.startswith(("PREFECT_", "FEDMARKET_"))} | {
         "PREFECT_HOME": str(tmp_path / "prefect"),
         "PREFECT_API_URL": api,
         "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
@@ -101,25 +102,50 @@ def test_market_across_processes_driven_by_chain_events(anvil_url, tmp_path):
 
         keys = {}
         for name in ["owner", "aggregator", *[f"trainer-{i}" for i in range(TRAINERS)]]:
-            keys[name] = json.loads(procs.run([fedmarket, "keys", "new", "--out", str(tmp_path / "keys" / f"{name}.json"), "--role", name]))
+            keys[name] = json.loads(
+                procs.run([fedmarket, "keys", "new", "--out", str(tmp_path / "keys" / f"{name}.json"), "--role", name])
+            )
         chain = Chain.connect(Settings(chain_rpc_url=anvil_url))
         for info in keys.values():
             chain.fund(info["address"], 10 * 10**18)
-        files = json.loads(procs.run([fedmarket, "data", "digits", "--out", str(tmp_path / "data"), "--trainers", str(TRAINERS)]))
+        files = json.loads(
+            procs.run([fedmarket, "data", "digits", "--out", str(tmp_path / "data"), "--trainers", str(TRAINERS)])
+        )
 
         owner_env = {"FEDMARKET_KEY_FILE": keys["owner"]["key_file"]}
-        created = json.loads(procs.run(
-            [fedmarket, "owner", "create", "--data", files["owner"], "--aggregator", keys["aggregator"]["address"],
-             "--aggregator-key", keys["aggregator"]["box_public_key"], "--trainers", str(TRAINERS), "--rounds", str(ROUNDS)],
-            **owner_env,
-        ))
+        created = json.loads(
+            procs.run(
+                [
+                    fedmarket,
+                    "owner",
+                    "create",
+                    "--data",
+                    files["owner"],
+                    "--aggregator",
+                    keys["aggregator"]["address"],
+                    "--aggregator-key",
+                    keys["aggregator"]["box_public_key"],
+                    "--trainers",
+                    str(TRAINERS),
+                    "--rounds",
+                    str(ROUNDS),
+                ],
+                **owner_env,
+            )
+        )
         market = created["market"]
-        aggregator_env = {"FEDMARKET_KEY_FILE": keys["aggregator"]["key_file"], "FEDMARKET_FACTORY_ADDRESS": created["factory"]}
+        aggregator_env = {
+            "FEDMARKET_KEY_FILE": keys["aggregator"]["key_file"],
+            "FEDMARKET_FACTORY_ADDRESS": created["factory"],
+        }
         procs.start("worker", [prefect, "worker", "start", "--pool", "fedmarket-process"], **aggregator_env)
         procs.start("listener", [fedmarket, "aggregator", "listen"], **aggregator_env)
         trainers = [
-            procs.start(f"trainer-{i}", [fedmarket, "trainer", "run", "--market", market, "--data", files["trainers"][i]],
-                        FEDMARKET_KEY_FILE=keys[f"trainer-{i}"]["key_file"])
+            procs.start(
+                f"trainer-{i}",
+                [fedmarket, "trainer", "run", "--market", market, "--data", files["trainers"][i]],
+                FEDMARKET_KEY_FILE=keys[f"trainer-{i}"]["key_file"],
+            )
             for i in range(TRAINERS)
         ]
         wait_for(lambda: all(t.poll() is not None for t in trainers), 900, "trainers to withdraw their payouts", procs)
@@ -141,9 +167,11 @@ def test_market_across_processes_driven_by_chain_events(anvil_url, tmp_path):
         assert len(by_deployment["settlement"]) == 1
         assert all(r["state"] == "COMPLETED" for d in ("round", "settlement", "advance") for r in by_deployment[d])
         overhead = _task_overhead(procs)
-        print(f"\nE2E: wall {wall_s:.1f} s for {ROUNDS} rounds with {TRAINERS} trainer processes; "
-              f"flow runs {', '.join(f'{d}={len(v)}' for d, v in sorted(by_deployment.items()))}; "
-              f"median Prefect overhead per task {overhead * 1000:.1f} ms")
+        print(
+            f"\nE2E: wall {wall_s:.1f} s for {ROUNDS} rounds with {TRAINERS} trainer processes; "
+            f"flow runs {', '.join(f'{d}={len(v)}' for d, v in sorted(by_deployment.items()))}; "
+            f"median Prefect overhead per task {overhead * 1000:.1f} ms"
+        )
     finally:
         procs.stop()
 
@@ -160,7 +188,8 @@ def _flow_runs(api: str) -> list[dict]:
     runs = httpx.post(f"{api}/flow_runs/filter", json={"limit": 200}).json()
     return [
         {"deployment": deployments[r["deployment_id"]], "parameters": r["parameters"], "state": r["state_type"]}
-        for r in runs if r.get("deployment_id") in deployments
+        for r in runs
+        if r.get("deployment_id") in deployments
     ]
 
 

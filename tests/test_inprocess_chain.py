@@ -15,8 +15,8 @@ def test_receipts_and_transactions_equal_eth_testers_search(platform):
     market, *_ = create_market(platform, trainers=3)
     backend = platform.chain._tester.backend
     assert isinstance(backend, IndexedPyEVMBackend)
-    head = platform.chain.w3.eth.block_number
-    hashes = [tx for n in range(1, head + 1) for tx in platform.chain.w3.eth.get_block(n)["transactions"]]
+    head = platform.chain._w3.eth.block_number
+    hashes = [tx for n in range(1, head + 1) for tx in platform.chain._w3.eth.get_block(n)["transactions"]]
     assert len(hashes) > 10  # deployments, funding, registrations, reveals
     for tx in hashes:
         assert backend.get_transaction_receipt(bytes(tx)) == PyEVMBackend.get_transaction_receipt(backend, bytes(tx))
@@ -26,7 +26,7 @@ def test_receipts_and_transactions_equal_eth_testers_search(platform):
 
 
 def test_a_transaction_undone_by_a_snapshot_revert_is_not_found(platform):
-    tester, eth = platform.chain._tester, platform.chain.w3.eth
+    tester, eth = platform.chain._tester, platform.chain._w3.eth
 
     def pay(wei: int) -> bytes:
         return bytes(eth.send_transaction({"from": eth.accounts[0], "to": eth.accounts[1], "value": wei}))
@@ -38,7 +38,10 @@ def test_a_transaction_undone_by_a_snapshot_revert_is_not_found(platform):
     with pytest.raises(TransactionNotFound):  # its block is above the head now
         tester.backend.get_transaction_receipt(undone)
     replacing = pay(2)  # mined at the undone one's height
-    assert tester.backend.get_transaction_receipt(replacing)["block_number"] == tester.get_block_by_number("latest")["number"]
+    assert (
+        tester.backend.get_transaction_receipt(replacing)["block_number"]
+        == tester.get_block_by_number("latest")["number"]
+    )
     with pytest.raises(TransactionNotFound):  # the index still names that height: the hash check catches it
         tester.backend.get_transaction_receipt(undone)
     with pytest.raises(TransactionNotFound):

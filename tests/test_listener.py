@@ -7,7 +7,7 @@ import pytest
 
 from fedmarket.chain import FactoryClient
 from fedmarket.chain.listener import DEADLINE_PASSED, ROUNDS_COMPLETE, SUBMISSIONS_COMPLETE, ChainListener
-from fedmarket.events import PrefectEventSink
+from fedmarket.eventsink import PrefectEventSink
 from tests.helpers import cid_of, create_market, party, small_spec
 
 
@@ -29,7 +29,9 @@ class Recorder:
 def play_round(platform, market, aggregator, members, round, *, submit=None):
     market.open_round(aggregator.account, cid_of(platform, b"model %d" % round), "0x" + "02" * 32)
     for t in members[: submit if submit is not None else len(members)]:
-        market.submit(t.account, round, cid_of(platform, b"update %d %s" % (round, t.address.encode())), "0x" + "03" * 32)
+        market.submit(
+            t.account, round, cid_of(platform, b"update %d %s" % (round, t.address.encode())), "0x" + "03" * 32
+        )
 
 
 def drain(listener, sink, polls=50):
@@ -65,11 +67,17 @@ def test_logs_become_named_events_and_triggers(platform, tmp_path):
 def test_factory_markets_are_followed_from_their_first_log(platform, tmp_path):
     owner, aggregator, other = party(platform, "owner"), party(platform, "aggregator"), party(platform, "aggregator", 1)
     factory, _ = FactoryClient.deploy(platform.chain, owner.account)
-    mine, _ = factory.create_market(owner.account, small_spec(platform, aggregator), small_spec(platform, aggregator).max_payout())
+    mine, _ = factory.create_market(
+        owner.account, small_spec(platform, aggregator), small_spec(platform, aggregator).max_payout()
+    )
     factory.create_market(owner.account, small_spec(platform, other), small_spec(platform, other).max_payout())
 
     sink = Recorder()
-    drain(ChainListener(platform.chain, tmp_path / "cp.json", factory=factory.address, aggregator=aggregator.address), sink, 3)
+    drain(
+        ChainListener(platform.chain, tmp_path / "cp.json", factory=factory.address, aggregator=aggregator.address),
+        sink,
+        3,
+    )
     assert {e.market for e in sink.events} == {mine.address}
     assert [e.name for e in sink.events] == ["fedmarket.market.created", "fedmarket.market.initialized"]
 
@@ -80,7 +88,9 @@ def test_deadline_passed_once_when_a_trainer_is_missing(platform, tmp_path):
     sink = Recorder()
     listener = ChainListener(platform.chain, tmp_path / "cp.json", markets=[market.address])
     drain(listener, sink, 3)
-    assert SUBMISSIONS_COMPLETE not in [e.name for e in sink.events] and DEADLINE_PASSED not in [e.name for e in sink.events]
+    assert SUBMISSIONS_COMPLETE not in [e.name for e in sink.events] and DEADLINE_PASSED not in [
+        e.name for e in sink.events
+    ]
     platform.chain.advance_time(market.round_state(1).deadline - platform.chain.now() + 10)
     drain(listener, sink, 3)
     passed = [e for e in sink.events if e.name == DEADLINE_PASSED]
@@ -125,7 +135,9 @@ def test_prefect_sink_stores_each_event_once(platform, tmp_path):
         assert PrefectEventSink.stored(client, [e.id for e in events]) == {e.id for e in events}
         from prefect.events.filters import EventFilter, EventResourceFilter
 
-        page = client.read_events(EventFilter(resource=EventResourceFilter(id=[f"fedmarket.market.{market.address}"])), limit=50)
+        page = client.read_events(
+            EventFilter(resource=EventResourceFilter(id=[f"fedmarket.market.{market.address}"])), limit=50
+        )
     assert sorted(str(e.id) for e in page.events) == sorted(str(e.id) for e in events)  # no duplicates stored
     complete = next(e for e in page.events if e.event == SUBMISSIONS_COMPLETE)
     assert complete.payload["market"] == market.address and complete.payload["round"] == 1

@@ -9,8 +9,8 @@ from eth_abi import encode as abi_encode
 from eth_utils import keccak
 
 from fedmarket.chain import FactoryClient, seed_commitment
-from fedmarket.commitments import BN254_FIELD
 from fedmarket.errors import ContractRevertError, FedMarketError
+from fedmarket.field import BN254_FIELD
 from tests.helpers import assert_ledger_matches, cid_of, create_market, party, small_spec, snapshot
 
 COMMITMENT = "0x" + "22" * 32
@@ -76,7 +76,9 @@ def test_split_seed_comes_from_the_trainers_revealed_seeds(any_platform):
     xored = 0
     for t in members:
         xored ^= int.from_bytes(t.split_seed(market.address), "big")
-    expected = keccak(abi_encode(["uint256", "address", "bytes32"], [chain.chain_id, market.address, xored.to_bytes(32, "big")]))
+    expected = keccak(
+        abi_encode(["uint256", "address", "bytes32"], [chain.chain_id, market.address, xored.to_bytes(32, "big")])
+    )
     assert market.split_seed() == expected
     assert_ledger_matches(market)
 
@@ -119,10 +121,10 @@ def test_a_reveal_estimated_before_the_others_is_sent_again_when_it_runs_out_of_
     middle = market.reveal(second.account, second.split_seed(market.address)).gas_used
     # `last` estimated as a middle revealer (anvil's estimate is the gas used), now mined last
     early = EstimatedBefore(market.contract.functions.reveal(last.split_seed(market.address)), middle)
-    nonce = any_platform.chain.w3.eth.get_transaction_count(last.address)
+    nonce = any_platform.chain._w3.eth.get_transaction_count(last.address)
     any_platform.chain.transact(last.account, early)
     assert early.estimates == 3  # the stale one, once more after the revert, once to resend
-    assert any_platform.chain.w3.eth.get_transaction_count(last.address) == nonce + 2
+    assert any_platform.chain._w3.eth.get_transaction_count(last.address) == nonce + 2
     assert market.phase() == "Training" and market.active_trainers() == [t.address for t in members]
 
 
@@ -156,7 +158,9 @@ def test_owner_and_aggregator_cannot_train(any_platform):
     for p in (owner, aggregator):
         expect_revert(
             "PartyCannotTrain",
-            lambda p=p: market.register(p.account, p.public_box_key, p.split_seed(market.address), cid_of(any_platform, b"s")),
+            lambda p=p: market.register(
+                p.account, p.public_box_key, p.split_seed(market.address), cid_of(any_platform, b"s")
+            ),
         )
 
 
@@ -187,7 +191,9 @@ def test_duplicate_and_out_of_field_submissions_revert(any_platform):
     before = snapshot(market)
     expect_revert("AlreadySubmitted", lambda: submit_all(any_platform, market, members[:1], 1))
     too_big = "0x" + BN254_FIELD.to_bytes(32, "big").hex()
-    expect_revert("InvalidCommitment", lambda: market.submit(members[1].account, 1, cid_of(any_platform, b"u"), too_big))
+    expect_revert(
+        "InvalidCommitment", lambda: market.submit(members[1].account, 1, cid_of(any_platform, b"u"), too_big)
+    )
     assert snapshot(market) == before
 
 
@@ -274,14 +280,16 @@ def test_deposit_must_cover_the_largest_payout(any_platform):
     aggregator = party(any_platform, "aggregator")
     spec = small_spec(any_platform, aggregator)
     factory, _ = FactoryClient.deploy(any_platform.chain, owner.account)
-    err = expect_revert("InsufficientDeposit", lambda: factory.create_market(owner.account, spec, spec.max_payout() - 1))
+    err = expect_revert(
+        "InsufficientDeposit", lambda: factory.create_market(owner.account, spec, spec.max_payout() - 1)
+    )
     assert err.error_args["required"] == spec.max_payout()
     assert factory.markets_of(owner.address) == []
 
 
 def test_markets_are_clones_of_the_factory_implementation(any_platform):
     market, owner, _, _, _ = create_market(any_platform, register=False)
-    w3 = any_platform.chain.w3
+    w3 = any_platform.chain._w3
     code = bytes(w3.eth.get_code(market.address))
     assert len(code) == 45 and code[:10] == bytes.fromhex("363d3d373d3d3d363d73")  # EIP-1167
     (created,) = market.contract.events.MarketInitialized().get_logs(from_block=0)

@@ -14,21 +14,22 @@ import numpy as np
 import pytest
 from prefect.settings import PREFECT_API_URL
 
-import flows.round as round_module
-import tasks.resume as resume_module
+import fedmarket_flows.round as round_module
+import fedmarket_tasks.load as load_module
 from fedmarket.chain import FactoryClient
 from fedmarket.commitments import commit
+from fedmarket.context import Platform, use_platform
 from fedmarket.crypto import private_key_bytes
 from fedmarket.ml.data import encode_dataset, load_digits_dataset, owner_split
 from fedmarket.ml.training import initial_model
 from fedmarket.ml.updates import decode_update
-from fedmarket.runtime import Platform, enrol, use_platform
-from fedmarket.settings import REPO_ROOT, Settings
-from flows.market import open_next_round
-from flows.round import round_flow
-from schemas.market import MarketSpec, ModelConfig, RewardSchedule, TaskSpec
-from tasks.trainer import seal_and_store
-from tests.helpers import party
+from fedmarket.settings import Settings
+from fedmarket.simulation.enrol import enrol
+from fedmarket_flows.market import open_next_round
+from fedmarket_flows.round import round_flow
+from fedmarket_schemas.market import MarketSpec, ModelConfig, RewardSchedule, TaskSpec
+from fedmarket_tasks.trainer import seal_and_store
+from tests.helpers import REPO_ROOT, party
 from tests.kill_round import KILLED
 
 STEPS = ["fetch", "validate", "detect", "aggregate", "evaluate"]  # the cached steps, in order
@@ -46,9 +47,14 @@ def world(anvil_url, tmp_path_factory):
         _, owner_data = owner_split(load_digits_dataset(), owner_fraction=0.3, seed=1)
         data = encode_dataset(owner_data)
         spec = MarketSpec(
-            task_cid=str(platform.store.put(task.model_dump_json().encode())), data_cid=str(platform.store.put(data)),
-            data_commitment=commit(data), aggregator=aggregator.address, aggregator_key="0x" + aggregator.public_box_key.hex(),
-            trainers=3, rounds=len(KILL_POINTS) + 1, participation_reward_wei=10**15,
+            task_cid=str(platform.store.put(task.model_dump_json().encode())),
+            data_cid=str(platform.store.put(data)),
+            data_commitment=commit(data),
+            aggregator=aggregator.address,
+            aggregator_key="0x" + aggregator.public_box_key.hex(),
+            trainers=3,
+            rounds=len(KILL_POINTS) + 1,
+            participation_reward_wei=10**15,
             schedule=RewardSchedule(thresholds_bps=(5000,), pools_wei=(10**17,)),
         )
         factory, _ = FactoryClient.deploy(platform.chain, owner.account)
@@ -84,7 +90,11 @@ def test_round_killed_at_each_step_resumes(world, kill_at, monkeypatch):
         submit_round(platform, market, aggregator, trainers, task, round)
         killed = subprocess.run(
             [sys.executable, "-m", "tests.kill_round", kill_at, market.address, str(round)],
-            cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=300,
+            cwd=REPO_ROOT,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=300,
         )
         assert killed.returncode == KILLED, killed.stdout + killed.stderr
         landed = market.last_event("RoundFinalized", round=round)
@@ -92,8 +102,8 @@ def test_round_killed_at_each_step_resumes(world, kill_at, monkeypatch):
 
         calls = Counter()
         for module, name, round_of in [
-            (resume_module, "fetch_submissions", lambda a, k: a[2]),
-            (resume_module, "validate_updates", lambda a, k: a[0].round),
+            (load_module, "fetch_submissions", lambda a, k: a[2]),
+            (load_module, "validate_updates", lambda a, k: a[0].round),
             (round_module, "detect_outliers", lambda a, k: a[0].round),
             (round_module, "aggregate", lambda a, k: a[0].round),
             (round_module, "evaluate", lambda a, k: round),

@@ -11,9 +11,9 @@ from fedmarket.commitments import commit
 from fedmarket.crypto import SealContext, seal
 from fedmarket.ml.models import parameter_count
 from fedmarket.ml.updates import encode_update
-from schemas.market import ModelConfig
-from tasks.fetch import fetch_submissions
-from tasks.validate import validate_updates
+from fedmarket_schemas.market import ModelConfig
+from fedmarket_tasks.fetch import fetch_submissions
+from fedmarket_tasks.validate import validate_updates
 from tests.helpers import create_market, snapshot
 
 MODEL = ModelConfig()
@@ -48,8 +48,8 @@ def test_bad_submissions_are_rejected_by_name(platform):
             platform.store.path_of(cid).write_bytes(envelope[:-1] + bytes([envelope[-1] ^ 1]))
 
     before = snapshot(market)
-    opened = fetch_submissions.fn(market.address, aggregator.address, 1)
-    models = validate_updates.fn(opened, MODEL, parameter_count(MODEL))
+    opened = fetch_submissions.fn(market.address, aggregator.address, 1, key="unused")
+    models = validate_updates.fn(opened, MODEL, parameter_count(MODEL), key="unused")
     assert snapshot(market) == before
 
     assert opened.submitted == [m.address for m in members]  # rejected ones are still "submitted"

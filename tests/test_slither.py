@@ -10,7 +10,7 @@ import subprocess
 
 import pytest
 
-from fedmarket.settings import REPO_ROOT
+from tests.helpers import REPO_ROOT
 
 CONTRACTS = REPO_ROOT / "contracts"
 SLITHER = REPO_ROOT / ".venv" / "slither" / "bin" / "slither"
@@ -31,7 +31,11 @@ def findings(tmp_path_factory):
     env = {**os.environ, "PATH": f"{REPO_ROOT / 'node_modules' / '.bin'}:{os.environ['PATH']}"}
     proc = subprocess.run(
         [str(SLITHER), ".", "--filter-paths", "node_modules|test/", "--json", str(out)],
-        cwd=CONTRACTS, env=env, capture_output=True, text=True, timeout=600,
+        cwd=CONTRACTS,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
     )
     assert out.exists(), f"slither produced no report (exit {proc.returncode}):\n{proc.stderr[-4000:]}"
     report = json.loads(out.read_text())

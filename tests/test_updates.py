@@ -8,7 +8,7 @@ from safetensors.torch import save
 from fedmarket.errors import MalformedUpdateError, NonFiniteUpdateError
 from fedmarket.ml.models import parameter_count
 from fedmarket.ml.updates import decode_update, encode_update
-from schemas.market import ModelConfig, ModelKind
+from fedmarket_schemas.market import ModelConfig, ModelKind
 
 LR = ModelConfig()
 MLP = ModelConfig(kind=ModelKind.mlp, hidden=8)

@@ -9,9 +9,17 @@ import numpy as np
 import pytest
 
 from fedmarket.errors import ConfigError, ZKError
+from fedmarket.fixed_point import STEP, on_grid, quantize
 from fedmarket.settings import Settings
-from fedmarket.zk import RoundStatement, build_round_circuit, evaluate, poseidon_commitment, prove_round, quantize, verifier_artifact, verify_locally
-from fedmarket.zk.fixed_point import STEP, on_grid
+from fedmarket.zk import (
+    RoundStatement,
+    build_round_circuit,
+    evaluate,
+    poseidon_commitment,
+    prove_round,
+    verifier_artifact,
+    verify_locally,
+)
 
 L, D = 4, 8
 
@@ -58,7 +66,7 @@ def test_later_rounds_measure_against_last_rounds_benign_trainers(round_build):
 def test_rank_orders_by_value_then_by_index():
     import torch
 
-    from fedmarket.zk.round_circuit import _rank
+    from fedmarket.algorithms.outliers.proven import _rank
 
     values = torch.tensor([[3.0, 1.0, 3.0, 2.0]], dtype=torch.float64) * STEP
     everyone = torch.ones(1, 4, dtype=torch.float64)
@@ -126,7 +134,7 @@ def test_columns_are_the_fewest_that_need_no_larger_domain(round_build, tmp_path
 
     import torch
 
-    from fedmarket.zk.toolchain import RunArgs, choose_columns, export_onnx
+    from fedmarket.zk.ezkl.toolchain import RunArgs, choose_columns, export_onnx
 
     assert round_build.columns == 1
     weights = torch.randint(-2, 3, (40, 16, 16), generator=torch.Generator().manual_seed(0)).float() / 4

@@ -16,8 +16,8 @@ from typer.testing import CliRunner
 from fedmarket.errors import ZKError
 from fedmarket.settings import Settings
 from fedmarket.zk import build_round_circuit
-from fedmarket.zk.cache import USED, cached_builds, prune
-from flows.cli import app
+from fedmarket.zk.ezkl.cache import USED, cached_builds, prune
+from fedmarket_cli import app
 
 DAY = 86_400
 STALE = "round-L9-d9-0000000000000000"

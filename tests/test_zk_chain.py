@@ -8,12 +8,13 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from fedmarket.context import Platform, use_platform
 from fedmarket.errors import ContractRevertError, VerifierMismatchError
-from fedmarket.runtime import Platform, use_platform
+from fedmarket.fixed_point import quantize
 from fedmarket.settings import Settings
-from fedmarket.zk import RoundStatement, poseidon_commitment, prove_round, quantize
-from fedmarket.zk.deploy import deploy_round_verifier, deployed_verifier_code
-from fedmarket.zk.verifier import check_verifier
+from fedmarket.zk import RoundStatement, poseidon_commitment, prove_round
+from fedmarket.zk.ezkl.deploy import deploy_round_verifier, deployed_verifier_code
+from fedmarket.zk.ezkl.verifier import check_verifier
 from tests.conftest import reverted_after
 from tests.helpers import cid_of, create_market, party, snapshot
 
@@ -151,13 +152,20 @@ def test_proof_bytes_that_do_not_decode_are_rejected_by_name(platform, honest):
     before = snapshot(market)
     with pytest.raises(ContractRevertError) as err:
         market.finalize_round(
-            aggregator.account, 1, cid_of(platform, proof.aggregate.tobytes()), proof.aggregate_commitment, proof.benign_mask, b"\x01\x02\x03"
+            aggregator.account,
+            1,
+            cid_of(platform, proof.aggregate.tobytes()),
+            proof.aggregate_commitment,
+            proof.benign_mask,
+            b"\x01\x02\x03",
         )
     assert err.value.error_name == "ProofRejected"
     assert snapshot(market) == before
 
 
-def test_a_build_the_markets_verifier_was_not_made_from_is_refused_before_proving(platform, honest, round_build, settlement_build):
+def test_a_build_the_markets_verifier_was_not_made_from_is_refused_before_proving(
+    platform, honest, round_build, settlement_build
+):
     """The round flow reads the runtime code of the Halo2 verifier behind the market's adapter, and
     the proving step first checks that its own build compiles to it: the market's build passes;
     another build (here another circuit's; another SRS differs the same way) is refused by name."""

@@ -9,22 +9,22 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from fedmarket.ml.data import Dataset, encode_dataset
-from fedmarket.ml.training import train_local
+from fedmarket.context import Platform, use_platform
 from fedmarket.crypto import SealContext, seal
 from fedmarket.errors import ProtocolError
+from fedmarket.fixed_point import STEP, quantize
+from fedmarket.ml.data import Dataset, encode_dataset
+from fedmarket.ml.training import train_local
 from fedmarket.ml.updates import decode_update, encode_update
-from fedmarket.runtime import Platform, use_platform
 from fedmarket.settings import Settings
-from fedmarket.zk import STEP, quantize
-from fedmarket.zk.deploy import deploy_round_verifier, deploy_settlement_verifier
+from fedmarket.zk.ezkl.deploy import deploy_round_verifier, deploy_settlement_verifier
 from fedmarket.zk.settlement_proof import DataChunks
-from flows.market import open_next_round
-from flows.round import round_flow
-from flows.settlement import settlement_flow
-from schemas.market import DataSchema, ModelConfig, TaskSpec, TrainingConfig
-from tasks.fetch import fetch_submissions
-from tasks.trainer import seal_and_store
+from fedmarket_flows.market import open_next_round
+from fedmarket_flows.round import round_flow
+from fedmarket_flows.settlement import settlement_flow
+from fedmarket_schemas.market import DataSchema, ModelConfig, TaskSpec, TrainingConfig
+from fedmarket_tasks.fetch import fetch_submissions
+from fedmarket_tasks.trainer import seal_and_store
 from tests.helpers import create_market, party
 
 L, ROUNDS = 4, 2
@@ -34,6 +34,7 @@ TASK = TaskSpec(
     training=TrainingConfig(local_epochs=1, learning_rate=0.5),
     data_schema=DataSchema(feature_count=3, labels=(0, 1)),
     test_chunk_rows=10,
+    detector="two_stage_proven",
 )
 
 
@@ -52,15 +53,17 @@ def proven_platform(tmp_path, round_build, anvil_url):
         yield p
 
 
-def proven_market(platform, round_build, settlement_build):
+def proven_market(platform, round_build, settlement_build, task=TASK):
     """A market of L trainers (registered, seeds revealed) whose rounds and settlement are proven."""
     deployer = party(platform, "verifier-deployer")
     verifier = deploy_round_verifier(platform.chain, deployer.account, round_build, L)
     settlement_verifier = deploy_settlement_verifier(platform.chain, deployer.account, settlement_build, L, 10)
     owner_data = tiny_data(60, 0)
     market, _, aggregator, members, _ = create_market(
-        platform, trainers=L, rounds=ROUNDS,
-        task_cid=str(platform.store.put(TASK.model_dump_json().encode())),
+        platform,
+        trainers=L,
+        rounds=ROUNDS,
+        task_cid=str(platform.store.put(task.model_dump_json().encode())),
         data_cid=str(platform.store.put(encode_dataset(owner_data))),
         data_commitment=DataChunks.of(owner_data, 10, 2).commitment,
         round_verifier=verifier.adapter,
@@ -69,7 +72,9 @@ def proven_market(platform, round_build, settlement_build):
     return market, aggregator, members, verifier.adapter, settlement_verifier.adapter
 
 
-def test_every_round_and_the_settlement_of_a_proven_market_are_verified_on_chain(proven_platform, round_build, settlement_build):
+def test_every_round_and_the_settlement_of_a_proven_market_are_verified_on_chain(
+    proven_platform, round_build, settlement_build
+):
     platform = proven_platform
     market, aggregator, members, verifier, settlement_verifier = proven_market(platform, round_build, settlement_build)
     datasets = [tiny_data(60, 10 + i) for i in range(L)]
@@ -117,13 +122,34 @@ def test_an_update_off_the_grid_is_rejected_by_name_and_stops_the_proof(proven_p
         if i == 0:  # reseal the unrounded update under the commitment to the rounded one
             plaintext = encode_update(local + 2.0**-12, TASK.model)
             context = SealContext(platform.chain.chain_id, market.address, 1, member.address)
-            cid = str(platform.store.put(seal(plaintext, sender=member.box_key, recipient=market.aggregator_key(), context=context)))
+            cid = str(
+                platform.store.put(
+                    seal(plaintext, sender=member.box_key, recipient=market.aggregator_key(), context=context)
+                )
+            )
         market.submit(member.account, 1, cid, commitment)
 
-    opened = fetch_submissions.fn(market.address, aggregator.address, 1, model=TASK.model)
+    opened = fetch_submissions.fn(market.address, aggregator.address, 1, key="unused", model=TASK.model)
     assert set(opened.rejected) == {members[0].address}
     assert "grid" in opened.rejected[members[0].address]
     with pytest.raises(ProtocolError, match="cannot be proven") as err:
         round_flow(market.address, 1, aggregator.address)
     assert members[0].address in str(err.value)
+    assert not market.round_state(1).finalized
+
+
+def test_a_proven_market_whose_task_names_a_rule_without_circuit_is_refused(
+    proven_platform, round_build, settlement_build
+):
+    """The task says which rule runs: a proven market's round flow refuses one no circuit proves
+    instead of proving another rule than the one the owner published."""
+    platform = proven_platform
+    task = TASK.model_copy(update={"detector": "two_stage_guarded"})
+    market, aggregator, members, _, _ = proven_market(platform, round_build, settlement_build, task)
+    open_next_round(market.address, aggregator.address)
+    for i, member in enumerate(members):
+        cid, commitment = seal_and_store(market.address, member.address, 1, np.full(8, 0.1 * i), task)
+        market.submit(member.account, 1, cid, commitment)
+    with pytest.raises(ProtocolError, match="two_stage_guarded"):
+        round_flow(market.address, 1, aggregator.address)
     assert not market.round_state(1).finalized

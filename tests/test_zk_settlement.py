@@ -9,25 +9,26 @@ import numpy as np
 import pytest
 import torch
 
-from fedmarket.commitments import BN254_FIELD
+from fedmarket.context import Platform, use_platform
 from fedmarket.errors import ContractRevertError
+from fedmarket.field import BN254_FIELD
+from fedmarket.fixed_point import quantize
 from fedmarket.ml.data import Dataset
 from fedmarket.ml.models import build_model, vector_to_state
-from fedmarket.runtime import Platform, use_platform
-from fedmarket.zk import RoundStatement, poseidon_commitment, prove_round, quantize
-from fedmarket.zk.deploy import deploy_round_verifier, deploy_settlement_verifier
+from fedmarket.settings import Settings
+from fedmarket.zk import RoundStatement, poseidon_commitment, prove_round
+from fedmarket.zk.ezkl.deploy import deploy_round_verifier, deploy_settlement_verifier
 from fedmarket.zk.settlement_proof import (
     DataChunks,
     SettlementStatement,
+    build_settlement_circuit,
     chunk_rows,
     evaluate,
-    build_settlement_circuit,
     prove_settlement,
     rloo_subsets,
     split_by_chunks,
 )
-from fedmarket.settings import Settings
-from schemas.market import ModelConfig, ModelKind
+from fedmarket_schemas.market import ModelConfig, ModelKind
 from tests.conftest import reverted_after
 from tests.helpers import cid_of, create_market, party, snapshot
 
@@ -78,7 +79,11 @@ def _ready_to_settle(platform, round_build, settlement_build, models):
     data = owner_data()
     chunks = DataChunks.of(data, N, C)
     market, _, aggregator, members, _ = create_market(
-        platform, trainers=L, rounds=1, round_verifier=rounds_v.adapter, settlement_verifier=settle_v.adapter,
+        platform,
+        trainers=L,
+        rounds=1,
+        round_verifier=rounds_v.adapter,
+        settlement_verifier=settle_v.adapter,
         data_commitment=chunks.commitment,
     )
     start = quantize(np.zeros(models[0].size))
@@ -86,7 +91,9 @@ def _ready_to_settle(platform, round_build, settlement_build, models):
     for member, model in zip(members, models):
         market.submit(member.account, 1, cid_of(platform, model.tobytes()), poseidon_commitment(model))
     rp = prove_round(round_build, RoundStatement(models, 1, market.domain(1)))
-    market.finalize_round(aggregator.account, 1, cid_of(platform, b"agg"), rp.aggregate_commitment, rp.benign_mask, rp.calldata())
+    market.finalize_round(
+        aggregator.account, 1, cid_of(platform, b"agg"), rp.aggregate_commitment, rp.benign_mask, rp.calldata()
+    )
     assert market.phase() == "Settlement" and rp.mask == [True, True, True, False]
     return market, aggregator, models, rp.aggregate, data, chunks
 
@@ -119,7 +126,9 @@ def mlp_settlement_build(round_build):
     return build_settlement_circuit(L, MLP, N, Settings(zk_cache_dir=round_build.dir.parent))
 
 
-def statement(market, models, final, data, *, chunk_seed: bytes | None = None, model: ModelConfig = MODEL) -> SettlementStatement:
+def statement(
+    market, models, final, data, *, chunk_seed: bytes | None = None, model: ModelConfig = MODEL
+) -> SettlementStatement:
     _, test = split_by_chunks(data, N, chunk_seed or market.split_seed())
     seed = int.from_bytes(market.rloo_seed(), "big") % BN254_FIELD
     subsets = rloo_subsets(seed, market.round_state(1).benign_mask, L)
@@ -177,8 +186,12 @@ def test_the_market_verifies_an_honest_settlement(settling, settlement_build):
     assert (proof.correct, proof.contributions) == (float_correct, float_contributions)
     assert proof.contributions[3] == 0  # flagged: no subset
     assert any(c != 0 for c in proof.contributions), "the varied models should differ in contribution"
-    tx = market.settle(aggregator.account, proof.accuracy_bps, proof.contributions, proof.calldata(market.split_seed(), chunks))
-    print(f"settle with proof verification: {tx.gas_used} gas; contributions {proof.contributions} (float {float_contributions})")
+    tx = market.settle(
+        aggregator.account, proof.accuracy_bps, proof.contributions, proof.calldata(market.split_seed(), chunks)
+    )
+    print(
+        f"settle with proof verification: {tx.gas_used} gas; contributions {proof.contributions} (float {float_contributions})"
+    )
     assert market.phase() == "Settled"
     assert market.last_event("Settled")[0]["verified"]
 
@@ -197,7 +210,9 @@ def test_a_proof_on_another_test_chunk_is_rejected(settling, settlement_build):
     market, aggregator, models, final, data, chunks = settling
     other_seed = (int.from_bytes(market.split_seed(), "big") + 1).to_bytes(32, "big")
     proof = prove_settlement(settlement_build, statement(market, models, final, data, chunk_seed=other_seed))
-    expect_rejected(market, aggregator, proof.accuracy_bps, proof.contributions, proof.calldata(market.split_seed(), chunks))
+    expect_rejected(
+        market, aggregator, proof.accuracy_bps, proof.contributions, proof.calldata(market.split_seed(), chunks)
+    )
     # nor does claiming the other seed help: it does not hash to the market's rlooSeed
     expect_rejected(market, aggregator, proof.accuracy_bps, proof.contributions, proof.calldata(other_seed, chunks))
 
@@ -228,8 +243,12 @@ def test_mlp_counts_equal_torch_on_each_coalitions_average_model():
     assert any(c != 0 for c in contributions), "the noisy models should differ in contribution"
 
 
-def test_the_market_verifies_an_honest_mlp_settlement_and_rejects_forged_contributions(platform, round_build, mlp_settlement_build):
-    market, aggregator, models, final, data, chunks = _ready_to_settle(platform, round_build, mlp_settlement_build, mlp_models(1))
+def test_the_market_verifies_an_honest_mlp_settlement_and_rejects_forged_contributions(
+    platform, round_build, mlp_settlement_build
+):
+    market, aggregator, models, final, data, chunks = _ready_to_settle(
+        platform, round_build, mlp_settlement_build, mlp_models(1)
+    )
     proof = prove_settlement(mlp_settlement_build, statement(market, models, final, data, model=MLP))
     # exact arithmetic: the proven counts are the float ones
     assert (proof.correct, proof.contributions) == evaluate(statement(market, models, final, data, model=MLP))

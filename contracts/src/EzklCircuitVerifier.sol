@@ -52,7 +52,7 @@ abstract contract EzklCircuitVerifier is IProofVerifier {
         return (free[used], used + 1);
     }
 
-    /// @dev Limbs of a domain in a circuit's public tensor (fedmarket/zk/fixed_point.py): EZKL
+    /// @dev Limbs of a domain in a circuit's public tensor (fedmarket/fixed_point.py): EZKL
     /// reads inputs as float32, which holds 24-bit integers exactly.
     uint256 internal constant DOMAIN_LIMBS = 6;
     uint256 internal constant LIMB_BITS = 24;

@@ -1,7 +1,7 @@
 """Chain adapter (in-process EVM or JSON-RPC node) and contract bindings."""
 
 from fedmarket.chain.adapter import Chain, TxResult, account_from_key
-from fedmarket.chain.events import MarketLedger
+from fedmarket.chain.ledger import MarketLedger
 from fedmarket.chain.market import FactoryClient, MarketClient, RoundState, seed_commitment
 
 __all__ = [

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import ast
 import logging
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -30,6 +31,7 @@ log = logging.getLogger(__name__)
 CONTRACTS = ("DataMarket", "MarketFactory")
 _ERROR_STRING = bytes.fromhex("08c379a0")  # Error(string)
 _PANIC = bytes.fromhex("4e487b71")  # Panic(uint256)
+LOG_PAGE_BLOCKS = 10_000  # public nodes cap one eth_getLogs at 1,000 to 10,000 blocks
 
 
 @dataclass(frozen=True)
@@ -43,8 +45,9 @@ class TxResult:
 class Chain:
     """A connection plus what fedmarket needs of it: deploy, transact, call, decode reverts."""
 
-    def __init__(self, w3: Web3, artifacts_dir: Path, *, tester: Any = None):
-        self.w3 = w3
+    def __init__(self, w3: Web3, artifacts_dir: Path, *, tester: Any = None, log_page_blocks: int = LOG_PAGE_BLOCKS):
+        self._w3 = w3
+        self.log_page_blocks = log_page_blocks
         self.artifacts_dir = Path(artifacts_dir)
         self._tester = tester  # eth_tester.EthereumTester when in process
         self._errors = error_abis(self.artifacts_dir, CONTRACTS)
@@ -57,14 +60,20 @@ class Chain:
     def connect(cls, settings: Settings) -> Chain:
         if settings.chain_rpc_url:
             w3 = Web3(Web3.HTTPProvider(settings.chain_rpc_url, request_kwargs={"timeout": 30}))
-            return cls(w3, settings.artifacts_dir)
+            return cls(w3, settings.artifacts_dir, log_page_blocks=settings.chain_log_page_blocks)
+        # py-evm is imported only by a process that runs the chain itself
         from eth_tester import EthereumTester
         from web3 import EthereumTesterProvider
 
         from fedmarket.chain.inprocess import IndexedPyEVMBackend
 
         tester = EthereumTester(IndexedPyEVMBackend())
-        return cls(Web3(EthereumTesterProvider(tester)), settings.artifacts_dir, tester=tester)
+        return cls(
+            Web3(EthereumTesterProvider(tester)),
+            settings.artifacts_dir,
+            tester=tester,
+            log_page_blocks=settings.chain_log_page_blocks,
+        )
 
     @property
     def in_process(self) -> bool:
@@ -74,64 +83,131 @@ class Chain:
     def description(self) -> str:
         if self.in_process:
             return f"in-process EVM (py-evm), chain id {self.chain_id}"
-        return f"{self.w3.provider.endpoint_uri}, chain id {self.chain_id}"  # type: ignore[attr-defined]
+        return f"{self._w3.provider.endpoint_uri}, chain id {self.chain_id}"  # type: ignore[attr-defined]
 
     # ------------------------------------------------------------ contracts
     def abi(self, name: str) -> list:
         return load_artifact(self.artifacts_dir, name)["abi"]
 
     def contract(self, name: str, address: str) -> Contract:
-        return self.w3.eth.contract(address=Web3.to_checksum_address(address), abi=load_artifact(self.artifacts_dir, name)["abi"])
+        return self._w3.eth.contract(
+            address=Web3.to_checksum_address(address), abi=load_artifact(self.artifacts_dir, name)["abi"]
+        )
 
     def deploy(self, account: LocalAccount, name: str, *args: Any) -> tuple[Contract, TxResult]:
         return self.deploy_artifact(account, load_artifact(self.artifacts_dir, name), *args)
 
     def deploy_artifact(self, account: LocalAccount, artifact: dict, *args: Any) -> tuple[Contract, TxResult]:
         """Deploy compiled code from outside contracts/artifacts (an EZKL-generated verifier)."""
-        factory = self.w3.eth.contract(abi=artifact["abi"], bytecode=artifact["bytecode"])
-        result = self.transact(account, factory.constructor(*args), label=f"{artifact.get('contractName', 'contract')}.constructor")
+        factory = self._w3.eth.contract(abi=artifact["abi"], bytecode=artifact["bytecode"])
+        result = self.transact(
+            account, factory.constructor(*args), label=f"{artifact.get('contractName', 'contract')}.constructor"
+        )
         address = result.receipt["contractAddress"]
-        return self.w3.eth.contract(address=Web3.to_checksum_address(address), abi=artifact["abi"]), result
+        return self._w3.eth.contract(address=Web3.to_checksum_address(address), abi=artifact["abi"]), result
+
+    def contract_at(self, abi: list, address: str) -> Contract:
+        """A contract whose ABI is not among contracts/artifacts (an EZKL-generated verifier)."""
+        return self._w3.eth.contract(address=Web3.to_checksum_address(address), abi=abi)
+
+    def decoder(self, abi: list) -> Contract:
+        """An address-less contract, to decode logs of any contract with this ABI."""
+        return self._w3.eth.contract(abi=abi)
 
     def has_code(self, address: str) -> bool:
-        return len(self.w3.eth.get_code(Web3.to_checksum_address(address))) > 0
+        return len(self.code(address)) > 0
 
-    def transact(self, account: LocalAccount, fn: ContractFunction, *, value: int = 0, label: str | None = None) -> TxResult:
+    # ------------------------------------------------------------ reads
+    def _read(self, label: str, fn: Callable[[], Any]) -> Any:
+        try:
+            return fn()
+        except Exception as exc:
+            raise self._translate(label, exc) from exc
+
+    def head(self) -> int:
+        return int(self._read("eth_blockNumber", lambda: self._w3.eth.block_number))
+
+    def timestamp(self, block: int | str = "latest") -> int:
+        return int(self._read("eth_getBlockByNumber", lambda: self._w3.eth.get_block(block)["timestamp"]))
+
+    def code(self, address: str, block: int | str = "latest") -> bytes:
+        checksum = Web3.to_checksum_address(address)
+        return bytes(self._read("eth_getCode", lambda: self._w3.eth.get_code(checksum, block_identifier=block)))
+
+    def receipt(self, tx_hash: str | bytes) -> TxResult:
+        receipt = self._read("eth_getTransactionReceipt", lambda: self._w3.eth.get_transaction_receipt(tx_hash))
+        hex_hash = "0x" + bytes(receipt["transactionHash"]).hex()
+        return TxResult(hex_hash, int(receipt["gasUsed"]), int(receipt["blockNumber"]), receipt)
+
+    def _pages(self, from_block: int, to_block: int | str) -> Iterator[tuple[int, int]]:
+        end = self.head() if to_block == "latest" else int(to_block)
+        for start in range(int(from_block), end + 1, self.log_page_blocks):
+            yield start, min(end, start + self.log_page_blocks - 1)
+
+    def logs(self, addresses: list[str], from_block: int, to_block: int | str = "latest") -> list:
+        """Every log of `addresses` in [from_block, to_block], in chain order, read in pages of
+        at most `log_page_blocks` blocks (public nodes cap the range of one eth_getLogs)."""
+        if not addresses:
+            return []
+        checksums = [Web3.to_checksum_address(a) for a in addresses]
+        out: list = []
+        for start, end in self._pages(from_block, to_block):
+            query = {"address": checksums, "fromBlock": start, "toBlock": end}
+            out += self._read("eth_getLogs", lambda q=query: self._w3.eth.get_logs(q))
+        return sorted(out, key=lambda log: (log["blockNumber"], log["logIndex"]))
+
+    def events(self, contract: Contract, name: str, from_block: int, to_block: int | str = "latest", **filters) -> list:
+        """The decoded `name` events of `contract` in [from_block, to_block] whose indexed
+        arguments equal `filters`, in chain order, read in pages as `logs`."""
+        event = getattr(contract.events, name)()
+        out: list = []
+        for start, end in self._pages(from_block, to_block):
+            out += self._read(
+                f"{name} logs",
+                lambda a=start, b=end: event.get_logs(from_block=a, to_block=b, argument_filters=filters or None),
+            )
+        return out
+
+    def transact(
+        self, account: LocalAccount, fn: ContractFunction, *, value: int = 0, label: str | None = None
+    ) -> TxResult:
         """Estimate, sign, send and wait. A transaction mined reverted is estimated again on the
         state it ran on: if it now needs more gas than it was given, it is sent once more. Its
-        estimate ran on a state that another party's transaction changed before it was mined (of
-        four trainers revealing at once, the one mined last also starts training: 84k gas where
-        it was estimated as a middle one, 56k). If it now reverts, that revert is the error."""
+        estimate ran on a state that another party's transaction changed before it was mined (the
+        last of several trainers revealing at once also starts training, which costs more than the
+        reveal it was estimated as). If it now reverts, that revert is the error."""
         label = label or fn.fn_name
         tx_hash, gas, receipt = self._send(account, fn, value, label)
         if receipt["status"] != 1 and self._estimate(account, fn, value, label) > gas:
             log.warning("%s ran out of its %d gas on a state changed since its estimate: sending it again", label, gas)
             tx_hash, gas, receipt = self._send(account, fn, value, label)
         if receipt["status"] != 1:
-            raise ContractRevertError(label, "Reverted", {"tx": tx_hash.hex(), "gas_used": receipt["gasUsed"], "gas": gas})
+            raise ContractRevertError(
+                label, "Reverted", {"tx": tx_hash.hex(), "gas_used": receipt["gasUsed"], "gas": gas}
+            )
         return TxResult("0x" + tx_hash.hex().removeprefix("0x"), receipt["gasUsed"], receipt["blockNumber"], receipt)
 
     def _estimate(self, account: LocalAccount, fn: ContractFunction, value: int, label: str) -> int:
         try:
             return fn.estimate_gas({"from": account.address, "value": value, "chainId": self.chain_id})
-        except Exception as exc:  # noqa: BLE001
+        except Exception as exc:
             raise self._translate(label, exc) from exc
 
     def _send(self, account: LocalAccount, fn: ContractFunction, value: int, label: str):
         base = {"from": account.address, "value": value, "chainId": self.chain_id}
         try:
-            base["nonce"] = self.w3.eth.get_transaction_count(account.address, "pending")
+            base["nonce"] = self._w3.eth.get_transaction_count(account.address, "pending")
             base["gas"] = int(fn.estimate_gas(base) * 1.2) + 10_000
             signed = account.sign_transaction(fn.build_transaction(base))
-            tx_hash = self.w3.eth.send_raw_transaction(signed.raw_transaction)
-            return tx_hash, base["gas"], self.w3.eth.wait_for_transaction_receipt(tx_hash, timeout=120)
-        except Exception as exc:  # noqa: BLE001 - every backend error is translated here
+            tx_hash = self._w3.eth.send_raw_transaction(signed.raw_transaction)
+            return tx_hash, base["gas"], self._w3.eth.wait_for_transaction_receipt(tx_hash, timeout=120)
+        except Exception as exc:
             raise self._translate(label, exc) from exc
 
     def call(self, fn: ContractFunction, *, sender: str | None = None, block: int | str = "latest") -> Any:
         try:
             return fn.call({"from": sender} if sender else {}, block_identifier=block)
-        except Exception as exc:  # noqa: BLE001
+        except Exception as exc:
             raise self._translate(fn.fn_name, exc) from exc
 
     def _translate(self, label: str, exc: Exception) -> ChainError:
@@ -163,24 +239,32 @@ class Chain:
 
     # ------------------------------------------------------------ time and funds (dev chains)
     def now(self) -> int:
-        return int(self.w3.eth.get_block("latest")["timestamp"])
+        return self.timestamp("latest")
 
     def advance_time(self, seconds: int) -> None:
         """Move chain time forward: simulation and tests only."""
         if self.in_process:
             self._tester.time_travel(self.now() + seconds)
         else:
-            self.w3.provider.make_request("evm_increaseTime", [seconds])
-            self.w3.provider.make_request("evm_mine", [])
+            self._w3.provider.make_request("evm_increaseTime", [seconds])
+            self._w3.provider.make_request("evm_mine", [])
+
+    def snapshot(self) -> str:
+        """A node's state to come back to (anvil's evm_snapshot): tests only."""
+        return self._w3.provider.make_request("evm_snapshot", [])["result"]
+
+    def revert_to(self, snapshot: str) -> None:
+        if not self._w3.provider.make_request("evm_revert", [snapshot])["result"]:
+            raise ChainError(f"the node could not revert to snapshot {snapshot}")
 
     def fund(self, address: str, wei: int) -> None:
         """Send ether from the dev chain's first unlocked account (eth-tester, anvil)."""
-        funder = self.w3.eth.accounts[0]
-        tx_hash = self.w3.eth.send_transaction({"from": funder, "to": address, "value": wei})
-        self.w3.eth.wait_for_transaction_receipt(tx_hash)
+        funder = self._w3.eth.accounts[0]
+        tx_hash = self._w3.eth.send_transaction({"from": funder, "to": address, "value": wei})
+        self._w3.eth.wait_for_transaction_receipt(tx_hash)
 
     def balance(self, address: str) -> int:
-        return int(self.w3.eth.get_balance(Web3.to_checksum_address(address)))
+        return int(self._w3.eth.get_balance(Web3.to_checksum_address(address)))
 
 
 def account_from_key(private_key: str | bytes) -> LocalAccount:
@@ -195,7 +279,7 @@ def _revert_data(exc: Exception) -> bytes | None:
     text = str(exc.args[0]) if exc.args else ""
     marker = "execution reverted: "
     if type(exc).__name__ == "TransactionFailed" and text.startswith(marker):
-        literal = text[len(marker):]
+        literal = text[len(marker) :]
         try:
             value = ast.literal_eval(literal)
         except (ValueError, SyntaxError):

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from functools import lru_cache
+from functools import cache
 from pathlib import Path
 
 from eth_utils import function_signature_to_4byte_selector
@@ -11,7 +11,7 @@ from eth_utils import function_signature_to_4byte_selector
 from fedmarket.errors import ArtifactError
 
 
-@lru_cache(maxsize=None)
+@cache
 def load_artifact(artifacts_dir: Path, name: str) -> dict:
     path = Path(artifacts_dir) / f"{name}.json"
     try:

@@ -5,7 +5,7 @@ behind the head), hands each range's events to a sink, and only then advances a 
 it persists atomically. A listener killed at any point therefore re-reads the unfinished range
 when it restarts: no event is lost. Every event has a deterministic id (chain id, transaction,
 log index, or for derived events market and round), so the sink can drop what it already
-delivered: no event is delivered twice (fedmarket/events.py).
+delivered: no event is delivered twice (fedmarket/eventsink.py).
 
 Besides one event per log it derives what the aggregator acts on:
 `fedmarket.round.submissions-complete` (every active trainer submitted),
@@ -102,8 +102,16 @@ class ChainListener:
     """Follows the markets of a factory (all, or only those with `aggregator`) and extra markets."""
 
     def __init__(
-        self, chain: Chain, state_path: Path, *, factory: str | None = None, markets: list[str] = (),
-        aggregator: str | None = None, max_blocks: int = 500, confirmations: int = 0, start_block: int = 0,
+        self,
+        chain: Chain,
+        state_path: Path,
+        *,
+        factory: str | None = None,
+        markets: list[str] = (),
+        aggregator: str | None = None,
+        max_blocks: int = 500,
+        confirmations: int = 0,
+        start_block: int = 0,
     ):
         if factory is None and not markets:
             raise ConfigError("the listener needs a factory address (FEDMARKET_FACTORY_ADDRESS) or market addresses")
@@ -117,7 +125,7 @@ class ChainListener:
             self._follow(market)
         self._decoders = {
             event_abi_to_log_topic(entry): (entry["name"], getattr(contract.events, entry["name"])())
-            for contract in (chain.w3.eth.contract(abi=chain.abi(name)) for name in ("DataMarket", "MarketFactory"))
+            for contract in (chain.decoder(chain.abi(name)) for name in ("DataMarket", "MarketFactory"))
             for entry in contract.abi
             if entry["type"] == "event"
         }
@@ -143,7 +151,7 @@ class ChainListener:
     def poll(self, sink: Sink) -> int:
         """Read the next block range, deliver its events, then advance the checkpoint. Returns the
         number of events delivered."""
-        head = self.chain.w3.eth.block_number - self.confirmations
+        head = self.chain.head() - self.confirmations
         start = self.checkpoint.next_block
         events: list[ChainEvent] = []
         end = start - 1
@@ -187,7 +195,7 @@ class ChainListener:
     def _logs(self, addresses: list[str], start: int, end: int) -> list:
         if not addresses:
             return []
-        return list(self.chain.w3.eth.get_logs({"address": addresses, "fromBlock": start, "toBlock": end}))
+        return self.chain.logs(addresses, start, end)
 
     def _created(self, logs: list) -> list[str]:
         if self.factory is None:
@@ -240,11 +248,11 @@ class ChainListener:
         at `block` without being finalized (some trainer did not submit)."""
         if block < 0:
             return []
-        now = int(self.chain.w3.eth.get_block(block)["timestamp"])
+        now = self.chain.timestamp(block)
         events = []
         for market in self.checkpoint.markets:
             client = MarketClient(self.chain, market)
-            if not self.chain.w3.eth.get_code(client.address, block_identifier=block):
+            if not self.chain.code(client.address, block):
                 continue  # not created yet at this block
             if client.chain.call(client.contract.functions.phase(), block=block) != PHASES.index("Training"):
                 continue
@@ -256,4 +264,3 @@ class ChainListener:
                 ident = uuid.uuid5(NAMESPACE, f"{self.chain.chain_id}/{market}/{round}/deadline-passed")
                 events.append(ChainEvent(ident, DEADLINE_PASSED, market, block, round))
         return events
-

@@ -13,8 +13,8 @@ from web3.logs import DISCARD as _DISCARD
 from fedmarket.chain.adapter import Chain, TxResult
 from fedmarket.errors import ProtocolError
 from fedmarket.store.cid import cid_from_digest, digest_of
-from schemas.market import MarketSpec
-from schemas.rounds import Submission
+from fedmarket_schemas.market import MarketSpec
+from fedmarket_schemas.rounds import Submission
 
 PHASES = ("Registration", "SeedReveal", "Training", "Settlement", "Settled", "Cancelled", "Aborted")
 FINAL_PHASES = ("Settled", "Cancelled", "Aborted")  # nothing left but withdrawals
@@ -122,12 +122,20 @@ class MarketClient:
         return self.chain.transact(account, self._f.submit(round, digest_of(cid), b32(commitment)))
 
     def finalize_round(
-        self, account: LocalAccount, round: int, aggregate_cid: str, aggregate_commitment: str, benign_mask: int, proof: bytes = b""
+        self,
+        account: LocalAccount,
+        round: int,
+        aggregate_cid: str,
+        aggregate_commitment: str,
+        benign_mask: int,
+        proof: bytes = b"",
     ) -> TxResult:
         fn = self._f.finalizeRound(round, digest_of(aggregate_cid), b32(aggregate_commitment), benign_mask, proof)
         return self.chain.transact(account, fn)
 
-    def settle(self, account: LocalAccount, accuracy_bps: int, contributions: list[int], proof: bytes = b"") -> TxResult:
+    def settle(
+        self, account: LocalAccount, accuracy_bps: int, contributions: list[int], proof: bytes = b""
+    ) -> TxResult:
         return self.chain.transact(account, self._f.settle(accuracy_bps, contributions, proof))
 
     def cancel(self, account: LocalAccount) -> TxResult:
@@ -241,7 +249,7 @@ class MarketClient:
 
     def model_cid(self, round: int) -> str:
         """CID of round `round`'s global model, from its `RoundOpened` event (CIDs live in events)."""
-        logs = self.contract.events.RoundOpened().get_logs(from_block=0, argument_filters={"round": round})
+        logs = self.events("RoundOpened", round=round)
         if not logs:
             raise ProtocolError(f"round {round} of market {self.address} has not been opened")
         return str(cid_from_digest(bytes(logs[-1]["args"]["modelCid"])))
@@ -252,7 +260,7 @@ class MarketClient:
         trainers = self.trainers()
         index_of = {t: i for i, t in enumerate(trainers)}
         out = []
-        logs = self.contract.events.UpdateSubmitted().get_logs(from_block=0, argument_filters={"round": round})
+        logs = self.events("UpdateSubmitted", round=round)
         for log in logs:
             trainer = log["args"]["trainer"]
             index = index_of[trainer]
@@ -270,16 +278,18 @@ class MarketClient:
             )
         return sorted(out, key=lambda s: s.index)
 
+    def events(self, name: str, *, from_block: int = 0, **filters) -> list:
+        """This market's `name` events whose indexed arguments equal `filters`, in chain order."""
+        return self.chain.events(self.contract, name, from_block, **filters)
+
     def last_event(self, name: str, **filters) -> tuple[dict, TxResult] | None:
         """The latest `name` event matching `filters` and the transaction that emitted it: how a
         rerun finds a transaction that already landed instead of sending it again."""
-        logs = getattr(self.contract.events, name)().get_logs(from_block=0, argument_filters=filters or None)
+        logs = self.events(name, **filters)
         if not logs:
             return None
         log = logs[-1]
-        receipt = self.chain.w3.eth.get_transaction_receipt(log["transactionHash"])
-        tx_hash = "0x" + bytes(log["transactionHash"]).hex()
-        return dict(log["args"]), TxResult(tx_hash, int(receipt["gasUsed"]), int(receipt["blockNumber"]), receipt)
+        return dict(log["args"]), self.chain.receipt(log["transactionHash"])
 
     def aggregate_of(self, round: int) -> tuple[str, str]:
         """(CID, commitment) of round `round`'s finalized aggregate."""
@@ -291,10 +301,8 @@ class MarketClient:
 
     def submission_gas(self, round: int, from_block: int) -> int:
         """Gas the trainers spent on `submit` in this round, read from the events' receipts."""
-        logs = self.contract.events.UpdateSubmitted().get_logs(
-            from_block=from_block, argument_filters={"round": round}
-        )
-        return sum(int(self.chain.w3.eth.get_transaction_receipt(log["transactionHash"])["gasUsed"]) for log in logs)
+        logs = self.events("UpdateSubmitted", from_block=from_block, round=round)
+        return sum(self.chain.receipt(log["transactionHash"]).gas_used for log in logs)
 
     def balance(self) -> int:
         return self.chain.balance(self.address)

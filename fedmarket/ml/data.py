@@ -6,7 +6,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
+from safetensors import SafetensorError
+from safetensors.numpy import load, save
 from sklearn.datasets import load_digits
+
+from fedmarket.errors import DataValidationError
 
 DIGITS_FEATURES = 64
 DIGITS_CLASSES = 10
@@ -86,17 +90,10 @@ def split_trainers(data: Dataset, parts: int, *, split: str, alpha: float, seed:
 
 def encode_dataset(data: Dataset) -> bytes:
     """A dataset as stored by CID: safetensors with `features` (float32) and `labels` (int64)."""
-    from safetensors.numpy import save
-
     return save({"features": np.ascontiguousarray(data.features), "labels": np.ascontiguousarray(data.labels)})
 
 
 def decode_dataset(raw: bytes) -> Dataset:
-    from safetensors import SafetensorError
-    from safetensors.numpy import load
-
-    from fedmarket.errors import DataValidationError
-
     try:
         tensors = load(raw)
         features, labels = tensors["features"], tensors["labels"]

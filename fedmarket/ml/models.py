@@ -9,7 +9,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from schemas.market import ModelConfig, ModelKind
+from fedmarket_schemas.market import ModelConfig, ModelKind
 
 
 def build_model(config: ModelConfig, *, seed: int | None = None) -> nn.Module:

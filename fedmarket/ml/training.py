@@ -8,7 +8,7 @@ from torch import nn
 
 from fedmarket.ml.data import Dataset, normalise
 from fedmarket.ml.models import build_model, state_to_vector, vector_to_state
-from schemas.market import ModelConfig, TrainingConfig
+from fedmarket_schemas.market import ModelConfig, TrainingConfig
 
 
 def train_local(

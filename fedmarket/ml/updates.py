@@ -16,7 +16,7 @@ from safetensors.torch import save as st_save
 
 from fedmarket.errors import MalformedUpdateError, NonFiniteUpdateError
 from fedmarket.ml.models import state_to_vector, template, vector_to_state
-from schemas.market import ModelConfig
+from fedmarket_schemas.market import ModelConfig
 
 FORMAT = "fedmarket.update.v1"
 
@@ -33,9 +33,7 @@ def decode_update(data: bytes, model: ModelConfig) -> np.ndarray:
         raise MalformedUpdateError(f"update is not a safetensors file: {exc}") from exc
     expected = template(model)
     if set(tensors) != set(expected):
-        raise MalformedUpdateError(
-            f"update tensors {sorted(tensors)} do not match the model's {sorted(expected)}"
-        )
+        raise MalformedUpdateError(f"update tensors {sorted(tensors)} do not match the model's {sorted(expected)}")
     ordered = {}
     for name, (shape, dtype) in expected.items():
         tensor = tensors[name]

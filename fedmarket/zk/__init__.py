@@ -1,27 +1,64 @@
-"""EZKL toolchain: circuits exported from torch, builds cached by circuit hash, proofs, and the
-generated Solidity verifiers the markets call (DESIGN.md section 4; README, "What is real, and what is not yet")."""
+"""The proof system behind one module: what the chain checks (DESIGN.md section 4), built and
+proven with EZKL (fedmarket/zk/ezkl). Everything outside fedmarket/zk uses these names only.
 
-from fedmarket.zk.fixed_point import FRAC_BITS, STEP, poseidon_commitment, quantize
-from fedmarket.zk.prover import Proof, prove, verify_locally
+- the round statement (round_circuit, round_proof): the outlier rule's mask and the aggregate;
+- the settlement statement (settlement_circuit, settlement_proof): accuracy and contributions,
+  bound to the owner's committed test chunk and the contract's RLOO subsets;
+- commitments to grid values (Poseidon, as the circuits hash their inputs), the verifiers
+  deployed for a circuit, and the build cache.
+"""
+
+from fedmarket.zk.ezkl.cache import CachedBuild, cached_builds, prune
+from fedmarket.zk.ezkl.deploy import (
+    DeployedVerifier,
+    deploy_round_verifier,
+    deploy_settlement_verifier,
+    deployed_verifier_code,
+)
+from fedmarket.zk.ezkl.poseidon import poseidon_commitment
+from fedmarket.zk.ezkl.prover import Proof, prove, verify_locally
+from fedmarket.zk.ezkl.toolchain import CircuitBuild, RunArgs, build_circuit
+from fedmarket.zk.ezkl.verifier import check_verifier, verifier_artifact
 from fedmarket.zk.round_proof import RoundProof, RoundStatement, build_round_circuit, evaluate, prove_round
-from fedmarket.zk.toolchain import CircuitBuild, RunArgs, build_circuit
-from fedmarket.zk.verifier import verifier_artifact
+from fedmarket.zk.settlement_proof import (
+    DataChunks,
+    SettlementProof,
+    SettlementStatement,
+    build_settlement_circuit,
+    chunk_rows,
+    prove_settlement,
+    rloo_subsets,
+    split_by_chunks,
+)
 
 __all__ = [
-    "FRAC_BITS",
-    "STEP",
+    "CachedBuild",
     "CircuitBuild",
+    "DataChunks",
+    "DeployedVerifier",
     "Proof",
     "RoundProof",
     "RoundStatement",
     "RunArgs",
+    "SettlementProof",
+    "SettlementStatement",
     "build_circuit",
     "build_round_circuit",
+    "build_settlement_circuit",
+    "cached_builds",
+    "check_verifier",
+    "chunk_rows",
+    "deploy_round_verifier",
+    "deploy_settlement_verifier",
+    "deployed_verifier_code",
     "evaluate",
     "poseidon_commitment",
     "prove",
     "prove_round",
-    "quantize",
+    "prove_settlement",
+    "prune",
+    "rloo_subsets",
+    "split_by_chunks",
     "verifier_artifact",
     "verify_locally",
 ]

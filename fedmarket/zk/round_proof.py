@@ -1,4 +1,5 @@
-"""One round's statement, in float and as a proof (fedmarket/zk/round_circuit.py).
+"""One round's statement, in float and as a proof: the rule `two_stage_proven`
+(fedmarket/algorithms/outliers/proven.py), whose module is the circuit.
 
 The aggregator computes the float mask and aggregate, proves them, and refuses to send a proof
 whose in-circuit mask differs from the float one (`ProofMismatchError`). The aggregate on chain is
@@ -14,13 +15,14 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from fedmarket.algorithms.outliers.proven import ProvenRoundRule, float_mask, statement_inputs
 from fedmarket.errors import ProofMismatchError, ZKError
-from fedmarket.zk.fixed_point import domain_limbs, quantize, to_bytes32
-from fedmarket.zk.prover import Proof, prove
-from fedmarket.zk.round_circuit import RoundCircuit, grid_sqrt
+from fedmarket.field import to_bytes32
+from fedmarket.fixed_point import quantize
 from fedmarket.settings import Settings, load_settings
-from fedmarket.zk.toolchain import CircuitBuild, RunArgs, build_circuit
-from fedmarket.zk.verifier import market_proof
+from fedmarket.zk.ezkl.prover import Proof, prove
+from fedmarket.zk.ezkl.toolchain import CircuitBuild, RunArgs, build_circuit
+from fedmarket.zk.ezkl.verifier import market_proof
 
 
 @dataclass(frozen=True)
@@ -45,16 +47,17 @@ class RoundStatement:
                 return int(np.asarray(m).size)
         raise ZKError(f"round {self.round} has no submission to prove")
 
-    def circuit(self) -> RoundCircuit:
-        return RoundCircuit(self.trainers, self.dim).double()
+    @property
+    def kept_before_flags(self) -> list[bool]:
+        return [bool(self.kept_before >> i & 1) for i in range(self.trainers)]
+
+    def circuit(self) -> ProvenRoundRule:
+        return ProvenRoundRule(self.trainers, self.dim).double()
 
     def inputs(self, aggregate: np.ndarray, roots: np.ndarray) -> list[np.ndarray]:
-        d, L = self.dim, self.trainers
-        slots = [np.zeros((1, d)) if m is None else np.asarray(m, dtype=np.float64).reshape(1, d) for m in self.models]
-        present = [0.0 if m is None else 1.0 for m in self.models]
-        kept_before = [float(self.kept_before >> i & 1) for i in range(L)]
-        public = np.concatenate([[1.0 if self.round == 1 else 0.0], present, kept_before, domain_limbs(self.domain)])
-        return [*slots, np.asarray(aggregate).reshape(1, d), np.asarray(roots).reshape(1, -1), public.reshape(1, -1)]
+        return statement_inputs(
+            self.models, self.dim, self.round == 1, self.kept_before_flags, self.domain, aggregate, roots
+        )
 
 
 @dataclass(frozen=True)
@@ -65,14 +68,8 @@ class RoundResult:
 
 
 def evaluate(statement: RoundStatement) -> RoundResult:
-    """The float statement: the module run in float64 with exact square roots."""
-    circuit = statement.circuit()
-    zeros = np.zeros(statement.dim)
-    with torch.no_grad():
-        y = circuit.squared_distances(*_tensors(statement.inputs(zeros, np.zeros(statement.trainers)))).numpy()[0]
-        roots = grid_sqrt(y)
-        _, _, mask, _ = circuit(*_tensors(statement.inputs(zeros, roots)))
-    kept = mask.numpy()[0] > 0.5
+    """The float statement: the module run in float64 with the prover's grid roots."""
+    kept, roots, _ = float_mask(statement.models, statement.round == 1, statement.kept_before_flags, statement.domain)
     if not kept.any():
         raise ZKError("the rule kept no model: nothing to aggregate")
     models = np.stack([statement.models[i] for i in np.flatnonzero(kept)])
@@ -125,6 +122,10 @@ def build_round_circuit(trainers: int, dim: int, settings: Settings | None = Non
     statement = RoundStatement([np.zeros(dim)] * trainers, 1, 0)
     example = _tensors(statement.inputs(np.zeros(dim), np.zeros(trainers)))
     return build_circuit(
-        f"round-L{trainers}-d{dim}", statement.circuit(), example, settings.zk_cache_dir, srs_path=settings.zk_srs_path,
+        f"round-L{trainers}-d{dim}",
+        statement.circuit(),
+        example,
+        settings.zk_cache_dir,
+        srs_path=settings.zk_srs_path,
         run_args=RunArgs(num_inner_cols=settings.zk_columns),
     )

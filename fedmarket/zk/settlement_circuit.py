@@ -36,7 +36,7 @@ Layout for the circuit's sake (exact in every step, so the proven counts equal t
 - the circuit is built with integral constants at scale 0 and no product rescaled
   (settlement_proof.build_settlement_circuit: `scale_rebase_multiplier` 2 for LR, whose products
   x W stay at scale 16; 3 for the MLP, whose second-layer products are at scale 24), so nothing
-  is rounded (LR at L = 8 and 100 test samples: 3.27M rows before this layout, 784k after).
+  is rounded.
 """
 
 from __future__ import annotations
@@ -55,7 +55,13 @@ class SettlementCircuit(nn.Module):
 
     def __init__(self, trainers: int, features: int, classes: int, samples: int, hidden: int | None = None):
         super().__init__()
-        self.trainers, self.features, self.classes, self.samples, self.hidden = trainers, features, classes, samples, hidden
+        self.trainers, self.features, self.classes, self.samples, self.hidden = (
+            trainers,
+            features,
+            classes,
+            samples,
+            hidden,
+        )
         self.register_buffer("not_self", 1.0 - torch.eye(trainers, dtype=torch.float64))
         self.register_buffer("final_only", torch.eye(1, trainers + 1, dtype=torch.float64))  # [1, L + 1]
         self.register_buffer("no_final", torch.zeros(trainers, 1, dtype=torch.float64))
@@ -73,7 +79,11 @@ class SettlementCircuit(nn.Module):
         # coalition k as 0/1 weights over [final, W_1..W_L]: the final model, each S_i, each S_i \ {i}
         no_final = self.no_final.to(dtype)
         members = torch.cat(
-            [self.final_only.to(dtype), torch.cat([no_final, subsets], dim=1), torch.cat([no_final, subsets * self.not_self.to(dtype)], dim=1)],
+            [
+                self.final_only.to(dtype),
+                torch.cat([no_final, subsets], dim=1),
+                torch.cat([no_final, subsets * self.not_self.to(dtype)], dim=1),
+            ],
             dim=0,
         )  # [1 + 2L, L + 1]
         correct = self.correct_counts(torch.cat([final, *models], dim=0), members, test)  # [1, 1 + 2L]
@@ -86,7 +96,9 @@ class SettlementCircuit(nn.Module):
         over `models` [M, d]) classifies correctly (strict maximum)."""
         f = self.features
         x, y = test[:, :f], (test[:, f:] > 0.5).to(test.dtype)  # [n, f], [n, c] (labels as 0/1 at scale 0)
-        margins = self._lr_margins(models, members, x, y) if self.hidden is None else self._mlp_margins(models, members, x, y)
+        margins = (
+            self._lr_margins(models, members, x, y) if self.hidden is None else self._mlp_margins(models, members, x, y)
+        )
         rivals = (margins >= 0.0).to(x.dtype).sum(dim=1)  # [n, K], the true class included
         return (rivals < 1.5).to(x.dtype).sum(dim=0, keepdim=True)  # [1, K]
 
@@ -112,6 +124,8 @@ class SettlementCircuit(nn.Module):
         pre = (x @ w1.T + b1).reshape(-1, count, h).transpose(1, 2)  # [n, h, M]: once per model
         z = (pre @ members.T).permute(2, 0, 1)  # [K, n, h]: each coalition's sum
         hidden = z * (z > 0.0).to(z.dtype)  # ReLU as a product with a 0/1 comparison
-        logits = (hidden @ w2.reshape(-1, c, h).transpose(1, 2) + (size * b2).unsqueeze(1)).permute(1, 2, 0)  # [n, c, K]
+        logits = (hidden @ w2.reshape(-1, c, h).transpose(1, 2) + (size * b2).unsqueeze(1)).permute(
+            1, 2, 0
+        )  # [n, c, K]
         true = (logits * y.unsqueeze(2)).sum(dim=1, keepdim=True)  # [n, 1, K]
         return logits - true

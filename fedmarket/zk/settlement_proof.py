@@ -9,7 +9,7 @@ two things it is bound to besides the models: the owner's test chunk and the RLO
   settlement adapter (contracts/src/EzklSettlementVerifier.sol) checks both hashes and the index.
 - **RLOO subsets** (sources/004 section III.A): for each benign trainer i of the final round,
   i plus `size - 1` other benign trainers, `size = min(N, max(2, ceil(log2 N)))` as
-  tasks/contribution/rloo.py, drawn without replacement by `keccak256(abi.encode(seed, i, r)) mod
+  fedmarket/algorithms/contribution/rloo.py, drawn without replacement by `keccak256(abi.encode(seed, i, r)) mod
   remaining` with `seed = rlooSeed mod FIELD`; the adapter derives the same matrix in Solidity.
 """
 
@@ -22,17 +22,18 @@ import torch
 from eth_abi import encode
 from eth_utils import keccak
 
-from fedmarket.commitments import BN254_FIELD
 from fedmarket.errors import ProofMismatchError, ZKError
+from fedmarket.field import BN254_FIELD
+from fedmarket.fixed_point import domain_limbs, on_grid
 from fedmarket.ml.data import Dataset, normalise
 from fedmarket.ml.models import parameter_count
 from fedmarket.settings import Settings, load_settings
-from fedmarket.zk.fixed_point import domain_limbs, on_grid, poseidon_commitment
-from fedmarket.zk.prover import Proof, prove
+from fedmarket.zk.ezkl.poseidon import poseidon_commitment
+from fedmarket.zk.ezkl.prover import Proof, prove
+from fedmarket.zk.ezkl.toolchain import CircuitBuild, RunArgs, build_circuit
+from fedmarket.zk.ezkl.verifier import market_proof
 from fedmarket.zk.settlement_circuit import SettlementCircuit
-from fedmarket.zk.toolchain import CircuitBuild, RunArgs, build_circuit
-from fedmarket.zk.verifier import market_proof
-from schemas.market import ModelConfig, ModelKind
+from fedmarket_schemas.market import ModelConfig, ModelKind
 
 
 def chunk_rows(data: Dataset, classes: int) -> np.ndarray:
@@ -60,7 +61,8 @@ class DataChunks:
     def of(cls, data: Dataset, samples: int, classes: int) -> DataChunks:
         rows = chunk_rows(data, classes)
         hashes = [
-            int(poseidon_commitment(rows[k * samples : (k + 1) * samples]), 16) for k in range(chunk_count(data, samples))
+            int(poseidon_commitment(rows[k * samples : (k + 1) * samples]), 16)
+            for k in range(chunk_count(data, samples))
         ]
         digest = int.from_bytes(keccak(encode(["uint256[]"], [hashes])), "big") % BN254_FIELD
         return cls(hashes, "0x" + digest.to_bytes(32, "big").hex())
@@ -114,7 +116,12 @@ class SettlementStatement:
         d = parameter_count(self.model)
         slots = [np.zeros((1, d)) if m is None else np.asarray(m, dtype=np.float64).reshape(1, d) for m in self.models]
         public = np.concatenate([self.subsets.ravel(), domain_limbs(self.domain)]).reshape(1, -1)
-        return [*slots, np.asarray(self.final, dtype=np.float64).reshape(1, d), np.asarray(self.test, dtype=np.float64), public]
+        return [
+            *slots,
+            np.asarray(self.final, dtype=np.float64).reshape(1, d),
+            np.asarray(self.test, dtype=np.float64),
+            public,
+        ]
 
 
 @dataclass(frozen=True)
@@ -142,7 +149,9 @@ class SettlementProof:
 def evaluate(statement: SettlementStatement) -> tuple[int, list[int]]:
     """The float statement: (correct count of the final model, contributions)."""
     with torch.no_grad():
-        correct, contributions, _, _ = statement.circuit()(*[torch.from_numpy(np.ascontiguousarray(a)) for a in statement.inputs()])
+        correct, contributions, _, _ = statement.circuit()(
+            *[torch.from_numpy(np.ascontiguousarray(a)) for a in statement.inputs()]
+        )
     return int(correct.item()), [int(v) for v in contributions.numpy()[0]]
 
 
@@ -158,7 +167,9 @@ def prove_settlement(build: CircuitBuild, statement: SettlementStatement) -> Set
             f"{float_correct} and {float_contributions}"
         )
     present = [m is not None for m in statement.models]
-    return SettlementProof(proof, int(correct), len(statement.test), [int(c) for c in contributions], float_correct, present)
+    return SettlementProof(
+        proof, int(correct), len(statement.test), [int(c) for c in contributions], float_correct, present
+    )
 
 
 def settlement_circuit(trainers: int, model: ModelConfig, samples: int) -> SettlementCircuit:
@@ -166,7 +177,9 @@ def settlement_circuit(trainers: int, model: ModelConfig, samples: int) -> Settl
     return SettlementCircuit(trainers, model.in_features, model.classes, samples, hidden).double()
 
 
-def build_settlement_circuit(trainers: int, model: ModelConfig, samples: int, settings: Settings | None = None) -> CircuitBuild:
+def build_settlement_circuit(
+    trainers: int, model: ModelConfig, samples: int, settings: Settings | None = None
+) -> CircuitBuild:
     settings = settings or load_settings()
     circuit = settlement_circuit(trainers, model, samples)
     d, f, c = parameter_count(model), model.in_features, model.classes
@@ -176,13 +189,16 @@ def build_settlement_circuit(trainers: int, model: ModelConfig, samples: int, se
     example = [torch.from_numpy(np.ascontiguousarray(a)) for a in statement.inputs()]
     shape = f"f{f}-c{c}" if circuit.hidden is None else f"mlp{circuit.hidden}-f{f}-c{c}"
     return build_circuit(
-        f"settlement-L{trainers}-{shape}-n{samples}", circuit, example, settings.zk_cache_dir,
+        f"settlement-L{trainers}-{shape}-n{samples}",
+        circuit,
+        example,
+        settings.zk_cache_dir,
         srs_path=settings.zk_srs_path,
         # exact: no product is rescaled (scale 16 at most for LR, 24 for the MLP's second layer) and
         # 0/1 constants are at scale 0
         run_args=RunArgs(
-            num_inner_cols=settings.zk_columns, scale_rebase_multiplier=2 if circuit.hidden is None else 3,
+            num_inner_cols=settings.zk_columns,
+            scale_rebase_multiplier=2 if circuit.hidden is None else 3,
             rebase_frac_zero_constants=True,
         ),
     )
-

@@ -1,0 +1,227 @@
+"""`fedmarket bench zk`: what proving costs at full size: setup (once per circuit), witness and
+proof, peak memory, proof size and verification gas, for the round circuit and the settlement
+circuit, on models trained on digits (L trainers, IID, one local run each from the same start
+model, on the 2^-8 grid) and a test chunk of the owner's digits.
+
+Setup and proving run in child processes of their own, so each peak RSS is that step's alone and
+not the benchmark's. Verification gas is measured on the in-process EVM: EZKL's generated
+verifier alone, and a market's whole `finalizeRound` through the round adapter.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import multiprocessing
+import resource
+import tempfile
+import time
+from concurrent.futures import ProcessPoolExecutor
+from pathlib import Path
+
+import numpy as np
+from eth_utils import keccak
+from pydantic import BaseModel, Field
+
+from fedmarket.chain import Chain, FactoryClient, account_from_key
+from fedmarket.commitments import commit
+from fedmarket.context import Platform
+from fedmarket.fixed_point import FRAC_BITS, quantize
+from fedmarket.ml.data import load_digits_dataset, owner_split, split_iid
+from fedmarket.ml.training import initial_model, train_local
+from fedmarket.settings import Settings, load_settings
+from fedmarket.simulation.enrol import enrol
+from fedmarket.zk import (
+    CircuitBuild,
+    RoundProof,
+    RoundStatement,
+    SettlementProof,
+    SettlementStatement,
+    build_round_circuit,
+    build_settlement_circuit,
+    chunk_rows,
+    deploy_round_verifier,
+    poseidon_commitment,
+    prove_round,
+    prove_settlement,
+    rloo_subsets,
+    verifier_artifact,
+)
+from fedmarket_benchmarks.gas import funded_party as _party
+from fedmarket_schemas.market import MarketSpec, ModelConfig, ModelKind, RewardSchedule, TrainingConfig
+
+
+class ZKRow(BaseModel):
+    circuit: str
+    trainers: int
+    model: str
+    params: int
+    logrows: int
+    columns: int
+    setup_s: float
+    setup_cached: bool
+    witness_s: float
+    prove_s: float
+    peak_rss_bytes: int
+    pk_bytes: int
+    proof_bytes: int
+    verify_gas: int
+    market_gas: int | None = Field(description="the market's whole finalizeRound with the proof (round rows)")
+    frac_bits: int
+
+
+def trained_round(trainers: int, kind: ModelKind, seed: int = 0) -> tuple[np.ndarray, list[np.ndarray]]:
+    """The start model and each trainer's model after one local run from it, on the grid."""
+    model = ModelConfig(kind=kind)
+    _, pool = owner_split(load_digits_dataset(), owner_fraction=0.2, seed=seed)
+    training = TrainingConfig.for_model(kind)
+    start = quantize(initial_model(model, seed=seed))
+    models = [
+        quantize(train_local(start, d, model, training, seed=seed + i))
+        for i, d in enumerate(split_iid(pool, trainers, seed=seed))
+    ]
+    return start, models
+
+
+def _peak_rss() -> int:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024  # Linux reports KiB
+
+
+def _setup(trainers: int, dim: int, settings: Settings) -> tuple[dict, int, bool]:
+    started = time.time()
+    build = build_round_circuit(trainers, dim, settings)
+    cached = (build.dir / "ready").stat().st_mtime < started
+    return build.setup_report, _peak_rss(), cached
+
+
+def _prove(statement: RoundStatement, settings: Settings) -> tuple[RoundProof, int]:
+    build = build_round_circuit(statement.trainers, statement.dim, settings)
+    return prove_round(build, statement), _peak_rss()
+
+
+def _in_child(fn, *args):
+    with ProcessPoolExecutor(max_workers=1, mp_context=multiprocessing.get_context("spawn")) as pool:
+        return pool.submit(fn, *args).result()
+
+
+def run_round(trainers: int, kind: ModelKind, settings: Settings | None = None) -> ZKRow:
+    settings = settings or load_settings()
+    start, models = trained_round(trainers, kind)
+    statement = RoundStatement(models, 1, domain=1)
+    report, setup_rss, cached = _in_child(_setup, trainers, statement.dim, settings)
+    build = build_round_circuit(trainers, statement.dim, settings)
+    with tempfile.TemporaryDirectory() as tmp:
+        platform = Platform.from_settings(Settings(store_dir=Path(tmp) / "blocks", zk_cache_dir=settings.zk_cache_dir))
+        market, aggregator, deployed = _proving_market(platform, build, statement, start)
+        statement = dataclasses.replace(statement, domain=market.domain(1))
+        proof, prove_rss = _in_child(_prove, statement, settings)
+        halo2 = platform.chain.contract_at(verifier_artifact(build)["abi"], deployed.halo2)
+        verify_gas = halo2.functions.verifyProof(proof.proof.proof, proof.proof.instances).estimate_gas()
+        aggregate_cid = str(platform.store.put(proof.aggregate.tobytes()))
+        finalized = market.finalize_round(
+            aggregator.account, 1, aggregate_cid, proof.aggregate_commitment, proof.benign_mask, proof.calldata()
+        )
+        if not market.round_state(1).verified:
+            raise AssertionError("the market did not record the round as verified")
+    return ZKRow(
+        circuit="round",
+        trainers=trainers,
+        model=kind.value,
+        params=statement.dim,
+        logrows=int(report["logrows"]),
+        columns=build.columns,
+        setup_s=float(report["setup_s"]),
+        setup_cached=cached,
+        witness_s=proof.proof.witness_s,
+        prove_s=proof.proof.prove_s,
+        peak_rss_bytes=max(setup_rss, prove_rss),
+        pk_bytes=int(report["pk_bytes"]),
+        proof_bytes=proof.proof.size,
+        verify_gas=int(verify_gas),
+        market_gas=finalized.gas_used,
+        frac_bits=FRAC_BITS,
+    )
+
+
+def _proving_market(platform: Platform, build: CircuitBuild, statement: RoundStatement, start: np.ndarray):
+    """A market whose rounds are proven, its L trainers registered, round 1 open and every
+    statement model submitted by its Poseidon commitment."""
+    owner, aggregator = _party(platform, "owner"), _party(platform, "aggregator")
+    members = [_party(platform, "trainer", i) for i in range(statement.trainers)]
+    deployed = deploy_round_verifier(platform.chain, owner.account, build, statement.trainers)
+    spec = MarketSpec(
+        task_cid=str(platform.store.put(b'{"bench": "zk"}')),
+        data_cid=str(platform.store.put(b"owner data")),
+        data_commitment=commit(b"owner data"),
+        aggregator=aggregator.address,
+        aggregator_key="0x" + aggregator.public_box_key.hex(),
+        trainers=statement.trainers,
+        rounds=1,
+        participation_reward_wei=10**15,
+        aggregator_fee_wei=10**16,
+        schedule=RewardSchedule(thresholds_bps=(5000,), pools_wei=(10**17,)),
+        round_verifier=deployed.adapter,
+    )
+    factory, _ = FactoryClient.deploy(platform.chain, owner.account)
+    market, _ = factory.create_market(owner.account, spec, spec.max_payout())
+    enrol(market, members, str(platform.store.put(b'{"bench": "zk"}')))
+    market.open_round(aggregator.account, str(platform.store.put(start.tobytes())), poseidon_commitment(start))
+    for t, model in zip(members, statement.models):
+        market.submit(t.account, 1, str(platform.store.put(model.tobytes())), poseidon_commitment(model))
+    return market, aggregator, deployed
+
+
+def _prove_settlement(statement: SettlementStatement, samples: int, settings: Settings) -> tuple[SettlementProof, int]:
+    build = build_settlement_circuit(statement.trainers, statement.model, samples, settings)
+    return prove_settlement(build, statement), _peak_rss()
+
+
+def _setup_settlement(trainers: int, model: ModelConfig, samples: int, settings: Settings) -> tuple[dict, int, bool]:
+    started = time.time()
+    build = build_settlement_circuit(trainers, model, samples, settings)
+    return build.setup_report, _peak_rss(), (build.dir / "ready").stat().st_mtime < started
+
+
+def run_settlement(
+    trainers: int, samples: int, kind: ModelKind = ModelKind.lr, settings: Settings | None = None
+) -> ZKRow:
+    """The settlement circuit on the final round of `trained_round`'s models, their mean as the
+    final model, and `samples` rows of the owner's digits as the test chunk."""
+    settings = settings or load_settings()
+    model = ModelConfig(kind=kind)
+    _, models = trained_round(trainers, kind)
+    owner, _ = owner_split(load_digits_dataset(), owner_fraction=0.2, seed=0)
+    mask = (1 << trainers) - 1
+    statement = SettlementStatement(
+        models,
+        quantize(np.mean(models, axis=0)),
+        chunk_rows(owner.subset(np.arange(samples)), model.classes),
+        rloo_subsets(12345, mask, trainers),
+        1,
+        model,
+    )
+    report, setup_rss, cached = _in_child(_setup_settlement, trainers, model, samples, settings)
+    proof, prove_rss = _in_child(_prove_settlement, statement, samples, settings)
+    build = build_settlement_circuit(trainers, model, samples, settings)
+    chain = Chain.connect(Settings())
+    deployer = account_from_key(keccak(b"bench-zk/deployer"))
+    chain.fund(deployer.address, 10**20)
+    halo2, _ = chain.deploy_artifact(deployer, verifier_artifact(build))
+    verify_gas = halo2.functions.verifyProof(proof.proof.proof, proof.proof.instances).estimate_gas()
+    return ZKRow(
+        circuit="settlement",
+        trainers=trainers,
+        model=kind.value,
+        params=statement.circuit().dim,
+        logrows=int(report["logrows"]),
+        columns=build.columns,
+        setup_s=float(report["setup_s"]),
+        setup_cached=cached,
+        witness_s=proof.proof.witness_s,
+        prove_s=proof.proof.prove_s,
+        peak_rss_bytes=max(setup_rss, prove_rss),
+        pk_bytes=int(report["pk_bytes"]),
+        proof_bytes=proof.proof.size,
+        verify_gas=int(verify_gas),
+        market_gas=None,
+        frac_bits=FRAC_BITS,
+    )

@@ -1,0 +1,219 @@
+"""`fedmarket bench ...`: each benchmark prints a table, or with --json one object {"rows": [...]}."""
+
+from __future__ import annotations
+
+import json
+import sys
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from fedmarket_cli._common import emit, fmt, int_list, str_list, usage_error
+
+app = typer.Typer(
+    help='Benchmarks: each prints a table, or with --json one object {"rows": [...]}.', no_args_is_help=True
+)
+
+
+@app.command("gas")
+def bench_gas(
+    trainers: Annotated[str, typer.Option(help="comma-separated numbers of trainers L (at most 128)")] = "8,32,128",
+    params: Annotated[
+        str, typer.Option(help="comma-separated model sizes (parameters, multiples of 10)")
+    ] = "650,100000",
+    as_json: Annotated[bool, typer.Option("--json", help='print {"rows": [{op, trainers, params, gas}, ...]}')] = False,
+) -> None:
+    """Gas per market operation (create, register, reveal, openRound, submit, finalizeRound
+    without a verifier, settle, withdraw) and per round in total, for each L and model size, on
+    the in-process EVM or the node named by FEDMARKET_CHAIN_RPC_URL. Updates are real: encoded,
+    sealed, stored and committed. Reads the FEDMARKET_* settings."""
+    from fedmarket_benchmarks.gas import round_gas_spread, run
+
+    sizes, models = int_list(trainers, "--trainers"), int_list(params, "--params")
+    if max(sizes) > 128:
+        raise usage_error("--trainers", "a market holds at most 128 trainers")
+    try:
+        rows = run(sizes, models)
+    except ValueError as exc:
+        raise usage_error("options", str(exc)) from None
+    spread = round_gas_spread(rows)
+    if as_json:
+        payload = {"rows": [r.model_dump(exclude={"target"}) for r in rows], "round_gas_spread": spread}
+        sys.stdout.write(json.dumps(payload) + "\n")
+        return
+    table = Table(title="gas per operation (submit and finalizeRound: worst case; others: mean)")
+    for col in ("op", "trainers", "params", "gas", "target", "ok"):
+        table.add_column(col, justify="right" if col in ("trainers", "params", "gas", "target") else "left")
+    for r in rows:
+        ok = {None: "", True: "yes", False: "[red]NO[/red]"}[r.within_target]
+        table.add_row(r.op, str(r.trainers), f"{r.params:,}", f"{r.gas:,}", f"{r.target:,}" if r.target else "", ok)
+    Console().print(table)
+    for n, s in spread.items():
+        Console().print(f"L={n}: per-round gas differs by {s:.4%} across model sizes (calldata bytes only)")
+
+
+@app.command("robustness")
+def bench_robustness(
+    models: Annotated[str, typer.Option(help="comma-separated models: lr, mlp")] = "lr,mlp",
+    splits: Annotated[str, typer.Option(help="comma-separated splits: iid, dirichlet (alpha 0.5)")] = "iid,dirichlet",
+    attacks: Annotated[
+        str, typer.Option(help="comma-separated attacks (default: none and every registered attack)")
+    ] = "",
+    detectors: Annotated[str, typer.Option(help="comma-separated defences (default: all)")] = "",
+    rounds: Annotated[int, typer.Option(min=1, help="training rounds")] = 10,
+    as_json: Annotated[bool, typer.Option("--json", help='print {"rows": [...]} instead of tables')] = False,
+) -> None:
+    """sources/004 Table I on digits (Byzantine random models 3 of 8, backdoor scaling 1 of 8, 10
+    rounds: cross-round and cross-trainer accuracy) and the final accuracy of every defence under
+    every attack, IID and Dirichlet(0.5), with 8 trainers that really train. Reads no settings."""
+    from fedmarket_benchmarks.robustness import DEFENCES, TABLE_ONE, all_attacks, run
+
+    chosen_attacks = str_list(attacks, "--attacks", all_attacks()) if attacks else all_attacks()
+    chosen = str_list(detectors, "--detectors", list(DEFENCES)) if detectors else list(DEFENCES)
+    rows = run(
+        str_list(models, "--models", ["lr", "mlp"]),
+        str_list(splits, "--splits", ["iid", "dirichlet"]),
+        chosen_attacks,
+        chosen,
+        rounds=rounds,
+    )
+    if as_json:
+        emit(rows, True, "", [])
+        return
+    table_one = [r for r in rows if r.attack in TABLE_ONE and r.split == "iid" and r.detector == "two_stage"]
+    columns = ["model", "attack", "malicious", "cross_round_accuracy", "cross_trainer_accuracy", "final_accuracy"]
+    emit(table_one, False, "Table I (sources/004): the paper's two-stage rule, IID", columns)
+    emit(
+        rows,
+        False,
+        "every defence under every attack (8 trainers)",
+        [
+            "model",
+            "split",
+            "attack",
+            "malicious",
+            "detector",
+            "cross_round_accuracy",
+            "cross_trainer_accuracy",
+            "final_accuracy",
+            "honest_kept",
+        ],
+    )
+
+
+@app.command("contribution")
+def bench_contribution(
+    scenarios: Annotated[
+        str, typer.Option(help="comma-separated: iid, label_disjoint, rare_labels")
+    ] = "iid,label_disjoint,rare_labels",
+    methods: Annotated[
+        str, typer.Option(help="comma-separated: rloo, loo, shapley, gtg_shapley")
+    ] = "rloo,loo,shapley,gtg_shapley",
+    rounds: Annotated[int, typer.Option(min=1, help="FedAvg rounds valued")] = 5,
+    as_json: Annotated[bool, typer.Option("--json", help='print {"rows": [...]}')] = False,
+) -> None:
+    """sources/004's contribution figures on digits with 5 trainers: normalised contributions
+    C_i / sum_j C_j by RLOO, leave-one-out, exact Shapley and GTG-Shapley, and the model
+    evaluations each used. Reads no settings."""
+    from fedmarket_benchmarks.contribution import METHODS, SCENARIOS, run
+
+    rows = run(
+        str_list(scenarios, "--scenarios", list(SCENARIOS)),
+        str_list(methods, "--methods", list(METHODS)),
+        rounds=rounds,
+    )
+    emit(
+        rows,
+        as_json,
+        "normalised contributions (trainers numbered from 1, as in the paper)",
+        ["scenario", "method", "trainer", "contribution", "evaluations"],
+    )
+
+
+@app.command("zk")
+def bench_zk(
+    trainers: Annotated[int, typer.Option(help="number of trainers L (round circuit slots)", min=2, max=128)] = 8,
+    model: Annotated[str, typer.Option(help="lr or mlp, trained on digits")] = "lr",
+    test_rows: Annotated[int, typer.Option(min=2, help="rows of the settlement's test chunk (the paper: 100)")] = 100,
+    circuits: Annotated[str, typer.Option(help="comma-separated: round, settlement")] = "round,settlement",
+    as_json: Annotated[
+        bool, typer.Option("--json", help='print {"rows": [{circuit, trainers, model, setup_s, prove_s, ...}, ...]}')
+    ] = False,
+) -> None:
+    """Round and settlement proofs at full size: setup (once per circuit, cached by circuit hash in
+    FEDMARKET_ZK_CACHE_DIR; a cached build reports its recorded setup time), witness and prove time,
+    peak RSS of setup and proving (each in a child process), proving-key and proof size, gas of
+    EZKL's verifier and (round) of a market's whole finalizeRound, on the in-process EVM.
+    FEDMARKET_ZK_COLUMNS sets the columns per op (unset: chosen per circuit). SRS: gen_srs
+    (NOT FOR PRODUCTION) unless FEDMARKET_ZK_SRS_PATH names a ceremony file."""
+    from fedmarket_benchmarks.zk import run_round, run_settlement
+    from fedmarket_schemas.market import ModelKind
+
+    (kind,) = str_list(model, "--model", [k.value for k in ModelKind])
+    chosen = str_list(circuits, "--circuits", ["round", "settlement"])
+    rows = []
+    if "round" in chosen:
+        rows.append(run_round(trainers, ModelKind(kind)))
+    if "settlement" in chosen:
+        rows.append(run_settlement(trainers, test_rows, ModelKind(kind)))
+    emit(
+        rows,
+        as_json,
+        "proofs (EZKL)",
+        [
+            "circuit",
+            "trainers",
+            "model",
+            "params",
+            "logrows",
+            "columns",
+            "setup_s",
+            "witness_s",
+            "prove_s",
+            "peak_rss_bytes",
+            "pk_bytes",
+            "proof_bytes",
+            "verify_gas",
+            "market_gas",
+            "frac_bits",
+        ],
+    )
+
+
+@app.command("aggregation")
+def bench_aggregation(
+    trainers: Annotated[str, typer.Option(help="comma-separated numbers of trainers L")] = "10,50,100",
+    params: Annotated[str, typer.Option(help="comma-separated model sizes d")] = "10000,1000000",
+    peers: Annotated[bool, typer.Option(help="also time byzfl and flwr (from .venv/peers)")] = True,
+    as_json: Annotated[bool, typer.Option("--json", help='print {"rows": [...], "summary": [...]}')] = False,
+) -> None:
+    """Seconds for our Krum, multi-Krum, median and trimmed mean against byzfl's and Flower's on
+    the same float64 inputs (results checked for agreement), the two-stage rule per round after
+    the first, and floor.read (one pass reading all updates). Peers run in .venv/peers, made by
+    `make setup`. Reads no settings."""
+    from fedmarket_benchmarks.aggregation import run, speedups
+
+    rows = run(int_list(trainers, "--trainers"), int_list(params, "--params"), with_peers=peers)
+    summary = speedups(rows)
+    if as_json:
+        emit(rows, True, "", [], {"summary": summary})
+        return
+    emit(
+        rows, False, "seconds per call (best of 3 below 2 s)", ["impl", "op", "trainers", "params", "seconds", "agrees"]
+    )
+    table = Table(title="ours against the fastest peer, and against floor.read")
+    for col in ("op", "trainers", "params", "ours_s", "fastest_peer", "speedup", "over_floor"):
+        table.add_column(col)
+    for s in summary:
+        table.add_row(
+            s["op"],
+            str(s["trainers"]),
+            f"{s['params']:,}",
+            f"{s['ours_s']:.4g}",
+            s["fastest_peer"] or "-",
+            fmt(s["speedup"], "{:.1f}x"),
+            f"{s['over_floor']:.1f}x",
+        )
+    Console().print(table)

@@ -1,0 +1,105 @@
+"""`fedmarket demo`: one whole market on the embedded defaults."""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from fedmarket.errors import FedMarketError
+from fedmarket_cli._common import err, eth, usage_error
+
+
+def demo(
+    trainers: Annotated[int, typer.Option(help="number of trainers L")] = 8,
+    malicious: Annotated[int, typer.Option(help="how many trainers attack (noise, sign flip, scale, ...)")] = 3,
+    rounds: Annotated[int, typer.Option(help="training rounds T")] = 5,
+    model: Annotated[str, typer.Option(help="lr | mlp")] = "lr",
+    split: Annotated[str, typer.Option(help="iid | dirichlet")] = "iid",
+    seed: Annotated[int, typer.Option(help="seed of data split, attackers and training")] = 0,
+    as_json: Annotated[bool, typer.Option("--json", help="print one JSON object on stdout")] = False,
+) -> None:
+    """Run one whole market on the embedded defaults: the owner escrows, trainers (some
+    malicious) train and submit sealed updates by CID, the aggregator runs every round and
+    settles, and everyone withdraws. Reads the FEDMARKET_* settings."""
+    from fedmarket_flows.demo import DemoConfig, demo_flow
+
+    try:
+        config = DemoConfig(trainers=trainers, malicious=malicious, rounds=rounds, model=model, split=split, seed=seed)
+    except ValueError as exc:
+        raise usage_error("options", str(exc)) from None
+
+    started = time.perf_counter()
+    total = 1 + trainers + rounds + 1 + trainers + 2
+    with Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        TextColumn("{task.completed}/{task.total}"),
+        TimeElapsedColumn(),
+        console=err,
+        transient=as_json,
+    ) as bar:
+        job = bar.add_task("starting Prefect", total=total)
+
+        def progress(kind: str, payload: dict) -> None:
+            label = {"round": f"round {payload.get('round')} done"}.get(kind, kind)
+            bar.update(job, advance=1, description=label)
+
+        try:
+            report = demo_flow(config, progress)
+        except FedMarketError as exc:
+            err.print(f"[red]market failed:[/red] {exc}")
+            raise typer.Exit(1) from None
+        bar.update(job, completed=total, description="done")
+    elapsed = time.perf_counter() - started
+
+    if as_json:
+        out = report.model_dump(mode="json")
+        out["wall_s"] = round(elapsed, 2)
+        sys.stdout.write(json.dumps(out) + "\n")
+        return
+    _print_human(report, elapsed)
+
+
+def _print_human(report, elapsed: float) -> None:
+    out = Console()
+    out.print(f"market [bold]{report.market}[/bold] on {report.chain}, store: {report.store}")
+    if report.verifier is None:
+        out.print("[yellow]verifier: none - rounds and settlement are NOT proven (no ZK verifier set)[/yellow]")
+    rounds = Table(title="rounds")
+    for col in ("round", "val. accuracy", "flagged", "aggregate CID", "gas", "verifier"):
+        rounds.add_column(col)
+    attackers = set(report.attackers)
+    for r in report.rounds:
+        flagged = ", ".join(("*" if t in attackers else "") + t[:10] for t in r.flagged) or "-"
+        rounds.add_row(
+            str(r.round),
+            f"{r.accuracy:.4f}",
+            flagged,
+            r.aggregate_cid[:20] + "...",
+            f"{r.gas_used:,}",
+            r.verifier or "none",
+        )
+    out.print(rounds)
+    payouts = Table(title="payouts (* = attacker)")
+    for col in ("account", "role", "contribution", "payout (ETH)"):
+        payouts.add_column(col)
+    for account, wei in report.payouts.items():
+        role = "aggregator" if account == report.aggregator else "trainer"
+        mark = "*" if account in attackers else ""
+        contribution = report.contributions.get(account)
+        payouts.add_row(mark + account, role, "-" if contribution is None else f"{contribution:+.4f}", eth(wei))
+    payouts.add_row("owner refund", "owner", "", eth(report.refund))
+    out.print(payouts)
+    out.print(
+        f"final test accuracy {report.final_accuracy:.4f}; deposit {eth(report.deposit)} ETH = payouts "
+        f"{eth(sum(report.payouts.values()))} + refund {eth(report.refund)}; withdrawn {eth(report.withdrawn_total)} ETH; "
+        f"contract balance after {report.contract_balance_after} wei; {elapsed:.1f} s"
+    )
+    out.print("gas: " + ", ".join(f"{k} {v:,}" for k, v in report.gas.items()))

@@ -1,0 +1,129 @@
+"""`fedmarket owner ...`: the project owner's commands."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from fedmarket_cli._common import CHAIN, KEY, print_json
+
+app = typer.Typer(
+    help="The project owner: create a market with its escrow, follow it, cancel it, withdraw.", no_args_is_help=True
+)
+
+
+@app.command(
+    "create",
+    help="Publish the task and the owner's data by CID and create a market through the factory with the largest "
+    f"possible payout in escrow. Prints {{market, factory, deposit, tx}}. Reads {KEY}, {CHAIN}, "
+    "FEDMARKET_FACTORY_ADDRESS (unset: deploys a factory); with --prove-rounds also FEDMARKET_ZK_CACHE_DIR and "
+    "FEDMARKET_ZK_SRS_PATH (unset: an SRS from gen_srs, NOT FOR PRODUCTION).",
+)
+def owner_create(
+    data_file: Annotated[Path, typer.Option("--data", help="owner's validation/test data file")],
+    aggregator: Annotated[str, typer.Option(help="aggregator's address")],
+    aggregator_key: Annotated[str, typer.Option(help="aggregator's X25519 public key, 0x hex (`fedmarket keys show`)")],
+    trainers: Annotated[int, typer.Option(min=1, max=128, help="number of trainers L")] = 4,
+    rounds: Annotated[int, typer.Option(min=1, help="training rounds T")] = 3,
+    model: Annotated[str, typer.Option(help="lr | mlp")] = "lr",
+    participation_reward_wei: Annotated[int, typer.Option(min=0, help="R_p per benign round")] = 10**16,
+    aggregator_fee_wei: Annotated[int, typer.Option(min=0, help="aggregator's fee")] = 5 * 10**16,
+    round_duration_s: Annotated[int, typer.Option(min=1, help="submission window of each round")] = 3600,
+    reveal_window_s: Annotated[int, typer.Option(min=1, help="time trainers have to reveal their seeds")] = 3600,
+    prove_rounds: Annotated[
+        bool,
+        typer.Option(
+            help="every round proven with EZKL and verified by the market: builds the round circuit for L and the model (setup once per circuit, cached in FEDMARKET_ZK_CACHE_DIR; minutes and gigabytes at full size, see `fedmarket bench zk`) and deploys its verifier"
+        ),
+    ] = False,
+    prove_settlement_rows: Annotated[
+        int | None,
+        typer.Option(
+            min=2,
+            help="with --prove-rounds: settlement proven too, on a test chunk of this many rows of the owner's data, the chunk the trainers' split seed picks",
+        ),
+    ] = None,
+) -> None:
+    from fedmarket_flows.owner import create_market_flow
+
+    print_json(
+        create_market_flow(
+            data_file,
+            aggregator,
+            aggregator_key,
+            trainers=trainers,
+            rounds=rounds,
+            model=model,
+            participation_reward_wei=participation_reward_wei,
+            aggregator_fee_wei=aggregator_fee_wei,
+            round_duration_s=round_duration_s,
+            reveal_window_s=reveal_window_s,
+            prove_rounds=prove_rounds,
+            test_rows=prove_settlement_rows,
+        )
+    )
+
+
+@app.command(
+    "status",
+    help=f"Print the market's phase, rounds, trainers and what each party is owed, as JSON, from the chain alone. Reads {CHAIN}.",
+)
+def owner_status(market: Annotated[str, typer.Option(help="market address")]) -> None:
+    from fedmarket.context import current_platform
+
+    client = current_platform().market(market)
+    trainers = client.trainers()
+    rounds = []
+    for r in range(1, client.current_round() + 1):
+        state = client.round_state(r)
+        rounds.append(
+            {
+                "round": r,
+                "deadline": state.deadline,
+                "submitted_mask": client.submitted_mask(r),
+                "finalized": state.finalized,
+                "verified": state.verified,
+                "benign_mask": state.benign_mask,
+            }
+        )
+    parties = [client.owner(), client.aggregator(), *trainers]
+    print_json(
+        {
+            "market": client.address,
+            "phase": client.phase(),
+            "rounds_total": client.round_count(),
+            "rounds": rounds,
+            "trainers": trainers,
+            "active_mask": client.active_mask() if client.phase() not in ("Registration", "SeedReveal") else 0,
+            "deposit": client.deposit(),
+            "balance": client.balance(),
+            "owed": {p: client.owed(p) for p in dict.fromkeys(parties)},
+        }
+    )
+
+
+@app.command(
+    "cancel", help=f"Cancel a market still in registration; the deposit becomes withdrawable. Reads {KEY}, {CHAIN}."
+)
+def owner_cancel(market: Annotated[str, typer.Option(help="market address")]) -> None:
+    from fedmarket.context import current_platform
+
+    platform = current_platform()
+    tx = platform.market(market).cancel(platform.me.account)
+    print_json({"market": market, "tx": tx.tx_hash, "phase": platform.market(market).phase()})
+
+
+@app.command("withdraw", help=f"Withdraw what the market owes this key (the owner's refund). Reads {KEY}, {CHAIN}.")
+def owner_withdraw(market: Annotated[str, typer.Option(help="market address")]) -> None:
+    from fedmarket.context import current_platform
+
+    platform = current_platform()
+    client = platform.market(market)
+    owed = client.owed(platform.me.address)
+    if owed == 0:
+        print_json({"market": market, "withdrawn": 0})
+        return
+    tx = client.withdraw(platform.me.account)
+    print_json({"market": market, "withdrawn": owed, "tx": tx.tx_hash})

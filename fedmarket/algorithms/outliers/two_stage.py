@@ -1,0 +1,132 @@
+"""Two-stage outlier detection of the proof-of-contribution data market (sources/004, section
+III.B and Algorithm 1).
+
+Stage 1, cross-round check: cosine similarity of each trainer's local model with its own model of
+the previous round; any score below `threshold` (0.3, section V.B) means an attack happened.
+
+Stage 2, cross-trainer check (Algorithm 1), run in round 1 and whenever stage 1 fires: distances
+s_i = ||w_i - w_avg||, with w_avg the m-Krum average (m = L/2) in round 1 and the average of the
+trainers kept in the previous round afterwards; fit N(mu, sigma) to the scores (sample sigma) and
+remove every model with s_i > mu + sigma.
+
+`two_stage` is the paper's rule as written. Its only additions cover cases the paper leaves open:
+when no trainer of this round was kept in the previous one, w_avg falls back to the m-Krum
+average; with fewer than 3 models stage 2 cannot fit sigma and keeps everyone.
+
+`two_stage_iterated` departs from the paper on purpose (README, "Outlier detection"):
+- a trainer that fails stage 1 is removed, and left out of w_avg, instead of only being the
+  trigger: a model that turned away from its own previous one is what the check is built to catch;
+- the mu + sigma fit is repeated (up to 3 passes) on the kept models while the previous pass
+  removed something, because one far outlier (a boosted update) inflates sigma and masks nearer
+  ones (a sign-flipped update). A repeat pass removes a model only if it is also more than 1.5x the
+  median kept score, so one tight cluster of honest models is never eroded.
+
+Cost: after round 1 the rule makes one fused pass over the models (norms, cosines and distances
+together, fedmarket/algorithms/linalg.row_statistics); round 1 builds one Gram matrix for m-Krum.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import partial
+
+import numpy as np
+
+from fedmarket.algorithms.linalg import row_statistics
+from fedmarket.algorithms.outliers.base import DETECTORS, Detection, History, RoundInput
+from fedmarket.algorithms.outliers.krum import multi_krum_select
+
+PAPER_THRESHOLD = 0.3
+
+
+@dataclass(frozen=True)
+class TwoStageRule:
+    threshold: float = PAPER_THRESHOLD
+    boundary_sigmas: float = 1.0
+    passes: int = 1
+    masking_ratio: float = 1.5
+    remove_cross_round_failures: bool = False
+    every_round: bool = False  # run stage 2 even when stage 1 saw no attack
+    guard_first_pass: bool = False  # apply the masking-ratio guard on the first pass too
+
+
+def reference_size(n: int) -> int:
+    """m of the m-Krum average, the paper's L / 2 (at least 1) over the n models of the round."""
+    return max(1, n // 2)
+
+
+def reference_rows(round: RoundInput, history: History, exclude: set[int]) -> np.ndarray:
+    """Rows whose mean is w_avg: previous round's kept trainers, else the m-Krum selection."""
+    previous_benign = [i for i, t in enumerate(round.trainers) if t in history.last_kept and i not in exclude]
+    if round.round > 1 and previous_benign:
+        return np.array(previous_benign, dtype=np.int64)
+    return multi_krum_select(round.models, m=reference_size(round.size))
+
+
+def detect(round: RoundInput, history: History, rule: TwoStageRule) -> Detection:
+    models, n = np.asarray(round.models, dtype=np.float64), round.size
+    previous_rows = history.rows_for(round.trainers) if round.round > 1 else np.full(n, -1)
+    reference = reference_rows(round, history, exclude=set())
+    stats = row_statistics(models, history.last_models, previous_rows, reference)
+
+    cosines = stats.cosines()
+    cross_round = {int(i): float(cosines[i]) for i in np.flatnonzero(previous_rows >= 0)}
+    failed = {i for i, score in cross_round.items() if score < rule.threshold}
+    triggered = bool(failed) or round.round <= 1 or not cross_round
+    run_stage_two = triggered or rule.every_round
+
+    reasons: dict[int, str] = {}
+    if rule.remove_cross_round_failures:
+        reasons = {i: f"cross-round cosine {cross_round[i]:.3f} < {rule.threshold}" for i in sorted(failed)}
+    sq_distances = stats.sq_distances
+    if reasons and set(reference.tolist()) & set(reasons):
+        # the reference must not average in the models stage 1 just removed: one more pass
+        reference = reference_rows(round, history, exclude=set(reasons))
+        sq_distances = row_statistics(models, None, previous_rows, reference).sq_distances
+
+    scores: dict[int, float] = {}
+    boundary: float | None = None
+    if run_stage_two and n >= 3:
+        distances = np.sqrt(sq_distances)
+        scores = {i: float(d) for i, d in enumerate(distances)}
+        boundary = _remove_beyond_boundary(distances, reasons, rule)
+    return Detection.keeping(
+        n,
+        reasons,
+        cross_round_scores=cross_round,
+        cross_round_triggered=triggered,
+        cross_trainer_scores=scores,
+        boundary=boundary,
+    )
+
+
+def _remove_beyond_boundary(distances: np.ndarray, reasons: dict[int, str], rule: TwoStageRule) -> float | None:
+    """Algorithm 1's mu + k sigma cut, repeated `rule.passes` times; fills `reasons`."""
+    active = np.array([i for i in range(len(distances)) if i not in reasons], dtype=np.int64)
+    boundary = None
+    for pass_no in range(rule.passes):
+        if len(active) < 3:
+            break
+        d = distances[active]
+        mu, sigma = float(d.mean()), float(d.std(ddof=1))
+        boundary = mu + rule.boundary_sigmas * sigma
+        outside = d > boundary
+        if pass_no > 0 or rule.guard_first_pass:
+            outside &= d > rule.masking_ratio * float(np.median(d))
+        for i in active[outside]:
+            reasons[int(i)] = (
+                f"cross-trainer distance {distances[i]:.4g} > mu + {rule.boundary_sigmas:g} sigma = {boundary:.4g}"
+                + (f" (pass {pass_no + 1})" if pass_no else "")
+            )
+        if not outside.any():
+            break
+        active = active[~outside]
+    return boundary
+
+
+PAPER_RULE = TwoStageRule()
+ITERATED_RULE = TwoStageRule(passes=3, remove_cross_round_failures=True)
+GUARDED_RULE = TwoStageRule(passes=3, remove_cross_round_failures=True, every_round=True, guard_first_pass=True)
+
+DETECTORS.register("two_stage")(partial(detect, rule=PAPER_RULE))
+DETECTORS.register("two_stage_iterated")(partial(detect, rule=ITERATED_RULE))

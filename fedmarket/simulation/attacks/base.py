@@ -1,0 +1,50 @@
+"""What every attack is: an optional label poisoning of the attacker's own data before training,
+and the model it submits, crafted from what it knows this round (`AttackContext`)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from fedmarket.algorithms.registry import Registry
+
+
+@dataclass(frozen=True)
+class AttackContext:
+    local: np.ndarray  # the attacker's model, trained on its own (possibly poisoned) data
+    start: np.ndarray  # this round's global model
+    honest: np.ndarray  # the honest local models of this round (omniscient colluders: ALIE, IPM)
+    own_previous: np.ndarray | None  # what this attacker submitted in the previous round
+    trainers: int  # L
+    colluders: int  # how many trainers attack
+    rng: np.random.Generator
+
+    def honest_updates(self) -> np.ndarray:
+        return self.honest - self.start
+
+
+class Attack:
+    """Base: trains honestly and submits the result. Subclasses override what they poison."""
+
+    name = "honest"
+    description = "no attack"
+
+    def poison_labels(self, labels: np.ndarray, classes: int) -> np.ndarray:
+        return labels
+
+    def craft(self, context: AttackContext) -> np.ndarray:
+        return context.local
+
+    def poisons(self, context: AttackContext) -> bool:
+        """Whether this round's submission is poisoned (a replay has nothing to replay in its
+        first round, so it trains honestly there)."""
+        return True
+
+
+ATTACKS: Registry[Attack] = Registry("attack")
+
+
+def register(cls: type[Attack]) -> type[Attack]:
+    ATTACKS.register(cls.name)(cls())
+    return cls

@@ -1,0 +1,72 @@
+"""Witness and proof for a built circuit, and the integers the contract compares them with."""
+
+from __future__ import annotations
+
+import json
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import ezkl
+import numpy as np
+
+from fedmarket.errors import ZKError
+from fedmarket.field import signed
+from fedmarket.fixed_point import on_grid
+from fedmarket.zk.ezkl.poseidon import felt_to_int
+from fedmarket.zk.ezkl.toolchain import CircuitBuild, call_ezkl
+
+
+@dataclass(frozen=True)
+class Proof:
+    """A proof with its public instances (field elements, in the circuit's order: one Poseidon
+    hash per input, then every output) and the outputs read as signed integers at scale 0."""
+
+    proof: bytes
+    instances: list[int]
+    input_hashes: list[int]
+    outputs: list[list[int]]
+    witness_s: float
+    prove_s: float
+    proof_json: str  # EZKL's proof file, for verify_locally
+
+    @property
+    def size(self) -> int:
+        return len(self.proof)
+
+
+def prove(build: CircuitBuild, inputs: list[np.ndarray]) -> Proof:
+    """Witness and proof for `inputs` (grid values, one array per circuit input)."""
+    for i, values in enumerate(inputs):
+        if not on_grid(values):
+            raise ZKError(f"input {i} of circuit {build.name} is not on the 2^-8 grid")
+    with tempfile.TemporaryDirectory(prefix="fedmarket-proof-") as tmp:
+        data, witness, proof_path = Path(tmp, "input.json"), Path(tmp, "witness.json"), Path(tmp, "proof.json")
+        data.write_text(json.dumps({"input_data": [np.asarray(v, dtype=np.float64).ravel().tolist() for v in inputs]}))
+        started = time.perf_counter()
+        result = call_ezkl("gen_witness", ezkl.gen_witness, str(data), str(build.compiled), str(witness))
+        witness_s = time.perf_counter() - started
+        started = time.perf_counter()
+        call_ezkl(
+            "prove", ezkl.prove, str(witness), str(build.compiled), str(build.pk), str(proof_path), str(build.srs_path)
+        )
+        prove_s = time.perf_counter() - started
+        text = proof_path.read_text()
+    produced = json.loads(text)
+    hashes = [felt_to_int(h) for h in result["processed_inputs"]["poseidon_hash"]]
+    outputs = [[signed(felt_to_int(f)) for f in out] for out in result["outputs"]]
+    instances = [felt_to_int(f) for f in produced["instances"][0]]
+    proof = bytes.fromhex(produced["hex_proof"].removeprefix("0x"))
+    return Proof(proof, instances, hashes, outputs, witness_s, prove_s, text)
+
+
+def verify_locally(build: CircuitBuild, proof: Proof) -> bool:
+    """EZKL's native verifier over the proof file: the contract's check, off chain."""
+    with tempfile.TemporaryDirectory(prefix="fedmarket-verify-") as tmp:
+        path = Path(tmp, "proof.json")
+        path.write_text(proof.proof_json)
+        try:
+            return bool(ezkl.verify(str(path), str(build.settings_path), str(build.vk), str(build.srs_path)))
+        except Exception:  # noqa: BLE001 - EZKL raises on a proof it rejects
+            return False

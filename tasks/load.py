@@ -1,0 +1,62 @@
+"""A round's inputs, read back from the chain and the content store through the cached fetch and
+validate steps: what makes the aggregator stateless. A round flow can therefore run in any
+process, triggered by a chain event, and a killed one can run again."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from fedmarket.algorithms.contribution import RoundModels
+from fedmarket.algorithms.outliers import History
+from fedmarket.chain import MarketClient
+from fedmarket.context import current_platform
+from fedmarket.market_context import MarketContext
+from fedmarket.ml.models import parameter_count
+from fedmarket.ml.updates import decode_update
+from fedmarket_schemas.rounds import LocalModels
+from fedmarket_tasks.cache import round_key
+from fedmarket_tasks.fetch import OpenedSubmissions, fetch_submissions
+from fedmarket_tasks.validate import validate_updates
+
+
+@dataclass(frozen=True)
+class LoadedRound:
+    key: str
+    opened: OpenedSubmissions
+    models: LocalModels
+    start_model: np.ndarray
+
+
+def load_round(market: MarketClient, aggregator: str, round: int, context: MarketContext) -> LoadedRound:
+    """Fetch, open and validate round `round`'s updates (cached steps) and its start model."""
+    model = context.spec.model
+    key = round_key(market, round, context)
+    opened = fetch_submissions(market.address, aggregator, round, key=key, model=model)
+    models = validate_updates(opened, model, parameter_count(model), key=key)
+    start = decode_update(current_platform().store.get(market.model_cid(round)), model)
+    return LoadedRound(key, opened, models, start)
+
+
+def history_before(market: MarketClient, aggregator: str, round: int, context: MarketContext) -> History:
+    """The previous round as the chain recorded it: its updates, who was kept (the benign mask
+    finalized on chain) and its start model."""
+    history = History()
+    if round <= 1:
+        return history
+    previous = load_round(market, aggregator, round - 1, context)
+    mask = market.round_state(round - 1).benign_mask
+    history.last_models = previous.models.matrix
+    history.last_trainers = list(previous.models.trainers)
+    history.last_kept = {t for t, i in zip(previous.models.trainers, previous.models.indices) if mask >> i & 1}
+    history.last_start = previous.start_model
+    return history
+
+
+def benign_models(market: MarketClient, aggregator: str, round: int, context: MarketContext) -> RoundModels:
+    """Round `round`'s benign models (by the mask on chain), for the contribution metric."""
+    loaded = load_round(market, aggregator, round, context)
+    mask = market.round_state(round).benign_mask
+    rows = [k for k, i in enumerate(loaded.models.indices) if mask >> i & 1]
+    return RoundModels(round, [loaded.models.trainers[k] for k in rows], loaded.models.matrix[rows], loaded.start_model)

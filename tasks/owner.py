@@ -1,0 +1,107 @@
+"""The project owner's step: check its data, publish the task and the data by CID, and create the
+market with its escrow (and, for a proven market, the verifiers of its circuits)."""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+from fedmarket.algorithms.outliers import DEFAULT_DETECTOR, DETECTORS, PROVABLE_DETECTORS, PROVEN_DETECTOR
+from fedmarket.chain import FactoryClient, MarketClient, TxResult
+from fedmarket.commitments import commit
+from fedmarket.context import current_platform
+from fedmarket.datacheck import check_dataset, require_valid
+from fedmarket.errors import ConfigError
+from fedmarket.identity import Party
+from fedmarket.ml.data import Dataset, encode_dataset
+from fedmarket.ml.models import parameter_count
+from fedmarket.zk import (
+    DataChunks,
+    build_round_circuit,
+    build_settlement_circuit,
+    deploy_round_verifier,
+    deploy_settlement_verifier,
+)
+from fedmarket_schemas.market import MarketSpec, ModelConfig, ModelKind, RewardSchedule, TaskSpec, TrainingConfig
+from fedmarket_tasks.common import once_task
+
+ETHER = 10**18
+DEFAULT_SCHEDULE = RewardSchedule(thresholds_bps=(5000, 8000, 9000), pools_wei=(ETHER // 5, ETHER // 2, ETHER))
+
+
+class Published(NamedTuple):
+    market: MarketClient
+    created: TxResult
+    factory: FactoryClient
+    task: TaskSpec
+
+
+@once_task(task_run_name="create-market")
+def publish_market(
+    owner: str,
+    data: Dataset,
+    kind: ModelKind,
+    *,
+    prove_rounds: bool = False,
+    test_rows: int | None = None,
+    detector: str | None = None,
+    **terms,
+) -> Published:
+    """Check the owner's data against the task's expectations, store task and data by CID, and
+    create the market through the factory (FEDMARKET_FACTORY_ADDRESS, else a new one) with the
+    largest possible payout in escrow. `prove_rounds`: reference the round circuit's verifier for
+    this L and model; `test_rows` (with `prove_rounds`): prove settlement too, on a test chunk of
+    that many rows (fedmarket/zk/settlement_proof.py). Circuits are built and verifiers deployed
+    once per circuit and chain. `detector`: the outlier rule by registered name (default: the
+    proven rule in a proven market, else DEFAULT_DETECTOR); a proven market refuses a rule no
+    circuit proves. `terms`: the other MarketSpec fields."""
+    platform = current_platform()
+    owner = platform.party(owner)
+    if test_rows is not None and not prove_rounds:
+        raise ConfigError("a proven settlement needs proven rounds: its proof binds their Poseidon commitments")
+    detector = detector or (PROVEN_DETECTOR if prove_rounds else DEFAULT_DETECTOR)
+    DETECTORS.get(detector)  # an unknown name is refused here, not in the first round
+    if prove_rounds and detector not in PROVABLE_DETECTORS:
+        raise ConfigError(
+            f"a market with a round verifier runs a proven rule; detector {detector!r} has no circuit "
+            f"(provable: {', '.join(sorted(PROVABLE_DETECTORS))})"
+        )
+    task = TaskSpec(
+        model=ModelConfig(kind=kind),
+        training=TrainingConfig.for_model(kind),
+        test_chunk_rows=test_rows,
+        detector=detector,
+    )
+    require_valid(check_dataset(data.features, data.labels, task.data_schema, dataset="owner"))
+    raw = encode_dataset(data)
+    data_commitment = commit(raw)
+    if prove_rounds:
+        terms["round_verifier"] = _round_verifier(owner, task, terms["trainers"])
+    if test_rows is not None:
+        chunks, terms["settlement_verifier"] = _settlement_verifier(owner, task, data, terms["trainers"], test_rows)
+        data_commitment = chunks.commitment
+    spec = MarketSpec(
+        task_cid=str(platform.store.put(task.model_dump_json().encode())),
+        data_cid=str(platform.store.put(raw)),
+        data_commitment=data_commitment,
+        **terms,
+    )
+    if platform.settings.factory_address:
+        factory = FactoryClient(platform.chain, platform.settings.factory_address)
+    else:
+        factory, _ = FactoryClient.deploy(platform.chain, owner.account)
+    market, created = factory.create_market(owner.account, spec, spec.max_payout())
+    return Published(market, created, factory, task)
+
+
+def _round_verifier(owner: Party, task: TaskSpec, trainers: int) -> str:
+    platform = current_platform()
+    build = build_round_circuit(trainers, parameter_count(task.model), platform.settings)
+    return deploy_round_verifier(platform.chain, owner.account, build, trainers).adapter
+
+
+def _settlement_verifier(owner: Party, task: TaskSpec, data: Dataset, trainers: int, rows: int):
+    """(the owner's chunk commitments, the settlement verifier's address)."""
+    platform = current_platform()
+    chunks = DataChunks.of(data, rows, task.model.classes)
+    build = build_settlement_circuit(trainers, task.model, rows, platform.settings)
+    return chunks, deploy_settlement_verifier(platform.chain, owner.account, build, trainers, rows).adapter
