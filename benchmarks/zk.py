@@ -147,7 +147,8 @@ def _proving_market(platform: Platform, build: CircuitBuild, statement: RoundSta
     statement model submitted by its Poseidon commitment."""
     owner, aggregator = _party(platform, "owner"), _party(platform, "aggregator")
     members = [_party(platform, "trainer", i) for i in range(statement.trainers)]
-    deployed = deploy_round_verifier(platform.chain, owner.account, build, statement.trainers)
+    factory, _ = FactoryClient.deploy(platform.chain, owner.account)
+    deployed = deploy_round_verifier(factory, owner.account, build, statement.trainers)
     spec = MarketSpec(
         task_cid=str(platform.store.put(b'{"bench": "zk"}')),
         data_cid=str(platform.store.put(b"owner data")),
@@ -161,7 +162,6 @@ def _proving_market(platform: Platform, build: CircuitBuild, statement: RoundSta
         schedule=RewardSchedule(thresholds_bps=(5000,), pools_wei=(10**17,)),
         round_verifier=deployed.adapter,
     )
-    factory, _ = FactoryClient.deploy(platform.chain, owner.account)
     market, _ = factory.create_market(owner.account, spec, spec.max_payout())
     enrol(market, members, str(platform.store.put(b'{"bench": "zk"}')))
     market.open_round(aggregator.account, str(platform.store.put(start.tobytes())), poseidon_commitment(start))

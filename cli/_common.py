@@ -7,6 +7,7 @@ import json
 import sys
 
 import typer
+from eth_utils import is_address, to_checksum_address
 from rich.console import Console
 from rich.table import Table
 
@@ -21,10 +22,50 @@ def print_json(payload: dict) -> None:
     sys.stdout.flush()
 
 
+def problems(exc: Exception) -> str:
+    """A validation error on one line: each field and what is wrong with it."""
+    errors = getattr(exc, "errors", None)
+    if not callable(errors):
+        return " ".join(str(exc).split())
+    return "; ".join(f"{'.'.join(map(str, e['loc'])) or 'value'}: {e['msg']}" for e in errors())
+
+
 def usage_error(option: str, message: str) -> typer.Exit:
     """A bad option: one line naming it, exit status 2 (raise what this returns)."""
-    err.print(f"[red]invalid {option}:[/red] {message}")
+    err.print(f"[red]invalid {option}:[/red] {message}", soft_wrap=True, highlight=False)
     return typer.Exit(2)
+
+
+def address(value: str) -> str:
+    """An option's Ethereum address, checksummed (parser= of typer.Option)."""
+    if not isinstance(value, str) or not is_address(value):
+        raise typer.BadParameter(f"{value!r} is not an Ethereum address (0x and 40 hex digits)")
+    return to_checksum_address(value)
+
+
+def hex32(value: str) -> str:
+    """An option's 32 bytes of 0x-prefixed hex, lowercased."""
+    digits = value.removeprefix("0x")
+    if len(digits) != 64 or any(c not in "0123456789abcdefABCDEF" for c in digits):
+        raise typer.BadParameter(f"{value!r} is not 32 bytes of 0x-prefixed hex")
+    return "0x" + digits.lower()
+
+
+def choice(*allowed: str):
+    def parse(value: str) -> str:
+        if value not in allowed:
+            raise typer.BadParameter(f"{value!r} is not one of {', '.join(allowed)}")
+        return value
+
+    return parse
+
+
+ADDRESS = dict(parser=address, metavar="ADDRESS")
+HEX32 = dict(parser=hex32, metavar="HEX32")
+MODEL = dict(parser=choice("lr", "mlp"), metavar="lr|mlp")
+SPLIT = dict(parser=choice("iid", "dirichlet"), metavar="iid|dirichlet")
+# an existing, readable file, not a folder (typer checks it before the command runs)
+INPUT_FILE = dict(exists=True, file_okay=True, dir_okay=False, readable=True, resolve_path=True)
 
 
 def eth(wei: int) -> str:

@@ -6,7 +6,7 @@ from typing import Annotated
 
 import typer
 
-from fedmarket_cli._common import CHAIN, KEY, print_json
+from fedmarket_cli._common import ADDRESS, CHAIN, KEY, print_json
 
 app = typer.Typer(
     help="The aggregator: run a market by polling, or listen for chain events that trigger the deployments.",
@@ -20,7 +20,7 @@ app = typer.Typer(
     "round flow, then settle and withdraw the fee. Resumes a market already under way. "
     f"Reads {KEY}, {CHAIN}, FEDMARKET_POLL_INTERVAL_S, PREFECT_API_URL.",
 )
-def aggregator_run(market: Annotated[str, typer.Option(help="market address")]) -> None:
+def aggregator_run(market: Annotated[str, typer.Option(**ADDRESS, help="market address")]) -> None:
     from fedmarket.context import current_platform
     from fedmarket_flows.market import market_flow
 
@@ -43,7 +43,7 @@ def aggregator_run(market: Annotated[str, typer.Option(help="market address")]) 
     "FEDMARKET_LISTENER_CONFIRMATIONS, FEDMARKET_POLL_INTERVAL_S, PREFECT_API_URL (a Prefect server).",
 )
 def aggregator_listen(
-    market: Annotated[list[str] | None, typer.Option(help="also follow this market (repeatable)")] = None,
+    market: Annotated[list[str] | None, typer.Option(**ADDRESS, help="also follow this market (repeatable)")] = None,
     follow_all: Annotated[
         bool, typer.Option("--all", help="follow every market of the factory, not only this key's")
     ] = False,

@@ -10,7 +10,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from fedmarket_cli._common import emit, fmt, int_list, str_list, usage_error
+from fedmarket_cli._common import emit, fmt, int_list, problems, str_list, usage_error
 
 app = typer.Typer(
     help='Benchmarks: each prints a table, or with --json one object {"rows": [...]}.', no_args_is_help=True
@@ -37,7 +37,7 @@ def bench_gas(
     try:
         rows = run(sizes, models)
     except ValueError as exc:
-        raise usage_error("options", str(exc)) from None
+        raise usage_error("options", problems(exc)) from None
     spread = round_gas_spread(rows)
     if as_json:
         payload = {"rows": [r.model_dump(exclude={"target"}) for r in rows], "round_gas_spread": spread}

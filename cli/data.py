@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from fedmarket_cli._common import print_json, usage_error
+from fedmarket_cli._common import SPLIT, print_json
 
 app = typer.Typer(help="Datasets as fedmarket stores them (safetensors: features, labels).", no_args_is_help=True)
 
@@ -16,15 +16,13 @@ app = typer.Typer(help="Datasets as fedmarket stores them (safetensors: features
 def data_digits(
     out: Annotated[Path, typer.Option(help="directory for owner.safetensors and trainer-<i>.safetensors")],
     trainers: Annotated[int, typer.Option(min=1, help="number of trainer shares")] = 4,
-    split: Annotated[str, typer.Option(help="iid | dirichlet")] = "iid",
+    split: Annotated[str, typer.Option(**SPLIT, help="iid | dirichlet")] = "iid",
     seed: Annotated[int, typer.Option(help="seed of the splits")] = 0,
 ) -> None:
     """Split scikit-learn's handwritten digits into an owner's validation/test data and one
     private share per trainer, as files. Reads no settings."""
     from fedmarket.ml.data import encode_dataset, load_digits_dataset, owner_split, split_trainers
 
-    if split not in ("iid", "dirichlet"):
-        raise usage_error("--split", f"{split!r}; choose iid or dirichlet")
     pool, owner_data = owner_split(load_digits_dataset(), owner_fraction=0.3, seed=seed)
     out.mkdir(parents=True, exist_ok=True)
     (out / "owner.safetensors").write_bytes(encode_dataset(owner_data))

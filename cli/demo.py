@@ -13,15 +13,15 @@ from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
 from fedmarket.errors import FedMarketError
-from fedmarket_cli._common import err, eth, usage_error
+from fedmarket_cli._common import MODEL, SPLIT, err, eth, problems, usage_error
 
 
 def demo(
     trainers: Annotated[int, typer.Option(help="number of trainers L")] = 8,
     malicious: Annotated[int, typer.Option(help="how many trainers attack (noise, sign flip, scale, ...)")] = 3,
     rounds: Annotated[int, typer.Option(help="training rounds T")] = 5,
-    model: Annotated[str, typer.Option(help="lr | mlp")] = "lr",
-    split: Annotated[str, typer.Option(help="iid | dirichlet")] = "iid",
+    model: Annotated[str, typer.Option(**MODEL, help="lr | mlp")] = "lr",
+    split: Annotated[str, typer.Option(**SPLIT, help="iid | dirichlet")] = "iid",
     seed: Annotated[int, typer.Option(help="seed of data split, attackers and training")] = 0,
     as_json: Annotated[bool, typer.Option("--json", help="print one JSON object on stdout")] = False,
 ) -> None:
@@ -33,7 +33,7 @@ def demo(
     try:
         config = DemoConfig(trainers=trainers, malicious=malicious, rounds=rounds, model=model, split=split, seed=seed)
     except ValueError as exc:
-        raise usage_error("options", str(exc)) from None
+        raise usage_error("options", problems(exc)) from None
 
     started = time.perf_counter()
     total = 1 + trainers + rounds + 1 + trainers + 2
@@ -99,7 +99,7 @@ def _print_human(report, elapsed: float) -> None:
     out.print(payouts)
     out.print(
         f"final test accuracy {report.final_accuracy:.4f}; deposit {eth(report.deposit)} ETH = payouts "
-        f"{eth(sum(report.payouts.values()))} + refund {eth(report.refund)}; withdrawn {eth(report.withdrawn_total)} ETH; "
+        f"{eth(sum(report.payouts.values()))} + refund {eth(report.refund)}; withdrawn {eth(report.withdrawn_total)} ETH (bonds {eth(report.bonds)} returned); "
         f"contract balance after {report.contract_balance_after} wei; {elapsed:.1f} s"
     )
     out.print("gas: " + ", ".join(f"{k} {v:,}" for k, v in report.gas.items()))

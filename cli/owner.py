@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from fedmarket_cli._common import CHAIN, KEY, print_json
+from fedmarket_cli._common import ADDRESS, CHAIN, HEX32, INPUT_FILE, KEY, MODEL, print_json
 
 app = typer.Typer(
     help="The project owner: create a market with its escrow, follow it, cancel it, withdraw.", no_args_is_help=True
@@ -22,13 +22,22 @@ app = typer.Typer(
     "FEDMARKET_ZK_SRS_PATH (unset: an SRS from gen_srs, NOT FOR PRODUCTION).",
 )
 def owner_create(
-    data_file: Annotated[Path, typer.Option("--data", help="owner's validation/test data file")],
-    aggregator: Annotated[str, typer.Option(help="aggregator's address")],
-    aggregator_key: Annotated[str, typer.Option(help="aggregator's X25519 public key, 0x hex (`fedmarket keys show`)")],
+    data_file: Annotated[Path, typer.Option("--data", **INPUT_FILE, help="owner's validation/test data file")],
+    aggregator: Annotated[str, typer.Option(**ADDRESS, help="aggregator's address")],
+    aggregator_key: Annotated[
+        str, typer.Option(**HEX32, help="aggregator's X25519 public key, 0x hex (`fedmarket keys show`)")
+    ],
     trainers: Annotated[int, typer.Option(min=1, max=128, help="number of trainers L")] = 4,
     rounds: Annotated[int, typer.Option(min=1, help="training rounds T")] = 3,
-    model: Annotated[str, typer.Option(help="lr | mlp")] = "lr",
+    model: Annotated[str, typer.Option(**MODEL, help="lr | mlp")] = "lr",
     participation_reward_wei: Annotated[int, typer.Option(min=0, help="R_p per benign round")] = 10**16,
+    trainer_bond_wei: Annotated[
+        int,
+        typer.Option(
+            min=0,
+            help="bond a trainer pays to register, back at its seed's reveal; a seat squatted without revealing is the owner's",
+        ),
+    ] = 10**16,
     aggregator_fee_wei: Annotated[int, typer.Option(min=0, help="aggregator's fee")] = 5 * 10**16,
     round_duration_s: Annotated[int, typer.Option(min=1, help="submission window of each round")] = 3600,
     reveal_window_s: Annotated[int, typer.Option(min=1, help="time trainers have to reveal their seeds")] = 3600,
@@ -57,6 +66,7 @@ def owner_create(
             rounds=rounds,
             model=model,
             participation_reward_wei=participation_reward_wei,
+            trainer_bond_wei=trainer_bond_wei,
             aggregator_fee_wei=aggregator_fee_wei,
             round_duration_s=round_duration_s,
             reveal_window_s=reveal_window_s,
@@ -70,7 +80,7 @@ def owner_create(
     "status",
     help=f"Print the market's phase, rounds, trainers and what each party is owed, as JSON, from the chain alone. Reads {CHAIN}.",
 )
-def owner_status(market: Annotated[str, typer.Option(help="market address")]) -> None:
+def owner_status(market: Annotated[str, typer.Option(**ADDRESS, help="market address")]) -> None:
     from fedmarket.context import current_platform
 
     client = current_platform().market(market)
@@ -107,7 +117,7 @@ def owner_status(market: Annotated[str, typer.Option(help="market address")]) ->
 @app.command(
     "cancel", help=f"Cancel a market still in registration; the deposit becomes withdrawable. Reads {KEY}, {CHAIN}."
 )
-def owner_cancel(market: Annotated[str, typer.Option(help="market address")]) -> None:
+def owner_cancel(market: Annotated[str, typer.Option(**ADDRESS, help="market address")]) -> None:
     from fedmarket.context import current_platform
 
     platform = current_platform()
@@ -116,7 +126,7 @@ def owner_cancel(market: Annotated[str, typer.Option(help="market address")]) ->
 
 
 @app.command("withdraw", help=f"Withdraw what the market owes this key (the owner's refund). Reads {KEY}, {CHAIN}.")
-def owner_withdraw(market: Annotated[str, typer.Option(help="market address")]) -> None:
+def owner_withdraw(market: Annotated[str, typer.Option(**ADDRESS, help="market address")]) -> None:
     from fedmarket.context import current_platform
 
     platform = current_platform()

@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from fedmarket_cli._common import CHAIN, KEY, err, print_json
+from fedmarket_cli._common import ADDRESS, CHAIN, INPUT_FILE, KEY, err, print_json
 
 app = typer.Typer(help="A trainer: register with private data, then train in every round.", no_args_is_help=True)
 
@@ -17,8 +17,8 @@ app = typer.Typer(help="A trainer: register with private data, then train in eve
     help=f"Check the local data against the market's task and register with a seed commitment. Reads {KEY}, {CHAIN}, PREFECT_API_URL.",
 )
 def trainer_register(
-    market: Annotated[str, typer.Option(help="market address")],
-    data_file: Annotated[Path, typer.Option("--data", help="this trainer's private data file")],
+    market: Annotated[str, typer.Option(**ADDRESS, help="market address")],
+    data_file: Annotated[Path, typer.Option("--data", **INPUT_FILE, help="this trainer's private data file")],
 ) -> None:
     from fedmarket_flows.trainer import join_flow
 
@@ -32,8 +32,8 @@ def trainer_register(
     f"Reads {KEY}, {CHAIN}, FEDMARKET_POLL_INTERVAL_S, PREFECT_API_URL.",
 )
 def trainer_run(
-    market: Annotated[str, typer.Option(help="market address")],
-    data_file: Annotated[Path, typer.Option("--data", help="this trainer's private data file")],
+    market: Annotated[str, typer.Option(**ADDRESS, help="market address")],
+    data_file: Annotated[Path, typer.Option("--data", **INPUT_FILE, help="this trainer's private data file")],
 ) -> None:
     from fedmarket.context import current_platform
     from fedmarket_flows.trainer import follow_market

@@ -56,6 +56,10 @@ class NonFiniteUpdateError(UpdateError):
     """An update holds NaN or infinite values."""
 
 
+class UpdateOutOfBoundsError(UpdateError):
+    """An update is finite but outside what the task declares an update may look like."""
+
+
 class DataValidationError(FedMarketError):
     """Data does not meet the expectations declared by the task."""
 

@@ -31,12 +31,17 @@ class MarketContext:
     test: Dataset
 
 
+def task_spec(market: MarketClient, store: ContentStore) -> TaskSpec:
+    """The task the market's spec CID names (needs no split seed: round 1 opens before it is fixed)."""
+    return TypeAdapter(TaskSpec).validate_json(store.get(market.spec_cid()))
+
+
 def market_context(market: MarketClient, store: ContentStore) -> MarketContext:
     """The split of the owner's data is drawn from the seed the trainers fixed on chain by
     commit-reveal, so the owner cannot choose its test set (departure from sources/004, which
     leaves the split to the owner; see contracts/README.md)."""
     spec_cid, data_cid = market.spec_cid(), market.data_cid()
-    spec = TypeAdapter(TaskSpec).validate_json(store.get(spec_cid))
+    spec = task_spec(market, store)
     seed = seed_int(market.split_seed())
     data = decode_dataset(store.get(data_cid))
     if spec.test_chunk_rows:  # a proven settlement's committed chunks

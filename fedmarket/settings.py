@@ -7,7 +7,7 @@ import os
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, HttpUrl, SecretStr
+from pydantic import Field, HttpUrl, SecretStr, ValidationError
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from fedmarket.errors import ConfigError
@@ -87,4 +87,8 @@ def load_settings() -> Settings:
     env_file = os.environ.get("FEDMARKET_SETTINGS_FILE")
     if env_file and not Path(env_file).is_file():
         raise ConfigError(f"FEDMARKET_SETTINGS_FILE={env_file} does not exist")
-    return Settings(_env_file=env_file) if env_file else Settings()
+    try:
+        return Settings(_env_file=env_file) if env_file else Settings()
+    except ValidationError as exc:
+        problems = "; ".join(f"FEDMARKET_{'_'.join(map(str, e['loc'])).upper()}: {e['msg']}" for e in exc.errors())
+        raise ConfigError(f"invalid settings: {problems}") from None

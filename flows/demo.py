@@ -44,6 +44,7 @@ class DemoConfig(BaseModel):
     seed: int = 0
     owner_fraction: float = Field(0.3, gt=0, lt=1)
     participation_reward_wei: int = ETHER // 100
+    trainer_bond_wei: int = ETHER // 100
     aggregator_fee_wei: int = ETHER // 20
     schedule: RewardSchedule = DEFAULT_SCHEDULE
 
@@ -63,6 +64,7 @@ class DemoReport(BaseModel):
     refund: int
     payouts: dict[str, int] = Field(description="address -> wei credited (trainers and aggregator)")
     withdrawn_total: int
+    bonds: int = Field(description="trainer bonds paid at registration; each returned at its trainer's reveal")
     contract_balance_after: int
     attackers: list[str]
     attacks: dict[str, str]
@@ -108,6 +110,7 @@ def demo_flow(config: DemoConfig | dict | None = None, progress: Progress | None
         trainers=config.trainers,
         rounds=config.rounds,
         participation_reward_wei=config.participation_reward_wei,
+        trainer_bond_wei=config.trainer_bond_wei,
         aggregator_fee_wei=config.aggregator_fee_wei,
         schedule=config.schedule,
     )
@@ -181,6 +184,7 @@ def demo_flow(config: DemoConfig | dict | None = None, progress: Progress | None
         refund=settlement.refund_wei,
         payouts={p.account: p.wei for p in settlement.payouts},
         withdrawn_total=withdrawn,
+        bonds=market.trainer_bond() * config.trainers,
         contract_balance_after=market.balance(),
         attackers=[trainers[i].address for i in attacker_index],
         attacks={trainers[i].address: plan[i] for i in attacker_index},

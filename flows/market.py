@@ -18,7 +18,7 @@ from fedmarket.commitments import commit_model
 from fedmarket.context import current_platform
 from fedmarket.errors import ProtocolError
 from fedmarket.fixed_point import quantize
-from fedmarket.market_context import market_context
+from fedmarket.market_context import task_spec
 from fedmarket.ml.training import initial_model
 from fedmarket.ml.updates import encode_update
 from fedmarket_flows.round import round_flow
@@ -42,7 +42,7 @@ def open_next_round(market: str, aggregator: str) -> int | None:
     if current > 0 and not client.round_state(current).finalized:
         return None
     if current == 0:
-        spec = market_context(client, current_platform().store).spec
+        spec = task_spec(client, current_platform().store)
         proven = client.round_verifier() is not None
         start = initial_model(spec.model, seed=spec.init_seed)
         start = quantize(start) if proven else start  # a proven market's models are on the grid

@@ -18,7 +18,7 @@ from fedmarket.ml.updates import decode_update
 from fedmarket_schemas.market import TaskSpec
 from fedmarket_tasks.chain_ops import submit_update, withdraw
 from fedmarket_tasks.store_ops import get_bytes
-from fedmarket_tasks.trainer import check_local_data, register, reveal_seed, seal_and_store, train
+from fedmarket_tasks.trainer import check_local_data, check_market, register, reveal_seed, seal_and_store, train
 
 
 def load_local_data(path: Path) -> Dataset:
@@ -45,9 +45,13 @@ def join_flow(market: str, data_path: str) -> str:
     client = platform.market(market)
     if me in client.trainers():
         return "already registered"
-    summary = check_local_data(me, load_local_data(Path(data_path)), task_of(market))
+    spec = task_of(market)
+    checked = check_market(client.address, spec)
+    summary = check_local_data(me, load_local_data(Path(data_path)), spec)
     registration = register(client.address, me, summary)
-    return f"registered as trainer {registration.index}"
+    for line in checked:
+        get_run_logger().info("checked %s", line)
+    return f"registered as trainer {registration.index}; checked " + "; ".join(checked)
 
 
 @flow(name="fedmarket-trainer-round", flow_run_name="train-r{round}-{market}")

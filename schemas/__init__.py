@@ -9,6 +9,7 @@ from fedmarket_schemas.market import (
     RewardSchedule,
     TaskSpec,
     TrainingConfig,
+    UpdateBounds,
 )
 from fedmarket_schemas.rounds import LocalModels, OutlierReport, RoundReport, Submission
 from fedmarket_schemas.settlement import ContributionReport, Payout, SettlementReport
@@ -32,4 +33,5 @@ __all__ = [
     "Submission",
     "TaskSpec",
     "TrainingConfig",
+    "UpdateBounds",
 ]

@@ -6,6 +6,12 @@ from enum import Enum
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+# the contract's bounds (contracts/src/DataMarket.sol), checked here to name the problem first
+MAX_TRAINERS = 128
+MAX_ROUNDS = 1_000
+MAX_WINDOW_S = 30 * 86_400
+MAX_REGISTRATION_PERIOD_S = 90 * 86_400
+
 Hex32 = str  # 0x-prefixed 32-byte hex
 Address = str  # 0x-prefixed checksummed address
 ZERO_ADDRESS = "0x" + "00" * 20
@@ -58,6 +64,18 @@ class DataSchema(BaseModel):
         return self
 
 
+class UpdateBounds(BaseModel):
+    """What a trainer's model may look like, checked by the aggregator before any rule sees it:
+    every entry within +-`max_abs`, and the update within `max_norm_ratio` times the start
+    model's norm (at least 1). The defaults leave honest training orders of magnitude of room
+    and refuse what only an attack makes: values so large that no rule's arithmetic can use them."""
+
+    model_config = ConfigDict(frozen=True)
+
+    max_abs: float = Field(1e3, gt=0)
+    max_norm_ratio: float = Field(100.0, gt=0)
+
+
 class TaskSpec(BaseModel):
     """The training task, stored in the content store; its CID is fixed on chain at creation."""
 
@@ -77,6 +95,7 @@ class TaskSpec(BaseModel):
         "rloo", description="contribution metric, by registered name (fedmarket/algorithms/contribution)"
     )
     validation_fraction: float = Field(0.5, gt=0, lt=1, description="share of the owner's data used for validation")
+    update_bounds: UpdateBounds = UpdateBounds()
     test_chunk_rows: int | None = Field(
         None,
         gt=0,
@@ -105,6 +124,8 @@ class RewardSchedule(BaseModel):
             raise ValueError("thresholds are basis points in [0, 10000]")
         if any(p < 0 for p in self.pools_wei):
             raise ValueError("pools must be non-negative")
+        if list(self.pools_wei) != sorted(self.pools_wei):
+            raise ValueError("pools_wei must not decrease: a higher accuracy never pays a smaller pool")
         return self
 
     def pool_for(self, accuracy_bps: int) -> int:
@@ -125,14 +146,23 @@ class MarketSpec(BaseModel):
     data_commitment: Hex32
     aggregator: Address
     aggregator_key: Hex32 = Field(description="aggregator's X25519 public key")
-    trainers: int = Field(gt=0, le=128, description="L; at most 128, one bit each in the on-chain masks")
-    rounds: int = Field(gt=0)
-    registration_window_s: int = Field(86_400, gt=0)
-    reveal_window_s: int = Field(3_600, gt=0, description="time trainers have to reveal their split seeds")
-    round_duration_s: int = Field(3_600, gt=0)
-    aggregator_window_s: int = Field(3_600, gt=0)
+    trainers: int = Field(gt=0, le=MAX_TRAINERS, description="L; at most 128, one bit each in the on-chain masks")
+    rounds: int = Field(gt=0, le=MAX_ROUNDS, description="T; at most 1,000, so settling stays far under a block's gas")
+    registration_window_s: int = Field(86_400, gt=0, le=MAX_REGISTRATION_PERIOD_S)
+    reveal_window_s: int = Field(
+        3_600, gt=0, le=MAX_WINDOW_S, description="time trainers have to reveal their split seeds"
+    )
+    round_duration_s: int = Field(3_600, gt=0, le=MAX_WINDOW_S)
+    aggregator_window_s: int = Field(3_600, gt=0, le=MAX_WINDOW_S)
     participation_reward_wei: int = Field(ge=0)
     aggregator_fee_wei: int = Field(0, ge=0)
+    trainer_bond_wei: int = Field(
+        0,
+        ge=0,
+        lt=2**96,
+        description="paid at registration, returned at the seed's reveal, the owner's if never revealed: a seat "
+        "taken without training costs the squatter",
+    )
     schedule: RewardSchedule
     round_verifier: Address = ZERO_ADDRESS
     settlement_verifier: Address = ZERO_ADDRESS

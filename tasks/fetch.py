@@ -1,7 +1,9 @@
 """Fetch step: read the round's submissions from chain, fetch each ciphertext by CID (bytes are
 checked against the CID), open it with the aggregator's key and the trainer's registered key, and
 check it against the trainer's on-chain commitment. A trainer whose submission fails any step is
-recorded with the reason and left out; the round goes on."""
+recorded with the reason and left out; the round goes on. A store or node that cannot be reached
+is no verdict about anyone: the step fails, Prefect retries it, and a failed step is not cached,
+so the next run fetches again."""
 
 from __future__ import annotations
 
@@ -10,7 +12,7 @@ from pydantic import BaseModel
 from fedmarket.commitments import commit, commit_model
 from fedmarket.context import current_platform
 from fedmarket.crypto import SealContext, open_sealed
-from fedmarket.errors import CryptoError, ProtocolError, StoreError, UpdateError, ZKError
+from fedmarket.errors import CryptoError, ProtocolError, StoreError, StoreUnavailableError, UpdateError, ZKError
 from fedmarket.ml.updates import decode_update
 from fedmarket_schemas.market import ModelConfig
 from fedmarket_tasks.cache import round_step
@@ -50,6 +52,8 @@ def fetch_submissions(
             )
             if _commitment(plaintext, model, proven) != sub.commitment:
                 raise ProtocolError(f"opened update does not match the commitment {sub.commitment} on chain")
+        except StoreUnavailableError:
+            raise  # the store's fault, not the trainer's: the step fails (retried, never cached)
         except (StoreError, CryptoError, ProtocolError, UpdateError) as exc:
             rejected[sub.trainer] = f"{type(exc).__name__}: {exc}"
             continue

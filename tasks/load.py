@@ -13,7 +13,6 @@ from fedmarket.algorithms.outliers import History
 from fedmarket.chain import MarketClient
 from fedmarket.context import current_platform
 from fedmarket.market_context import MarketContext
-from fedmarket.ml.models import parameter_count
 from fedmarket.ml.updates import decode_update
 from fedmarket_schemas.rounds import LocalModels
 from fedmarket_tasks.cache import round_key
@@ -34,8 +33,8 @@ def load_round(market: MarketClient, aggregator: str, round: int, context: Marke
     model = context.spec.model
     key = round_key(market, round, context)
     opened = fetch_submissions(market.address, aggregator, round, key=key, model=model)
-    models = validate_updates(opened, model, parameter_count(model), key=key)
     start = decode_update(current_platform().store.get(market.model_cid(round)), model)
+    models = validate_updates(opened, model, context.spec.update_bounds, start, key=key)
     return LoadedRound(key, opened, models, start)
 
 

@@ -74,10 +74,16 @@ def publish_market(
     require_valid(check_dataset(data.features, data.labels, task.data_schema, dataset="owner"))
     raw = encode_dataset(data)
     data_commitment = commit(raw)
+    if platform.settings.factory_address:
+        factory = FactoryClient(platform.chain, platform.settings.factory_address)
+    else:
+        factory, _ = FactoryClient.deploy(platform.chain, owner.account)
     if prove_rounds:
-        terms["round_verifier"] = _round_verifier(owner, task, terms["trainers"])
+        terms["round_verifier"] = _round_verifier(factory, owner, task, terms["trainers"])
     if test_rows is not None:
-        chunks, terms["settlement_verifier"] = _settlement_verifier(owner, task, data, terms["trainers"], test_rows)
+        chunks, terms["settlement_verifier"] = _settlement_verifier(
+            factory, owner, task, data, terms["trainers"], test_rows
+        )
         data_commitment = chunks.commitment
     spec = MarketSpec(
         task_cid=str(platform.store.put(task.model_dump_json().encode())),
@@ -85,23 +91,17 @@ def publish_market(
         data_commitment=data_commitment,
         **terms,
     )
-    if platform.settings.factory_address:
-        factory = FactoryClient(platform.chain, platform.settings.factory_address)
-    else:
-        factory, _ = FactoryClient.deploy(platform.chain, owner.account)
     market, created = factory.create_market(owner.account, spec, spec.max_payout())
     return Published(market, created, factory, task)
 
 
-def _round_verifier(owner: Party, task: TaskSpec, trainers: int) -> str:
-    platform = current_platform()
-    build = build_round_circuit(trainers, parameter_count(task.model), platform.settings)
-    return deploy_round_verifier(platform.chain, owner.account, build, trainers).adapter
+def _round_verifier(factory: FactoryClient, owner: Party, task: TaskSpec, trainers: int) -> str:
+    build = build_round_circuit(trainers, parameter_count(task.model), current_platform().settings)
+    return deploy_round_verifier(factory, owner.account, build, trainers).adapter
 
 
-def _settlement_verifier(owner: Party, task: TaskSpec, data: Dataset, trainers: int, rows: int):
+def _settlement_verifier(factory: FactoryClient, owner: Party, task: TaskSpec, data: Dataset, trainers: int, rows: int):
     """(the owner's chunk commitments, the settlement verifier's address)."""
-    platform = current_platform()
     chunks = DataChunks.of(data, rows, task.model.classes)
-    build = build_settlement_circuit(trainers, task.model, rows, platform.settings)
-    return chunks, deploy_settlement_verifier(platform.chain, owner.account, build, trainers, rows).adapter
+    build = build_settlement_circuit(trainers, task.model, rows, current_platform().settings)
+    return chunks, deploy_settlement_verifier(factory, owner.account, build, trainers, rows).adapter

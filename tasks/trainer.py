@@ -6,15 +6,18 @@ from __future__ import annotations
 
 import numpy as np
 
-from fedmarket.chain import TxResult
+from fedmarket.chain import FactoryClient, TxResult
 from fedmarket.commitments import commit_model
 from fedmarket.context import current_platform
 from fedmarket.crypto import SealContext, seal
 from fedmarket.datacheck import check_dataset, require_valid
+from fedmarket.errors import ProtocolError
 from fedmarket.fixed_point import quantize
 from fedmarket.ml.data import Dataset
+from fedmarket.ml.models import parameter_count
 from fedmarket.ml.training import train_local
 from fedmarket.ml.updates import encode_update
+from fedmarket.zk import build_round_circuit, build_settlement_circuit, check_verifier
 from fedmarket_schemas.market import TaskSpec
 from fedmarket_schemas.trainer import DataValidationSummary, Registration
 from fedmarket_tasks.common import once_task, remote_task
@@ -25,6 +28,39 @@ def check_local_data(trainer: str, data: Dataset, spec: TaskSpec) -> DataValidat
     summary = check_dataset(data.features, data.labels, spec.data_schema, dataset=f"trainer-{trainer}")
     require_valid(summary)
     return summary
+
+
+@once_task(task_run_name="check-market")
+def check_market(market: str, spec: TaskSpec) -> list[str]:
+    """Before a trainer commits to a market: it is a clone of a genuine fedmarket factory's
+    implementation (FEDMARKET_FACTORY_ADDRESS when set, else the factory that made it, whose
+    implementation must be DataMarket's code), and each verifier it names is an adapter that
+    factory deployed over the EZKL verifier of the task's own circuit, rebuilt here (the SRS is
+    FEDMARKET_ZK_SRS_PATH's, as the owner's must be). Returns what was checked, one line each."""
+    platform = current_platform()
+    client = platform.market(market)
+    factory = FactoryClient(platform.chain, platform.settings.factory_address or client.factory())
+    if not factory.is_market(client.address) or client.factory() != factory.address:
+        raise ProtocolError(f"market {client.address} was not created by factory {factory.address}")
+    if platform.chain.code(factory.implementation()) != platform.chain.runtime_code_of("DataMarket"):
+        raise ProtocolError(f"factory {factory.address} does not clone fedmarket's DataMarket")
+    checked = [f"factory {factory.address}: fedmarket's DataMarket"]
+    d = parameter_count(spec.model)
+    for kind, adapter in (("round", client.round_verifier()), ("settlement", client.settlement_verifier())):
+        if adapter is None:
+            continue
+        info = factory.verifier_info(adapter)
+        if kind == "round":
+            build = build_round_circuit(info.trainers, d, platform.settings)
+        else:
+            if spec.test_chunk_rows is None or info.samples != spec.test_chunk_rows:
+                raise ProtocolError(
+                    f"settlement verifier {adapter} is for {info.samples} test rows, the task's {spec.test_chunk_rows}"
+                )
+            build = build_settlement_circuit(info.trainers, spec.model, info.samples, platform.settings)
+        check_verifier(build, platform.chain.code(info.halo2))
+        checked.append(f"{kind} verifier {adapter}: EZKL build {build.dir.name} at {info.halo2}")
+    return checked
 
 
 @remote_task(task_run_name="register-{trainer}")

@@ -8,6 +8,8 @@ os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")
 # CLI subprocesses (demo, bench) start an ephemeral Prefect server: its first start on a fresh
 # PREFECT_HOME migrates a new database, past Prefect's 20 s default on a busy 2-core machine
 os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "120")
+# transient failures are retried with exponential backoff from this delay: short in tests
+os.environ.setdefault("FEDMARKET_RETRY_DELAY_S", "0.05")
 
 import pytest
 from prefect.testing.utilities import prefect_test_harness

@@ -43,15 +43,29 @@ def small_spec(platform: Platform, aggregator: Party, *, trainers: int = 3, roun
     return MarketSpec(**fields)
 
 
+def verifier_factory(platform: Platform) -> tuple[FactoryClient, Party]:
+    """A factory to deploy verifiers through (a market may name only its factory's), and who deploys."""
+    deployer = party(platform, "verifier-deployer")
+    return FactoryClient.deploy(platform.chain, deployer.account)[0], deployer
+
+
 def create_market(
-    platform: Platform, *, trainers: int = 3, rounds: int = 2, register: bool = True, reveal: bool = True, **overrides
+    platform: Platform,
+    *,
+    trainers: int = 3,
+    rounds: int = 2,
+    register: bool = True,
+    reveal: bool = True,
+    factory: FactoryClient | None = None,
+    **overrides,
 ):
     """A market with `trainers` registered and (by default) their seeds revealed: in Training."""
     owner = party(platform, "owner")
     aggregator = party(platform, "aggregator")
     members = [party(platform, "trainer", i) for i in range(trainers)]
     spec = small_spec(platform, aggregator, trainers=trainers, rounds=rounds, **overrides)
-    factory, _ = FactoryClient.deploy(platform.chain, owner.account)
+    if factory is None:
+        factory, _ = FactoryClient.deploy(platform.chain, owner.account)
     market, _ = factory.create_market(owner.account, spec, spec.max_payout())
     summary = str(platform.store.put(b'{"summary": "ok"}'))
     if register and reveal:
@@ -107,4 +121,6 @@ def assert_ledger_matches(market: MarketClient) -> MarketLedger:
         assert ledger.owed(account) == market.owed(account), account
     assert ledger.total_owed() == market.total_owed()
     assert ledger.undistributed() == market.undistributed()
+    assert ledger.bonds_held() == market.bonds_held()
+    assert market.balance() == market.total_owed() + market.undistributed() + market.bonds_held()
     return ledger

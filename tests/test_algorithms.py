@@ -196,3 +196,35 @@ def test_detectors_are_permutation_invariant(order, rule):
     base = {names(6)[i] for i in DETECTORS.get(rule)(round_of(models, start=start), History()).kept}
     permuted = RoundInput(models[order], [names(6)[i] for i in order], 1, start)
     assert {permuted.trainers[i] for i in DETECTORS.get(rule)(permuted, History()).kept} == base
+
+
+def _direct_sq_distances(x: np.ndarray) -> np.ndarray:
+    return np.array([[float((a - b) @ (a - b)) for b in x] for a in x])
+
+
+@settings(max_examples=60, deadline=None)
+@given(exponent=st.floats(-6, 3), d=st.sampled_from([8, 650]), seed=st.integers(0, 2**16))
+def test_distances_stay_exact_for_any_accepted_magnitude(exponent, d, seed):
+    """Honest models close together, one row of magnitude 10^exponent up to the largest entry a
+    task accepts, and a copy of it: every pairwise distance to float64's relative accuracy, the
+    copy's exactly 0 (the Gram form centred on the mean lost the honest ones to cancellation)."""
+    rng = np.random.default_rng(seed)
+    honest = rng.normal(0, 0.3, size=d) + rng.normal(0, 0.05, size=(6, d))
+    attacker = rng.normal(0, 1, size=d) * 10.0**exponent
+    x = np.vstack([honest, attacker, attacker])
+    got, want = pairwise_sq_distances(x), _direct_sq_distances(x)
+    np.testing.assert_allclose(got, want, rtol=1e-9, atol=0)
+    assert got[6, 7] == 0.0
+
+
+@pytest.mark.parametrize("magnitude", [1e3, 1e8, 1e30])
+def test_one_huge_update_does_not_blind_the_default_detector(magnitude):
+    """A trainer whose entries are finite but enormous is flagged, and every honest trainer kept:
+    at 1e8 it used to make every honest model a "copy" of every other, leaving it alone kept."""
+    rng = np.random.default_rng(5)
+    start = rng.normal(0, 0.3, size=650)
+    models = start + rng.normal(0, 0.05, size=(8, 650))
+    models[3] = rng.normal(0, 1, size=650) * magnitude
+    trainers = [f"t{i}" for i in range(8)]
+    result = DETECTORS.get("two_stage_guarded")(RoundInput(models, trainers, 1, start), History())
+    assert result.kept == [0, 1, 2, 4, 5, 6, 7]

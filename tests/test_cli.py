@@ -39,7 +39,7 @@ def test_demo_json(tmp_path):
     for r in out["rounds"]:
         assert {"round", "accuracy", "flagged", "aggregate_cid", "gas_used", "verifier"} <= set(r)
         assert r["verifier"] is None
-    assert sum(out["payouts"].values()) + out["refund"] == out["deposit"] == out["withdrawn_total"]
+    assert sum(out["payouts"].values()) + out["refund"] == out["deposit"] == out["withdrawn_total"] - out["bonds"]
 
 
 def test_bad_option_is_a_clear_error():

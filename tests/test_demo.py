@@ -44,7 +44,8 @@ def test_money_is_conserved_and_fully_withdrawn(demo):
     platform, report = demo
     market = platform.market(report.market)
     assert report.deposit == market.deposit() == sum(report.payouts.values()) + report.refund
-    assert report.withdrawn_total == report.deposit
+    assert report.withdrawn_total == report.deposit + report.bonds  # every bond came back
+    assert report.bonds == market.trainer_bond() * len(market.trainers()) > 0
     assert market.balance() == 0 and market.total_owed() == 0
     assert all(market.owed(a) == 0 for a in report.payouts)
 

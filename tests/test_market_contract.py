@@ -9,8 +9,10 @@ from eth_abi import encode as abi_encode
 from eth_utils import keccak
 
 from fedmarket.chain import FactoryClient, seed_commitment
+from fedmarket.context import Platform, use_platform
 from fedmarket.errors import ContractRevertError, FedMarketError
 from fedmarket.field import BN254_FIELD
+from fedmarket.settings import Settings
 from tests.helpers import assert_ledger_matches, cid_of, create_market, party, small_spec, snapshot
 
 COMMITMENT = "0x" + "22" * 32
@@ -73,13 +75,20 @@ def test_split_seed_comes_from_the_trainers_revealed_seeds(any_platform):
     for t in members:
         market.reveal(t.account, t.split_seed(market.address))
     assert market.phase() == "Training"
+    outsider = party(any_platform, "outsider")
+    market.fix_split_seed(outsider.account)  # a later block: the seed block's hash is known
     xored = 0
     for t in members:
         xored ^= int.from_bytes(t.split_seed(market.address), "big")
+    anchor = chain.block_hash(market.seed_block())
     expected = keccak(
-        abi_encode(["uint256", "address", "bytes32"], [chain.chain_id, market.address, xored.to_bytes(32, "big")])
+        abi_encode(
+            ["uint256", "address", "bytes32", "bytes32"],
+            [chain.chain_id, market.address, xored.to_bytes(32, "big"), anchor],
+        )
     )
     assert market.split_seed() == expected
+    expect_revert("SplitSeedAlreadyFixed", lambda: market.fix_split_seed(outsider.account))
     assert_ledger_matches(market)
 
 
@@ -104,9 +113,9 @@ class EstimatedBefore:
     def __init__(self, fn, gas: int):
         self.fn, self.fn_name, self.gas, self.estimates = fn, fn.fn_name, gas, 0
 
-    def estimate_gas(self, tx: dict) -> int:
+    def estimate_gas(self, tx: dict, block_identifier=None) -> int:
         self.estimates += 1
-        return self.gas if self.estimates == 1 else self.fn.estimate_gas(tx)
+        return self.gas if self.estimates == 1 else self.fn.estimate_gas(tx, block_identifier)
 
     def build_transaction(self, tx: dict) -> dict:
         return self.fn.build_transaction(tx)
@@ -329,3 +338,49 @@ def test_aggregator_stalling_at_settlement_is_forced_out(any_platform):
         market.withdraw(p.account)
     assert market.balance() == 0
     assert_ledger_matches(market)
+
+
+def test_a_markets_logs_are_read_from_its_creation_block_in_bounded_pages(tmp_path):
+    """Public nodes cap one eth_getLogs at a few thousand blocks: every read of a market's logs
+    starts at the block that created it and asks for at most FEDMARKET_CHAIN_LOG_PAGE_BLOCKS."""
+    platform = Platform.from_settings(Settings(store_dir=tmp_path / "blocks", chain_log_page_blocks=3))
+    with use_platform(platform):
+        for i in range(6):  # blocks before the market exists
+            party(platform, "bystander", i)
+        market, _, aggregator, members, _ = create_market(platform, trainers=3)
+        asked = []
+        pages = platform.chain._pages
+
+        def recorded(start, end):
+            for page in pages(start, end):
+                asked.append(page)
+                yield page
+
+        platform.chain._pages = recorded
+        registered = market.events("TrainerRegistered")
+        assert [e["args"]["trainer"] for e in registered] == [m.address for m in members]
+        assert asked[0][0] == market.creation_block() > 6
+        assert all(end - start < 3 for start, end in asked) and len(asked) > 1
+        assert [a for a, _ in asked] == list(range(market.creation_block(), platform.chain.head() + 1, 3))
+        asked.clear()
+        assert_ledger_matches(market)  # the ledger reads through the same pages
+        assert asked and asked[0][0] == market.creation_block()
+
+
+def test_bonds_are_returned_at_the_reveal_and_forfeited_without_one(any_platform):
+    """A trainer pays the bond to register and may withdraw it once it revealed; the one that
+    never reveals loses it to the owner; the ledger rebuilt from events agrees throughout."""
+    bond = 10**16
+    market, owner, aggregator, members, spec = create_market(any_platform, reveal=False, trainer_bond_wei=bond)
+    assert market.trainer_bond() == bond and market.balance() == spec.max_payout() + 3 * bond
+    for t in members[:2]:
+        market.reveal(t.account, t.split_seed(market.address))
+    assert market.owed(members[0].address) == bond
+    assert_ledger_matches(market)
+    market.withdraw(members[0].account)
+    any_platform.chain.advance_time(spec.reveal_window_s + 1)
+    market.close_reveal(aggregator.account)
+    assert market.owed(owner.address) == bond  # the third trainer's
+    assert market.owed(members[2].address) == 0 and market.owed(members[1].address) == bond
+    assert_ledger_matches(market)
+    assert market.balance() == market.total_owed() + market.undistributed()

@@ -20,6 +20,7 @@ from fedmarket.chain import FactoryClient
 from fedmarket.commitments import commit
 from fedmarket.context import Platform, use_platform
 from fedmarket.crypto import private_key_bytes
+from fedmarket.errors import StoreUnavailableError
 from fedmarket.ml.data import encode_dataset, load_digits_dataset, owner_split
 from fedmarket.ml.training import initial_model
 from fedmarket.ml.updates import decode_update
@@ -53,7 +54,7 @@ def world(anvil_url, tmp_path_factory):
             aggregator=aggregator.address,
             aggregator_key="0x" + aggregator.public_box_key.hex(),
             trainers=3,
-            rounds=len(KILL_POINTS) + 1,
+            rounds=len(KILL_POINTS) + 2,
             participation_reward_wei=10**15,
             schedule=RewardSchedule(thresholds_bps=(5000,), pools_wei=(10**17,)),
         )
@@ -144,3 +145,32 @@ def test_heavy_steps_run_on_dask(world):
         aggregate = decode_update(platform.store.get(report.aggregate_cid), task.model)
     assert report.benign_mask == 0b111 and report.flagged == []
     np.testing.assert_allclose(aggregate, locals_.mean(axis=0), atol=1e-6)
+
+
+def test_a_store_outage_mid_fetch_fails_the_round_and_blames_no_trainer(world, monkeypatch):
+    """The store goes away after the first ciphertext is read: the fetch step is retried, then
+    the run fails; no trainer is recorded as rejected and nothing is cached, so once the store
+    is back the next run completes the round with everyone kept."""
+    platform, market, aggregator, trainers, task, _ = world
+    round = len(KILL_POINTS) + 2
+    real_get = platform.store._get
+    reads = []
+
+    def going_away(cid):
+        if str(cid) in ciphertexts:
+            reads.append(str(cid))
+            if len(reads) > 1:  # the first ciphertext came through, then the store went away
+                raise StoreUnavailableError("the store went away")
+        return real_get(cid)
+
+    with use_platform(platform):
+        submit_round(platform, market, aggregator, trainers, task, round)
+        ciphertexts = {s.cid for s in market.submissions(round)}
+        monkeypatch.setattr(platform.store, "_get", going_away)
+        with pytest.raises(StoreUnavailableError):
+            round_flow(market.address, round, aggregator.address)
+        assert len(reads) > 2  # the fetch step retried before giving up
+        assert not market.round_state(round).finalized
+        monkeypatch.setattr(platform.store, "_get", real_get)
+        report = round_flow(market.address, round, aggregator.address)
+    assert report.flagged == [] and report.benign_mask == 0b111

@@ -4,14 +4,16 @@ the reason, the good updates still come through, and nothing on chain or in the 
 from __future__ import annotations
 
 import numpy as np
+import pytest
 import torch
 from safetensors.torch import save
 
 from fedmarket.commitments import commit
 from fedmarket.crypto import SealContext, seal
+from fedmarket.errors import StoreUnavailableError
 from fedmarket.ml.models import parameter_count
 from fedmarket.ml.updates import encode_update
-from fedmarket_schemas.market import ModelConfig
+from fedmarket_schemas.market import ModelConfig, UpdateBounds
 from fedmarket_tasks.fetch import fetch_submissions
 from fedmarket_tasks.validate import validate_updates
 from tests.helpers import create_market, snapshot
@@ -25,13 +27,17 @@ def sealed_for(platform, market, trainer, round, plaintext):
 
 
 def test_bad_submissions_are_rejected_by_name(platform):
-    market, _, aggregator, members, _ = create_market(platform, trainers=6, rounds=2)
+    market, _, aggregator, members, _ = create_market(platform, trainers=8, rounds=2)
     market.open_round(aggregator.account, str(platform.store.put(b"global")), commit(b"global"))
     good = encode_update(np.zeros(parameter_count(MODEL)), MODEL)
     nan_weight = torch.zeros(10, 64)
     nan_weight[0, 0] = float("nan")
     nan_update = save({"0.weight": nan_weight, "0.bias": torch.zeros(10)})
     wrong_shape = save({"0.weight": torch.zeros(10, 32), "0.bias": torch.zeros(10)})
+    huge = np.zeros(parameter_count(MODEL))
+    huge[7] = 1e8  # finite: it passes the finiteness check, and would blind the distance rules
+    huge = encode_update(huge, MODEL)
+    far = encode_update(np.full(parameter_count(MODEL), 5.0), MODEL)  # every entry small, the update huge
 
     plan = {
         0: ("ok", sealed_for(platform, market, members[0], 1, good), commit(good)),
@@ -40,6 +46,8 @@ def test_bad_submissions_are_rejected_by_name(platform):
         3: ("shape", sealed_for(platform, market, members[3], 1, wrong_shape), commit(wrong_shape)),
         4: ("commitment", sealed_for(platform, market, members[4], 1, good), "0x" + "0b" * 32),
         5: ("tampered", sealed_for(platform, market, members[5], 1, good), commit(good)),
+        6: ("huge", sealed_for(platform, market, members[6], 1, huge), commit(huge)),
+        7: ("far", sealed_for(platform, market, members[7], 1, far), commit(far)),
     }
     for i, (_, envelope, commitment) in plan.items():
         cid = platform.store.put(envelope)
@@ -49,7 +57,7 @@ def test_bad_submissions_are_rejected_by_name(platform):
 
     before = snapshot(market)
     opened = fetch_submissions.fn(market.address, aggregator.address, 1, key="unused")
-    models = validate_updates.fn(opened, MODEL, parameter_count(MODEL), key="unused")
+    models = validate_updates.fn(opened, MODEL, UpdateBounds(), np.zeros(parameter_count(MODEL)), key="unused")
     assert snapshot(market) == before
 
     assert opened.submitted == [m.address for m in members]  # rejected ones are still "submitted"
@@ -61,3 +69,30 @@ def test_bad_submissions_are_rejected_by_name(platform):
     assert "MalformedUpdateError" in reasons[members[3].address] and "shape" in reasons[members[3].address]
     assert "commitment" in reasons[members[4].address]
     assert "CIDMismatchError" in reasons[members[5].address]
+    assert "UpdateOutOfBoundsError" in reasons[members[6].address] and "1e+08" in reasons[members[6].address]
+    assert "UpdateOutOfBoundsError" in reasons[members[7].address] and "norm" in reasons[members[7].address]
+
+
+def test_a_store_outage_mid_fetch_is_nobody_s_fault(platform, monkeypatch):
+    """The store going away after the first submission was read fails the step; it never marks
+    the trainers whose bytes it could not read as rejected."""
+    market, _, aggregator, members, _ = create_market(platform, trainers=3, rounds=1)
+    market.open_round(aggregator.account, str(platform.store.put(b"global")), commit(b"global"))
+    good = encode_update(np.zeros(parameter_count(MODEL)), MODEL)
+    for m in members:
+        market.submit(m.account, 1, str(platform.store.put(sealed_for(platform, market, m, 1, good))), commit(good))
+    reads = []
+    real_get = platform.store._get
+
+    def going_away(cid):
+        reads.append(cid)
+        if len(reads) > 1:
+            raise StoreUnavailableError("the store went away")
+        return real_get(cid)
+
+    monkeypatch.setattr(platform.store, "_get", going_away)
+    with pytest.raises(StoreUnavailableError):
+        fetch_submissions.fn(market.address, aggregator.address, 1, key="unused")
+    monkeypatch.setattr(platform.store, "_get", real_get)  # back
+    opened = fetch_submissions.fn(market.address, aggregator.address, 1, key="unused")
+    assert opened.rejected == {} and len(opened.plaintexts) == 3

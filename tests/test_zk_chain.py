@@ -16,7 +16,7 @@ from fedmarket.zk import RoundStatement, poseidon_commitment, prove_round
 from fedmarket.zk.ezkl.deploy import deploy_round_verifier, deployed_verifier_code
 from fedmarket.zk.ezkl.verifier import check_verifier
 from tests.conftest import reverted_after
-from tests.helpers import cid_of, create_market, party, snapshot
+from tests.helpers import cid_of, create_market, party, snapshot, verifier_factory
 
 L, D = 4, 8
 
@@ -30,9 +30,11 @@ def trainer_models(seed: int) -> list[np.ndarray]:
 
 def proving_market(platform, round_build, models: list[np.ndarray | None], start: np.ndarray):
     """A market of L trainers whose rounds are proven, round 1 open and `models` submitted."""
-    deployer = party(platform, "verifier-deployer")
-    verifier = deploy_round_verifier(platform.chain, deployer.account, round_build, L)
-    market, _, aggregator, members, _ = create_market(platform, trainers=L, round_verifier=verifier.adapter)
+    factory, deployer = verifier_factory(platform)
+    verifier = deploy_round_verifier(factory, deployer.account, round_build, L)
+    market, _, aggregator, members, _ = create_market(
+        platform, trainers=L, round_verifier=verifier.adapter, factory=factory
+    )
     market.open_round(aggregator.account, cid_of(platform, b"start"), poseidon_commitment(start))
     for member, model in zip(members, models):
         if model is not None:

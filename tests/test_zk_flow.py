@@ -25,7 +25,7 @@ from fedmarket_flows.settlement import settlement_flow
 from fedmarket_schemas.market import DataSchema, ModelConfig, TaskSpec, TrainingConfig
 from fedmarket_tasks.fetch import fetch_submissions
 from fedmarket_tasks.trainer import seal_and_store
-from tests.helpers import create_market, party
+from tests.helpers import create_market, verifier_factory
 
 L, ROUNDS = 4, 2
 TASK = TaskSpec(
@@ -55,9 +55,9 @@ def proven_platform(tmp_path, round_build, anvil_url):
 
 def proven_market(platform, round_build, settlement_build, task=TASK):
     """A market of L trainers (registered, seeds revealed) whose rounds and settlement are proven."""
-    deployer = party(platform, "verifier-deployer")
-    verifier = deploy_round_verifier(platform.chain, deployer.account, round_build, L)
-    settlement_verifier = deploy_settlement_verifier(platform.chain, deployer.account, settlement_build, L, 10)
+    factory, deployer = verifier_factory(platform)
+    verifier = deploy_round_verifier(factory, deployer.account, round_build, L)
+    settlement_verifier = deploy_settlement_verifier(factory, deployer.account, settlement_build, L, 10)
     owner_data = tiny_data(60, 0)
     market, _, aggregator, members, _ = create_market(
         platform,
@@ -68,6 +68,7 @@ def proven_market(platform, round_build, settlement_build, task=TASK):
         data_commitment=DataChunks.of(owner_data, 10, 2).commitment,
         round_verifier=verifier.adapter,
         settlement_verifier=settlement_verifier.adapter,
+        factory=factory,
     )
     return market, aggregator, members, verifier.adapter, settlement_verifier.adapter
 

@@ -30,7 +30,7 @@ from fedmarket.zk.settlement_proof import (
 )
 from fedmarket_schemas.market import ModelConfig, ModelKind
 from tests.conftest import reverted_after
-from tests.helpers import cid_of, create_market, party, snapshot
+from tests.helpers import cid_of, create_market, snapshot, verifier_factory
 
 L, F, C, N = 4, 3, 2, 10
 MODEL = ModelConfig(in_features=F, classes=C)
@@ -73,9 +73,9 @@ def mlp_models(hidden: int) -> list[np.ndarray]:
 
 def _ready_to_settle(platform, round_build, settlement_build, models):
     """A market with proven rounds and settlement, its one round of `models` finalized with a proof."""
-    deployer = party(platform, "verifier-deployer")
-    rounds_v = deploy_round_verifier(platform.chain, deployer.account, round_build, L)
-    settle_v = deploy_settlement_verifier(platform.chain, deployer.account, settlement_build, L, N)
+    factory, deployer = verifier_factory(platform)
+    rounds_v = deploy_round_verifier(factory, deployer.account, round_build, L)
+    settle_v = deploy_settlement_verifier(factory, deployer.account, settlement_build, L, N)
     data = owner_data()
     chunks = DataChunks.of(data, N, C)
     market, _, aggregator, members, _ = create_market(
@@ -85,6 +85,7 @@ def _ready_to_settle(platform, round_build, settlement_build, models):
         round_verifier=rounds_v.adapter,
         settlement_verifier=settle_v.adapter,
         data_commitment=chunks.commitment,
+        factory=factory,
     )
     start = quantize(np.zeros(models[0].size))
     market.open_round(aggregator.account, cid_of(platform, b"start"), poseidon_commitment(start))

@@ -4,6 +4,8 @@ pragma solidity ^0.8.28;
 import {Address} from "@openzeppelin/contracts/utils/Address.sol";
 import {Initializable} from "@openzeppelin/contracts/proxy/utils/Initializable.sol";
 import {ReentrancyGuardTransient} from "@openzeppelin/contracts/utils/ReentrancyGuardTransient.sol";
+import {SafeCast} from "@openzeppelin/contracts/utils/math/SafeCast.sol";
+import {IDataMarket} from "./IDataMarket.sol";
 import {IProofVerifier} from "./IProofVerifier.sol";
 
 /// @title One fedmarket data market: escrow, registration, seed reveal, rounds, settlement.
@@ -23,52 +25,27 @@ import {IProofVerifier} from "./IProofVerifier.sol";
 /// guard is OpenZeppelin's transient one (EIP-1153): a clone never runs a constructor, so the
 /// storage-based guard would pay a zero-to-non-zero write on its first use in every market. CIDs (CIDv1, raw
 /// codec, sha2-256) are carried as their 32-byte digest and live in events only.
-contract DataMarket is Initializable, ReentrancyGuardTransient {
-    enum Phase {
-        Registration,
-        SeedReveal,
-        Training,
-        Settlement,
-        Settled,
-        Cancelled,
-        Aborted
-    }
-
-    struct Spec {
-        bytes32 specCid; // digest of the task spec (model, hyperparameters, data schema)
-        bytes32 dataCid; // digest of the owner's validation/test data
-        bytes32 dataCommitment; // commitment to the owner's data
-        address aggregator;
-        bytes32 aggregatorKey; // X25519 public key trainers seal their updates to
-        uint32 trainers; // L
-        uint32 rounds; // T
-        uint64 registrationDeadline; // unix seconds
-        uint64 revealWindow; // seconds trainers have to reveal their seeds once L registered
-        uint64 roundDuration; // seconds a round accepts submissions
-        uint64 aggregatorWindow; // seconds the aggregator has for each of its steps
-        uint256 participationReward; // R_p, paid per benign round
-        uint256 aggregatorFee;
-        uint16[] accuracyThresholds; // basis points, strictly ascending
-        uint256[] rewardPools; // alpha for reaching the threshold at the same index
-        address roundVerifier; // zero: rounds are not proven
-        address settlementVerifier; // zero: settlement is not proven
-    }
-
-    /// One slot per round: written when the round opens, updated by each submission and at
-    /// finalization. Per-trainer commitments live in `_commitments`.
-    struct Round {
-        uint64 deadline; // submissions close; zero: not opened
-        bool finalized;
-        bool verified;
-        uint128 benignMask; // bit i: trainer i kept by the outlier rule
-    }
+contract DataMarket is IDataMarket, Initializable, ReentrancyGuardTransient {
+    using SafeCast for uint256;
 
     struct Member {
         uint16 slot; // registration index + 1; zero means not registered
         bool revealed;
+        bool bondClaimed;
     }
 
     uint256 public constant MAX_TRAINERS = 128; // one bit per trainer in a uint128 mask
+    /// Bounds the loops over rounds (settlement and forced settlement count benign rounds):
+    /// tests/gas: settle and forceSettle at MAX_TRAINERS x MAX_ROUNDS stay far under a block.
+    uint256 public constant MAX_ROUNDS = 1_000;
+    uint256 private constant COUNT_BITS = 10; // 2^COUNT_BITS > MAX_ROUNDS: a count's bits
+    /// Every window, and the registration period, is bounded: past its end a forced exit opens,
+    /// and an unbounded one would lock the escrow.
+    uint64 public constant MAX_WINDOW = 30 days;
+    uint64 public constant MAX_REGISTRATION_PERIOD = 90 days;
+    /// Contributions reach the settlement proof as field elements: bounding them keeps one
+    /// encoding per value (c and c - FIELD would be the same instance).
+    int256 public constant MAX_CONTRIBUTION = type(int64).max;
     uint16 public constant BPS = 10_000;
     /// Order of the BN254 scalar field: commitments and proof instances are elements of it.
     uint256 public constant FIELD = 21888242871839275222246405745257275088548364400416034343698204186575808495617;
@@ -78,6 +55,7 @@ contract DataMarket is Initializable, ReentrancyGuardTransient {
     Phase public phase;
     uint32 public currentRound; // 1-based; 0 before the first round opens
     uint16 public finalAccuracyBps;
+    uint40 public creationBlock; // where readers of this market's logs start
     // slot: the aggregator and its clock
     address public aggregator;
     uint64 public aggregatorDeadline; // past it, anyone may force settlement
@@ -98,6 +76,10 @@ contract DataMarket is Initializable, ReentrancyGuardTransient {
     // slot: the escrow, in wei (< 2^128, checked at creation)
     uint128 public deposit;
     uint128 private _undistributed; // escrow not yet credited to anyone
+    // slot: the bond and the block whose hash enters the split seed
+    uint128 public trainerBond;
+    uint64 public seedBlock;
+    address public factory; // the factory that created this market
 
     uint256 public participationReward;
     uint256 public aggregatorFee;
@@ -106,7 +88,7 @@ contract DataMarket is Initializable, ReentrancyGuardTransient {
     bytes32 public dataCid;
     bytes32 public dataCommitment;
     bytes32 public aggregatorKey;
-    bytes32 public splitSeed; // fixes the owner's validation/test split; zero until training
+    bytes32 public splitSeed; // fixes the owner's validation/test split; zero until fixed
     bytes32 public modelCommitment; // the current global model: initial, then each aggregate
     bytes32 private _seedXor;
     address public roundVerifier;
@@ -122,63 +104,6 @@ contract DataMarket is Initializable, ReentrancyGuardTransient {
     mapping(uint32 => mapping(uint256 => bytes32)) private _commitments; // round => index => commitment
     uint128[MAX_TRAINERS] private _trainerOwed; // by registration index, two per slot
 
-    event MarketInitialized(address indexed owner, uint256 deposit, Spec spec);
-    event TrainerRegistered(
-        address indexed trainer, uint32 index, bytes32 encryptionKey, bytes32 seedCommitment, bytes32 dataSummaryCid
-    );
-    event SeedRevealStarted(uint64 revealDeadline);
-    event SeedRevealed(address indexed trainer, uint32 index, bytes32 seed);
-    event TrainingStarted(bytes32 splitSeed, uint128 activeMask, uint64 aggregatorDeadline);
-    event RoundOpened(uint32 indexed round, bytes32 modelCid, bytes32 modelCommitment, uint64 deadline);
-    event UpdateSubmitted(uint32 indexed round, address indexed trainer, bytes32 cid, bytes32 commitment);
-    event RoundFinalized(
-        uint32 indexed round, bytes32 aggregateCid, bytes32 aggregateCommitment, uint128 benignMask, bool verified
-    );
-    event Settled(
-        uint16 accuracyBps,
-        uint256 rewardPool,
-        int256[] contributions,
-        uint256[] payouts,
-        uint256 aggregatorFee,
-        uint256 ownerRefund,
-        bool verified
-    );
-    event MarketCancelled(uint256 ownerRefund);
-    event MarketAborted(uint32 round, uint256[] payouts, uint256 ownerRefund);
-    event Withdrawn(address indexed account, uint256 amount);
-
-    error InvalidSpec(string reason);
-    error InsufficientDeposit(uint256 required, uint256 provided);
-    error WrongPhase(Phase expected, Phase actual);
-    error RegistrationClosed(uint64 deadline);
-    error AlreadyRegistered(address trainer);
-    error PartyCannotTrain(address account);
-    error InvalidEncryptionKey();
-    error InvalidSeedCommitment();
-    error SeedMismatch(address trainer);
-    error AlreadyRevealed(address trainer);
-    error RevealStillOpen(uint64 deadline);
-    error RevealClosed(uint64 deadline);
-    error NotRegistered(address account);
-    error NotActive(address trainer);
-    error NotAggregator(address account);
-    error RoundNotOpen(uint32 round);
-    error PreviousRoundNotFinalized(uint32 round);
-    error NoRoundsLeft();
-    error SubmissionDeadlinePassed(uint32 round, uint64 deadline);
-    error AlreadySubmitted(uint32 round, address trainer);
-    error InvalidCid();
-    error InvalidCommitment();
-    error RoundStillOpen(uint32 round, uint64 deadline);
-    error AggregatorWindowClosed(uint64 deadline);
-    error MaskIncludesMissingSubmission(uint32 round, uint256 index);
-    error ContributionsLengthMismatch(uint256 expected, uint256 provided);
-    error ContributionForNeverBenignTrainer(address trainer);
-    error InvalidAccuracy(uint16 accuracyBps);
-    error ProofRejected();
-    error NotStalled(uint64 deadline);
-    error NothingToWithdraw(address account);
-
     modifier onlyAggregator() {
         if (msg.sender != aggregator) revert NotAggregator(msg.sender);
         _;
@@ -193,15 +118,18 @@ contract DataMarket is Initializable, ReentrancyGuardTransient {
         _disableInitializers();
     }
 
-    /// @notice Called once by the factory in the same transaction that creates the clone.
+    /// @notice Called once by the factory in the same transaction that creates the clone; the
+    /// factory has checked the verifiers (adapters it deployed for this shape).
     function initialize(address owner_, Spec calldata spec) external payable initializer {
-        if (owner_ == address(0)) revert InvalidSpec("owner");
+        if (owner_ == address(0)) revert InvalidOwner();
         _checkSpec(spec);
         uint256 required = maxPayout(spec);
         if (msg.value < required) revert InsufficientDeposit(required, msg.value);
-        if (msg.value > type(uint128).max) revert InvalidSpec("deposit"); // payouts are stored as uint128
+        if (msg.value > type(uint128).max) revert DepositTooLarge(msg.value); // payouts are stored as uint128
 
         owner = owner_;
+        creationBlock = block.number.toUint40();
+        factory = msg.sender;
         deposit = uint128(msg.value);
         _undistributed = uint128(msg.value);
         specCid = spec.specCid;
@@ -217,6 +145,7 @@ contract DataMarket is Initializable, ReentrancyGuardTransient {
         aggregatorWindow = spec.aggregatorWindow;
         participationReward = spec.participationReward;
         aggregatorFee = spec.aggregatorFee;
+        trainerBond = uint128(spec.trainerBond); // bounded by _checkSpec
         roundVerifier = spec.roundVerifier;
         settlementVerifier = spec.settlementVerifier;
         _accuracyThresholds = spec.accuracyThresholds;
@@ -235,50 +164,67 @@ contract DataMarket is Initializable, ReentrancyGuardTransient {
     }
 
     function _checkSpec(Spec calldata spec) private view {
-        if (spec.trainers == 0 || spec.trainers > MAX_TRAINERS) revert InvalidSpec("trainers");
-        if (spec.rounds == 0 || spec.rounds > type(uint32).max - 1) revert InvalidSpec("rounds");
-        if (spec.aggregator == address(0)) revert InvalidSpec("aggregator");
-        if (spec.aggregatorKey == bytes32(0)) revert InvalidSpec("aggregatorKey");
-        if (spec.specCid == bytes32(0) || spec.dataCid == bytes32(0)) revert InvalidSpec("cid");
-        if (spec.registrationDeadline <= block.timestamp) revert InvalidSpec("registrationDeadline");
-        if (spec.revealWindow == 0 || spec.roundDuration == 0 || spec.aggregatorWindow == 0) {
-            revert InvalidSpec("durations");
+        if (spec.trainers == 0 || spec.trainers > MAX_TRAINERS) revert InvalidTrainerCount(spec.trainers);
+        if (spec.rounds == 0 || spec.rounds > MAX_ROUNDS) revert InvalidRoundCount(spec.rounds);
+        if (spec.aggregator == address(0)) revert InvalidAggregator();
+        if (spec.aggregatorKey == bytes32(0)) revert InvalidAggregatorKey();
+        if (spec.specCid == bytes32(0) || spec.dataCid == bytes32(0)) revert InvalidSpecCid();
+        // one encoding: it reaches the settlement proof as an instance
+        if (uint256(spec.dataCommitment) >= FIELD) revert InvalidDataCommitment();
+        if (spec.registrationDeadline <= block.timestamp || spec.registrationDeadline > block.timestamp + MAX_REGISTRATION_PERIOD) {
+            revert InvalidRegistrationDeadline(spec.registrationDeadline);
         }
-        if (spec.accuracyThresholds.length != spec.rewardPools.length) revert InvalidSpec("schedule");
+        if (!_windowOk(spec.revealWindow) || !_windowOk(spec.roundDuration) || !_windowOk(spec.aggregatorWindow)) {
+            revert InvalidWindow(spec.revealWindow, spec.roundDuration, spec.aggregatorWindow);
+        }
+        if (spec.trainerBond > type(uint96).max) revert InvalidBond(spec.trainerBond);
+        if (spec.accuracyThresholds.length != spec.rewardPools.length) revert InvalidSchedule();
         for (uint256 i = 0; i < spec.accuracyThresholds.length; ++i) {
-            if (spec.accuracyThresholds[i] > BPS) revert InvalidSpec("threshold");
-            if (i > 0 && spec.accuracyThresholds[i] <= spec.accuracyThresholds[i - 1]) revert InvalidSpec("schedule");
+            uint16 threshold = spec.accuracyThresholds[i];
+            if (threshold > BPS || (i > 0 && threshold <= spec.accuracyThresholds[i - 1])) {
+                revert InvalidThreshold(i, threshold);
+            }
+            // a higher accuracy never pays a smaller pool
+            if (i > 0 && spec.rewardPools[i] < spec.rewardPools[i - 1]) revert DecreasingRewardPool(i);
         }
+    }
+
+    function _windowOk(uint64 window) private pure returns (bool) {
+        return window != 0 && window <= MAX_WINDOW;
     }
 
     // ---------------------------------------------------------------- registration and seeds
 
-    /// @notice Join the market. `encryptionKey` is the X25519 public key the aggregator uses to
-    /// open this trainer's sealed updates; `seedCommitment` is {seedCommitmentFor} of a random
-    /// seed revealed once L trainers joined; `dataSummaryCid` is the digest of the trainer's data
-    /// validation summary (counts and pass/fail, no rows), published in the event only. The
-    /// sender's address receives the payout. The owner and the aggregator cannot train.
+    /// @notice Join the market, paying the trainer bond (returned once the seed is revealed; the
+    /// owner's if it never is, so taking a seat without training costs the squatter). The
+    /// `encryptionKey` is the X25519 public key the aggregator uses to open this trainer's sealed
+    /// updates; `seedCommitment` is {seedCommitmentFor} of a random seed revealed once L trainers
+    /// joined; `dataSummaryCid` is the digest of the trainer's data validation summary (counts and
+    /// pass/fail, no rows), published in the event only. The sender's address receives the
+    /// payout. The owner and the aggregator cannot train.
     function register(bytes32 encryptionKey, bytes32 seedCommitment, bytes32 dataSummaryCid)
         external
+        payable
         inPhase(Phase.Registration)
     {
         if (block.timestamp > registrationDeadline) revert RegistrationClosed(registrationDeadline);
         if (msg.sender == owner || msg.sender == aggregator) revert PartyCannotTrain(msg.sender);
         if (_members[msg.sender].slot != 0) revert AlreadyRegistered(msg.sender);
+        if (msg.value != trainerBond) revert WrongBond(trainerBond, msg.value);
         if (encryptionKey == bytes32(0)) revert InvalidEncryptionKey();
         if (seedCommitment == bytes32(0)) revert InvalidSeedCommitment();
         if (dataSummaryCid == bytes32(0)) revert InvalidCid();
 
         _trainers.push(msg.sender);
         uint256 count = _trainers.length;
-        _members[msg.sender] = Member(uint16(count), false);
+        _members[msg.sender] = Member(count.toUint16(), false, false);
         encryptionKeyOf[msg.sender] = encryptionKey;
         seedCommitmentOf[msg.sender] = seedCommitment;
-        emit TrainerRegistered(msg.sender, uint32(count - 1), encryptionKey, seedCommitment, dataSummaryCid);
+        emit TrainerRegistered(msg.sender, (count - 1).toUint32(), encryptionKey, seedCommitment, dataSummaryCid);
 
         if (count == trainerCount) {
             phase = Phase.SeedReveal;
-            revealDeadline = uint64(block.timestamp) + revealWindow;
+            revealDeadline = uint64(block.timestamp) + revealWindow; // both bounded
             emit SeedRevealStarted(revealDeadline);
         }
     }
@@ -289,8 +235,9 @@ contract DataMarket is Initializable, ReentrancyGuardTransient {
         return keccak256(abi.encode(block.chainid, address(this), trainer, seed));
     }
 
-    /// @notice Reveal the seed committed at registration. Trainers who do not reveal before the
-    /// deadline are excluded: they cannot submit and earn nothing.
+    /// @notice Reveal the seed committed at registration, which also makes the bond withdrawable.
+    /// Trainers who do not reveal before the deadline are excluded: they cannot submit, earn
+    /// nothing and lose their bond to the owner.
     function reveal(bytes32 seed) external inPhase(Phase.SeedReveal) {
         Member memory member = _members[msg.sender];
         if (member.slot == 0) revert NotRegistered(msg.sender);
@@ -308,7 +255,7 @@ contract DataMarket is Initializable, ReentrancyGuardTransient {
     }
 
     /// @notice After the reveal deadline anyone starts training with the trainers who revealed;
-    /// if none did, the market is cancelled and the owner refunded.
+    /// if none did, the market is cancelled and the owner refunded (with their bonds).
     function closeReveal() external nonReentrant inPhase(Phase.SeedReveal) {
         if (block.timestamp <= revealDeadline) revert RevealStillOpen(revealDeadline);
         if (revealedCount == 0) {
@@ -320,27 +267,51 @@ contract DataMarket is Initializable, ReentrancyGuardTransient {
 
     function _startTraining() private {
         phase = Phase.Training;
-        // XOR of committed seeds: no trainer can bias it without breaking a commitment; the
-        // last revealer can only withhold (and be excluded), the usual commit-reveal limit.
-        bytes32 seed = keccak256(abi.encode(block.chainid, address(this), _seedXor));
-        splitSeed = seed;
+        // The split seed mixes the revealed seeds with the hash of this block, which nobody
+        // knows when they decide to reveal or withhold: the last revealers can no longer pick
+        // among the seeds their choices give (contracts/README.md states the residual bias).
+        seedBlock = uint64(block.number);
+        uint256 forfeited = trainerBond * (_trainers.length - revealedCount);
+        if (forfeited != 0) _ownerOwed += forfeited.toUint128();
         uint64 deadline = uint64(block.timestamp) + aggregatorWindow;
         aggregatorDeadline = deadline;
-        emit TrainingStarted(seed, activeMask, deadline);
+        emit TrainingStarted(activeMask, deadline, uint64(block.number), forfeited);
     }
 
-    /// @notice The owner's refund when registration closes short of L trainers (anyone may call).
+    /// @notice Fix the split seed from the revealed seeds and the hash of `seedBlock`, in any
+    /// later block while that hash is readable (256 blocks); the aggregator's first `openRound`
+    /// does it too. Past that, no round can open and the market ends by `forceSettle`.
+    function fixSplitSeed() external inPhase(Phase.Training) {
+        if (splitSeed != bytes32(0)) revert SplitSeedAlreadyFixed();
+        _fixSplitSeed();
+    }
+
+    function _fixSplitSeed() private {
+        uint64 anchor = seedBlock;
+        if (block.number <= anchor) revert SplitSeedNotYet(anchor);
+        if (block.number > anchor + 256) revert SplitSeedExpired(anchor); // its hash is gone
+        // slither-disable-next-line weak-prng
+        bytes32 seed = keccak256(abi.encode(block.chainid, address(this), _seedXor, blockhash(anchor)));
+        splitSeed = seed;
+        emit SplitSeedFixed(seed);
+    }
+
+    /// @notice The owner's refund when registration closes short of L trainers (anyone may call);
+    /// every registered trainer gets its bond back.
     function cancel() external nonReentrant inPhase(Phase.Registration) {
         if (block.timestamp <= registrationDeadline) revert NotStalled(registrationDeadline);
         _cancel();
     }
 
     function _cancel() private {
+        // from the reveal (nobody revealed): every bond is the owner's; from registration, each
+        // trainer's own (see _bondDue)
+        uint256 bonds = phase == Phase.SeedReveal ? trainerBond * _trainers.length : 0;
         phase = Phase.Cancelled;
         uint256 refund = _undistributed;
         _undistributed = 0;
-        _ownerOwed = uint128(refund);
-        emit MarketCancelled(refund);
+        _ownerOwed += (refund + bonds).toUint128();
+        emit MarketCancelled(refund + bonds);
     }
 
     // ---------------------------------------------------------------- rounds
@@ -357,6 +328,7 @@ contract DataMarket is Initializable, ReentrancyGuardTransient {
         if (previous == roundCount) revert NoRoundsLeft();
         if (block.timestamp > aggregatorDeadline) revert AggregatorWindowClosed(aggregatorDeadline);
         if (modelCid == bytes32(0)) revert InvalidCid();
+        if (splitSeed == bytes32(0)) _fixSplitSeed();
         bytes32 commitment = modelCommitment;
         if (previous == 0) {
             if (initialModelCommitment == bytes32(0) || uint256(initialModelCommitment) >= FIELD) {
@@ -367,7 +339,7 @@ contract DataMarket is Initializable, ReentrancyGuardTransient {
         }
 
         uint32 round = previous + 1;
-        uint64 deadline = uint64(block.timestamp) + roundDuration;
+        uint64 deadline = uint64(block.timestamp) + roundDuration; // windows are bounded at creation
         _rounds[round].deadline = deadline;
         currentRound = round;
         aggregatorDeadline = deadline + aggregatorWindow;
@@ -497,8 +469,9 @@ contract DataMarket is Initializable, ReentrancyGuardTransient {
         uint256 m = contributions.length;
         instances = new uint256[](n + m + 6);
         instances[0] = domain(type(uint32).max);
-        instances[1] = uint256(dataCommitment) % FIELD;
+        instances[1] = uint256(dataCommitment); // < FIELD, checked at creation
         instances[2] = uint256(modelCommitment);
+        // slither-disable-next-line weak-prng
         instances[3] = uint256(rlooSeed()) % FIELD;
         instances[4] = accuracyBps;
         instances[5] = _rounds[roundCount].benignMask;
@@ -506,7 +479,7 @@ contract DataMarket is Initializable, ReentrancyGuardTransient {
             instances[6 + i] = uint256(_commitments[roundCount][i]);
         }
         for (uint256 i = 0; i < m; ++i) {
-            instances[6 + n + i] = _toField(contributions[i]);
+            instances[6 + n + i] = _toField(i, contributions[i]);
         }
     }
 
@@ -527,7 +500,9 @@ contract DataMarket is Initializable, ReentrancyGuardTransient {
         uint256[] memory payouts = _benignRoundCounts();
         uint256 positiveSum = 0;
         for (uint256 i = 0; i < n; ++i) {
-            if (contributions[i] > 0) {
+            int256 c = contributions[i];
+            if (c > MAX_CONTRIBUTION || c < -MAX_CONTRIBUTION) revert ContributionOutOfRange(i, c);
+            if (c > 0) {
                 // A trainer flagged in every round earns nothing, contribution included.
                 if (payouts[i] == 0) revert ContributionForNeverBenignTrainer(_trainers[i]);
                 positiveSum += uint256(contributions[i]);
@@ -542,9 +517,9 @@ contract DataMarket is Initializable, ReentrancyGuardTransient {
             paid += payouts[i];
         }
         _creditTrainers(payouts);
-        _aggregatorOwed = uint128(aggregatorFee);
+        _aggregatorOwed = aggregatorFee.toUint128();
         uint256 refund = _undistributed - paid - aggregatorFee; // cannot underflow: the deposit covers maxPayout
-        _ownerOwed = uint128(refund);
+        _ownerOwed += refund.toUint128();
         _undistributed = 0;
         phase = Phase.Settled;
         finalAccuracyBps = accuracyBps;
@@ -562,6 +537,7 @@ contract DataMarket is Initializable, ReentrancyGuardTransient {
     /// revert on a proof they reject, and a `proof` argument that does not decode reverts inside
     /// an adapter; either way the market reports `ProofRejected`.
     function _accepts(address verifier, bytes calldata proof, uint256[] memory instances) private returns (bool) {
+        if (verifier.code.length == 0) return false; // a call to it would "succeed" with no answer
         try IProofVerifier(verifier).verifyProof(proof, instances) returns (bool ok) {
             return ok;
         } catch {
@@ -582,7 +558,7 @@ contract DataMarket is Initializable, ReentrancyGuardTransient {
     /// everything else returns to the owner (DAI's forceful settle, sources/003). The aggregator
     /// earns no fee.
     function forceSettle() external nonReentrant {
-        if (phase != Phase.Training && phase != Phase.Settlement) revert WrongPhase(Phase.Training, phase);
+        if (phase != Phase.Training && phase != Phase.Settlement) revert CannotForceSettle(phase);
         if (block.timestamp <= aggregatorDeadline) revert NotStalled(aggregatorDeadline);
         uint256[] memory payouts = _benignRoundCounts();
         uint256 paid = 0;
@@ -592,21 +568,29 @@ contract DataMarket is Initializable, ReentrancyGuardTransient {
         }
         _creditTrainers(payouts);
         uint256 refund = _undistributed - paid;
-        _ownerOwed = uint128(refund);
+        _ownerOwed += refund.toUint128();
         _undistributed = 0;
         phase = Phase.Aborted;
         emit MarketAborted(currentRound, payouts, refund);
     }
 
-    /// How many finalized rounds each trainer was benign in (an open round has an empty mask).
+    /// How many finalized rounds each trainer was benign in (an open round has an empty mask),
+    /// with bit-sliced counters: bit i of `planes[k]` is bit k of trainer i's count, and each
+    /// round's mask is added to all L counters at once by a ripple carry through the planes. A
+    /// round costs its one storage read and a few word operations, whatever L.
     function _benignRoundCounts() private view returns (uint256[] memory counts) {
-        uint256 n = trainerCount;
-        counts = new uint256[](n);
+        uint256[] memory planes = new uint256[](COUNT_BITS);
         uint32 last = currentRound;
         for (uint32 round = 1; round <= last; ++round) {
-            uint128 mask = _rounds[round].benignMask;
-            for (uint256 i = 0; mask != 0 && i < n; ++i) {
-                if (mask >> i & 1 == 1) counts[i] += 1;
+            uint256 carry = _rounds[round].benignMask;
+            for (uint256 k = 0; carry != 0; ++k) {
+                (planes[k], carry) = (planes[k] ^ carry, planes[k] & carry); // k < COUNT_BITS: counts <= MAX_ROUNDS
+            }
+        }
+        counts = new uint256[](trainerCount);
+        for (uint256 k = 0; k < COUNT_BITS; ++k) {
+            for ((uint256 plane, uint256 i) = (planes[k], 0); plane != 0; (plane, i) = (plane >> 1, i + 1)) {
+                if (plane & 1 == 1) counts[i] += 1 << k;
             }
         }
     }
@@ -624,10 +608,14 @@ contract DataMarket is Initializable, ReentrancyGuardTransient {
             amount += _aggregatorOwed;
             _aggregatorOwed = 0;
         }
-        uint256 slot = _members[msg.sender].slot;
-        if (slot != 0) {
-            amount += _trainerOwed[slot - 1];
-            _trainerOwed[slot - 1] = 0;
+        Member memory member = _members[msg.sender];
+        if (member.slot != 0) {
+            amount += _trainerOwed[member.slot - 1];
+            _trainerOwed[member.slot - 1] = 0;
+            if (_bondDue(member)) {
+                amount += trainerBond;
+                _members[msg.sender].bondClaimed = true;
+            }
         }
         if (amount == 0) revert NothingToWithdraw(msg.sender);
         totalWithdrawn += amount;
@@ -637,8 +625,25 @@ contract DataMarket is Initializable, ReentrancyGuardTransient {
 
     function _creditTrainers(uint256[] memory payouts) private {
         for (uint256 i = 0; i < payouts.length; ++i) {
-            if (payouts[i] != 0) _trainerOwed[i] = uint128(payouts[i]); // deposit < 2^128 wei
+            if (payouts[i] != 0) _trainerOwed[i] = payouts[i].toUint128(); // deposit < 2^128 wei
         }
+    }
+
+    /// A trainer's bond is its own again once it revealed, or when the market was cancelled in
+    /// registration; forfeited bonds were credited to the owner when training started or the
+    /// reveal ended with no one.
+    function _bondDue(Member memory member) private view returns (bool) {
+        if (member.bondClaimed || trainerBond == 0) return false;
+        // cancelled with fewer than L registered: in registration, before any reveal could start
+        return member.revealed || (phase == Phase.Cancelled && _trainers.length < trainerCount);
+    }
+
+    /// Bonds made withdrawable so far (returned or forfeited), in wei.
+    function _bondsCredited() private view returns (uint256) {
+        Phase p = phase;
+        if (p == Phase.Registration) return 0;
+        if (p == Phase.SeedReveal) return trainerBond * revealedCount;
+        return trainerBond * _trainers.length; // each returned or the owner's
     }
 
     // ---------------------------------------------------------------- views
@@ -647,13 +652,16 @@ contract DataMarket is Initializable, ReentrancyGuardTransient {
     function owed(address account) external view returns (uint256 amount) {
         if (account == owner) amount += _ownerOwed;
         if (account == aggregator) amount += _aggregatorOwed;
-        uint256 slot = _members[account].slot;
-        if (slot != 0) amount += _trainerOwed[slot - 1];
+        Member memory member = _members[account];
+        if (member.slot != 0) {
+            amount += _trainerOwed[member.slot - 1];
+            if (_bondDue(member)) amount += trainerBond;
+        }
     }
 
-    /// @notice Everything ever made withdrawable.
+    /// @notice Everything ever made withdrawable, bonds included.
     function totalCredited() public view returns (uint256) {
-        return deposit - _undistributed;
+        return deposit - _undistributed + _bondsCredited();
     }
 
     /// @notice Credited and not yet withdrawn.
@@ -664,6 +672,11 @@ contract DataMarket is Initializable, ReentrancyGuardTransient {
     /// @notice Escrow not yet credited to anyone.
     function undistributed() external view returns (uint256) {
         return _undistributed;
+    }
+
+    /// @notice Bonds received and not yet credited to anyone (returned or forfeited).
+    function bondsHeld() external view returns (uint256) {
+        return trainerBond * _trainers.length - _bondsCredited();
     }
 
     function trainers() external view returns (address[] memory) {
@@ -698,7 +711,7 @@ contract DataMarket is Initializable, ReentrancyGuardTransient {
     }
 
     /// @notice Rounds trainer `index` was benign in, among finalized rounds.
-    function benignRounds(uint256 index) external view returns (uint32 count) {
+    function benignRounds(uint256 index) external view returns (uint32 count) { // bounded by MAX_ROUNDS
         for (uint32 round = 1; round <= currentRound; ++round) {
             if (_rounds[round].benignMask >> index & 1 == 1) ++count;
         }
@@ -712,10 +725,10 @@ contract DataMarket is Initializable, ReentrancyGuardTransient {
         return roundVerifier != address(0) && settlementVerifier != address(0);
     }
 
-    function _toField(int256 value) private pure returns (uint256) {
-        // EZKL's felt encoding of a signed value: negatives wrap to FIELD - |value|.
-        if (value >= 0) return uint256(value) % FIELD;
-        uint256 magnitude = uint256(-(value + 1)) + 1; // no overflow at type(int256).min
-        return (FIELD - (magnitude % FIELD)) % FIELD;
+    /// EZKL's felt encoding of a signed value, negatives as FIELD - |value|: one element per
+    /// value only within +-MAX_CONTRIBUTION, so anything outside is refused, never reduced.
+    function _toField(uint256 index, int256 value) private pure returns (uint256) {
+        if (value > MAX_CONTRIBUTION || value < -MAX_CONTRIBUTION) revert ContributionOutOfRange(index, value);
+        return value >= 0 ? uint256(value) : FIELD - uint256(-value);
     }
 }

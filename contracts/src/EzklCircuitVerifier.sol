@@ -11,6 +11,8 @@ import {IProofVerifier} from "./IProofVerifier.sol";
 /// statement leaves to the prover (hashes of private witness values the circuit checks itself,
 /// such as the supplied square roots); every other instance comes from the market's.
 abstract contract EzklCircuitVerifier is IProofVerifier {
+    uint256 internal constant FIELD = 21888242871839275222246405745257275088548364400416034343698204186575808495617;
+
     /// @notice EZKL's generated `Halo2Verifier` for this circuit (same call signature).
     IProofVerifier public immutable halo2;
 
@@ -20,7 +22,7 @@ abstract contract EzklCircuitVerifier is IProofVerifier {
 
     function verifyProof(bytes calldata proof, uint256[] calldata instances) external returns (bool) {
         (bytes memory halo2Proof, uint256[] memory free) = abi.decode(proof, (bytes, uint256[]));
-        (bool ok, uint256[] memory circuitInstances) = _layout(instances, free);
+        (bool ok, uint256[] memory circuitInstances) = circuitInstancesFor(instances, free);
         if (!ok) return false;
         // The generated verifier reverts on a proof it rejects: that is a `false` here, so the
         // market reports every rejection the same way (`ProofRejected`).
@@ -28,6 +30,20 @@ abstract contract EzklCircuitVerifier is IProofVerifier {
             return success;
         } catch {
             return false;
+        }
+    }
+
+    /// @notice The instances the EZKL verifier is given for the market's `instances` and the
+    /// prover's `free` values; `ok` is false when they do not fit this circuit, or when one is not
+    /// a field element's only encoding (the generated verifier reduces modulo the field).
+    function circuitInstancesFor(uint256[] calldata instances, uint256[] memory free)
+        public
+        view
+        returns (bool ok, uint256[] memory circuitInstances)
+    {
+        (ok, circuitInstances) = _layout(instances, free);
+        for (uint256 i = 0; ok && i < circuitInstances.length; ++i) {
+            if (circuitInstances[i] >= FIELD) ok = false;
         }
     }
 

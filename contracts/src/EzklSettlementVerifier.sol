@@ -20,7 +20,6 @@ import {Math} from "@openzeppelin/contracts/utils/math/Math.sol";
 /// test chunk is chunk `splitSeed mod K`, and accuracy == correct * 10,000 / samples. The RLOO
 /// subsets are derived here from rlooSeed and the final mask, as settlement_proof.rloo_subsets.
 contract EzklSettlementVerifier is EzklCircuitVerifier {
-    uint256 internal constant FIELD = 21888242871839275222246405745257275088548364400416034343698204186575808495617;
     uint256 public immutable trainers;
     uint256 public immutable samples;
 

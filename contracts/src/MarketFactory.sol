@@ -3,24 +3,35 @@ pragma solidity ^0.8.28;
 
 import {Clones} from "@openzeppelin/contracts/proxy/Clones.sol";
 import {DataMarket} from "./DataMarket.sol";
+import {EzklRoundVerifier} from "./EzklRoundVerifier.sol";
+import {EzklSettlementVerifier} from "./EzklSettlementVerifier.sol";
+import {IDataMarket} from "./IDataMarket.sol";
+import {IMarketFactory} from "./IMarketFactory.sol";
+import {IProofVerifier} from "./IProofVerifier.sol";
 
-/// @title Creates fedmarket markets as clones of one implementation.
+/// @title Creates fedmarket markets as clones of one implementation, and the verifiers they name.
 /// @notice A project owner cannot deploy its own code and call it a market: every market is a
-/// minimal proxy of `implementation`, deployed here (sources/004, Remark 3).
-contract MarketFactory {
+/// minimal proxy of `implementation`, deployed here (sources/004, Remark 3). Nor can it name its
+/// own verifier: a market's verifiers must be adapters this factory deployed (our code, which
+/// lays the market's instances out for the circuit and cannot be switched), each over an EZKL
+/// verifier whose code hash it records, for the market's number of trainers. What stays to
+/// check off chain is that the EZKL verifier is the one of the task's circuit: a trainer's
+/// client rebuilds the circuit and compares (`fedmarket trainer register`).
+contract MarketFactory is IMarketFactory {
     address public immutable implementation;
     address[] private _markets;
     mapping(address => address[]) private _marketsByOwner;
     mapping(address => bool) public isMarket;
-
-    event MarketCreated(address indexed market, address indexed owner, address indexed aggregator, uint256 deposit);
+    mapping(address => VerifierInfo) private _verifiers;
 
     constructor() {
         implementation = address(new DataMarket());
     }
 
     /// @notice Deploy a market and escrow `msg.value` in it; the caller becomes its owner.
-    function createMarket(DataMarket.Spec calldata spec) external payable returns (address market) {
+    function createMarket(IDataMarket.Spec calldata spec) external payable returns (address market) {
+        _checkVerifier(spec.roundVerifier, VerifierKind.Round, spec.trainers);
+        _checkVerifier(spec.settlementVerifier, VerifierKind.Settlement, spec.trainers);
         market = Clones.clone(implementation);
         // Record first, then initialize (our own code): a failed initialization reverts it all.
         _markets.push(market);
@@ -28,6 +39,48 @@ contract MarketFactory {
         _marketsByOwner[msg.sender].push(market);
         emit MarketCreated(market, msg.sender, spec.aggregator, msg.value);
         DataMarket(market).initialize{value: msg.value}(msg.sender, spec);
+    }
+
+    /// @notice The round verifier for `trainers` slots over `halo2`, EZKL's generated verifier of
+    /// the round circuit.
+    function deployRoundVerifier(IProofVerifier halo2, uint32 trainers) external returns (address adapter) {
+        if (trainers == 0 || trainers > DataMarket(implementation).MAX_TRAINERS()) {
+            revert InvalidVerifierShape(trainers, 0);
+        }
+        adapter = address(new EzklRoundVerifier(halo2, trainers));
+        _record(adapter, VerifierKind.Round, halo2, trainers, 0);
+    }
+
+    /// @notice The settlement verifier for `trainers` slots and a test chunk of `samples` rows over
+    /// `halo2`, EZKL's generated verifier of the settlement circuit.
+    function deploySettlementVerifier(IProofVerifier halo2, uint32 trainers, uint32 samples)
+        external
+        returns (address adapter)
+    {
+        if (trainers == 0 || trainers > DataMarket(implementation).MAX_TRAINERS() || samples == 0) {
+            revert InvalidVerifierShape(trainers, samples);
+        }
+        adapter = address(new EzklSettlementVerifier(halo2, trainers, samples));
+        _record(adapter, VerifierKind.Settlement, halo2, trainers, samples);
+    }
+
+    function _record(address adapter, VerifierKind kind, IProofVerifier halo2, uint32 trainers, uint32 samples) private {
+        bytes32 codeHash = address(halo2).codehash;
+        if (address(halo2).code.length == 0) revert NoVerifierCode(address(halo2));
+        _verifiers[adapter] = VerifierInfo(kind, trainers, samples, address(halo2), codeHash);
+        emit VerifierDeployed(adapter, kind, address(halo2), codeHash, trainers, samples);
+    }
+
+    function _checkVerifier(address verifier, VerifierKind kind, uint32 trainers) private view {
+        if (verifier == address(0)) return;
+        VerifierInfo memory info = _verifiers[verifier];
+        if (info.kind != kind) revert UnknownVerifier(verifier, kind);
+        if (info.trainers != trainers) revert VerifierShapeMismatch(verifier, info.trainers, trainers);
+    }
+
+    /// @notice What the adapter `verifier` checks; kind None: not deployed by this factory.
+    function verifierInfo(address verifier) external view returns (VerifierInfo memory) {
+        return _verifiers[verifier];
     }
 
     function markets() external view returns (address[] memory) {

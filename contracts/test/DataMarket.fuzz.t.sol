@@ -2,6 +2,7 @@
 pragma solidity ^0.8.28;
 
 import {DataMarket} from "../src/DataMarket.sol";
+import {IDataMarket} from "../src/IDataMarket.sol";
 import {MarketFixture} from "./utils/MarketFixture.sol";
 
 /// Fuzzed markets: random sizes, submissions, masks, contributions and accuracy.
@@ -61,12 +62,12 @@ contract DataMarketFuzzTest is MarketFixture {
                 market.reveal(seedOf(i));
             }
         }
-        if (market.phase() == DataMarket.Phase.SeedReveal) {
+        if (market.phase() == IDataMarket.Phase.SeedReveal) {
             vm.warp(block.timestamp + REVEAL_WINDOW + 1);
             market.closeReveal();
         }
         if (revealed == 0) {
-            assertEq(uint256(market.phase()), uint256(DataMarket.Phase.Cancelled), "nobody revealed");
+            assertEq(uint256(market.phase()), uint256(IDataMarket.Phase.Cancelled), "nobody revealed");
         } else {
             assertEq(market.activeMask(), revealed, "active == revealed");
             playRound(market, revealed, uint128(revealed));

@@ -2,6 +2,7 @@
 pragma solidity ^0.8.28;
 
 import {DataMarket} from "../src/DataMarket.sol";
+import {IDataMarket} from "../src/IDataMarket.sol";
 import {MarketFixture} from "./utils/MarketFixture.sol";
 import {Vm} from "./utils/Vm.sol";
 
@@ -46,23 +47,24 @@ contract MarketHandler {
     // ------------------------------------------------------------ fuzzed entry points
 
     function advance(uint256 seed) external {
-        DataMarket.Phase phase = market.phase();
-        if (phase == DataMarket.Phase.Registration) {
+        IDataMarket.Phase phase = market.phase();
+        if (phase == IDataMarket.Phase.Registration) {
             if (seed % 10 == 0) return _stallThen(market.registrationDeadline(), DataMarket.cancel.selector, seed);
             for (uint256 i = 0; i < l; ++i) {
                 _register(actors[i]);
             }
-        } else if (phase == DataMarket.Phase.SeedReveal) {
+        } else if (phase == IDataMarket.Phase.SeedReveal) {
             for (uint256 i = 0; i < l; ++i) {
                 if (uint256(keccak256(abi.encode(seed, i))) % 5 != 0) _reveal(actors[i]);
             }
-            if (market.phase() == DataMarket.Phase.SeedReveal) {
+            if (market.phase() == IDataMarket.Phase.SeedReveal) {
                 _stallThen(market.revealDeadline(), DataMarket.closeReveal.selector, seed);
             }
-        } else if (phase == DataMarket.Phase.Training) {
+        } else if (phase == IDataMarket.Phase.Training) {
             if (seed % 12 == 0) return _stallThen(market.aggregatorDeadline(), DataMarket.forceSettle.selector, seed);
             uint32 round = market.currentRound();
             if (round == 0 || market.getRound(round).finalized) {
+                vm.roll(block.number + 1); // the split seed's block hash is readable from the next block
                 _call(aggregator, abi.encodeCall(DataMarket.openRound, (bytes32(uint256(3)), bytes32(uint256(4)))));
                 round = market.currentRound();
             }
@@ -71,7 +73,7 @@ contract MarketHandler {
             }
             if (market.submittedMask(round) != market.activeMask()) vm.warp(market.getRound(round).deadline + 1);
             _finalize(round, uint128(uint256(keccak256(abi.encode(seed, "mask")))) & market.submittedMask(round));
-        } else if (phase == DataMarket.Phase.Settlement) {
+        } else if (phase == IDataMarket.Phase.Settlement) {
             if (seed % 8 == 0) return _stallThen(market.aggregatorDeadline(), DataMarket.forceSettle.selector, seed);
             int256[] memory c = new int256[](l);
             for (uint256 i = 0; i < l; ++i) {
@@ -127,7 +129,13 @@ contract MarketHandler {
 
     function _register(address t) private {
         bytes32 c = market.seedCommitmentFor(t, keccak256(abi.encode(t)));
-        _call(t, abi.encodeCall(DataMarket.register, (bytes32(uint256(1)), c, bytes32(uint256(2)))));
+        uint256 bond = market.trainerBond();
+        vm.deal(t, t.balance + bond);
+        vm.prank(t);
+        (bool ok,) = address(market).call{value: bond}(
+            abi.encodeCall(DataMarket.register, (bytes32(uint256(1)), c, bytes32(uint256(2))))
+        );
+        if (ok) landed[DataMarket.register.selector] += 1;
     }
 
     function _reveal(address t) private {
@@ -166,10 +174,18 @@ contract DataMarketInvariantTest is MarketFixture {
     uint32 internal constant L = 4;
     uint32 internal constant T = 3;
 
+    uint256 internal constant BOND = 0.05 ether;
+
     function setUp() public override {
         super.setUp();
-        market = create(L, T);
+        market = bonded();
         handler = new MarketHandler(market, owner, aggregator, L);
+    }
+
+    function bonded() internal returns (DataMarket) {
+        IDataMarket.Spec memory s = spec(L, T, address(0), address(0));
+        s.trainerBond = BOND;
+        return createWith(s, required(L, T));
     }
 
     function targetContracts() public view returns (address[] memory targets) {
@@ -184,15 +200,15 @@ contract DataMarketInvariantTest is MarketFixture {
         bool aborted;
         bool cancelled;
         for (uint256 seed = 1; seed <= 40; ++seed) {
-            DataMarket m = create(L, T);
+            DataMarket m = bonded();
             MarketHandler h = new MarketHandler(m, owner, aggregator, L);
             for (uint256 step = 0; step < 12; ++step) {
                 h.advance(uint256(keccak256(abi.encode(seed, step))));
             }
-            DataMarket.Phase p = m.phase();
-            if (p == DataMarket.Phase.Settled && h.benignRounds(0) < T) settledWithFlag = true;
-            if (p == DataMarket.Phase.Aborted && m.currentRound() > 0) aborted = true;
-            if (p == DataMarket.Phase.Cancelled) cancelled = true;
+            IDataMarket.Phase p = m.phase();
+            if (p == IDataMarket.Phase.Settled && h.benignRounds(0) < T) settledWithFlag = true;
+            if (p == IDataMarket.Phase.Aborted && m.currentRound() > 0) aborted = true;
+            if (p == IDataMarket.Phase.Cancelled) cancelled = true;
         }
         assertTrue(settledWithFlag && aborted && cancelled, "some end state is never reached");
     }
@@ -202,12 +218,21 @@ contract DataMarketInvariantTest is MarketFixture {
     }
 
     function _isFinal() private view returns (bool) {
-        DataMarket.Phase p = market.phase();
-        return p == DataMarket.Phase.Settled || p == DataMarket.Phase.Cancelled || p == DataMarket.Phase.Aborted;
+        IDataMarket.Phase p = market.phase();
+        return p == IDataMarket.Phase.Settled || p == IDataMarket.Phase.Cancelled || p == IDataMarket.Phase.Aborted;
     }
 
     function invariant_balanceIsOwedPlusUndistributed() public view {
-        assertEq(address(market).balance, market.totalOwed() + market.undistributed(), "balance");
+        assertEq(
+            address(market).balance, market.totalOwed() + market.undistributed() + market.bondsHeld(), "balance"
+        );
+    }
+
+    /// A trainer's bond is its own once it revealed, or every trainer's when the market was
+    /// cancelled in registration; nobody else's.
+    function _bondOf(address t) private view returns (uint256) {
+        bool cancelledInRegistration = market.phase() == IDataMarket.Phase.Cancelled && market.trainers().length < L;
+        return market.isActive(t) || cancelledInRegistration ? BOND : 0;
     }
 
     function invariant_owedSumsToTotalOwed() public view {
@@ -220,16 +245,18 @@ contract DataMarketInvariantTest is MarketFixture {
 
     function invariant_endStatesLeaveEverythingClaimable() public view {
         if (!_isFinal()) {
-            assertEq(market.totalCredited(), 0, "nothing credited before the end");
+            assertEq(market.deposit() - market.undistributed(), 0, "no escrow credited before the end");
             return;
         }
         assertEq(market.undistributed(), 0, "undistributed at the end");
+        assertEq(market.bondsHeld(), 0, "no bond held at the end");
         uint256 claimed;
         for (uint256 i = 0; i < handler.actorCount(); ++i) {
             address a = handler.actors(i);
             claimed += market.owed(a) + handler.withdrawn(a);
         }
-        assertEq(claimed, market.deposit(), "paid out + refund == deposit");
+        uint256 bonds = BOND * market.trainers().length;
+        assertEq(claimed, market.deposit() + bonds, "paid out + refund == deposit + bonds");
     }
 
     function invariant_noPayoutForFlaggedRounds() public view {
@@ -237,7 +264,7 @@ contract DataMarketInvariantTest is MarketFixture {
         address[] memory registered = market.trainers(); // by registration index, as in the masks
         for (uint256 i = 0; i < registered.length; ++i) {
             address t = registered[i];
-            uint256 credited = market.owed(t) + handler.withdrawn(t);
+            uint256 credited = market.owed(t) + handler.withdrawn(t) - _bondOf(t);
             uint256 participation = handler.benignRounds(i) * RP;
             bool shares = handler.settled() && handler.settledContributions(i) > 0;
             if (shares) assertTrue(credited >= participation, "participation paid");
@@ -247,7 +274,7 @@ contract DataMarketInvariantTest is MarketFixture {
     }
 
     function invariant_onlyTheAggregatorIsPaidAFee() public view {
-        if (market.phase() != DataMarket.Phase.Settled) {
+        if (market.phase() != IDataMarket.Phase.Settled) {
             assertEq(market.owed(aggregator) + handler.withdrawn(aggregator), 0, "fee only at settlement");
         }
     }

@@ -2,8 +2,13 @@
 pragma solidity ^0.8.28;
 
 import {Initializable} from "@openzeppelin/contracts/proxy/utils/Initializable.sol";
+import {Clones} from "@openzeppelin/contracts/proxy/Clones.sol";
 import {DataMarket} from "../src/DataMarket.sol";
-import {MarketFixture, PinnedVerifier, ReentrantTrainer} from "./utils/MarketFixture.sol";
+import {EzklCircuitVerifier} from "../src/EzklCircuitVerifier.sol";
+import {IDataMarket} from "../src/IDataMarket.sol";
+import {IMarketFactory} from "../src/IMarketFactory.sol";
+import {IProofVerifier} from "../src/IProofVerifier.sol";
+import {MarketFixture, PinnedVerifier, ReentrantTrainer, pinThrough} from "./utils/MarketFixture.sol";
 
 /// Unit tests of the protocol, the economics and every revert, with hand-computed values.
 contract DataMarketTest is MarketFixture {
@@ -23,12 +28,12 @@ contract DataMarketTest is MarketFixture {
         assertEq(target, factory.implementation(), "clone of the factory's implementation");
         assertEq(market.owner(), owner, "owner");
         assertEq(market.deposit(), required(4, 2), "deposit");
-        assertEq(uint256(market.phase()), uint256(DataMarket.Phase.Registration), "phase");
+        assertEq(uint256(market.phase()), uint256(IDataMarket.Phase.Registration), "phase");
     }
 
     function test_marketCannotBeInitializedTwice() public {
         DataMarket market = create(2, 1);
-        DataMarket.Spec memory s = spec(2, 1, address(0), address(0));
+        IDataMarket.Spec memory s = spec(2, 1, address(0), address(0));
         vm.expectRevert(Initializable.InvalidInitialization.selector);
         market.initialize(stranger, s);
         DataMarket impl = DataMarket(factory.implementation());
@@ -37,30 +42,73 @@ contract DataMarketTest is MarketFixture {
     }
 
     function test_depositMustCoverTheLargestPayout() public {
-        DataMarket.Spec memory s = spec(4, 3, address(0), address(0));
+        IDataMarket.Spec memory s = spec(4, 3, address(0), address(0));
         uint256 need = 4 * 3 * RP + POOL_HIGH + FEE;
         vm.prank(owner);
-        vm.expectRevert(abi.encodeWithSelector(DataMarket.InsufficientDeposit.selector, need, need - 1));
+        vm.expectRevert(abi.encodeWithSelector(IDataMarket.InsufficientDeposit.selector, need, need - 1));
         factory.createMarket{value: need - 1}(s);
     }
 
-    function test_specIsValidated() public {
-        DataMarket.Spec memory s = spec(129, 1, address(0), address(0));
+    function _refused(IDataMarket.Spec memory s, bytes memory error) private {
         vm.prank(owner);
-        vm.expectRevert(abi.encodeWithSelector(DataMarket.InvalidSpec.selector, "trainers"));
+        vm.expectRevert(error);
         factory.createMarket{value: 100 ether}(s);
+    }
+
+    function test_specIsValidated() public {
+        _refused(spec(129, 1, address(0), address(0)), abi.encodeWithSelector(IDataMarket.InvalidTrainerCount.selector, 129));
+        _refused(spec(2, 1001, address(0), address(0)), abi.encodeWithSelector(IDataMarket.InvalidRoundCount.selector, 1001));
+
+        IDataMarket.Spec memory s = spec(2, 1, address(0), address(0));
+        s.accuracyThresholds[1] = 8000; // not ascending
+        _refused(s, abi.encodeWithSelector(IDataMarket.InvalidThreshold.selector, 1, 8000));
 
         s = spec(2, 1, address(0), address(0));
-        s.accuracyThresholds[1] = 8000; // not ascending
-        vm.prank(owner);
-        vm.expectRevert(abi.encodeWithSelector(DataMarket.InvalidSpec.selector, "schedule"));
-        factory.createMarket{value: 100 ether}(s);
+        s.rewardPools[1] = POOL_LOW - 1; // a higher accuracy would pay less
+        _refused(s, abi.encodeWithSelector(IDataMarket.DecreasingRewardPool.selector, 1));
 
         s = spec(2, 1, address(0), address(0));
         s.registrationDeadline = uint64(block.timestamp);
-        vm.prank(owner);
-        vm.expectRevert(abi.encodeWithSelector(DataMarket.InvalidSpec.selector, "registrationDeadline"));
-        factory.createMarket{value: 100 ether}(s);
+        _refused(s, abi.encodeWithSelector(IDataMarket.InvalidRegistrationDeadline.selector, s.registrationDeadline));
+
+        s = spec(2, 1, address(0), address(0));
+        s.dataCommitment = bytes32(market_FIELD());
+        _refused(s, abi.encodeWithSelector(IDataMarket.InvalidDataCommitment.selector));
+
+        s = spec(2, 1, address(0), address(0));
+        s.trainerBond = uint256(type(uint96).max) + 1;
+        _refused(s, abi.encodeWithSelector(IDataMarket.InvalidBond.selector, s.trainerBond));
+    }
+
+    function market_FIELD() private view returns (uint256) {
+        return DataMarket(factory.implementation()).FIELD();
+    }
+
+    /// Every window and deadline is bounded: an owner cannot make the forced exits unreachable.
+    function test_unboundedWindowsAreRefused() public {
+        IDataMarket.Spec memory s = spec(2, 1, address(0), address(0));
+        s.aggregatorWindow = type(uint64).max; // the last reveal would overflow and lock the deposit
+        _refused(s, abi.encodeWithSelector(IDataMarket.InvalidWindow.selector, REVEAL_WINDOW, ROUND, type(uint64).max));
+        s = spec(2, 1, address(0), address(0));
+        s.roundDuration = 1e12; // finite, and earned rewards frozen for millennia
+        _refused(s, abi.encodeWithSelector(IDataMarket.InvalidWindow.selector, REVEAL_WINDOW, 1e12, AGG_WINDOW));
+        s = spec(2, 1, address(0), address(0));
+        s.revealWindow = 0;
+        _refused(s, abi.encodeWithSelector(IDataMarket.InvalidWindow.selector, 0, ROUND, AGG_WINDOW));
+        s = spec(2, 1, address(0), address(0));
+        s.registrationDeadline = uint64(block.timestamp) + 91 days;
+        _refused(s, abi.encodeWithSelector(IDataMarket.InvalidRegistrationDeadline.selector, s.registrationDeadline));
+
+        // at the bounds a market opens, and its last deadline is reachable
+        s = spec(2, 1, address(0), address(0));
+        (s.revealWindow, s.roundDuration, s.aggregatorWindow) = (30 days, 30 days, 30 days);
+        s.registrationDeadline = uint64(block.timestamp) + 90 days;
+        DataMarket market = createWith(s, required(2, 1));
+        registerAll(market);
+        revealAll(market);
+        vm.warp(market.aggregatorDeadline() + 1);
+        market.forceSettle();
+        withdrawAll(market);
     }
 
     // ------------------------------------------------------------ registration and seeds
@@ -69,33 +117,33 @@ contract DataMarketTest is MarketFixture {
         DataMarket market = create(2, 1);
         bytes32 c = market.seedCommitmentFor(owner, seedOf(0));
         vm.prank(owner);
-        vm.expectRevert(abi.encodeWithSelector(DataMarket.PartyCannotTrain.selector, owner));
+        vm.expectRevert(abi.encodeWithSelector(IDataMarket.PartyCannotTrain.selector, owner));
         market.register(bytes32(uint256(1)), c, bytes32(uint256(1)));
         vm.prank(aggregator);
-        vm.expectRevert(abi.encodeWithSelector(DataMarket.PartyCannotTrain.selector, aggregator));
+        vm.expectRevert(abi.encodeWithSelector(IDataMarket.PartyCannotTrain.selector, aggregator));
         market.register(bytes32(uint256(1)), c, bytes32(uint256(1)));
 
         vm.startPrank(trainerAt(0));
-        vm.expectRevert(DataMarket.InvalidEncryptionKey.selector);
+        vm.expectRevert(IDataMarket.InvalidEncryptionKey.selector);
         market.register(bytes32(0), c, bytes32(uint256(1)));
-        vm.expectRevert(DataMarket.InvalidSeedCommitment.selector);
+        vm.expectRevert(IDataMarket.InvalidSeedCommitment.selector);
         market.register(bytes32(uint256(1)), bytes32(0), bytes32(uint256(1)));
         market.register(bytes32(uint256(1)), c, bytes32(uint256(1)));
-        vm.expectRevert(abi.encodeWithSelector(DataMarket.AlreadyRegistered.selector, trainerAt(0)));
+        vm.expectRevert(abi.encodeWithSelector(IDataMarket.AlreadyRegistered.selector, trainerAt(0)));
         market.register(bytes32(uint256(1)), c, bytes32(uint256(1)));
         vm.stopPrank();
 
         uint64 registrationDeadline = market.registrationDeadline();
         vm.warp(block.timestamp + REG_WINDOW + 1);
         vm.prank(trainerAt(1));
-        vm.expectRevert(abi.encodeWithSelector(DataMarket.RegistrationClosed.selector, registrationDeadline));
+        vm.expectRevert(abi.encodeWithSelector(IDataMarket.RegistrationClosed.selector, registrationDeadline));
         market.register(bytes32(uint256(1)), c, bytes32(uint256(1)));
     }
 
     function test_lastRegistrationOpensSeedReveal() public {
         DataMarket market = create(3, 1);
         registerAll(market);
-        assertEq(uint256(market.phase()), uint256(DataMarket.Phase.SeedReveal), "phase");
+        assertEq(uint256(market.phase()), uint256(IDataMarket.Phase.SeedReveal), "phase");
         assertEq(market.revealDeadline(), block.timestamp + REVEAL_WINDOW, "reveal deadline");
     }
 
@@ -103,24 +151,54 @@ contract DataMarketTest is MarketFixture {
         DataMarket market = create(2, 1);
         registerAll(market);
         vm.prank(trainerAt(0));
-        vm.expectRevert(abi.encodeWithSelector(DataMarket.SeedMismatch.selector, trainerAt(0)));
+        vm.expectRevert(abi.encodeWithSelector(IDataMarket.SeedMismatch.selector, trainerAt(0)));
         market.reveal(seedOf(1)); // another trainer's seed
         vm.prank(stranger);
-        vm.expectRevert(abi.encodeWithSelector(DataMarket.NotRegistered.selector, stranger));
+        vm.expectRevert(abi.encodeWithSelector(IDataMarket.NotRegistered.selector, stranger));
         market.reveal(seedOf(0));
         vm.prank(trainerAt(0));
         market.reveal(seedOf(0));
         vm.prank(trainerAt(0));
-        vm.expectRevert(abi.encodeWithSelector(DataMarket.AlreadyRevealed.selector, trainerAt(0)));
+        vm.expectRevert(abi.encodeWithSelector(IDataMarket.AlreadyRevealed.selector, trainerAt(0)));
         market.reveal(seedOf(0));
     }
 
-    function test_splitSeedIsTheHashOfAllRevealedSeeds() public {
+    /// The split seed mixes the revealed seeds with the hash of the block that ended the reveal,
+    /// which no revealer knows when it decides to reveal or withhold.
+    function test_splitSeedIsFixedByTheRevealedSeedsAndALaterBlockHash() public {
         DataMarket market = start(3, 1);
-        assertEq(uint256(market.phase()), uint256(DataMarket.Phase.Training), "phase");
-        bytes32 xored = seedOf(0) ^ seedOf(1) ^ seedOf(2);
-        assertEq(market.splitSeed(), keccak256(abi.encode(block.chainid, address(market), xored)), "split seed");
+        assertEq(uint256(market.phase()), uint256(IDataMarket.Phase.Training), "phase");
         assertEq(market.activeMask(), 7, "everyone active");
+        uint64 seedBlock = market.seedBlock();
+        assertEq(seedBlock, block.number, "the block of the last reveal");
+        assertEq(market.splitSeed(), bytes32(0), "not known in the reveal's own block");
+        vm.expectRevert(abi.encodeWithSelector(IDataMarket.SplitSeedNotYet.selector, seedBlock));
+        market.fixSplitSeed();
+
+        vm.roll(block.number + 3);
+        vm.prank(stranger);
+        market.fixSplitSeed();
+        bytes32 xored = seedOf(0) ^ seedOf(1) ^ seedOf(2);
+        assertEq(
+            market.splitSeed(),
+            keccak256(abi.encode(block.chainid, address(market), xored, blockhash(seedBlock))),
+            "split seed"
+        );
+        vm.expectRevert(IDataMarket.SplitSeedAlreadyFixed.selector);
+        market.fixSplitSeed();
+    }
+
+    function test_aSplitSeedLeftUnfixedPast256BlocksEndsTheMarket() public {
+        DataMarket market = start(2, 1);
+        uint64 seedBlock = market.seedBlock();
+        vm.roll(block.number + 300);
+        vm.prank(aggregator);
+        vm.expectRevert(abi.encodeWithSelector(IDataMarket.SplitSeedExpired.selector, seedBlock));
+        market.openRound(bytes32(uint256(1)), bytes32(uint256(1)));
+        vm.warp(market.aggregatorDeadline() + 1);
+        market.forceSettle(); // nothing was earned: everything back to the owner
+        assertEq(market.owed(owner), required(2, 1), "owner refunded");
+        withdrawAll(market);
     }
 
     function test_trainerWhoDoesNotRevealIsExcluded() public {
@@ -130,17 +208,18 @@ contract DataMarketTest is MarketFixture {
         market.reveal(seedOf(0));
         vm.prank(trainerAt(2));
         market.reveal(seedOf(2));
-        vm.expectRevert(abi.encodeWithSelector(DataMarket.RevealStillOpen.selector, market.revealDeadline()));
+        vm.expectRevert(abi.encodeWithSelector(IDataMarket.RevealStillOpen.selector, market.revealDeadline()));
         market.closeReveal();
         vm.warp(block.timestamp + REVEAL_WINDOW + 1);
         vm.prank(stranger);
         market.closeReveal();
         assertEq(market.activeMask(), 5, "trainer 1 excluded");
-        assertEq(market.splitSeed(), keccak256(abi.encode(block.chainid, address(market), seedOf(0) ^ seedOf(2))), "seed");
 
         uint32 round = openRound(market);
+        bytes32 anchor = blockhash(market.seedBlock());
+        assertEq(market.splitSeed(), keccak256(abi.encode(block.chainid, address(market), seedOf(0) ^ seedOf(2), anchor)), "seed");
         vm.prank(trainerAt(1));
-        vm.expectRevert(abi.encodeWithSelector(DataMarket.NotActive.selector, trainerAt(1)));
+        vm.expectRevert(abi.encodeWithSelector(IDataMarket.NotActive.selector, trainerAt(1)));
         market.submit(round, bytes32(uint256(1)), bytes32(uint256(1)));
         // the two active trainers submitting is everyone: the round can close early
         submitMask(market, round, 5);
@@ -161,7 +240,7 @@ contract DataMarketTest is MarketFixture {
         uint64 deadline = market.revealDeadline();
         vm.warp(deadline + 1);
         vm.prank(trainerAt(0));
-        vm.expectRevert(abi.encodeWithSelector(DataMarket.RevealClosed.selector, deadline));
+        vm.expectRevert(abi.encodeWithSelector(IDataMarket.RevealClosed.selector, deadline));
         market.reveal(seedOf(0));
     }
 
@@ -170,7 +249,7 @@ contract DataMarketTest is MarketFixture {
         registerAll(market);
         vm.warp(block.timestamp + REVEAL_WINDOW + 1);
         market.closeReveal();
-        assertEq(uint256(market.phase()), uint256(DataMarket.Phase.Cancelled), "phase");
+        assertEq(uint256(market.phase()), uint256(IDataMarket.Phase.Cancelled), "phase");
         assertEq(market.owed(owner), required(2, 1), "owner refunded");
         withdrawAll(market);
     }
@@ -179,7 +258,7 @@ contract DataMarketTest is MarketFixture {
         DataMarket market = create(3, 1);
         vm.prank(trainerAt(0));
         market.register(bytes32(uint256(1)), bytes32(uint256(2)), bytes32(uint256(3)));
-        vm.expectRevert(abi.encodeWithSelector(DataMarket.NotStalled.selector, market.registrationDeadline()));
+        vm.expectRevert(abi.encodeWithSelector(IDataMarket.NotStalled.selector, market.registrationDeadline()));
         market.cancel();
         vm.warp(block.timestamp + REG_WINDOW + 1);
         vm.prank(stranger);
@@ -194,48 +273,49 @@ contract DataMarketTest is MarketFixture {
     function test_roundRules() public {
         DataMarket market = start(2, 2);
         vm.prank(stranger);
-        vm.expectRevert(abi.encodeWithSelector(DataMarket.NotAggregator.selector, stranger));
+        vm.expectRevert(abi.encodeWithSelector(IDataMarket.NotAggregator.selector, stranger));
         market.openRound(bytes32(uint256(1)), bytes32(uint256(1)));
         uint256 field = market.FIELD();
+        vm.roll(block.number + 1);
         vm.prank(aggregator);
-        vm.expectRevert(DataMarket.InvalidCommitment.selector);
+        vm.expectRevert(IDataMarket.InvalidCommitment.selector);
         market.openRound(bytes32(uint256(1)), bytes32(field));
 
         uint32 round = openRound(market);
         vm.prank(aggregator);
-        vm.expectRevert(abi.encodeWithSelector(DataMarket.PreviousRoundNotFinalized.selector, round));
+        vm.expectRevert(abi.encodeWithSelector(IDataMarket.PreviousRoundNotFinalized.selector, round));
         market.openRound(bytes32(uint256(1)), bytes32(0));
 
         vm.startPrank(trainerAt(0));
-        vm.expectRevert(abi.encodeWithSelector(DataMarket.RoundNotOpen.selector, round + 1));
+        vm.expectRevert(abi.encodeWithSelector(IDataMarket.RoundNotOpen.selector, round + 1));
         market.submit(round + 1, bytes32(uint256(1)), bytes32(uint256(1)));
-        vm.expectRevert(DataMarket.InvalidCid.selector);
+        vm.expectRevert(IDataMarket.InvalidCid.selector);
         market.submit(round, bytes32(0), bytes32(uint256(1)));
-        vm.expectRevert(DataMarket.InvalidCommitment.selector);
+        vm.expectRevert(IDataMarket.InvalidCommitment.selector);
         market.submit(round, bytes32(uint256(1)), bytes32(field));
         market.submit(round, bytes32(uint256(1)), bytes32(uint256(1)));
-        vm.expectRevert(abi.encodeWithSelector(DataMarket.AlreadySubmitted.selector, round, trainerAt(0)));
+        vm.expectRevert(abi.encodeWithSelector(IDataMarket.AlreadySubmitted.selector, round, trainerAt(0)));
         market.submit(round, bytes32(uint256(1)), bytes32(uint256(2)));
         vm.stopPrank();
         assertEq(market.commitmentOf(round, 0), bytes32(uint256(1)), "first commitment kept");
 
         uint64 deadline = market.getRound(round).deadline;
         vm.prank(aggregator);
-        vm.expectRevert(abi.encodeWithSelector(DataMarket.RoundStillOpen.selector, round, deadline));
+        vm.expectRevert(abi.encodeWithSelector(IDataMarket.RoundStillOpen.selector, round, deadline));
         market.finalizeRound(round, bytes32(uint256(1)), bytes32(uint256(1)), 1, "");
 
         vm.warp(deadline + 1);
         vm.prank(trainerAt(1));
-        vm.expectRevert(abi.encodeWithSelector(DataMarket.SubmissionDeadlinePassed.selector, round, deadline));
+        vm.expectRevert(abi.encodeWithSelector(IDataMarket.SubmissionDeadlinePassed.selector, round, deadline));
         market.submit(round, bytes32(uint256(1)), bytes32(uint256(1)));
 
         vm.startPrank(aggregator);
-        vm.expectRevert(abi.encodeWithSelector(DataMarket.MaskIncludesMissingSubmission.selector, round, 1));
+        vm.expectRevert(abi.encodeWithSelector(IDataMarket.MaskIncludesMissingSubmission.selector, round, 1));
         market.finalizeRound(round, bytes32(uint256(1)), bytes32(uint256(1)), 3, "");
-        vm.expectRevert(abi.encodeWithSelector(DataMarket.MaskIncludesMissingSubmission.selector, round, 2));
+        vm.expectRevert(abi.encodeWithSelector(IDataMarket.MaskIncludesMissingSubmission.selector, round, 2));
         market.finalizeRound(round, bytes32(uint256(1)), bytes32(uint256(1)), 5, "");
         market.finalizeRound(round, bytes32(uint256(9)), bytes32(uint256(99)), 1, "");
-        vm.expectRevert(abi.encodeWithSelector(DataMarket.RoundNotOpen.selector, round));
+        vm.expectRevert(abi.encodeWithSelector(IDataMarket.RoundNotOpen.selector, round));
         market.finalizeRound(round, bytes32(uint256(9)), bytes32(uint256(99)), 1, "");
         vm.stopPrank();
         assertEq(market.modelCommitment(), bytes32(uint256(99)), "next model is the aggregate");
@@ -250,17 +330,17 @@ contract DataMarketTest is MarketFixture {
         uint64 aggregatorDeadline = market.aggregatorDeadline();
         vm.warp(aggregatorDeadline + 1);
         vm.prank(aggregator);
-        vm.expectRevert(abi.encodeWithSelector(DataMarket.AggregatorWindowClosed.selector, aggregatorDeadline));
+        vm.expectRevert(abi.encodeWithSelector(IDataMarket.AggregatorWindowClosed.selector, aggregatorDeadline));
         market.finalizeRound(round, bytes32(uint256(1)), bytes32(uint256(1)), 3, "");
     }
 
     function test_noRoundsAfterTheLast() public {
         DataMarket market = start(2, 1);
         playRound(market, 3, 3);
-        assertEq(uint256(market.phase()), uint256(DataMarket.Phase.Settlement), "settlement");
+        assertEq(uint256(market.phase()), uint256(IDataMarket.Phase.Settlement), "settlement");
         vm.prank(aggregator);
         vm.expectRevert(
-            abi.encodeWithSelector(DataMarket.WrongPhase.selector, DataMarket.Phase.Training, DataMarket.Phase.Settlement)
+            abi.encodeWithSelector(IDataMarket.WrongPhase.selector, IDataMarket.Phase.Training, IDataMarket.Phase.Settlement)
         );
         market.openRound(bytes32(uint256(1)), bytes32(0));
     }
@@ -303,19 +383,25 @@ contract DataMarketTest is MarketFixture {
         int256[] memory c = new int256[](3);
         c[2] = 5;
         vm.startPrank(aggregator);
-        vm.expectRevert(abi.encodeWithSelector(DataMarket.ContributionForNeverBenignTrainer.selector, trainerAt(2)));
+        vm.expectRevert(abi.encodeWithSelector(IDataMarket.ContributionForNeverBenignTrainer.selector, trainerAt(2)));
         market.settle(9000, c, "");
-        vm.expectRevert(abi.encodeWithSelector(DataMarket.ContributionsLengthMismatch.selector, 3, 2));
+        vm.expectRevert(abi.encodeWithSelector(IDataMarket.ContributionsLengthMismatch.selector, 3, 2));
         market.settle(9000, new int256[](2), "");
-        vm.expectRevert(abi.encodeWithSelector(DataMarket.InvalidAccuracy.selector, 10001));
+        vm.expectRevert(abi.encodeWithSelector(IDataMarket.InvalidAccuracy.selector, 10001));
         market.settle(10001, new int256[](3), "");
         vm.stopPrank();
     }
 
     // ------------------------------------------------------------ proof hooks
 
+    function _roundFree() private pure returns (uint256[] memory free) {
+        free = new uint256[](2); // h(roots), h(public): every slot present
+        (free[0], free[1]) = (11, 12);
+    }
+
     function test_roundProofMustMatchTheContractsOwnInstances() public {
-        PinnedVerifier rv = new PinnedVerifier();
+        PinnedVerifier halo2 = new PinnedVerifier();
+        EzklCircuitVerifier rv = EzklCircuitVerifier(factory.deployRoundVerifier(halo2, 2));
         DataMarket market = createWith(spec(2, 2, address(rv), address(0)), required(2, 2));
         registerAll(market);
         revealAll(market);
@@ -332,15 +418,15 @@ contract DataMarketTest is MarketFixture {
         assertEq(inst[5], 555, "aggregate commitment");
         assertEq(inst[6], 3, "mask");
         assertEq(inst[7], 0, "no previous mask in round 1");
-        rv.pin(inst);
+        bytes memory proof = pinThrough(halo2, rv, inst, _roundFree());
 
         vm.startPrank(aggregator);
         // a forged mask (drops honest trainer 1) and a different aggregate are both rejected
-        vm.expectRevert(DataMarket.ProofRejected.selector);
-        market.finalizeRound(round, bytes32(uint256(1)), bytes32(uint256(555)), 1, hex"01");
-        vm.expectRevert(DataMarket.ProofRejected.selector);
-        market.finalizeRound(round, bytes32(uint256(1)), bytes32(uint256(556)), 3, hex"01");
-        market.finalizeRound(round, bytes32(uint256(1)), bytes32(uint256(555)), 3, hex"01");
+        vm.expectRevert(IDataMarket.ProofRejected.selector);
+        market.finalizeRound(round, bytes32(uint256(1)), bytes32(uint256(555)), 1, proof);
+        vm.expectRevert(IDataMarket.ProofRejected.selector);
+        market.finalizeRound(round, bytes32(uint256(1)), bytes32(uint256(556)), 3, proof);
+        market.finalizeRound(round, bytes32(uint256(1)), bytes32(uint256(555)), 3, proof);
         vm.stopPrank();
         assertTrue(market.getRound(round).verified, "verified");
 
@@ -348,20 +434,60 @@ contract DataMarketTest is MarketFixture {
         round = openRound(market);
         submitMask(market, round, 3);
         vm.prank(aggregator);
-        vm.expectRevert(DataMarket.ProofRejected.selector);
-        market.finalizeRound(round, bytes32(uint256(1)), bytes32(uint256(555)), 3, hex"01");
+        vm.expectRevert(IDataMarket.ProofRejected.selector);
+        market.finalizeRound(round, bytes32(uint256(1)), bytes32(uint256(555)), 3, proof);
         inst = market.roundInstances(round, bytes32(uint256(777)), 3);
         assertEq(inst[1], 2, "round number");
         assertEq(inst[4], 555, "round 2 starts from the round-1 aggregate");
         assertEq(inst[7], 3, "round 1's benign mask");
     }
 
-    function test_settlementProofBindsAccuracyAndContributions() public {
-        PinnedVerifier sv = new PinnedVerifier();
-        DataMarket market = createWith(spec(2, 1, address(0), address(sv)), required(2, 1));
+    function test_aFreeValueOutsideTheFieldIsRefused() public {
+        PinnedVerifier halo2 = new PinnedVerifier();
+        EzklCircuitVerifier rv = EzklCircuitVerifier(factory.deployRoundVerifier(halo2, 2));
+        DataMarket market = createWith(spec(2, 1, address(rv), address(0)), required(2, 1));
         registerAll(market);
         revealAll(market);
-        playRound(market, 3, 3);
+        uint32 round = openRound(market);
+        submitMask(market, round, 3);
+        uint256[] memory inst = market.roundInstances(round, bytes32(uint256(555)), 3);
+        pinThrough(halo2, rv, inst, _roundFree());
+        uint256[] memory aliased = _roundFree();
+        aliased[0] += market.FIELD(); // the same element to a verifier that reduces modulo the field
+        (bool ok,) = rv.circuitInstancesFor(inst, aliased);
+        assertTrue(!ok, "a second encoding does not fit the circuit");
+        vm.prank(aggregator);
+        vm.expectRevert(IDataMarket.ProofRejected.selector);
+        market.finalizeRound(round, bytes32(uint256(1)), bytes32(uint256(555)), 3, abi.encode(hex"01", aliased));
+    }
+
+    /// A settlement market over chunks (c0, c1) of 20 test rows, ready to settle with 17 correct.
+    function _settlementMarket(PinnedVerifier halo2) private returns (DataMarket market, EzklCircuitVerifier sv) {
+        sv = EzklCircuitVerifier(factory.deploySettlementVerifier(halo2, 2, 20));
+        PinnedVerifier rounds = new PinnedVerifier();
+        address rv = factory.deployRoundVerifier(rounds, 2);
+        IDataMarket.Spec memory s = spec(2, 1, rv, address(sv));
+        uint256[] memory chunks = new uint256[](2);
+        (chunks[0], chunks[1]) = (101, 102);
+        s.dataCommitment = bytes32(uint256(keccak256(abi.encode(chunks))) % market_FIELD());
+        market = createWith(s, required(2, 1));
+        registerAll(market);
+        revealAll(market);
+        uint32 round = openRound(market);
+        submitMask(market, round, 3);
+        bytes memory roundProof = pinThrough(rounds, EzklCircuitVerifier(rv), market.roundInstances(round, bytes32(uint256(1001)), 3), _roundFree());
+        vm.prank(aggregator);
+        market.finalizeRound(round, keccak256("agg"), bytes32(uint256(1001)), 3, roundProof);
+    }
+
+    function _settlementFree(DataMarket market) private view returns (uint256[] memory free) {
+        free = new uint256[](6); // [correct, splitSeed, h(public), K, chunk hashes]
+        (free[0], free[1], free[2], free[3], free[4], free[5]) = (17, uint256(market.splitSeed()), 13, 2, 101, 102);
+    }
+
+    function test_settlementProofBindsAccuracyAndContributions() public {
+        PinnedVerifier halo2 = new PinnedVerifier();
+        (DataMarket market, EzklCircuitVerifier sv) = _settlementMarket(halo2);
         int256[] memory c = new int256[](2);
         (c[0], c[1]) = (7, -3);
         uint256[] memory inst = market.settlementInstances(8500, c);
@@ -372,38 +498,122 @@ contract DataMarketTest is MarketFixture {
         assertEq(inst[5], 3, "final round's benign mask");
         assertEq(inst[6], uint256(commitmentOf(1, 0)), "final round's commitment of trainer 0");
         assertEq(inst[9], market.FIELD() - 3, "negative contribution as a field element");
-        sv.pin(inst);
+        bytes memory proof = pinThrough(halo2, sv, inst, _settlementFree(market));
 
         vm.startPrank(aggregator);
-        vm.expectRevert(DataMarket.ProofRejected.selector);
-        market.settle(9500, c, hex"01"); // forged accuracy
+        vm.expectRevert(IDataMarket.ProofRejected.selector);
+        market.settle(9500, c, proof); // forged accuracy
         (c[0], c[1]) = (3, 1);
-        vm.expectRevert(DataMarket.ProofRejected.selector);
-        market.settle(8500, c, hex"01"); // forged contributions
+        vm.expectRevert(IDataMarket.ProofRejected.selector);
+        market.settle(8500, c, proof); // forged contributions
         (c[0], c[1]) = (7, -3);
-        market.settle(8500, c, hex"01");
+        market.settle(8500, c, proof);
         vm.stopPrank();
         assertEq(market.owed(trainerAt(0)), RP + POOL_LOW, "all of the pool to the only positive contributor");
     }
 
+    /// One honest proof cannot settle another contribution vector: (7, 3) and (7, 3 - FIELD) were
+    /// the same instances, and the second paid trainer 1 nothing.
+    function test_aContributionAliasedByTheFieldIsRefused() public {
+        PinnedVerifier halo2 = new PinnedVerifier();
+        (DataMarket market, EzklCircuitVerifier sv) = _settlementMarket(halo2);
+        int256[] memory c = new int256[](2);
+        (c[0], c[1]) = (7, 3);
+        bytes memory proof = pinThrough(halo2, sv, market.settlementInstances(8500, c), _settlementFree(market));
+        int256 aliased = 3 - int256(market.FIELD());
+        c[1] = aliased;
+        vm.expectRevert(abi.encodeWithSelector(IDataMarket.ContributionOutOfRange.selector, 1, aliased));
+        market.settlementInstances(8500, c);
+        vm.prank(aggregator);
+        vm.expectRevert(abi.encodeWithSelector(IDataMarket.ContributionOutOfRange.selector, 1, aliased));
+        market.settle(8500, c, proof);
+        int256 tooLarge = market.MAX_CONTRIBUTION() + 1;
+        c[1] = tooLarge;
+        vm.prank(aggregator);
+        vm.expectRevert(abi.encodeWithSelector(IDataMarket.ContributionOutOfRange.selector, 1, tooLarge));
+        market.settle(8500, c, proof);
+        c[1] = 3;
+        vm.prank(aggregator);
+        market.settle(8500, c, proof);
+        assertEq(market.owed(trainerAt(1)), RP + POOL_LOW * 3 / 10, "trainer 1 paid its share");
+    }
+
+    function test_unprovenSettlementAlsoBoundsContributions() public {
+        DataMarket market = start(2, 1);
+        playRound(market, 3, 3);
+        int256[] memory c = new int256[](2);
+        (c[0], c[1]) = (type(int256).min, 1);
+        vm.prank(aggregator);
+        vm.expectRevert(abi.encodeWithSelector(IDataMarket.ContributionOutOfRange.selector, 0, type(int256).min));
+        market.settle(9000, c, "");
+    }
+
     function test_proofFromAnotherMarketIsRejected() public {
-        PinnedVerifier rv = new PinnedVerifier();
-        DataMarket a = createWith(spec(2, 1, address(rv), address(0)), required(2, 1));
+        PinnedVerifier halo2 = new PinnedVerifier();
+        address rv = factory.deployRoundVerifier(halo2, 2);
+        DataMarket a = createWith(spec(2, 1, rv, address(0)), required(2, 1));
         registerAll(a);
         revealAll(a);
-        DataMarket b = createWith(spec(2, 1, address(rv), address(0)), required(2, 1));
+        DataMarket b = createWith(spec(2, 1, rv, address(0)), required(2, 1));
         registerAll(b);
         revealAll(b);
         openRound(a);
         openRound(b);
         submitMask(a, 1, 3);
         submitMask(b, 1, 3); // same commitments in both markets
-        rv.pin(a.roundInstances(1, bytes32(uint256(5)), 3));
+        bytes memory proof = pinThrough(halo2, EzklCircuitVerifier(rv), a.roundInstances(1, bytes32(uint256(5)), 3), _roundFree());
         vm.prank(aggregator);
-        vm.expectRevert(DataMarket.ProofRejected.selector);
-        b.finalizeRound(1, bytes32(uint256(1)), bytes32(uint256(5)), 3, hex"01");
+        vm.expectRevert(IDataMarket.ProofRejected.selector);
+        b.finalizeRound(1, bytes32(uint256(1)), bytes32(uint256(5)), 3, proof);
         vm.prank(aggregator);
-        a.finalizeRound(1, bytes32(uint256(1)), bytes32(uint256(5)), 3, hex"01");
+        a.finalizeRound(1, bytes32(uint256(1)), bytes32(uint256(5)), 3, proof);
+    }
+
+    /// A market's verifiers are adapters the factory deployed, for its number of trainers: an
+    /// owner cannot name a switchable contract that accepts rounds and rejects settlements.
+    function test_onlyTheFactorysVerifiersForTheMarketsShapeAreAccepted() public {
+        PinnedVerifier halo2 = new PinnedVerifier();
+        _refused(
+            spec(2, 1, address(halo2), address(0)),
+            abi.encodeWithSelector(IMarketFactory.UnknownVerifier.selector, address(halo2), IMarketFactory.VerifierKind.Round)
+        );
+        address forThree = factory.deployRoundVerifier(halo2, 3);
+        _refused(
+            spec(2, 1, forThree, address(0)),
+            abi.encodeWithSelector(IMarketFactory.VerifierShapeMismatch.selector, forThree, 3, 2)
+        );
+        address settlement = factory.deploySettlementVerifier(halo2, 2, 10);
+        _refused(
+            spec(2, 1, settlement, address(0)),
+            abi.encodeWithSelector(IMarketFactory.UnknownVerifier.selector, settlement, IMarketFactory.VerifierKind.Round)
+        );
+        vm.expectRevert(abi.encodeWithSelector(IMarketFactory.NoVerifierCode.selector, stranger));
+        factory.deployRoundVerifier(IProofVerifier(stranger), 2);
+
+        address rv = factory.deployRoundVerifier(halo2, 2);
+        IMarketFactory.VerifierInfo memory info = factory.verifierInfo(rv);
+        assertEq(uint256(info.kind), uint256(IMarketFactory.VerifierKind.Round), "kind");
+        assertEq(info.halo2, address(halo2), "the EZKL verifier behind it");
+        assertEq(info.halo2CodeHash, address(halo2).codehash, "its code, to compare with a rebuild");
+        createWith(spec(2, 1, rv, address(0)), required(2, 1));
+    }
+
+    /// A market not made by the factory may name a verifier without code: the call would return
+    /// nothing, and the market reports that as a rejected proof, not an empty revert.
+    function test_aVerifierWithoutCodeIsAProofRejection() public {
+        DataMarket market = DataMarket(Clones.clone(factory.implementation()));
+        vm.prank(owner);
+        market.initialize{value: required(2, 1)}(owner, spec(2, 1, stranger, address(0)));
+        delete trainerAddrs;
+        trainerAddrs.push(trainerAt(0));
+        trainerAddrs.push(trainerAt(1));
+        registerAll(market);
+        revealAll(market);
+        uint32 round = openRound(market);
+        submitMask(market, round, 3);
+        vm.prank(aggregator);
+        vm.expectRevert(IDataMarket.ProofRejected.selector);
+        market.finalizeRound(round, bytes32(uint256(1)), bytes32(uint256(5)), 3, hex"01");
     }
 
     function test_unverifiedMarketSaysSo() public {
@@ -417,12 +627,12 @@ contract DataMarketTest is MarketFixture {
 
     function test_aggregatorThatNeverOpensIsForcedOut() public {
         DataMarket market = start(3, 2);
-        vm.expectRevert(abi.encodeWithSelector(DataMarket.NotStalled.selector, market.aggregatorDeadline()));
+        vm.expectRevert(abi.encodeWithSelector(IDataMarket.NotStalled.selector, market.aggregatorDeadline()));
         market.forceSettle();
         vm.warp(market.aggregatorDeadline() + 1);
         vm.prank(stranger);
         market.forceSettle();
-        assertEq(uint256(market.phase()), uint256(DataMarket.Phase.Aborted), "aborted");
+        assertEq(uint256(market.phase()), uint256(IDataMarket.Phase.Aborted), "aborted");
         assertEq(market.owed(owner), required(3, 2), "everything back to the owner");
         withdrawAll(market);
     }
@@ -447,7 +657,7 @@ contract DataMarketTest is MarketFixture {
         uint64 aggregatorDeadline = market.aggregatorDeadline();
         vm.warp(aggregatorDeadline + 1);
         vm.prank(aggregator);
-        vm.expectRevert(abi.encodeWithSelector(DataMarket.AggregatorWindowClosed.selector, aggregatorDeadline));
+        vm.expectRevert(abi.encodeWithSelector(IDataMarket.AggregatorWindowClosed.selector, aggregatorDeadline));
         market.settle(9000, new int256[](2), "");
         market.forceSettle();
         assertEq(market.owed(trainerAt(1)), RP, "participation");
@@ -464,6 +674,81 @@ contract DataMarketTest is MarketFixture {
         market.settle(9000, c, "");
         assertEq(market.owed(trainerAt(0)), RP + POOL_HIGH, "the only contributor");
         assertEq(market.owed(trainerAt(1)), 0, "stalled trainer");
+        withdrawAll(market);
+    }
+
+    function test_forceSettleNamesThePhaseItCannotEnd() public {
+        DataMarket market = start(2, 1);
+        playRound(market, 3, 3);
+        vm.prank(aggregator);
+        market.settle(9000, new int256[](2), "");
+        vm.warp(block.timestamp + 365 days);
+        vm.expectRevert(abi.encodeWithSelector(IDataMarket.CannotForceSettle.selector, IDataMarket.Phase.Settled));
+        market.forceSettle();
+    }
+
+    // ------------------------------------------------------------ trainer bonds
+
+    function _bonded(uint32 l, uint256 bond) private returns (DataMarket market) {
+        IDataMarket.Spec memory s = spec(l, 1, address(0), address(0));
+        s.trainerBond = bond;
+        market = createWith(s, required(l, 1));
+    }
+
+    /// Squatters who take every seat and never reveal cost the owner nothing and lose their bonds.
+    function test_squattersLoseTheirBondsToTheOwner() public {
+        DataMarket market = _bonded(3, 0.1 ether);
+        bytes32 c = market.seedCommitmentFor(trainerAt(0), seedOf(0));
+        vm.deal(trainerAt(0), 1 ether);
+        vm.prank(trainerAt(0));
+        vm.expectRevert(abi.encodeWithSelector(IDataMarket.WrongBond.selector, 0.1 ether, 0));
+        market.register(bytes32(uint256(1)), c, bytes32(uint256(1)));
+        registerAll(market);
+        assertEq(address(market).balance, required(3, 1) + 0.3 ether, "escrow and bonds held");
+        vm.warp(market.revealDeadline() + 1);
+        market.closeReveal();
+        assertEq(uint256(market.phase()), uint256(IDataMarket.Phase.Cancelled), "nobody revealed");
+        assertEq(market.owed(owner), required(3, 1) + 0.3 ether, "escrow back, and the squatters' bonds");
+        for (uint256 i = 0; i < 3; ++i) {
+            assertEq(market.owed(trainerAt(i)), 0, "a squatter gets nothing back");
+        }
+        withdrawAll(market);
+    }
+
+    function test_aRevealReturnsTheBondAndAMissedOneForfeitsIt() public {
+        DataMarket market = _bonded(3, 0.1 ether);
+        registerAll(market);
+        vm.prank(trainerAt(0));
+        market.reveal(seedOf(0));
+        assertEq(market.owed(trainerAt(0)), 0.1 ether, "withdrawable once revealed");
+        vm.prank(trainerAt(0));
+        market.withdraw();
+        vm.prank(trainerAt(2));
+        market.reveal(seedOf(2));
+        vm.warp(market.revealDeadline() + 1);
+        market.closeReveal();
+        assertEq(market.owed(owner), 0.1 ether, "trainer 1's bond, as training starts");
+        assertEq(market.owed(trainerAt(1)), 0, "trainer 1 never revealed");
+        assertEq(market.owed(trainerAt(2)), 0.1 ether, "trainer 2's bond");
+        playRound(market, 5, 5);
+        int256[] memory c = new int256[](3);
+        (c[0], c[2]) = (1, 1);
+        vm.prank(aggregator);
+        market.settle(9500, c, "");
+        assertEq(market.owed(trainerAt(2)), 0.1 ether + RP + POOL_HIGH / 2, "bond and payout");
+        assertEq(market.owed(trainerAt(0)), RP + POOL_HIGH / 2, "bond already withdrawn");
+        withdrawAll(market);
+    }
+
+    function test_aMarketCancelledInRegistrationReturnsEveryBond() public {
+        DataMarket market = _bonded(3, 0.1 ether);
+        registerOne(market, 0);
+        registerOne(market, 1);
+        vm.warp(market.registrationDeadline() + 1);
+        market.cancel();
+        assertEq(market.owed(trainerAt(0)), 0.1 ether, "bond back");
+        assertEq(market.owed(trainerAt(1)), 0.1 ether, "bond back");
+        assertEq(market.owed(owner), required(3, 1), "escrow back");
         withdrawAll(market);
     }
 
@@ -494,12 +779,12 @@ contract DataMarketTest is MarketFixture {
         assertEq(market.owed(address(evil)), owedBefore, "nothing lost");
 
         vm.prank(stranger);
-        vm.expectRevert(abi.encodeWithSelector(DataMarket.NothingToWithdraw.selector, stranger));
+        vm.expectRevert(abi.encodeWithSelector(IDataMarket.NothingToWithdraw.selector, stranger));
         market.withdraw();
         vm.prank(trainerAt(0));
         market.withdraw();
         vm.prank(trainerAt(0));
-        vm.expectRevert(abi.encodeWithSelector(DataMarket.NothingToWithdraw.selector, trainerAt(0)));
+        vm.expectRevert(abi.encodeWithSelector(IDataMarket.NothingToWithdraw.selector, trainerAt(0)));
         market.withdraw();
     }
 
@@ -509,11 +794,11 @@ contract DataMarketTest is MarketFixture {
         vm.assume(caller != aggregator);
         DataMarket market = start(2, 1);
         vm.startPrank(caller);
-        vm.expectRevert(abi.encodeWithSelector(DataMarket.NotAggregator.selector, caller));
+        vm.expectRevert(abi.encodeWithSelector(IDataMarket.NotAggregator.selector, caller));
         market.openRound(bytes32(uint256(1)), bytes32(uint256(1)));
-        vm.expectRevert(abi.encodeWithSelector(DataMarket.NotAggregator.selector, caller));
+        vm.expectRevert(abi.encodeWithSelector(IDataMarket.NotAggregator.selector, caller));
         market.finalizeRound(1, bytes32(uint256(1)), bytes32(uint256(1)), 0, "");
-        vm.expectRevert(abi.encodeWithSelector(DataMarket.NotAggregator.selector, caller));
+        vm.expectRevert(abi.encodeWithSelector(IDataMarket.NotAggregator.selector, caller));
         market.settle(0, new int256[](2), "");
         vm.stopPrank();
     }
@@ -523,7 +808,7 @@ contract DataMarketTest is MarketFixture {
         DataMarket market = start(2, 1);
         uint32 round = openRound(market);
         vm.prank(caller);
-        vm.expectRevert(abi.encodeWithSelector(DataMarket.NotRegistered.selector, caller));
+        vm.expectRevert(abi.encodeWithSelector(IDataMarket.NotRegistered.selector, caller));
         market.submit(round, bytes32(uint256(1)), bytes32(uint256(1)));
     }
 
@@ -534,7 +819,7 @@ contract DataMarketTest is MarketFixture {
         vm.prank(aggregator);
         market.settle(9000, new int256[](2), "");
         vm.prank(caller);
-        vm.expectRevert(abi.encodeWithSelector(DataMarket.NothingToWithdraw.selector, caller));
+        vm.expectRevert(abi.encodeWithSelector(IDataMarket.NothingToWithdraw.selector, caller));
         market.withdraw();
     }
 }

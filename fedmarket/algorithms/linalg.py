@@ -22,8 +22,21 @@ def column_blocks(d: int, block: int = BLOCK_COLUMNS) -> list[slice]:
     return [slice(start, min(start + block, d)) for start in range(0, d, block)]
 
 
+# Where ||a||^2 + ||b||^2 - 2 a.b has lost more than about 8 of float64's 16 digits to
+# cancellation: below this fraction of ||a||^2 + ||b||^2, a distance is computed from a - b.
+CANCELLATION = 1e-8
+
+
+def centre_row(x: np.ndarray) -> int:
+    """The row the Gram matrix is centred on: the one of median norm. Subtracting a row changes
+    no distance, and one of the majority's keeps their coordinates small, whatever a minority of
+    rows holds (a mean would move with one huge row, and every honest distance with it)."""
+    norms = np.einsum("ij,ij->i", x, x)
+    return int(np.argsort(norms, kind="stable")[(len(norms) - 1) // 2])
+
+
 def centered_gram(x: np.ndarray) -> np.ndarray:
-    """Gram matrix of the rows of `x` after subtracting their coordinate-wise mean.
+    """Gram matrix of the rows of `x` after subtracting the median-norm row (`centre_row`).
 
     Centering does not change any pairwise distance, and it removes the cancellation that
     ||a||^2 + ||b||^2 - 2 a.b suffers when models are large and close together. Each block is
@@ -33,9 +46,10 @@ def centered_gram(x: np.ndarray) -> np.ndarray:
     x = np.asarray(x, dtype=np.float64)
     if x.shape[0] == 0:
         return np.zeros((0, 0))
+    centre = x[centre_row(x)]
 
     def block_gram(cols: slice) -> np.ndarray:
-        c = x[:, cols] - x[:, cols].mean(axis=0)
+        c = x[:, cols] - centre[cols]
         return c @ c.T
 
     # sequential: BLAS already runs each block's syrk on every core; threads on top oversubscribe
@@ -48,8 +62,17 @@ def gram_to_sq_distances(gram: np.ndarray) -> np.ndarray:
 
 
 def pairwise_sq_distances(x: np.ndarray) -> np.ndarray:
-    """||x_i - x_j||^2 for all pairs, from one (centered) Gram matrix."""
-    distances = gram_to_sq_distances(centered_gram(x))
+    """||x_i - x_j||^2 for all pairs: from one centred Gram matrix, and from the difference itself
+    for the pairs where the Gram form cancelled too far to trust (near-copies of large rows), so
+    every distance has float64's relative accuracy for any finite input."""
+    x = np.asarray(x, dtype=np.float64)
+    gram = centered_gram(x)
+    distances = gram_to_sq_distances(gram)
+    sq = np.diag(gram)
+    suspect = np.triu(distances <= CANCELLATION * (sq[:, None] + sq[None, :]), k=1)
+    for i, j in zip(*np.nonzero(suspect)):
+        diff = x[i] - x[j]
+        distances[i, j] = distances[j, i] = diff @ diff
     np.fill_diagonal(distances, 0.0)
     return distances
 

@@ -2,7 +2,7 @@
 
 from fedmarket.chain.adapter import Chain, TxResult, account_from_key
 from fedmarket.chain.ledger import MarketLedger
-from fedmarket.chain.market import FactoryClient, MarketClient, RoundState, seed_commitment
+from fedmarket.chain.market import FactoryClient, MarketClient, RoundState, VerifierInfo, seed_commitment
 
 __all__ = [
     "Chain",
@@ -11,6 +11,7 @@ __all__ = [
     "MarketLedger",
     "RoundState",
     "TxResult",
+    "VerifierInfo",
     "account_from_key",
     "seed_commitment",
 ]

@@ -80,6 +80,13 @@ class Chain:
         return self._tester is not None
 
     @property
+    def _mined_in(self) -> str | None:
+        """The block a transaction is estimated in: the one it will be mined in, not the last one
+        (block.number differs, and the split seed needs a block after its seed block). eth-tester
+        estimates there already and takes no block identifier."""
+        return None if self.in_process else "pending"
+
+    @property
     def description(self) -> str:
         if self.in_process:
             return f"in-process EVM (py-evm), chain id {self.chain_id}"
@@ -106,6 +113,10 @@ class Chain:
         address = result.receipt["contractAddress"]
         return self._w3.eth.contract(address=Web3.to_checksum_address(address), abi=artifact["abi"]), result
 
+    def runtime_code_of(self, name: str) -> bytes:
+        """The deployed code a contract of contracts/artifacts has (no immutables: DataMarket)."""
+        return bytes.fromhex(load_artifact(self.artifacts_dir, name)["deployedBytecode"].removeprefix("0x"))
+
     def contract_at(self, abi: list, address: str) -> Contract:
         """A contract whose ABI is not among contracts/artifacts (an EZKL-generated verifier)."""
         return self._w3.eth.contract(address=Web3.to_checksum_address(address), abi=abi)
@@ -129,6 +140,9 @@ class Chain:
 
     def timestamp(self, block: int | str = "latest") -> int:
         return int(self._read("eth_getBlockByNumber", lambda: self._w3.eth.get_block(block)["timestamp"]))
+
+    def block_hash(self, block: int) -> bytes:
+        return bytes(self._read("eth_getBlockByNumber", lambda: self._w3.eth.get_block(block)["hash"]))
 
     def code(self, address: str, block: int | str = "latest") -> bytes:
         checksum = Web3.to_checksum_address(address)
@@ -189,7 +203,7 @@ class Chain:
 
     def _estimate(self, account: LocalAccount, fn: ContractFunction, value: int, label: str) -> int:
         try:
-            return fn.estimate_gas({"from": account.address, "value": value, "chainId": self.chain_id})
+            return fn.estimate_gas({"from": account.address, "value": value, "chainId": self.chain_id}, self._mined_in)
         except Exception as exc:
             raise self._translate(label, exc) from exc
 
@@ -197,7 +211,7 @@ class Chain:
         base = {"from": account.address, "value": value, "chainId": self.chain_id}
         try:
             base["nonce"] = self._w3.eth.get_transaction_count(account.address, "pending")
-            base["gas"] = int(fn.estimate_gas(base) * 1.2) + 10_000
+            base["gas"] = int(fn.estimate_gas(base, self._mined_in) * 1.2) + 10_000
             signed = account.sign_transaction(fn.build_transaction(base))
             tx_hash = self._w3.eth.send_raw_transaction(signed.raw_transaction)
             return tx_hash, base["gas"], self._w3.eth.wait_for_transaction_receipt(tx_hash, timeout=120)

@@ -59,6 +59,7 @@ class MarketLedger:
     contributions: list[int] = field(default_factory=list)
     credited: dict[str, int] = field(default_factory=dict)
     withdrawn: dict[str, int] = field(default_factory=dict)
+    bonds_credited: int = 0
     last_block: int = -1
 
     # ------------------------------------------------------------ derived views
@@ -74,16 +75,21 @@ class MarketLedger:
         return sum(self.credited.values()) - sum(self.withdrawn.values())
 
     def undistributed(self) -> int:
-        return self.deposit - sum(self.credited.values())
+        """Escrow credited to no one yet (bonds are not escrow)."""
+        return self.deposit - (sum(self.credited.values()) - self.bonds_credited)
+
+    def bonds_held(self) -> int:
+        return int(self.spec.get("trainerBond", 0)) * len(self.trainers) - self.bonds_credited
 
     def benign_rounds(self, index: int) -> int:
         return sum(1 for r in self.rounds.values() if r.finalized and r.benign_mask >> index & 1)
 
     # ------------------------------------------------------------ replay
     @classmethod
-    def rebuild(cls, market: MarketClient, *, from_block: int = 0, to_block: int | str = "latest") -> MarketLedger:
+    def rebuild(cls, market: MarketClient, *, to_block: int | str = "latest") -> MarketLedger:
+        """The market from its creation block's logs on."""
         ledger = cls(address=market.address)
-        ledger.extend(market, from_block=from_block, to_block=to_block)
+        ledger.extend(market, from_block=market.creation_block(), to_block=to_block)
         return ledger
 
     def extend(self, market: MarketClient, *, from_block: int, to_block: int | str = "latest") -> None:
@@ -102,9 +108,11 @@ class MarketLedger:
             self.apply(event["event"], dict(event["args"]))
             self.last_block = max(self.last_block, int(raw["blockNumber"]))
 
-    def _credit(self, account: str, amount: int) -> None:
+    def _credit(self, account: str, amount: int, *, bond: bool = False) -> None:
         if amount:
             self.credited[account] = self.credited.get(account, 0) + int(amount)
+            if bond:
+                self.bonds_credited += int(amount)
 
     def apply(self, name: str, args: dict[str, Any]) -> None:
         handler = getattr(self, f"_on_{name}", None)
@@ -135,12 +143,16 @@ class MarketLedger:
 
     def _on_SeedRevealed(self, a: dict) -> None:
         self.revealed_seeds[a["trainer"]] = hex32(a["seed"])
+        self._credit(a["trainer"], self.spec.get("trainerBond", 0), bond=True)  # a reveal returns the bond
 
     def _on_TrainingStarted(self, a: dict) -> None:
         self.phase = "Training"
-        self.split_seed = hex32(a["splitSeed"])
         self.active_mask = int(a["activeMask"])
         self.aggregator_deadline = int(a["aggregatorDeadline"])
+        self._credit(self.owner, a["bondsForfeited"], bond=True)
+
+    def _on_SplitSeedFixed(self, a: dict) -> None:
+        self.split_seed = hex32(a["splitSeed"])
 
     def _on_RoundOpened(self, a: dict) -> None:
         r = int(a["round"])
@@ -167,8 +179,16 @@ class MarketLedger:
         self._credit(self.owner, a["ownerRefund"])
 
     def _on_MarketCancelled(self, a: dict) -> None:
+        bonds = int(self.spec.get("trainerBond", 0)) * len(self.trainers)
+        refund = int(a["ownerRefund"])
+        if self.phase == "Registration":  # cancelled before the reveal: every bond goes back
+            for trainer in self.trainers:
+                self._credit(trainer, self.spec.get("trainerBond", 0), bond=True)
+        else:  # the reveal ended with no one: the refund carries every bond
+            self._credit(self.owner, bonds, bond=True)
+            refund -= bonds
         self.phase = "Cancelled"
-        self._credit(self.owner, a["ownerRefund"])
+        self._credit(self.owner, refund)
 
     def _on_MarketAborted(self, a: dict) -> None:
         self.phase = "Aborted"

@@ -39,6 +39,7 @@ EVENT_NAMES = {
     "SeedRevealStarted": "fedmarket.market.seed-reveal-started",
     "SeedRevealed": "fedmarket.trainer.seed-revealed",
     "TrainingStarted": "fedmarket.market.training-started",
+    "SplitSeedFixed": "fedmarket.market.split-seed-fixed",
     "RoundOpened": "fedmarket.round.opened",
     "UpdateSubmitted": "fedmarket.round.update-submitted",
     "RoundFinalized": "fedmarket.round.finalized",

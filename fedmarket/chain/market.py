@@ -41,6 +41,20 @@ def seed_commitment(chain_id: int, market: str, trainer: str, seed: bytes) -> by
     return keccak(encoded)
 
 
+VERIFIER_KINDS = ("none", "round", "settlement")  # IMarketFactory.VerifierKind
+
+
+@dataclass(frozen=True)
+class VerifierInfo:
+    """What a verifier adapter of the factory checks (kind "none": not the factory's)."""
+
+    kind: str
+    trainers: int
+    samples: int
+    halo2: str
+    halo2_code_hash: str
+
+
 @dataclass(frozen=True)
 class RoundState:
     round: int
@@ -77,6 +91,7 @@ class FactoryClient:
             spec.aggregator_window_s,
             spec.participation_reward_wei,
             spec.aggregator_fee_wei,
+            spec.trainer_bond_wei,
             list(spec.schedule.thresholds_bps),
             list(spec.schedule.pools_wei),
             Web3.to_checksum_address(spec.round_verifier),
@@ -88,6 +103,28 @@ class FactoryClient:
 
     def implementation(self) -> str:
         return self.chain.call(self.contract.functions.implementation())
+
+    def deploy_round_verifier(self, account: LocalAccount, halo2: str, trainers: int) -> tuple[str, TxResult]:
+        """The round verifier adapter for `trainers` slots over EZKL's verifier `halo2`, deployed
+        and recorded by this factory (a market may name only such adapters)."""
+        fn = self.contract.functions.deployRoundVerifier(Web3.to_checksum_address(halo2), trainers)
+        return self._deployed_verifier(self.chain.transact(account, fn))
+
+    def deploy_settlement_verifier(
+        self, account: LocalAccount, halo2: str, trainers: int, samples: int
+    ) -> tuple[str, TxResult]:
+        fn = self.contract.functions.deploySettlementVerifier(Web3.to_checksum_address(halo2), trainers, samples)
+        return self._deployed_verifier(self.chain.transact(account, fn))
+
+    def _deployed_verifier(self, result: TxResult) -> tuple[str, TxResult]:
+        (event,) = self.contract.events.VerifierDeployed().process_receipt(result.receipt, errors=_DISCARD)
+        return event["args"]["adapter"], result
+
+    def verifier_info(self, adapter: str) -> VerifierInfo:
+        kind, trainers, samples, halo2, code_hash = self.chain.call(
+            self.contract.functions.verifierInfo(Web3.to_checksum_address(adapter))
+        )
+        return VerifierInfo(VERIFIER_KINDS[kind], int(trainers), int(samples), halo2, hex32(code_hash))
 
     def is_market(self, address: str) -> bool:
         return bool(self.chain.call(self.contract.functions.isMarket(Web3.to_checksum_address(address))))
@@ -102,18 +139,24 @@ class MarketClient:
         self.contract = chain.contract("DataMarket", address)
         self.address = self.contract.address
         self._f = self.contract.functions
+        self._creation_block: int | None = None
 
     # ------------------------------------------------------------ transactions
     def register(self, account: LocalAccount, encryption_key: bytes, seed: bytes, summary_cid: str) -> TxResult:
-        """Register with a commitment to `seed`, which the trainer keeps secret until `reveal`."""
+        """Register with a commitment to `seed`, which the trainer keeps secret until `reveal`,
+        paying the market's trainer bond (returned at the reveal)."""
         commitment = seed_commitment(self.chain.chain_id, self.address, account.address, seed)
-        return self.chain.transact(account, self._f.register(b32(encryption_key), commitment, digest_of(summary_cid)))
+        fn = self._f.register(b32(encryption_key), commitment, digest_of(summary_cid))
+        return self.chain.transact(account, fn, value=self.trainer_bond())
 
     def reveal(self, account: LocalAccount, seed: bytes) -> TxResult:
         return self.chain.transact(account, self._f.reveal(b32(seed)))
 
     def close_reveal(self, account: LocalAccount) -> TxResult:
         return self.chain.transact(account, self._f.closeReveal())
+
+    def fix_split_seed(self, account: LocalAccount) -> TxResult:
+        return self.chain.transact(account, self._f.fixSplitSeed())
 
     def open_round(self, account: LocalAccount, model_cid: str, model_commitment: str) -> TxResult:
         return self.chain.transact(account, self._f.openRound(digest_of(model_cid), b32(model_commitment)))
@@ -206,15 +249,36 @@ class MarketClient:
     def undistributed(self) -> int:
         return int(self._read("undistributed"))
 
+    def bonds_held(self) -> int:
+        """Trainer bonds received and not yet credited back or to the owner."""
+        return int(self._read("bondsHeld"))
+
     def benign_rounds(self, index: int) -> int:
         return int(self._read("benignRounds", index))
 
     def split_seed(self) -> bytes:
-        """The seed of the owner's validation/test split, fixed by the trainers' revealed seeds."""
+        """The seed of the owner's validation/test split, fixed by the trainers' revealed seeds and
+        a block hash once training started (the first round's opening fixes it)."""
         seed = bytes(self._read("splitSeed"))
         if not any(seed):
             raise ProtocolError(f"market {self.address} has no split seed yet (phase {self.phase()})")
         return seed
+
+    def seed_block(self) -> int:
+        """The block whose hash, with the revealed seeds, fixes the split seed (zero before training)."""
+        return int(self._read("seedBlock"))
+
+    def trainer_bond(self) -> int:
+        return int(self._read("trainerBond"))
+
+    def factory(self) -> str:
+        return self._read("factory")
+
+    def creation_block(self) -> int:
+        """The block that created this market: where every read of its logs starts."""
+        if self._creation_block is None:
+            self._creation_block = int(self._read("creationBlock"))
+        return self._creation_block
 
     def rloo_seed(self) -> bytes:
         return bytes(self._read("rlooSeed"))
@@ -278,9 +342,11 @@ class MarketClient:
             )
         return sorted(out, key=lambda s: s.index)
 
-    def events(self, name: str, *, from_block: int = 0, **filters) -> list:
-        """This market's `name` events whose indexed arguments equal `filters`, in chain order."""
-        return self.chain.events(self.contract, name, from_block, **filters)
+    def events(self, name: str, *, from_block: int | None = None, **filters) -> list:
+        """This market's `name` events whose indexed arguments equal `filters`, in chain order,
+        read from its creation block (or `from_block`) in bounded pages."""
+        start = self.creation_block() if from_block is None else max(from_block, self.creation_block())
+        return self.chain.events(self.contract, name, start, **filters)
 
     def last_event(self, name: str, **filters) -> tuple[dict, TxResult] | None:
         """The latest `name` event matching `filters` and the transaction that emitted it: how a

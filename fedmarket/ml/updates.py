@@ -14,9 +14,9 @@ from safetensors import SafetensorError
 from safetensors.torch import load as st_load
 from safetensors.torch import save as st_save
 
-from fedmarket.errors import MalformedUpdateError, NonFiniteUpdateError
+from fedmarket.errors import MalformedUpdateError, NonFiniteUpdateError, UpdateOutOfBoundsError
 from fedmarket.ml.models import state_to_vector, template, vector_to_state
-from fedmarket_schemas.market import ModelConfig
+from fedmarket_schemas.market import ModelConfig, UpdateBounds
 
 FORMAT = "fedmarket.update.v1"
 
@@ -46,3 +46,16 @@ def decode_update(data: bytes, model: ModelConfig) -> np.ndarray:
             raise NonFiniteUpdateError(f"tensor {name} holds {bad} NaN or infinite values")
         ordered[name] = tensor
     return state_to_vector(ordered)
+
+
+def check_bounds(vector: np.ndarray, start: np.ndarray, bounds: UpdateBounds) -> None:
+    """Refuse a finite model outside the task's bounds (UpdateOutOfBoundsError, naming which)."""
+    largest = float(np.max(np.abs(vector))) if vector.size else 0.0
+    if largest > bounds.max_abs:
+        raise UpdateOutOfBoundsError(f"an entry of magnitude {largest:.3g} is outside the task's +-{bounds.max_abs:g}")
+    limit = bounds.max_norm_ratio * max(float(np.linalg.norm(start)), 1.0)
+    moved = float(np.linalg.norm(vector - start))
+    if moved > limit:
+        raise UpdateOutOfBoundsError(
+            f"the update's norm {moved:.3g} is over the task's {bounds.max_norm_ratio:g} x the start model's ({limit:.3g})"
+        )

@@ -8,7 +8,7 @@ from pathlib import Path
 
 from multiformats import CID
 
-from fedmarket.errors import ContentNotFoundError
+from fedmarket.errors import ContentNotFoundError, StoreUnavailableError
 from fedmarket.store.base import ContentStore
 from fedmarket.store.cid import parse_cid
 
@@ -44,6 +44,8 @@ class EmbeddedStore(ContentStore):
             return target.read_bytes()
         except FileNotFoundError:
             raise ContentNotFoundError(f"no content for {cid} in {self.root}") from None
+        except OSError as exc:  # the directory's disk or mount, not the content
+            raise StoreUnavailableError(f"cannot read {self.root}: {exc}") from exc
 
     def has(self, cid: str | CID) -> bool:
         return self.path_of(cid).exists()

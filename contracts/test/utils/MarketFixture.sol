@@ -2,8 +2,10 @@
 pragma solidity ^0.8.28;
 
 import {DataMarket} from "../../src/DataMarket.sol";
+import {IDataMarket} from "../../src/IDataMarket.sol";
 import {MarketFactory} from "../../src/MarketFactory.sol";
 import {IProofVerifier} from "../../src/IProofVerifier.sol";
+import {EzklCircuitVerifier} from "../../src/EzklCircuitVerifier.sol";
 import {TestBase} from "./TestBase.sol";
 
 /// Accepts exactly one instance vector (set by the test), so a proof is "valid" only for the
@@ -20,6 +22,17 @@ contract PinnedVerifier is IProofVerifier {
         calls += 1;
         return proof.length > 0 && keccak256(abi.encode(instances)) == expected;
     }
+}
+
+/// A verifier adapter the factory deployed over a PinnedVerifier standing in for EZKL's: pinned to
+/// the circuit instances the adapter lays the market's out as, for `free` values given.
+function pinThrough(PinnedVerifier halo2, EzklCircuitVerifier adapter, uint256[] memory instances, uint256[] memory free)
+    returns (bytes memory proof)
+{
+    (bool ok, uint256[] memory circuit) = adapter.circuitInstancesFor(instances, free);
+    require(ok, "instances do not fit the circuit");
+    halo2.pin(circuit);
+    proof = abi.encode(hex"01", free);
 }
 
 /// A trainer that is a contract and tries to re-enter `withdraw` when paid.
@@ -87,7 +100,7 @@ abstract contract MarketFixture is TestBase {
     function spec(uint32 l, uint32 t, address roundVerifier, address settlementVerifier)
         internal
         view
-        returns (DataMarket.Spec memory s)
+        returns (IDataMarket.Spec memory s)
     {
         uint16[] memory thresholds = new uint16[](2);
         thresholds[0] = 8000;
@@ -95,7 +108,7 @@ abstract contract MarketFixture is TestBase {
         uint256[] memory pools = new uint256[](2);
         pools[0] = POOL_LOW;
         pools[1] = POOL_HIGH;
-        s = DataMarket.Spec({
+        s = IDataMarket.Spec({
             specCid: keccak256("spec"),
             dataCid: keccak256("data"),
             dataCommitment: bytes32(uint256(keccak256("data commitment")) >> 8),
@@ -109,6 +122,7 @@ abstract contract MarketFixture is TestBase {
             aggregatorWindow: AGG_WINDOW,
             participationReward: RP,
             aggregatorFee: FEE,
+            trainerBond: 0,
             accuracyThresholds: thresholds,
             rewardPools: pools,
             roundVerifier: roundVerifier,
@@ -124,7 +138,7 @@ abstract contract MarketFixture is TestBase {
         return createWith(spec(l, t, address(0), address(0)), required(l, t));
     }
 
-    function createWith(DataMarket.Spec memory s, uint256 value) internal returns (DataMarket market) {
+    function createWith(IDataMarket.Spec memory s, uint256 value) internal returns (DataMarket market) {
         vm.prank(owner);
         market = DataMarket(factory.createMarket{value: value}(s));
         delete trainerAddrs;
@@ -135,11 +149,17 @@ abstract contract MarketFixture is TestBase {
 
     function registerAll(DataMarket market) internal {
         for (uint256 i = 0; i < trainerAddrs.length; ++i) {
-            address t = trainerAddrs[i];
-            bytes32 commitment = market.seedCommitmentFor(t, seedOf(i));
-            vm.prank(t);
-            market.register(keccak256(abi.encode("key", i)), commitment, bytes32(uint256(1 + i)));
+            registerOne(market, i);
         }
+    }
+
+    function registerOne(DataMarket market, uint256 i) internal {
+        address t = trainerAddrs[i];
+        bytes32 commitment = market.seedCommitmentFor(t, seedOf(i));
+        uint256 bond = market.trainerBond();
+        vm.deal(t, t.balance + bond);
+        vm.prank(t);
+        market.register{value: bond}(keccak256(abi.encode("key", i)), commitment, bytes32(uint256(1 + i)));
     }
 
     function revealAll(DataMarket market) internal {
@@ -156,6 +176,7 @@ abstract contract MarketFixture is TestBase {
     }
 
     function openRound(DataMarket market) internal returns (uint32 round) {
+        if (market.splitSeed() == bytes32(0)) vm.roll(block.number + 1); // the seed block's hash is known
         bytes32 modelCid = keccak256(abi.encode("model", market.currentRound()));
         vm.prank(aggregator);
         market.openRound(modelCid, bytes32(uint256(42)));

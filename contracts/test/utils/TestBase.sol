@@ -27,6 +27,13 @@ abstract contract TestBase {
         if (a > b) revert(string.concat(what, ": ", _str(a), " > ", _str(b)));
     }
 
+    function assertLt(uint256 a, uint256 b, string memory what) internal pure {
+        if (a >= b) revert(string.concat(what, ": ", _str(a), " >= ", _str(b)));
+    }
+
+    /// forge prints these with -vv: figures a test measures, such as gas at a bound.
+    event log_named_uint(string key, uint256 val);
+
     function bound(uint256 x, uint256 lo, uint256 hi) internal pure returns (uint256) {
         return lo + (x % (hi - lo + 1));
     }

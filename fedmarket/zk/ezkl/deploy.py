@@ -1,9 +1,10 @@
-"""Verifiers on chain, once per circuit and chain: EZKL's generated Halo2Verifier plus the adapter
-that lays a market's instances out as the circuit's (contracts/src/EzklRoundVerifier.sol).
+"""Verifiers on chain, once per circuit, chain and factory: EZKL's generated Halo2Verifier, and
+the adapter that lays a market's instances out as the circuit's (contracts/src/EzklRoundVerifier.sol),
+deployed by the market factory, which records it: a market may name only the factory's adapters.
 
-A deployment is recorded in the build directory per chain id and reused while its code is still
-on that chain (a restarted dev chain has none), so every market of the same shape references the
-same verifier."""
+A deployment is recorded in the build directory per chain id and factory and reused while its
+code is still on that chain (a restarted dev chain has none), so every market of the same shape
+references the same verifier."""
 
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ from dataclasses import dataclass
 
 from eth_account.signers.local import LocalAccount
 
-from fedmarket.chain.adapter import Chain
+from fedmarket.chain import Chain, FactoryClient
 from fedmarket.chain.artifacts import load_artifact
 from fedmarket.zk.ezkl.toolchain import CircuitBuild
 from fedmarket.zk.ezkl.verifier import verifier_artifact
@@ -25,28 +26,33 @@ class DeployedVerifier:
     deploy_gas: int
 
 
-def deploy_verifier(chain: Chain, account: LocalAccount, build: CircuitBuild, adapter: str, *args) -> DeployedVerifier:
-    """The adapter contract `adapter` (constructor: the Halo2Verifier, then `args`) for `build`."""
-    record = build.dir / f"deployed-{chain.chain_id}-{adapter}-{'-'.join(map(str, args))}.json"
+def _deploy(
+    factory: FactoryClient, account: LocalAccount, build: CircuitBuild, kind: str, *shape: int
+) -> DeployedVerifier:
+    chain = factory.chain
+    record = build.dir / f"deployed-{chain.chain_id}-{factory.address}-{kind}-{'-'.join(map(str, shape))}.json"
     if record.is_file():
         known = DeployedVerifier(**json.loads(record.read_text()))
         if chain.has_code(known.halo2) and chain.has_code(known.adapter):
             return known
     halo2, first = chain.deploy_artifact(account, verifier_artifact(build))
-    contract, second = chain.deploy_artifact(account, load_artifact(chain.artifacts_dir, adapter), halo2.address, *args)
-    deployed = DeployedVerifier(halo2.address, contract.address, first.gas_used + second.gas_used)
+    deploy = factory.deploy_round_verifier if kind == "round" else factory.deploy_settlement_verifier
+    adapter, second = deploy(account, halo2.address, *shape)
+    deployed = DeployedVerifier(halo2.address, adapter, first.gas_used + second.gas_used)
     record.write_text(json.dumps(deployed.__dict__))
     return deployed
 
 
-def deploy_round_verifier(chain: Chain, account: LocalAccount, build: CircuitBuild, trainers: int) -> DeployedVerifier:
-    return deploy_verifier(chain, account, build, "EzklRoundVerifier", trainers)
+def deploy_round_verifier(
+    factory: FactoryClient, account: LocalAccount, build: CircuitBuild, trainers: int
+) -> DeployedVerifier:
+    return _deploy(factory, account, build, "round", trainers)
 
 
 def deploy_settlement_verifier(
-    chain: Chain, account: LocalAccount, build: CircuitBuild, trainers: int, samples: int
+    factory: FactoryClient, account: LocalAccount, build: CircuitBuild, trainers: int, samples: int
 ) -> DeployedVerifier:
-    return deploy_verifier(chain, account, build, "EzklSettlementVerifier", trainers, samples)
+    return _deploy(factory, account, build, "settlement", trainers, samples)
 
 
 def deployed_verifier_code(chain: Chain, adapter: str) -> bytes:

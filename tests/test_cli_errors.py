@@ -1,0 +1,101 @@
+"""Every command given a bad option, file or setting answers with one line that names the
+problem, exit status 2 for usage and 1 for what went wrong at run time, and no traceback."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+import pytest
+from typer.testing import CliRunner
+
+from fedmarket_cli import app
+
+runner = CliRunner()
+ADDRESS = "0x" + "11" * 20
+KEY = "0x" + "aa" * 32
+
+BAD = [
+    (["demo", "--model", "foo"], 2, "foo"),
+    (["demo", "--trainers", "2"], 2, "trainers"),
+    (["demo", "--split", "skewed"], 2, "skewed"),
+    (["bench", "gas", "--trainers", "0"], 2, "--trainers"),
+    (["bench", "gas", "--trainers", "200"], 2, "128"),
+    (["bench", "robustness", "--models", "cnn"], 2, "cnn"),
+    (["bench", "contribution", "--methods", "banzhaf"], 2, "banzhaf"),
+    (["bench", "zk", "--model", "cnn"], 2, "cnn"),
+    (["bench", "aggregation", "--params", "ten"], 2, "--params"),
+    (["zk", "prune", "--unused-days", "-1"], 2, "--unused-days"),
+    (["data", "digits", "--out", "{tmp}", "--split", "skewed"], 2, "skewed"),
+    (["keys", "new", "--out", "{tmp}/k.json", "--role", "x", "--bogus"], 2, "--bogus"),
+    (["owner", "create", "--data", "{tmp}/missing", "--aggregator", ADDRESS, "--aggregator-key", KEY], 2, "--data"),
+    (["owner", "create", "--data", "{file}", "--aggregator", "0x12", "--aggregator-key", KEY], 2, "0x12"),
+    (["owner", "create", "--data", "{file}", "--aggregator", ADDRESS, "--aggregator-key", "0x1"], 2, "0x1"),
+    (
+        ["owner", "create", "--data", "{file}", "--aggregator", ADDRESS, "--aggregator-key", KEY, "--model", "foo"],
+        2,
+        "foo",
+    ),
+    (
+        ["owner", "create", "--data", "{file}", "--aggregator", ADDRESS, "--aggregator-key", KEY, "--trainers", "0"],
+        2,
+        "--trainers",
+    ),
+    (["owner", "status", "--market", "0x12"], 2, "0x12"),
+    (["owner", "status"], 2, "--market"),
+    (["owner", "cancel", "--market", "market"], 2, "market"),
+    (["owner", "withdraw", "--market", "0xzz"], 2, "0xzz"),
+    (["trainer", "register", "--market", "0x12", "--data", "{file}"], 2, "0x12"),
+    (["trainer", "run", "--market", ADDRESS, "--data", "{tmp}"], 2, "--data"),
+    (["aggregator", "run", "--market", "0x12"], 2, "0x12"),
+    (["aggregator", "listen", "--market", "x", "--polls", "1"], 2, "x"),
+    (["owner", "status", "--market", ADDRESS], 1, "ChainError"),  # no market there
+    (["keys", "show"], 1, "FEDMARKET_KEY_FILE"),
+    (["nonsense"], 2, "nonsense"),
+]
+
+
+def _one_line(text: str) -> str:
+    lines = [line for line in text.splitlines() if line.strip()]
+    assert len(lines) == 1, text
+    assert "Traceback" not in text
+    return lines[0]
+
+
+@pytest.mark.parametrize("args, status, named", BAD, ids=lambda v: " ".join(v) if isinstance(v, list) else None)
+def test_a_bad_option_is_one_line_naming_it(args, status, named, tmp_path):
+    bad_file = tmp_path / "not-a-dataset.bin"
+    bad_file.write_bytes(b"\x00" * 16)
+    args = [a.format(tmp=tmp_path, file=bad_file) for a in args]
+    result = runner.invoke(
+        app, args, env={"FEDMARKET_KEY_FILE": "", "FEDMARKET_ETH_PRIVATE_KEY": ""}, terminal_width=200
+    )
+    assert result.exit_code == status, result.output
+    assert not isinstance(result.exception, Exception) or isinstance(result.exception, SystemExit), result.exception
+    assert named in _one_line(result.output)
+
+
+def test_a_bad_setting_is_named(tmp_path):
+    result = runner.invoke(app, ["keys", "show"], env={"FEDMARKET_STORE_BACKEND": "s3"})
+    assert result.exit_code == 1
+    assert "FEDMARKET_STORE_BACKEND" in _one_line(result.output)
+
+
+def test_a_failing_flow_prints_one_line_not_prefects_traceback(tmp_path):
+    """A command that runs a flow: the run's failure reaches the Prefect API with its traceback,
+    the console gets one line (a real process: Prefect's console handler writes to its stderr)."""
+    bad_file = tmp_path / "not-a-dataset.bin"
+    bad_file.write_bytes(b"\x00" * 16)
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("FEDMARKET_", "PREFECT_LOGGING"))}
+    env |= {"FEDMARKET_ETH_PRIVATE_KEY": "0x" + "42" * 32, "FEDMARKET_STORE_DIR": str(tmp_path / "blocks")}
+    args = ["owner", "create", "--data", str(bad_file), "--aggregator", ADDRESS, "--aggregator-key", KEY]
+    done = subprocess.run(
+        [sys.executable, "-c", "from fedmarket_cli import app; app()", *args],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert done.returncode == 1, done.stderr
+    assert "DataValidationError" in _one_line(done.stdout + done.stderr)
