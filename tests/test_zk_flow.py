@@ -9,9 +9,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from fedmarket.chain import FactoryClient
 from fedmarket.context import Platform, use_platform
 from fedmarket.crypto import SealContext, seal
-from fedmarket.errors import ProtocolError
+from fedmarket.errors import ProtocolError, VerifierMismatchError
 from fedmarket.fixed_point import STEP, quantize
 from fedmarket.ml.data import Dataset, encode_dataset
 from fedmarket.ml.training import train_local
@@ -24,8 +25,8 @@ from fedmarket_flows.round import round_flow
 from fedmarket_flows.settlement import settlement_flow
 from fedmarket_schemas.market import DataSchema, ModelConfig, TaskSpec, TrainingConfig
 from fedmarket_tasks.fetch import fetch_submissions
-from fedmarket_tasks.trainer import seal_and_store
-from tests.helpers import create_market, verifier_factory
+from fedmarket_tasks.trainer import check_market, seal_and_store
+from tests.helpers import create_market, party, verifier_factory
 
 L, ROUNDS = 4, 2
 TASK = TaskSpec(
@@ -154,3 +155,31 @@ def test_a_proven_market_whose_task_names_a_rule_without_circuit_is_refused(
     with pytest.raises(ProtocolError, match="two_stage_guarded"):
         round_flow(market.address, 1, aggregator.address)
     assert not market.round_state(1).finalized
+
+
+def test_a_trainer_checks_the_markets_verifiers_before_it_joins(proven_platform, round_build, settlement_build):
+    """What the chain cannot check, the trainer's client does: each verifier is the factory's
+    adapter over the EZKL verifier of the task's own circuit, rebuilt here; a round adapter over
+    another circuit's verifier is refused by name, and so is a test chunk the task does not name."""
+    platform = proven_platform
+    market, *_ = proven_market(platform, round_build, settlement_build)
+    checked = check_market.fn(market.address, TASK)
+    assert any(line.startswith("round verifier") and round_build.dir.name in line for line in checked)
+    assert any(line.startswith("settlement verifier") and settlement_build.dir.name in line for line in checked)
+    with pytest.raises(ProtocolError, match="test rows"):
+        check_market.fn(market.address, TASK.model_copy(update={"test_chunk_rows": 20}))
+
+    factory = FactoryClient(platform.chain, market.factory())
+    deployer = party(platform, "verifier-deployer")
+    other_halo2 = factory.verifier_info(market.settlement_verifier()).halo2  # another circuit's verifier
+    adapter, _ = factory.deploy_round_verifier(deployer.account, other_halo2, L)
+    swapped, *_ = create_market(
+        platform,
+        trainers=L,
+        rounds=1,
+        task_cid=str(platform.store.put(TASK.model_dump_json().encode())),
+        round_verifier=adapter,
+        factory=factory,
+    )
+    with pytest.raises(VerifierMismatchError):
+        check_market.fn(swapped.address, TASK)
