@@ -72,13 +72,13 @@ def eth(wei: int) -> str:
     return f"{wei / 10**18:.6f}"
 
 
-def int_list(value: str, option: str) -> list[int]:
+def int_list(value: str, option: str, minimum: int = 1) -> list[int]:
     try:
         items = [int(v) for v in value.split(",") if v.strip()]
     except ValueError:
         items = []
-    if not items or any(v <= 0 for v in items):
-        raise usage_error(option, f"expected comma-separated positive integers, got {value!r}")
+    if not items or any(v < minimum for v in items):
+        raise usage_error(option, f"expected comma-separated integers of at least {minimum}, got {value!r}")
     return items
 
 

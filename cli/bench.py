@@ -106,29 +106,44 @@ def bench_robustness(
 @app.command("contribution")
 def bench_contribution(
     scenarios: Annotated[
-        str, typer.Option(help="comma-separated: iid, label_disjoint, rare_labels")
-    ] = "iid,label_disjoint,rare_labels",
+        str, typer.Option(help="comma-separated: iid, label_disjoint, rare_labels, duplicated, noisy_labels")
+    ] = "iid,label_disjoint,rare_labels,duplicated,noisy_labels",
     methods: Annotated[
-        str, typer.Option(help="comma-separated: rloo, loo, shapley, gtg_shapley")
-    ] = "rloo,loo,shapley,gtg_shapley",
+        str, typer.Option(help="comma-separated: update_shapley (the default), rloo, loo, shapley, gtg_shapley")
+    ] = "update_shapley,rloo,loo,shapley,gtg_shapley",
+    trainers: Annotated[str, typer.Option(help="comma-separated numbers of trainers")] = "5,8",
+    seeds: Annotated[str, typer.Option(help="comma-separated seeds (data split and training)")] = "0,1,2",
     rounds: Annotated[int, typer.Option(min=1, help="FedAvg rounds valued")] = 5,
-    as_json: Annotated[bool, typer.Option("--json", help='print {"rows": [...]}')] = False,
+    as_json: Annotated[bool, typer.Option("--json", help='print {"rows": [...], "fairness": [...]}')] = False,
 ) -> None:
-    """sources/004's contribution figures on digits with 5 trainers: normalised contributions
-    C_i / sum_j C_j by RLOO, leave-one-out, exact Shapley and GTG-Shapley, and the model
-    evaluations each used. Reads no settings."""
+    """How fairly each contribution measure pays on digits: every trainer's normalised
+    contribution C_i / sum_j C_j per scenario, size, seed and method (with its standard error and
+    the model evaluations it used), and per scenario and method the spread among trainers with
+    the same kind of data (cv_equal) and the scenario's fairness check against its target.
+    Reads no settings."""
     from fedmarket_benchmarks.contribution import METHODS, SCENARIOS, run
 
-    rows = run(
+    rows, fairness = run(
         str_list(scenarios, "--scenarios", list(SCENARIOS)),
         str_list(methods, "--methods", list(METHODS)),
+        trainers=tuple(int_list(trainers, "--trainers")),
         rounds=rounds,
+        seeds=tuple(int_list(seeds, "--seeds", minimum=0)),
     )
+    if as_json:
+        emit(rows, True, "", [], {"fairness": [f.model_dump() for f in fairness]})
+        return
     emit(
         rows,
-        as_json,
+        False,
         "normalised contributions (trainers numbered from 1, as in the paper)",
-        ["scenario", "method", "trainer", "contribution", "evaluations"],
+        ["scenario", "trainers", "seed", "method", "trainer", "contribution", "std_error", "evaluations"],
+    )
+    emit(
+        fairness,
+        False,
+        "fairness (worst seed; targets: fedmarket/benchmarks/contribution.py)",
+        ["scenario", "trainers", "method", "seeds", "cv_equal", "check", "meets"],
     )
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from prefect import flow, get_run_logger
 
+from fedmarket.algorithms.contribution import PROVEN_CONTRIBUTION
 from fedmarket.context import current_platform
 from fedmarket.errors import ProtocolError
 from fedmarket.field import BN254_FIELD
@@ -56,6 +57,11 @@ def settlement_flow(market: str, aggregator: str | None = None, withdraw_fee: bo
         final_accuracy = accuracy_of(final_model, context.test, spec.model)
         trainers = client.trainers()
         if proven:
+            if spec.contribution != PROVEN_CONTRIBUTION:
+                raise ProtocolError(
+                    f"market {client.address} proves its settlement, which pays {PROVEN_CONTRIBUTION}, "
+                    f"but its task names {spec.contribution!r}"
+                )
             # proven: accuracy and contributions are the circuit's outputs (final-round RLOO on
             # the committed test chunk, fedmarket/zk/settlement_circuit.py)
             proof = _prove(client, aggregator, context, final_model, trainers)

@@ -7,9 +7,13 @@ from pydantic import BaseModel, Field
 
 class ContributionReport(BaseModel):
     method: str
-    per_round: list[dict[str, float]] = Field(description="normalised contribution of each benign trainer, per round")
+    per_round: list[dict[str, float]] = Field(description="contribution of each benign trainer, per round")
     total: dict[str, float]
     evaluations: int = Field(description="model evaluations used")
+    std_error: dict[str, float] = Field(
+        default={}, description="standard error of each total where the method samples (0 where exact)"
+    )
+    utility: str = Field("accuracy", description="what a coalition's model is valued by on the test set")
 
 
 class Payout(BaseModel):

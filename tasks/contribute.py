@@ -1,11 +1,12 @@
-"""Contribution step: the task's registered metric (default RLOO, sources/004 eq. (2)) over the
-benign models of every round, with test-set accuracy as the utility."""
+"""Contribution step: the task's registered metric (default `update_shapley`; sources/004's RLOO
+as `rloo`) over the benign models of every round, valued on the test set by the utility the
+metric names (accuracy, or the log-likelihood)."""
 
 from __future__ import annotations
 
-from fedmarket.algorithms.contribution import METRICS, RoundModels
+from fedmarket.algorithms.contribution import METRICS, RoundModels, utility_of
 from fedmarket.ml.data import Dataset
-from fedmarket.ml.training import accuracy
+from fedmarket.ml.training import accuracy, log_likelihood
 from fedmarket_schemas.market import ModelConfig
 from fedmarket_schemas.settlement import ContributionReport
 from fedmarket_tasks.common import once_task
@@ -17,7 +18,8 @@ ONCHAIN_SCALE = 10**6  # contributions go on chain as integers with six decimals
 def assess_contributions(
     rounds: list[RoundModels], test: Dataset, model: ModelConfig, metric: str, seed: int
 ) -> ContributionReport:
-    return METRICS.get(metric)(rounds, lambda vector: accuracy(vector, test, model), seed)
+    value = {"accuracy": accuracy, "log_likelihood": log_likelihood}[utility_of(metric)]
+    return METRICS.get(metric)(rounds, lambda vector: value(vector, test, model), seed)
 
 
 def to_onchain(report: ContributionReport, trainers: list[str]) -> list[int]:

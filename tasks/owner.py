@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from typing import NamedTuple
 
+from fedmarket.algorithms.contribution import DEFAULT_METRIC, PROVEN_CONTRIBUTION
 from fedmarket.algorithms.outliers import DEFAULT_DETECTOR, DETECTORS, PROVABLE_DETECTORS, PROVEN_DETECTOR
 from fedmarket.chain import FactoryClient, MarketClient, TxResult
 from fedmarket.commitments import commit
@@ -70,6 +71,8 @@ def publish_market(
         training=TrainingConfig.for_model(kind),
         test_chunk_rows=test_rows,
         detector=detector,
+        # a proven settlement pays what its circuit proves
+        contribution=PROVEN_CONTRIBUTION if test_rows is not None else DEFAULT_METRIC,
     )
     require_valid(check_dataset(data.features, data.labels, task.data_schema, dataset="owner"))
     raw = encode_dataset(data)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from fedmarket.algorithms.contribution import PROVEN_CONTRIBUTION
 from fedmarket.context import current_platform
 from fedmarket.errors import ProtocolError
 from fedmarket.ml.data import Dataset
@@ -101,5 +102,9 @@ def proven_contributions(proof: SettlementProof, trainers: list[str]) -> Contrib
     """The proof's contribution vector (final-round RLOO, correct-count differences)."""
     total = {t: float(c) for t, c in zip(trainers, proof.contributions)}
     return ContributionReport(
-        method="rloo-final-round (proven)", per_round=[total], total=total, evaluations=2 * len(trainers) + 1
+        method=PROVEN_CONTRIBUTION,
+        per_round=[total],
+        total=total,
+        evaluations=2 * len(trainers) + 1,
+        utility="correct count",
     )

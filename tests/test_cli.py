@@ -78,13 +78,17 @@ def test_bench_gas_rejects_bad_sizes():
     assert proc.returncode == 2 and "multiple of 10" in proc.stderr
 
 
-def bench_json(*args):
+def bench_run(*args) -> dict:
     cli = Path(sys.executable).parent / "fedmarket"
     proc = subprocess.run(
         [str(cli), "bench", *args, "--json"], cwd=REPO_ROOT, capture_output=True, text=True, timeout=600
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
-    return json.loads(proc.stdout)["rows"]
+    return json.loads(proc.stdout)
+
+
+def bench_json(*args):
+    return bench_run(*args)["rows"]
 
 
 def test_bench_robustness_json():
@@ -121,14 +125,34 @@ def test_bench_robustness_json():
 
 
 def test_bench_contribution_json():
-    rows = bench_json("contribution", "--scenarios", "rare_labels", "--methods", "rloo,shapley", "--rounds", "1")
-    assert all(set(r) == {"scenario", "method", "trainer", "contribution", "evaluations"} for r in rows)
-    for method in ("rloo", "shapley"):
+    proc = bench_run(
+        "contribution",
+        "--scenarios",
+        "rare_labels",
+        "--methods",
+        "update_shapley,shapley",
+        "--rounds",
+        "2",
+        "--trainers",
+        "5",
+        "--seeds",
+        "0",
+    )
+    rows, fairness = proc["rows"], proc["fairness"]
+    keys = {"scenario", "trainers", "seed", "method", "trainer", "contribution", "std_error", "evaluations"}
+    assert all(set(r) == keys for r in rows)
+    for method in ("update_shapley", "shapley"):
         mine = [r for r in rows if r["method"] == method]
         assert sorted(r["trainer"] for r in mine) == [1, 2, 3, 4, 5]
         values = [r["contribution"] for r in mine]  # C_i / sum_j C_j, or / sum_j |C_j| when that sum is <= 0
         assert abs(sum(values) - 1.0) < 1e-9 or abs(sum(map(abs, values)) - 1.0) < 1e-9
-    assert next(r for r in rows if r["method"] == "shapley")["evaluations"] == 2**5
+    assert next(r for r in rows if r["method"] == "shapley")["evaluations"] == 2 * 2**5
+    assert {(f["scenario"], f["trainers"], f["method"]) for f in fairness} == {
+        ("rare_labels", 5, "update_shapley"),
+        ("rare_labels", 5, "shapley"),
+    }
+    rare = next(f for f in fairness if f["method"] == "update_shapley")
+    assert rare["meets"]  # the rare-label trainer is among the top two
 
 
 def test_bench_options_are_checked():

@@ -95,3 +95,81 @@ def test_gtg_shapley_approximates_shapley_with_fewer_evaluations():
 def test_gtg_between_round_truncation():
     report = METRICS.get("gtg_shapley")([one_round([1.0, 1.0], start=1.0)], FIRST, 0)
     assert report.total == {"a": 0.0, "b": 0.0} and report.evaluations == 2
+
+
+# ---------------------------------------------------------------- update_shapley (the default)
+
+SQUARE = lambda v: float(v[0] ** 2)  # noqa: E731 - a utility that is not linear in the model
+
+
+def test_update_shapley_exact_values():
+    # updates 3, 1, 2 from start 0, no two alike: v(S) = sum_{S} d_i / 3 is additive (FIRST), so
+    # each trainer's value is its own step d_i / 3
+    report = METRICS.get("update_shapley")([one_round([3.0, 1.0, 2.0])], FIRST, 0)
+    assert report.total == pytest.approx({"a": 1.0, "b": 1 / 3, "c": 2 / 3})
+    assert report.utility == "log_likelihood" and report.std_error == {"a": 0.0, "b": 0.0, "c": 0.0}
+    # two players under v(S) = (sum_{S} d_i / 2)^2, d = (2, 4): v(a) = 1, v(b) = 4, v(ab) = 9;
+    # phi_a = (1 - 0 + 9 - 4) / 2 = 3, phi_b = (4 - 0 + 9 - 1) / 2 = 6
+    two = METRICS.get("update_shapley")([one_round([2.0, 4.0])], SQUARE, 0)
+    assert two.total == pytest.approx({"a": 3.0, "b": 6.0})
+    assert two.evaluations == 4
+
+
+def test_update_shapley_sums_rounds_without_normalising_them():
+    rounds = [one_round([3.0, 1.0, 2.0]), one_round([0.3, 0.1, 0.2])]
+    rounds[1] = RoundModels(2, rounds[1].trainers, rounds[1].models, rounds[1].start_model)
+    report = METRICS.get("update_shapley")(rounds, FIRST, 0)
+    # the quiet second round adds a tenth of the first, not a round's worth of normalised noise
+    assert report.total == pytest.approx({"a": 1.1, "b": 1.1 / 3, "c": 2.2 / 3})
+
+
+def test_splitting_an_identity_gains_nothing():
+    """Two trainers with the same update play as one and share its value: together they get what
+    one of them alone gets in the round without the copy."""
+    alone = METRICS.get("update_shapley")([one_round([3.0, 1.0, 2.0])], SQUARE, 0)
+    split = METRICS.get("update_shapley")([one_round([3.0, 1.0, 2.0, 3.0])], SQUARE, 0)
+    assert split.total["a"] == pytest.approx(split.total["d"])
+    assert split.total["a"] + split.total["d"] == pytest.approx(alone.total["a"])
+    assert split.total["b"] == pytest.approx(alone.total["b"])
+
+
+def test_above_the_exact_limit_permutations_estimate_it_with_errors():
+    rng = np.random.default_rng(4)
+    models = rng.normal(0, 1, size=(12, 12))  # twelve updates, no two alike
+    names = [f"t{i}" for i in range(12)]
+    rm = RoundModels(1, names, models, np.zeros(12))
+    linear = METRICS.get("update_shapley")([rm], FIRST, 3)  # additive: every order gives the exact value
+    assert linear.total == pytest.approx({t: models[i, 0] / 12 for i, t in enumerate(names)})
+    assert max(linear.std_error.values()) < 1e-8  # zero up to rounding
+    square = METRICS.get("update_shapley")([rm], SQUARE, 3)
+    # (sum of d_i / 12)^2 over the first coordinate: each player's Shapley value is d_i/12 times the total
+    exact = {t: models[i, 0] / 12 * models[:, 0].sum() / 12 for i, t in enumerate(names)}
+    for t, phi in square.total.items():
+        assert abs(phi - exact[t]) <= 4 * square.std_error[t] + 1e-12
+    assert min(square.std_error.values()) > 0
+
+
+@settings(max_examples=25, deadline=None)
+@given(st.permutations(range(5)), st.lists(st.floats(-2, 2), min_size=5, max_size=5))
+def test_permuting_trainers_permutes_their_contributions(order, values):
+    names = [f"t{i}" for i in range(5)]
+    base = METRICS.get("update_shapley")([one_round(values, trainers=names)], SQUARE, 1)
+    shuffled = METRICS.get("update_shapley")(
+        [one_round([values[i] for i in order], trainers=[names[i] for i in order])], SQUARE, 1
+    )
+    assert shuffled.total == pytest.approx(base.total, abs=1e-12)
+
+
+def test_the_default_measure_meets_the_fairness_targets_on_a_small_market():
+    """IID, label-disjoint, rare labels, a noisy trainer and a split identity on digits: 5
+    trainers, 2 rounds, one seed (seconds); `fedmarket bench contribution` runs the full study."""
+    from fedmarket_benchmarks.contribution import SCENARIOS, run
+
+    _, fairness = run(list(SCENARIOS), ["update_shapley"], trainers=(5,), rounds=2, seeds=(0,))
+    checks = {f.scenario: f for f in fairness}
+    assert checks["iid"].check <= 0.2
+    assert checks["label_disjoint"].check > 0
+    assert 0 < checks["rare_labels"].check <= 2
+    assert checks["noisy_labels"].check < 0
+    # the pair's mean update is a little less noisy than one trainer's: within 5 % of one share
+    assert checks["duplicated"].check <= 1.05

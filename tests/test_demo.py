@@ -58,6 +58,15 @@ def test_attackers_earn_nothing_honest_trainers_earn(demo):
     assert all(report.payouts[a] > 0 for a in honest)
 
 
+def test_equal_honest_trainers_are_paid_alike(demo):
+    """IID shares of one size: every honest payout within 25% of the honest mean (issue 19)."""
+    _, report = demo
+    honest = [p for a, p in report.payouts.items() if a not in report.attackers and a != report.aggregator]
+    mean = sum(honest) / len(honest)
+    assert len(honest) == 5
+    assert all(abs(p - mean) <= 0.25 * mean for p in honest), honest
+
+
 def test_payouts_follow_equation_5(demo):
     platform, report = demo
     market = platform.market(report.market)

@@ -36,6 +36,7 @@ TASK = TaskSpec(
     data_schema=DataSchema(feature_count=3, labels=(0, 1)),
     test_chunk_rows=10,
     detector="two_stage_proven",
+    contribution="rloo_final_round_counts",
 )
 
 

@@ -42,5 +42,16 @@ def accuracy(vector: np.ndarray, data: Dataset, model: ModelConfig) -> float:
     return float((logits.argmax(dim=1).numpy() == data.labels).mean())
 
 
+@torch.no_grad()
+def log_likelihood(vector: np.ndarray, data: Dataset, model: ModelConfig) -> float:
+    """Mean log-probability the model gives each sample's true label: a smooth utility, where
+    accuracy moves in steps of one sample."""
+    net = build_model(model)
+    net.load_state_dict(vector_to_state(vector, model))
+    net.eval()
+    log_p = torch.log_softmax(net(torch.from_numpy(normalise(data.features))), dim=1)
+    return float(log_p[torch.arange(len(data.labels)), torch.from_numpy(data.labels)].mean())
+
+
 def initial_model(model: ModelConfig, *, seed: int) -> np.ndarray:
     return state_to_vector(build_model(model, seed=seed).state_dict())

@@ -23,9 +23,15 @@ class RoundModels:
     start_model: np.ndarray
 
 
-Utility = Callable[[np.ndarray], float]  # model vector -> accuracy on the test set
+Utility = Callable[[np.ndarray], float]  # model vector -> its value on the test set
 Metric = Callable[[list[RoundModels], Utility, int], ContributionReport]
 METRICS: Registry[Metric] = Registry("contribution metric")
+
+
+def utility_of(metric: str) -> str:
+    """What `metric` values a coalition's model by: "accuracy" (the paper's), unless the metric
+    says otherwise in its `utility` attribute ("log_likelihood")."""
+    return getattr(METRICS.get(metric), "utility", "accuracy")
 
 
 class CoalitionValue:
