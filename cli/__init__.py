@@ -16,7 +16,7 @@ from typer import TyperException
 from typer.core import TyperGroup
 
 from fedmarket.errors import FedMarketError
-from fedmarket_cli import aggregator, bench, data, demo, keys, owner, trainer, zk
+from fedmarket_cli import aggregator, audit, bench, data, demo, keys, owner, trainer, zk
 from fedmarket_cli._common import err, problems, usage_error
 
 
@@ -75,6 +75,7 @@ def _quiet_prefect() -> None:
 
 
 app.command("demo")(demo.demo)
+app.command("audit")(audit.audit)
 for _name, _group in (
     ("bench", bench),
     ("zk", zk),

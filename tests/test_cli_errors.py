@@ -50,7 +50,10 @@ BAD = [
     (["trainer", "run", "--market", ADDRESS, "--data", "{tmp}"], 2, "--data"),
     (["aggregator", "run", "--market", "0x12"], 2, "0x12"),
     (["aggregator", "listen", "--market", "x", "--polls", "1"], 2, "x"),
+    (["audit", "0x12"], 2, "0x12"),
+    (["audit"], 2, "MARKET"),
     (["owner", "status", "--market", ADDRESS], 1, "ChainError"),  # no market there
+    (["audit", ADDRESS], 1, "ChainError"),
     (["keys", "show"], 1, "FEDMARKET_KEY_FILE"),
     (["nonsense"], 2, "nonsense"),
 ]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+from fedmarket.audit import audit_market
 from fedmarket.chain import MarketLedger
 from fedmarket.context import use_platform
 from fedmarket.store import cid_for, parse_cid
@@ -105,3 +106,83 @@ def test_report_says_rounds_are_not_proven(demo):
     _, report = demo
     assert report.verifier is None
     assert all(r.verifier is None and r.verified is False for r in report.rounds)
+
+
+def _statuses(report) -> dict[str, str]:
+    return {c.name: c.status for c in report.checks}
+
+
+def test_the_market_passes_an_audit_from_the_chain_and_the_store(demo):
+    platform, report = demo
+    audited = audit_market(platform.market(report.market), platform.store)
+    assert audited.passed, audited.failures()
+    assert _statuses(audited) == {
+        "ledger": "pass",
+        "funds": "pass",
+        "payouts": "pass",
+        "content": "pass",
+        "models": "pass",
+        "rounds": "trusted",  # no verifier: the masks are the aggregator's word
+        "accuracy": "pass",
+        "contributions": "trusted",
+    }
+
+
+def audit_with_block_altered(platform, market, cid: str):
+    """The audit of `market` while the stored block of `cid` has its last bit flipped."""
+    path = platform.store.path_of(cid)
+    original = path.read_bytes()
+    try:
+        path.write_bytes(original[:-1] + bytes([original[-1] ^ 1]))
+        return audit_market(market, platform.store)
+    finally:
+        path.write_bytes(original)
+
+
+def test_an_audit_fails_on_a_store_block_altered_after_the_fact(demo):
+    platform, report = demo
+    market = platform.market(report.market)
+    cid = market.submissions(3)[2].cid
+    audited = audit_with_block_altered(platform, market, cid)
+    assert [c.name for c in audited.failures()] == ["content"]
+    assert cid in audited.failures()[0].detail and "round 3 update" in audited.failures()[0].detail
+
+
+def test_an_altered_final_aggregate_fails_every_check_that_reads_it(demo):
+    platform, report = demo
+    market = platform.market(report.market)
+    audited = audit_with_block_altered(platform, market, market.aggregate_of(5)[0])
+    assert [c.name for c in audited.failures()] == ["content", "models", "settlement"]
+    assert "round 5 aggregate" in audited.failures()[0].detail
+
+
+def test_an_audit_fails_on_a_payout_off_by_one_wei(demo):
+    platform, report = demo
+    market = platform.market(report.market)
+    ledger = MarketLedger.rebuild(market)
+    trainer = ledger.trainers[1]
+    ledger.payouts[1] += 1
+    ledger.credited[trainer] += 1
+    audited = audit_market(market, platform.store, ledger=ledger)
+    failed = {c.name: c.detail for c in audited.failures()}
+    assert set(failed) == {"ledger", "funds", "payouts"}
+    assert trainer in failed["payouts"] and trainer in failed["ledger"]
+
+
+def test_an_audit_fails_on_an_aggregate_that_is_not_the_next_rounds_model(demo):
+    platform, report = demo
+    market = platform.market(report.market)
+    ledger = MarketLedger.rebuild(market)
+    ledger.rounds[4].model_cid = ledger.rounds[2].aggregate_cid  # trainers sent back to an older model
+    audited = audit_market(market, platform.store, ledger=ledger)
+    assert [c.name for c in audited.failures()] == ["models"]
+    assert "round 4 model" in audited.failures()[0].detail
+
+
+def test_an_audit_fails_on_a_settled_accuracy_the_final_model_does_not_reach(demo):
+    platform, report = demo
+    market = platform.market(report.market)
+    ledger = MarketLedger.rebuild(market)
+    ledger.accuracy_bps -= 100
+    audited = audit_market(market, platform.store, ledger=ledger)
+    assert "accuracy" in {c.name for c in audited.failures()}

@@ -20,8 +20,9 @@ from pathlib import Path
 import httpx
 import pytest
 
-from fedmarket.chain import Chain
+from fedmarket.chain import Chain, MarketClient
 from fedmarket.settings import Settings
+from fedmarket.store.embedded import EmbeddedStore
 from tests.helpers import REPO_ROOT
 
 BIN = Path(sys.executable).parent
@@ -153,6 +154,16 @@ def test_market_across_processes_driven_by_chain_events(anvil_url, tmp_path):
         procs.run([fedmarket, "owner", "withdraw", "--market", market], **owner_env)
         status = json.loads(procs.run([fedmarket, "owner", "status", "--market", market]))
         wall_s = time.monotonic() - started
+
+        # anyone with the node and the store re-checks the market; an altered block fails it
+        audit = json.loads(procs.run([fedmarket, "audit", market, "--json"]))
+        assert audit["passed"], audit
+        assert {c["name"]: c["status"] for c in audit["checks"]}["accuracy"] == "pass"
+        final_cid, _ = MarketClient(chain, market).aggregate_of(ROUNDS)
+        aggregate = EmbeddedStore(tmp_path / "blocks").path_of(final_cid)
+        aggregate.write_bytes(aggregate.read_bytes()[:-1] + b"\0")
+        done = subprocess.run([fedmarket, "audit", market], env=env, capture_output=True, text=True, timeout=300)
+        assert done.returncode == 1 and "fail" in done.stdout and "Traceback" not in done.stderr
 
         assert status["phase"] == "Settled"
         assert status["balance"] == 0 and set(status["owed"].values()) == {0}

@@ -9,7 +9,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from fedmarket.chain import FactoryClient
+from fedmarket.audit import audit_market
+from fedmarket.chain import FactoryClient, MarketLedger
 from fedmarket.context import Platform, use_platform
 from fedmarket.crypto import SealContext, seal
 from fedmarket.errors import ProtocolError, VerifierMismatchError
@@ -110,6 +111,18 @@ def test_every_round_and_the_settlement_of_a_proven_market_are_verified_on_chain
     payouts = {p.account: p.wei for p in settled.payouts}
     assert payouts[members[-1].address] == 0  # flagged every round: no participation reward either
     assert settled.accuracy_bps == market.last_event("Settled")[0]["accuracyBps"]
+
+    # an auditor re-verifies every proof read-only, with instances it rebuilds from the chain
+    audited = audit_market(market, platform.store)
+    assert audited.passed, audited.failures()
+    assert {c.name: c.status for c in audited.checks if c.name in ("rounds", "settlement")} == {
+        "rounds": "pass",
+        "settlement": "pass",
+    }
+    lying = MarketLedger.rebuild(market)  # a mask and a contribution no proof was made for
+    lying.rounds[1].benign_mask, lying.contributions[0] = 0b1111, lying.contributions[0] + 1
+    failed = {c.name: c.detail for c in audit_market(market, platform.store, ledger=lying).failures()}
+    assert "round 1: the verifier rejects" in failed["rounds"] and "settlement" in failed
 
 
 def test_an_update_off_the_grid_is_rejected_by_name_and_stops_the_proof(proven_platform, round_build, settlement_build):

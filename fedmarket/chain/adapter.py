@@ -153,6 +153,11 @@ class Chain:
         hex_hash = "0x" + bytes(receipt["transactionHash"]).hex()
         return TxResult(hex_hash, int(receipt["gasUsed"]), int(receipt["blockNumber"]), receipt)
 
+    def transaction_input(self, tx_hash: str | bytes) -> bytes:
+        """The calldata of a mined transaction (proofs live there only, not in state or events)."""
+        tx = self._read("eth_getTransactionByHash", lambda: self._w3.eth.get_transaction(tx_hash))
+        return bytes(tx["input"])
+
     def _pages(self, from_block: int, to_block: int | str) -> Iterator[tuple[int, int]]:
         end = self.head() if to_block == "latest" else int(to_block)
         for start in range(int(from_block), end + 1, self.log_page_blocks):

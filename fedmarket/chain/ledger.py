@@ -57,6 +57,10 @@ class MarketLedger:
     rounds: dict[int, LedgerRound] = field(default_factory=dict)
     accuracy_bps: int | None = None
     contributions: list[int] = field(default_factory=list)
+    reward_pool: int = 0
+    payouts: list[int] = field(default_factory=list)  # per trainer, as settled or aborted
+    aggregator_fee: int = 0
+    owner_refund: int = 0
     credited: dict[str, int] = field(default_factory=dict)
     withdrawn: dict[str, int] = field(default_factory=dict)
     bonds_credited: int = 0
@@ -173,6 +177,8 @@ class MarketLedger:
         self.phase = "Settled"
         self.accuracy_bps = int(a["accuracyBps"])
         self.contributions = [int(c) for c in a["contributions"]]
+        self.reward_pool, self.payouts = int(a["rewardPool"]), [int(p) for p in a["payouts"]]
+        self.aggregator_fee, self.owner_refund = int(a["aggregatorFee"]), int(a["ownerRefund"])
         for trainer, amount in zip(self.trainers, a["payouts"]):
             self._credit(trainer, amount)
         self._credit(self.aggregator, a["aggregatorFee"])
@@ -192,6 +198,7 @@ class MarketLedger:
 
     def _on_MarketAborted(self, a: dict) -> None:
         self.phase = "Aborted"
+        self.payouts, self.owner_refund = [int(p) for p in a["payouts"]], int(a["ownerRefund"])
         for trainer, amount in zip(self.trainers, a["payouts"]):
             self._credit(trainer, amount)
         self._credit(self.owner, a["ownerRefund"])

@@ -11,7 +11,7 @@ from web3 import Web3
 from web3.logs import DISCARD as _DISCARD
 
 from fedmarket.chain.adapter import Chain, TxResult
-from fedmarket.errors import ProtocolError
+from fedmarket.errors import ChainError, ChainUnavailableError, ProtocolError
 from fedmarket.store.cid import cid_from_digest, digest_of
 from fedmarket_schemas.market import MarketSpec
 from fedmarket_schemas.rounds import Submission
@@ -364,6 +364,30 @@ class MarketClient:
             raise ProtocolError(f"round {round} of market {self.address} is not finalized")
         args, _ = found
         return str(cid_from_digest(bytes(args["aggregateCid"]))), hex32(args["aggregateCommitment"])
+
+    def call_that_emitted(self, log) -> tuple[str, dict]:
+        """(function name, arguments) of the market call whose transaction emitted `log`."""
+        data = self.chain.transaction_input(log["transactionHash"])
+        try:
+            fn, args = self.contract.decode_function_input(data)
+        except ValueError as exc:  # a call through another contract: its calldata is not the market's
+            raise ProtocolError(
+                f"transaction {bytes(log['transactionHash']).hex()} is not a call of the market"
+            ) from exc
+        return fn.fn_name, dict(args)
+
+    def verifier_accepts(self, verifier: str, proof: bytes, instances: list[int]) -> bool:
+        """Whether `verifier` accepts `proof` for `instances`, asked read-only; a revert is a
+        rejection, as in the market's own `_accepts`."""
+        adapter = self.chain.contract("EzklRoundVerifier", verifier)  # IProofVerifier's one function
+        if not self.chain.has_code(verifier):
+            return False
+        try:
+            return bool(self.chain.call(adapter.functions.verifyProof(proof, instances)))
+        except ChainUnavailableError:
+            raise
+        except ChainError:  # a revert, decoded or not
+            return False
 
     def submission_gas(self, round: int, from_block: int) -> int:
         """Gas the trainers spent on `submit` in this round, read from the events' receipts."""

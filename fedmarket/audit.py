@@ -1,0 +1,352 @@
+"""Re-check a market from the chain and the store alone, as any party can (`fedmarket audit`).
+
+Each check is one row: `pass`, `fail`, or `trusted` where neither the chain nor the store can tell
+(in a market without verifiers the masks, the aggregates' arithmetic and the contributions are
+the aggregator's word: updates are sealed to it). The ledger the checks read is the one rebuilt
+from the market's events, so a test can hand in a tampered one.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+
+from pydantic import ValidationError
+
+from fedmarket.chain import MarketClient, MarketLedger
+from fedmarket.commitments import commit_model
+from fedmarket.errors import (
+    CIDMismatchError,
+    ContentNotFoundError,
+    DataValidationError,
+    InvalidCIDError,
+    UpdateError,
+    ZKError,
+)
+from fedmarket.field import BN254_FIELD
+from fedmarket.fixed_point import quantize
+from fedmarket.market_context import market_context, task_spec
+from fedmarket.ml.training import accuracy, initial_model
+from fedmarket.ml.updates import decode_update, encode_update
+from fedmarket.store import ContentStore
+from fedmarket_schemas.audit import AuditCheck, AuditReport
+
+SETTLEMENT_STEP = 2**32 - 1  # the contract's domain step for the settlement proof
+# what content under an on-chain CID can be instead of what it should (an unreachable store or
+# node is not among them: that raises, and is no verdict about the market)
+UNREADABLE = (
+    ContentNotFoundError,
+    CIDMismatchError,
+    InvalidCIDError,
+    UpdateError,
+    ZKError,
+    DataValidationError,
+    ValidationError,
+)
+
+
+def _hex_int(value: str | None) -> int:
+    return int(value, 16) if value else 0
+
+
+def ledger_differences(market: MarketClient, ledger: MarketLedger) -> list[str]:
+    """Where the ledger rebuilt from events disagrees with the contract's own views."""
+    out: list[str] = []
+
+    def same(what: str, from_events, from_views) -> None:
+        if from_events != from_views:
+            out.append(f"{what}: events say {from_events!r}, the contract {from_views!r}")
+
+    trainers = market.trainers()
+    same("phase", ledger.phase, market.phase())
+    same("trainers", ledger.trainers, trainers)
+    same("owner", ledger.owner, market.owner())
+    same("deposit", ledger.deposit, market.deposit())
+    same("current round", ledger.current_round, market.current_round())
+    if ledger.split_seed is not None:
+        same("split seed", ledger.split_seed, "0x" + market.split_seed().hex())
+        same("active mask", ledger.active_mask, market.active_mask())
+    for r, entry in ledger.rounds.items():
+        state = market.round_state(r)
+        same(
+            f"round {r} state",
+            (entry.finalized, entry.verified, entry.benign_mask),
+            (state.finalized, state.verified, state.benign_mask),
+        )
+        submitted = sum(1 << trainers.index(t) for t in entry.submissions if t in trainers)
+        same(f"round {r} submissions", submitted, market.submitted_mask(r))
+        for trainer, (_, commitment) in entry.submissions.items():
+            if trainer in trainers:
+                same(f"round {r} commitment of {trainer}", commitment, market.commitment_of(r, trainers.index(trainer)))
+    for index, trainer in enumerate(ledger.trainers):
+        same(f"benign rounds of {trainer}", ledger.benign_rounds(index), market.benign_rounds(index))
+    for account in dict.fromkeys([market.owner(), market.aggregator(), *trainers]):
+        same(f"owed to {account}", ledger.owed(account), market.owed(account))
+    same("total owed", ledger.total_owed(), market.total_owed())
+    same("undistributed", ledger.undistributed(), market.undistributed())
+    same("bonds held", ledger.bonds_held(), market.bonds_held())
+    return out
+
+
+def expected_payouts(ledger: MarketLedger) -> tuple[int, list[int]]:
+    """(pool, per-trainer payouts) by eq. (5) of sources/004 from the ledger's masks, accuracy and
+    contributions, with the contract's integer rounding."""
+    spec, n = ledger.spec, len(ledger.trainers)
+    participation = [ledger.benign_rounds(i) * int(spec["participationReward"]) for i in range(n)]
+    if ledger.phase == "Aborted":
+        return 0, participation
+    pool = 0
+    for threshold, amount in zip(spec["accuracyThresholds"], spec["rewardPools"]):
+        if ledger.accuracy_bps is not None and ledger.accuracy_bps >= int(threshold):
+            pool = int(amount)
+    positive = sum(max(0, c) for c in ledger.contributions)
+    return pool, [p + (pool * c // positive if c > 0 else 0) for p, c in zip(participation, ledger.contributions)]
+
+
+class Audit:
+    """The checks of one market; `run()` returns them all."""
+
+    def __init__(self, market: MarketClient, store: ContentStore, ledger: MarketLedger | None = None):
+        self.market, self.store = market, store
+        self.ledger = ledger if ledger is not None else MarketLedger.rebuild(market)
+        self.proven_rounds = market.round_verifier() is not None
+        self.proven_settlement = market.settlement_verifier() is not None
+
+    def run(self) -> AuditReport:
+        checks: list[AuditCheck] = []
+        steps = [
+            ("ledger", self.ledger_check),
+            ("funds", self.funds),
+            ("payouts", self.payouts),
+            ("content", self.content),
+            ("models", self.models),
+            ("rounds", self.round_proofs),
+            ("settlement", self.settlement),
+        ]
+        for name, check in steps:
+            try:
+                checks.extend(check())
+            except UNREADABLE as exc:  # content the chain names is gone or altered: the check fails
+                checks.append(AuditCheck(name=name, status="fail", detail=f"cannot be checked: {exc}"))
+        return AuditReport(market=self.market.address, phase=self.ledger.phase, checks=checks)
+
+    # ------------------------------------------------------------ money
+    def ledger_check(self) -> Iterator[AuditCheck]:
+        differences = ledger_differences(self.market, self.ledger)
+        detail = "; ".join(differences) or "the state rebuilt from events equals the contract's views"
+        yield AuditCheck(name="ledger", status="fail" if differences else "pass", detail=detail)
+
+    def funds(self) -> Iterator[AuditCheck]:
+        ledger, market = self.ledger, self.market
+        held = market.total_owed() + market.undistributed() + market.bonds_held()
+        if market.balance() != held:
+            yield AuditCheck(
+                name="funds",
+                status="fail",
+                detail=f"balance {market.balance()} wei, but owed + escrow + bonds = {held}",
+            )
+            return
+        if ledger.phase in ("Settled", "Aborted"):
+            paid = sum(ledger.payouts) + ledger.aggregator_fee + ledger.owner_refund
+            if paid != ledger.deposit:
+                yield AuditCheck(
+                    name="funds",
+                    status="fail",
+                    detail=f"deposit {ledger.deposit} wei, but paid + fee + refund = {paid}",
+                )
+                return
+        yield AuditCheck(name="funds", status="pass", detail=f"balance {held} wei = owed + escrow + bonds")
+
+    def payouts(self) -> Iterator[AuditCheck]:
+        ledger = self.ledger
+        if ledger.phase not in ("Settled", "Aborted"):
+            return
+        pool, expected = expected_payouts(ledger)
+        wrong = [
+            f"{t}: paid {got}, eq. (5) gives {want}"
+            for t, got, want in zip(ledger.trainers, ledger.payouts, expected)
+            if got != want
+        ]
+        if ledger.phase == "Settled" and ledger.reward_pool != pool:
+            wrong.append(f"pool {ledger.reward_pool}, the schedule gives {pool} at {ledger.accuracy_bps} bps")
+        if ledger.phase == "Settled" and ledger.aggregator_fee != int(ledger.spec["aggregatorFee"]):
+            wrong.append(f"aggregator fee {ledger.aggregator_fee}, the spec says {ledger.spec['aggregatorFee']}")
+        detail = "; ".join(wrong) or f"{len(expected)} payouts equal eq. (5) from the on-chain masks and contributions"
+        yield AuditCheck(name="payouts", status="fail" if wrong else "pass", detail=detail)
+
+    # ------------------------------------------------------------ content
+    def _cids(self) -> Iterator[tuple[str, str]]:
+        ledger = self.ledger
+        yield "task spec", self.market.spec_cid()
+        yield "owner data", self.market.data_cid()
+        for trainer, cid in ledger.data_summaries.items():
+            yield f"data summary of {trainer}", cid
+        for r, entry in sorted(ledger.rounds.items()):
+            yield f"round {r} model", entry.model_cid
+            for trainer, (cid, _) in entry.submissions.items():
+                yield f"round {r} update of {trainer}", cid
+            if entry.aggregate_cid is not None:
+                yield f"round {r} aggregate", entry.aggregate_cid
+
+    def content(self) -> Iterator[AuditCheck]:
+        """Every CID on chain resolves to bytes that hash to it (a store that cannot be reached
+        raises: that is no verdict about the market)."""
+        bad, count = [], 0
+        for what, cid in self._cids():
+            count += 1
+            try:
+                self.store.get(cid)
+            except UNREADABLE as exc:
+                bad.append(f"{what} ({cid}): {exc}")
+        detail = "; ".join(bad) or f"{count} CIDs resolve to bytes that hash to them"
+        yield AuditCheck(name="content", status="fail" if bad else "pass", detail=detail)
+
+    def _bytes(self, cid: str) -> bytes | None:
+        try:
+            return self.store.get(cid)
+        except (ContentNotFoundError, CIDMismatchError, InvalidCIDError):
+            return None  # the content check names it
+
+    def _model(self, cid: str, commitment: str, spec, what: str) -> str | None:
+        """Why the model under `cid` is not the committed one, or None."""
+        try:
+            plaintext = self.store.get(cid)
+            vector = decode_update(plaintext, spec.model)
+            actual = commit_model(vector, plaintext, proven=self.proven_rounds)
+        except UNREADABLE as exc:
+            return f"{what} ({cid}) cannot be read as the task's model: {exc}"
+        return None if actual == commitment else f"{what} ({cid}) commits to {actual}, the chain says {commitment}"
+
+    def models(self) -> Iterator[AuditCheck]:
+        """Round 1 starts from the task's initial model; each round after from the last aggregate;
+        every model and aggregate is the one its on-chain commitment names."""
+        rounds = self.ledger.rounds
+        if not rounds:
+            return
+        spec = task_spec(self.market, self.store)
+        start = initial_model(spec.model, seed=spec.init_seed)
+        start = quantize(start) if self.proven_rounds else start
+        wrong = []
+        if self._bytes(rounds[1].model_cid) != encode_update(start, spec.model):
+            wrong.append(
+                f"round 1 model ({rounds[1].model_cid}) is not the task's initial model (seed {spec.init_seed})"
+            )
+        for r, entry in sorted(rounds.items()):
+            if r > 1 and entry.model_cid != rounds[r - 1].aggregate_cid:
+                wrong.append(f"round {r} model {entry.model_cid} is not round {r - 1}'s aggregate")
+            if r == 1 and (problem := self._model(entry.model_cid, entry.model_commitment, spec, "round 1 model")):
+                wrong.append(problem)
+            if entry.aggregate_cid is not None:
+                problem = self._model(
+                    entry.aggregate_cid, entry.aggregate_commitment or "", spec, f"round {r} aggregate"
+                )
+                if problem:
+                    wrong.append(problem)
+        detail = "; ".join(wrong) or f"{len(rounds)} rounds chain from the initial model through their aggregates"
+        yield AuditCheck(name="models", status="fail" if wrong else "pass", detail=detail)
+
+    # ------------------------------------------------------------ proofs
+    def _proofs(self, event: str, check: Callable[[dict, bytes], str | None]) -> list[str]:
+        """Re-verify, read-only, the proof in the calldata of every `event` transaction."""
+        problems = []
+        for log in self.market.events(event):
+            _, args = self.market.call_that_emitted(log)
+            problem = check(dict(log["args"]), bytes(args["proof"]))
+            if problem:
+                problems.append(problem)
+        return problems
+
+    def round_instances(self, r: int) -> list[int]:
+        """Round r's public instances rebuilt from the ledger (layout in contracts/README.md)."""
+        ledger, entry = self.ledger, self.ledger.rounds[r]
+        by_trainer = {t: _hex_int(c) for t, (_, c) in entry.submissions.items()}
+        previous = ledger.rounds[r - 1].benign_mask if r > 1 else 0
+        return [
+            self.market.domain(r),
+            r,
+            *[by_trainer.get(t, 0) for t in ledger.trainers],
+            _hex_int(entry.model_commitment),
+            _hex_int(entry.aggregate_commitment),
+            entry.benign_mask,
+            previous,
+        ]
+
+    def round_proofs(self) -> Iterator[AuditCheck]:
+        finalized = [r for r, e in self.ledger.rounds.items() if e.finalized]
+        if not finalized:
+            return
+        if not self.proven_rounds:
+            yield AuditCheck(
+                name="rounds",
+                status="trusted",
+                detail="no round verifier: each round's mask and aggregate are the aggregator's word",
+            )
+            return
+        verifier = self.market.round_verifier() or ""
+
+        def check(args: dict, proof: bytes) -> str | None:
+            r = int(args["round"])
+            if self.market.verifier_accepts(verifier, proof, self.round_instances(r)):
+                return None
+            return f"round {r}: the verifier rejects its proof with the instances rebuilt from the chain"
+
+        problems = self._proofs("RoundFinalized", check)
+        detail = "; ".join(problems) or f"{len(finalized)} round proofs verify against {verifier}"
+        yield AuditCheck(name="rounds", status="fail" if problems else "pass", detail=detail)
+
+    def settlement_instances(self) -> list[int]:
+        ledger = self.ledger
+        final = ledger.rounds[int(ledger.spec["rounds"])]
+        by_trainer = {t: _hex_int(c) for t, (_, c) in final.submissions.items()}
+        return [
+            self.market.domain(SETTLEMENT_STEP),
+            _hex_int(ledger.spec["dataCommitment"]),
+            _hex_int(final.aggregate_commitment),
+            int.from_bytes(self.market.rloo_seed(), "big") % BN254_FIELD,
+            int(ledger.accuracy_bps or 0),
+            final.benign_mask,
+            *[by_trainer.get(t, 0) for t in ledger.trainers],
+            *[c % BN254_FIELD for c in ledger.contributions],
+        ]
+
+    def settlement(self) -> Iterator[AuditCheck]:
+        if self.ledger.phase != "Settled":
+            return
+        if self.proven_settlement:
+            verifier = self.market.settlement_verifier() or ""
+
+            def check(args: dict, proof: bytes) -> str | None:
+                if self.market.verifier_accepts(verifier, proof, self.settlement_instances()):
+                    return None
+                return "the settlement verifier rejects its proof with the instances rebuilt from the chain"
+
+            problems = self._proofs("Settled", check)
+            detail = (
+                "; ".join(problems) or f"the settlement proof (accuracy, contributions) verifies against {verifier}"
+            )
+            yield AuditCheck(name="settlement", status="fail" if problems else "pass", detail=detail)
+            return
+        yield from self._accuracy()
+        yield AuditCheck(
+            name="contributions",
+            status="trusted",
+            detail="no settlement verifier: contributions are measured on updates only the aggregator can open",
+        )
+
+    def _accuracy(self) -> Iterator[AuditCheck]:
+        """The final aggregate's accuracy on the test split the chain fixes, from the owner's data."""
+        context = market_context(self.market, self.store)
+        final = self.ledger.rounds[int(self.ledger.spec["rounds"])]
+        model = decode_update(self.store.get(final.aggregate_cid or ""), context.spec.model)
+        bps = int(accuracy(model, context.test, context.spec.model) * 10_000)
+        if bps == self.ledger.accuracy_bps:
+            yield AuditCheck(name="accuracy", status="pass", detail=f"{bps} bps, recomputed on the owner's test split")
+        else:
+            yield AuditCheck(
+                name="accuracy",
+                status="fail",
+                detail=f"settled at {self.ledger.accuracy_bps} bps, the final aggregate scores {bps} on the test split",
+            )
+
+
+def audit_market(market: MarketClient, store: ContentStore, *, ledger: MarketLedger | None = None) -> AuditReport:
+    return Audit(market, store, ledger).run()
