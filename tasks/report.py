@@ -17,6 +17,7 @@ from prefect.artifacts import (
     update_progress_artifact,
 )
 
+from fedmarket_schemas.audit import AuditReport
 from fedmarket_schemas.rounds import OutlierReport, RoundReport
 from fedmarket_schemas.settlement import SettlementReport
 
@@ -149,3 +150,12 @@ def publish_settlement(
         *[f"| `{p.account}` | {p.role} | {p.wei} |" for p in report.payouts],
     ]
     create_markdown_artifact(key=artifact_key(market, "summary"), markdown="\n".join(lines))
+
+
+def publish_audit(report: AuditReport) -> None:
+    verdict = "passes" if report.passed else "FAILS"
+    create_table_artifact(
+        key=artifact_key(report.market, "audit"),
+        table=[check.model_dump() for check in report.checks],
+        description=f"Audit of market {report.market} ({report.phase}): {verdict}",
+    )

@@ -7,8 +7,11 @@ import pytest
 from fedmarket.audit import audit_market
 from fedmarket.chain import MarketLedger
 from fedmarket.context import use_platform
+from fedmarket.errors import ProtocolError
 from fedmarket.store import cid_for, parse_cid
+from fedmarket_flows.audit import audit_flow
 from fedmarket_flows.demo import DemoConfig, demo_flow
+from fedmarket_tasks.report import artifact_key
 from tests.conftest import make_platform
 from tests.helpers import assert_ledger_matches
 
@@ -186,3 +189,32 @@ def test_an_audit_fails_on_a_settled_accuracy_the_final_model_does_not_reach(dem
     ledger.accuracy_bps -= 100
     audited = audit_market(market, platform.store, ledger=ledger)
     assert "accuracy" in {c.name for c in audited.failures()}
+
+
+def test_the_audit_flow_publishes_its_table_and_fails_on_a_failed_check(demo):
+    platform, report = demo
+    market = platform.market(report.market)
+    path = platform.store.path_of(market.submissions(1)[0].cid)
+    original = path.read_bytes()
+    with use_platform(platform):
+        assert audit_flow(report.market).passed
+        path.unlink()
+        try:
+            with pytest.raises(ProtocolError, match="fails its audit: content"):
+                audit_flow(report.market)
+        finally:
+            path.write_bytes(original)
+    table = latest_artifact(artifact_key(report.market, "audit"))
+    assert "content" in table.data and "FAILS" in table.description
+
+
+def latest_artifact(key: str):
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import ArtifactCollectionFilter, ArtifactCollectionFilterKey
+
+    with get_client(sync_client=True) as client:
+        found = client.read_latest_artifacts(
+            artifact_filter=ArtifactCollectionFilter(key=ArtifactCollectionFilterKey(any_=[key]))
+        )
+    assert len(found) == 1, key
+    return found[0]

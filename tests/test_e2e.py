@@ -155,7 +155,14 @@ def test_market_across_processes_driven_by_chain_events(anvil_url, tmp_path):
         status = json.loads(procs.run([fedmarket, "owner", "status", "--market", market]))
         wall_s = time.monotonic() - started
 
-        # anyone with the node and the store re-checks the market; an altered block fails it
+        # the audit deployment ran on the settlement's event; then anyone with the node and the
+        # store re-checks the market through the CLI, and an altered block fails it
+        def audit_run_done():
+            runs = [r for r in _flow_runs(api) if r["deployment"] == "audit"]
+            return runs if runs and all(r["state"] in ("COMPLETED", "FAILED", "CRASHED") for r in runs) else None
+
+        audit_runs = wait_for(audit_run_done, 180, "the audit deployment's run", procs)
+        assert [r["state"] for r in audit_runs] == ["COMPLETED"], procs.logs()
         audit = json.loads(procs.run([fedmarket, "audit", market, "--json"]))
         assert audit["passed"], audit
         assert {c["name"]: c["status"] for c in audit["checks"]}["accuracy"] == "pass"
