@@ -12,7 +12,7 @@ from collections.abc import Callable, Iterator
 
 from pydantic import ValidationError
 
-from fedmarket.chain import MarketClient, MarketLedger
+from fedmarket.chain import SETTLEMENT_STEP, MarketClient, MarketLedger
 from fedmarket.commitments import commit_model
 from fedmarket.errors import (
     CIDMismatchError,
@@ -30,7 +30,6 @@ from fedmarket.ml.updates import decode_update, encode_update
 from fedmarket.store import ContentStore
 from fedmarket_schemas.audit import AuditCheck, AuditReport
 
-SETTLEMENT_STEP = 2**32 - 1  # the contract's domain step for the settlement proof
 # what content under an on-chain CID can be instead of what it should (an unreachable store or
 # node is not among them: that raises, and is no verdict about the market)
 UNREADABLE = (

@@ -11,6 +11,7 @@ from __future__ import annotations
 from prefect import flow, get_run_logger
 
 from fedmarket.algorithms.contribution import PROVEN_CONTRIBUTION
+from fedmarket.chain import SETTLEMENT_STEP
 from fedmarket.context import current_platform
 from fedmarket.errors import ProtocolError
 from fedmarket.field import BN254_FIELD
@@ -26,8 +27,6 @@ from fedmarket_tasks.load import benign_models, load_round
 from fedmarket_tasks.prove import prove_settlement_step, proven_contributions
 from fedmarket_tasks.report import accuracy_plot, progress, publish_settlement
 from fedmarket_tasks.store_ops import get_bytes, put_bytes
-
-SETTLEMENT_STEP = 2**32 - 1  # DataMarket.domain's step for settlement
 
 
 @flow(name="fedmarket-settlement", flow_run_name="settle-{market}")

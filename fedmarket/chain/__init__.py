@@ -2,9 +2,17 @@
 
 from fedmarket.chain.adapter import Chain, TxResult, account_from_key
 from fedmarket.chain.ledger import MarketLedger
-from fedmarket.chain.market import FactoryClient, MarketClient, RoundState, VerifierInfo, seed_commitment
+from fedmarket.chain.market import (
+    SETTLEMENT_STEP,
+    FactoryClient,
+    MarketClient,
+    RoundState,
+    VerifierInfo,
+    seed_commitment,
+)
 
 __all__ = [
+    "SETTLEMENT_STEP",
     "Chain",
     "FactoryClient",
     "MarketClient",

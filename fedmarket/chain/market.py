@@ -20,6 +20,9 @@ PHASES = ("Registration", "SeedReveal", "Training", "Settlement", "Settled", "Ca
 FINAL_PHASES = ("Settled", "Cancelled", "Aborted")  # nothing left but withdrawals
 
 
+SETTLEMENT_STEP = 2**32 - 1  # DataMarket.domain's step for the settlement proof (type(uint32).max)
+
+
 def hex32(value: bytes) -> str:
     return "0x" + bytes(value).hex()
 
