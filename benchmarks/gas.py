@@ -1,9 +1,10 @@
 """Gas of every market operation, measured on a real EVM with real sealed updates.
 
 One market per (L, parameters): L trainers register and reveal, two rounds run with real updates
-of the given size (encoded, sealed to the aggregator, stored by CID, committed), one trainer is
-flagged in round 1, then settlement and every withdrawal. Only commitments and CIDs go on chain,
-so the per-round gas must not depend on the model size; each row carries its target.
+of the given size (encoded, sealed to the aggregator, stored by CID, committed), one trainer's
+submission is excluded from round 1 (one `exclude` call), then settlement and every withdrawal.
+Only commitments and CIDs go on chain, so the per-round gas must not depend on the model size;
+each row carries its target.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from fedmarket.ml.models import parameter_count
 from fedmarket.ml.updates import encode_update
 from fedmarket.settings import Settings, load_settings
 from fedmarket_schemas.market import MarketSpec, ModelConfig, RewardSchedule
+from fedmarket_schemas.rounds import ExclusionReason, Rejection
 
 ROUNDS = 2
 ETHER = 10**18
@@ -111,7 +113,9 @@ def _measure(platform: Platform, trainers: int, params: int) -> list[GasRow]:
             round_gas += used
         mask = (1 << trainers) - 1
         if r == 1 and trainers > 1:
-            mask &= ~1  # trainer 0 flagged in round 1
+            mask &= ~1  # trainer 0 left out of round 1: its submission excluded, with its key as evidence
+            unusable = Rejection(reason=ExclusionReason.DOES_NOT_OPEN, detail="bench", key="0x" + "5a" * 32)
+            gas["exclude"] = [market.exclude(aggregator.account, r, {0: unusable}).gas_used]
         aggregate = encode_update(rng.normal(size=params), model)
         used = market.finalize_round(aggregator.account, r, str(store.put(aggregate)), commit(aggregate), mask).gas_used
         gas.setdefault("finalizeRound", []).append(used)
@@ -135,6 +139,7 @@ def _measure(platform: Platform, trainers: int, params: int) -> list[GasRow]:
         row("openRound", np.mean(gas["openRound"])),
         row("submit", max(gas["submit"]), 60_000),  # the worst submission, not the mean
         row("finalizeRound", max(gas["finalizeRound"]), 60_000 + 3_000 * trainers),
+        *([row("exclude", gas["exclude"][0])] if "exclude" in gas else []),
         row("round_total", np.mean(gas["round_total"])),
         row("settle", settled),
         row("settle_per_trainer", settled / trainers, 30_000),

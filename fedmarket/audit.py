@@ -13,15 +13,20 @@ from collections.abc import Callable, Iterator
 from pydantic import ValidationError
 
 from fedmarket.chain import SETTLEMENT_STEP, MarketClient, MarketLedger
+from fedmarket.chain.ledger import LedgerRound
 from fedmarket.commitments import commit_model
+from fedmarket.crypto import Envelope, SealContext, generate_private_key, submission_key
 from fedmarket.errors import (
     CIDMismatchError,
     ContentNotFoundError,
     DataValidationError,
+    EnvelopeError,
     InvalidCIDError,
+    KeyMismatchError,
     UpdateError,
     ZKError,
 )
+from fedmarket.exclusions import UNUSABLE, recheck, rejection, replayed
 from fedmarket.field import BN254_FIELD
 from fedmarket.fixed_point import quantize
 from fedmarket.market_context import market_context, task_spec
@@ -29,6 +34,7 @@ from fedmarket.ml.training import accuracy, initial_model
 from fedmarket.ml.updates import decode_update, encode_update
 from fedmarket.store import ContentStore
 from fedmarket_schemas.audit import AuditCheck, AuditReport
+from fedmarket_schemas.rounds import ExclusionReason
 
 # what content under an on-chain CID can be instead of what it should (an unreachable store or
 # node is not among them: that raises, and is no verdict about the market)
@@ -45,6 +51,11 @@ UNREADABLE = (
 
 def _hex_int(value: str | None) -> int:
     return int(value, 16) if value else 0
+
+
+def _slot_commitments(entry: LedgerRound) -> dict[str, int]:
+    """A round's proof instances per trainer: its commitment, none (zero) where excluded."""
+    return {t: _hex_int(c) for t, (_, c) in entry.submissions.items() if t not in entry.exclusions}
 
 
 def ledger_differences(market: MarketClient, ledger: MarketLedger) -> list[str]:
@@ -73,6 +84,8 @@ def ledger_differences(market: MarketClient, ledger: MarketLedger) -> list[str]:
         )
         submitted = sum(1 << trainers.index(t) for t in entry.submissions if t in trainers)
         same(f"round {r} submissions", submitted, market.submitted_mask(r))
+        excluded = sum(1 << trainers.index(t) for t in entry.exclusions if t in trainers)
+        same(f"round {r} exclusions", excluded, market.excluded_mask(r))
         for trainer, (_, commitment) in entry.submissions.items():
             if trainer in trainers:
                 same(f"round {r} commitment of {trainer}", commitment, market.commitment_of(r, trainers.index(trainer)))
@@ -118,6 +131,7 @@ class Audit:
             ("payouts", self.payouts),
             ("content", self.content),
             ("models", self.models),
+            ("exclusions", self.exclusions),
             ("rounds", self.round_proofs),
             ("settlement", self.settlement),
         ]
@@ -182,7 +196,8 @@ class Audit:
         for r, entry in sorted(ledger.rounds.items()):
             yield f"round {r} model", entry.model_cid
             for trainer, (cid, _) in entry.submissions.items():
-                yield f"round {r} update of {trainer}", cid
+                if entry.exclusions.get(trainer, (0, None))[0] != ExclusionReason.UNAVAILABLE.code:
+                    yield f"round {r} update of {trainer}", cid  # else: the exclusions check says why
             if entry.aggregate_cid is not None:
                 yield f"round {r} aggregate", entry.aggregate_cid
 
@@ -243,6 +258,81 @@ class Audit:
         detail = "; ".join(wrong) or f"{len(rounds)} rounds chain from the initial model through their aggregates"
         yield AuditCheck(name="models", status="fail" if wrong else "pass", detail=detail)
 
+    # ------------------------------------------------------------ exclusions
+    def exclusions(self) -> Iterator[AuditCheck]:
+        """Every exclusion's evidence, re-checked against the sealed bytes under the submission's
+        CID: an update that opens with the published key and passes every check the aggregator
+        runs was excluded without cause (fail, naming the trainer and the round). What no one but
+        the aggregator could see is `trusted`: that bytes were unavailable, or that an envelope's
+        header commits to another key than the one it derived."""
+        listed = [
+            (r, trainer, ExclusionReason.of_code(code), key)
+            for r, entry in sorted(self.ledger.rounds.items())
+            for trainer, (code, key) in entry.exclusions.items()
+        ]
+        if not listed:
+            return
+        spec = task_spec(self.market, self.store)
+        first_seen: dict[str, tuple[int, str]] = {}
+        for r, entry in sorted(self.ledger.rounds.items()):
+            for trainer, (cid, _) in entry.submissions.items():
+                first_seen.setdefault(cid, (r, trainer))
+        failed, trusted = [], []
+        for r, trainer, reason, key in listed:
+            status, why = self._exclusion(r, trainer, reason, key, spec, first_seen)
+            what = f"round {r}: {trainer} excluded as {reason.value}: {why}"
+            if status == "fail":
+                failed.append(what)
+            elif status == "trusted":
+                trusted.append(what)
+        if failed:
+            yield AuditCheck(name="exclusions", status="fail", detail="; ".join(failed))
+        elif trusted:
+            yield AuditCheck(name="exclusions", status="trusted", detail="; ".join(trusted))
+        else:
+            yield AuditCheck(
+                name="exclusions", status="pass", detail=f"{len(listed)} exclusions re-checked from their evidence"
+            )
+
+    def _exclusion(self, r: int, trainer: str, reason: ExclusionReason, key: str | None, spec, first_seen) -> tuple:
+        entry = self.ledger.rounds[r]
+        cid, commitment = entry.submissions[trainer]
+        if reason is ExclusionReason.UNAVAILABLE:
+            return "trusted", "that its bytes could not be read in time is the aggregator's word"
+        if reason is ExclusionReason.REPLAYED:
+            first = replayed(cid, first_seen.get(cid), r, trainer)
+            return ("pass", first.detail) if first else ("fail", f"its CID {cid} was not submitted before")
+        raw = self._bytes(cid)
+        if raw is None:
+            return "trusted", f"its bytes ({cid}) are gone, so the evidence cannot be re-checked"
+        if reason is ExclusionReason.BAD_ENVELOPE:
+            try:  # a small-order ephemeral key fails every exchange, so any key shows it
+                submission_key(Envelope.parse(raw), recipient=generate_private_key(), sender=bytes(32))
+            except EnvelopeError as exc:
+                return "pass", str(exc)
+            return "fail", "its bytes are a well-formed envelope"
+        context = SealContext(self.market.chain.chain_id, self.market.address, r, trainer)
+        start = decode_update(self.store.get(entry.model_cid), spec.model)
+        try:
+            recheck(
+                raw,
+                bytes.fromhex((key or "0x")[2:]),
+                context,
+                commitment,
+                spec.model,
+                spec.update_bounds,
+                start,
+                self.proven_rounds,
+            )
+        except KeyMismatchError as exc:
+            if reason is ExclusionReason.KEY_MISMATCH:
+                return "trusted", "the header commits to another key than the published one (the trainer's to dispute)"
+            return "fail", f"the published key is not the one the trainer sealed with ({exc})"
+        except UNUSABLE as exc:
+            found = rejection(exc).reason
+            return "pass", f"re-checked with the published key: {found.value}, {exc}"
+        return "fail", "its update opens with the published key and passes every check: excluded without cause"
+
     # ------------------------------------------------------------ proofs
     def _proofs(self, event: str, check: Callable[[dict, bytes], str | None]) -> list[str]:
         """Re-verify, read-only, the proof in the calldata of every `event` transaction."""
@@ -257,7 +347,7 @@ class Audit:
     def round_instances(self, r: int) -> list[int]:
         """Round r's public instances rebuilt from the ledger (layout in contracts/README.md)."""
         ledger, entry = self.ledger, self.ledger.rounds[r]
-        by_trainer = {t: _hex_int(c) for t, (_, c) in entry.submissions.items()}
+        by_trainer = _slot_commitments(entry)
         previous = ledger.rounds[r - 1].benign_mask if r > 1 else 0
         return [
             self.market.domain(r),
@@ -295,7 +385,7 @@ class Audit:
     def settlement_instances(self) -> list[int]:
         ledger = self.ledger
         final = ledger.rounds[int(ledger.spec["rounds"])]
-        by_trainer = {t: _hex_int(c) for t, (_, c) in final.submissions.items()}
+        by_trainer = _slot_commitments(final)
         return [
             self.market.domain(SETTLEMENT_STEP),
             _hex_int(ledger.spec["dataCommitment"]),

@@ -1,13 +1,24 @@
-"""Sealing trainers' updates to the aggregator: X25519 + HKDF-SHA256 + ChaCha20-Poly1305.
+"""Sealing trainers' updates to the aggregator: X25519 + HKDF-SHA256 + ChaCha20-Poly1305, with a
+commitment to each envelope's key so that the key alone can serve as public evidence.
 
 The paper has the aggregator open each local model with a Diffie-Hellman secret of the trainer's
-public key and its own private key (sources/004, section IV.B). fedmarket keeps that static-static
-secret, which authenticates the trainer whose key is registered on chain, and adds an ephemeral
-one so that a leaked trainer key does not open past updates (the pattern of HPKE's Auth mode,
-RFC 9180). The associated data binds chain id, market address, round and trainer address: a
-ciphertext moved to another round or market, or claimed by another trainer, does not open.
+public key and its own private key (sources/004, section IV.B). fedmarket seals each update with a
+fresh ephemeral key instead (HPKE's base mode, RFC 9180), the trainer's registered key bound into
+the key derivation; the chain authenticates who submitted. The associated data binds chain id,
+market address, round and trainer address: a ciphertext moved to another round or market, or
+claimed by another trainer, does not open.
 
-Envelope: version (1 byte) || ephemeral public key (32) || nonce (12) || AEAD ciphertext.
+Departure, for exclusions (contracts/README.md, "Exclusions"): the envelope's header carries
+SHA-256 of its key, so the aggregator can publish the key of one submission it cannot use and
+anyone can check that it is the key the trainer sealed with (the CID on chain fixes the header)
+and that it does not open, or opens to an unusable update. ChaCha20-Poly1305 alone does not
+commit to its key. The round and market are kept out of the key derivation (they stay in the
+associated data), so a ciphertext replayed from another round has its committed key and provably
+does not open here. The key derives from the ephemeral exchange alone, so that one ephemeral
+secret would show whether a header matches; nothing keeps it yet.
+
+Envelope: version (1 byte) || ephemeral public key (32) || nonce (12) || key commitment (32) ||
+AEAD ciphertext.
 """
 
 from __future__ import annotations
@@ -22,11 +33,12 @@ from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey, X
 from cryptography.hazmat.primitives.ciphers.aead import ChaCha20Poly1305
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
-from fedmarket.errors import CryptoError, DecryptionError
+from fedmarket.errors import CryptoError, DecryptionError, EnvelopeError, KeyMismatchError
 
-VERSION = 1
-_INFO = b"fedmarket/update/v1"
-_HEADER = 1 + 32 + 12
+VERSION = 2
+_INFO = b"fedmarket/update/v2"
+_KEY_COMMITMENT = b"fedmarket/key-commitment/v2"
+_TAG = 16
 
 
 @dataclass(frozen=True)
@@ -43,6 +55,25 @@ class SealContext:
 
     def describe(self) -> str:
         return f"market {self.market} round {self.round} trainer {self.trainer} on chain {self.chain_id}"
+
+
+@dataclass(frozen=True)
+class Envelope:
+    ephemeral: bytes  # X25519 public key, 32 bytes
+    nonce: bytes  # 12 bytes
+    key_commitment: bytes  # SHA-256 of the AEAD key, 32 bytes
+    ciphertext: bytes  # AEAD output, tag included
+
+    HEADER = 1 + 32 + 12 + 32
+
+    @classmethod
+    def parse(cls, raw: bytes) -> Envelope:
+        if len(raw) < cls.HEADER + _TAG or raw[0] != VERSION:
+            raise EnvelopeError(f"not a fedmarket v{VERSION} envelope ({len(raw)} bytes)")
+        return cls(raw[1:33], raw[33:45], raw[45:77], raw[77:])
+
+    def to_bytes(self) -> bytes:
+        return bytes([VERSION]) + self.ephemeral + self.nonce + self.key_commitment + self.ciphertext
 
 
 def generate_private_key() -> X25519PrivateKey:
@@ -70,52 +101,61 @@ def public_key_from_bytes(raw: bytes) -> X25519PublicKey:
     return X25519PublicKey.from_public_bytes(raw)
 
 
+def key_commitment(key: bytes) -> bytes:
+    digest = hashes.Hash(hashes.SHA256())
+    digest.update(_KEY_COMMITMENT + key)
+    return digest.finalize()
+
+
 def seal(plaintext: bytes, *, sender: X25519PrivateKey, recipient: bytes, context: SealContext) -> bytes:
-    """Encrypt `plaintext` from `sender` (the trainer's static key) to `recipient` (the
+    """Encrypt `plaintext` from `sender` (the trainer's registered key) to `recipient` (the
     aggregator's public key) for `context`."""
-    recipient_key = public_key_from_bytes(recipient)
     ephemeral = X25519PrivateKey.generate()
     ephemeral_public = public_key_bytes(ephemeral)
-    key = _derive(
-        ephemeral.exchange(recipient_key) + sender.exchange(recipient_key),
-        ephemeral_public,
-        public_key_bytes(sender),
-        recipient,
-        context,
-    )
+    shared = ephemeral.exchange(public_key_from_bytes(recipient))
+    key = _derive(shared, ephemeral_public, public_key_bytes(sender), recipient)
     nonce = os.urandom(12)
     ciphertext = ChaCha20Poly1305(key).encrypt(nonce, plaintext, context.associated_data())
-    return bytes([VERSION]) + ephemeral_public + nonce + ciphertext
+    return Envelope(ephemeral_public, nonce, key_commitment(key), ciphertext).to_bytes()
 
 
-def open_sealed(envelope: bytes, *, recipient: X25519PrivateKey, sender: bytes, context: SealContext) -> bytes:
-    """Decrypt an envelope sealed by the trainer whose public key is `sender`, or raise
-    DecryptionError naming the context it failed for."""
-    if len(envelope) < _HEADER + 16 or envelope[0] != VERSION:
-        raise DecryptionError(f"not a fedmarket v{VERSION} envelope ({len(envelope)} bytes) for {context.describe()}")
-    ephemeral_public, nonce, ciphertext = envelope[1:33], envelope[33:45], envelope[45:]
+def submission_key(envelope: Envelope, *, recipient: X25519PrivateKey, sender: bytes) -> bytes:
+    """The AEAD key of one envelope, as its recipient derives it (whether or not it matches the
+    header's commitment: open_with_key checks that)."""
     try:
-        ephemeral_key = public_key_from_bytes(ephemeral_public)
-        sender_key = public_key_from_bytes(sender)
-        key = _derive(
-            recipient.exchange(ephemeral_key) + recipient.exchange(sender_key),
-            ephemeral_public,
-            sender,
-            public_key_bytes(recipient),
-            context,
-        )
-        return ChaCha20Poly1305(key).decrypt(nonce, ciphertext, context.associated_data())
-    except (InvalidTag, ValueError) as exc:
+        shared = recipient.exchange(public_key_from_bytes(envelope.ephemeral))
+    except ValueError as exc:  # a small-order point: every exchange with it gives zero
+        raise EnvelopeError(f"the envelope's ephemeral key cannot be used: {exc}") from exc
+    return _derive(shared, envelope.ephemeral, sender, public_key_bytes(recipient))
+
+
+def open_with_key(envelope: Envelope, key: bytes, context: SealContext) -> bytes:
+    """Decrypt with a given key, as an auditor does with a published one: KeyMismatchError when
+    it is not the key the header commits to, DecryptionError when it does not open for
+    `context`."""
+    if len(key) != 32 or key_commitment(key) != envelope.key_commitment:
+        raise KeyMismatchError(f"the key is not the one the envelope for {context.describe()} commits to")
+    try:
+        return ChaCha20Poly1305(key).decrypt(envelope.nonce, envelope.ciphertext, context.associated_data())
+    except InvalidTag as exc:
         raise DecryptionError(
-            f"ciphertext does not open for {context.describe()}: wrong key, sealed for another "
-            "market, round or trainer, or tampered"
+            f"ciphertext does not open for {context.describe()}: sealed for another market, round or "
+            "trainer, or tampered"
         ) from exc
 
 
-def _derive(shared: bytes, ephemeral: bytes, sender: bytes, recipient: bytes, context: SealContext) -> bytes:
-    hkdf = HKDF(
-        algorithm=hashes.SHA256(), length=32, salt=ephemeral + sender + recipient, info=context.associated_data()
-    )
+def open_sealed(raw: bytes, *, recipient: X25519PrivateKey, sender: bytes, context: SealContext) -> bytes:
+    """Decrypt an envelope sealed by the trainer whose registered public key is `sender`, or raise
+    a DecryptionError (EnvelopeError, KeyMismatchError) naming the context it failed for."""
+    try:
+        envelope = Envelope.parse(raw)
+    except EnvelopeError as exc:
+        raise EnvelopeError(f"{exc} for {context.describe()}") from None
+    return open_with_key(envelope, submission_key(envelope, recipient=recipient, sender=sender), context)
+
+
+def _derive(shared: bytes, ephemeral: bytes, sender: bytes, recipient: bytes) -> bytes:
+    hkdf = HKDF(algorithm=hashes.SHA256(), length=32, salt=ephemeral + sender + recipient, info=_INFO)
     return hkdf.derive(shared)
 
 

@@ -43,6 +43,15 @@ class DecryptionError(CryptoError):
     """A ciphertext does not open: wrong key, wrong context (market, round, trainer), or tampered."""
 
 
+class EnvelopeError(DecryptionError):
+    """Bytes are not a sealed-update envelope of the current version (length, version byte, or an
+    ephemeral key no exchange can use)."""
+
+
+class KeyMismatchError(DecryptionError):
+    """A key is not the one an envelope's header commits to."""
+
+
 # ---------------------------------------------------------------- updates and data
 class UpdateError(FedMarketError):
     """A model update is unusable."""
@@ -91,6 +100,10 @@ class ArtifactError(ChainError):
 # ---------------------------------------------------------------- protocol
 class ProtocolError(FedMarketError):
     """A party broke the market protocol off-chain (e.g. a submission missing from the store)."""
+
+
+class CommitmentMismatchError(ProtocolError):
+    """An opened update is not the one its trainer committed to on chain."""
 
 
 # ---------------------------------------------------------------- proofs

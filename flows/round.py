@@ -1,5 +1,6 @@
-"""One round, run by the aggregator: fetch -> validate -> detect outliers -> aggregate ->
-evaluate -> store the aggregate -> finalize on chain (sources/004, section IV.B).
+"""One round, run by the aggregator: fetch -> validate -> exclude the unusable submissions on
+chain -> detect outliers (or prove the round) -> aggregate -> evaluate -> store the aggregate ->
+finalize on chain (sources/004, section IV.B).
 
 The flow takes only the market's address and the round, and reads everything else back from the
 chain and the content store (tasks/load.py), so a deployment triggered by a chain event can run
@@ -23,7 +24,7 @@ from fedmarket.settings import load_settings
 from fedmarket.zk import deployed_verifier_code
 from fedmarket_schemas.rounds import RoundReport
 from fedmarket_tasks.aggregate import aggregate, evaluate
-from fedmarket_tasks.chain_ops import finalize_round
+from fedmarket_tasks.chain_ops import exclude_submissions, finalize_round
 from fedmarket_tasks.detect import detect_outliers
 from fedmarket_tasks.load import history_before, load_round
 from fedmarket_tasks.prove import prove_round_step, proven_outliers
@@ -64,6 +65,9 @@ def _round_flow(market: str, round: int, aggregator: str | None = None) -> Round
 
     with progress(client.address, f"round {round}", steps=4) as step:
         loaded = load_round(client, aggregator, round, context)
+        trainers = client.trainers()
+        rejected = {trainers.index(t): why for t, why in loaded.models.rejected.items()}
+        excluded_tx = exclude_submissions(client.address, aggregator, round, rejected)
         step()
         verifier = client.round_verifier()
         if verifier:
@@ -74,7 +78,6 @@ def _round_flow(market: str, round: int, aggregator: str | None = None) -> Round
                     f"market {client.address} proves its rounds, but its task names detector {spec.detector!r}, "
                     f"which no circuit proves (provable: {', '.join(sorted(PROVABLE_DETECTORS))})"
                 )
-            trainers = client.trainers()
             kept_before = client.round_state(round - 1).benign_mask if round > 1 else 0
             code = deployed_verifier_code(platform.chain, verifier)
             proof = _heavy(
@@ -114,6 +117,9 @@ def _round_flow(market: str, round: int, aggregator: str | None = None) -> Round
         "submit": client.submission_gas(round, from_block=opened_tx.block_number),
         "finalizeRound": tx.gas_used,
     }
+    tx_hashes = {"openRound": opened_tx.tx_hash, "finalizeRound": tx.tx_hash}
+    if excluded_tx is not None:
+        gas_by_call["exclude"], tx_hashes["exclude"] = excluded_tx.gas_used, excluded_tx.tx_hash
     report = RoundReport(
         round=round,
         model_cid=client.model_cid(round),
@@ -126,7 +132,7 @@ def _round_flow(market: str, round: int, aggregator: str | None = None) -> Round
         benign_mask=mask,
         gas_used=sum(gas_by_call.values()),
         gas_by_call=gas_by_call,
-        tx_hashes={"openRound": opened_tx.tx_hash, "finalizeRound": tx.tx_hash},
+        tx_hashes=tx_hashes,
         verifier=verifier,
         verified=client.round_state(round).verified,
     )

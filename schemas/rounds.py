@@ -3,6 +3,8 @@ the round report."""
 
 from __future__ import annotations
 
+from enum import Enum
+
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -17,6 +19,43 @@ class Submission(BaseModel):
     commitment: str
 
 
+class ExclusionReason(str, Enum):
+    """Why a submission cannot be used: `IDataMarket.ExclusionReason`, in its order (the code on
+    chain is the position, None being 0). Reasons from KEY_MISMATCH on carry the submission's AEAD
+    key as evidence."""
+
+    UNAVAILABLE = "Unavailable"
+    REPLAYED = "Replayed"
+    BAD_ENVELOPE = "BadEnvelope"
+    KEY_MISMATCH = "KeyMismatch"
+    DOES_NOT_OPEN = "DoesNotOpen"
+    MALFORMED_UPDATE = "MalformedUpdate"
+    COMMITMENT_MISMATCH = "CommitmentMismatch"
+
+    @property
+    def code(self) -> int:
+        return list(ExclusionReason).index(self) + 1
+
+    @classmethod
+    def of_code(cls, code: int) -> ExclusionReason:
+        return list(cls)[code - 1]
+
+    @property
+    def keyed(self) -> bool:
+        return self.code >= ExclusionReason.KEY_MISMATCH.code
+
+
+class Rejection(BaseModel):
+    """A submission the aggregator cannot use: the reason, what was found, and the evidence."""
+
+    reason: ExclusionReason
+    detail: str
+    key: str | None = Field(default=None, description="0x hex of the submission's AEAD key, for keyed reasons")
+
+    def describe(self) -> str:
+        return f"{self.reason.value}: {self.detail}"
+
+
 class LocalModels(BaseModel):
     """Opened and validated local models of one round, one row per trainer that passed.
     `rejected` maps trainers whose submission could not be used to the reason."""
@@ -27,7 +66,7 @@ class LocalModels(BaseModel):
     trainers: list[str]
     indices: list[int]
     matrix: np.ndarray = Field(repr=False, description="float64, one local model per row")
-    rejected: dict[str, str] = {}
+    rejected: dict[str, Rejection] = {}
 
 
 class OutlierReport(BaseModel):

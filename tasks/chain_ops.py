@@ -7,6 +7,7 @@ from __future__ import annotations
 from fedmarket.chain import TxResult
 from fedmarket.context import current_platform
 from fedmarket.errors import ProtocolError
+from fedmarket_schemas.rounds import Rejection
 from fedmarket_tasks.common import remote_task
 
 
@@ -34,6 +35,23 @@ def close_reveal(market: str, caller: str) -> TxResult:
 @remote_task(task_run_name="submit-r{round}-{trainer}")
 def submit_update(market: str, trainer: str, round: int, cid: str, commitment: str) -> TxResult:
     return _market(market).submit(_account(trainer), round, cid, commitment)
+
+
+@remote_task(task_run_name="exclude-r{round}")
+def exclude_submissions(market: str, aggregator: str, round: int, rejected: dict[int, Rejection]) -> TxResult | None:
+    """Exclude on chain, by trainer index, every rejected submission of the round not excluded
+    yet; a rerun after the transaction landed returns it instead. None when nothing is excluded."""
+    m = _market(market)
+    on_chain = m.excluded_mask(round)
+    unexpected = on_chain & ~sum(1 << i for i in rejected)
+    if unexpected:
+        raise ProtocolError(
+            f"round {round} already excludes trainers {unexpected:#x} this run can use: the round's inputs changed"
+        )
+    missing = {i: r for i, r in rejected.items() if not on_chain >> i & 1}
+    if not missing:
+        return m.last_event("SubmissionExcluded", round=round)[1] if on_chain else None
+    return m.exclude(_account(aggregator), round, missing)
 
 
 @remote_task(task_run_name="finalize-round-{round}")

@@ -18,7 +18,7 @@ def detect_outliers(
     """`history` is the previous round as recorded (tasks/load.py), so this step has no side
     effect and its cached result stays valid."""
     names = models.trainers
-    reasons = {t: f"submission rejected: {why}" for t, why in models.rejected.items()}
+    reasons = {t: f"excluded: {why.describe()}" for t, why in models.rejected.items()}
     if not names:
         return OutlierReport(round=models.round, detector=detector, kept=[], flagged=sorted(reasons), reasons=reasons)
     round_input = RoundInput(models=models.matrix, trainers=names, round=models.round, start=start_model)

@@ -1,7 +1,8 @@
 """Fetch step: read the round's submissions from chain, fetch each ciphertext by CID (bytes are
 checked against the CID), open it with the aggregator's key and the trainer's registered key, and
 check it against the trainer's on-chain commitment. A trainer whose submission fails any step is
-recorded with the reason and left out; the round goes on. A store or node that cannot be reached
+recorded with the reason and its evidence (fedmarket/exclusions.py) and left out, as is a CID
+first submitted elsewhere (a replay); the round goes on. A store or node that cannot be reached
 is no verdict about anyone: the step fails, Prefect retries it, and a failed step is not cached,
 so the next run fetches again."""
 
@@ -9,12 +10,12 @@ from __future__ import annotations
 
 from pydantic import BaseModel
 
-from fedmarket.commitments import commit, commit_model
 from fedmarket.context import current_platform
-from fedmarket.crypto import SealContext, open_sealed
-from fedmarket.errors import CryptoError, ProtocolError, StoreError, StoreUnavailableError, UpdateError, ZKError
-from fedmarket.ml.updates import decode_update
+from fedmarket.crypto import Envelope, SealContext, open_with_key, submission_key
+from fedmarket.errors import ProtocolError
+from fedmarket.exclusions import UNUSABLE, committed, rejection, replayed
 from fedmarket_schemas.market import ModelConfig
+from fedmarket_schemas.rounds import Rejection
 from fedmarket_tasks.cache import round_step
 
 
@@ -23,8 +24,9 @@ class OpenedSubmissions(BaseModel):
     submitted: list[str]  # every trainer with a submission on chain, in registration order
     cids: dict[str, str] = {}  # trainer -> CID of its sealed update
     plaintexts: dict[str, bytes]  # trainer -> opened update bytes
+    envelope_keys: dict[str, str] = {}  # trainer -> 0x hex of its envelope's key: evidence if it is excluded later
     indices: dict[str, int]
-    rejected: dict[str, str]
+    rejected: dict[str, Rejection]
 
 
 @round_step(remote=True, task_run_name="fetch-submissions-r{round}")
@@ -37,43 +39,38 @@ def fetch_submissions(
     market = platform.market(market_address)
     box_key = platform.party(aggregator).box_key
     plaintexts: dict[str, bytes] = {}
+    keys: dict[str, str] = {}
     indices: dict[str, int] = {}
-    rejected: dict[str, str] = {}
+    rejected: dict[str, Rejection] = {}
     submissions = market.submissions(round)
+    first_seen = market.first_submissions()
     proven = market.round_verifier() is not None
     if proven and model is None:
         raise ProtocolError(f"market {market.address} proves its rounds: fetching needs the task's model")
     for sub in submissions:
+        if replay := replayed(sub.cid, first_seen.get(sub.cid), round, sub.trainer):
+            rejected[sub.trainer] = replay
+            continue
         context = SealContext(platform.chain.chain_id, market.address, round, sub.trainer)
+        envelope_key = None
         try:
-            envelope = platform.store.get(sub.cid)
-            plaintext = open_sealed(
-                envelope, recipient=box_key, sender=market.encryption_key(sub.trainer), context=context
-            )
-            if _commitment(plaintext, model, proven) != sub.commitment:
-                raise ProtocolError(f"opened update does not match the commitment {sub.commitment} on chain")
-        except StoreUnavailableError:
-            raise  # the store's fault, not the trainer's: the step fails (retried, never cached)
-        except (StoreError, CryptoError, ProtocolError, UpdateError) as exc:
-            rejected[sub.trainer] = f"{type(exc).__name__}: {exc}"
+            envelope = Envelope.parse(platform.store.get(sub.cid))
+            envelope_key = submission_key(envelope, recipient=box_key, sender=market.encryption_key(sub.trainer))
+            plaintext = open_with_key(envelope, envelope_key, context)
+            committed(plaintext, sub.commitment, model, proven)
+        except UNUSABLE as exc:
+            # an unreachable store re-raises here: the step fails (retried, never cached)
+            rejected[sub.trainer] = rejection(exc, envelope_key)
             continue
         plaintexts[sub.trainer] = plaintext
+        keys[sub.trainer] = "0x" + envelope_key.hex()
         indices[sub.trainer] = sub.index
     return OpenedSubmissions(
         round=round,
         submitted=[s.trainer for s in submissions],
         cids={s.trainer: s.cid for s in submissions},
         plaintexts=plaintexts,
+        envelope_keys=keys,
         indices=indices,
         rejected=rejected,
     )
-
-
-def _commitment(plaintext: bytes, model, proven: bool) -> str:
-    """The commitment the opened bytes should have (fedmarket.commitments.commit_model)."""
-    if not proven:
-        return commit(plaintext)
-    try:
-        return commit_model(decode_update(plaintext, model), plaintext, proven=True)
-    except ZKError as exc:  # off the grid or out of the provable range: not what was committed
-        raise ProtocolError(f"opened update cannot be committed for a proof: {exc}") from exc

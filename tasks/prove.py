@@ -11,7 +11,6 @@ import numpy as np
 
 from fedmarket.algorithms.contribution import PROVEN_CONTRIBUTION
 from fedmarket.context import current_platform
-from fedmarket.errors import ProtocolError
 from fedmarket.ml.data import Dataset
 from fedmarket.zk import (
     RoundProof,
@@ -46,11 +45,8 @@ def prove_round_step(
     """`trainers`: the market's, in slot order; `kept_before`: the previous round's benign mask on
     chain (0 in round 1); `domain`: the market's `domain(round)`; `verifier_code`: the runtime code
     of the market's round verifier (fedmarket.zk.deployed_verifier_code), which this
-    machine's build must compile to before it proves anything."""
-    if models.rejected:
-        # the circuit hashes every committed update: one that cannot be opened or used cannot
-        # be proven around
-        raise ProtocolError(f"round {round} cannot be proven: unusable submissions {models.rejected}")
+    machine's build must compile to before it proves anything. A rejected submission is absent
+    from the statement, as it is from the instances once excluded on chain."""
     rows = dict(zip(models.trainers, models.matrix))
     slots = [rows.get(t) for t in trainers]
     statement = RoundStatement(slots, round, domain, kept_before)
@@ -60,11 +56,18 @@ def prove_round_step(
 
 
 def proven_outliers(models: LocalModels, trainers: list[str], proof: RoundProof, detector: str) -> OutlierReport:
-    """The proof's mask as the round's outlier report, under the task's (proven) rule's name."""
+    """The proof's mask as the round's outlier report, under the task's (proven) rule's name; the
+    excluded submissions are flagged with their reasons."""
     kept = [t for t in models.trainers if proof.mask[trainers.index(t)]]
-    flagged = [t for t in models.trainers if t not in kept]
-    reasons = {t: f"distance to the reference above mu + sigma ({detector}, proven)" for t in flagged}
-    return OutlierReport(round=models.round, detector=detector, kept=kept, flagged=sorted(flagged), reasons=reasons)
+    reasons = {t: f"excluded: {why.describe()}" for t, why in models.rejected.items()}
+    reasons.update(
+        {
+            t: f"distance to the reference above mu + sigma ({detector}, proven)"
+            for t in models.trainers
+            if t not in kept
+        }
+    )
+    return OutlierReport(round=models.round, detector=detector, kept=kept, flagged=sorted(reasons), reasons=reasons)
 
 
 @round_step(task_run_name="prove-settlement")

@@ -7,6 +7,7 @@ from __future__ import annotations
 import numpy as np
 
 from fedmarket.errors import UpdateError
+from fedmarket.exclusions import rejection
 from fedmarket.ml.updates import check_bounds, decode_update
 from fedmarket_schemas.market import ModelConfig, UpdateBounds
 from fedmarket_schemas.rounds import LocalModels
@@ -26,7 +27,7 @@ def validate_updates(
             check_bounds(vector, start_model, bounds)
             rows.append(vector)
         except UpdateError as exc:
-            rejected[trainer] = f"{type(exc).__name__}: {exc}"
+            rejected[trainer] = rejection(exc, bytes.fromhex(opened.envelope_keys[trainer][2:]))
             continue
         trainers.append(trainer)
         indices.append(opened.indices[trainer])

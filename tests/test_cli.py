@@ -62,7 +62,7 @@ def test_bench_gas_json(tmp_path):
     rows = out["rows"]
     assert all(set(r) == {"op", "trainers", "params", "gas"} for r in rows)
     ops = {r["op"] for r in rows}
-    assert {"createMarket", "register", "reveal", "submit", "finalizeRound", "settle", "withdraw", "round_total"} <= ops
+    assert {"createMarket", "register", "reveal", "submit", "finalizeRound", "exclude", "settle", "withdraw"} <= ops
     assert {r["params"] for r in rows} == {650, 2000}
     # only commitments and CIDs reach the chain: the model size changes calldata bytes at most
     assert out["round_gas_spread"]["3"] < 0.001

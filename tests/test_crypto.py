@@ -4,8 +4,18 @@ import dataclasses
 
 import pytest
 
-from fedmarket.crypto import SealContext, generate_private_key, open_sealed, public_key_bytes, seal
-from fedmarket.errors import DecryptionError
+from fedmarket.crypto import (
+    Envelope,
+    SealContext,
+    generate_private_key,
+    key_commitment,
+    open_sealed,
+    open_with_key,
+    public_key_bytes,
+    seal,
+    submission_key,
+)
+from fedmarket.errors import DecryptionError, EnvelopeError, KeyMismatchError
 
 CTX = SealContext(chain_id=1, market="0x" + "11" * 20, round=3, trainer="0x" + "22" * 20)
 
@@ -53,7 +63,47 @@ def test_only_the_registered_trainer_key_opens(keys):
     aggregator, _ = keys
     impostor = generate_private_key()
     envelope = seal(b"x", sender=impostor, recipient=public_key_bytes(aggregator), context=CTX)
-    with pytest.raises(DecryptionError):
+    with pytest.raises(KeyMismatchError):
         open_with(keys, envelope)
-    with pytest.raises(DecryptionError):
+    with pytest.raises(KeyMismatchError):
         open_sealed(sealed(keys), recipient=generate_private_key(), sender=public_key_bytes(keys[1]), context=CTX)
+
+
+def aggregator_key(keys, raw):
+    aggregator, trainer = keys
+    return submission_key(Envelope.parse(raw), recipient=aggregator, sender=public_key_bytes(trainer))
+
+
+def test_the_published_key_of_one_envelope_opens_it_for_anyone_and_nothing_else(keys):
+    raw = sealed(keys)
+    key = aggregator_key(keys, raw)
+    assert Envelope.parse(raw).key_commitment == key_commitment(key)
+    assert open_with_key(Envelope.parse(raw), key, CTX) == b"local model"
+    other = sealed(keys)  # the same trainer's next envelope: another ephemeral key, another key
+    assert aggregator_key(keys, other) != key
+    with pytest.raises(KeyMismatchError):
+        open_with_key(Envelope.parse(other), key, CTX)
+    with pytest.raises(KeyMismatchError):
+        open_with_key(Envelope.parse(raw), bytes(32), CTX)  # a made-up key is no evidence
+
+
+def test_a_ciphertext_replayed_to_another_round_provably_does_not_open(keys):
+    """Its key is the committed one (the round is not in the derivation), and with that key
+    anyone sees it open for the round it was sealed for and not for this one."""
+    raw = sealed(keys)
+    key = aggregator_key(keys, raw)
+    later = dataclasses.replace(CTX, round=CTX.round + 1)
+    with pytest.raises(DecryptionError, match="does not open") as err:
+        open_with_key(Envelope.parse(raw), key, later)
+    assert not isinstance(err.value, KeyMismatchError)
+    assert open_with_key(Envelope.parse(raw), key, CTX) == b"local model"
+
+
+def test_an_envelope_with_a_small_order_ephemeral_key_is_refused_by_name(keys):
+    raw = bytearray(sealed(keys))
+    raw[1:33] = bytes(32)  # the identity point: every exchange with it is zero
+    with pytest.raises(EnvelopeError, match="ephemeral key"):
+        open_with(keys, bytes(raw))
+    raw[0] = 1  # the previous version
+    with pytest.raises(EnvelopeError, match="not a fedmarket v2 envelope"):
+        open_with(keys, bytes(raw))

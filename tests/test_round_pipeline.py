@@ -9,11 +9,12 @@ import torch
 from safetensors.torch import save
 
 from fedmarket.commitments import commit
-from fedmarket.crypto import SealContext, seal
+from fedmarket.crypto import Envelope, SealContext, key_commitment, seal
 from fedmarket.errors import StoreUnavailableError
 from fedmarket.ml.models import parameter_count
 from fedmarket.ml.updates import encode_update
 from fedmarket_schemas.market import ModelConfig, UpdateBounds
+from fedmarket_schemas.rounds import ExclusionReason as R
 from fedmarket_tasks.fetch import fetch_submissions
 from fedmarket_tasks.validate import validate_updates
 from tests.helpers import create_market, snapshot
@@ -27,7 +28,9 @@ def sealed_for(platform, market, trainer, round, plaintext):
 
 
 def test_bad_submissions_are_rejected_by_name(platform):
-    market, _, aggregator, members, _ = create_market(platform, trainers=8, rounds=2)
+    """Each unusable submission is named with its reason code and, once its envelope's key could be
+    derived, that key: the evidence an exclusion publishes."""
+    market, _, aggregator, members, _ = create_market(platform, trainers=10, rounds=2)
     market.open_round(aggregator.account, str(platform.store.put(b"global")), commit(b"global"))
     good = encode_update(np.zeros(parameter_count(MODEL)), MODEL)
     nan_weight = torch.zeros(10, 64)
@@ -38,9 +41,10 @@ def test_bad_submissions_are_rejected_by_name(platform):
     huge[7] = 1e8  # finite: it passes the finiteness check, and would blind the distance rules
     huge = encode_update(huge, MODEL)
     far = encode_update(np.full(parameter_count(MODEL), 5.0), MODEL)  # every entry small, the update huge
+    first = sealed_for(platform, market, members[0], 1, good)
 
     plan = {
-        0: ("ok", sealed_for(platform, market, members[0], 1, good), commit(good)),
+        0: ("ok", first, commit(good)),
         1: ("moved", sealed_for(platform, market, members[1], 2, good), commit(good)),  # sealed for round 2
         2: ("nan", sealed_for(platform, market, members[2], 1, nan_update), commit(nan_update)),
         3: ("shape", sealed_for(platform, market, members[3], 1, wrong_shape), commit(wrong_shape)),
@@ -48,6 +52,8 @@ def test_bad_submissions_are_rejected_by_name(platform):
         5: ("tampered", sealed_for(platform, market, members[5], 1, good), commit(good)),
         6: ("huge", sealed_for(platform, market, members[6], 1, huge), commit(huge)),
         7: ("far", sealed_for(platform, market, members[7], 1, far), commit(far)),
+        8: ("garbage", b"\x02" + bytes(range(200)), commit(good)),  # a v2 byte, then nothing that opens
+        9: ("replay", first, commit(good)),  # trainer 0's bytes, submitted again
     }
     for i, (_, envelope, commitment) in plan.items():
         cid = platform.store.put(envelope)
@@ -63,14 +69,33 @@ def test_bad_submissions_are_rejected_by_name(platform):
     assert opened.submitted == [m.address for m in members]  # rejected ones are still "submitted"
     assert models.trainers == [members[0].address]
     assert models.matrix.shape == (1, parameter_count(MODEL))
-    reasons = models.rejected
-    assert "DecryptionError" in reasons[members[1].address] and "round 1" in reasons[members[1].address]
-    assert "NonFiniteUpdateError" in reasons[members[2].address]
-    assert "MalformedUpdateError" in reasons[members[3].address] and "shape" in reasons[members[3].address]
-    assert "commitment" in reasons[members[4].address]
-    assert "CIDMismatchError" in reasons[members[5].address]
-    assert "UpdateOutOfBoundsError" in reasons[members[6].address] and "1e+08" in reasons[members[6].address]
-    assert "UpdateOutOfBoundsError" in reasons[members[7].address] and "norm" in reasons[members[7].address]
+    rejected = {members.index(next(m for m in members if m.address == t)): r for t, r in models.rejected.items()}
+    assert {i: r.reason for i, r in rejected.items()} == {
+        1: R.DOES_NOT_OPEN,
+        2: R.MALFORMED_UPDATE,
+        3: R.MALFORMED_UPDATE,
+        4: R.COMMITMENT_MISMATCH,
+        5: R.UNAVAILABLE,
+        6: R.MALFORMED_UPDATE,
+        7: R.MALFORMED_UPDATE,
+        8: R.KEY_MISMATCH,
+        9: R.REPLAYED,
+    }
+    assert "round 1" in rejected[1].detail
+    assert "NonFiniteUpdateError" in rejected[2].detail
+    assert "MalformedUpdateError" in rejected[3].detail and "shape" in rejected[3].detail
+    assert "commitment" in rejected[4].detail
+    assert "CIDMismatchError" in rejected[5].detail
+    assert "UpdateOutOfBoundsError" in rejected[6].detail and "1e+08" in rejected[6].detail
+    assert "UpdateOutOfBoundsError" in rejected[7].detail and "norm" in rejected[7].detail
+    assert members[0].address in rejected[9].detail and "round 1" in rejected[9].detail
+    # the evidence: each keyed reason carries the key its envelope's header commits to
+    for i, r in rejected.items():
+        assert (r.key is not None) == r.reason.keyed
+        if r.reason.keyed and i != 8:
+            assert key_commitment(bytes.fromhex(r.key[2:])) == Envelope.parse(plan[i][1]).key_commitment
+    # garbage whose header commits to no key the aggregator can derive: the key it derived
+    assert key_commitment(bytes.fromhex(rejected[8].key[2:])) != Envelope.parse(plan[8][1]).key_commitment
 
 
 def test_a_store_outage_mid_fetch_is_nobody_s_fault(platform, monkeypatch):

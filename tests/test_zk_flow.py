@@ -25,9 +25,8 @@ from fedmarket_flows.market import open_next_round
 from fedmarket_flows.round import round_flow
 from fedmarket_flows.settlement import settlement_flow
 from fedmarket_schemas.market import DataSchema, ModelConfig, TaskSpec, TrainingConfig
-from fedmarket_tasks.fetch import fetch_submissions
 from fedmarket_tasks.trainer import check_market, seal_and_store
-from tests.helpers import create_market, party, verifier_factory
+from tests.helpers import assert_ledger_matches, create_market, party, verifier_factory
 
 L, ROUNDS = 4, 2
 TASK = TaskSpec(
@@ -125,33 +124,63 @@ def test_every_round_and_the_settlement_of_a_proven_market_are_verified_on_chain
     assert "round 1: the verifier rejects" in failed["rounds"] and "settlement" in failed
 
 
-def test_an_update_off_the_grid_is_rejected_by_name_and_stops_the_proof(proven_platform, round_build, settlement_build):
-    """A trainer commits to its grid-rounded update but seals the unrounded one: the aggregator
-    names it, and refuses to prove a round it cannot hash every committed slot of."""
+def test_unusable_submissions_are_excluded_and_the_proven_market_settles(
+    proven_platform, round_build, settlement_build
+):
+    """No trainer can stall a proven market: trainer 1 uploads a sealed update whose ciphertext
+    does not open, every round; trainer 2 is honest in round 1 and replays that round's ciphertext
+    in round 2; trainer 0 seals its update off the grid in round 2. Each is excluded on chain with
+    its reason and evidence, absent from that round's proof; the rounds and the settlement are
+    proven and verified; the excluded earn nothing for those rounds; funds are conserved; an
+    auditor re-checks every exclusion from its evidence."""
     platform = proven_platform
     market, aggregator, members, _, _ = proven_market(platform, round_build, settlement_build)
-    open_next_round(market.address, aggregator.address)
-    rng = np.random.default_rng(3)
-    for i, member in enumerate(members):
-        local = rng.normal(0, 0.3, size=8)
-        cid, commitment = seal_and_store(market.address, member.address, 1, local, TASK)
-        if i == 0:  # reseal the unrounded update under the commitment to the rounded one
-            plaintext = encode_update(local + 2.0**-12, TASK.model)
-            context = SealContext(platform.chain.chain_id, market.address, 1, member.address)
-            cid = str(
-                platform.store.put(
-                    seal(plaintext, sender=member.box_key, recipient=market.aggregator_key(), context=context)
-                )
-            )
-        market.submit(member.account, 1, cid, commitment)
+    datasets = [tiny_data(60, 10 + i) for i in range(L)]
+    cids: dict[int, str] = {}
+    for round in range(1, ROUNDS + 1):
+        open_next_round(market.address, aggregator.address)
+        start = decode_update(platform.store.get(market.model_cid(round)), TASK.model)
+        for i, (member, data) in enumerate(zip(members, datasets)):
+            local = train_local(start, data, TASK.model, TASK.training, seed=round * 10 + i)
+            cid, commitment = seal_and_store(market.address, member.address, round, local, TASK)
+            if i == 1:  # garbage: a well-formed envelope whose ciphertext does not open
+                raw = bytearray(platform.store.get(cid))
+                raw[-1] ^= 1
+                cid = str(platform.store.put(bytes(raw)))
+            if i == 2 and round == 2:  # its round-1 bytes again
+                cid = cids[2]
+            if i == 0 and round == 2:  # committed on the grid, sealed off it
+                context = SealContext(platform.chain.chain_id, market.address, round, member.address)
+                off_grid = encode_update(quantize(local) + 2.0**-12, TASK.model)
+                sealed = seal(off_grid, sender=member.box_key, recipient=market.aggregator_key(), context=context)
+                cid = str(platform.store.put(sealed))
+            cids[i] = cid
+            market.submit(member.account, round, cid, commitment)
 
-    opened = fetch_submissions.fn(market.address, aggregator.address, 1, key="unused", model=TASK.model)
-    assert set(opened.rejected) == {members[0].address}
-    assert "grid" in opened.rejected[members[0].address]
-    with pytest.raises(ProtocolError, match="cannot be proven") as err:
-        round_flow(market.address, 1, aggregator.address)
-    assert members[0].address in str(err.value)
-    assert not market.round_state(1).finalized
+        report = round_flow(market.address, round, aggregator.address)
+        assert report.verified and market.round_state(round).verified
+        excluded = {1: "DoesNotOpen"} if round == 1 else {0: "MalformedUpdate", 1: "DoesNotOpen", 2: "Replayed"}
+        assert market.excluded_mask(round) == sum(1 << i for i in excluded)
+        for i, reason in excluded.items():
+            assert members[i].address in report.flagged
+            assert report.flag_reasons[members[i].address].startswith(f"excluded: {reason}")
+        assert report.benign_mask & market.excluded_mask(round) == 0
+        assert report.gas_by_call["exclude"] > 0 and report.tx_hashes["exclude"]
+    assert "grid" in report.flag_reasons[members[0].address]
+
+    settled = settlement_flow(market.address, aggregator.address)
+    assert settled.verified and market.phase() == "Settled"
+    payouts = {p.account: p.wei for p in settled.payouts}
+    assert payouts[members[1].address] == 0  # excluded every round
+    assert market.benign_rounds(2) <= 1 and market.benign_rounds(0) <= 1  # nothing for round 2
+    assert payouts[members[3].address] > 0
+    ledger = assert_ledger_matches(market)
+    assert sum(ledger.payouts) + ledger.aggregator_fee + ledger.owner_refund == ledger.deposit
+
+    audited = audit_market(market, platform.store)
+    assert audited.passed, audited.failures()
+    statuses = {c.name: c.status for c in audited.checks}
+    assert statuses["exclusions"] == statuses["rounds"] == statuses["settlement"] == "pass"
 
 
 def test_a_proven_market_whose_task_names_a_rule_without_circuit_is_refused(

@@ -102,6 +102,7 @@ contract DataMarket is IDataMarket, Initializable, ReentrancyGuardTransient {
     mapping(address => bytes32) public seedCommitmentOf;
     mapping(uint32 => Round) private _rounds;
     mapping(uint32 => mapping(uint256 => bytes32)) private _commitments; // round => index => commitment
+    mapping(uint32 => uint128) private _excludedMasks; // round => bit i: trainer i's submission excluded
     uint128[MAX_TRAINERS] private _trainerOwed; // by registration index, two per slot
 
     modifier onlyAggregator() {
@@ -367,6 +368,40 @@ contract DataMarket is IDataMarket, Initializable, ReentrancyGuardTransient {
         emit UpdateSubmitted(round, msg.sender, cid, commitment);
     }
 
+    /// @notice Leave submissions the aggregator cannot use out of round `round`, each with its
+    /// reason and, from `KeyMismatch` on, the submission's AEAD key as evidence (one per
+    /// submission, so publishing it opens that submission alone). An excluded slot counts as
+    /// absent in the round's and the settlement's proof instances and earns nothing this round.
+    /// What the chain checks: the trainer submitted, is excluded once, and the evidence is
+    /// present exactly when the reason carries it; the rest anyone re-checks from the event and
+    /// the store (`fedmarket audit`, contracts/README.md "Exclusions").
+    function exclude(uint32 round, Exclusion[] calldata exclusions)
+        external
+        onlyAggregator
+        inPhase(Phase.Training)
+        nonReentrant
+    {
+        if (round != currentRound || round == 0 || _rounds[round].finalized) revert RoundNotOpen(round);
+        if (block.timestamp > aggregatorDeadline) revert AggregatorWindowClosed(aggregatorDeadline);
+        uint256 n = trainerCount;
+        uint128 excluded = _excludedMasks[round];
+        // every entry that does not revert sets a new bit of `excluded`: at most L iterations
+        for (uint256 k = 0; k < exclusions.length; ++k) {
+            Exclusion calldata e = exclusions[k];
+            uint256 i = e.index;
+            if (i >= n || _commitments[round][i] == bytes32(0)) revert NothingToExclude(round, i);
+            uint128 bit = uint128(uint256(1) << i); // i < L <= 128
+            if (excluded & bit != 0) revert AlreadyExcluded(round, i);
+            bool keyed = e.reason >= ExclusionReason.KeyMismatch;
+            if (e.reason == ExclusionReason.None || keyed != (e.key != bytes32(0))) {
+                revert InvalidExclusion(i, e.reason, e.key);
+            }
+            excluded |= bit;
+            emit SubmissionExcluded(round, _trainers[i], uint32(i), e.reason, e.key);
+        }
+        _excludedMasks[round] = excluded;
+    }
+
     /// @notice Close the round with the aggregate and the benign mask (bit i: trainer i kept).
     /// Allowed once every active trainer submitted, or after the submission deadline; a trainer
     /// who did not submit is simply absent from the round. With a round verifier set, `proof`
@@ -395,6 +430,8 @@ contract DataMarket is IDataMarket, Initializable, ReentrancyGuardTransient {
             else if (benignMask >> i & 1 == 1) revert MaskIncludesMissingSubmission(round, i);
         }
         if (submitted < revealedCount && block.timestamp <= r.deadline) revert RoundStillOpen(round, r.deadline);
+        uint128 overlap = benignMask & _excludedMasks[round];
+        if (overlap != 0) revert ExcludedSubmissionKept(round, overlap);
 
         // Effects first, then the verifier call: a rejected proof reverts all of it.
         bool verified = roundVerifier != address(0);
@@ -416,7 +453,8 @@ contract DataMarket is IDataMarket, Initializable, ReentrancyGuardTransient {
 
     /// @notice Public instances of round `round`'s proof, built from this contract's state; the
     /// layout is documented in contracts/README.md.
-    /// [domain, round, cur_0..cur_{L-1}, modelCommitment, aggregateCommitment, mask, previous mask]
+    /// [domain, round, cur_0..cur_{L-1}, modelCommitment, aggregateCommitment, mask, previous mask],
+    /// cur_i zero where trainer i did not submit or was excluded (the circuit's absent slot).
     function roundInstances(uint32 round, bytes32 aggregateCommitment, uint128 benignMask)
         external
         view
@@ -434,9 +472,7 @@ contract DataMarket is IDataMarket, Initializable, ReentrancyGuardTransient {
         instances = new uint256[](n + 6);
         instances[0] = domain(round);
         instances[1] = round;
-        for (uint256 i = 0; i < n; ++i) {
-            instances[2 + i] = uint256(_commitments[round][i]);
-        }
+        _slotCommitments(round, instances, 2);
         instances[n + 2] = uint256(startModel);
         instances[n + 3] = uint256(aggregateCommitment);
         instances[n + 4] = benignMask;
@@ -449,6 +485,16 @@ contract DataMarket is IDataMarket, Initializable, ReentrancyGuardTransient {
         return uint256(keccak256(abi.encode(block.chainid, address(this), step))) % FIELD;
     }
 
+    /// Each trainer's commitment in `round` from `out[at]` on, zero for an excluded submission:
+    /// the proofs treat it as absent, so the aggregator proves the round without it.
+    function _slotCommitments(uint32 round, uint256[] memory out, uint256 at) private view {
+        uint256 n = trainerCount;
+        uint256 excluded = _excludedMasks[round];
+        for (uint256 i = 0; i < n; ++i) {
+            if ((excluded >> i) & 1 == 0) out[at + i] = uint256(_commitments[round][i]);
+        }
+    }
+
     // ---------------------------------------------------------------- settlement
 
     /// @notice The seed the settlement's RLOO subsets are drawn from: fixed by the trainers'
@@ -459,7 +505,7 @@ contract DataMarket is IDataMarket, Initializable, ReentrancyGuardTransient {
 
     /// @notice Public instances of the settlement proof (layout in contracts/README.md):
     /// [domain, dataCommitment, final model commitment, RLOO seed, accuracy, final round's mask,
-    ///  final round's commitments..., contributions...]
+    ///  final round's commitments (zero where excluded)..., contributions...]
     function settlementInstances(uint16 accuracyBps, int256[] calldata contributions)
         public
         view
@@ -475,9 +521,7 @@ contract DataMarket is IDataMarket, Initializable, ReentrancyGuardTransient {
         instances[3] = uint256(rlooSeed()) % FIELD;
         instances[4] = accuracyBps;
         instances[5] = _rounds[roundCount].benignMask;
-        for (uint256 i = 0; i < n; ++i) {
-            instances[6 + i] = uint256(_commitments[roundCount][i]);
-        }
+        _slotCommitments(roundCount, instances, 6);
         for (uint256 i = 0; i < m; ++i) {
             instances[6 + n + i] = _toField(i, contributions[i]);
         }
@@ -700,6 +744,11 @@ contract DataMarket is IDataMarket, Initializable, ReentrancyGuardTransient {
     /// @notice Commitment trainer `index` submitted in `round` (zero if none).
     function commitmentOf(uint32 round, uint256 index) external view returns (bytes32) {
         return _commitments[round][index];
+    }
+
+    /// @notice Bit i set: trainer i's submission in `round` was excluded ({exclude}).
+    function excludedMask(uint32 round) external view returns (uint128) {
+        return _excludedMasks[round];
     }
 
     /// @notice Bit i set: trainer i submitted in `round`.

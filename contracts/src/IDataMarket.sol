@@ -44,6 +44,26 @@ interface IDataMarket {
         uint128 benignMask; // bit i: trainer i kept by the outlier rule
     }
 
+    /// Why the aggregator left a submission out of its round (contracts/README.md, "Exclusions").
+    /// Reasons from `KeyMismatch` on carry the submission's AEAD key as evidence: with it anyone
+    /// re-checks the claim against the sealed bytes under the submission's CID.
+    enum ExclusionReason {
+        None,
+        Unavailable, // no bytes under the CID could be read by the round's end
+        Replayed, // the CID was submitted before in this market
+        BadEnvelope, // not a sealed-update envelope of the current version
+        KeyMismatch, // the key derived for the envelope is not the one its header commits to
+        DoesNotOpen, // the committed key does not open it for this market, round and trainer
+        MalformedUpdate, // it opens, but is not an update the task accepts
+        CommitmentMismatch // it opens to a valid update whose commitment is not the one on chain
+    }
+
+    struct Exclusion {
+        uint32 index; // the trainer's registration index
+        ExclusionReason reason;
+        bytes32 key; // the submission's AEAD key from `KeyMismatch` on, zero before
+    }
+
     event MarketInitialized(address indexed owner, uint256 deposit, Spec spec);
     event TrainerRegistered(
         address indexed trainer, uint32 index, bytes32 encryptionKey, bytes32 seedCommitment, bytes32 dataSummaryCid
@@ -56,6 +76,10 @@ interface IDataMarket {
     event SplitSeedFixed(bytes32 splitSeed);
     event RoundOpened(uint32 indexed round, bytes32 modelCid, bytes32 modelCommitment, uint64 deadline);
     event UpdateSubmitted(uint32 indexed round, address indexed trainer, bytes32 cid, bytes32 commitment);
+    /// @param key the submission's AEAD key (evidence), zero for reasons that carry none
+    event SubmissionExcluded(
+        uint32 indexed round, address indexed trainer, uint32 index, ExclusionReason reason, bytes32 key
+    );
     event RoundFinalized(
         uint32 indexed round, bytes32 aggregateCid, bytes32 aggregateCommitment, uint128 benignMask, bool verified
     );
@@ -123,6 +147,10 @@ interface IDataMarket {
     error RoundStillOpen(uint32 round, uint64 deadline);
     error AggregatorWindowClosed(uint64 deadline);
     error MaskIncludesMissingSubmission(uint32 round, uint256 index);
+    error NothingToExclude(uint32 round, uint256 index);
+    error AlreadyExcluded(uint32 round, uint256 index);
+    error InvalidExclusion(uint256 index, ExclusionReason reason, bytes32 key);
+    error ExcludedSubmissionKept(uint32 round, uint128 overlap);
     // settlement
     error ContributionsLengthMismatch(uint256 expected, uint256 provided);
     error ContributionOutOfRange(uint256 index, int256 contribution);

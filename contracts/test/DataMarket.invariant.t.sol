@@ -7,8 +7,8 @@ import {MarketFixture} from "./utils/MarketFixture.sol";
 import {Vm} from "./utils/Vm.sol";
 
 /// Drives one market through random runs of the protocol. `advance` takes the next honest step
-/// with random choices (who registers, reveals and submits, which submissions are kept, the
-/// contributions, and stalls of every party); `chaos` makes any call from any party with any
+/// with random choices (who registers, reveals and submits, which submissions are excluded and
+/// which kept, the contributions, and stalls of every party); `chaos` makes any call from any party with any
 /// arguments; `warp` moves time; `withdraw` pulls a payout. The ghost state records only what
 /// landed, so the invariants compare the contract's books with what really happened.
 contract MarketHandler {
@@ -22,6 +22,7 @@ contract MarketHandler {
     uint256[] public benignRounds; // ghost, by registration index: finalized rounds kept in
     int256[] public settledContributions;
     bool public settled;
+    bool public excludedEver;
     mapping(address => uint256) public withdrawn;
     mapping(bytes4 => uint256) public landed; // selector => calls that succeeded
 
@@ -72,7 +73,12 @@ contract MarketHandler {
                 if (uint256(keccak256(abi.encode(seed, "submit", i))) % 4 != 0) _submit(actors[i], round, seed + i);
             }
             if (market.submittedMask(round) != market.activeMask()) vm.warp(market.getRound(round).deadline + 1);
-            _finalize(round, uint128(uint256(keccak256(abi.encode(seed, "mask")))) & market.submittedMask(round));
+            if (seed % 3 == 0) {
+                uint256 bits = uint256(keccak256(abi.encode(seed, "exclude"))) & market.submittedMask(round);
+                _exclude(aggregator, round, bits & ~uint256(market.excludedMask(round)));
+            }
+            uint128 mask = uint128(uint256(keccak256(abi.encode(seed, "mask")))) & market.submittedMask(round);
+            _finalize(round, mask & ~market.excludedMask(round));
         } else if (phase == IDataMarket.Phase.Settlement) {
             if (seed % 8 == 0) return _stallThen(market.aggregatorDeadline(), DataMarket.forceSettle.selector, seed);
             int256[] memory c = new int256[](l);
@@ -89,7 +95,7 @@ contract MarketHandler {
     function chaos(uint8 action, uint256 who, uint256 arg) external {
         address from = actors[who % actors.length];
         uint32 round = market.currentRound() + uint32(arg % 3) - 1;
-        action %= 10;
+        action %= 11;
         if (action == 0) _register(from);
         else if (action == 1) _reveal(from);
         else if (action == 2) _call(from, abi.encodeCall(DataMarket.closeReveal, ()));
@@ -99,6 +105,7 @@ contract MarketHandler {
         else if (action == 6) _finalizeFrom(from, round, uint128(arg));
         else if (action == 7) _settle(from, uint16(arg), new int256[](l));
         else if (action == 8) _call(from, abi.encodeCall(DataMarket.forceSettle, ()));
+        else if (action == 9) _exclude(from, round, arg);
         else withdraw(who);
     }
 
@@ -145,6 +152,19 @@ contract MarketHandler {
     function _submit(address t, uint32 round, uint256 commitment) private {
         bytes32 c = bytes32(1 + commitment % (market.FIELD() - 1));
         _call(t, abi.encodeCall(DataMarket.submit, (round, bytes32(uint256(5)), c)));
+    }
+
+    /// Exclude the submissions `bits` picks (any of them, submitted or not), unkeyed.
+    function _exclude(address from, uint32 round, uint256 bits) private {
+        uint256 count;
+        for (uint256 i = 0; i < l; ++i) {
+            if (bits >> i & 1 == 1) ++count;
+        }
+        IDataMarket.Exclusion[] memory list = new IDataMarket.Exclusion[](count);
+        for ((uint256 i, uint256 k) = (0, 0); i < l; ++i) {
+            if (bits >> i & 1 == 1) list[k++] = IDataMarket.Exclusion(uint32(i), IDataMarket.ExclusionReason.Unavailable, 0);
+        }
+        if (_call(from, abi.encodeCall(DataMarket.exclude, (round, list)))) excludedEver = true;
     }
 
     function _finalize(uint32 round, uint128 mask) private {
@@ -199,6 +219,7 @@ contract DataMarketInvariantTest is MarketFixture {
         bool settledWithFlag;
         bool aborted;
         bool cancelled;
+        bool settledWithExclusion;
         for (uint256 seed = 1; seed <= 40; ++seed) {
             DataMarket m = bonded();
             MarketHandler h = new MarketHandler(m, owner, aggregator, L);
@@ -207,10 +228,12 @@ contract DataMarketInvariantTest is MarketFixture {
             }
             IDataMarket.Phase p = m.phase();
             if (p == IDataMarket.Phase.Settled && h.benignRounds(0) < T) settledWithFlag = true;
+            if (p == IDataMarket.Phase.Settled && h.excludedEver()) settledWithExclusion = true;
             if (p == IDataMarket.Phase.Aborted && m.currentRound() > 0) aborted = true;
             if (p == IDataMarket.Phase.Cancelled) cancelled = true;
         }
         assertTrue(settledWithFlag && aborted && cancelled, "some end state is never reached");
+        assertTrue(settledWithExclusion, "no run settles a market with an exclusion");
     }
 
     function invariant_withdrawalsNeverExceedCredits() public view {
@@ -270,6 +293,13 @@ contract DataMarketInvariantTest is MarketFixture {
             if (shares) assertTrue(credited >= participation, "participation paid");
             else assertEq(credited, participation, "R_p per benign round, nothing for flagged ones");
             if (handler.benignRounds(i) == 0) assertEq(credited, 0, "never benign, never paid");
+        }
+    }
+
+    function invariant_anExcludedSubmissionIsNeverKept() public view {
+        for (uint32 r = 1; r <= market.currentRound(); ++r) {
+            assertEq(market.getRound(r).benignMask & market.excludedMask(r), 0, "excluded and kept");
+            assertEq(market.excludedMask(r) & ~market.submittedMask(r), 0, "excluded without a submission");
         }
     }
 

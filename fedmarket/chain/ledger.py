@@ -30,6 +30,7 @@ class LedgerRound:
     model_commitment: str
     deadline: int
     submissions: dict[str, tuple[str, str]] = field(default_factory=dict)  # trainer -> (cid, commitment)
+    exclusions: dict[str, tuple[int, str | None]] = field(default_factory=dict)  # trainer -> (reason code, key)
     finalized: bool = False
     verified: bool = False
     aggregate_cid: str | None = None
@@ -164,6 +165,10 @@ class MarketLedger:
 
     def _on_UpdateSubmitted(self, a: dict) -> None:
         self.rounds[int(a["round"])].submissions[a["trainer"]] = (_cid(a["cid"]), hex32(a["commitment"]))
+
+    def _on_SubmissionExcluded(self, a: dict) -> None:
+        key = bytes(a["key"])
+        self.rounds[int(a["round"])].exclusions[a["trainer"]] = (int(a["reason"]), hex32(key) if any(key) else None)
 
     def _on_RoundFinalized(self, a: dict) -> None:
         r = self.rounds[int(a["round"])]

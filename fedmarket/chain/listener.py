@@ -42,6 +42,7 @@ EVENT_NAMES = {
     "SplitSeedFixed": "fedmarket.market.split-seed-fixed",
     "RoundOpened": "fedmarket.round.opened",
     "UpdateSubmitted": "fedmarket.round.update-submitted",
+    "SubmissionExcluded": "fedmarket.round.submission-excluded",
     "RoundFinalized": "fedmarket.round.finalized",
     "Settled": "fedmarket.market.settled",
     "MarketCancelled": "fedmarket.market.cancelled",

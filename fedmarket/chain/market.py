@@ -14,7 +14,7 @@ from fedmarket.chain.adapter import Chain, TxResult
 from fedmarket.errors import ChainError, ChainUnavailableError, ProtocolError
 from fedmarket.store.cid import cid_from_digest, digest_of
 from fedmarket_schemas.market import MarketSpec
-from fedmarket_schemas.rounds import Submission
+from fedmarket_schemas.rounds import Rejection, Submission
 
 PHASES = ("Registration", "SeedReveal", "Training", "Settlement", "Settled", "Cancelled", "Aborted")
 FINAL_PHASES = ("Settled", "Cancelled", "Aborted")  # nothing left but withdrawals
@@ -179,6 +179,14 @@ class MarketClient:
         fn = self._f.finalizeRound(round, digest_of(aggregate_cid), b32(aggregate_commitment), benign_mask, proof)
         return self.chain.transact(account, fn)
 
+    def exclude(self, account: LocalAccount, round: int, exclusions: dict[int, Rejection]) -> TxResult:
+        """Exclude round `round`'s submissions at these trainer indices, each with its reason and,
+        for the reasons that carry it, its key as evidence."""
+        entries = [
+            (index, r.reason.code, b32(r.key) if r.key else bytes(32)) for index, r in sorted(exclusions.items())
+        ]
+        return self.chain.transact(account, self._f.exclude(round, entries))
+
     def settle(
         self, account: LocalAccount, accuracy_bps: int, contributions: list[int], proof: bytes = b""
     ) -> TxResult:
@@ -310,6 +318,19 @@ class MarketClient:
 
     def submitted_mask(self, round: int) -> int:
         return int(self._read("submittedMask", round))
+
+    def excluded_mask(self, round: int) -> int:
+        """Bit i set: trainer i's submission in `round` was excluded."""
+        return int(self._read("excludedMask", round))
+
+    def first_submissions(self) -> dict[str, tuple[int, str]]:
+        """CID -> (round, trainer) of the first submission of it in chain order: a later one of the
+        same CID replays bytes sealed for that one."""
+        first: dict[str, tuple[int, str]] = {}
+        for log in self.events("UpdateSubmitted"):
+            cid = str(cid_from_digest(bytes(log["args"]["cid"])))
+            first.setdefault(cid, (int(log["args"]["round"]), log["args"]["trainer"]))
+        return first
 
     def commitment_of(self, round: int, index: int) -> str:
         return hex32(self._read("commitmentOf", round, index))

@@ -17,6 +17,7 @@ interface Vm {
     function addr(uint256 privateKey) external pure returns (address);
     function getBlockTimestamp() external view returns (uint256);
     function roll(uint256 blockNumber) external;
+    function expectEmit(address emitter) external;
     function snapshotState() external returns (uint256 snapshotId);
     function revertToState(uint256 snapshotId) external returns (bool success);
 }

@@ -1,0 +1,93 @@
+"""Submissions the aggregator cannot use: what each failure is called on chain, and the checks
+that the aggregator runs when it opens a submission and that anyone can run again from the
+evidence of an exclusion (`DataMarket.exclude`, contracts/README.md "Exclusions").
+
+Not in the sources: sources/004 has the aggregator decrypt every update and leaves unusable ones
+unspecified. Here an unusable submission is excluded on chain, with its reason and, once the
+envelope's key could be derived, that key, which opens this one submission for anyone.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from fedmarket.commitments import commit_model
+from fedmarket.crypto import Envelope, SealContext, open_with_key
+from fedmarket.errors import (
+    CommitmentMismatchError,
+    DecryptionError,
+    EnvelopeError,
+    KeyMismatchError,
+    StoreError,
+    StoreUnavailableError,
+    UpdateError,
+    UpdateOutOfBoundsError,
+    ZKError,
+)
+from fedmarket.ml.updates import check_bounds, decode_update
+from fedmarket_schemas.market import ModelConfig, UpdateBounds
+from fedmarket_schemas.rounds import ExclusionReason, Rejection
+
+# most specific first: KeyMismatchError and EnvelopeError are DecryptionErrors
+_REASONS: tuple[tuple[type[Exception], ExclusionReason], ...] = (
+    (EnvelopeError, ExclusionReason.BAD_ENVELOPE),
+    (KeyMismatchError, ExclusionReason.KEY_MISMATCH),
+    (DecryptionError, ExclusionReason.DOES_NOT_OPEN),
+    (CommitmentMismatchError, ExclusionReason.COMMITMENT_MISMATCH),
+    (UpdateError, ExclusionReason.MALFORMED_UPDATE),
+    (StoreError, ExclusionReason.UNAVAILABLE),
+)
+UNUSABLE = tuple(kind for kind, _ in _REASONS)
+
+
+def rejection(exc: Exception, key: bytes | None = None) -> Rejection:
+    """The rejection of a submission whose check raised `exc`; `key`: the envelope's key, when it
+    could be derived (kept only for the reasons that carry it). A store that cannot be reached is
+    no verdict about the trainer, and is never turned into one."""
+    if isinstance(exc, StoreUnavailableError):
+        raise exc
+    reason = next(r for kind, r in _REASONS if isinstance(exc, kind))
+    evidence = "0x" + key.hex() if key is not None and reason.keyed else None
+    return Rejection(reason=reason, detail=f"{type(exc).__name__}: {exc}", key=evidence)
+
+
+def replayed(cid: str, first_seen: tuple[int, str] | None, round: int, trainer: str) -> Rejection | None:
+    """A CID first submitted elsewhere (`first_seen`: the round and trainer that submitted it first
+    in chain order) is a replay: its bytes were sealed for that submission."""
+    if first_seen is None or first_seen == (round, trainer):
+        return None
+    return Rejection(
+        reason=ExclusionReason.REPLAYED,
+        detail=f"CID {cid} was first submitted in round {first_seen[0]} by {first_seen[1]}",
+    )
+
+
+def committed(plaintext: bytes, commitment: str, model: ModelConfig | None, proven: bool) -> None:
+    """The opened bytes are what the trainer committed to: in a proven market the Poseidon hash of
+    the decoded update on the grid, else sha2-256 of the bytes."""
+    try:
+        vector = decode_update(plaintext, model) if proven else None
+        actual = commit_model(vector, plaintext, proven=proven)
+    except ZKError as exc:  # off the grid or out of the provable range: not what was committed
+        raise UpdateOutOfBoundsError(f"opened update cannot be committed for a proof: {exc}") from exc
+    if actual != commitment:
+        raise CommitmentMismatchError(f"opened update does not match the commitment {commitment} on chain")
+
+
+def recheck(
+    raw: bytes,
+    key: bytes,
+    context: SealContext,
+    commitment: str,
+    model: ModelConfig,
+    bounds: UpdateBounds,
+    start: np.ndarray,
+    proven: bool,
+) -> np.ndarray:
+    """Every check the aggregator runs on a submission, with a given key (a published one, for an
+    auditor): the usable update, or the first failure raised (one of UNUSABLE)."""
+    plaintext = open_with_key(Envelope.parse(raw), key, context)
+    committed(plaintext, commitment, model, proven)
+    vector = decode_update(plaintext, model)
+    check_bounds(vector, start, bounds)
+    return vector
