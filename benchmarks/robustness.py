@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from pydantic import BaseModel
 
-from fedmarket.simulation.attacks import ATTACKS
+from fedmarket.simulation.attacks import model_attacks
 from fedmarket.simulation.federated import NO_ATTACK, Scenario, simulate
 from fedmarket_schemas.market import ModelKind
 
@@ -95,4 +95,4 @@ def run(
 
 
 def all_attacks() -> list[str]:
-    return [NO_ATTACK, *ATTACKS.names()]
+    return [NO_ATTACK, *model_attacks()]

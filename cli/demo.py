@@ -23,15 +23,39 @@ def demo(
     model: Annotated[str, typer.Option(**MODEL, help="lr | mlp")] = "lr",
     split: Annotated[str, typer.Option(**SPLIT, help="iid | dirichlet")] = "iid",
     seed: Annotated[int, typer.Option(help="seed of data split, attackers and training")] = 0,
+    attack: Annotated[
+        str,
+        typer.Option(
+            metavar="A[,B...]",
+            help="attacks the malicious trainers play, round robin: noise, sign_flip, scale, label_flip, alie, "
+            "ipm, replay, free_ride, garbage (uploads a sealed update that does not open)",
+        ),
+    ] = "noise,sign_flip,scale",
+    prove: Annotated[
+        bool, typer.Option("--prove", help="prove every round and the settlement with EZKL, verified on chain")
+    ] = False,
+    test_rows: Annotated[int, typer.Option(help="with --prove: rows of the test chunk the settlement proves")] = 20,
     as_json: Annotated[bool, typer.Option("--json", help="print one JSON object on stdout")] = False,
 ) -> None:
     """Run one whole market on the embedded defaults: the owner escrows, trainers (some
     malicious) train and submit sealed updates by CID, the aggregator runs every round and
-    settles, and everyone withdraws. Reads the FEDMARKET_* settings."""
+    settles, and everyone withdraws. With --prove the rounds and the settlement are proven
+    (circuits built and set up on first use, cached in FEDMARKET_ZK_CACHE_DIR). Reads the
+    FEDMARKET_* settings."""
     from fedmarket_flows.demo import DemoConfig, demo_flow
 
     try:
-        config = DemoConfig(trainers=trainers, malicious=malicious, rounds=rounds, model=model, split=split, seed=seed)
+        config = DemoConfig(
+            trainers=trainers,
+            malicious=malicious,
+            rounds=rounds,
+            model=model,
+            split=split,
+            seed=seed,
+            attacks=tuple(a.strip() for a in attack.split(",") if a.strip()),
+            prove=prove,
+            test_rows=test_rows,
+        )
     except ValueError as exc:
         raise usage_error("options", problems(exc)) from None
 
@@ -72,6 +96,8 @@ def _print_human(report, elapsed: float) -> None:
     out.print(f"market [bold]{report.market}[/bold] on {report.chain}, store: {report.store}")
     if report.verifier is None:
         out.print("[yellow]verifier: none - rounds and settlement are NOT proven (no ZK verifier set)[/yellow]")
+    else:
+        out.print(f"rounds proven, verified by {report.verifier}; settlement by {report.settlement_verifier or 'none'}")
     rounds = Table(title="rounds")
     for col in ("round", "val. accuracy", "flagged", "aggregate CID", "gas", "verifier"):
         rounds.add_column(col)

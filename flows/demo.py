@@ -1,5 +1,7 @@
 """The demo: one whole market on the embedded defaults, playing the project owner, L trainers
-(some malicious: random noise, sign flip, scaled update) and the aggregator in one process."""
+(some malicious: random noise, sign flip, scaled update, or any registered attack, garbage
+uploads included) and the aggregator in one process; with `prove`, every round and the
+settlement are proven and verified on chain."""
 
 from __future__ import annotations
 
@@ -22,13 +24,13 @@ from fedmarket.ml.data import (
     split_trainers,
 )
 from fedmarket.ml.updates import decode_update
-from fedmarket.simulation.attacks import ATTACKS, AttackContext, default_attack_plan
+from fedmarket.simulation.attacks import ATTACKS, DEMO_ATTACKS, AttackContext, default_attack_plan
 from fedmarket_flows.market import market_flow
 from fedmarket_schemas.market import ModelKind, RewardSchedule
 from fedmarket_schemas.rounds import RoundReport
 from fedmarket_tasks.chain_ops import submit_update, withdraw
 from fedmarket_tasks.owner import DEFAULT_SCHEDULE, ETHER, publish_market
-from fedmarket_tasks.store_ops import get_bytes
+from fedmarket_tasks.store_ops import get_bytes, put_bytes
 from fedmarket_tasks.trainer import check_local_data, register, reveal_seed, seal_and_store, train
 
 Progress = Callable[[str, dict], None]
@@ -37,6 +39,9 @@ Progress = Callable[[str, dict], None]
 class DemoConfig(BaseModel):
     trainers: int = Field(8, ge=3, le=64)
     malicious: int = Field(3, ge=0)
+    attacks: tuple[str, ...] = Field(DEMO_ATTACKS, min_length=1, description="attacks, round robin over attackers")
+    prove: bool = Field(False, description="prove every round and the settlement (verifiers on chain)")
+    test_rows: int = Field(20, gt=0, description="with prove: rows of the test chunk the settlement proof scores")
     rounds: int = Field(5, ge=1)
     model: ModelKind = ModelKind.lr
     split: Literal["iid", "dirichlet"] = "iid"
@@ -52,6 +57,9 @@ class DemoConfig(BaseModel):
     def _honest_majority(self) -> DemoConfig:
         if self.malicious * 2 >= self.trainers:
             raise ValueError("the outlier rules assume an honest majority: malicious < trainers / 2")
+        unknown = [a for a in self.attacks if a not in ATTACKS.names()]
+        if unknown:
+            raise ValueError(f"unknown attack {', '.join(unknown)} (known: {', '.join(ATTACKS.names())})")
         return self
 
 
@@ -73,6 +81,7 @@ class DemoReport(BaseModel):
     contributions: dict[str, float]
     gas: dict[str, int] = Field(description="gas per operation (mean where repeated)")
     verifier: str | None
+    settlement_verifier: str | None = None
 
 
 def _party(role: str, seed: int, index: int = 0) -> Party:
@@ -113,6 +122,8 @@ def demo_flow(config: DemoConfig | dict | None = None, progress: Progress | None
         trainer_bond_wei=config.trainer_bond_wei,
         aggregator_fee_wei=config.aggregator_fee_wei,
         schedule=config.schedule,
+        prove_rounds=config.prove,
+        test_rows=config.test_rows if config.prove else None,
     )
     deposit = market.deposit()
     gas: dict[str, list[int]] = {"createMarket": [created.gas_used]}
@@ -122,7 +133,7 @@ def demo_flow(config: DemoConfig | dict | None = None, progress: Progress | None
     # ---- trainers: local data checks, registration
     datasets = split_trainers(pool, config.trainers, split=config.split, alpha=config.dirichlet_alpha, seed=config.seed)
     attacker_index = sorted(rng.choice(config.trainers, size=config.malicious, replace=False).tolist())
-    plan = dict(zip(attacker_index, default_attack_plan(config.malicious)))
+    plan = dict(zip(attacker_index, default_attack_plan(config.malicious, config.attacks)))
     for index, name in plan.items():  # data-poisoning attacks change the attacker's own labels
         data = datasets[index]
         datasets[index] = Dataset(data.features, ATTACKS.get(name).poison_labels(data.labels, task.model.classes))
@@ -146,12 +157,15 @@ def demo_flow(config: DemoConfig | dict | None = None, progress: Progress | None
         honest = np.stack([m for i, m in enumerate(locals_) if i not in plan])
         for index, trainer in enumerate(trainers):
             local = locals_[index]
-            if index in plan:
+            attack = ATTACKS.get(plan[index]) if index in plan else None
+            if attack is not None:
                 context = AttackContext(
                     local, global_model, honest, submitted.get(index), config.trainers, config.malicious, rng
                 )
-                local = submitted[index] = ATTACKS.get(plan[index]).craft(context)
+                local = submitted[index] = attack.craft(context)
             cid, commitment = seal_and_store(market.address, trainer.address, round, local, task)
+            if attack is not None and attack.on_chain:
+                cid = put_bytes(attack.upload(get_bytes(cid)))
             gas.setdefault("submit", []).append(
                 submit_update(market.address, trainer.address, round, cid, commitment).gas_used
             )
@@ -198,8 +212,16 @@ def demo_flow(config: DemoConfig | dict | None = None, progress: Progress | None
             "submit": int(np.mean(gas["submit"])),
             "openRound": int(np.mean([r.gas_by_call["openRound"] for r in reports])),
             "finalizeRound": int(np.mean([r.gas_by_call["finalizeRound"] for r in reports])),
+            **_mean_gas(reports, "exclude"),
             "settle": gas["settle"][0],
             "withdraw": int(np.mean(gas.get("withdraw", [0]))),
         },
         verifier=market.round_verifier(),
+        settlement_verifier=market.settlement_verifier(),
     )
+
+
+def _mean_gas(reports: list[RoundReport], call: str) -> dict[str, int]:
+    """{call: mean gas over the rounds that made it}, or {} when none did."""
+    used = [r.gas_by_call[call] for r in reports if call in r.gas_by_call]
+    return {call: int(np.mean(used))} if used else {}

@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from fedmarket.simulation.attacks import ATTACKS, AttackContext
+from fedmarket.simulation.attacks import ATTACKS, AttackContext, model_attacks
 from fedmarket.simulation.attacks.collusion import alie_z
 from fedmarket.simulation.federated import Scenario, simulate
 from fedmarket_schemas.market import TaskSpec
@@ -25,7 +25,7 @@ TARGETS = {  # attack -> trainers that attack in the scenario it targets (source
 
 def test_the_default_detector_is_the_guarded_rule():
     assert TaskSpec().detector == "two_stage_guarded"
-    assert set(TARGETS) == set(ATTACKS.names())
+    assert set(TARGETS) == set(model_attacks())
 
 
 @pytest.mark.parametrize("attack", sorted(TARGETS))

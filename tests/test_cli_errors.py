@@ -20,6 +20,7 @@ BAD = [
     (["demo", "--model", "foo"], 2, "foo"),
     (["demo", "--trainers", "2"], 2, "trainers"),
     (["demo", "--split", "skewed"], 2, "skewed"),
+    (["demo", "--attack", "noise,stall"], 2, "unknown attack stall"),
     (["bench", "gas", "--trainers", "0"], 2, "--trainers"),
     (["bench", "gas", "--trainers", "200"], 2, "128"),
     (["bench", "robustness", "--models", "cnn"], 2, "cnn"),

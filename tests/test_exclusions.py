@@ -1,6 +1,7 @@
 """Exclusions the chain cannot judge, judged by the audit: an aggregator that excludes honest
 trainers with false evidence is named, trainer and round, while a justified exclusion passes; a
-ledger that drops an exclusion's evidence fails."""
+ledger that drops an exclusion's evidence fails; a demo trainer uploading garbage is excluded
+every round and paid nothing."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ from fedmarket.chain import MarketLedger
 from fedmarket.commitments import commit
 from fedmarket.ml.training import initial_model
 from fedmarket.ml.updates import encode_update
+from fedmarket_flows.demo import DemoConfig, demo_flow
 from fedmarket_schemas.market import ModelConfig, TaskSpec
 from fedmarket_schemas.rounds import ExclusionReason, Rejection
 from fedmarket_tasks.fetch import fetch_submissions
@@ -70,3 +72,21 @@ def test_false_exclusions_are_named_by_the_audit_and_a_justified_one_passes(plat
     check = next(c for c in audit_market(market, platform.store, ledger=ledger).checks if c.name == "exclusions")
     assert check.status == "fail" and members[3].address in check.detail
 
+
+def test_a_demo_garbage_trainer_is_excluded_every_round_and_paid_nothing(platform):
+    """`fedmarket demo --attack garbage`: the market settles, the garbage trainer is excluded in
+    every round with its evidence, earns nothing, and the market passes an audit."""
+    report = demo_flow(DemoConfig(trainers=4, malicious=1, rounds=2, attacks=("garbage",), seed=3))
+    (garbage,) = report.attackers
+    assert report.attacks == {garbage: "garbage"}
+    market = platform.market(report.market)
+    index = market.trainers().index(garbage)
+    for r in report.rounds:
+        assert garbage in r.flagged and r.flag_reasons[garbage].startswith("excluded: DoesNotOpen")
+        assert market.excluded_mask(r.round) == 1 << index
+    assert report.payouts[garbage] == 0
+    assert all(report.payouts[t] > 0 for t in market.trainers() if t != garbage)
+    assert "exclude" in report.gas and market.phase() == "Settled"
+    audited = audit_market(market, platform.store)
+    assert audited.passed, audited.failures()
+    assert {c.name: c.status for c in audited.checks}["exclusions"] == "pass"

@@ -14,6 +14,7 @@ import numpy as np
 from fedmarket.algorithms.aggregators import AGGREGATORS
 from fedmarket.algorithms.outliers import DETECTORS, History, RoundInput
 from fedmarket.algorithms.outliers.base import Detection
+from fedmarket.errors import ConfigError
 from fedmarket.ml.data import Dataset, load_digits_dataset, owner_split, split_trainers
 from fedmarket.ml.training import accuracy, initial_model, train_local
 from fedmarket.simulation.attacks import ATTACKS, AttackContext
@@ -93,6 +94,8 @@ def simulate(scenario: Scenario, training: TrainingConfig | None = None) -> Simu
     malicious = 0 if scenario.attack == NO_ATTACK else scenario.malicious
     attackers = sorted(rng.choice(scenario.trainers, size=malicious, replace=False).tolist())
     attack = ATTACKS.get(scenario.attack) if malicious else None
+    if attack is not None and attack.on_chain:
+        raise ConfigError(f"attack {attack.name!r} acts on sealed uploads: only a market (the demo) plays it")
     if attack is not None:
         for i in attackers:
             data = datasets[i]

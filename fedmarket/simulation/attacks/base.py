@@ -29,6 +29,11 @@ class Attack:
 
     name = "honest"
     description = "no attack"
+    on_chain = False  # True: it acts on the sealed upload, which only a market has, not the simulation
+
+    def upload(self, sealed: bytes) -> bytes:
+        """The bytes stored and submitted by CID in place of the sealed update."""
+        return sealed
 
     def poison_labels(self, labels: np.ndarray, classes: int) -> np.ndarray:
         return labels
