@@ -14,7 +14,7 @@ from fedmarket.chain import MarketClient
 from fedmarket.context import current_platform
 from fedmarket.market_context import MarketContext
 from fedmarket.ml.updates import decode_update
-from fedmarket_schemas.rounds import LocalModels
+from fedmarket_schemas.rounds import ExclusionReason, LocalModels, Rejection
 from fedmarket_tasks.cache import round_key
 from fedmarket_tasks.fetch import OpenedSubmissions, fetch_submissions
 from fedmarket_tasks.validate import validate_updates
@@ -35,7 +35,29 @@ def load_round(market: MarketClient, aggregator: str, round: int, context: Marke
     opened = fetch_submissions(market.address, aggregator, round, key=key, model=model)
     start = decode_update(current_platform().store.get(market.model_cid(round)), model)
     models = validate_updates(opened, model, context.spec.update_bounds, start, key=key)
-    return LoadedRound(key, opened, models, start)
+    return LoadedRound(key, opened, _excluded_on_chain(models, market), start)
+
+
+def _excluded_on_chain(models: LocalModels, market: MarketClient) -> LocalModels:
+    """The chain's exclusions are final: a trainer it excludes stays out even where this run can
+    use its update (a rerun that lost its cached steps, after a late upload), so every proof and
+    step agrees with the instances the contract builds."""
+    mask = market.excluded_mask(models.round)
+    keep = [k for k, i in enumerate(models.indices) if not mask >> i & 1]
+    if len(keep) == len(models.indices):
+        return models
+    rejected = dict(models.rejected)
+    for log in market.events("SubmissionExcluded", round=models.round):
+        trainer, reason = log["args"]["trainer"], ExclusionReason.of_code(int(log["args"]["reason"]))
+        if trainer in models.trainers:
+            rejected[trainer] = Rejection(reason=reason, detail="excluded on chain by an earlier run")
+    return LocalModels(
+        round=models.round,
+        trainers=[models.trainers[k] for k in keep],
+        indices=[models.indices[k] for k in keep],
+        matrix=models.matrix[keep],
+        rejected=rejected,
+    )
 
 
 def history_before(market: MarketClient, aggregator: str, round: int, context: MarketContext) -> History:

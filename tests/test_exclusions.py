@@ -1,7 +1,7 @@
 """Exclusions the chain cannot judge, judged by the audit: an aggregator that excludes honest
 trainers with false evidence is named, trainer and round, while a justified exclusion passes; a
-ledger that drops an exclusion's evidence fails; a demo trainer uploading garbage is excluded
-every round and paid nothing."""
+ledger that drops an exclusion's evidence fails; a rerun keeps out what the chain already
+excludes. (A demo with a garbage trainer: tests/test_cli.py.)"""
 
 from __future__ import annotations
 
@@ -10,10 +10,12 @@ import numpy as np
 from fedmarket.audit import audit_market
 from fedmarket.chain import MarketLedger
 from fedmarket.commitments import commit
+from fedmarket.ml.data import Dataset, encode_dataset
 from fedmarket.ml.training import initial_model
 from fedmarket.ml.updates import encode_update
-from fedmarket_flows.demo import DemoConfig, demo_flow
-from fedmarket_schemas.market import ModelConfig, TaskSpec
+from fedmarket_flows.market import open_next_round
+from fedmarket_flows.round import round_flow
+from fedmarket_schemas.market import DataSchema, ModelConfig, TaskSpec
 from fedmarket_schemas.rounds import ExclusionReason, Rejection
 from fedmarket_tasks.fetch import fetch_submissions
 from fedmarket_tasks.trainer import seal_and_store
@@ -73,20 +75,30 @@ def test_false_exclusions_are_named_by_the_audit_and_a_justified_one_passes(plat
     assert check.status == "fail" and members[3].address in check.detail
 
 
-def test_a_demo_garbage_trainer_is_excluded_every_round_and_paid_nothing(platform):
-    """`fedmarket demo --attack garbage`: the market settles, the garbage trainer is excluded in
-    every round with its evidence, earns nothing, and the market passes an audit."""
-    report = demo_flow(DemoConfig(trainers=4, malicious=1, rounds=2, attacks=("garbage",), seed=3))
-    (garbage,) = report.attackers
-    assert report.attacks == {garbage: "garbage"}
-    market = platform.market(report.market)
-    index = market.trainers().index(garbage)
-    for r in report.rounds:
-        assert garbage in r.flagged and r.flag_reasons[garbage].startswith("excluded: DoesNotOpen")
-        assert market.excluded_mask(r.round) == 1 << index
-    assert report.payouts[garbage] == 0
-    assert all(report.payouts[t] > 0 for t in market.trainers() if t != garbage)
-    assert "exclude" in report.gas and market.phase() == "Settled"
-    audited = audit_market(market, platform.store)
-    assert audited.passed, audited.failures()
-    assert {c.name: c.status for c in audited.checks}["exclusions"] == "pass"
+def test_a_rerun_keeps_out_what_the_chain_already_excludes(platform):
+    """A rerun that lost its cached steps may find usable an update an earlier run excluded (its
+    bytes were uploaded late): the chain's exclusion stands, and the round completes without it
+    instead of stopping on the disagreement."""
+    rng = np.random.default_rng(1)
+    features = rng.integers(0, 17, size=(40, 3)).astype(np.float32)
+    owner = encode_dataset(Dataset(features, (features[:, 0] > 8).astype(np.int64)))
+    task = TASK.model_copy(update={"data_schema": DataSchema(feature_count=3, labels=(0, 1))})
+    market, _, aggregator, members, _ = create_market(
+        platform,
+        trainers=3,
+        rounds=1,
+        task_cid=str(platform.store.put(task.model_dump_json().encode())),
+        data_cid=str(platform.store.put(owner)),
+        data_commitment=commit(owner),
+    )
+    open_next_round(market.address, aggregator.address)
+    for member in members:
+        cid, commitment = seal_and_store.fn(market.address, member.address, 1, rng.normal(0, 0.1, 8), task)
+        market.submit(member.account, 1, cid, commitment)
+    earlier = Rejection(reason=ExclusionReason.UNAVAILABLE, detail="its bytes could not be read")
+    landed = market.exclude(aggregator.account, 1, {1: earlier})
+
+    report = round_flow(market.address, 1, aggregator.address)
+    assert report.flag_reasons[members[1].address].startswith("excluded: Unavailable")
+    assert report.benign_mask >> 1 & 1 == 0 and market.round_state(1).finalized
+    assert report.tx_hashes["exclude"] == landed.tx_hash  # nothing sent twice
