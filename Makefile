@@ -65,10 +65,11 @@ lint: setup
 	$(BIN)/lint-imports --no-cache
 
 # The lint, the forge unit, fuzz and invariant tests of the contracts, then every Python suite
-# (slither included).
+# (slither included), one file per worker on two workers: much of the suite waits on
+# subprocesses, nodes and servers, so one worker leaves a core idle.
 test: lint
 	cd contracts && $(FORGE) test
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q -n 2 --dist loadfile
 
 # The multi-process market alone (also part of `make test`): anvil, prefect server, worker,
 # listener and four trainer daemons; prints its wall time and the Prefect overhead per task.

@@ -1,4 +1,4 @@
-"""`fedmarket demo --json` end to end in a subprocess, as a user runs it."""
+"""`fedmarket demo --json` and the bench commands end to end in a subprocess, as a user runs them."""
 
 from __future__ import annotations
 
@@ -8,14 +8,19 @@ import subprocess
 import sys
 from pathlib import Path
 
+from prefect.settings import PREFECT_API_URL
+
 from tests.helpers import REPO_ROOT
 
 
 def test_demo_json(tmp_path):
-    env = {**os.environ, "FEDMARKET_STORE_DIR": str(tmp_path / "blocks")}
+    """With a garbage trainer (`--attack garbage`): excluded every round with its reason, paid
+    nothing, and the market still settles (the session's Prefect server records the runs)."""
+    env = {**os.environ, "FEDMARKET_STORE_DIR": str(tmp_path / "blocks"), "PREFECT_API_URL": PREFECT_API_URL.value()}
     cli = Path(sys.executable).parent / "fedmarket"
+    args = ["--trainers", "4", "--malicious", "1", "--rounds", "2", "--seed", "3", "--attack", "garbage", "--json"]
     proc = subprocess.run(
-        [str(cli), "demo", "--trainers", "4", "--malicious", "1", "--rounds", "2", "--seed", "3", "--json"],
+        [str(cli), "demo", *args],
         cwd=REPO_ROOT,
         env=env,
         capture_output=True,
@@ -36,16 +41,15 @@ def test_demo_json(tmp_path):
     ):
         assert key in out
     assert len(out["rounds"]) == 2
+    (garbage,) = out["attackers"]
+    assert out["attacks"] == {garbage: "garbage"} and out["market"].startswith("0x")
     for r in out["rounds"]:
         assert {"round", "accuracy", "flagged", "aggregate_cid", "gas_used", "verifier"} <= set(r)
         assert r["verifier"] is None
+        assert r["flag_reasons"][garbage].startswith("excluded: DoesNotOpen") and r["gas_by_call"]["exclude"] > 0
+    assert out["payouts"][garbage] == 0
+    assert all(wei > 0 for account, wei in out["payouts"].items() if account != garbage)
     assert sum(out["payouts"].values()) + out["refund"] == out["deposit"] == out["withdrawn_total"] - out["bonds"]
-
-
-def test_bad_option_is_a_clear_error():
-    cli = Path(sys.executable).parent / "fedmarket"
-    proc = subprocess.run([str(cli), "demo", "--trainers", "4", "--malicious", "2"], capture_output=True, text=True)
-    assert proc.returncode == 2 and "honest majority" in proc.stderr
 
 
 def test_bench_gas_json(tmp_path):
@@ -68,14 +72,6 @@ def test_bench_gas_json(tmp_path):
     assert out["round_gas_spread"]["3"] < 0.001
     submit = [r["gas"] for r in rows if r["op"] == "submit"]
     assert all(21_000 < g < 100_000 for g in submit)
-
-
-def test_bench_gas_rejects_bad_sizes():
-    cli = Path(sys.executable).parent / "fedmarket"
-    proc = subprocess.run([str(cli), "bench", "gas", "--trainers", "200"], capture_output=True, text=True)
-    assert proc.returncode == 2 and "at most 128" in proc.stderr
-    proc = subprocess.run([str(cli), "bench", "gas", "--params", "655"], capture_output=True, text=True)
-    assert proc.returncode == 2 and "multiple of 10" in proc.stderr
 
 
 def bench_run(*args) -> dict:
@@ -153,9 +149,3 @@ def test_bench_contribution_json():
     }
     rare = next(f for f in fairness if f["method"] == "update_shapley")
     assert rare["meets"]  # the rare-label trainer is among the top two
-
-
-def test_bench_options_are_checked():
-    cli = Path(sys.executable).parent / "fedmarket"
-    proc = subprocess.run([str(cli), "bench", "robustness", "--attacks", "teleport"], capture_output=True, text=True)
-    assert proc.returncode == 2 and "teleport" in proc.stderr and "sign_flip" in proc.stderr

@@ -8,6 +8,7 @@ import subprocess
 import sys
 
 import pytest
+from prefect.settings import PREFECT_API_URL
 from typer.testing import CliRunner
 
 from fedmarket_cli import app
@@ -21,6 +22,9 @@ BAD = [
     (["demo", "--trainers", "2"], 2, "trainers"),
     (["demo", "--split", "skewed"], 2, "skewed"),
     (["demo", "--attack", "noise,stall"], 2, "unknown attack stall"),
+    (["demo", "--trainers", "4", "--malicious", "2"], 2, "honest majority"),
+    (["bench", "gas", "--params", "655"], 2, "multiple of 10"),
+    (["bench", "robustness", "--attacks", "teleport"], 2, "teleport"),
     (["bench", "gas", "--trainers", "0"], 2, "--trainers"),
     (["bench", "gas", "--trainers", "200"], 2, "128"),
     (["bench", "robustness", "--models", "cnn"], 2, "cnn"),
@@ -92,7 +96,11 @@ def test_a_failing_flow_prints_one_line_not_prefects_traceback(tmp_path):
     bad_file = tmp_path / "not-a-dataset.bin"
     bad_file.write_bytes(b"\x00" * 16)
     env = {k: v for k, v in os.environ.items() if not k.startswith(("FEDMARKET_", "PREFECT_LOGGING"))}
-    env |= {"FEDMARKET_ETH_PRIVATE_KEY": "0x" + "42" * 32, "FEDMARKET_STORE_DIR": str(tmp_path / "blocks")}
+    env |= {
+        "FEDMARKET_ETH_PRIVATE_KEY": "0x" + "42" * 32,
+        "FEDMARKET_STORE_DIR": str(tmp_path / "blocks"),
+        "PREFECT_API_URL": PREFECT_API_URL.value(),  # the session's server, not an ephemeral one to start
+    }
     args = ["owner", "create", "--data", str(bad_file), "--aggregator", ADDRESS, "--aggregator-key", KEY]
     done = subprocess.run(
         [sys.executable, "-c", "from fedmarket_cli import app; app()", *args],

@@ -26,7 +26,7 @@ from fedmarket.store.embedded import EmbeddedStore
 from tests.helpers import REPO_ROOT
 
 BIN = Path(sys.executable).parent
-TRAINERS, ROUNDS = 4, 3
+TRAINERS, ROUNDS = 4, 2
 pytestmark = pytest.mark.e2e
 
 
