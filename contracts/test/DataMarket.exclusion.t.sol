@@ -98,12 +98,7 @@ contract DataMarketExclusionTest is MarketFixture {
     /// slot, whose hash the prover supplies), and a proof over it as present is rejected.
     function test_anExcludedSubmissionIsAbsentFromTheProofs() public {
         PinnedVerifier halo2 = new PinnedVerifier();
-        EzklCircuitVerifier rv = EzklCircuitVerifier(factory.deployRoundVerifier(halo2, 3));
-        DataMarket market = createWith(spec(3, 1, address(rv), address(0)), required(3, 1));
-        registerAll(market);
-        revealAll(market);
-        uint32 round = openRound(market);
-        submitMask(market, round, 7);
+        (DataMarket market, EzklCircuitVerifier rv, uint32 round) = provenRoundOpen(halo2, 3, 1);
 
         uint256[] memory present = market.roundInstances(round, bytes32(uint256(555)), 3);
         assertEq(present[4], uint256(commitmentOf(round, 2)), "trainer 2's commitment before");

@@ -401,12 +401,7 @@ contract DataMarketTest is MarketFixture {
 
     function test_roundProofMustMatchTheContractsOwnInstances() public {
         PinnedVerifier halo2 = new PinnedVerifier();
-        EzklCircuitVerifier rv = EzklCircuitVerifier(factory.deployRoundVerifier(halo2, 2));
-        DataMarket market = createWith(spec(2, 2, address(rv), address(0)), required(2, 2));
-        registerAll(market);
-        revealAll(market);
-        uint32 round = openRound(market);
-        submitMask(market, round, 3);
+        (DataMarket market, EzklCircuitVerifier rv, uint32 round) = provenRoundOpen(halo2, 2, 2);
 
         uint256[] memory inst = market.roundInstances(round, bytes32(uint256(555)), 3);
         assertEq(inst.length, 8, "L + 6 instances");
@@ -444,12 +439,7 @@ contract DataMarketTest is MarketFixture {
 
     function test_aFreeValueOutsideTheFieldIsRefused() public {
         PinnedVerifier halo2 = new PinnedVerifier();
-        EzklCircuitVerifier rv = EzklCircuitVerifier(factory.deployRoundVerifier(halo2, 2));
-        DataMarket market = createWith(spec(2, 1, address(rv), address(0)), required(2, 1));
-        registerAll(market);
-        revealAll(market);
-        uint32 round = openRound(market);
-        submitMask(market, round, 3);
+        (DataMarket market, EzklCircuitVerifier rv, uint32 round) = provenRoundOpen(halo2, 2, 1);
         uint256[] memory inst = market.roundInstances(round, bytes32(uint256(555)), 3);
         pinThrough(halo2, rv, inst, _roundFree());
         uint256[] memory aliased = _roundFree();

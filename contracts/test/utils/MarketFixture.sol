@@ -197,6 +197,20 @@ abstract contract MarketFixture is TestBase {
         market.finalizeRound(round, keccak256(abi.encode("agg", round)), bytes32(uint256(1000 + round)), benign, "");
     }
 
+    /// A market of `l` trainers and `t` rounds whose rounds are proven through a factory adapter
+    /// over `halo2`, with round 1 open and every trainer's submission in.
+    function provenRoundOpen(PinnedVerifier halo2, uint32 l, uint32 t)
+        internal
+        returns (DataMarket market, EzklCircuitVerifier rv, uint32 round)
+    {
+        rv = EzklCircuitVerifier(factory.deployRoundVerifier(halo2, l));
+        market = createWith(spec(l, t, address(rv), address(0)), required(l, t));
+        registerAll(market);
+        revealAll(market);
+        round = openRound(market);
+        submitMask(market, round, (uint256(1) << l) - 1);
+    }
+
     /// Open, let everyone in `submitted` submit, finalize with `benign`.
     function playRound(DataMarket market, uint256 submitted, uint128 benign) internal returns (uint32 round) {
         round = openRound(market);
