@@ -294,7 +294,10 @@ class Audit:
                 name="exclusions", status="pass", detail=f"{len(listed)} exclusions re-checked from their evidence"
             )
 
-    def _exclusion(self, r: int, trainer: str, reason: ExclusionReason, key: str | None, spec, first_seen) -> tuple:
+    def _exclusion(
+        self, r: int, trainer: str, reason: ExclusionReason, key: str | None, spec, first_seen
+    ) -> tuple[str, str]:
+        """(status, why) of one exclusion."""
         entry = self.ledger.rounds[r]
         cid, commitment = entry.submissions[trainer]
         if reason is ExclusionReason.UNAVAILABLE:

@@ -144,16 +144,6 @@ def open_with_key(envelope: Envelope, key: bytes, context: SealContext) -> bytes
         ) from exc
 
 
-def open_sealed(raw: bytes, *, recipient: X25519PrivateKey, sender: bytes, context: SealContext) -> bytes:
-    """Decrypt an envelope sealed by the trainer whose registered public key is `sender`, or raise
-    a DecryptionError (EnvelopeError, KeyMismatchError) naming the context it failed for."""
-    try:
-        envelope = Envelope.parse(raw)
-    except EnvelopeError as exc:
-        raise EnvelopeError(f"{exc} for {context.describe()}") from None
-    return open_with_key(envelope, submission_key(envelope, recipient=recipient, sender=sender), context)
-
-
 def _derive(shared: bytes, ephemeral: bytes, sender: bytes, recipient: bytes) -> bytes:
     hkdf = HKDF(algorithm=hashes.SHA256(), length=32, salt=ephemeral + sender + recipient, info=_INFO)
     return hkdf.derive(shared)

@@ -9,7 +9,6 @@ from fedmarket.crypto import (
     SealContext,
     generate_private_key,
     key_commitment,
-    open_sealed,
     open_with_key,
     public_key_bytes,
     seal,
@@ -30,9 +29,12 @@ def sealed(keys, message=b"local model"):
     return seal(message, sender=trainer, recipient=public_key_bytes(aggregator), context=CTX)
 
 
-def open_with(keys, envelope, context=CTX):
+def open_with(keys, raw, context=CTX, recipient=None):
+    """As the aggregator's fetch step opens a submission: parse, derive the key, open."""
     aggregator, trainer = keys
-    return open_sealed(envelope, recipient=aggregator, sender=public_key_bytes(trainer), context=context)
+    envelope = Envelope.parse(raw)
+    key = submission_key(envelope, recipient=recipient or aggregator, sender=public_key_bytes(trainer))
+    return open_with_key(envelope, key, context)
 
 
 def test_round_trip_and_fresh_ciphertexts(keys):
@@ -66,7 +68,7 @@ def test_only_the_registered_trainer_key_opens(keys):
     with pytest.raises(KeyMismatchError):
         open_with(keys, envelope)
     with pytest.raises(KeyMismatchError):
-        open_sealed(sealed(keys), recipient=generate_private_key(), sender=public_key_bytes(keys[1]), context=CTX)
+        open_with(keys, sealed(keys), recipient=generate_private_key())
 
 
 def aggregator_key(keys, raw):

@@ -1,8 +1,8 @@
 """Attacks on the protocol rather than on the model: what a trainer uploads under its commitment.
 
 - garbage: commits to its honestly trained update and uploads a sealed envelope whose ciphertext
-  does not open (one bit flipped after sealing). Before exclusions, one such trainer stopped every
-  proven round, and with it the market; now it is excluded with its key as evidence
+  does not open (one bit flipped after sealing). A proven round hashes every slot it counts, so
+  the aggregator must exclude it, with its key as evidence, to prove the round without it
   (contracts/README.md, "Exclusions"). Not in the sources: it attacks fedmarket's sealing step.
 """
 
