@@ -20,6 +20,7 @@ DEFENCES: dict[str, tuple[str, str]] = {
     "two_stage": ("two_stage", "mean"),
     "two_stage_iterated": ("two_stage_iterated", "mean"),
     "two_stage_guarded": ("two_stage_guarded", "mean"),
+    "two_stage_proven": ("two_stage_proven", "mean"),
     "replay": ("replay", "mean"),
     "krum": ("krum", "mean"),
     "multi_krum": ("multi_krum", "mean"),

@@ -106,7 +106,7 @@ def _in_child(fn, *args):
 def run_round(trainers: int, kind: ModelKind, settings: Settings | None = None) -> ZKRow:
     settings = settings or load_settings()
     start, models = trained_round(trainers, kind)
-    statement = RoundStatement(models, 1, domain=1)
+    statement = RoundStatement(models, 1, domain=1, start=start)
     report, setup_rss, cached = _in_child(_setup, trainers, statement.dim, settings)
     build = build_round_circuit(trainers, statement.dim, settings)
     with tempfile.TemporaryDirectory() as tmp:

@@ -160,7 +160,14 @@ def demo_flow(config: DemoConfig | dict | None = None, progress: Progress | None
             attack = ATTACKS.get(plan[index]) if index in plan else None
             if attack is not None:
                 context = AttackContext(
-                    local, global_model, honest, submitted.get(index), config.trainers, config.malicious, rng
+                    local,
+                    global_model,
+                    honest,
+                    submitted.get(index),
+                    config.trainers,
+                    config.malicious,
+                    rng,
+                    index=sorted(plan).index(index),
                 )
                 local = submitted[index] = attack.craft(context)
             cid, commitment = seal_and_store(market.address, trainer.address, round, local, task)

@@ -84,6 +84,7 @@ def _round_flow(market: str, round: int, aggregator: str | None = None) -> Round
                 prove_round_step,
                 loaded.models,
                 trainers,
+                loaded.start_model,
                 kept_before,
                 round,
                 client.domain(round),

@@ -35,6 +35,7 @@ from fedmarket_tasks.cache import round_step
 def prove_round_step(
     models: LocalModels,
     trainers: list[str],
+    start_model: np.ndarray,
     kept_before: int,
     round: int,
     domain: int,
@@ -42,14 +43,15 @@ def prove_round_step(
     *,
     key: str,
 ) -> RoundProof:
-    """`trainers`: the market's, in slot order; `kept_before`: the previous round's benign mask on
+    """`trainers`: the market's, in slot order; `start_model`: the round's global model (the
+    contract's model commitment); `kept_before`: the previous round's benign mask on
     chain (0 in round 1); `domain`: the market's `domain(round)`; `verifier_code`: the runtime code
     of the market's round verifier (fedmarket.zk.deployed_verifier_code), which this
     machine's build must compile to before it proves anything. A rejected submission is absent
     from the statement, as it is from the instances once excluded on chain."""
     rows = dict(zip(models.trainers, models.matrix))
     slots = [rows.get(t) for t in trainers]
-    statement = RoundStatement(slots, round, domain, kept_before)
+    statement = RoundStatement(slots, round, domain, kept_before, start=np.asarray(start_model, dtype=np.float64))
     build = build_round_circuit(len(trainers), statement.dim, current_platform().settings)
     check_verifier(build, verifier_code)
     return prove_round(build, statement)
@@ -60,13 +62,7 @@ def proven_outliers(models: LocalModels, trainers: list[str], proof: RoundProof,
     excluded submissions are flagged with their reasons."""
     kept = [t for t in models.trainers if proof.mask[trainers.index(t)]]
     reasons = {t: f"excluded: {why.describe()}" for t, why in models.rejected.items()}
-    reasons.update(
-        {
-            t: f"distance to the reference above mu + sigma ({detector}, proven)"
-            for t in models.trainers
-            if t not in kept
-        }
-    )
+    reasons.update({t: proof.reasons[trainers.index(t)] for t in models.trainers if t not in kept})
     return OutlierReport(round=models.round, detector=detector, kept=kept, flagged=sorted(reasons), reasons=reasons)
 
 

@@ -23,9 +23,14 @@ TARGETS = {  # attack -> trainers that attack in the scenario it targets (source
 }
 
 
+# Non-identical colluders and attacks tuned against the rule: in the suite and the robustness
+# bench, not yet stopped by any rule of the market (issue 25 stays open on them).
+UNDEFENDED = {"alie_noisy", "ipm_noisy", "min_max", "tailored"}
+
+
 def test_the_default_detector_is_the_guarded_rule():
     assert TaskSpec().detector == "two_stage_guarded"
-    assert set(TARGETS) == set(model_attacks())
+    assert set(TARGETS) | UNDEFENDED == set(model_attacks())
 
 
 @pytest.mark.parametrize("attack", sorted(TARGETS))
@@ -70,3 +75,44 @@ def test_attacks_exact():
     assert ATTACKS.get("replay").craft(context(own_previous=np.array([5.0, 5.0]))).tolist() == [5.0, 5.0]
     assert np.abs(ATTACKS.get("free_ride").craft(context()) - 1.0).max() < 1e-4
     assert ATTACKS.get("label_flip").poison_labels(np.array([0, 3, 9]), 10).tolist() == [9, 6, 0]
+
+
+def test_colluders_are_not_copies_of_each_other():
+    honest = np.array([[1.0, 3.0], [3.0, 1.0], [2.0, 2.5]])
+    crafted = [ATTACKS.get("alie_noisy").craft(context(honest=honest, index=k)) for k in range(3)]
+    base = ATTACKS.get("alie").craft(context(honest=honest))
+    median_update = float(np.median(np.linalg.norm(honest - 1.0, axis=1)))
+    for k, model in enumerate(crafted):
+        assert np.linalg.norm(model - base) == pytest.approx(0.05 * median_update)  # JITTER
+        assert all(np.linalg.norm(model - other) > 0.01 * median_update for other in crafted[k + 1 :])
+
+
+def test_min_max_goes_as_far_as_the_honest_spread():
+    from fedmarket.simulation.attacks.adaptive import inverse_unit, jitters
+
+    honest = np.array([[1.0, 3.0], [3.0, 1.0], [2.0, 2.5]])
+    ctx = context(honest=honest)
+    model = ATTACKS.get("min_max").craft(ctx) - jitters(ctx)[0]
+    spread = max(np.linalg.norm(a - b) for a in honest for b in honest)
+    farthest = np.linalg.norm(honest - model, axis=1).max()
+    assert farthest <= spread and farthest == pytest.approx(spread, rel=1e-3)  # the search's resolution
+    direction = (model - honest.mean(axis=0)) / np.linalg.norm(model - honest.mean(axis=0))
+    assert direction == pytest.approx(inverse_unit(ctx))
+
+
+def test_tailored_takes_the_largest_push_the_rule_keeps():
+    from fedmarket.simulation.attacks.adaptive import jitters
+
+    honest = np.array([[1.0, 3.0], [3.0, 1.0], [2.0, 2.5]])
+    limit = 1.7
+    accepted = []
+
+    def accepts(crafted):
+        gamma = float(np.linalg.norm(crafted[0] - jitters(ctx)[0] - honest.mean(axis=0)))
+        accepted.append(gamma)
+        return gamma <= limit
+
+    ctx = context(honest=honest, colluders=1, accepts=accepts)
+    model = ATTACKS.get("tailored").craft(ctx) - jitters(ctx)[0]
+    assert np.linalg.norm(model - honest.mean(axis=0)) == pytest.approx(limit, rel=1e-2)
+    assert len(accepted) == 12  # SEARCH_STEPS

@@ -22,21 +22,27 @@ from fedmarket.zk import (
 )
 
 L, D = 4, 8
+START = np.zeros(D)  # round 1's global model here, so each model is its own update
 
 
 def models(seed: int) -> list[np.ndarray]:
+    """Three honest models around a shared update and one far from them, which the rule must
+    flag; `seed` rotates them. The honest three sit at +-t e0 and 1.741 t e1 from the shared
+    update, so m-Krum's pair in round 1 is the first two (with four slots its m is 2)."""
     rng = np.random.default_rng(seed)
-    rows = rng.normal(0.5, 0.2, size=(L, D))
-    rows[3] += 4.0  # far from the others: the rule must flag it
+    e = np.linalg.qr(rng.normal(size=(D, 2)))[0].T  # two orthonormal directions
+    g, t = 3.0, 2.0  # the shared update (from the zero model) and the honest spread
+    rows = np.vstack([g + t * e[0], g - t * e[0], g + 1.741 * t * e[1], np.full(D, g + 20.0)])
     return [quantize(r) for r in rows]
 
 
 def test_commitment_is_the_circuits_own_input_hash(round_build):
     rows = models(1)
-    statement = RoundStatement(rows, 1, domain=12345)
+    statement = RoundStatement(rows, 1, domain=12345, start=START)
     proof = prove_round(round_build, statement)
     assert proof.proof.input_hashes[:L] == [int(poseidon_commitment(w), 16) for w in rows]
-    assert proof.proof.input_hashes[L] == int(poseidon_commitment(proof.aggregate), 16)
+    assert proof.proof.input_hashes[L] == int(poseidon_commitment(START), 16)
+    assert proof.proof.input_hashes[L + 1] == int(poseidon_commitment(proof.aggregate), 16)
     assert verify_locally(round_build, proof.proof)
     # the attacker is out, in float and in circuit, and the aggregate is the mean of the rest
     assert proof.mask == [True, True, True, False]
@@ -47,20 +53,20 @@ def test_commitment_is_the_circuits_own_input_hash(round_build):
 
 def test_later_rounds_measure_against_last_rounds_benign_trainers(round_build):
     rows = models(1)
-    round_one = evaluate(RoundStatement(rows, 1, domain=1))
+    round_one = evaluate(RoundStatement(rows, 1, domain=1, start=START))
     assert round_one.mask == [True, True, True, False]
     # round 2, reference = trainers 0 and 1 (kept last round, present now): slot 3 is still out
-    statement = RoundStatement(rows, 2, domain=2, kept_before=0b0011)
+    statement = RoundStatement(rows, 2, domain=2, kept_before=0b0011, start=START)
     kept = prove_round(round_build, statement)
     assert kept.mask == [True, True, True, False] and verify_locally(round_build, kept.proof)
     # the roots are the distances to the average of trainers 0 and 1, times m = 2
     reference = np.mean([rows[0], rows[1]], axis=0)
     exact = [2 * np.linalg.norm(w - reference) for w in rows]
-    assert np.allclose(evaluate(statement).roots, exact, atol=STEP)
+    assert np.allclose(evaluate(statement).roots[:L], exact, atol=STEP)
     # nobody kept last round is present (slot 2 absent): the reference falls back to m-Krum
     slots = [*rows[:2], None, rows[3]]
-    fallback = evaluate(RoundStatement(slots, 2, domain=2, kept_before=0b0100))
-    assert fallback.mask == evaluate(RoundStatement(slots, 1, domain=2)).mask == [True, True, False, False]
+    fallback = evaluate(RoundStatement(slots, 2, domain=2, kept_before=0b0100, start=START))
+    assert fallback.mask == evaluate(RoundStatement(slots, 1, domain=2, start=START)).mask == [True, True, False, False]
 
 
 def test_rank_orders_by_value_then_by_index():
@@ -78,7 +84,7 @@ def test_rank_orders_by_value_then_by_index():
 def test_float_aggregate_within_one_step_of_the_proven_one():
     rng = np.random.default_rng(7)
     raw = rng.normal(0.0, 0.3, size=(L, D))
-    statement = RoundStatement([quantize(r) for r in raw], 2, domain=1, kept_before=0b1111)
+    statement = RoundStatement([quantize(r) for r in raw], 2, domain=1, kept_before=0b1111, start=START)
     result = evaluate(statement)
     float_mean = raw[np.array(result.mask)].mean(axis=0)
     assert np.max(np.abs(result.aggregate - float_mean)) <= STEP
@@ -159,7 +165,7 @@ def test_local_verifier_rejects_a_proof_with_a_forged_instance(round_build):
     import dataclasses
     import json
 
-    proof = prove_round(round_build, RoundStatement(models(3), 1, domain=9)).proof
+    proof = prove_round(round_build, RoundStatement(models(3), 1, domain=9, start=START)).proof
     forged = json.loads(proof.proof_json)
     forged["instances"][0][0] = forged["instances"][0][1]  # trainer 0's commitment swapped for trainer 1's
     assert verify_locally(round_build, proof)

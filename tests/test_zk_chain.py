@@ -17,15 +17,13 @@ from fedmarket.zk.ezkl.deploy import deploy_round_verifier, deployed_verifier_co
 from fedmarket.zk.ezkl.verifier import check_verifier
 from tests.conftest import reverted_after
 from tests.helpers import cid_of, create_market, party, snapshot, verifier_factory
+from tests.test_zk import models
 
 L, D = 4, 8
 
 
 def trainer_models(seed: int) -> list[np.ndarray]:
-    rng = np.random.default_rng(seed)
-    rows = rng.normal(0.5, 0.2, size=(L, D))
-    rows[3] += 4.0  # the rule flags this one
-    return [quantize(r) for r in rows]
+    return models(seed)  # three honest models and one the rule flags (tests/test_zk.py)
 
 
 def proving_market(platform, round_build, models: list[np.ndarray | None], start: np.ndarray):
@@ -70,7 +68,7 @@ def proven(anvil_url, round_build, tmp_path_factory):
     with use_platform(platform):
         models, start = trainer_models(1), quantize(np.zeros(D))
         market, aggregator = proving_market(platform, round_build, models, start)
-        proof = prove_round(round_build, RoundStatement(models, 1, market.domain(1)))
+        proof = prove_round(round_build, RoundStatement(models, 1, market.domain(1), start=start))
     return platform, (market, aggregator, models, start, proof)
 
 
@@ -107,7 +105,7 @@ def test_an_aggregate_that_drops_an_honest_trainer_is_rejected(platform, round_b
     dropped = quantize(np.mean([models[1], models[2]], axis=0))
     expect_rejected(platform, market, aggregator, proof, mask=0b0110, commitment=poseidon_commitment(dropped))
     # nor does a true proof of a round in which trainer 0 did not submit pass for this round
-    absent = prove_round(round_build, RoundStatement([None, *models[1:]], 1, market.domain(1)))
+    absent = prove_round(round_build, RoundStatement([None, *models[1:]], 1, market.domain(1), start=start))
     assert absent.benign_mask == 0b0110
     expect_rejected(platform, market, aggregator, absent)
 
@@ -116,9 +114,17 @@ def test_a_proof_over_other_updates_is_rejected(platform, round_build, honest):
     market, aggregator, models, start, _ = honest
     other = list(models)
     other[1] = quantize(models[1] + 2 * 2.0**-8)  # two grid steps off what trainer 1 committed to
-    proof = prove_round(round_build, RoundStatement(other, 1, market.domain(1)))
+    proof = prove_round(round_build, RoundStatement(other, 1, market.domain(1), start=start))
     assert proof.mask == [True, True, True, False]
     expect_rejected(platform, market, aggregator, proof)
+
+
+def test_a_proof_from_another_start_model_is_rejected(platform, round_build, honest):
+    market, aggregator, models, start, _ = honest
+    # the same submissions measured from a start model the market did not open the round with
+    moved = prove_round(round_build, RoundStatement(models, 1, market.domain(1), start=quantize(start + 0.25)))
+    assert moved.mask == [True, True, True, False]
+    expect_rejected(platform, market, aggregator, moved)
 
 
 def test_a_proof_replayed_from_another_market_or_round_is_rejected(platform, round_build, honest):
@@ -127,7 +133,7 @@ def test_a_proof_replayed_from_another_market_or_round_is_rejected(platform, rou
     twin, twin_aggregator = proving_market(platform, round_build, models, start)
     expect_rejected(platform, twin, twin_aggregator, proof)
     # a proof for round 2 of this market (another domain) does not pass for round 1
-    round_two = prove_round(round_build, RoundStatement(models, 2, market.domain(2)))
+    round_two = prove_round(round_build, RoundStatement(models, 2, market.domain(2), start=start))
     expect_rejected(platform, market, aggregator, round_two)
     finalize(platform, market, aggregator, proof)  # the market's own proof still does
 
@@ -136,14 +142,14 @@ def test_a_later_round_is_proven_against_the_previous_mask_on_chain(platform, ro
     market, aggregator, models, _, proof = honest
     finalize(platform, market, aggregator, proof)
     members = [party(platform, "trainer", i) for i in range(L)]  # create_market's trainers
-    nxt = [quantize(m + 0.01) for m in models]
+    nxt = [quantize(m + 1.0) for m in models]  # each moved by the same update from its last model
     market.open_round(aggregator.account, cid_of(platform, proof.aggregate.tobytes()), proof.aggregate_commitment)
     for i, model in enumerate(nxt):
         market.submit(members[i].account, 2, cid_of(platform, model.tobytes()), poseidon_commitment(model))
     # the reference set claimed as every trainer, the flagged one included: not what the chain holds
-    forged = prove_round(round_build, RoundStatement(nxt, 2, market.domain(2), kept_before=0b1111))
+    forged = prove_round(round_build, RoundStatement(nxt, 2, market.domain(2), 0b1111, start=proof.aggregate))
     expect_rejected(platform, market, aggregator, forged, round=2)
-    honest_two = prove_round(round_build, RoundStatement(nxt, 2, market.domain(2), kept_before=0b0111))
+    honest_two = prove_round(round_build, RoundStatement(nxt, 2, market.domain(2), 0b0111, start=proof.aggregate))
     assert honest_two.mask == [True, True, True, False]
     finalize(platform, market, aggregator, honest_two, round=2)
     assert market.round_state(2).verified

@@ -91,7 +91,7 @@ def _ready_to_settle(platform, round_build, settlement_build, models):
     market.open_round(aggregator.account, cid_of(platform, b"start"), poseidon_commitment(start))
     for member, model in zip(members, models):
         market.submit(member.account, 1, cid_of(platform, model.tobytes()), poseidon_commitment(model))
-    rp = prove_round(round_build, RoundStatement(models, 1, market.domain(1)))
+    rp = prove_round(round_build, RoundStatement(models, 1, market.domain(1), start=start))
     market.finalize_round(
         aggregator.account, 1, cid_of(platform, b"agg"), rp.aggregate_commitment, rp.benign_mask, rp.calldata()
     )

@@ -14,7 +14,7 @@ import numpy as np
 from fedmarket.algorithms.aggregators import AGGREGATORS
 from fedmarket.algorithms.outliers import DETECTORS, History, RoundInput
 from fedmarket.algorithms.outliers.base import Detection
-from fedmarket.errors import ConfigError
+from fedmarket.errors import ConfigError, FedMarketError
 from fedmarket.ml.data import Dataset, load_digits_dataset, owner_split, split_trainers
 from fedmarket.ml.training import accuracy, initial_model, train_local
 from fedmarket.simulation.attacks import ATTACKS, AttackContext
@@ -117,7 +117,18 @@ def simulate(scenario: Scenario, training: TrainingConfig | None = None) -> Simu
         models = locals_.copy()
         honest = locals_[[i for i in range(scenario.trainers) if i not in attackers]]
         poisoned: set[int] = set()
-        for i in attackers:
+
+        def accepts(crafted: np.ndarray, start=global_model, round=round, locals_=locals_) -> bool:
+            """Whether the scenario's rule, with this round's history, keeps every colluder."""
+            trial = locals_.copy()
+            trial[attackers] = crafted
+            try:
+                kept = set(detector(RoundInput(trial, names, round, start), history).kept)
+            except FedMarketError:  # a model the rule cannot take (a proven market excludes it)
+                return False
+            return all(i in kept for i in attackers)
+
+        for place, i in enumerate(attackers):
             context = AttackContext(
                 local=locals_[i],
                 start=global_model,
@@ -126,6 +137,8 @@ def simulate(scenario: Scenario, training: TrainingConfig | None = None) -> Simu
                 trainers=scenario.trainers,
                 colluders=malicious,
                 rng=rng,
+                index=place,
+                accepts=accepts,
             )
             models[i] = attack.craft(context)
             if attack.poisons(context):

@@ -19,7 +19,14 @@ from fedmarket.zk.ezkl.poseidon import poseidon_commitment
 from fedmarket.zk.ezkl.prover import Proof, prove, verify_locally
 from fedmarket.zk.ezkl.toolchain import CircuitBuild, RunArgs, build_circuit
 from fedmarket.zk.ezkl.verifier import check_verifier, verifier_artifact
-from fedmarket.zk.round_proof import RoundProof, RoundStatement, build_round_circuit, evaluate, prove_round
+from fedmarket.zk.round_proof import (
+    RoundProof,
+    RoundStatement,
+    build_round_circuit,
+    circuit_verdict,
+    evaluate,
+    prove_round,
+)
 from fedmarket.zk.settlement_proof import (
     DataChunks,
     SettlementProof,
@@ -48,6 +55,7 @@ __all__ = [
     "cached_builds",
     "check_verifier",
     "chunk_rows",
+    "circuit_verdict",
     "deploy_round_verifier",
     "deploy_settlement_verifier",
     "deployed_verifier_code",

@@ -10,31 +10,40 @@ bound tests/test_zk.py checks.
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 
 import numpy as np
 import torch
 
-from fedmarket.algorithms.outliers.proven import ProvenRoundRule, float_mask, statement_inputs
+from fedmarket.algorithms.outliers.proven import ProvenRoundRule, float_verdict, statement_inputs
 from fedmarket.errors import ProofMismatchError, ZKError
 from fedmarket.field import to_bytes32
 from fedmarket.fixed_point import quantize
 from fedmarket.settings import Settings, load_settings
-from fedmarket.zk.ezkl.prover import Proof, prove
+from fedmarket.zk.ezkl.prover import Proof, circuit_outputs, prove
 from fedmarket.zk.ezkl.toolchain import CircuitBuild, RunArgs, build_circuit
 from fedmarket.zk.ezkl.verifier import market_proof
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
 class RoundStatement:
     """A round as the circuit sees it: one slot per registered trainer (None: no submission),
-    models already on the grid; `kept_before`: the previous round's benign mask as the contract
+    models already on the grid; `start`: the round's global model (its commitment is the
+    contract's `modelCommitment`); `kept_before`: the previous round's benign mask as the contract
     holds it (bit i: trainer i kept; 0 in round 1)."""
 
     models: list[np.ndarray | None]
     round: int
     domain: int
     kept_before: int = 0
+    start: np.ndarray | None = None  # required: None only so the fields keep their order
+
+    def __post_init__(self):
+        if self.start is None:
+            raise ZKError(f"round {self.round}'s statement needs its start model")
 
     @property
     def trainers(self) -> int:
@@ -56,7 +65,7 @@ class RoundStatement:
 
     def inputs(self, aggregate: np.ndarray, roots: np.ndarray) -> list[np.ndarray]:
         return statement_inputs(
-            self.models, self.dim, self.round == 1, self.kept_before_flags, self.domain, aggregate, roots
+            self.models, self.start, self.round == 1, self.kept_before_flags, self.domain, aggregate, roots
         )
 
 
@@ -65,15 +74,18 @@ class RoundResult:
     mask: list[bool]
     aggregate: np.ndarray  # on the grid
     roots: np.ndarray
+    reasons: list[str]  # per slot, why it was left out ("" if kept or absent)
 
 
 def evaluate(statement: RoundStatement) -> RoundResult:
     """The float statement: the module run in float64 with the prover's grid roots."""
-    kept, roots, _ = float_mask(statement.models, statement.round == 1, statement.kept_before_flags, statement.domain)
-    if not kept.any():
+    verdict = float_verdict(
+        statement.models, statement.start, statement.round == 1, statement.kept_before_flags, statement.domain
+    )
+    if not verdict.mask.any():
         raise ZKError("the rule kept no model: nothing to aggregate")
-    models = np.stack([statement.models[i] for i in np.flatnonzero(kept)])
-    return RoundResult([bool(k) for k in kept], quantize(models.mean(axis=0)), roots)
+    models = np.stack([statement.models[i] for i in np.flatnonzero(verdict.mask)])
+    return RoundResult([bool(k) for k in verdict.mask], quantize(models.mean(axis=0)), verdict.roots, verdict.reasons)
 
 
 def _tensors(arrays: list[np.ndarray]) -> list[torch.Tensor]:
@@ -86,6 +98,7 @@ class RoundProof:
     mask: list[bool]
     present: list[bool]
     aggregate: np.ndarray
+    reasons: list[str]
 
     @property
     def benign_mask(self) -> int:
@@ -93,34 +106,65 @@ class RoundProof:
 
     @property
     def aggregate_commitment(self) -> str:
-        return to_bytes32(self.proof.input_hashes[len(self.mask)])
+        return to_bytes32(self.proof.input_hashes[len(self.mask) + 1])
 
     def calldata(self) -> bytes:
         """The `proof` argument of `finalizeRound`: the Halo2 proof and the instances the statement
         leaves free (contracts/src/EzklRoundVerifier.sol): the hashes of absent slots, of the
         roots and of the public tensor."""
         hashes, slots = self.proof.input_hashes, len(self.mask)
-        free = [hashes[i] for i in range(slots) if not self.present[i]] + hashes[slots + 1 : slots + 3]
+        free = [hashes[i] for i in range(slots) if not self.present[i]] + hashes[slots + 2 : slots + 4]
         return market_proof(self.proof.proof, free)
 
 
+def circuit_verdict(build: CircuitBuild, statement: RoundStatement) -> tuple[list[bool], bool]:
+    """The circuit's mask and `valid` for the float statement's aggregate and roots, from the
+    witness alone (what the proof would carry; no proving)."""
+    result = evaluate(statement)
+    _, _, mask, (valid,) = circuit_outputs(build, statement.inputs(result.aggregate, result.roots))
+    return [bool(m) for m in mask], valid == 1
+
+
 def prove_round(build: CircuitBuild, statement: RoundStatement) -> RoundProof:
+    """Prove the float statement. Where the circuit's rounding decides a comparison the other way
+    (a model within a rounding step of a threshold), the circuit's mask is the rule the chain
+    verifies: the round is aggregated and proven again under it rather than left unproven, so no
+    trainer can stall a round by sitting on a threshold."""
     result = evaluate(statement)
     proof = prove(build, statement.inputs(result.aggregate, result.roots))
-    _, _, circuit_mask, (valid,) = proof.outputs
-    if [bool(m) for m in circuit_mask] != result.mask:
-        raise ProofMismatchError(f"in-circuit mask {circuit_mask} differs from the float mask {result.mask}")
+    circuit_mask = [bool(m) for m in proof.outputs[2]]
+    if circuit_mask != result.mask and any(circuit_mask):
+        log.warning(
+            "round %d: the circuit's mask %s differs from the float one %s; proving it",
+            statement.round,
+            circuit_mask,
+            result.mask,
+        )
+        result = _under_mask(statement, result, circuit_mask)
+        proof = prove(build, statement.inputs(result.aggregate, result.roots))
+    _, _, final_mask, (valid,) = proof.outputs
+    if [bool(m) for m in final_mask] != result.mask:
+        raise ProofMismatchError(f"in-circuit mask {final_mask} differs from the float mask {result.mask}")
     if valid != 1:
         raise ProofMismatchError("the circuit rejected the aggregate or the square roots")
-    return RoundProof(proof, result.mask, [m is not None for m in statement.models], result.aggregate)
+    return RoundProof(proof, result.mask, [m is not None for m in statement.models], result.aggregate, result.reasons)
+
+
+def _under_mask(statement: RoundStatement, result: RoundResult, mask: list[bool]) -> RoundResult:
+    models = np.stack([statement.models[i] for i, k in enumerate(mask) if k])
+    reasons = [
+        "" if k else why or "left out by the circuit's rounding at a threshold (proven rule)"
+        for k, why in zip(mask, result.reasons)
+    ]
+    return RoundResult(mask, quantize(models.mean(axis=0)), result.roots, reasons)
 
 
 def build_round_circuit(trainers: int, dim: int, settings: Settings | None = None) -> CircuitBuild:
     """The round circuit for L = `trainers` slots of `dim` parameters, from the build cache
     (`FEDMARKET_ZK_CACHE_DIR`) and SRS (`FEDMARKET_ZK_SRS_PATH`, else gen_srs) in the settings."""
     settings = settings or load_settings()
-    statement = RoundStatement([np.zeros(dim)] * trainers, 1, 0)
-    example = _tensors(statement.inputs(np.zeros(dim), np.zeros(trainers)))
+    statement = RoundStatement([np.zeros(dim)] * trainers, 1, 0, start=np.zeros(dim))
+    example = _tensors(statement.inputs(np.zeros(dim), np.zeros(2 * trainers + 1)))
     return build_circuit(
         f"round-L{trainers}-d{dim}",
         statement.circuit(),

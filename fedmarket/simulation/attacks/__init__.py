@@ -1,6 +1,7 @@
 """Attacks for simulation and tests: one module per kind, one base (`Attack`), registered by name."""
 
 from fedmarket.simulation.attacks import (  # noqa: F401  (registration)
+    adaptive,
     collusion,
     data_poisoning,
     lazy,

@@ -3,6 +3,7 @@ and the model it submits, crafted from what it knows this round (`AttackContext`
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -19,6 +20,10 @@ class AttackContext:
     trainers: int  # L
     colluders: int  # how many trainers attack
     rng: np.random.Generator
+    index: int = 0  # this attacker's place among the colluders
+    # The market's rule, which is public: whether it keeps every colluder's model (one row each)
+    # this round. None where the attacker cannot run it (the demo's trainers).
+    accepts: Callable[[np.ndarray], bool] | None = None
 
     def honest_updates(self) -> np.ndarray:
         return self.honest - self.start

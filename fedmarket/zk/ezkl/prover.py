@@ -36,17 +36,33 @@ class Proof:
         return len(self.proof)
 
 
-def prove(build: CircuitBuild, inputs: list[np.ndarray]) -> Proof:
-    """Witness and proof for `inputs` (grid values, one array per circuit input)."""
+def _witness(build: CircuitBuild, inputs: list[np.ndarray], tmp: str) -> tuple[dict, Path, float]:
     for i, values in enumerate(inputs):
         if not on_grid(values):
             raise ZKError(f"input {i} of circuit {build.name} is not on the 2^-8 grid")
+    data, witness = Path(tmp, "input.json"), Path(tmp, "witness.json")
+    data.write_text(json.dumps({"input_data": [np.asarray(v, dtype=np.float64).ravel().tolist() for v in inputs]}))
+    started = time.perf_counter()
+    result = call_ezkl("gen_witness", ezkl.gen_witness, str(data), str(build.compiled), str(witness))
+    return result, witness, time.perf_counter() - started
+
+
+def _outputs(result: dict) -> list[list[int]]:
+    return [[signed(felt_to_int(f)) for f in out] for out in result["outputs"]]
+
+
+def circuit_outputs(build: CircuitBuild, inputs: list[np.ndarray]) -> list[list[int]]:
+    """What the circuit computes on `inputs` (its outputs as signed integers at scale 0), from the
+    witness alone: what a proof would show, without proving."""
+    with tempfile.TemporaryDirectory(prefix="fedmarket-witness-") as tmp:
+        return _outputs(_witness(build, inputs, tmp)[0])
+
+
+def prove(build: CircuitBuild, inputs: list[np.ndarray]) -> Proof:
+    """Witness and proof for `inputs` (grid values, one array per circuit input)."""
     with tempfile.TemporaryDirectory(prefix="fedmarket-proof-") as tmp:
-        data, witness, proof_path = Path(tmp, "input.json"), Path(tmp, "witness.json"), Path(tmp, "proof.json")
-        data.write_text(json.dumps({"input_data": [np.asarray(v, dtype=np.float64).ravel().tolist() for v in inputs]}))
-        started = time.perf_counter()
-        result = call_ezkl("gen_witness", ezkl.gen_witness, str(data), str(build.compiled), str(witness))
-        witness_s = time.perf_counter() - started
+        result, witness, witness_s = _witness(build, inputs, tmp)
+        proof_path = Path(tmp, "proof.json")
         started = time.perf_counter()
         call_ezkl(
             "prove", ezkl.prove, str(witness), str(build.compiled), str(build.pk), str(proof_path), str(build.srs_path)
@@ -55,7 +71,7 @@ def prove(build: CircuitBuild, inputs: list[np.ndarray]) -> Proof:
         text = proof_path.read_text()
     produced = json.loads(text)
     hashes = [felt_to_int(h) for h in result["processed_inputs"]["poseidon_hash"]]
-    outputs = [[signed(felt_to_int(f)) for f in out] for out in result["outputs"]]
+    outputs = _outputs(result)
     instances = [felt_to_int(f) for f in produced["instances"][0]]
     proof = bytes.fromhex(produced["hex_proof"].removeprefix("0x"))
     return Proof(proof, instances, hashes, outputs, witness_s, prove_s, text)
