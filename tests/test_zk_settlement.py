@@ -47,11 +47,12 @@ def owner_data(seed: int = 0) -> Dataset:
 
 def final_round_models() -> list[np.ndarray]:
     """LR models of varying quality for 'x0 + x1 > 16' (weights of class 0, then class 1, then
-    biases), and one far away that the round rule flags."""
+    biases), and one boosted far along the same direction, which the round rule's distance passes
+    flag."""
     good = np.array([-2.0, -2.0, 0.0, 2.0, 2.0, 0.0, 2.0, -2.0])
     rng = np.random.default_rng(5)
     models = [good + rng.normal(0, s, size=8) for s in (0.2, 1.5, 3.0)]
-    return [quantize(m) for m in [*models, good + 12.0]]
+    return [quantize(m) for m in [*models, 8.0 * good]]  # the good update boosted 8x
 
 
 def mlp_models(hidden: int) -> list[np.ndarray]:
