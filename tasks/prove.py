@@ -1,7 +1,7 @@
 """Proving steps, in markets with verifiers. A round: the statement of the task's proven rule
 (`two_stage_proven`) over every registered trainer's slot, proven with the circuit built for the
 market's shape (cached by circuit hash, set up once); the mask and the aggregate that go on chain
-are the proof's, the float rule checked equal first. Settlement: the statement of
+are the proof's (round_proof.prove_round says where they may differ from the float rule's). Settlement: the statement of
 fedmarket/zk/settlement_circuit.py; the accuracy and contributions that go on chain are the
 proof's outputs."""
 

@@ -1,8 +1,9 @@
 """One round's statement, in float and as a proof: the rule `two_stage_proven`
 (fedmarket/algorithms/outliers/proven.py), whose module is the circuit.
 
-The aggregator computes the float mask and aggregate, proves them, and refuses to send a proof
-whose in-circuit mask differs from the float one (`ProofMismatchError`). The aggregate on chain is
+The aggregator computes the float mask and aggregate and proves them; where the circuit's rounding
+gives another mask (a model within a step of a threshold) it proves the circuit's instead, and it
+never sends a proof whose mask or aggregate the circuit rejects (`ProofMismatchError`). The aggregate on chain is
 the float mean rounded onto the grid; it differs from the float mean of the unrounded models by
 at most 2^-8 per entry (half a step from rounding the models, half from rounding the mean), the
 bound tests/test_zk.py checks.
@@ -11,7 +12,7 @@ bound tests/test_zk.py checks.
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import torch
@@ -39,11 +40,7 @@ class RoundStatement:
     round: int
     domain: int
     kept_before: int = 0
-    start: np.ndarray | None = None  # required: None only so the fields keep their order
-
-    def __post_init__(self):
-        if self.start is None:
-            raise ZKError(f"round {self.round}'s statement needs its start model")
+    start: np.ndarray = field(kw_only=True)
 
     @property
     def trainers(self) -> int:
