@@ -5,6 +5,8 @@ round."""
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import pytest
 
@@ -12,7 +14,8 @@ from fedmarket.algorithms.outliers import PROVEN_DETECTOR
 from fedmarket.fixed_point import quantize
 from fedmarket.simulation.attacks import ATTACKS, AttackContext, model_attacks
 from fedmarket.simulation.federated import Scenario, simulate
-from fedmarket.zk import RoundStatement, circuit_verdict, evaluate
+from fedmarket.zk import RoundStatement, circuit_verdict, evaluate, prove_round, round_proof, verify_locally
+from tests.test_zk import START, models
 
 L, D = 4, 8
 
@@ -107,10 +110,6 @@ def test_where_float_and_circuit_part_the_circuits_mask_is_proven(round_build, m
     the circuit; the round is then proven under the circuit's mask instead of failing (a trainer
     must not be able to stall a round by sitting on a threshold). Simulated by a float rule that
     drops slot 2, which the circuit keeps."""
-    import dataclasses
-
-    from fedmarket.zk import prove_round, round_proof, verify_locally
-    from tests.test_zk import START, models
 
     exact = round_proof.float_verdict
 

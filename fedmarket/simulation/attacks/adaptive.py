@@ -95,19 +95,20 @@ class Tailored(MinMax):
         return largest_passing(lambda gamma: context.accepts(base + gamma * p + noise), 4 * scale)
 
 
+class _Jittered(Attack):
+    """Mixin: the crafted model of the next class in the MRO, plus this colluder's own noise."""
+
+    def craft(self, context: AttackContext) -> np.ndarray:
+        return super().craft(context) + jitters(context)[context.index]
+
+
 @register
-class NoisyAlie(Alie):
+class NoisyAlie(_Jittered, Alie):
     name = "alie_noisy"
     description = "ALIE, each colluder with its own noise"
 
-    def craft(self, context: AttackContext) -> np.ndarray:
-        return super().craft(context) + jitters(context)[context.index]
-
 
 @register
-class NoisyInnerProductManipulation(InnerProductManipulation):
+class NoisyInnerProductManipulation(_Jittered, InnerProductManipulation):
     name = "ipm_noisy"
     description = "inner-product manipulation, each colluder with its own noise"
-
-    def craft(self, context: AttackContext) -> np.ndarray:
-        return super().craft(context) + jitters(context)[context.index]
