@@ -69,7 +69,7 @@ lint: setup
 # subprocesses, nodes and servers, so one worker leaves a core idle.
 test: lint
 	cd contracts && $(FORGE) test
-	$(BIN)/python -m pytest -q -n 2 --dist loadfile
+	$(BIN)/python -m pytest -q -n 2 --dist loadfile --no-loadscope-reorder
 
 # The multi-process market alone (also part of `make test`): anvil, prefect server, worker,
 # listener and four trainer daemons; prints its wall time and the Prefect overhead per task.

@@ -17,6 +17,27 @@ from prefect.testing.utilities import prefect_test_harness
 from fedmarket.context import Platform, use_platform
 from fedmarket.settings import Settings
 
+# The heaviest files first, as measured by a clean `make test` (--durations): each of the two
+# workers takes the next file when it is free (Makefile: --dist loadfile --no-loadscope-reorder),
+# so the longest start first and both workers end together (longest-processing-time-first).
+# xdist's default order, most tests first, left the 5-minute multi-process market for last.
+HEAVIEST_FIRST = (
+    "test_e2e.py",
+    "test_zk_chain.py",
+    "test_resume.py",
+    "test_demo.py",
+    "test_cli.py",
+    "test_zk_flow.py",
+    "test_zk_settlement.py",
+    "test_zk.py",
+    "test_zk_rule.py",
+)
+
+
+def pytest_collection_modifyitems(items):
+    rank = {name: i for i, name in enumerate(HEAVIEST_FIRST)}
+    items.sort(key=lambda item: rank.get(item.path.name, len(rank)))
+
 
 @pytest.fixture(scope="session", autouse=True)
 def prefect_backend():
@@ -35,22 +56,49 @@ def platform(tmp_path):
         yield p
 
 
+def _built_once(tmp_path_factory, worker_id: str, build_in):
+    """`build_in(cache_dir)` in this worker's own circuit cache, set up once per test run: the first
+    worker builds under a lock in the workers' shared temp directory (a setup takes half a minute
+    on 2 cores), every worker copies the build. Copied, not shared: deployments are recorded in
+    the build directory per chain id and address, and each worker has its own anvil."""
+    import shutil
+
+    from filelock import FileLock
+
+    base = tmp_path_factory.getbasetemp()
+    shared = (base if worker_id == "master" else base.parent) / "zk-shared"
+    own = base / "zk-cache"
+    with FileLock(f"{shared}.lock"):
+        built = build_in(shared)
+        shutil.copytree(built.dir, own / built.dir.name, dirs_exist_ok=True)
+        shutil.copytree(shared / "srs", own / "srs", dirs_exist_ok=True)
+        for choice in shared.glob("columns-*.json"):
+            shutil.copy2(choice, own)
+    return build_in(own)
+
+
 @pytest.fixture(scope="session")
-def round_build(tmp_path_factory):
+def round_build(tmp_path_factory, worker_id):
     """The tiny round circuit (L = 4 slots of 8 parameters), built once for the session."""
     from fedmarket.zk import build_round_circuit
 
-    return build_round_circuit(4, 8, Settings(zk_cache_dir=tmp_path_factory.mktemp("zk-cache")))
+    return _built_once(
+        tmp_path_factory, worker_id, lambda cache: build_round_circuit(4, 8, Settings(zk_cache_dir=cache))
+    )
 
 
 @pytest.fixture(scope="session")
-def settlement_build(round_build):
+def settlement_build(tmp_path_factory, worker_id):
     """The tiny settlement circuit (L = 4, LR on 3 features and 2 classes, 10 test rows)."""
     from fedmarket.zk.settlement_proof import build_settlement_circuit
     from fedmarket_schemas.market import ModelConfig
 
-    return build_settlement_circuit(
-        4, ModelConfig(in_features=3, classes=2), 10, Settings(zk_cache_dir=round_build.dir.parent)
+    return _built_once(
+        tmp_path_factory,
+        worker_id,
+        lambda cache: build_settlement_circuit(
+            4, ModelConfig(in_features=3, classes=2), 10, Settings(zk_cache_dir=cache)
+        ),
     )
 
 

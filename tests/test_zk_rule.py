@@ -120,8 +120,11 @@ def test_where_float_and_circuit_part_the_circuits_mask_is_proven(round_build, m
         return dataclasses.replace(verdict, mask=mask, reasons=[*verdict.reasons[:2], "float", *verdict.reasons[3:]])
 
     monkeypatch.setattr(round_proof, "float_verdict", parted)
+    proved, prove_witness = [], round_proof.prove_witness
+    monkeypatch.setattr(round_proof, "prove_witness", lambda w: proved.append(w) or prove_witness(w))
     rows = models(1)
     proof = prove_round(round_build, RoundStatement(rows, 1, 3, start=START))
+    assert len(proved) == 1  # the circuit's mask is read from the witness, not from a first proof
     assert proof.mask == [True, True, True, False] and proof.reasons[2] == ""
     assert np.max(np.abs(proof.aggregate - np.mean(rows[:3], axis=0))) <= 2.0**-9
     assert verify_locally(round_build, proof.proof)

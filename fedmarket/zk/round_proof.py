@@ -22,7 +22,7 @@ from fedmarket.errors import ProofMismatchError, ZKError
 from fedmarket.field import to_bytes32
 from fedmarket.fixed_point import quantize
 from fedmarket.settings import Settings, load_settings
-from fedmarket.zk.ezkl.prover import Proof, circuit_outputs, prove
+from fedmarket.zk.ezkl.prover import Proof, circuit_outputs, prove_witness, witness
 from fedmarket.zk.ezkl.toolchain import CircuitBuild, RunArgs, build_circuit
 from fedmarket.zk.ezkl.verifier import market_proof
 
@@ -125,11 +125,11 @@ def circuit_verdict(build: CircuitBuild, statement: RoundStatement) -> tuple[lis
 def prove_round(build: CircuitBuild, statement: RoundStatement) -> RoundProof:
     """Prove the float statement. Where the circuit's rounding decides a comparison the other way
     (a model within a rounding step of a threshold), the circuit's mask is the rule the chain
-    verifies: the round is aggregated and proven again under it rather than left unproven, so no
-    trainer can stall a round by sitting on a threshold."""
+    verifies: the round is aggregated again under it rather than left unproven, so no trainer can
+    stall a round by sitting on a threshold. The mask is read from the witness: one proof either way."""
     result = evaluate(statement)
-    proof = prove(build, statement.inputs(result.aggregate, result.roots))
-    circuit_mask = [bool(m) for m in proof.outputs[2]]
+    w = witness(build, statement.inputs(result.aggregate, result.roots))
+    circuit_mask = [bool(m) for m in w.outputs[2]]
     if circuit_mask != result.mask and any(circuit_mask):
         log.warning(
             "round %d: the circuit's mask %s differs from the float one %s; proving it",
@@ -138,7 +138,8 @@ def prove_round(build: CircuitBuild, statement: RoundStatement) -> RoundProof:
             result.mask,
         )
         result = _under_mask(statement, result, circuit_mask)
-        proof = prove(build, statement.inputs(result.aggregate, result.roots))
+        w = witness(build, statement.inputs(result.aggregate, result.roots))
+    proof = prove_witness(w)
     _, _, final_mask, (valid,) = proof.outputs
     if [bool(m) for m in final_mask] != result.mask:
         raise ProofMismatchError(f"in-circuit mask {final_mask} differs from the float mask {result.mask}")

@@ -36,45 +36,62 @@ class Proof:
         return len(self.proof)
 
 
-def _witness(build: CircuitBuild, inputs: list[np.ndarray], tmp: str) -> tuple[dict, Path, float]:
+@dataclass(frozen=True)
+class Witness:
+    """EZKL's witness for one circuit's inputs: what a proof of them would show, before proving."""
+
+    build: CircuitBuild
+    text: str  # EZKL's witness file
+    data: dict
+    seconds: float
+
+    @property
+    def outputs(self) -> list[list[int]]:
+        """The circuit's outputs as signed integers at scale 0."""
+        return [[signed(felt_to_int(f)) for f in out] for out in self.data["outputs"]]
+
+
+def witness(build: CircuitBuild, inputs: list[np.ndarray]) -> Witness:
+    """The witness for `inputs` (grid values, one array per circuit input)."""
     for i, values in enumerate(inputs):
         if not on_grid(values):
             raise ZKError(f"input {i} of circuit {build.name} is not on the 2^-8 grid")
-    data, witness = Path(tmp, "input.json"), Path(tmp, "witness.json")
-    data.write_text(json.dumps({"input_data": [np.asarray(v, dtype=np.float64).ravel().tolist() for v in inputs]}))
-    started = time.perf_counter()
-    result = call_ezkl("gen_witness", ezkl.gen_witness, str(data), str(build.compiled), str(witness))
-    return result, witness, time.perf_counter() - started
-
-
-def _outputs(result: dict) -> list[list[int]]:
-    return [[signed(felt_to_int(f)) for f in out] for out in result["outputs"]]
+    with tempfile.TemporaryDirectory(prefix="fedmarket-witness-") as tmp:
+        data, path = Path(tmp, "input.json"), Path(tmp, "witness.json")
+        data.write_text(json.dumps({"input_data": [np.asarray(v, dtype=np.float64).ravel().tolist() for v in inputs]}))
+        started = time.perf_counter()
+        result = call_ezkl("gen_witness", ezkl.gen_witness, str(data), str(build.compiled), str(path))
+        seconds = time.perf_counter() - started
+        return Witness(build, path.read_text(), result, seconds)
 
 
 def circuit_outputs(build: CircuitBuild, inputs: list[np.ndarray]) -> list[list[int]]:
-    """What the circuit computes on `inputs` (its outputs as signed integers at scale 0), from the
-    witness alone: what a proof would show, without proving."""
-    with tempfile.TemporaryDirectory(prefix="fedmarket-witness-") as tmp:
-        return _outputs(_witness(build, inputs, tmp)[0])
+    """What the circuit computes on `inputs`, from the witness alone (no proving)."""
+    return witness(build, inputs).outputs
 
 
 def prove(build: CircuitBuild, inputs: list[np.ndarray]) -> Proof:
     """Witness and proof for `inputs` (grid values, one array per circuit input)."""
+    return prove_witness(witness(build, inputs))
+
+
+def prove_witness(w: Witness) -> Proof:
+    """The proof of a witness already generated (and, say, inspected)."""
+    build = w.build
     with tempfile.TemporaryDirectory(prefix="fedmarket-proof-") as tmp:
-        result, witness, witness_s = _witness(build, inputs, tmp)
-        proof_path = Path(tmp, "proof.json")
+        path, proof_path = Path(tmp, "witness.json"), Path(tmp, "proof.json")
+        path.write_text(w.text)
         started = time.perf_counter()
         call_ezkl(
-            "prove", ezkl.prove, str(witness), str(build.compiled), str(build.pk), str(proof_path), str(build.srs_path)
+            "prove", ezkl.prove, str(path), str(build.compiled), str(build.pk), str(proof_path), str(build.srs_path)
         )
         prove_s = time.perf_counter() - started
         text = proof_path.read_text()
     produced = json.loads(text)
-    hashes = [felt_to_int(h) for h in result["processed_inputs"]["poseidon_hash"]]
-    outputs = _outputs(result)
+    hashes = [felt_to_int(h) for h in w.data["processed_inputs"]["poseidon_hash"]]
     instances = [felt_to_int(f) for f in produced["instances"][0]]
     proof = bytes.fromhex(produced["hex_proof"].removeprefix("0x"))
-    return Proof(proof, instances, hashes, outputs, witness_s, prove_s, text)
+    return Proof(proof, instances, hashes, w.outputs, w.seconds, prove_s, text)
 
 
 def verify_locally(build: CircuitBuild, proof: Proof) -> bool:
