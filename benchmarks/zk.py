@@ -194,7 +194,7 @@ def run_settlement(
     statement = SettlementStatement(
         models,
         quantize(np.mean(models, axis=0)),
-        chunk_rows(owner.subset(np.arange(samples)), model.classes),
+        chunk_rows(owner.subset(np.arange(samples)), model),
         rloo_subsets(12345, mask, trainers),
         1,
         model,

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import sys
+from pathlib import Path
 
 import typer
 from eth_utils import is_address, to_checksum_address
@@ -34,6 +35,20 @@ def usage_error(option: str, message: str) -> typer.Exit:
     """A bad option: one line naming it, exit status 2 (raise what this returns)."""
     err.print(f"[red]invalid {option}:[/red] {message}", soft_wrap=True, highlight=False)
     return typer.Exit(2)
+
+
+def read_schema(path: Path | None, option: str = "--schema"):
+    """A DataSchema JSON file (None: None); a bad one is a usage error naming its problem."""
+    if path is None:
+        return None
+    from pydantic import ValidationError
+
+    from fedmarket_schemas.market import DataSchema
+
+    try:
+        return DataSchema.model_validate_json(Path(path).read_text())
+    except (ValidationError, ValueError) as exc:
+        raise usage_error(option, f"{path}: {problems(exc)}") from None
 
 
 def address(value: str) -> str:
@@ -66,6 +81,9 @@ MODEL = dict(parser=choice("lr", "mlp"), metavar="lr|mlp")
 SPLIT = dict(parser=choice("iid", "dirichlet"), metavar="iid|dirichlet")
 # an existing, readable file, not a folder (typer checks it before the command runs)
 INPUT_FILE = dict(exists=True, file_okay=True, dir_okay=False, readable=True, resolve_path=True)
+# a data file, or a folder with one subfolder of images per label (fedmarket.ml.formats)
+DATA = dict(exists=True, file_okay=True, dir_okay=True, readable=True, resolve_path=True)
+DATA_HELP = ".csv, .parquet, .npz, .safetensors, or a folder of images per label, read under the task's schema"
 
 
 def eth(wei: int) -> str:

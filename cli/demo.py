@@ -21,6 +21,14 @@ def demo(
     malicious: Annotated[int, typer.Option(help="how many trainers attack (noise, sign flip, scale, ...)")] = 3,
     rounds: Annotated[int, typer.Option(help="training rounds T")] = 5,
     model: Annotated[str, typer.Option(**MODEL, help="lr | mlp")] = "lr",
+    data: Annotated[
+        str,
+        typer.Option(
+            help="the market's data: a .csv, .parquet, .npz or .safetensors file, a folder of images per label, "
+            "or a shipped example: digits | breast_cancer | wine (the task's schema is the file's profile)"
+        ),
+    ] = "digits",
+    label_column: Annotated[str, typer.Option(help="with --data FILE: the column holding each row's label")] = "label",
     split: Annotated[str, typer.Option(**SPLIT, help="iid | dirichlet")] = "iid",
     seed: Annotated[int, typer.Option(help="seed of data split, attackers and training")] = 0,
     attack: Annotated[
@@ -42,7 +50,7 @@ def demo(
     settles, and everyone withdraws. With --prove the rounds and the settlement are proven
     (circuits built and set up on first use, cached in FEDMARKET_ZK_CACHE_DIR). Reads the
     FEDMARKET_* settings."""
-    from fedmarket_flows.demo import DemoConfig, demo_flow
+    from fedmarket_flows.demo import DemoConfig, demo_data, demo_flow
 
     try:
         config = DemoConfig(
@@ -50,6 +58,8 @@ def demo(
             malicious=malicious,
             rounds=rounds,
             model=model,
+            data=data,
+            label_column=label_column,
             split=split,
             seed=seed,
             attacks=tuple(a.strip() for a in attack.split(",") if a.strip()),
@@ -58,6 +68,10 @@ def demo(
         )
     except ValueError as exc:
         raise usage_error("options", problems(exc)) from None
+    try:
+        demo_data(data, label_column)  # a file that cannot be read is named before Prefect starts
+    except FedMarketError as exc:
+        raise usage_error("--data", str(exc)) from None
 
     started = time.perf_counter()
     total = 1 + trainers + rounds + 1 + trainers + 2

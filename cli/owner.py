@@ -7,7 +7,18 @@ from typing import Annotated
 
 import typer
 
-from fedmarket_cli._common import ADDRESS, CHAIN, HEX32, INPUT_FILE, KEY, MODEL, print_json
+from fedmarket_cli._common import (
+    ADDRESS,
+    CHAIN,
+    DATA,
+    DATA_HELP,
+    HEX32,
+    INPUT_FILE,
+    KEY,
+    MODEL,
+    print_json,
+    read_schema,
+)
 
 app = typer.Typer(
     help="The project owner: create a market with its escrow, follow it, cancel it, withdraw.", no_args_is_help=True
@@ -22,7 +33,10 @@ app = typer.Typer(
     "FEDMARKET_ZK_SRS_PATH (unset: an SRS from gen_srs, NOT FOR PRODUCTION).",
 )
 def owner_create(
-    data_file: Annotated[Path, typer.Option("--data", **INPUT_FILE, help="owner's validation/test data file")],
+    data_file: Annotated[
+        Path,
+        typer.Option("--data", **DATA, help=f"owner's validation/test data: {DATA_HELP}"),
+    ],
     aggregator: Annotated[str, typer.Option(**ADDRESS, help="aggregator's address")],
     aggregator_key: Annotated[
         str, typer.Option(**HEX32, help="aggregator's X25519 public key, 0x hex (`fedmarket keys show`)")
@@ -54,6 +68,13 @@ def owner_create(
             help="with --prove-rounds: settlement proven too, on a test chunk of this many rows of the owner's data, the chunk the trainers' split seed picks",
         ),
     ] = None,
+    schema: Annotated[
+        Path | None,
+        typer.Option(
+            **INPUT_FILE,
+            help="the task's data schema, JSON (`fedmarket data profile FILE` proposes one); unset: digits'",
+        ),
+    ] = None,
 ) -> None:
     from fedmarket_flows.owner import create_market_flow
 
@@ -72,6 +93,7 @@ def owner_create(
             reveal_window_s=reveal_window_s,
             prove_rounds=prove_rounds,
             test_rows=prove_settlement_rows,
+            data_schema=read_schema(schema),
         )
     )
 

@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from fedmarket_cli._common import ADDRESS, CHAIN, INPUT_FILE, KEY, err, print_json
+from fedmarket_cli._common import ADDRESS, CHAIN, DATA, DATA_HELP, KEY, err, print_json
 
 app = typer.Typer(help="A trainer: register with private data, then train in every round.", no_args_is_help=True)
 
@@ -18,7 +18,7 @@ app = typer.Typer(help="A trainer: register with private data, then train in eve
 )
 def trainer_register(
     market: Annotated[str, typer.Option(**ADDRESS, help="market address")],
-    data_file: Annotated[Path, typer.Option("--data", **INPUT_FILE, help="this trainer's private data file")],
+    data_file: Annotated[Path, typer.Option("--data", **DATA, help=f"this trainer's private data: {DATA_HELP}")],
 ) -> None:
     from fedmarket_flows.trainer import join_flow
 
@@ -33,7 +33,7 @@ def trainer_register(
 )
 def trainer_run(
     market: Annotated[str, typer.Option(**ADDRESS, help="market address")],
-    data_file: Annotated[Path, typer.Option("--data", **INPUT_FILE, help="this trainer's private data file")],
+    data_file: Annotated[Path, typer.Option("--data", **DATA, help=f"this trainer's private data: {DATA_HELP}")],
 ) -> None:
     from fedmarket.context import current_platform
     from fedmarket_flows.trainer import follow_market

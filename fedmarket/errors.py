@@ -74,6 +74,11 @@ class DataValidationError(FedMarketError):
 
 
 # ---------------------------------------------------------------- chain
+class DataFormatError(DataValidationError):
+    """A data file that cannot be read as a table: unknown format, missing label column, a
+    non-numeric cell, ragged rows, an image of another size."""
+
+
 class ChainError(FedMarketError):
     """A chain call failed."""
 

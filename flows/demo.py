@@ -23,10 +23,11 @@ from fedmarket.ml.data import (
     owner_split,
     split_trainers,
 )
+from fedmarket.ml.formats import profile, read_table, to_dataset
 from fedmarket.ml.updates import decode_update
 from fedmarket.simulation.attacks import ATTACKS, DEMO_ATTACKS, AttackContext, default_attack_plan
 from fedmarket_flows.market import market_flow
-from fedmarket_schemas.market import ModelKind, RewardSchedule
+from fedmarket_schemas.market import DataSchema, ModelKind, RewardSchedule
 from fedmarket_schemas.rounds import RoundReport
 from fedmarket_tasks.chain_ops import submit_update, withdraw
 from fedmarket_tasks.owner import DEFAULT_SCHEDULE, ETHER, publish_market
@@ -44,6 +45,10 @@ class DemoConfig(BaseModel):
     test_rows: int = Field(20, gt=0, description="with prove: rows of the test chunk the settlement proof scores")
     rounds: int = Field(5, ge=1)
     model: ModelKind = ModelKind.lr
+    data: str = Field(
+        "digits", description="a data file or folder (fedmarket.ml.formats), or digits | breast_cancer | wine"
+    )
+    label_column: str = "label"
     split: Literal["iid", "dirichlet"] = "iid"
     dirichlet_alpha: float = Field(0.5, gt=0)
     seed: int = 0
@@ -93,6 +98,16 @@ def _party(role: str, seed: int, index: int = 0) -> Party:
     )
 
 
+def demo_data(source: str, label_column: str) -> tuple[DataSchema | None, Dataset]:
+    """Digits under its own schema (intensities 0..16), any other file under the schema its
+    profile proposes (the whole file's ranges and labels)."""
+    if source == "digits":
+        return None, load_digits_dataset()
+    table = read_table(source, label_column)
+    schema = profile(table)
+    return schema, to_dataset(table, schema)
+
+
 @flow(name="fedmarket-demo", validate_parameters=False)
 def demo_flow(config: DemoConfig | dict | None = None, progress: Progress | None = None) -> DemoReport:
     logger = get_run_logger()
@@ -109,11 +124,13 @@ def demo_flow(config: DemoConfig | dict | None = None, progress: Progress | None
         chain.fund(party.address, 10 * ETHER)
 
     # ---- project owner: data checks, task and data by CID, market with escrow
-    pool, owner_data = owner_split(load_digits_dataset(), owner_fraction=config.owner_fraction, seed=config.seed)
+    schema, dataset = demo_data(config.data, config.label_column)
+    pool, owner_data = owner_split(dataset, owner_fraction=config.owner_fraction, seed=config.seed)
     market, created, _, task = publish_market(
         owner.address,
         owner_data,
         config.model,
+        schema=schema,
         aggregator=aggregator.address,
         aggregator_key="0x" + aggregator.public_box_key.hex(),
         trainers=config.trainers,

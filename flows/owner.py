@@ -9,8 +9,8 @@ from prefect import flow, get_run_logger
 
 from fedmarket.context import current_platform
 from fedmarket.errors import ConfigError
-from fedmarket.ml.data import decode_dataset
-from fedmarket_schemas.market import ModelKind
+from fedmarket.ml.formats import load_dataset
+from fedmarket_schemas.market import DataSchema, ModelKind
 from fedmarket_tasks.owner import DEFAULT_SCHEDULE, publish_market
 
 
@@ -30,13 +30,15 @@ def create_market_flow(
     reveal_window_s: int,
     prove_rounds: bool = False,
     test_rows: int | None = None,
+    data_schema: DataSchema | None = None,
 ) -> dict:
-    if not Path(data_file).is_file():
+    if not Path(data_file).exists():
         raise ConfigError(f"owner data file {data_file} does not exist")
     published = publish_market(
         current_platform().me.address,
-        decode_dataset(Path(data_file).read_bytes()),
+        load_dataset(data_file, data_schema or DataSchema()),
         ModelKind(model),
+        schema=data_schema,
         aggregator=aggregator,
         aggregator_key=aggregator_key,
         trainers=trainers,

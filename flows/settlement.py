@@ -66,9 +66,7 @@ def settlement_flow(market: str, aggregator: str | None = None, withdraw_fee: bo
             proof = _prove(client, aggregator, context, final_model, trainers)
             accuracy_bps, onchain = proof.accuracy_bps, proof.contributions
             contributions = proven_contributions(proof, trainers)
-            chunks = DataChunks.of(
-                decode_dataset(get_bytes(context.data_cid)), spec.test_chunk_rows, spec.model.classes
-            )
+            chunks = DataChunks.of(decode_dataset(get_bytes(context.data_cid)), spec.test_chunk_rows, spec.model)
             calldata = proof.calldata(client.split_seed(), chunks)
         else:
             accuracy_bps = int(final_accuracy * 10_000)

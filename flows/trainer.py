@@ -12,8 +12,9 @@ from pydantic import TypeAdapter
 
 from fedmarket.chain.market import FINAL_PHASES
 from fedmarket.context import current_platform
-from fedmarket.errors import ConfigError, DataValidationError
-from fedmarket.ml.data import Dataset, decode_dataset
+from fedmarket.errors import ConfigError
+from fedmarket.ml.data import Dataset
+from fedmarket.ml.formats import load_dataset
 from fedmarket.ml.updates import decode_update
 from fedmarket_schemas.market import TaskSpec
 from fedmarket_tasks.chain_ops import submit_update, withdraw
@@ -21,15 +22,13 @@ from fedmarket_tasks.store_ops import get_bytes
 from fedmarket_tasks.trainer import check_local_data, check_market, register, reveal_seed, seal_and_store, train
 
 
-def load_local_data(path: Path) -> Dataset:
-    """A dataset file as `fedmarket data digits` writes it (safetensors: features, labels)."""
+def load_local_data(path: Path, spec: TaskSpec) -> Dataset:
+    """The trainer's file in any format `fedmarket data` reads (fedmarket.ml.formats), under the
+    task's schema: its label column, its feature columns, its label values."""
     path = Path(path)
-    if not path.is_file():
+    if not path.exists():
         raise ConfigError(f"trainer data file {path} does not exist")
-    try:
-        return decode_dataset(path.read_bytes())
-    except DataValidationError as exc:
-        raise DataValidationError(f"{path}: {exc}") from None
+    return load_dataset(path, spec.data_schema)
 
 
 def task_of(market: str) -> TaskSpec:
@@ -47,7 +46,7 @@ def join_flow(market: str, data_path: str) -> str:
         return "already registered"
     spec = task_of(market)
     checked = check_market(client.address, spec)
-    summary = check_local_data(me, load_local_data(Path(data_path)), spec)
+    summary = check_local_data(me, load_local_data(Path(data_path), spec), spec)
     registration = register(client.address, me, summary)
     for line in checked:
         get_run_logger().info("checked %s", line)
@@ -65,7 +64,7 @@ def trainer_round_flow(market: str, round: int, data_path: str) -> str:
     if client.submitted_mask(round) >> index & 1:
         return "already submitted"
     spec = task_of(market)
-    data = load_local_data(Path(data_path))
+    data = load_local_data(Path(data_path), spec)
     global_model = decode_update(get_bytes(client.model_cid(round)), spec.model)
     local = train(me, round, global_model, data, spec, seed=int.from_bytes(bytes.fromhex(me[2:10]), "big") + round)
     cid, commitment = seal_and_store(client.address, me, round, local, spec)
@@ -80,7 +79,7 @@ def follow_market(market: str, data_path: Path, *, poll_s: float, log=print) -> 
     platform = current_platform()
     me = platform.me.address
     client = platform.market(market)
-    load_local_data(data_path)  # fail before touching the chain if the data is unreadable
+    load_local_data(data_path, task_of(market))  # fail before touching the chain if the data is unreadable
     while True:
         phase = client.phase()
         if phase == "Registration" and me not in client.trainers():

@@ -22,6 +22,9 @@ class ModelKind(str, Enum):
     mlp = "mlp"
 
 
+Range = float | tuple[float, ...]  # one bound for every feature, or one per feature
+
+
 class ModelConfig(BaseModel):
     model_config = ConfigDict(frozen=True)
 
@@ -29,6 +32,13 @@ class ModelConfig(BaseModel):
     in_features: int = Field(64, gt=0)
     classes: int = Field(10, gt=1)
     hidden: int = Field(32, gt=0, description="hidden width of the MLP; unused by LR")
+    input_min: Range = Field(0.0, description="each feature is scaled from [input_min, input_max] to [0, 1]")
+    input_max: Range = 16.0
+
+    @model_validator(mode="after")
+    def _inputs(self) -> ModelConfig:
+        _check_range(self.input_min, self.input_max, self.in_features, "input")
+        return self
 
 
 class TrainingConfig(BaseModel):
@@ -46,22 +56,52 @@ class TrainingConfig(BaseModel):
         return cls(learning_rate=1.0 if kind == ModelKind.lr else 0.3)
 
 
+def _check_range(low: Range, high: Range, count: int, what: str) -> None:
+    for name, bound in ((f"{what}_min", low), (f"{what}_max", high)):
+        if isinstance(bound, tuple) and len(bound) != count:
+            raise ValueError(f"{name} has {len(bound)} values for {count} features")
+    lows = low if isinstance(low, tuple) else (low,) * count
+    highs = high if isinstance(high, tuple) else (high,) * count
+    for i, (lo, hi) in enumerate(zip(lows, highs)):
+        if not lo < hi:
+            raise ValueError(f"{what}_min must be below {what}_max (feature {i}: {lo} >= {hi})")
+
+
 class DataSchema(BaseModel):
-    """What training data must look like; checked with great-expectations by every party."""
+    """What training data must look like; checked with great-expectations by every party, on the
+    file as given (`fedmarket.ml.formats`). `fedmarket data profile FILE` proposes one."""
 
     model_config = ConfigDict(frozen=True)
 
     feature_count: int = Field(64, gt=0)
-    feature_min: float = 0.0
-    feature_max: float = 16.0
-    labels: tuple[int, ...] = tuple(range(10))
+    feature_min: Range = 0.0
+    feature_max: Range = 16.0
+    labels: tuple[int, ...] = Field(tuple(range(10)), description="class indices 0..C-1")
     min_rows: int = Field(10, gt=0)
+    feature_names: tuple[str, ...] | None = Field(None, description="the file's feature columns; unset: x0, x1, ...")
+    label_column: str = "label"
+    label_names: tuple[str, ...] | None = Field(
+        None, description="the file's label value of each class index; unset: the values are the indices"
+    )
 
     @model_validator(mode="after")
-    def _range(self) -> DataSchema:
-        if self.feature_min >= self.feature_max:
-            raise ValueError("feature_min must be below feature_max")
+    def _consistent(self) -> DataSchema:
+        _check_range(self.feature_min, self.feature_max, self.feature_count, "feature")
+        if self.feature_names is not None and len(self.feature_names) != self.feature_count:
+            raise ValueError(f"feature_names lists {len(self.feature_names)} columns for {self.feature_count} features")
+        if self.feature_names is not None and self.label_column in self.feature_names:
+            raise ValueError(f"the label column {self.label_column!r} is also a feature")
+        if self.label_names is not None and len(self.label_names) != len(self.labels):
+            raise ValueError(f"label_names lists {len(self.label_names)} values for {len(self.labels)} labels")
         return self
+
+    @property
+    def columns(self) -> tuple[str, ...]:
+        return self.feature_names or tuple(f"x{i}" for i in range(self.feature_count))
+
+    @property
+    def classes(self) -> int:
+        return max(self.labels) + 1
 
 
 class UpdateBounds(BaseModel):
@@ -104,6 +144,29 @@ class TaskSpec(BaseModel):
         "unset: validation_fraction splits",
     )
     init_seed: int = 0
+
+    @model_validator(mode="after")
+    def _model_fits_data(self) -> TaskSpec:
+        model, data = self.model, self.data_schema
+        if model.in_features != data.feature_count:
+            raise ValueError(f"the model reads {model.in_features} features, the data has {data.feature_count}")
+        if model.classes < data.classes:
+            raise ValueError(f"the model has {model.classes} classes, the data's labels need {data.classes}")
+        if (model.input_min, model.input_max) != (data.feature_min, data.feature_max):
+            raise ValueError("the model must scale its inputs from the data schema's feature range")
+        return self
+
+    @classmethod
+    def for_data(cls, schema: DataSchema, kind: ModelKind = ModelKind.lr, **fields) -> TaskSpec:
+        """A task whose model reads `schema`'s features and classes, scaled from its range."""
+        model = ModelConfig(
+            kind=kind,
+            in_features=schema.feature_count,
+            classes=schema.classes,
+            input_min=schema.feature_min,
+            input_max=schema.feature_max,
+        )
+        return cls(model=model, training=TrainingConfig.for_model(kind), data_schema=schema, **fields)
 
 
 class RewardSchedule(BaseModel):

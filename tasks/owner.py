@@ -22,7 +22,13 @@ from fedmarket.zk import (
     deploy_round_verifier,
     deploy_settlement_verifier,
 )
-from fedmarket_schemas.market import MarketSpec, ModelConfig, ModelKind, RewardSchedule, TaskSpec, TrainingConfig
+from fedmarket_schemas.market import (
+    DataSchema,
+    MarketSpec,
+    ModelKind,
+    RewardSchedule,
+    TaskSpec,
+)
 from fedmarket_tasks.common import once_task
 
 ETHER = 10**18
@@ -45,6 +51,7 @@ def publish_market(
     prove_rounds: bool = False,
     test_rows: int | None = None,
     detector: str | None = None,
+    schema: DataSchema | None = None,
     **terms,
 ) -> Published:
     """Check the owner's data against the task's expectations, store task and data by CID, and
@@ -54,7 +61,8 @@ def publish_market(
     that many rows (fedmarket/zk/settlement_proof.py). Circuits are built and verifiers deployed
     once per circuit and chain. `detector`: the outlier rule by registered name (default: the
     proven rule in a proven market, else DEFAULT_DETECTOR); a proven market refuses a rule no
-    circuit proves. `terms`: the other MarketSpec fields."""
+    circuit proves. `schema`: what the data looks like (default: digits'); the model reads its
+    features and classes. `terms`: the other MarketSpec fields."""
     platform = current_platform()
     owner = platform.party(owner)
     if test_rows is not None and not prove_rounds:
@@ -66,9 +74,10 @@ def publish_market(
             f"a market with a round verifier runs a proven rule; detector {detector!r} has no circuit "
             f"(provable: {', '.join(sorted(PROVABLE_DETECTORS))})"
         )
-    task = TaskSpec(
-        model=ModelConfig(kind=kind),
-        training=TrainingConfig.for_model(kind),
+    task = TaskSpec.for_data(
+        schema or DataSchema(),
+        kind,
+        name="digits" if schema is None else "task",
         test_chunk_rows=test_rows,
         detector=detector,
         # a proven settlement pays what its circuit proves
@@ -105,6 +114,6 @@ def _round_verifier(factory: FactoryClient, owner: Party, task: TaskSpec, traine
 
 def _settlement_verifier(factory: FactoryClient, owner: Party, task: TaskSpec, data: Dataset, trainers: int, rows: int):
     """(the owner's chunk commitments, the settlement verifier's address)."""
-    chunks = DataChunks.of(data, rows, task.model.classes)
+    chunks = DataChunks.of(data, rows, task.model)
     build = build_settlement_circuit(trainers, task.model, rows, current_platform().settings)
     return chunks, deploy_settlement_verifier(factory, owner.account, build, trainers, rows).adapter

@@ -87,7 +87,7 @@ def prove_settlement_step(
     statement = SettlementStatement(
         [rows.get(t) for t in trainers],
         np.asarray(final_model, dtype=np.float64),
-        chunk_rows(test, model.classes),
+        chunk_rows(test, model),
         rloo_subsets(seed, mask, len(trainers)),
         domain,
         model,

@@ -52,7 +52,15 @@ BAD = [
     (["owner", "cancel", "--market", "market"], 2, "market"),
     (["owner", "withdraw", "--market", "0xzz"], 2, "0xzz"),
     (["trainer", "register", "--market", "0x12", "--data", "{file}"], 2, "0x12"),
-    (["trainer", "run", "--market", ADDRESS, "--data", "{tmp}"], 2, "--data"),
+    (["trainer", "run", "--market", ADDRESS, "--data", "{tmp}/missing"], 2, "--data"),
+    (["data", "profile", "{tmp}/missing.csv"], 1, "missing.csv: no such file"),
+    (["data", "split", "{file}", "--out", "{tmp}"], 1, "unknown format '.bin'"),
+    (["data", "split", "digits", "--out", "{tmp}", "--schema", "{file}"], 2, "--schema"),
+    (
+        ["owner", "create", "--data", "{file}", "--aggregator", ADDRESS, "--aggregator-key", KEY, "--schema", "{file}"],
+        2,
+        "--schema",
+    ),
     (["aggregator", "run", "--market", "0x12"], 2, "0x12"),
     (["aggregator", "listen", "--market", "x", "--polls", "1"], 2, "x"),
     (["audit", "0x12"], 2, "0x12"),
@@ -110,4 +118,6 @@ def test_a_failing_flow_prints_one_line_not_prefects_traceback(tmp_path):
         timeout=300,
     )
     assert done.returncode == 1, done.stderr
-    assert "DataValidationError" in _one_line(done.stdout + done.stderr)
+    assert (
+        "DataFormatError" in _one_line(done.stdout + done.stderr) and "not-a-dataset.bin" in done.stdout + done.stderr
+    )

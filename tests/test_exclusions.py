@@ -21,7 +21,9 @@ from fedmarket_tasks.fetch import fetch_submissions
 from fedmarket_tasks.trainer import seal_and_store
 from tests.helpers import create_market
 
-TASK = TaskSpec(name="tiny", model=ModelConfig(in_features=3, classes=2))
+TASK = TaskSpec(
+    name="tiny", model=ModelConfig(in_features=3, classes=2), data_schema=DataSchema(feature_count=3, labels=(0, 1))
+)
 
 
 def test_false_exclusions_are_named_by_the_audit_and_a_justified_one_passes(platform):
@@ -82,18 +84,17 @@ def test_a_rerun_keeps_out_what_the_chain_already_excludes(platform):
     rng = np.random.default_rng(1)
     features = rng.integers(0, 17, size=(40, 3)).astype(np.float32)
     owner = encode_dataset(Dataset(features, (features[:, 0] > 8).astype(np.int64)))
-    task = TASK.model_copy(update={"data_schema": DataSchema(feature_count=3, labels=(0, 1))})
     market, _, aggregator, members, _ = create_market(
         platform,
         trainers=3,
         rounds=1,
-        task_cid=str(platform.store.put(task.model_dump_json().encode())),
+        task_cid=str(platform.store.put(TASK.model_dump_json().encode())),
         data_cid=str(platform.store.put(owner)),
         data_commitment=commit(owner),
     )
     open_next_round(market.address, aggregator.address)
     for member in members:
-        cid, commitment = seal_and_store.fn(market.address, member.address, 1, rng.normal(0, 0.1, 8), task)
+        cid, commitment = seal_and_store.fn(market.address, member.address, 1, rng.normal(0, 0.1, 8), TASK)
         market.submit(member.account, 1, cid, commitment)
     earlier = Rejection(reason=ExclusionReason.UNAVAILABLE, detail="its bytes could not be read")
     landed = market.exclude(aggregator.account, 1, {1: earlier})

@@ -78,7 +78,7 @@ def _ready_to_settle(platform, round_build, settlement_build, models):
     rounds_v = deploy_round_verifier(factory, deployer.account, round_build, L)
     settle_v = deploy_settlement_verifier(factory, deployer.account, settlement_build, L, N)
     data = owner_data()
-    chunks = DataChunks.of(data, N, C)
+    chunks = DataChunks.of(data, N, MODEL)
     market, _, aggregator, members, _ = create_market(
         platform,
         trainers=L,
@@ -134,7 +134,7 @@ def statement(
     _, test = split_by_chunks(data, N, chunk_seed or market.split_seed())
     seed = int.from_bytes(market.rloo_seed(), "big") % BN254_FIELD
     subsets = rloo_subsets(seed, market.round_state(1).benign_mask, L)
-    return SettlementStatement(models, final, chunk_rows(test, C), subsets, market.domain(SETTLEMENT), model)
+    return SettlementStatement(models, final, chunk_rows(test, MODEL), subsets, market.domain(SETTLEMENT), model)
 
 
 def expect_rejected(market, aggregator, accuracy, contributions, proof_bytes):
@@ -157,7 +157,7 @@ def test_counts_equal_a_direct_computation_on_summed_coalition_models():
     """The circuit combines per-model logits; summing each coalition's weights first and taking a
     strict argmax must give the same counts."""
     models, data = final_round_models(), owner_data()
-    rows = chunk_rows(data.subset(np.arange(N)), C)
+    rows = chunk_rows(data.subset(np.arange(N)), MODEL)
     subsets = rloo_subsets(99, 0b0111, L)
     final = quantize(np.mean(models[:3], axis=0))
     correct, contributions = evaluate(SettlementStatement(models, final, rows, subsets, 1, MODEL))
@@ -225,7 +225,7 @@ def test_mlp_counts_equal_torch_on_each_coalitions_average_model():
     hidden = 3
     config = ModelConfig(kind=ModelKind.mlp, in_features=F, classes=C, hidden=hidden)
     models, data = mlp_models(hidden), owner_data(3)
-    rows = chunk_rows(data.subset(np.arange(N)), C)
+    rows = chunk_rows(data.subset(np.arange(N)), MODEL)
     subsets = rloo_subsets(2024, 0b0111, L)
     final = quantize(np.mean(models[:3], axis=0))
     correct, contributions = evaluate(SettlementStatement(models, final, rows, subsets, 1, config))

@@ -11,6 +11,7 @@ from safetensors.numpy import load, save
 from sklearn.datasets import load_digits
 
 from fedmarket.errors import DataValidationError
+from fedmarket_schemas.market import ModelConfig
 
 DIGITS_FEATURES = 64
 DIGITS_CLASSES = 10
@@ -35,9 +36,12 @@ def load_digits_dataset() -> Dataset:
     return Dataset(bunch.data.astype(np.float32), bunch.target.astype(np.int64))
 
 
-def normalise(features: np.ndarray) -> np.ndarray:
-    """Scale digits intensities to [0, 1]; the task's data schema declares the raw range."""
-    return (features / DIGITS_MAX).astype(np.float32)
+def scale_inputs(features: np.ndarray, model: ModelConfig) -> np.ndarray:
+    """Each feature scaled from the task's range [input_min, input_max] to [0, 1] (min-max scaling
+    fixed by the task, so every party scales alike; digits: intensity / 16)."""
+    low = np.asarray(model.input_min, dtype=np.float64)
+    high = np.asarray(model.input_max, dtype=np.float64)
+    return ((np.asarray(features, dtype=np.float64) - low) / (high - low)).astype(np.float32)
 
 
 def owner_split(data: Dataset, *, owner_fraction: float, seed: int) -> tuple[Dataset, Dataset]:

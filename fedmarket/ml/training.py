@@ -6,7 +6,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from fedmarket.ml.data import Dataset, normalise
+from fedmarket.ml.data import Dataset, scale_inputs
 from fedmarket.ml.models import build_model, state_to_vector, vector_to_state
 from fedmarket_schemas.market import ModelConfig, TrainingConfig
 
@@ -20,7 +20,7 @@ def train_local(
     net.load_state_dict(vector_to_state(global_vector, model))
     optimiser = torch.optim.SGD(net.parameters(), lr=training.learning_rate, weight_decay=training.weight_decay)
     loss_fn = nn.CrossEntropyLoss()
-    x = torch.from_numpy(normalise(data.features))
+    x = torch.from_numpy(scale_inputs(data.features, model))
     y = torch.from_numpy(data.labels)
     net.train()
     for _ in range(training.local_epochs):
@@ -38,7 +38,7 @@ def accuracy(vector: np.ndarray, data: Dataset, model: ModelConfig) -> float:
     net = build_model(model)
     net.load_state_dict(vector_to_state(vector, model))
     net.eval()
-    logits = net(torch.from_numpy(normalise(data.features)))
+    logits = net(torch.from_numpy(scale_inputs(data.features, model)))
     return float((logits.argmax(dim=1).numpy() == data.labels).mean())
 
 
@@ -49,7 +49,7 @@ def log_likelihood(vector: np.ndarray, data: Dataset, model: ModelConfig) -> flo
     net = build_model(model)
     net.load_state_dict(vector_to_state(vector, model))
     net.eval()
-    log_p = torch.log_softmax(net(torch.from_numpy(normalise(data.features))), dim=1)
+    log_p = torch.log_softmax(net(torch.from_numpy(scale_inputs(data.features, model))), dim=1)
     return float(log_p[torch.arange(len(data.labels)), torch.from_numpy(data.labels)].mean())
 
 

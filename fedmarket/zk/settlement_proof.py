@@ -25,7 +25,7 @@ from eth_utils import keccak
 from fedmarket.errors import ProofMismatchError, ZKError
 from fedmarket.field import BN254_FIELD
 from fedmarket.fixed_point import domain_limbs, on_grid
-from fedmarket.ml.data import Dataset, normalise
+from fedmarket.ml.data import Dataset, scale_inputs
 from fedmarket.ml.models import parameter_count
 from fedmarket.settings import Settings, load_settings
 from fedmarket.zk.ezkl.poseidon import poseidon_commitment
@@ -36,12 +36,12 @@ from fedmarket.zk.settlement_circuit import SettlementCircuit
 from fedmarket_schemas.market import ModelConfig, ModelKind
 
 
-def chunk_rows(data: Dataset, classes: int) -> np.ndarray:
-    """[rows, f + c]: normalised features (k / 16, on the grid) and one-hot labels."""
-    onehot = np.eye(classes)[np.asarray(data.labels)]
-    rows = np.concatenate([normalise(data.features).astype(np.float64), onehot], axis=1)
+def chunk_rows(data: Dataset, model: ModelConfig) -> np.ndarray:
+    """[rows, f + c]: scaled features (digits: k / 16, on the grid) and one-hot labels."""
+    onehot = np.eye(model.classes)[np.asarray(data.labels)]
+    rows = np.concatenate([scale_inputs(data.features, model).astype(np.float64), onehot], axis=1)
     if not on_grid(rows):
-        raise ZKError("owner data is not on the 2^-8 grid after normalisation")
+        raise ZKError("a proven settlement needs the owner's scaled features on the 2^-8 grid; this data is not")
     return rows
 
 
@@ -58,8 +58,8 @@ class DataChunks:
     commitment: str  # the market's data commitment, bytes32 hex
 
     @classmethod
-    def of(cls, data: Dataset, samples: int, classes: int) -> DataChunks:
-        rows = chunk_rows(data, classes)
+    def of(cls, data: Dataset, samples: int, model: ModelConfig) -> DataChunks:
+        rows = chunk_rows(data, model)
         hashes = [
             int(poseidon_commitment(rows[k * samples : (k + 1) * samples]), 16)
             for k in range(chunk_count(data, samples))
