@@ -11,17 +11,22 @@ export PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS ?= 120
 
 FORGE := $(CURDIR)/node_modules/.bin/forge
 
-setup: $(VENV)/.installed $(VENV)/slither/.installed $(VENV)/peers/.installed node_modules/.installed
+# The four installs are independent and mostly wait on disk: they run side by side.
+INSTALLS := $(VENV)/.installed $(VENV)/slither/.installed $(VENV)/peers/.installed node_modules/.installed
+setup:
+	@$(MAKE) --no-print-directory -j4 $(INSTALLS)
 
-$(VENV)/.installed: pyproject.toml
+$(BIN)/python:
 	@command -v $(PYTHON) >/dev/null || { echo "need $(PYTHON) (set PYTHON=...)"; exit 1; }
-	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(PYTHON) -m venv $(VENV)
+
+$(VENV)/.installed: pyproject.toml | $(BIN)/python
 	$(BIN)/pip install --quiet --upgrade pip
 	$(BIN)/pip install --quiet -e '.[dev]'
 	touch $@
 
 # slither-analyzer pins web3<8 and fedmarket needs web3 8: it gets a venv of its own, inside .venv/.
-$(VENV)/slither/.installed: contracts/slither-requirements.txt
+$(VENV)/slither/.installed: contracts/slither-requirements.txt | $(BIN)/python
 	test -x $(VENV)/slither/bin/python || $(PYTHON) -m venv $(VENV)/slither
 	$(VENV)/slither/bin/pip install --quiet -r contracts/slither-requirements.txt
 	touch $@
@@ -29,7 +34,7 @@ $(VENV)/slither/.installed: contracts/slither-requirements.txt
 # byzfl and flwr, the peers `fedmarket bench aggregation` compares with: flwr 1.41 pins fastapi
 # 0.138 (prefect needs >=0.139) and byzfl pulls torchvision, whose PyPI build does not load on the
 # CPU torch; so a venv of their own, and byzfl without its declared dependencies.
-$(VENV)/peers/.installed: benchmarks/peers-requirements.txt
+$(VENV)/peers/.installed: benchmarks/peers-requirements.txt | $(BIN)/python
 	test -x $(VENV)/peers/bin/python || $(PYTHON) -m venv $(VENV)/peers
 	$(VENV)/peers/bin/pip install --quiet -r benchmarks/peers-requirements.txt
 	$(VENV)/peers/bin/pip install --quiet --no-deps byzfl==0.0.11

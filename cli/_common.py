@@ -77,7 +77,7 @@ def choice(*allowed: str):
 
 ADDRESS = dict(parser=address, metavar="ADDRESS")
 HEX32 = dict(parser=hex32, metavar="HEX32")
-MODEL = dict(parser=choice("lr", "mlp"), metavar="lr|mlp")
+MODEL = dict(parser=choice("lr", "mlp", "cnn"), metavar="lr|mlp|cnn")
 SPLIT = dict(parser=choice("iid", "dirichlet"), metavar="iid|dirichlet")
 # an existing, readable file, not a folder (typer checks it before the command runs)
 INPUT_FILE = dict(exists=True, file_okay=True, dir_okay=False, readable=True, resolve_path=True)

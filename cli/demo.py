@@ -20,7 +20,7 @@ def demo(
     trainers: Annotated[int, typer.Option(help="number of trainers L")] = 8,
     malicious: Annotated[int, typer.Option(help="how many trainers attack (noise, sign flip, scale, ...)")] = 3,
     rounds: Annotated[int, typer.Option(help="training rounds T")] = 5,
-    model: Annotated[str, typer.Option(**MODEL, help="lr | mlp")] = "lr",
+    model: Annotated[str, typer.Option(**MODEL, help="lr | mlp | cnn")] = "lr",
     data: Annotated[
         str,
         typer.Option(
@@ -51,6 +51,7 @@ def demo(
     (circuits built and set up on first use, cached in FEDMARKET_ZK_CACHE_DIR). Reads the
     FEDMARKET_* settings."""
     from fedmarket_flows.demo import DemoConfig, demo_data, demo_flow
+    from fedmarket_schemas.market import DataSchema, ModelKind, TaskSpec
 
     try:
         config = DemoConfig(
@@ -68,10 +69,13 @@ def demo(
         )
     except ValueError as exc:
         raise usage_error("options", problems(exc)) from None
-    try:
-        demo_data(data, label_column)  # a file that cannot be read is named before Prefect starts
+    try:  # a file that cannot be read, or a model that cannot read it, is named before Prefect starts
+        schema, _ = demo_data(data, label_column)
+        TaskSpec.for_data(schema or DataSchema(), ModelKind(model))
     except FedMarketError as exc:
         raise usage_error("--data", str(exc)) from None
+    except ValueError as exc:
+        raise usage_error("--model", problems(exc)) from None
 
     started = time.perf_counter()
     total = 1 + trainers + rounds + 1 + trainers + 2

@@ -43,7 +43,7 @@ def owner_create(
     ],
     trainers: Annotated[int, typer.Option(min=1, max=128, help="number of trainers L")] = 4,
     rounds: Annotated[int, typer.Option(min=1, help="training rounds T")] = 3,
-    model: Annotated[str, typer.Option(**MODEL, help="lr | mlp")] = "lr",
+    model: Annotated[str, typer.Option(**MODEL, help="lr | mlp | cnn")] = "lr",
     participation_reward_wei: Annotated[int, typer.Option(min=0, help="R_p per benign round")] = 10**16,
     trainer_bond_wei: Annotated[
         int,
@@ -134,6 +134,25 @@ def owner_status(market: Annotated[str, typer.Option(**ADDRESS, help="market add
             "owed": {p: client.owed(p) for p in dict.fromkeys(parties)},
         }
     )
+
+
+@app.command(
+    "export",
+    help="Write the market's final model as ONNX: the last round's aggregate read by the CID on chain, "
+    "checked against the contract's commitment, with the task's input scaling in front (raw feature "
+    f"columns in, logits out), and checked with onnxruntime against torch on the owner's validation rows. Reads {CHAIN}.",
+)
+def owner_export(
+    market: Annotated[str, typer.Option(**ADDRESS, help="market address")],
+    onnx: Annotated[
+        Path, typer.Option(dir_okay=False, writable=True, resolve_path=True, help="where to write the model")
+    ],
+) -> None:
+    from fedmarket.context import current_platform
+    from fedmarket.export import export_final_model
+
+    platform = current_platform()
+    print_json(export_final_model(platform.market(market), platform.store, onnx).__dict__)
 
 
 @app.command(

@@ -66,6 +66,7 @@ BAD = [
     (["audit", "0x12"], 2, "0x12"),
     (["audit"], 2, "MARKET"),
     (["owner", "status", "--market", ADDRESS], 1, "ChainError"),  # no market there
+    (["owner", "export", "--market", "0x12", "--onnx", "{tmp}/m.onnx"], 2, "0x12"),
     (["audit", ADDRESS], 1, "ChainError"),
     (["keys", "show"], 1, "FEDMARKET_KEY_FILE"),
     (["nonsense"], 2, "nonsense"),

@@ -173,6 +173,8 @@ def prove_settlement(build: CircuitBuild, statement: SettlementStatement) -> Set
 
 
 def settlement_circuit(trainers: int, model: ModelConfig, samples: int) -> SettlementCircuit:
+    if model.kind not in (ModelKind.lr, ModelKind.mlp):
+        raise ZKError(f"the settlement circuit scores LR and MLP models; a {model.kind.value} market settles unproven")
     hidden = None if model.kind == ModelKind.lr else model.hidden
     return SettlementCircuit(trainers, model.in_features, model.classes, samples, hidden).double()
 

@@ -1,0 +1,58 @@
+"""The task's models beyond LR and MLP: the small CNN for square grayscale images, and the final
+model exported as ONNX (input scaling in front) checked with onnxruntime."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from fedmarket.errors import ProtocolError, ZKError
+from fedmarket.ml.data import load_digits_dataset, owner_split
+from fedmarket.ml.export import check_onnx, to_onnx
+from fedmarket.ml.models import parameter_count
+from fedmarket.ml.training import accuracy, initial_model, train_local
+from fedmarket.zk.settlement_proof import settlement_circuit
+from fedmarket_schemas.market import DataSchema, ModelConfig, ModelKind, TaskSpec
+
+CNN = ModelConfig(kind=ModelKind.cnn)
+
+
+def test_the_cnn_has_the_documented_size_at_8x8_and_28x28():
+    # conv 1->8 (80) + conv 8->16 (1,168) + linear from 16 x (side/2)^2 to 10 classes
+    assert parameter_count(CNN) == 80 + 1_168 + 16 * 4 * 4 * 10 + 10
+    mnist = ModelConfig(kind=ModelKind.cnn, in_features=784, input_max=255.0)
+    assert parameter_count(mnist) == 80 + 1_168 + 16 * 14 * 14 * 10 + 10
+
+
+def test_a_cnn_needs_square_images():
+    with pytest.raises(ValueError, match="square images"):
+        TaskSpec.for_data(DataSchema(feature_count=30, labels=(0, 1)), ModelKind.cnn)
+
+
+def test_the_cnn_learns_digits():
+    pool, test = owner_split(load_digits_dataset(), owner_fraction=0.3, seed=0)
+    task = TaskSpec.for_data(DataSchema(), ModelKind.cnn)
+    start = initial_model(task.model, seed=0)
+    trained = train_local(start, pool, task.model, task.training, seed=0)
+    assert accuracy(start, test, task.model) < 0.3 < 0.95 <= accuracy(trained, test, task.model)
+
+
+def test_no_settlement_circuit_is_claimed_for_a_cnn():
+    with pytest.raises(ZKError, match="a cnn market settles unproven"):
+        settlement_circuit(4, CNN, 10)
+
+
+@pytest.mark.parametrize("kind", list(ModelKind))
+def test_the_onnx_export_predicts_as_torch_on_raw_features(kind):
+    model = ModelConfig(kind=kind, hidden=8)
+    vector = np.random.default_rng(1).normal(0, 1.0, parameter_count(model))
+    raw = load_digits_dataset().features[:50]
+    predicted = check_onnx(to_onnx(vector, model), vector, model, raw)
+    assert predicted.shape == (50,) and len(set(predicted.tolist())) > 1
+
+
+def test_an_onnx_file_of_another_model_is_caught():
+    vector = np.random.default_rng(2).normal(0, 0.3, parameter_count(CNN))
+    other = vector + np.random.default_rng(3).normal(0, 1.0, vector.shape)
+    with pytest.raises(ProtocolError, match="predicts .* rows unlike torch"):
+        check_onnx(to_onnx(other, CNN), vector, CNN, load_digits_dataset().features[:100])
