@@ -1,7 +1,8 @@
 """`fedmarket bench data`: the demo market on each data set (the shipped examples or a user's
 file) against centralised training of the same model on the same pool.
 
-Per data set: the market (`demo_flow`, default attackers) and, as the reference, one model
+Per data set: the market (`demo_flow`, 8 trainers, `malicious` of them attacking) and, as the
+reference, one model
 trained on all trainers' rows together with the same training settings for as many epochs as a
 trainer trains in the whole market (rounds x local epochs). Both final models are scored on the
 owner's whole held-out data, so the gap is the market's, not a difference of test sets."""
@@ -25,6 +26,7 @@ from fedmarket_schemas.market import DataSchema, ModelKind, TaskSpec
 class DataRow(BaseModel):
     data: str
     model: str
+    malicious: int
     rows: int
     features: int
     classes: int
@@ -34,10 +36,10 @@ class DataRow(BaseModel):
     demo_wall_s: float
 
 
-def run(sources: list[str], kind: ModelKind, label_column: str, store_dir: Path) -> list[DataRow]:
+def run(sources: list[str], kind: ModelKind, label_column: str, malicious: int, store_dir: Path) -> list[DataRow]:
     rows = []
     for source in sources:
-        config = DemoConfig(data=source, label_column=label_column, model=kind)
+        config = DemoConfig(data=source, label_column=label_column, model=kind, malicious=malicious)
         schema, dataset = demo_data(source, label_column)
         task = TaskSpec.for_data(schema or DataSchema(), kind)
         pool, owner_data = owner_split(dataset, owner_fraction=config.owner_fraction, seed=config.seed)
@@ -55,6 +57,7 @@ def run(sources: list[str], kind: ModelKind, label_column: str, store_dir: Path)
             DataRow(
                 data=source,
                 model=kind.value,
+                malicious=malicious,
                 rows=len(dataset),
                 features=task.model.in_features,
                 classes=task.model.classes,
