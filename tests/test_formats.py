@@ -90,6 +90,7 @@ def test_a_folder_of_images_reads_one_label_per_subfolder(tmp_path):
         ("ragged.csv", "a,b,y\n1,2,0\n3,4,5,6\n", "y", "Expected 3 columns, got 4"),
         ("empty-label.csv", "a,y\n1,0\n2,\n", "y", "label column 'y' is empty in row 2"),
         ("table.xlsx", "", "y", "unknown format '.xlsx'"),
+        ("shares.safetensors", "not tensors", "label", "not a fedmarket dataset"),
     ],
 )
 def test_a_malformed_table_is_one_line_naming_the_problem(tmp_path, name, text, label, message):

@@ -69,7 +69,10 @@ def read_table(
     elif path.suffix == ".npz":
         table = _read_npz(path, label_column)
     elif path.suffix == ".safetensors":
-        data = decode_dataset(path.read_bytes())
+        try:
+            data = decode_dataset(path.read_bytes())
+        except DataValidationError as exc:
+            raise DataFormatError(f"{path}: {exc}") from None
         names = tuple(f"x{i}" for i in range(data.features.shape[1]))
         table = Table(data.features, data.labels, names, "label", indexed=True)
     else:
