@@ -17,10 +17,10 @@ from prefect.testing.utilities import prefect_test_harness
 from fedmarket.context import Platform, use_platform
 from fedmarket.settings import Settings
 
-# The heaviest files first, as measured by a clean `make test` (--durations): each of the two
-# workers takes the next file when it is free (Makefile: --dist loadfile --no-loadscope-reorder),
-# so the longest start first and both workers end together (longest-processing-time-first).
-# xdist's default order, most tests first, left the 5-minute multi-process market for last.
+# The heaviest files first, by `make test --durations`: each of the two workers takes the next file
+# when it is free (Makefile: --dist loadfile --no-loadscope-reorder), so the longest start first
+# and both workers end together (longest-processing-time-first). xdist's own order, most tests
+# first, would start the one-test multi-process market last.
 HEAVIEST_FIRST = (
     "test_e2e.py",
     "test_zk_chain.py",

@@ -10,6 +10,7 @@ import torch
 from torch import nn
 
 from fedmarket.errors import ProtocolError
+from fedmarket.ml.data import scale_inputs
 from fedmarket.ml.models import build_model, vector_to_state
 from fedmarket_schemas.market import ModelConfig
 
@@ -56,13 +57,16 @@ def to_onnx(vector: np.ndarray, model: ModelConfig) -> bytes:
 
 @torch.no_grad()
 def check_onnx(onnx_bytes: bytes, vector: np.ndarray, model: ModelConfig, features: np.ndarray) -> np.ndarray:
-    """onnxruntime's predictions on `features`; raises ProtocolError unless they are torch's."""
+    """onnxruntime's predictions on raw `features`; raises ProtocolError unless they are torch's."""
     import onnxruntime
 
     session = onnxruntime.InferenceSession(onnx_bytes, providers=["CPUExecutionProvider"])
     features = np.asarray(features, dtype=np.float32)
     (logits,) = session.run(["logits"], {"features": features})
-    ours = model_module(vector, model)(torch.from_numpy(features)).numpy()
+    # torch as training and evaluation run it (scale_inputs, then the network), not the exported module
+    net = build_model(model)
+    net.load_state_dict(vector_to_state(vector, model))
+    ours = net.eval()(torch.from_numpy(scale_inputs(features, model))).numpy()
     predicted = logits.argmax(axis=1)
     differ = int((predicted != ours.argmax(axis=1)).sum())
     if differ:

@@ -34,18 +34,15 @@ class Table:
     source: str = ""
 
 
-def _builtin(name: str) -> Table | None:
+def _shipped(name: str) -> Table:
     from sklearn import datasets
 
-    loaders = {"digits": datasets.load_digits, "breast_cancer": datasets.load_breast_cancer, "wine": datasets.load_wine}
-    if name not in loaders:
-        return None
-    bunch = loaders[name]()
+    bunch = getattr(datasets, f"load_{name}")()
     names = tuple(f"x{i}" for i in range(bunch.data.shape[1])) if name == "digits" else tuple(bunch.feature_names)
     return Table(bunch.data.astype(np.float32), bunch.target.astype(np.int64), names, "label")
 
 
-BUILTIN = ("digits", "breast_cancer", "wine")
+SHIPPED = ("digits", "breast_cancer", "wine")  # scikit-learn's load_<name>, no download
 
 
 def read_table(
@@ -54,12 +51,11 @@ def read_table(
     """`source`: a file (.csv, .parquet, .npz, .safetensors), a folder of images (one subfolder
     per label) or a shipped example (digits, breast_cancer, wine). `feature_columns`: those to
     read, in that order (default: every column but the label)."""
-    builtin = _builtin(str(source)) if str(source) in BUILTIN else None
     path = Path(source)
-    if builtin is not None:
-        table = builtin
+    if str(source) in SHIPPED:
+        table = _shipped(str(source))
     elif not path.exists():
-        raise DataFormatError(f"{path}: no such file or folder (or shipped example: {', '.join(BUILTIN)})")
+        raise DataFormatError(f"{path}: no such file or folder (or shipped example: {', '.join(SHIPPED)})")
     elif path.is_dir():
         table = _read_images(path)
     elif path.suffix == ".csv":
@@ -259,5 +255,4 @@ def to_dataset(table: Table, schema: DataSchema) -> Dataset:
 
 def load_dataset(source: str | Path, schema: DataSchema) -> Dataset:
     """A party's file read under the task's schema (its label column and feature columns)."""
-    table = read_table(source, schema.label_column, schema.feature_names)
-    return to_dataset(table, schema)
+    return to_dataset(read_table(source, schema.label_column), schema)

@@ -28,18 +28,10 @@ def build_model(config: ModelConfig, *, seed: int | None = None) -> nn.Module:
     )
 
 
-def image_side(features: int) -> int:
-    """The side of the square image a CNN task's `features` pixels form (8 for digits, 28 for MNIST)."""
-    side = math.isqrt(features)
-    if side * side != features or side < 4:
-        raise ValueError(f"a CNN reads square images of at least 4x4 pixels; {features} features are not one")
-    return side
-
-
 def _cnn(config: ModelConfig) -> nn.Module:
     """Two 3x3 convolutions (8 and 16 channels, ReLU), a 2x2 max-pool and a linear head: 3,818
     parameters at 8x8 and 32,618 at 28x28 with 10 classes."""
-    side = image_side(config.in_features)
+    side = math.isqrt(config.in_features)  # ModelConfig allows a CNN only square images
     pooled = 16 * (side // 2) ** 2
     return nn.Sequential(
         nn.Unflatten(1, (1, side, side)),
