@@ -52,3 +52,25 @@ def aggregator_listen(
     from fedmarket_flows.listener import listener_flow
 
     print_json({"events": listener_flow(markets=market or [], follow_all=follow_all, polls=polls or None)})
+
+
+@app.command(
+    "prune",
+    help="Delete the market's persisted round results (the opened updates, sealed at rest in FEDMARKET_RESULTS_DIR, "
+    "and Prefect's records of them). The settlement flow does this itself once the market is settled; a market "
+    f"under way needs --force, and its next round step opens every update again. Reads {CHAIN}, "
+    "FEDMARKET_RESULTS_DIR, FEDMARKET_RESULTS_KEY.",
+)
+def aggregator_prune(
+    market: Annotated[str, typer.Option(**ADDRESS, help="market address")],
+    force: Annotated[bool, typer.Option("--force", help="prune a market that is not settled yet")] = False,
+) -> None:
+    from fedmarket.chain.market import FINAL_PHASES
+    from fedmarket.context import current_platform
+    from fedmarket.errors import ProtocolError
+    from fedmarket_tasks.cache import prune_results
+
+    phase = current_platform().market(market).phase()
+    if phase not in FINAL_PHASES and not force:
+        raise ProtocolError(f"market {market} is in phase {phase}, not settled: prune it with --force")
+    print_json({"market": market, "phase": phase} | prune_results.fn(market))

@@ -275,3 +275,42 @@ def bench_data(
             "demo_wall_s",
         ],
     )
+
+
+@app.command("round")
+def bench_round(
+    trainers: Annotated[str, typer.Option(help="comma-separated numbers of trainers L (at most 128)")] = "10,100",
+    params: Annotated[str, typer.Option(help="comma-separated model sizes (parameters, about)")] = "10000,1000000",
+    as_json: Annotated[bool, typer.Option("--json", help='print {"rows": [...]}')] = False,
+) -> None:
+    """The whole round flow (fetch, open, validate, detect, aggregate, evaluate, store, finalize)
+    and each of its task runs, against the floor measured in the same run: reading the L
+    ciphertexts from the store and opening them once. The "round" row also has the flow's peak
+    memory and the bytes it wrote to disk. Targets at L = 100, d = 1e6: the flow within 3x the
+    floor, peak within 3x the L x d float64 matrix, disk written within 2x the ciphertexts.
+    Reads the FEDMARKET_* settings (a temporary store and results directory)."""
+    from fedmarket_benchmarks.round import run
+
+    sizes, models = int_list(trainers, "--trainers"), int_list(params, "--params")
+    if max(sizes) > 128:
+        raise usage_error("--trainers", "a market holds at most 128 trainers")
+    rows = run(sizes, models)
+    emit(
+        rows,
+        as_json,
+        "round flow against its floor (read and open every ciphertext once)",
+        [
+            "trainers",
+            "params",
+            "step",
+            "calls",
+            "seconds",
+            "floor_s",
+            "ratio",
+            "peak_rss_gb",
+            "peak_added_gb",
+            "matrix_gb",
+            "disk_written_mb",
+            "ciphertext_mb",
+        ],
+    )

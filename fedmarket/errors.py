@@ -126,6 +126,11 @@ class VerifierMismatchError(ZKError):
 
 
 # ---------------------------------------------------------------- orchestration
+class ResultsError(FedMarketError):
+    """A persisted round result cannot be read: missing, or it does not open under this process's
+    results key (fedmarket/vault.py)."""
+
+
 class EventDeliveryError(FedMarketError):
     """Prefect did not confirm that it stored an event; the listener keeps its checkpoint and
     delivers the event again on its next poll."""

@@ -64,6 +64,15 @@ class Settings(BaseSettings):
     box_private_key: SecretStr | None = Field(
         default=None, description="this party's X25519 key, hex; unset: derived from the Ethereum key"
     )
+    results_dir: Path = Field(
+        default=Path(".fedmarket/results"),
+        description="the aggregator's sealed round results (opened updates), by round; shared by its Dask workers",
+    )
+    results_key: SecretStr | None = Field(
+        default=None,
+        description="AES-256 key, hex, sealing the aggregator's round results at rest; unset: a random one made "
+        "once and kept in FEDMARKET_STATE_DIR",
+    )
     state_dir: Path = Field(
         default=Path(".fedmarket/state"), description="listener checkpoints and other per-process state"
     )

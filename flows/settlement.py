@@ -3,7 +3,8 @@
 
 Like the round flow it takes only the market's address, rebuilds every round's benign models from
 the chain and the store (cached steps), and reads chain state before it sends: run twice, it
-settles once.
+settles once. Once settled, it deletes the market's persisted round results, which hold the
+opened updates (`fedmarket aggregator prune` does the same by hand).
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from fedmarket.ml.updates import decode_update
 from fedmarket.zk import DataChunks, deployed_verifier_code
 from fedmarket_schemas.settlement import Payout, SettlementReport
 from fedmarket_tasks.aggregate import accuracy_of
+from fedmarket_tasks.cache import prune_results
 from fedmarket_tasks.chain_ops import settle, withdraw
 from fedmarket_tasks.contribute import assess_contributions, to_onchain
 from fedmarket_tasks.load import benign_models, load_round
@@ -108,11 +110,13 @@ def settlement_flow(market: str, aggregator: str | None = None, withdraw_fee: bo
     masks = {r: client.round_state(r).benign_mask for r in range(1, rounds + 1)}
     flagged = {t: [r for r, mask in masks.items() if not mask >> i & 1] for i, t in enumerate(trainers)}
     publish_settlement(client.address, report, trainers, accuracies, flagged, put_bytes(png), png)
+    pruned = prune_results(client.address)  # settled: the opened updates are no longer needed
     logger.info(
-        "settled %s: test accuracy %.4f, %d evaluations for contributions",
+        "settled %s: test accuracy %.4f, %d evaluations for contributions; %d sealed result files pruned",
         client.address,
         final_accuracy,
         contributions.evaluations,
+        pruned["files"],
     )
     return report
 

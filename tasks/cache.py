@@ -21,9 +21,11 @@ from prefect import task
 
 import fedmarket
 from fedmarket.chain import MarketClient
+from fedmarket.context import current_platform
 from fedmarket.errors import ConfigError
-from fedmarket.market_context import MarketContext
-from fedmarket_tasks.common import RETRY_TRANSIENT
+from fedmarket.market_context import MarketContext, market_context
+from fedmarket_tasks.common import RETRY_TRANSIENT, once_task
+from fedmarket_tasks.sealed import SealedSerializer, prune
 
 
 def round_key(market: MarketClient, round: int, context: MarketContext) -> str:
@@ -57,15 +59,27 @@ def step_key(context, parameters) -> str:
 
 
 def round_step(*, remote: bool = False, **options) -> Callable:
-    """A resumable round step: its result is persisted under its required keyword-only `key`
-    argument (a step without one refuses to run); `remote` steps (chain, store) are also
-    retried on transient failures, as `remote_task`."""
+    """A resumable round step: its result is persisted, sealed (tasks/sealed.py), under its
+    required keyword-only `key` argument (a step without one refuses to run); `remote` steps
+    (chain, store) are also retried on transient failures, as `remote_task`."""
 
     def decorate(fn: Callable):
         key = inspect.signature(fn).parameters.get("key")
         if key is None or key.kind is not inspect.Parameter.KEYWORD_ONLY or key.default is not inspect.Parameter.empty:
             raise ConfigError(f"round step {fn.__name__} must take `key` as a keyword-only argument without a default")
         extra = RETRY_TRANSIENT if remote else {}
-        return partial(task, **extra, cache_key_fn=step_key, persist_result=True)(**options)(fn)
+        persisted = dict(cache_key_fn=step_key, persist_result=True, result_serializer=SealedSerializer())
+        return partial(task, **extra, **persisted)(**options)(fn)
 
     return decorate
+
+
+@once_task(task_run_name="prune-results")
+def prune_results(market_address: str) -> dict[str, int]:
+    """Delete every persisted round result of the market (its opened updates, sealed): what
+    the aggregator runs once the market is settled."""
+    market = current_platform().market(market_address)
+    context = market_context(market, current_platform().store)
+    rounds = market.current_round()
+    files, size = prune([round_key(market, r, context) for r in range(1, rounds + 1)])
+    return {"rounds": rounds, "files": files, "bytes": size}

@@ -20,6 +20,11 @@ from fedmarket_tasks.cache import round_step
 
 
 class OpenedSubmissions(BaseModel):
+    """The round's opened submissions. `plaintexts` reach the validate step in memory and are
+    never persisted: the validated matrix is the one stored copy of the updates, and a rerun
+    whose fetch step was cached reopens them with the recorded keys (`plaintext`)."""
+
+    market: str
     round: int
     submitted: list[str]  # every trainer with a submission on chain, in registration order
     cids: dict[str, str] = {}  # trainer -> CID of its sealed update
@@ -27,6 +32,19 @@ class OpenedSubmissions(BaseModel):
     envelope_keys: dict[str, str] = {}  # trainer -> 0x hex of its envelope's key: evidence if it is excluded later
     indices: dict[str, int]
     rejected: dict[str, Rejection]
+
+    def __getstate__(self):
+        state = super().__getstate__()
+        return {**state, "__dict__": {**state["__dict__"], "plaintexts": {}}}
+
+    def plaintext(self, trainer: str) -> bytes:
+        """The trainer's opened update: in memory, else reopened from the store with its key."""
+        if trainer not in self.plaintexts:
+            platform = current_platform()
+            context = SealContext(platform.chain.chain_id, self.market, self.round, trainer)
+            envelope = Envelope.parse(platform.store.get(self.cids[trainer]))
+            self.plaintexts[trainer] = open_with_key(envelope, bytes.fromhex(self.envelope_keys[trainer][2:]), context)
+        return self.plaintexts[trainer]
 
 
 @round_step(remote=True, task_run_name="fetch-submissions-r{round}")
@@ -66,6 +84,7 @@ def fetch_submissions(
         keys[sub.trainer] = "0x" + envelope_key.hex()
         indices[sub.trainer] = sub.index
     return OpenedSubmissions(
+        market=market.address,
         round=round,
         submitted=[s.trainer for s in submissions],
         cids={s.trainer: s.cid for s in submissions},

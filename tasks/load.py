@@ -35,6 +35,7 @@ def load_round(market: MarketClient, aggregator: str, round: int, context: Marke
     opened = fetch_submissions(market.address, aggregator, round, key=key, model=model)
     start = decode_update(current_platform().store.get(market.model_cid(round)), model)
     models = validate_updates(opened, model, context.spec.update_bounds, start, key=key)
+    opened.plaintexts.clear()  # the matrix now holds them: do not keep the round's updates twice
     return LoadedRound(key, opened, _excluded_on_chain(models, market), start)
 
 

@@ -1,6 +1,7 @@
 """Validate step: every opened update must parse as the task model's update format, with the
 right tensor names, shapes and dtypes and only finite values, and lie within the task's bounds
-on its entries and on its distance from the round's start model (fedmarket.ml.updates)."""
+on its entries and on its distance from the round's start model (fedmarket.ml.updates). A rerun
+whose fetch step was cached reopens the updates from the store (hence retried as a remote step)."""
 
 from __future__ import annotations
 
@@ -15,21 +16,23 @@ from fedmarket_tasks.cache import round_step
 from fedmarket_tasks.fetch import OpenedSubmissions
 
 
-@round_step(task_run_name="validate-updates-r{opened.round}")
+@round_step(remote=True, task_run_name="validate-updates-r{opened.round}")
 def validate_updates(
     opened: OpenedSubmissions, model: ModelConfig, bounds: UpdateBounds, start_model: np.ndarray, *, key: str
 ) -> LocalModels:
-    trainers, indices, rows = [], [], []
+    trainers, indices = [], []
     rejected = dict(opened.rejected)
-    for trainer in sorted(opened.plaintexts, key=opened.indices.__getitem__):
+    candidates = sorted(opened.indices, key=opened.indices.__getitem__)
+    matrix = np.empty((len(candidates), start_model.size))  # rows decoded in place: one copy of the round
+    for trainer in candidates:
+        row = matrix[len(trainers)]
         try:
-            vector = decode_update(opened.plaintexts[trainer], model)
-            check_bounds(vector, start_model, bounds)
-            rows.append(vector)
+            decode_update(opened.plaintext(trainer), model, out=row)
+            check_bounds(row, start_model, bounds)
         except UpdateError as exc:
             rejected[trainer] = rejection(exc, bytes.fromhex(opened.envelope_keys[trainer][2:]))
             continue
         trainers.append(trainer)
         indices.append(opened.indices[trainer])
-    matrix = np.stack(rows) if rows else np.zeros((0, start_model.size))
+    matrix = matrix[: len(trainers)] if len(trainers) == len(candidates) else matrix[: len(trainers)].copy()
     return LocalModels(round=opened.round, trainers=trainers, indices=indices, matrix=matrix, rejected=rejected)

@@ -46,7 +46,9 @@ def prefect_backend():
 
 
 def make_platform(tmp_path) -> Platform:
-    return Platform.from_settings(Settings(store_dir=tmp_path / "blocks"))
+    return Platform.from_settings(
+        Settings(store_dir=tmp_path / "blocks", results_dir=tmp_path / "results", state_dir=tmp_path / "state")
+    )
 
 
 @pytest.fixture

@@ -62,6 +62,10 @@ BAD = [
         "--schema",
     ),
     (["aggregator", "run", "--market", "0x12"], 2, "0x12"),
+    (["aggregator", "prune", "--market", "0x12"], 2, "0x12"),
+    (["aggregator", "prune", "--market", ADDRESS], 1, "ChainError"),  # no market there
+    (["bench", "round", "--trainers", "200"], 2, "128"),
+    (["bench", "round", "--params", "ten"], 2, "--params"),
     (["aggregator", "listen", "--market", "x", "--polls", "1"], 2, "x"),
     (["audit", "0x12"], 2, "0x12"),
     (["audit"], 2, "MARKET"),

@@ -46,6 +46,13 @@ def test_no_honest_trainer_flagged_in_more_than_one_round(demo):
         assert sum(trainer in r.flagged for r in report.rounds) <= 1, trainer
 
 
+def test_settlement_leaves_no_opened_update_on_disk(demo):
+    """The rounds sealed their opened updates in the results directory; settling pruned them."""
+    platform, _ = demo
+    assert platform.settings.results_dir.is_dir()
+    assert [p for p in platform.settings.results_dir.rglob("*") if p.is_file()] == []
+
+
 def test_money_is_conserved_and_fully_withdrawn(demo):
     platform, report = demo
     market = platform.market(report.market)

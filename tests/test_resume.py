@@ -5,6 +5,7 @@ the aggregator in a separate process that is killed)."""
 from __future__ import annotations
 
 import functools
+import json
 import os
 import subprocess
 import sys
@@ -12,7 +13,8 @@ from collections import Counter
 
 import numpy as np
 import pytest
-from prefect.settings import PREFECT_API_URL
+from prefect.settings import PREFECT_API_URL, PREFECT_LOCAL_STORAGE_PATH
+from typer.testing import CliRunner
 
 import fedmarket_flows.round as round_module
 import fedmarket_tasks.load as load_module
@@ -21,14 +23,17 @@ from fedmarket.commitments import commit
 from fedmarket.context import Platform, use_platform
 from fedmarket.crypto import private_key_bytes
 from fedmarket.errors import StoreUnavailableError
+from fedmarket.market_context import market_context
 from fedmarket.ml.data import encode_dataset, load_digits_dataset, owner_split
 from fedmarket.ml.training import initial_model
 from fedmarket.ml.updates import decode_update
 from fedmarket.settings import Settings
 from fedmarket.simulation.enrol import enrol
+from fedmarket_cli import app
 from fedmarket_flows.market import open_next_round
 from fedmarket_flows.round import round_flow
 from fedmarket_schemas.market import MarketSpec, ModelConfig, RewardSchedule, TaskSpec
+from fedmarket_tasks.cache import round_key
 from fedmarket_tasks.trainer import seal_and_store
 from tests.helpers import REPO_ROOT, party
 from tests.kill_round import KILLED
@@ -174,3 +179,21 @@ def test_a_store_outage_mid_fetch_fails_the_round_and_blames_no_trainer(world, m
         monkeypatch.setattr(platform.store, "_get", real_get)
         report = round_flow(market.address, round, aggregator.address)
     assert report.flagged == [] and report.benign_mask == 0b111
+
+
+def test_prune_refuses_a_market_under_way_and_when_forced_deletes_its_results(world):
+    """Every round above persisted sealed results; `aggregator prune` refuses the market until
+    it is settled, and with --force deletes each round's results and Prefect's records of them."""
+    platform, market, _, _, _, _ = world
+    context = market_context(market, platform.store)
+    keys = [round_key(market, r, context) for r in range(1, market.current_round() + 1)]
+    results = platform.settings.results_dir
+    assert all((results / k).is_dir() for k in keys)
+    with use_platform(platform):
+        refused = CliRunner().invoke(app, ["aggregator", "prune", "--market", market.address])
+        assert refused.exit_code == 1 and "not settled: prune it with --force" in refused.output
+        forced = CliRunner().invoke(app, ["aggregator", "prune", "--market", market.address, "--force"])
+    assert forced.exit_code == 0, forced.output
+    assert json.loads(forced.output)["files"] > 2 * len(keys)
+    assert not any((results / k).exists() for k in keys)
+    assert not any(PREFECT_LOCAL_STORAGE_PATH.value().glob(f"*-{keys[0]}*"))

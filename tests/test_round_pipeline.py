@@ -69,6 +69,7 @@ def test_bad_submissions_are_rejected_by_name(platform):
     assert opened.submitted == [m.address for m in members]  # rejected ones are still "submitted"
     assert models.trainers == [members[0].address]
     assert models.matrix.shape == (1, parameter_count(MODEL))
+    assert np.array_equal(models.matrix[0], np.zeros(parameter_count(MODEL)))  # rows decoded in place, kept exact
     rejected = {members.index(next(m for m in members if m.address == t)): r for t, r in models.rejected.items()}
     assert {i: r.reason for i, r in rejected.items()} == {
         1: R.DOES_NOT_OPEN,

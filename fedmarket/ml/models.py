@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import math
 from collections import OrderedDict
+from functools import lru_cache
 
 import numpy as np
 import torch
@@ -50,7 +51,15 @@ State = "OrderedDict[str, torch.Tensor]"
 
 def template(config: ModelConfig) -> dict[str, tuple[tuple[int, ...], torch.dtype]]:
     """Names, shapes and dtypes every update of this task must have."""
-    return {k: (tuple(v.shape), v.dtype) for k, v in build_model(config).state_dict().items()}
+    return dict(_template(config.model_dump_json()))
+
+
+@lru_cache(maxsize=32)
+def _template(config_json: str) -> tuple:
+    """Built once per task: building the module initialises every weight, which costs more than
+    decoding an update of a 1M-parameter model."""
+    model = build_model(ModelConfig.model_validate_json(config_json))
+    return tuple((k, (tuple(v.shape), v.dtype)) for k, v in model.state_dict().items())
 
 
 def state_to_vector(state: dict[str, torch.Tensor]) -> np.ndarray:

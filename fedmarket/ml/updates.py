@@ -25,8 +25,9 @@ def encode_update(vector: np.ndarray, model: ModelConfig) -> bytes:
     return st_save(dict(vector_to_state(vector, model)), metadata={"format": FORMAT})
 
 
-def decode_update(data: bytes, model: ModelConfig) -> np.ndarray:
-    """Parse and check an update against the task model; return its flat float64 vector."""
+def decode_update(data: bytes, model: ModelConfig, out: np.ndarray | None = None) -> np.ndarray:
+    """Parse and check an update against the task model; return its flat float64 vector,
+    written into `out` when given (a row of the round's matrix: no copy in between)."""
     try:
         tensors = st_load(data)
     except (SafetensorError, ValueError, RuntimeError) as exc:
@@ -45,7 +46,13 @@ def decode_update(data: bytes, model: ModelConfig) -> np.ndarray:
             bad = int((~torch.isfinite(tensor)).sum())
             raise NonFiniteUpdateError(f"tensor {name} holds {bad} NaN or infinite values")
         ordered[name] = tensor
-    return state_to_vector(ordered)
+    if out is None:
+        return state_to_vector(ordered)
+    offset = 0
+    for tensor in ordered.values():
+        out[offset : offset + tensor.numel()] = tensor.numpy().ravel()
+        offset += tensor.numel()
+    return out
 
 
 def check_bounds(vector: np.ndarray, start: np.ndarray, bounds: UpdateBounds) -> None:
