@@ -1,5 +1,6 @@
 """The aggregator's opened updates at rest: raw arrays and byte strings, sealed with AES-256-GCM
-under the results key, one file per content digest in a directory per round key, written once.
+under the results key, one file each (byte strings named by digest, arrays by a random name) in
+a directory per round key, written once.
 
 A round's persisted results hold every update the aggregator opened, so they never touch the
 disk in plaintext, and `remove` deletes a round's directory once the market is settled. Arrays
@@ -78,22 +79,17 @@ class Vault:
         return b"".join(self._frames(round_key, name))
 
     def put_array(self, round_key: str, array: np.ndarray) -> tuple[str, str]:
-        """Store `array` raw; returns its name and the dtype it is stored in."""
-        array = np.ascontiguousarray(array)
-        stored = np.dtype(np.float32) if array.dtype == np.float64 and _all_float32(array) else array.dtype
-        flat = array.reshape(-1)
-        step = max(FRAME // stored.itemsize, 1)
-
-        def chunks():  # converted one frame at a time, twice (digest, then write): no whole copy
-            for i in range(0, flat.size, step):
-                yield memoryview(flat[i : i + step].astype(stored, copy=False)).cast("B")
-
-        digest = hashlib.sha256(stored.str.encode())
-        for chunk in chunks():
-            digest.update(chunk)
-        name = digest.hexdigest()[:40]
-        self._write(round_key, name, chunks())
-        return name, stored.str
+        """Store `array` raw in one pass; returns its name and the dtype it is stored in."""
+        flat = np.ascontiguousarray(array).reshape(-1)
+        name = os.urandom(20).hex()  # arrays are not deduplicated: hashing one would be a pass of its own
+        if flat.dtype == np.float64:
+            try:
+                self._write(round_key, name, _frames_as(flat, np.dtype(np.float32), exact=True))
+                return name, np.dtype(np.float32).str
+            except _NotFloat32:
+                pass
+        self._write(round_key, name, _frames_as(flat, flat.dtype))
+        return name, flat.dtype.str
 
     def get_array(self, round_key: str, name: str, stored: str, dtype: str, shape: tuple[int, ...]) -> np.ndarray:
         out = np.empty(shape, dtype=np.dtype(dtype))
@@ -118,18 +114,22 @@ class Vault:
 
     def _write(self, round_key: str, name: str, chunks) -> None:
         path = self.root / round_key / name
-        if path.exists():  # content-addressed: written once
+        if path.exists():  # content-addressed bytes: written once
             return
         path.parent.mkdir(parents=True, exist_ok=True)
         prefix = os.urandom(8)
         aead = AESGCM(self.key)
         partial = path.with_suffix(f".{os.getpid()}.partial")
-        with open(partial, "wb") as out:
-            out.write(prefix)
-            for index, (frame, last) in enumerate(_frames_of(chunks)):
-                sealed = aead.encrypt(_nonce(prefix, index), bytes(frame), _aad(round_key, name, index, last))
-                out.write(struct.pack(">I", len(sealed)))
-                out.write(sealed)
+        try:
+            with open(partial, "wb") as out:
+                out.write(prefix)
+                for index, (frame, last) in enumerate(_frames_of(chunks)):
+                    sealed = aead.encrypt(_nonce(prefix, index), bytes(frame), _aad(round_key, name, index, last))
+                    out.write(struct.pack(">I", len(sealed)))
+                    out.write(sealed)
+        except BaseException:
+            partial.unlink(missing_ok=True)
+            raise
         os.replace(partial, path)
 
     def _frames(self, round_key: str, name: str):
@@ -153,12 +153,19 @@ class Vault:
             index += 1
 
 
-def _all_float32(array: np.ndarray) -> bool:
-    flat = array.reshape(-1)
-    step = FRAME // 8
-    return all(
-        np.array_equal(flat[i : i + step].astype(np.float32), flat[i : i + step]) for i in range(0, flat.size, step)
-    )
+class _NotFloat32(Exception):
+    """A float64 array holds a value float32 cannot: it is stored as float64 instead."""
+
+
+def _frames_as(flat: np.ndarray, dtype: np.dtype, exact: bool = False):
+    """`flat` converted to `dtype` one frame at a time; with `exact`, _NotFloat32 on any change."""
+    step = max(FRAME // dtype.itemsize, 1)
+    for i in range(0, flat.size, step):
+        part = flat[i : i + step]
+        converted = part.astype(dtype, copy=False)
+        if exact and not np.array_equal(converted, part):
+            raise _NotFloat32
+        yield memoryview(converted).cast("B")
 
 
 def _frames_of(chunks):

@@ -9,13 +9,12 @@ name, shape and dtype matches the task model and every value is finite.
 from __future__ import annotations
 
 import numpy as np
-import torch
 from safetensors import SafetensorError
-from safetensors.torch import load as st_load
+from safetensors.numpy import load as np_load
 from safetensors.torch import save as st_save
 
 from fedmarket.errors import MalformedUpdateError, NonFiniteUpdateError, UpdateOutOfBoundsError
-from fedmarket.ml.models import state_to_vector, template, vector_to_state
+from fedmarket.ml.models import template, vector_to_state
 from fedmarket_schemas.market import ModelConfig, UpdateBounds
 
 FORMAT = "fedmarket.update.v1"
@@ -27,31 +26,31 @@ def encode_update(vector: np.ndarray, model: ModelConfig) -> bytes:
 
 def decode_update(data: bytes, model: ModelConfig, out: np.ndarray | None = None) -> np.ndarray:
     """Parse and check an update against the task model; return its flat float64 vector,
-    written into `out` when given (a row of the round's matrix: no copy in between)."""
+    written into `out` when given (a row of the round's matrix: no copy in between). Read with
+    safetensors' numpy loader: no torch tensor is made for an update the aggregator only reads."""
     try:
-        tensors = st_load(data)
-    except (SafetensorError, ValueError, RuntimeError) as exc:
-        raise MalformedUpdateError(f"update is not a safetensors file: {exc}") from exc
+        tensors = np_load(data)
+    except (SafetensorError, ValueError, RuntimeError, TypeError) as exc:
+        raise MalformedUpdateError(f"update is not a safetensors file of numpy dtypes: {exc}") from exc
     expected = template(model)
     if set(tensors) != set(expected):
         raise MalformedUpdateError(f"update tensors {sorted(tensors)} do not match the model's {sorted(expected)}")
-    ordered = {}
     for name, (shape, dtype) in expected.items():
-        tensor = tensors[name]
-        if tuple(tensor.shape) != shape:
-            raise MalformedUpdateError(f"tensor {name} has shape {tuple(tensor.shape)}, expected {shape}")
-        if tensor.dtype != dtype:
-            raise MalformedUpdateError(f"tensor {name} has dtype {tensor.dtype}, expected {dtype}")
-        if not bool(torch.isfinite(tensor).all()):
-            bad = int((~torch.isfinite(tensor)).sum())
-            raise NonFiniteUpdateError(f"tensor {name} holds {bad} NaN or infinite values")
-        ordered[name] = tensor
+        array, want = tensors[name], str(dtype).removeprefix("torch.")
+        if array.shape != shape:
+            raise MalformedUpdateError(f"tensor {name} has shape {array.shape}, expected {shape}")
+        if str(array.dtype) != want:
+            raise MalformedUpdateError(f"tensor {name} has dtype {array.dtype}, expected {want}")
+        finite = np.isfinite(array)
+        if not finite.all():
+            raise NonFiniteUpdateError(f"tensor {name} holds {int(finite.size - finite.sum())} NaN or infinite values")
     if out is None:
-        return state_to_vector(ordered)
+        out = np.empty(sum(a.size for a in tensors.values()))
     offset = 0
-    for tensor in ordered.values():
-        out[offset : offset + tensor.numel()] = tensor.numpy().ravel()
-        offset += tensor.numel()
+    for name in expected:
+        size = tensors[name].size
+        out[offset : offset + size] = tensors[name].ravel()
+        offset += size
     return out
 
 
