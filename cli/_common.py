@@ -77,7 +77,20 @@ def choice(*allowed: str):
 
 ADDRESS = dict(parser=address, metavar="ADDRESS")
 HEX32 = dict(parser=hex32, metavar="HEX32")
-MODEL = dict(parser=choice("lr", "mlp", "cnn"), metavar="lr|mlp|cnn")
+
+
+def model_spec(value: str) -> str:
+    from fedmarket_schemas.market import model_choice
+
+    try:
+        model_choice(value)
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc)) from None
+    return value
+
+
+MODEL = dict(parser=model_spec, metavar="lr|mlp|cnn|module:PKG.MOD:CLASS")
+BUILTIN_MODEL = dict(parser=choice("lr", "mlp", "cnn"), metavar="lr|mlp|cnn")
 SPLIT = dict(parser=choice("iid", "dirichlet"), metavar="iid|dirichlet")
 # an existing, readable file, not a folder (typer checks it before the command runs)
 INPUT_FILE = dict(exists=True, file_okay=True, dir_okay=False, readable=True, resolve_path=True)

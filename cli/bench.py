@@ -10,7 +10,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from fedmarket_cli._common import MODEL, emit, fmt, int_list, problems, str_list, usage_error
+from fedmarket_cli._common import BUILTIN_MODEL, emit, fmt, int_list, problems, str_list, usage_error
 
 app = typer.Typer(
     help='Benchmarks: each prints a table, or with --json one object {"rows": [...]}.', no_args_is_help=True
@@ -240,7 +240,7 @@ def bench_data(
         str, typer.Option(help="comma-separated data sets: digits, breast_cancer, wine, or files")
     ] = "digits,breast_cancer,wine",
     label_column: Annotated[str, typer.Option(help="for files: the column holding each row's label")] = "label",
-    model: Annotated[str, typer.Option(**MODEL, help="lr | mlp | cnn")] = "lr",
+    model: Annotated[str, typer.Option(**BUILTIN_MODEL, help="lr | mlp | cnn")] = "lr",
     malicious: Annotated[int, typer.Option(min=0, max=3, help="attacking trainers of the 8 (their rows are lost)")] = 0,
     as_json: Annotated[bool, typer.Option("--json", help='print {"rows": [...]}')] = False,
 ) -> None:

@@ -20,7 +20,14 @@ def demo(
     trainers: Annotated[int, typer.Option(help="number of trainers L")] = 8,
     malicious: Annotated[int, typer.Option(help="how many trainers attack (noise, sign flip, scale, ...)")] = 3,
     rounds: Annotated[int, typer.Option(help="training rounds T")] = 5,
-    model: Annotated[str, typer.Option(**MODEL, help="lr | mlp | cnn")] = "lr",
+    model: Annotated[
+        str,
+        typer.Option(
+            **MODEL,
+            help="lr | mlp | cnn | module:package.module:Class (your own torch.nn.Module, built as "
+            "Class(in_features, classes), installed where every party runs)",
+        ),
+    ] = "lr",
     data: Annotated[
         str,
         typer.Option(
@@ -51,14 +58,16 @@ def demo(
     (circuits built and set up on first use, cached in FEDMARKET_ZK_CACHE_DIR). Reads the
     FEDMARKET_* settings."""
     from fedmarket_flows.demo import DemoConfig, demo_data, demo_flow
-    from fedmarket_schemas.market import DataSchema, ModelKind, TaskSpec
+    from fedmarket_schemas.market import DataSchema, TaskSpec, model_choice
 
+    kind, module = model_choice(model)
     try:
         config = DemoConfig(
             trainers=trainers,
             malicious=malicious,
             rounds=rounds,
-            model=model,
+            model=kind,
+            module=module,
             data=data,
             label_column=label_column,
             split=split,
@@ -71,7 +80,7 @@ def demo(
         raise usage_error("options", problems(exc)) from None
     try:  # a file that cannot be read, or a model that cannot read it, is named before Prefect starts
         schema, _ = demo_data(data, label_column)
-        TaskSpec.for_data(schema or DataSchema(), ModelKind(model))
+        TaskSpec.for_data(schema or DataSchema(), kind, module=module)
     except FedMarketError as exc:
         raise usage_error("--data", str(exc)) from None
     except ValueError as exc:

@@ -43,7 +43,9 @@ def owner_create(
     ],
     trainers: Annotated[int, typer.Option(min=1, max=128, help="number of trainers L")] = 4,
     rounds: Annotated[int, typer.Option(min=1, help="training rounds T")] = 3,
-    model: Annotated[str, typer.Option(**MODEL, help="lr | mlp | cnn")] = "lr",
+    model: Annotated[
+        str, typer.Option(**MODEL, help="lr | mlp | cnn | module:package.module:Class (your own torch.nn.Module)")
+    ] = "lr",
     participation_reward_wei: Annotated[int, typer.Option(min=0, help="R_p per benign round")] = 10**16,
     trainer_bond_wei: Annotated[
         int,

@@ -45,6 +45,7 @@ class DemoConfig(BaseModel):
     test_rows: int = Field(20, gt=0, description="with prove: rows of the test chunk the settlement proof scores")
     rounds: int = Field(5, ge=1)
     model: ModelKind = ModelKind.lr
+    module: str | None = Field(None, description="with model module: the owner's 'package.module:Class'")
     data: str = Field(
         "digits", description="a data file or folder (fedmarket.ml.formats), or digits | breast_cancer | wine"
     )
@@ -131,6 +132,7 @@ def demo_flow(config: DemoConfig | dict | None = None, progress: Progress | None
         owner_data,
         config.model,
         schema=schema,
+        module=config.module,
         aggregator=aggregator.address,
         aggregator_key="0x" + aggregator.public_box_key.hex(),
         trainers=config.trainers,

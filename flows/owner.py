@@ -10,7 +10,7 @@ from prefect import flow, get_run_logger
 from fedmarket.context import current_platform
 from fedmarket.errors import ConfigError
 from fedmarket.ml.formats import load_dataset
-from fedmarket_schemas.market import DataSchema, ModelKind
+from fedmarket_schemas.market import DataSchema, model_choice
 from fedmarket_tasks.owner import DEFAULT_SCHEDULE, publish_market
 
 
@@ -34,10 +34,12 @@ def create_market_flow(
 ) -> dict:
     if not Path(data_file).exists():
         raise ConfigError(f"owner data file {data_file} does not exist")
+    kind, module = model_choice(model)
     published = publish_market(
         current_platform().me.address,
         load_dataset(data_file, data_schema or DataSchema()),
-        ModelKind(model),
+        kind,
+        module=module,
         schema=data_schema,
         aggregator=aggregator,
         aggregator_key=aggregator_key,

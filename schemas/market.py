@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from enum import Enum
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
@@ -21,9 +22,25 @@ class ModelKind(str, Enum):
     lr = "lr"
     mlp = "mlp"
     cnn = "cnn"  # square grayscale images: in_features = side^2 pixels
+    module = "module"  # the owner's own torch.nn.Module, by import path, its architecture pinned by hash
 
 
 Range = float | tuple[float, ...]  # one bound for every feature, or one per feature
+MODULE_PATH = re.compile(r"[A-Za-z_][\w]*(\.[A-Za-z_][\w]*)*:[A-Za-z_][\w]*")
+
+
+def model_choice(choice: str) -> tuple[ModelKind, str | None]:
+    """'lr' | 'mlp' | 'cnn' | 'module:package.module:Class' as (kind, import path); ValueError
+    naming the choice otherwise."""
+    if choice.startswith("module:"):
+        path = choice.removeprefix("module:")
+        if not MODULE_PATH.fullmatch(path):
+            raise ValueError(f"{choice!r}: a module is named 'module:package.module:Class'")
+        return ModelKind.module, path
+    try:
+        return ModelKind(choice), None
+    except ValueError:
+        raise ValueError(f"{choice!r} is not lr, mlp, cnn or module:package.module:Class") from None
 
 
 class ModelConfig(BaseModel):
@@ -35,10 +52,24 @@ class ModelConfig(BaseModel):
     hidden: int = Field(32, gt=0, description="hidden width of the MLP; unused by LR")
     input_min: Range = Field(0.0, description="each feature is scaled from [input_min, input_max] to [0, 1]")
     input_max: Range = 16.0
+    module: str | None = Field(
+        None,
+        description="kind module: 'package.module:Class', a torch.nn.Module built as Class(in_features, classes) "
+        "that maps [batch, in_features] inputs scaled to [0, 1] to [batch, classes] logits",
+    )
+    architecture: str | None = Field(
+        None,
+        description="kind module: sha256 of the module's ONNX export without its weight values; every party "
+        "refuses to build a module whose export hashes otherwise",
+    )
 
     @model_validator(mode="after")
     def _inputs(self) -> ModelConfig:
         _check_range(self.input_min, self.input_max, self.in_features, "input")
+        if (self.kind == ModelKind.module) != (self.module is not None):
+            raise ValueError("a model of kind module names its module ('package.module:Class'), and only it does")
+        if self.module is not None and not MODULE_PATH.fullmatch(self.module):
+            raise ValueError(f"module {self.module!r} is not 'package.module:Class'")
         side = int(self.in_features**0.5 + 0.5)
         if self.kind == ModelKind.cnn and (side * side != self.in_features or side < 4):
             raise ValueError(
@@ -59,7 +90,8 @@ class TrainingConfig(BaseModel):
     def for_model(cls, kind: ModelKind) -> TrainingConfig:
         """Defaults per model: the MLP diverges under label skew at learning rate 1.0 (digits,
         Dirichlet(0.5): 0.51 accuracy after 10 rounds, 0.93 at 0.3); the CNN trains at 0.1."""
-        return cls(learning_rate={ModelKind.lr: 1.0, ModelKind.mlp: 0.3, ModelKind.cnn: 0.1}[kind])
+        rates = {ModelKind.lr: 1.0, ModelKind.mlp: 0.3, ModelKind.cnn: 0.1, ModelKind.module: 0.1}
+        return cls(learning_rate=rates[kind])
 
 
 def _check_range(low: Range, high: Range, count: int, what: str) -> None:
@@ -163,10 +195,14 @@ class TaskSpec(BaseModel):
         return self
 
     @classmethod
-    def for_data(cls, schema: DataSchema, kind: ModelKind = ModelKind.lr, **fields) -> TaskSpec:
-        """A task whose model reads `schema`'s features and classes, scaled from its range."""
+    def for_data(
+        cls, schema: DataSchema, kind: ModelKind = ModelKind.lr, module: str | None = None, **fields
+    ) -> TaskSpec:
+        """A task whose model reads `schema`'s features and classes, scaled from its range
+        (`module`: kind module's import path; its architecture is pinned by fedmarket.ml.models)."""
         model = ModelConfig(
             kind=kind,
+            module=module,
             in_features=schema.feature_count,
             classes=schema.classes,
             input_min=schema.feature_min,

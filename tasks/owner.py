@@ -14,7 +14,7 @@ from fedmarket.datacheck import check_dataset, require_valid
 from fedmarket.errors import ConfigError
 from fedmarket.identity import Party
 from fedmarket.ml.data import Dataset, encode_dataset
-from fedmarket.ml.models import parameter_count
+from fedmarket.ml.models import parameter_count, pin_architecture
 from fedmarket.zk import (
     DataChunks,
     build_round_circuit,
@@ -52,6 +52,7 @@ def publish_market(
     test_rows: int | None = None,
     detector: str | None = None,
     schema: DataSchema | None = None,
+    module: str | None = None,
     **terms,
 ) -> Published:
     """Check the owner's data against the task's expectations, store task and data by CID, and
@@ -62,7 +63,8 @@ def publish_market(
     once per circuit and chain. `detector`: the outlier rule by registered name (default: the
     proven rule in a proven market, else DEFAULT_DETECTOR); a proven market refuses a rule no
     circuit proves. `schema`: what the data looks like (default: digits'); the model reads its
-    features and classes. `terms`: the other MarketSpec fields."""
+    features and classes. `module`: with kind module, the owner's 'package.module:Class', whose
+    architecture the task pins. `terms`: the other MarketSpec fields."""
     platform = current_platform()
     owner = platform.party(owner)
     if test_rows is not None and not prove_rounds:
@@ -77,12 +79,14 @@ def publish_market(
     task = TaskSpec.for_data(
         schema or DataSchema(),
         kind,
+        module=module,
         name="digits" if schema is None else "task",
         test_chunk_rows=test_rows,
         detector=detector,
         # a proven settlement pays what its circuit proves
         contribution=PROVEN_CONTRIBUTION if test_rows is not None else DEFAULT_METRIC,
     )
+    task = task.model_copy(update={"model": pin_architecture(task.model)})
     require_valid(check_dataset(data.features, data.labels, task.data_schema, dataset="owner"))
     raw = encode_dataset(data)
     data_commitment = commit(raw)

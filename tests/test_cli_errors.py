@@ -19,6 +19,7 @@ KEY = "0x" + "aa" * 32
 
 BAD = [
     (["demo", "--model", "foo"], 2, "foo"),
+    (["demo", "--model", "module:nowhere"], 2, "module:package.module:Class"),
     (["demo", "--trainers", "2"], 2, "trainers"),
     (["demo", "--split", "skewed"], 2, "skewed"),
     (["demo", "--attack", "noise,stall"], 2, "unknown attack stall"),
