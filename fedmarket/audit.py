@@ -441,4 +441,6 @@ class Audit:
 
 
 def audit_market(market: MarketClient, store: ContentStore, *, ledger: MarketLedger | None = None) -> AuditReport:
-    return Audit(market, store, ledger).run()
+    """Every check, on the market as of the chain's head when the audit starts (a withdrawal
+    landing mid-audit would otherwise part the events read from the views read after them)."""
+    return Audit(market.at_head() if market.block == "latest" else market, store, ledger).run()

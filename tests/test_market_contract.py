@@ -8,7 +8,9 @@ import pytest
 from eth_abi import encode as abi_encode
 from eth_utils import keccak
 
+from fedmarket.audit import audit_market, ledger_differences
 from fedmarket.chain import FactoryClient, seed_commitment
+from fedmarket.chain.ledger import MarketLedger
 from fedmarket.context import Platform, use_platform
 from fedmarket.errors import ContractRevertError, FedMarketError
 from fedmarket.field import BN254_FIELD
@@ -274,6 +276,33 @@ def test_settle_pays_equation_5_and_withdraw_twice_reverts(any_platform):
             market.withdraw(p.account)
     assert market.balance() == 0
     assert_ledger_matches(market)
+
+
+def test_an_audit_sees_one_state_while_withdrawals_land(any_platform, monkeypatch):
+    """A payout withdrawn between the audit's event reads and its view reads would part the
+    ledger from the views: the audit reads the market as of the head when it starts."""
+    market, owner, aggregator, members, _ = create_market(any_platform)
+    run_rounds(any_platform, market, aggregator, members)
+    market.settle(aggregator.account, 9500, [3_000_000, 1_000_000, 0])
+    pinned = market.at_head()
+    owed = market.owed(members[0].address)
+    market.withdraw(members[0].account)
+    assert pinned.owed(members[0].address) == owed > 0 == market.owed(members[0].address)
+    ledger = MarketLedger.rebuild(pinned)  # read after the withdrawal, of the state before it
+    assert ledger_differences(pinned, ledger) == []
+    assert any("owed to" in d for d in ledger_differences(market, ledger))
+
+    rebuild = MarketLedger.rebuild.__func__
+
+    def rebuild_then_withdraw(cls, client):  # another party withdraws while the audit reads
+        rebuilt = rebuild(cls, client)
+        market.withdraw(members[1].account)
+        return rebuilt
+
+    monkeypatch.setattr(MarketLedger, "rebuild", classmethod(rebuild_then_withdraw))
+    report = audit_market(market, any_platform.store)
+    assert market.owed(members[1].address) == 0
+    assert [c.status for c in report.checks if c.name == "ledger"] == ["pass"], report.checks
 
 
 def test_positive_contribution_for_a_never_benign_trainer_reverts(any_platform):

@@ -282,8 +282,8 @@ class Chain:
         tx_hash = self._w3.eth.send_transaction({"from": funder, "to": address, "value": wei})
         self._w3.eth.wait_for_transaction_receipt(tx_hash)
 
-    def balance(self, address: str) -> int:
-        return int(self._w3.eth.get_balance(Web3.to_checksum_address(address)))
+    def balance(self, address: str, block: int | str = "latest") -> int:
+        return int(self._w3.eth.get_balance(Web3.to_checksum_address(address), block_identifier=block))
 
 
 def account_from_key(private_key: str | bytes) -> LocalAccount:

@@ -91,10 +91,13 @@ class MarketLedger:
 
     # ------------------------------------------------------------ replay
     @classmethod
-    def rebuild(cls, market: MarketClient, *, to_block: int | str = "latest") -> MarketLedger:
-        """The market from its creation block's logs on."""
+    def rebuild(cls, market: MarketClient, *, to_block: int | str | None = None) -> MarketLedger:
+        """The market from its creation block's logs on, to `to_block` (default: the block the
+        client reads at, so that the ledger and the client's views are of one state)."""
         ledger = cls(address=market.address)
-        ledger.extend(market, from_block=market.creation_block(), to_block=to_block)
+        ledger.extend(
+            market, from_block=market.creation_block(), to_block=market.block if to_block is None else to_block
+        )
         return ledger
 
     def extend(self, market: MarketClient, *, from_block: int, to_block: int | str = "latest") -> None:

@@ -137,12 +137,18 @@ class FactoryClient:
 
 
 class MarketClient:
-    def __init__(self, chain: Chain, address: str):
+    def __init__(self, chain: Chain, address: str, block: int | str = "latest"):
         self.chain = chain
         self.contract = chain.contract("DataMarket", address)
         self.address = self.contract.address
         self._f = self.contract.functions
         self._creation_block: int | None = None
+        self.block = block  # what every read and event query sees: "latest", or one block
+
+    def at_head(self) -> MarketClient:
+        """This market as of the chain's head now: every later read and event query sees that one
+        state, as a check that compares events with views needs while others keep transacting."""
+        return MarketClient(self.chain, self.address, self.chain.head())
 
     # ------------------------------------------------------------ transactions
     def register(self, account: LocalAccount, encryption_key: bytes, seed: bytes, summary_cid: str) -> TxResult:
@@ -203,7 +209,7 @@ class MarketClient:
 
     # ------------------------------------------------------------ reads
     def _read(self, name: str, *args):
-        return self.chain.call(getattr(self._f, name)(*args))
+        return self.chain.call(getattr(self._f, name)(*args), block=self.block)
 
     def phase(self) -> str:
         return PHASES[self._read("phase")]
@@ -370,7 +376,7 @@ class MarketClient:
         """This market's `name` events whose indexed arguments equal `filters`, in chain order,
         read from its creation block (or `from_block`) in bounded pages."""
         start = self.creation_block() if from_block is None else max(from_block, self.creation_block())
-        return self.chain.events(self.contract, name, start, **filters)
+        return self.chain.events(self.contract, name, start, self.block, **filters)
 
     def last_event(self, name: str, **filters) -> tuple[dict, TxResult] | None:
         """The latest `name` event matching `filters` and the transaction that emitted it: how a
@@ -419,4 +425,4 @@ class MarketClient:
         return sum(self.chain.receipt(log["transactionHash"]).gas_used for log in logs)
 
     def balance(self) -> int:
-        return self.chain.balance(self.address)
+        return self.chain.balance(self.address, self.block)
