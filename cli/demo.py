@@ -50,6 +50,14 @@ def demo(
         bool, typer.Option("--prove", help="prove every round and the settlement with EZKL, verified on chain")
     ] = False,
     test_rows: Annotated[int, typer.Option(help="with --prove: rows of the test chunk the settlement proves")] = 20,
+    dp_epsilon: Annotated[
+        float | None,
+        typer.Option(
+            metavar="E",
+            help="every trainer trains with DP-SGD (Opacus) and spends at most epsilon E (delta 1e-5) over the "
+            "whole market; the noise is set so that the smallest share can train every round",
+        ),
+    ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="print one JSON object on stdout")] = False,
 ) -> None:
     """Run one whole market on the embedded defaults: the owner escrows, trainers (some
@@ -75,6 +83,7 @@ def demo(
             attacks=tuple(a.strip() for a in attack.split(",") if a.strip()),
             prove=prove,
             test_rows=test_rows,
+            dp_epsilon=dp_epsilon,
         )
     except ValueError as exc:
         raise usage_error("options", problems(exc)) from None
@@ -156,3 +165,10 @@ def _print_human(report, elapsed: float) -> None:
         f"contract balance after {report.contract_balance_after} wei; {elapsed:.1f} s"
     )
     out.print("gas: " + ", ".join(f"{k} {v:,}" for k, v in report.gas.items()))
+    if report.dp:
+        spent = report.dp_epsilon.values()
+        out.print(
+            f"DP-SGD: noise multiplier {report.dp['noise_multiplier']:.3f}, clipping {report.dp['max_grad_norm']:g}, "
+            f"budget epsilon {report.dp['epsilon_budget']:g} (delta {report.dp['delta']:g}); trainers report "
+            f"epsilon {min(spent, default=0):.3f} to {max(spent, default=0):.3f} spent"
+        )

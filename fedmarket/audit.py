@@ -326,6 +326,7 @@ class Audit:
                 spec.update_bounds,
                 start,
                 self.proven_rounds,
+                spec.training,
             )
         except KeyMismatchError as exc:
             if reason is ExclusionReason.KEY_MISMATCH:

@@ -69,6 +69,14 @@ class UpdateOutOfBoundsError(UpdateError):
     """An update is finite but outside what the task declares an update may look like."""
 
 
+class PrivacyReportError(UpdateError):
+    """An update of a DP-SGD task reports no privacy spent, or more than the task's budget."""
+
+
+class PrivacyBudgetError(FedMarketError):
+    """Training this round would take a trainer past the task's differential-privacy budget."""
+
+
 class DataValidationError(FedMarketError):
     """Data does not meet the expectations declared by the task."""
 

@@ -24,8 +24,8 @@ from fedmarket.errors import (
     UpdateOutOfBoundsError,
     ZKError,
 )
-from fedmarket.ml.updates import check_bounds, decode_update
-from fedmarket_schemas.market import ModelConfig, UpdateBounds
+from fedmarket.ml.updates import check_bounds, check_privacy, decode_update
+from fedmarket_schemas.market import ModelConfig, TrainingConfig, UpdateBounds
 from fedmarket_schemas.rounds import ExclusionReason, Rejection
 
 # most specific first: KeyMismatchError and EnvelopeError are DecryptionErrors
@@ -83,11 +83,15 @@ def recheck(
     bounds: UpdateBounds,
     start: np.ndarray,
     proven: bool,
+    training: TrainingConfig | None = None,
 ) -> np.ndarray:
     """Every check the aggregator runs on a submission, with a given key (a published one, for an
-    auditor): the usable update, or the first failure raised (one of UNUSABLE)."""
+    auditor): the usable update, or the first failure raised (one of UNUSABLE). `training`: the
+    task's, whose DP-SGD requirement the update's privacy report must meet."""
     plaintext = open_with_key(Envelope.parse(raw), key, context)
     committed(plaintext, commitment, model, proven)
     vector = decode_update(plaintext, model)
     check_bounds(vector, start, bounds)
+    if training is not None:
+        check_privacy(plaintext, training)
     return vector

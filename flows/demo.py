@@ -24,15 +24,16 @@ from fedmarket.ml.data import (
     split_trainers,
 )
 from fedmarket.ml.formats import profile, read_table, to_dataset
+from fedmarket.ml.privacy import for_budget
 from fedmarket.ml.updates import decode_update
 from fedmarket.simulation.attacks import ATTACKS, DEMO_ATTACKS, AttackContext, default_attack_plan
 from fedmarket_flows.market import market_flow
-from fedmarket_schemas.market import DataSchema, ModelKind, RewardSchedule
+from fedmarket_schemas.market import DataSchema, ModelKind, RewardSchedule, TrainingConfig
 from fedmarket_schemas.rounds import RoundReport
 from fedmarket_tasks.chain_ops import submit_update, withdraw
 from fedmarket_tasks.owner import DEFAULT_SCHEDULE, ETHER, publish_market
 from fedmarket_tasks.store_ops import get_bytes, put_bytes
-from fedmarket_tasks.trainer import check_local_data, register, reveal_seed, seal_and_store, train
+from fedmarket_tasks.trainer import check_local_data, privacy_after, register, reveal_seed, seal_and_store, train
 
 Progress = Callable[[str, dict], None]
 
@@ -54,6 +55,9 @@ class DemoConfig(BaseModel):
     dirichlet_alpha: float = Field(0.5, gt=0)
     seed: int = 0
     owner_fraction: float = Field(0.3, gt=0, lt=1)
+    dp_epsilon: float | None = Field(
+        None, gt=0, description="every trainer trains with DP-SGD within this epsilon over the whole market"
+    )
     participation_reward_wei: int = ETHER // 100
     trainer_bond_wei: int = ETHER // 100
     aggregator_fee_wei: int = ETHER // 20
@@ -88,6 +92,8 @@ class DemoReport(BaseModel):
     gas: dict[str, int] = Field(description="gas per operation (mean where repeated)")
     verifier: str | None
     settlement_verifier: str | None = None
+    dp: dict | None = Field(None, description="with dp_epsilon: the task's DP-SGD terms")
+    dp_epsilon: dict[str, float] = Field({}, description="trainer -> epsilon it reported spent by the end")
 
 
 def _party(role: str, seed: int, index: int = 0) -> Party:
@@ -127,6 +133,13 @@ def demo_flow(config: DemoConfig | dict | None = None, progress: Progress | None
     # ---- project owner: data checks, task and data by CID, market with escrow
     schema, dataset = demo_data(config.data, config.label_column)
     pool, owner_data = owner_split(dataset, owner_fraction=config.owner_fraction, seed=config.seed)
+    datasets = split_trainers(pool, config.trainers, split=config.split, alpha=config.dirichlet_alpha, seed=config.seed)
+    privacy = None
+    if config.dp_epsilon is not None:  # noise enough for the smallest share to train every round
+        smallest = min(len(d.labels) for d in datasets)
+        privacy = for_budget(
+            config.dp_epsilon, TrainingConfig.for_model(config.model), rows=smallest, rounds=config.rounds
+        )
     market, created, _, task = publish_market(
         owner.address,
         owner_data,
@@ -143,6 +156,7 @@ def demo_flow(config: DemoConfig | dict | None = None, progress: Progress | None
         schedule=config.schedule,
         prove_rounds=config.prove,
         test_rows=config.test_rows if config.prove else None,
+        privacy=privacy,
     )
     deposit = market.deposit()
     gas: dict[str, list[int]] = {"createMarket": [created.gas_used]}
@@ -150,7 +164,6 @@ def demo_flow(config: DemoConfig | dict | None = None, progress: Progress | None
     logger.info("market %s created on %s with deposit %d wei", market.address, chain.description, deposit)
 
     # ---- trainers: local data checks, registration
-    datasets = split_trainers(pool, config.trainers, split=config.split, alpha=config.dirichlet_alpha, seed=config.seed)
     attacker_index = sorted(rng.choice(config.trainers, size=config.malicious, replace=False).tolist())
     plan = dict(zip(attacker_index, default_attack_plan(config.malicious, config.attacks)))
     for index, name in plan.items():  # data-poisoning attacks change the attacker's own labels
@@ -170,7 +183,15 @@ def demo_flow(config: DemoConfig | dict | None = None, progress: Progress | None
     def play_trainers(round: int) -> None:
         global_model = decode_update(get_bytes(market.model_cid(round)), task.model)
         locals_ = [
-            train(trainer.address, round, global_model, data, task, seed=config.seed * 10_000 + round * 100 + index)
+            train(
+                trainer.address,
+                round,
+                global_model,
+                data,
+                task,
+                seed=config.seed * 10_000 + round * 100 + index,
+                trained_before=round - 1,
+            )
             for index, (trainer, data) in enumerate(zip(trainers, datasets))
         ]
         honest = np.stack([m for i, m in enumerate(locals_) if i not in plan])
@@ -189,7 +210,8 @@ def demo_flow(config: DemoConfig | dict | None = None, progress: Progress | None
                     index=sorted(plan).index(index),
                 )
                 local = submitted[index] = attack.craft(context)
-            cid, commitment = seal_and_store(market.address, trainer.address, round, local, task)
+            privacy = privacy_after(task, datasets[index], round - 1)
+            cid, commitment = seal_and_store(market.address, trainer.address, round, local, task, privacy)
             if attack is not None and attack.on_chain:
                 cid = put_bytes(attack.upload(get_bytes(cid)))
             gas.setdefault("submit", []).append(
@@ -231,6 +253,8 @@ def demo_flow(config: DemoConfig | dict | None = None, progress: Progress | None
         rounds=reports,
         final_accuracy=settlement.final_accuracy,
         contributions=settlement.contributions,
+        dp=task.training.dp.model_dump() if task.training.dp else None,
+        dp_epsilon=settlement.dp_epsilon,
         gas={
             "createMarket": gas["createMarket"][0],
             "register": int(np.mean(gas["register"])),

@@ -136,6 +136,7 @@ def _round_flow(market: str, round: int, aggregator: str | None = None) -> Round
         tx_hashes=tx_hashes,
         verifier=verifier,
         verified=client.round_state(round).verified,
+        dp_epsilon={t: spent.epsilon for t, spent in loaded.models.privacy.items()},
     )
     logger.info(
         "round %d: validation accuracy %.4f, flagged %s, verifier %s",

@@ -25,7 +25,7 @@ from fedmarket_tasks.aggregate import accuracy_of
 from fedmarket_tasks.cache import prune_results
 from fedmarket_tasks.chain_ops import settle, withdraw
 from fedmarket_tasks.contribute import assess_contributions, to_onchain
-from fedmarket_tasks.load import benign_models, load_round
+from fedmarket_tasks.load import benign_models, load_round, privacy_reported
 from fedmarket_tasks.prove import prove_settlement_step, proven_contributions
 from fedmarket_tasks.report import accuracy_plot, progress, publish_settlement
 from fedmarket_tasks.store_ops import get_bytes, put_bytes
@@ -101,6 +101,7 @@ def settlement_flow(market: str, aggregator: str | None = None, withdraw_fee: bo
         tx_hash=tx.tx_hash,
         verifier=verifier,
         verified=bool(credited["verified"]),
+        dp_epsilon=privacy_reported(client, aggregator, rounds, context) if spec.training.dp else {},
     )
     if withdraw_fee and client.owed(aggregator) > 0:
         withdraw(client.address, aggregator)

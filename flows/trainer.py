@@ -12,14 +12,22 @@ from pydantic import TypeAdapter
 
 from fedmarket.chain.market import FINAL_PHASES
 from fedmarket.context import current_platform
-from fedmarket.errors import ConfigError
+from fedmarket.errors import ConfigError, PrivacyBudgetError
 from fedmarket.ml.data import Dataset
 from fedmarket.ml.formats import load_dataset
 from fedmarket.ml.updates import decode_update
 from fedmarket_schemas.market import TaskSpec
 from fedmarket_tasks.chain_ops import submit_update, withdraw
 from fedmarket_tasks.store_ops import get_bytes
-from fedmarket_tasks.trainer import check_local_data, check_market, register, reveal_seed, seal_and_store, train
+from fedmarket_tasks.trainer import (
+    check_local_data,
+    check_market,
+    privacy_after,
+    register,
+    reveal_seed,
+    seal_and_store,
+    train,
+)
 
 
 def load_local_data(path: Path, spec: TaskSpec) -> Dataset:
@@ -65,9 +73,12 @@ def trainer_round_flow(market: str, round: int, data_path: str) -> str:
         return "already submitted"
     spec = task_of(market)
     data = load_local_data(Path(data_path), spec)
+    trained_before = sum(client.submitted_mask(r) >> index & 1 for r in range(1, round))
+    privacy = privacy_after(spec, data, trained_before)  # refuses a round past the DP budget
     global_model = decode_update(get_bytes(client.model_cid(round)), spec.model)
-    local = train(me, round, global_model, data, spec, seed=int.from_bytes(bytes.fromhex(me[2:10]), "big") + round)
-    cid, commitment = seal_and_store(client.address, me, round, local, spec)
+    seed = int.from_bytes(bytes.fromhex(me[2:10]), "big") + round
+    local = train(me, round, global_model, data, spec, seed=seed, trained_before=trained_before)
+    cid, commitment = seal_and_store(client.address, me, round, local, spec, privacy)
     submit_update(client.address, me, round, cid, commitment)
     get_run_logger().info("round %d: submitted %s", round, cid)
     return cid
@@ -80,6 +91,7 @@ def follow_market(market: str, data_path: Path, *, poll_s: float, log=print) -> 
     me = platform.me.address
     client = platform.market(market)
     load_local_data(data_path, task_of(market))  # fail before touching the chain if the data is unreadable
+    spent = False  # the task's DP budget allows no more rounds
     while True:
         phase = client.phase()
         if phase == "Registration" and me not in client.trainers():
@@ -93,11 +105,16 @@ def follow_market(market: str, data_path: Path, *, poll_s: float, log=print) -> 
             index = client.trainers().index(me)
             if (
                 state
+                and not spent
                 and not state.finalized
                 and client.chain.now() <= state.deadline
                 and not client.submitted_mask(round) >> index & 1
             ):
-                log(f"round {round}: " + trainer_round_flow(client.address, round, str(data_path)))
+                try:
+                    log(f"round {round}: " + trainer_round_flow(client.address, round, str(data_path)))
+                except PrivacyBudgetError as exc:
+                    log(f"round {round}: {exc}")
+                    spent = True
                 continue
         elif phase in FINAL_PHASES:
             if client.owed(me) > 0:

@@ -78,6 +78,20 @@ class ModelConfig(BaseModel):
         return self
 
 
+class DifferentialPrivacy(BaseModel):
+    """DP-SGD that the task requires of every trainer (fedmarket/ml/privacy.py): per-sample
+    gradients clipped to `max_grad_norm`, Gaussian noise of `noise_multiplier` times it on each
+    step, and a budget: a trainer refuses the round that would take its (epsilon, `delta`),
+    counted by Opacus's RDP accountant over every round it trained in, past `epsilon_budget`."""
+
+    model_config = ConfigDict(frozen=True)
+
+    noise_multiplier: float = Field(gt=0)
+    max_grad_norm: float = Field(1.0, gt=0)
+    delta: float = Field(1e-5, gt=0, lt=1)
+    epsilon_budget: float = Field(gt=0)
+
+
 class TrainingConfig(BaseModel):
     model_config = ConfigDict(frozen=True)
 
@@ -85,6 +99,7 @@ class TrainingConfig(BaseModel):
     batch_size: int = Field(16, gt=0)
     learning_rate: float = Field(1.0, gt=0)
     weight_decay: float = Field(0.0, ge=0)
+    dp: DifferentialPrivacy | None = Field(None, description="DP-SGD required of every trainer; unset: plain SGD")
 
     @classmethod
     def for_model(cls, kind: ModelKind) -> TrainingConfig:

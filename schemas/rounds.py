@@ -8,6 +8,8 @@ from enum import Enum
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
+from fedmarket_schemas.trainer import PrivacySpent
+
 
 class Submission(BaseModel):
     """One trainer's submission as recorded on chain."""
@@ -67,6 +69,7 @@ class LocalModels(BaseModel):
     indices: list[int]
     matrix: np.ndarray = Field(repr=False, description="float64, one local model per row")
     rejected: dict[str, Rejection] = {}
+    privacy: dict[str, PrivacySpent] = Field({}, description="DP-SGD task: what each trainer reports it spent")
 
 
 class OutlierReport(BaseModel):
@@ -96,3 +99,6 @@ class RoundReport(BaseModel):
     tx_hashes: dict[str, str]
     verifier: str | None = Field(description="round verifier address; None: this round is not proven")
     verified: bool
+    dp_epsilon: dict[str, float] = Field(
+        {}, description="DP-SGD task: trainer -> epsilon it reports spent in the market so far (its word)"
+    )

@@ -34,3 +34,6 @@ class SettlementReport(BaseModel):
     tx_hash: str
     verifier: str | None
     verified: bool
+    dp_epsilon: dict[str, float] = Field(
+        {}, description="DP-SGD task: trainer -> epsilon it last reported spent (its word)"
+    )

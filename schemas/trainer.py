@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 
 
 class CheckResult(BaseModel):
@@ -31,3 +31,13 @@ class Registration(BaseModel):
     validation_cid: str
     gas_used: int
     tx_hash: str
+
+
+class PrivacySpent(BaseModel):
+    """What a trainer training with DP-SGD has spent in a market, as Opacus's RDP accountant
+    counts it over every round it trained in (this one included); reported in its update's
+    header, which only the aggregator opens."""
+
+    epsilon: float = Field(ge=0)
+    delta: float = Field(gt=0, lt=1)
+    rounds: int = Field(gt=0, description="rounds of this market the trainer trained in, this one included")

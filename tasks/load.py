@@ -34,7 +34,7 @@ def load_round(market: MarketClient, aggregator: str, round: int, context: Marke
     key = round_key(market, round, context)
     opened = fetch_submissions(market.address, aggregator, round, key=key, model=model)
     start = decode_update(current_platform().store.get(market.model_cid(round)), model)
-    models = validate_updates(opened, model, context.spec.update_bounds, start, key=key)
+    models = validate_updates(opened, model, context.spec.update_bounds, start, context.spec.training, key=key)
     opened.plaintexts.clear()  # the matrix now holds them: do not keep the round's updates twice
     return LoadedRound(key, opened, _excluded_on_chain(models, market), start)
 
@@ -58,6 +58,9 @@ def _excluded_on_chain(models: LocalModels, market: MarketClient) -> LocalModels
         indices=[models.indices[k] for k in keep],
         matrix=models.matrix[keep],
         rejected=rejected,
+        privacy={
+            models.trainers[k]: models.privacy[models.trainers[k]] for k in keep if models.trainers[k] in models.privacy
+        },
     )
 
 
@@ -82,3 +85,12 @@ def benign_models(market: MarketClient, aggregator: str, round: int, context: Ma
     mask = market.round_state(round).benign_mask
     rows = [k for k, i in enumerate(loaded.models.indices) if mask >> i & 1]
     return RoundModels(round, [loaded.models.trainers[k] for k in rows], loaded.models.matrix[rows], loaded.start_model)
+
+
+def privacy_reported(market: MarketClient, aggregator: str, rounds: int, context: MarketContext) -> dict[str, float]:
+    """DP-SGD task: the epsilon each trainer reported spent in its latest usable update."""
+    latest: dict[str, float] = {}
+    for round in range(1, rounds + 1):
+        for trainer, spent in load_round(market, aggregator, round, context).models.privacy.items():
+            latest[trainer] = spent.epsilon
+    return latest

@@ -24,6 +24,7 @@ from fedmarket.zk import (
 )
 from fedmarket_schemas.market import (
     DataSchema,
+    DifferentialPrivacy,
     MarketSpec,
     ModelKind,
     RewardSchedule,
@@ -53,6 +54,7 @@ def publish_market(
     detector: str | None = None,
     schema: DataSchema | None = None,
     module: str | None = None,
+    privacy: DifferentialPrivacy | None = None,
     **terms,
 ) -> Published:
     """Check the owner's data against the task's expectations, store task and data by CID, and
@@ -64,7 +66,8 @@ def publish_market(
     proven rule in a proven market, else DEFAULT_DETECTOR); a proven market refuses a rule no
     circuit proves. `schema`: what the data looks like (default: digits'); the model reads its
     features and classes. `module`: with kind module, the owner's 'package.module:Class', whose
-    architecture the task pins. `terms`: the other MarketSpec fields."""
+    architecture the task pins. `privacy`: DP-SGD that every trainer must train with
+    (fedmarket.ml.privacy). `terms`: the other MarketSpec fields."""
     platform = current_platform()
     owner = platform.party(owner)
     if test_rows is not None and not prove_rounds:
@@ -86,7 +89,8 @@ def publish_market(
         # a proven settlement pays what its circuit proves
         contribution=PROVEN_CONTRIBUTION if test_rows is not None else DEFAULT_METRIC,
     )
-    task = task.model_copy(update={"model": pin_architecture(task.model)})
+    training = task.training.model_copy(update={"dp": privacy})
+    task = task.model_copy(update={"model": pin_architecture(task.model), "training": training})
     require_valid(check_dataset(data.features, data.labels, task.data_schema, dataset="owner"))
     raw = encode_dataset(data)
     data_commitment = commit(raw)

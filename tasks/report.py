@@ -53,6 +53,7 @@ def publish_round(market: str, report: RoundReport, outliers: OutlierReport, tra
                 "why": outliers.reasons.get(t, ""),
                 "cross_round_cosine": outliers.cross_round_scores.get(t),
                 "cross_trainer_distance": outliers.cross_trainer_scores.get(t),
+                **({"dp_epsilon": report.dp_epsilon.get(t)} if report.dp_epsilon else {}),
             }
             for t in trainers
         ],
@@ -71,11 +72,18 @@ def publish_round(market: str, report: RoundReport, outliers: OutlierReport, tra
         "|---|---|---|",
         *[f"| {name} | `{tx}` | {report.gas_by_call.get(name, '')} |" for name, tx in report.tx_hashes.items()],
         "",
-        "| trainer | update CID | flagged because |",
-        "|---|---|---|",
-        *[f"| `{t}` | `{report.submission_cids.get(t, '-')}` | {report.flag_reasons.get(t, '')} |" for t in trainers],
+        "| trainer | update CID | flagged because | DP epsilon spent (reported) |",
+        "|---|---|---|---|",
+        *[
+            f"| `{t}` | `{report.submission_cids.get(t, '-')}` | {report.flag_reasons.get(t, '')} | {_epsilon(report.dp_epsilon, t)} |"
+            for t in trainers
+        ],
     ]
     create_markdown_artifact(key=artifact_key(market, "round", report.round, "summary"), markdown="\n".join(lines))
+
+
+def _epsilon(spent: dict[str, float], trainer: str) -> str:
+    return f"{spent[trainer]:.3f}" if trainer in spent else "-"
 
 
 def accuracy_plot(accuracies: dict[int, float], final_accuracy: float | None = None) -> bytes:
@@ -121,6 +129,7 @@ def publish_settlement(
                 "contribution": report.contributions.get(t),
                 "contribution_onchain": report.contributions_onchain[i],
                 "payout_wei": payouts.get(t, 0),
+                **({"dp_epsilon": report.dp_epsilon.get(t)} if report.dp_epsilon else {}),
             }
             for i, t in enumerate(trainers)
         ],
@@ -140,6 +149,11 @@ def publish_settlement(
         f"- proof: {'verified by ' + report.verifier if report.verified else 'none (no settlement verifier set: NOT proven)'}",
         f"- owner refund: {report.refund_wei} wei",
         f"- accuracy plot: `{plot_cid}`",
+        *(
+            [f"- DP-SGD: largest epsilon a trainer reports spent: {max(report.dp_epsilon.values()):.3f}"]
+            if report.dp_epsilon
+            else []
+        ),
         "",
         "| round | validation accuracy |",
         "|---|---|",

@@ -15,11 +15,12 @@ from fedmarket.errors import ProtocolError
 from fedmarket.fixed_point import quantize
 from fedmarket.ml.data import Dataset
 from fedmarket.ml.models import parameter_count
+from fedmarket.ml.privacy import require_budget
 from fedmarket.ml.training import train_local
 from fedmarket.ml.updates import encode_update
 from fedmarket.zk import build_round_circuit, build_settlement_circuit, check_verifier
 from fedmarket_schemas.market import TaskSpec
-from fedmarket_schemas.trainer import DataValidationSummary, Registration
+from fedmarket_schemas.trainer import DataValidationSummary, PrivacySpent, Registration
 from fedmarket_tasks.common import once_task, remote_task
 
 
@@ -91,22 +92,35 @@ def reveal_seed(market: str, trainer: str) -> TxResult | None:
     return m.reveal(party.account, party.split_seed(m.address))
 
 
+def privacy_after(spec: TaskSpec, data: Dataset, trained_before: int) -> PrivacySpent | None:
+    """In a DP-SGD task, what the trainer has spent once it trains one more round, having trained
+    in `trained_before` rounds of this market (PrivacyBudgetError past the task's budget)."""
+    return require_budget(spec.training, len(data.labels), trained_before + 1) if spec.training.dp else None
+
+
 @once_task(task_run_name="train-r{round}-{trainer}")
-def train(trainer: str, round: int, global_model: np.ndarray, data: Dataset, spec: TaskSpec, seed: int) -> np.ndarray:
+def train(
+    trainer: str, round: int, global_model: np.ndarray, data: Dataset, spec: TaskSpec, seed: int, trained_before: int
+) -> np.ndarray:
+    """Train the local model; in a DP-SGD task, only within the budget (`privacy_after`)."""
+    privacy_after(spec, data, trained_before)
     return train_local(global_model, data, spec.model, spec.training, seed=seed)
 
 
 @remote_task(task_run_name="seal-and-store-r{round}-{trainer}")
-def seal_and_store(market: str, trainer: str, round: int, local_model: np.ndarray, spec: TaskSpec) -> tuple[str, str]:
+def seal_and_store(
+    market: str, trainer: str, round: int, local_model: np.ndarray, spec: TaskSpec, privacy: PrivacySpent | None = None
+) -> tuple[str, str]:
     """Returns (CID of the sealed update, commitment to the plaintext update). In a market whose
-    rounds are proven the update is first rounded onto the circuits' 2^-8 grid."""
+    rounds are proven the update is first rounded onto the circuits' 2^-8 grid. `privacy`: what
+    the trainer has spent, reported in the update's header (DP-SGD tasks)."""
     platform = current_platform()
     party = platform.party(trainer)
     m = platform.market(market)
     proven = m.round_verifier() is not None
     if proven:
         local_model = quantize(local_model)
-    plaintext = encode_update(local_model, spec.model)
+    plaintext = encode_update(local_model, spec.model, privacy)
     context = SealContext(platform.chain.chain_id, m.address, round, trainer)
     envelope = seal(plaintext, sender=party.box_key, recipient=m.aggregator_key(), context=context)
     return str(platform.store.put(envelope)), commit_model(local_model, plaintext, proven=proven)

@@ -134,6 +134,20 @@ def test_iterated_rule_removes_cross_round_failures():
     assert "cross-round cosine" in result.reasons[4]
 
 
+def test_guarded_rule_keeps_models_turned_by_dp_noise_and_removes_the_turned_away_one():
+    """Under DP-SGD honest models drift with the noise, every cosine below the paper's 0.3: the
+    default fails a trainer in stage 1 only under half the round's median cosine too (0.1 here).
+    The honest four turned 78 degrees each, in four directions: all as far from their mean."""
+    side = np.sqrt(1 - 0.2**2)
+    current = np.array([[0.2, side, 0], [0.2, 0, side], [0.2, -side, 0], [0.2, 0, -side], [-0.9, np.sqrt(0.19), 0]])
+    history = history_after(np.array([[1.0, 0.0, 0.0]] * 5))
+    guarded = DETECTORS.get("two_stage_guarded")(round_of(current, round=2), history)
+    assert guarded.cross_round_scores == pytest.approx({0: 0.2, 1: 0.2, 2: 0.2, 3: 0.2, 4: -0.9})
+    assert guarded.kept == [0, 1, 2, 3]
+    assert guarded.reasons == {4: "cross-round cosine -0.900 < 0.1"}
+    assert DETECTORS.get("two_stage_iterated")(round_of(current, round=2), history).kept == []
+
+
 def honest_round(rng, n=8, d=50, spread=0.05):
     start = rng.normal(size=d)
     direction = rng.normal(size=d)

@@ -24,6 +24,7 @@ BAD = [
     (["demo", "--split", "skewed"], 2, "skewed"),
     (["demo", "--attack", "noise,stall"], 2, "unknown attack stall"),
     (["demo", "--trainers", "4", "--malicious", "2"], 2, "honest majority"),
+    (["demo", "--dp-epsilon", "0"], 2, "dp_epsilon"),
     (["bench", "gas", "--params", "655"], 2, "multiple of 10"),
     (["bench", "robustness", "--attacks", "teleport"], 2, "teleport"),
     (["bench", "gas", "--trainers", "0"], 2, "--trainers"),
@@ -66,6 +67,8 @@ BAD = [
     (["aggregator", "prune", "--market", "0x12"], 2, "0x12"),
     (["aggregator", "prune", "--market", ADDRESS], 1, "ChainError"),  # no market there
     (["bench", "round", "--trainers", "200"], 2, "128"),
+    (["bench", "dp", "--epsilons", "0,4"], 2, "--epsilons"),
+    (["bench", "dp", "--epsilons", "four"], 2, "--epsilons"),
     (["bench", "round", "--params", "ten"], 2, "--params"),
     (["aggregator", "listen", "--market", "x", "--polls", "1"], 2, "x"),
     (["audit", "0x12"], 2, "0x12"),

@@ -4,17 +4,28 @@ from __future__ import annotations
 
 import numpy as np
 import torch
+from opacus.accountants import RDPAccountant
 from torch import nn
 
 from fedmarket.ml.data import Dataset, scale_inputs
 from fedmarket.ml.models import build_model, state_to_vector, vector_to_state
+from fedmarket.ml.privacy import train_private
 from fedmarket_schemas.market import ModelConfig, TrainingConfig
 
 
 def train_local(
-    global_vector: np.ndarray, data: Dataset, model: ModelConfig, training: TrainingConfig, *, seed: int
+    global_vector: np.ndarray,
+    data: Dataset,
+    model: ModelConfig,
+    training: TrainingConfig,
+    *,
+    seed: int,
+    private_seed: int | None = None,
+    accountant: RDPAccountant | None = None,
 ) -> np.ndarray:
-    """Start from the global model, train `training.local_epochs` epochs, return the local model."""
+    """Start from the global model, train `training.local_epochs` epochs, return the local model.
+    A task with `training.dp` trains with DP-SGD (fedmarket.ml.privacy), whose sampling and noise
+    are secret unless `private_seed` fixes them (simulations); `accountant` collects its steps."""
     generator = torch.Generator().manual_seed(seed)
     net = build_model(model)
     net.load_state_dict(vector_to_state(global_vector, model))
@@ -22,6 +33,9 @@ def train_local(
     loss_fn = nn.CrossEntropyLoss()
     x = torch.from_numpy(scale_inputs(data.features, model))
     y = torch.from_numpy(data.labels)
+    if training.dp is not None:
+        train_private(net, optimiser, x, y, training, seed=private_seed, accountant=accountant)
+        return state_to_vector(net.state_dict())
     net.train()
     for _ in range(training.local_epochs):
         order = torch.randperm(len(y), generator=generator)

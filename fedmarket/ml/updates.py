@@ -2,26 +2,33 @@
 shapes, then raw little-endian tensors; no pickle, so opening an update runs no code).
 
 fedmarket updates are float32 tensors named as the task model's `state_dict()`, with the header
-metadata `{"format": "fedmarket.update.v1"}`. `decode_update` accepts an update only if every
-name, shape and dtype matches the task model and every value is finite.
+metadata `{"format": "fedmarket.update.v1"}` (and, in a DP-SGD task, `"dp"`: the trainer's
+PrivacySpent as JSON). `decode_update` accepts an update only if every name, shape and dtype
+matches the task model and every value is finite.
 """
 
 from __future__ import annotations
 
+import json
+import struct
+
 import numpy as np
+from pydantic import ValidationError
 from safetensors import SafetensorError
 from safetensors.numpy import load as np_load
 from safetensors.torch import save as st_save
 
-from fedmarket.errors import MalformedUpdateError, NonFiniteUpdateError, UpdateOutOfBoundsError
+from fedmarket.errors import MalformedUpdateError, NonFiniteUpdateError, PrivacyReportError, UpdateOutOfBoundsError
 from fedmarket.ml.models import template, vector_to_state
-from fedmarket_schemas.market import ModelConfig, UpdateBounds
+from fedmarket_schemas.market import ModelConfig, TrainingConfig, UpdateBounds
+from fedmarket_schemas.trainer import PrivacySpent
 
 FORMAT = "fedmarket.update.v1"
 
 
-def encode_update(vector: np.ndarray, model: ModelConfig) -> bytes:
-    return st_save(dict(vector_to_state(vector, model)), metadata={"format": FORMAT})
+def encode_update(vector: np.ndarray, model: ModelConfig, privacy: PrivacySpent | None = None) -> bytes:
+    metadata = {"format": FORMAT} | ({"dp": privacy.model_dump_json()} if privacy is not None else {})
+    return st_save(dict(vector_to_state(vector, model)), metadata=metadata)
 
 
 def decode_update(data: bytes, model: ModelConfig, out: np.ndarray | None = None) -> np.ndarray:
@@ -65,3 +72,35 @@ def check_bounds(vector: np.ndarray, start: np.ndarray, bounds: UpdateBounds) ->
         raise UpdateOutOfBoundsError(
             f"the update's norm {moved:.3g} is over the task's {bounds.max_norm_ratio:g} x the start model's ({limit:.3g})"
         )
+
+
+def header_metadata(data: bytes) -> dict[str, str]:
+    """The header's `__metadata__`: 8 bytes of little-endian length, then JSON (the safetensors
+    format; its Python API reads metadata only from a file)."""
+    try:
+        (size,) = struct.unpack_from("<Q", data)
+        return json.loads(data[8 : 8 + size]).get("__metadata__") or {}
+    except (struct.error, ValueError, AttributeError) as exc:
+        raise MalformedUpdateError(f"update header is not safetensors JSON: {exc}") from exc
+
+
+def check_privacy(data: bytes, training: TrainingConfig) -> PrivacySpent | None:
+    """In a DP-SGD task, what the update says its trainer has spent: present, of the task's delta,
+    within its budget (PrivacyReportError otherwise). It is the trainer's word: no one else sees
+    its data or its noise; None where the task does not require DP."""
+    if training.dp is None:
+        return None
+    raw = header_metadata(data).get("dp")
+    if raw is None:
+        raise PrivacyReportError("update reports no privacy spent, and the task requires DP-SGD")
+    try:
+        report = PrivacySpent.model_validate_json(raw)
+    except ValidationError as exc:
+        raise PrivacyReportError(f"update's privacy report is malformed: {exc.errors()[0]['msg']}") from None
+    if report.delta != training.dp.delta:
+        raise PrivacyReportError(f"update reports delta {report.delta:g}, the task's is {training.dp.delta:g}")
+    if report.epsilon > training.dp.epsilon_budget:
+        raise PrivacyReportError(
+            f"update reports epsilon {report.epsilon:.3f}, past the task's budget {training.dp.epsilon_budget:g}"
+        )
+    return report

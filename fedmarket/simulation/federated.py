@@ -16,6 +16,7 @@ from fedmarket.algorithms.outliers import DETECTORS, History, RoundInput
 from fedmarket.algorithms.outliers.base import Detection
 from fedmarket.errors import ConfigError, FedMarketError
 from fedmarket.ml.data import Dataset, load_digits_dataset, owner_split, split_trainers
+from fedmarket.ml.privacy import for_budget
 from fedmarket.ml.training import accuracy, initial_model, train_local
 from fedmarket.simulation.attacks import ATTACKS, AttackContext
 from fedmarket_schemas.market import ModelConfig, ModelKind, TrainingConfig
@@ -36,6 +37,7 @@ class Scenario:
     aggregator: str = "mean"
     seed: int = 0
     owner_fraction: float = 0.3
+    dp_epsilon: float | None = None  # DP-SGD within this budget over all rounds (fedmarket.ml.privacy)
 
 
 @dataclass
@@ -90,6 +92,10 @@ def simulate(scenario: Scenario, training: TrainingConfig | None = None) -> Simu
     datasets = split_trainers(
         pool, scenario.trainers, split=scenario.split, alpha=scenario.dirichlet_alpha, seed=scenario.seed
     )
+    if scenario.dp_epsilon is not None:  # noise enough for the smallest share to train every round
+        smallest = min(len(d.labels) for d in datasets)
+        dp = for_budget(scenario.dp_epsilon, training, rows=smallest, rounds=scenario.rounds)
+        training = training.model_copy(update={"dp": dp})
     rng = np.random.default_rng(scenario.seed)
     malicious = 0 if scenario.attack == NO_ATTACK else scenario.malicious
     attackers = sorted(rng.choice(scenario.trainers, size=malicious, replace=False).tolist())
@@ -108,10 +114,11 @@ def simulate(scenario: Scenario, training: TrainingConfig | None = None) -> Simu
     submitted: dict[int, np.ndarray] = {}
     result = SimulationResult(scenario=scenario, attackers=attackers)
     for round in range(1, scenario.rounds + 1):
+        seeds = [scenario.seed * 10_000 + round * 100 + i for i in range(scenario.trainers)]
         locals_ = np.stack(
             [
-                train_local(global_model, data, model, training, seed=scenario.seed * 10_000 + round * 100 + i)
-                for i, data in enumerate(datasets)
+                train_local(global_model, data, model, training, seed=seed, private_seed=seed)
+                for seed, data in zip(seeds, datasets)
             ]
         )
         models = locals_.copy()
