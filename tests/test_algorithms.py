@@ -3,15 +3,18 @@ they target (synthetic rounds here; real training in tests/test_attacks.py)."""
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 
-from fedmarket.algorithms.linalg import pairwise_sq_distances, row_statistics, rowwise_sq_distances
+from fedmarket.algorithms.linalg import pairwise_sq_distances, row_statistics, rowwise_sq_distances, update_cosines
 from fedmarket.algorithms.outliers import DETECTORS, History, RoundInput
 from fedmarket.algorithms.outliers.krum import krum_model, krum_scores, multi_krum_average, multi_krum_select
+from fedmarket.algorithms.outliers.two_stage import GUARDED_RULE, _remove_beyond_boundary
 from fedmarket.simulation.attacks import ATTACKS, AttackContext
 
 POINTS = np.array([[0.0, 0.0], [1.0, 0.0], [0.0, 1.0], [10.0, 10.0]])
@@ -137,15 +140,68 @@ def test_iterated_rule_removes_cross_round_failures():
 def test_guarded_rule_keeps_models_turned_by_dp_noise_and_removes_the_turned_away_one():
     """Under DP-SGD honest models drift with the noise, every cosine below the paper's 0.3: the
     default fails a trainer in stage 1 only under half the round's median cosine too (0.1 here).
-    The honest four turned 78 degrees each, in four directions: all as far from their mean."""
+    The honest four turned 78 degrees each, in four directions: all as far from their mean, their
+    updates from the start sharing the last axis (so none points away from the reference's)."""
     side = np.sqrt(1 - 0.2**2)
-    current = np.array([[0.2, side, 0], [0.2, 0, side], [0.2, -side, 0], [0.2, 0, -side], [-0.9, np.sqrt(0.19), 0]])
-    history = history_after(np.array([[1.0, 0.0, 0.0]] * 5))
-    guarded = DETECTORS.get("two_stage_guarded")(round_of(current, round=2), history)
+    current = np.array(
+        [[0.2, side, 0, 0], [0.2, 0, side, 0], [0.2, -side, 0, 0], [0.2, 0, -side, 0], [-0.9, np.sqrt(0.19), 0, 0]]
+    )
+    history = history_after(np.array([[1.0, 0.0, 0.0, 0.0]] * 5))
+    start = np.array([0.2, 0.0, 0.0, -1.0])
+    guarded = DETECTORS.get("two_stage_guarded")(round_of(current, round=2, start=start), history)
     assert guarded.cross_round_scores == pytest.approx({0: 0.2, 1: 0.2, 2: 0.2, 3: 0.2, 4: -0.9})
     assert guarded.kept == [0, 1, 2, 3]
     assert guarded.reasons == {4: "cross-round cosine -0.900 < 0.1"}
-    assert DETECTORS.get("two_stage_iterated")(round_of(current, round=2), history).kept == []
+    assert DETECTORS.get("two_stage_iterated")(round_of(current, round=2, start=start), history).kept == []
+
+
+def test_update_cosines_exact():
+    # start (1, 1); reference rows 0 and 1 average to (3, 1): direction (2, 0)
+    models = np.array([[2.0, 1.0], [4.0, 1.0], [1.0, 3.0], [0.0, 1.0], [1.0, 1.0]])
+    cosines = update_cosines(models, np.array([1.0, 1.0]), np.array([0, 1]))
+    assert cosines == pytest.approx([1.0, 1.0, 0.0, -1.0, 0.0])  # the last update is zero
+
+
+def test_guarded_rule_removes_an_update_pointing_away_unless_half_do():
+    """Honest updates share +0.5 along the first axis and spread 1 each along another; the flipped
+    one is -0.5 along the first: as far from the honest mean as each of them, and at cosine 1 with
+    its own last model, so only the direction check removes it. With 3 of 6 flipped it stands down."""
+    start = np.zeros(5)
+    start[0] = 10.0
+
+    def model(first, other=None, size=1.0):
+        w = start.copy()
+        w[0] += first
+        if other is not None:
+            w[abs(other)] += size if other > 0 else -size
+        return w
+
+    honest = [model(0.5, axis) for axis in (1, -1, 2, -2, 3, -3)]
+    models = np.array([*honest, model(-0.5)])
+    last_round = start + 0.9 * (models - start)  # kept whole: the reference is their mean
+    result = DETECTORS.get("two_stage_guarded")(round_of(models, round=2, start=start), history_after(last_round))
+    assert result.reasons == {6: "update cosine -1.000 to the reference's < -0.2"}
+    assert result.cross_trainer_scores == pytest.approx({i: 1.0 for i in range(7)})
+    half = np.array([*honest[:3], *(model(-0.5, axis, 0.05) for axis in (1, 2, 3))])  # not copies
+    last_round = start + 0.9 * (half - start)
+    result = DETECTORS.get("two_stage_guarded")(round_of(half, round=2, start=start), history_after(last_round))
+    assert not any("update cosine" in why or "replay" in why for why in result.reasons.values())
+
+
+def test_guarded_rule_widens_its_guard_with_the_rounds_spread():
+    """Wine's honest distances of round 1 (8 shares of 15 rows), over their median: 1.5x the median
+    alone removes three, pass after pass; median + 2.5 scaled MADs (2.02x here) keeps them. A
+    round as tight as digits' keeps the 1.5x guard and still removes a model at 1.6x."""
+    wide = np.array([0.64, 0.77, 0.78, 0.93, 1.07, 1.32, 1.51, 1.54])
+    reasons: dict[int, str] = {}
+    _remove_beyond_boundary(wide, reasons, GUARDED_RULE)
+    assert reasons == {}
+    _remove_beyond_boundary(wide, reasons, dataclasses.replace(GUARDED_RULE, spread_guard=None))
+    assert sorted(reasons) == [5, 6, 7]
+    tight = np.array([0.98, 0.99, 1.0, 1.0, 1.01, 1.02, 1.03, 1.6])
+    reasons = {}
+    _remove_beyond_boundary(tight, reasons, GUARDED_RULE)
+    assert list(reasons) == [7]
 
 
 def honest_round(rng, n=8, d=50, spread=0.05):

@@ -124,6 +124,19 @@ def row_statistics(
     return RowStatistics(sq_norms, dots, previous_sq, sq_distances)
 
 
+def update_cosines(models: np.ndarray, start: np.ndarray, reference: np.ndarray) -> np.ndarray:
+    """cos(w_i - s, m - s) for every row, m the mean of the `reference` rows and s the start
+    model (0 where either update is zero): three gemvs, no copy of the matrix."""
+    models = np.asarray(models, dtype=np.float64)
+    weights = np.zeros(models.shape[0])
+    weights[reference] = 1.0 / len(reference)
+    direction = weights @ models - start
+    along = models @ direction - start @ direction
+    sq_updates = np.einsum("ij,ij->i", models, models) - 2.0 * (models @ start) + start @ start
+    denominator = np.sqrt(np.maximum(sq_updates, 0.0) * (direction @ direction))
+    return np.divide(along, denominator, out=np.zeros_like(along), where=denominator > 0)
+
+
 def rowwise_sq_distances(a: np.ndarray, b: np.ndarray, rows: np.ndarray) -> np.ndarray:
     """||a_i - b[rows[i]]||^2 for every row of `a` (inf where rows[i] < 0), from the difference
     itself (no cancellation: this is what near-equality checks need)."""

@@ -21,12 +21,19 @@ average; with fewer than 3 models stage 2 cannot fit sigma and keeps everyone.
   ones (a sign-flipped update). A repeat pass removes a model only if it is also more than 1.5x the
   median kept score, so one tight cluster of honest models is never eroded.
 
-`two_stage_guarded` (the market's default, after the replay check of guarded.py) also runs stage 2
-every round, guards its first pass, and fails a trainer in stage 1 only if its cosine is also
-under half the round's median: with an honest majority the median is an honest trainer's, and
-under DP-SGD honest models drift with the noise (digits, LR, epsilon 4: cosines 0.12 to 0.24, so
-the paper's 0.3 removed every trainer from round 2 on); without DP the median is near 1 and the
-paper's threshold binds as before.
+`two_stage_guarded` (the market's default, after the replay check of guarded.py) also:
+- runs stage 2 every round and guards its first pass too;
+- fails a trainer in stage 1 only if its cosine is also under half the round's median: with an
+  honest majority the median is an honest trainer's, and under DP-SGD honest models drift with the
+  noise (digits, LR, epsilon 4: cosines 0.12 to 0.24, so the paper's 0.3 removed every trainer from
+  round 2 on); without DP the median is near 1 and the paper's threshold binds as before;
+- removes an update pointing away from the reference's (cosine under -0.2), unless half of the
+  active ones or more do (then the reference itself was captured): a sign flip or a min-max
+  colluder can sit within the distance guard, not on the honest side;
+- widens the guard where the round's honest spread is wide: a model goes only beyond both 1.5x
+  the median distance and the median plus 2.5 scaled MADs (1.4826 MAD estimates sigma), so small
+  shares (wine: 15 rows each, honest distances 0.64 to 1.54x the median) are not eroded pass after
+  pass, while a tight round keeps the 1.5x guard.
 
 Cost: after round 1 the rule makes one fused pass over the models (norms, cosines and distances
 together, fedmarket/algorithms/linalg.row_statistics); round 1 builds one Gram matrix for m-Krum.
@@ -39,7 +46,7 @@ from functools import partial
 
 import numpy as np
 
-from fedmarket.algorithms.linalg import row_statistics
+from fedmarket.algorithms.linalg import row_statistics, update_cosines
 from fedmarket.algorithms.outliers.base import DETECTORS, Detection, History, RoundInput
 from fedmarket.algorithms.outliers.krum import multi_krum_select
 
@@ -56,6 +63,8 @@ class TwoStageRule:
     every_round: bool = False  # run stage 2 even when stage 1 saw no attack
     guard_first_pass: bool = False  # apply the masking-ratio guard on the first pass too
     median_cosine_ratio: float | None = None  # stage 1 fails a trainer only below this x the median too
+    direction_cosine: float | None = None  # remove updates at a cosine below this to the reference's
+    spread_guard: float | None = None  # the guard is also at least median + this x 1.4826 MAD
 
 
 def reference_size(n: int) -> int:
@@ -89,9 +98,12 @@ def detect(round: RoundInput, history: History, rule: TwoStageRule) -> Detection
     reasons: dict[int, str] = {}
     if rule.remove_cross_round_failures:
         reasons = {i: f"cross-round cosine {cross_round[i]:.3f} < {threshold:.3g}" for i in sorted(failed)}
+    if rule.direction_cosine is not None and n >= 3:
+        reasons.update(_pointing_away(round, reference, reasons, rule.direction_cosine))
     sq_distances = stats.sq_distances
-    if reasons and set(reference.tolist()) & set(reasons):
-        # the reference must not average in the models stage 1 just removed: one more pass
+    if round.round > 1 and reasons and set(reference.tolist()) & set(reasons):
+        # the reference must not average in the models just removed: one more pass (round 1's
+        # m-Krum reference is the round's own choice, and stays)
         reference = reference_rows(round, history, exclude=set(reasons))
         sq_distances = row_statistics(models, None, previous_rows, reference).sq_distances
 
@@ -111,6 +123,17 @@ def detect(round: RoundInput, history: History, rule: TwoStageRule) -> Detection
     )
 
 
+def _pointing_away(round: RoundInput, reference: np.ndarray, reasons: dict[int, str], limit: float) -> dict[int, str]:
+    """Active updates whose cosine to the reference's update is below `limit`; none where half of
+    the active updates or more are (the reference would be the captured side)."""
+    cosines = update_cosines(round.models, round.start, reference)
+    active = [i for i in range(round.size) if i not in reasons]
+    away = [i for i in active if cosines[i] < limit]
+    if 2 * len(away) >= len(active):
+        return {}
+    return {i: f"update cosine {cosines[i]:.3f} to the reference's < {limit:g}" for i in away}
+
+
 def _remove_beyond_boundary(distances: np.ndarray, reasons: dict[int, str], rule: TwoStageRule) -> float | None:
     """Algorithm 1's mu + k sigma cut, repeated `rule.passes` times; fills `reasons`."""
     active = np.array([i for i in range(len(distances)) if i not in reasons], dtype=np.int64)
@@ -123,7 +146,11 @@ def _remove_beyond_boundary(distances: np.ndarray, reasons: dict[int, str], rule
         boundary = mu + rule.boundary_sigmas * sigma
         outside = d > boundary
         if pass_no > 0 or rule.guard_first_pass:
-            outside &= d > rule.masking_ratio * float(np.median(d))
+            median = float(np.median(d))
+            guard = rule.masking_ratio * median
+            if rule.spread_guard is not None:
+                guard = max(guard, median + rule.spread_guard * 1.4826 * float(np.median(np.abs(d - median))))
+            outside &= d > guard
         for i in active[outside]:
             reasons[int(i)] = (
                 f"cross-trainer distance {distances[i]:.4g} > mu + {rule.boundary_sigmas:g} sigma = {boundary:.4g}"
@@ -138,7 +165,13 @@ def _remove_beyond_boundary(distances: np.ndarray, reasons: dict[int, str], rule
 PAPER_RULE = TwoStageRule()
 ITERATED_RULE = TwoStageRule(passes=3, remove_cross_round_failures=True)
 GUARDED_RULE = TwoStageRule(
-    passes=3, remove_cross_round_failures=True, every_round=True, guard_first_pass=True, median_cosine_ratio=0.5
+    passes=3,
+    remove_cross_round_failures=True,
+    every_round=True,
+    guard_first_pass=True,
+    median_cosine_ratio=0.5,
+    direction_cosine=-0.2,
+    spread_guard=2.5,
 )
 
 DETECTORS.register("two_stage")(partial(detect, rule=PAPER_RULE))
