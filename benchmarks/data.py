@@ -27,6 +27,9 @@ class DataRow(BaseModel):
     data: str
     model: str
     malicious: int
+    rounds: int
+    batch_size: int
+    learning_rate: float
     rows: int
     features: int
     classes: int
@@ -36,12 +39,30 @@ class DataRow(BaseModel):
     demo_wall_s: float
 
 
-def run(sources: list[str], kind: ModelKind, label_column: str, malicious: int, store_dir: Path) -> list[DataRow]:
+def run(
+    sources: list[str],
+    kind: ModelKind,
+    label_column: str,
+    malicious: int,
+    store_dir: Path,
+    *,
+    rounds: int = 5,
+    batch_size: int | None = None,
+    learning_rate: float | None = None,
+) -> list[DataRow]:
     rows = []
     for source in sources:
-        config = DemoConfig(data=source, label_column=label_column, model=kind, malicious=malicious)
+        config = DemoConfig(
+            data=source,
+            label_column=label_column,
+            model=kind,
+            malicious=malicious,
+            rounds=rounds,
+            batch_size=batch_size,
+            learning_rate=learning_rate,
+        )
         schema, dataset = demo_data(source, label_column)
-        task = TaskSpec.for_data(schema or DataSchema(), kind)
+        task = TaskSpec.for_data(schema or DataSchema(), kind).model_copy(update={"training": config.training()})
         pool, owner_data = owner_split(dataset, owner_fraction=config.owner_fraction, seed=config.seed)
         platform = Platform.from_settings(Settings(store_dir=store_dir / source.replace("/", "_")))
         with use_platform(platform):
@@ -58,6 +79,9 @@ def run(sources: list[str], kind: ModelKind, label_column: str, malicious: int, 
                 data=source,
                 model=kind.value,
                 malicious=malicious,
+                rounds=rounds,
+                batch_size=task.training.batch_size,
+                learning_rate=task.training.learning_rate,
                 rows=len(dataset),
                 features=task.model.in_features,
                 classes=task.model.classes,

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
+from typing import Annotated
 
 import typer
 from eth_utils import is_address, to_checksum_address
@@ -15,6 +16,13 @@ from rich.table import Table
 CHAIN = "FEDMARKET_CHAIN_RPC_URL (node), FEDMARKET_STORE_BACKEND/FEDMARKET_STORE_DIR/FEDMARKET_KUBO_API_URL (store)"
 KEY = "FEDMARKET_KEY_FILE or FEDMARKET_ETH_PRIVATE_KEY (this party's key)"
 err = Console(stderr=True)
+
+# how trainers train, chosen by the task's owner (demo, owner create, bench data)
+BatchSize = Annotated[int | None, typer.Option(help="trainers' batch size (default 16)")]
+LearningRate = Annotated[
+    float | None, typer.Option(help="trainers' learning rate (default: lr 1.0, mlp 0.3, cnn and module 0.1)")
+]
+LocalEpochs = Annotated[int | None, typer.Option(help="epochs each trainer trains per round (default 5)")]
 
 
 def print_json(payload: dict) -> None:

@@ -10,7 +10,17 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from fedmarket_cli._common import BUILTIN_MODEL, emit, fmt, int_list, problems, str_list, usage_error
+from fedmarket_cli._common import (
+    BUILTIN_MODEL,
+    BatchSize,
+    LearningRate,
+    emit,
+    fmt,
+    int_list,
+    problems,
+    str_list,
+    usage_error,
+)
 
 app = typer.Typer(
     help='Benchmarks: each prints a table, or with --json one object {"rows": [...]}.', no_args_is_help=True
@@ -242,9 +252,12 @@ def bench_data(
     label_column: Annotated[str, typer.Option(help="for files: the column holding each row's label")] = "label",
     model: Annotated[str, typer.Option(**BUILTIN_MODEL, help="lr | mlp | cnn")] = "lr",
     malicious: Annotated[int, typer.Option(min=0, max=3, help="attacking trainers of the 8 (their rows are lost)")] = 0,
+    rounds: Annotated[int, typer.Option(min=1, help="market rounds")] = 5,
+    batch_size: BatchSize = None,
+    learning_rate: LearningRate = None,
     as_json: Annotated[bool, typer.Option("--json", help='print {"rows": [...]}')] = False,
 ) -> None:
-    """The demo market (8 trainers, 5 rounds) on each data set against centralised training of
+    """The demo market (8 trainers, 5 rounds by default) on each data set against centralised training of
     the same model on all trainers' rows (as many epochs as a trainer trains in the market); both
     scored on the owner's held-out data. Target, without attackers: gap within 2 points. Reads
     the FEDMARKET_* settings (a temporary store)."""
@@ -258,7 +271,19 @@ def bench_data(
     if not sources:
         raise usage_error("--data", "no data set named")
     with tempfile.TemporaryDirectory(prefix="fedmarket-bench-data-") as tmp:
-        rows = run(sources, ModelKind(model), label_column, malicious, Path(tmp))
+        try:
+            rows = run(
+                sources,
+                ModelKind(model),
+                label_column,
+                malicious,
+                Path(tmp),
+                rounds=rounds,
+                batch_size=batch_size,
+                learning_rate=learning_rate,
+            )
+        except ValueError as exc:
+            raise usage_error("options", problems(exc)) from None
     emit(
         rows,
         as_json,
@@ -266,6 +291,9 @@ def bench_data(
         [
             "data",
             "model",
+            "rounds",
+            "batch_size",
+            "learning_rate",
             "rows",
             "features",
             "classes",

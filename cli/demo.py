@@ -13,7 +13,17 @@ from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
 from fedmarket.errors import FedMarketError
-from fedmarket_cli._common import MODEL, SPLIT, err, eth, problems, usage_error
+from fedmarket_cli._common import (
+    MODEL,
+    SPLIT,
+    BatchSize,
+    LearningRate,
+    LocalEpochs,
+    err,
+    eth,
+    problems,
+    usage_error,
+)
 
 
 def demo(
@@ -50,6 +60,9 @@ def demo(
         bool, typer.Option("--prove", help="prove every round and the settlement with EZKL, verified on chain")
     ] = False,
     test_rows: Annotated[int, typer.Option(help="with --prove: rows of the test chunk the settlement proves")] = 20,
+    batch_size: BatchSize = None,
+    learning_rate: LearningRate = None,
+    local_epochs: LocalEpochs = None,
     dp_epsilon: Annotated[
         float | None,
         typer.Option(
@@ -84,6 +97,9 @@ def demo(
             prove=prove,
             test_rows=test_rows,
             dp_epsilon=dp_epsilon,
+            batch_size=batch_size,
+            learning_rate=learning_rate,
+            local_epochs=local_epochs,
         )
     except ValueError as exc:
         raise usage_error("options", problems(exc)) from None

@@ -16,8 +16,13 @@ from fedmarket_cli._common import (
     INPUT_FILE,
     KEY,
     MODEL,
+    BatchSize,
+    LearningRate,
+    LocalEpochs,
     print_json,
+    problems,
     read_schema,
+    usage_error,
 )
 
 app = typer.Typer(
@@ -77,8 +82,42 @@ def owner_create(
             help="the task's data schema, JSON (`fedmarket data profile FILE` proposes one); unset: digits'",
         ),
     ] = None,
+    batch_size: BatchSize = None,
+    learning_rate: LearningRate = None,
+    local_epochs: LocalEpochs = None,
+    dp_noise_multiplier: Annotated[
+        float | None,
+        typer.Option(
+            help="require DP-SGD of every trainer (Opacus) with this noise multiplier; needs --dp-epsilon-budget"
+        ),
+    ] = None,
+    dp_epsilon_budget: Annotated[
+        float | None, typer.Option(help="with DP-SGD: the epsilon past which a trainer refuses to train")
+    ] = None,
+    dp_max_grad_norm: Annotated[float, typer.Option(help="with DP-SGD: per-sample clipping norm")] = 1.0,
+    dp_delta: Annotated[float, typer.Option(help="with DP-SGD: delta")] = 1e-5,
 ) -> None:
     from fedmarket_flows.owner import create_market_flow
+    from fedmarket_schemas.market import DifferentialPrivacy, ModelKind, TrainingConfig
+
+    chosen = {"batch_size": batch_size, "learning_rate": learning_rate, "local_epochs": local_epochs}
+    training = {k: v for k, v in chosen.items() if v is not None}
+    privacy = None
+    try:
+        TrainingConfig.for_model(ModelKind.lr, **training)
+        if (dp_noise_multiplier is None) != (dp_epsilon_budget is None):
+            raise usage_error(
+                "--dp-noise-multiplier", "DP-SGD needs both --dp-noise-multiplier and --dp-epsilon-budget"
+            )
+        if dp_noise_multiplier is not None:
+            privacy = DifferentialPrivacy(
+                noise_multiplier=dp_noise_multiplier,
+                epsilon_budget=dp_epsilon_budget,
+                max_grad_norm=dp_max_grad_norm,
+                delta=dp_delta,
+            )
+    except ValueError as exc:
+        raise usage_error("options", problems(exc)) from None
 
     print_json(
         create_market_flow(
@@ -96,6 +135,8 @@ def owner_create(
             prove_rounds=prove_rounds,
             test_rows=prove_settlement_rows,
             data_schema=read_schema(schema),
+            training=training,
+            privacy=privacy,
         )
     )
 

@@ -58,6 +58,18 @@ class DemoConfig(BaseModel):
     dp_epsilon: float | None = Field(
         None, gt=0, description="every trainer trains with DP-SGD within this epsilon over the whole market"
     )
+    batch_size: int | None = Field(None, gt=0, description="trainers' batch size; unset: the model's default")
+    learning_rate: float | None = Field(None, gt=0, description="unset: the model's default")
+    local_epochs: int | None = Field(None, gt=0, description="epochs each trainer trains a round; unset: 5")
+
+    def training(self) -> TrainingConfig:
+        overrides = {
+            "batch_size": self.batch_size,
+            "learning_rate": self.learning_rate,
+            "local_epochs": self.local_epochs,
+        }
+        return TrainingConfig.for_model(self.model, **{k: v for k, v in overrides.items() if v is not None})
+
     participation_reward_wei: int = ETHER // 100
     trainer_bond_wei: int = ETHER // 100
     aggregator_fee_wei: int = ETHER // 20
@@ -137,9 +149,7 @@ def demo_flow(config: DemoConfig | dict | None = None, progress: Progress | None
     privacy = None
     if config.dp_epsilon is not None:  # noise enough for the smallest share to train every round
         smallest = min(len(d.labels) for d in datasets)
-        privacy = for_budget(
-            config.dp_epsilon, TrainingConfig.for_model(config.model), rows=smallest, rounds=config.rounds
-        )
+        privacy = for_budget(config.dp_epsilon, config.training(), rows=smallest, rounds=config.rounds)
     market, created, _, task = publish_market(
         owner.address,
         owner_data,
@@ -156,6 +166,7 @@ def demo_flow(config: DemoConfig | dict | None = None, progress: Progress | None
         schedule=config.schedule,
         prove_rounds=config.prove,
         test_rows=config.test_rows if config.prove else None,
+        training=config.training(),
         privacy=privacy,
     )
     deposit = market.deposit()

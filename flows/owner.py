@@ -10,7 +10,7 @@ from prefect import flow, get_run_logger
 from fedmarket.context import current_platform
 from fedmarket.errors import ConfigError
 from fedmarket.ml.formats import load_dataset
-from fedmarket_schemas.market import DataSchema, model_choice
+from fedmarket_schemas.market import DataSchema, DifferentialPrivacy, TrainingConfig, model_choice
 from fedmarket_tasks.owner import DEFAULT_SCHEDULE, publish_market
 
 
@@ -31,7 +31,11 @@ def create_market_flow(
     prove_rounds: bool = False,
     test_rows: int | None = None,
     data_schema: DataSchema | None = None,
+    training: dict | None = None,
+    privacy: DifferentialPrivacy | None = None,
 ) -> dict:
+    """`training`: TrainingConfig fields that replace the model's defaults; `privacy`: DP-SGD
+    every trainer must train with."""
     if not Path(data_file).exists():
         raise ConfigError(f"owner data file {data_file} does not exist")
     kind, module = model_choice(model)
@@ -53,6 +57,8 @@ def create_market_flow(
         schedule=DEFAULT_SCHEDULE,
         prove_rounds=prove_rounds,
         test_rows=test_rows,
+        training=TrainingConfig.for_model(kind, **(training or {})),
+        privacy=privacy,
     )
     market, tx = published.market, published.created
     get_run_logger().info("created market %s (deposit %d wei) in %s", market.address, market.deposit(), tx.tx_hash)

@@ -29,6 +29,7 @@ from fedmarket_schemas.market import (
     ModelKind,
     RewardSchedule,
     TaskSpec,
+    TrainingConfig,
 )
 from fedmarket_tasks.common import once_task
 
@@ -54,6 +55,7 @@ def publish_market(
     detector: str | None = None,
     schema: DataSchema | None = None,
     module: str | None = None,
+    training: TrainingConfig | None = None,
     privacy: DifferentialPrivacy | None = None,
     **terms,
 ) -> Published:
@@ -66,7 +68,8 @@ def publish_market(
     proven rule in a proven market, else DEFAULT_DETECTOR); a proven market refuses a rule no
     circuit proves. `schema`: what the data looks like (default: digits'); the model reads its
     features and classes. `module`: with kind module, the owner's 'package.module:Class', whose
-    architecture the task pins. `privacy`: DP-SGD that every trainer must train with
+    architecture the task pins. `training`: how trainers train (default: the model's,
+    `TrainingConfig.for_model`). `privacy`: DP-SGD that every trainer must train with
     (fedmarket.ml.privacy). `terms`: the other MarketSpec fields."""
     platform = current_platform()
     owner = platform.party(owner)
@@ -89,7 +92,7 @@ def publish_market(
         # a proven settlement pays what its circuit proves
         contribution=PROVEN_CONTRIBUTION if test_rows is not None else DEFAULT_METRIC,
     )
-    training = task.training.model_copy(update={"dp": privacy})
+    training = (training or task.training).model_copy(update={"dp": privacy})
     task = task.model_copy(update={"model": pin_architecture(task.model), "training": training})
     require_valid(check_dataset(data.features, data.labels, task.data_schema, dataset="owner"))
     raw = encode_dataset(data)

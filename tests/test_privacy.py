@@ -170,3 +170,29 @@ def test_a_dp_market_reports_every_trainers_epsilon_and_passes_its_audit(tmp_pat
     rows = latest_artifact(artifact_key(report.market, "round", 2)).data
     assert all(f'"dp_epsilon": {second[t]}' in rows for t in trainers)
     assert '"dp_epsilon"' in latest_artifact(artifact_key(report.market, "trainers")).data
+
+
+def test_the_published_task_carries_the_owners_training_and_dp_terms(platform):
+    """What `fedmarket owner create --batch-size 8 --dp-noise-multiplier 1.1 --dp-epsilon-budget 6`
+    publishes: the task under the market's CID holds both, so every trainer reads them."""
+    from fedmarket_schemas.market import DifferentialPrivacy, ModelKind, RewardSchedule
+    from fedmarket_tasks.owner import publish_market
+    from tests.helpers import party
+
+    owner, aggregator = party(platform, "owner"), party(platform, "aggregator")
+    privacy = DifferentialPrivacy(noise_multiplier=1.1, epsilon_budget=6.0)
+    market, *_ = publish_market(
+        owner.address,
+        load_digits_dataset().subset(np.arange(300)),
+        ModelKind.lr,
+        training=TrainingConfig.for_model(ModelKind.lr, batch_size=8),
+        privacy=privacy,
+        aggregator=aggregator.address,
+        aggregator_key="0x" + aggregator.public_box_key.hex(),
+        trainers=3,
+        rounds=2,
+        participation_reward_wei=10**15,
+        schedule=RewardSchedule(thresholds_bps=(5000,), pools_wei=(10**17,)),
+    )
+    task = TaskSpec.model_validate_json(platform.store.get(market.spec_cid()))
+    assert task.training == TrainingConfig(batch_size=8, learning_rate=1.0, dp=privacy)
