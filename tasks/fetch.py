@@ -61,6 +61,7 @@ def fetch_submissions(
     indices: dict[str, int] = {}
     rejected: dict[str, Rejection] = {}
     submissions = market.submissions(round)
+    sender_keys = market.encryption_keys([s.trainer for s in submissions])
     first_seen = market.first_submissions()
     proven = market.round_verifier() is not None
     if proven and model is None:
@@ -73,7 +74,7 @@ def fetch_submissions(
         envelope_key = None
         try:
             envelope = Envelope.parse(platform.store.get(sub.cid))
-            envelope_key = submission_key(envelope, recipient=box_key, sender=market.encryption_key(sub.trainer))
+            envelope_key = submission_key(envelope, recipient=box_key, sender=sender_keys[sub.trainer])
             plaintext = open_with_key(envelope, envelope_key, context)
             committed(plaintext, sub.commitment, model, proven)
         except UNUSABLE as exc:

@@ -413,3 +413,23 @@ def test_bonds_are_returned_at_the_reveal_and_forfeited_without_one(any_platform
     assert market.owed(members[2].address) == 0 and market.owed(members[1].address) == bond
     assert_ledger_matches(market)
     assert market.balance() == market.total_owed() + market.undistributed()
+
+
+def test_a_rounds_per_trainer_reads_are_one_batch_on_a_node(any_platform, monkeypatch):
+    """Submissions and registered keys: what one read per trainer gives, in one JSON-RPC batch on
+    a node (one by one in process, where there are no round trips)."""
+    market, _, aggregator, members, _ = create_market(any_platform)
+    open_round(any_platform, market, aggregator)
+    submit_all(any_platform, market, members, 1)
+    provider = any_platform.chain._w3.provider
+    batches = []
+    if hasattr(provider, "make_batch_request"):
+        original = provider.make_batch_request
+        monkeypatch.setattr(
+            provider, "make_batch_request", lambda requests: batches.append(len(requests)) or original(requests)
+        )
+    submissions = market.submissions(1)
+    keys = market.encryption_keys([m.address for m in members])
+    assert [s.commitment for s in submissions] == [market.commitment_of(1, i) for i in range(3)] == [COMMITMENT] * 3
+    assert keys == {m.address: m.public_box_key for m in members}
+    assert batches == ([] if any_platform.chain.in_process else [3, 3])

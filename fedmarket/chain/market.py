@@ -233,6 +233,11 @@ class MarketClient:
     def encryption_key(self, trainer: str) -> bytes:
         return bytes(self._read("encryptionKeyOf", Web3.to_checksum_address(trainer)))
 
+    def encryption_keys(self, trainers: list[str]) -> dict[str, bytes]:
+        """Each trainer's registered key, read in one batch."""
+        calls = [self._f.encryptionKeyOf(Web3.to_checksum_address(t)) for t in trainers]
+        return {t: bytes(k) for t, k in zip(trainers, self.chain.call_many(calls, block=self.block))}
+
     def spec_cid(self) -> str:
         return str(cid_from_digest(bytes(self._read("specCid"))))
 
@@ -355,11 +360,13 @@ class MarketClient:
         index_of = {t: i for i, t in enumerate(trainers)}
         out = []
         logs = self.events("UpdateSubmitted", round=round)
-        for log in logs:
+        calls = [self._f.commitmentOf(round, index_of[log["args"]["trainer"]]) for log in logs]
+        stored = [hex32(c) for c in self.chain.call_many(calls, block=self.block)]
+        for log, in_storage in zip(logs, stored):
             trainer = log["args"]["trainer"]
             index = index_of[trainer]
             commitment = hex32(log["args"]["commitment"])
-            if self.commitment_of(round, index) != commitment:
+            if in_storage != commitment:
                 raise ProtocolError(f"event and storage disagree on {trainer}'s round-{round} commitment")
             out.append(
                 Submission(
