@@ -1,10 +1,11 @@
 """Differential privacy for trainers: DP-SGD (Abadi et al., CCS 2016) with Opacus, and what it
 spends counted by Opacus's RDP accountant (Mironov, CSF 2017).
 
-sources/004 (section III, "Privacy") lets trainers "opt for differential privacy" before
-uploading. Departures: here the task requires it of every trainer, with one noise multiplier and
-clipping norm, so that the detector compares updates noised alike and the owner knows what each
-update gives away; and a trainer refuses a round that would take it past the task's budget.
+sources/004 (section II, key feature 2, "Privacy") lets trainers "opt for differential
+privacy" before uploading. Departures: here the task requires it of every trainer, with one
+noise multiplier and clipping norm, so that the detector compares updates noised alike and the
+owner knows what each update gives away; and a trainer refuses a round that would take it past
+the task's budget.
 
 A trainer trains `local_epochs` epochs of Poisson-sampled batches each round, at Opacus's sample
 rate 1 / ceil(rows / batch_size), so what it has spent after r rounds follows from the task and
