@@ -24,16 +24,16 @@ average; with fewer than 3 models stage 2 cannot fit sigma and keeps everyone.
 `two_stage_guarded` (the market's default, after the replay check of guarded.py) also:
 - runs stage 2 every round and guards its first pass too;
 - fails a trainer in stage 1 only if its cosine is also under half the round's median: with an
-  honest majority the median is an honest trainer's, and under DP-SGD honest models drift with the
-  noise (digits, LR, epsilon 4: cosines 0.12 to 0.24, so the paper's 0.3 removed every trainer from
-  round 2 on); without DP the median is near 1 and the paper's threshold binds as before;
+  honest majority the median is an honest trainer's; under DP-SGD honest models drift with the
+  noise, all below the paper's 0.3, while without DP the median is near 1 and the paper's
+  threshold binds as before;
 - removes an update pointing away from the reference's (cosine under -0.2), unless half of the
   active ones or more do (then the reference itself was captured): a sign flip or a min-max
   colluder can sit within the distance guard, not on the honest side;
 - widens the guard where the round's honest spread is wide: a model goes only beyond both 1.5x
   the median distance and the median plus 2.5 scaled MADs (1.4826 MAD estimates sigma), so small
-  shares (wine: 15 rows each, honest distances 0.64 to 1.54x the median) are not eroded pass after
-  pass, while a tight round keeps the 1.5x guard.
+  shares, whose honest models lie far apart, are not eroded pass after pass, while a tight round
+  keeps the 1.5x guard.
 
 Cost: after round 1 the rule makes one fused pass over the models (norms, cosines and distances
 together, fedmarket/algorithms/linalg.row_statistics); round 1 builds one Gram matrix for m-Krum.
