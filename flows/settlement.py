@@ -25,7 +25,7 @@ from fedmarket_tasks.aggregate import accuracy_of
 from fedmarket_tasks.cache import prune_results
 from fedmarket_tasks.chain_ops import settle, withdraw
 from fedmarket_tasks.contribute import assess_contributions, to_onchain
-from fedmarket_tasks.load import benign_models, load_round, privacy_reported
+from fedmarket_tasks.load import benign_models, load_round, privacy_reported, reported_epsilon
 from fedmarket_tasks.prove import prove_settlement_step, proven_contributions
 from fedmarket_tasks.report import accuracy_plot, progress, publish_settlement
 from fedmarket_tasks.store_ops import get_bytes, put_bytes
@@ -48,11 +48,15 @@ def settlement_flow(market: str, aggregator: str | None = None, withdraw_fee: bo
 
     proven = client.settlement_verifier() is not None
     with progress(client.address, "settlement", steps=(0 if proven else rounds) + 2) as step:
-        history = []
+        history, dp_epsilon = [], {}
         if not proven:  # every round's benign models, the float RLOO's input; a proof needs the last only
             for r in range(1, rounds + 1):
-                history.append(benign_models(client, aggregator, r, context))
+                loaded = load_round(client, aggregator, r, context)
+                history.append(benign_models(loaded, client.round_state(r).benign_mask))
+                dp_epsilon.update(reported_epsilon(loaded))
                 step()
+        elif spec.training.dp:
+            dp_epsilon = privacy_reported(client, aggregator, rounds, context)
         final_cid, _ = client.aggregate_of(rounds)
         final_model = decode_update(get_bytes(final_cid), spec.model)
         final_accuracy = accuracy_of(final_model, context.test, spec.model)
@@ -101,7 +105,7 @@ def settlement_flow(market: str, aggregator: str | None = None, withdraw_fee: bo
         tx_hash=tx.tx_hash,
         verifier=verifier,
         verified=bool(credited["verified"]),
-        dp_epsilon=privacy_reported(client, aggregator, rounds, context) if spec.training.dp else {},
+        dp_epsilon=dp_epsilon,
     )
     if withdraw_fee and client.owed(aggregator) > 0:
         withdraw(client.address, aggregator)

@@ -79,18 +79,21 @@ def history_before(market: MarketClient, aggregator: str, round: int, context: M
     return history
 
 
-def benign_models(market: MarketClient, aggregator: str, round: int, context: MarketContext) -> RoundModels:
-    """Round `round`'s benign models (by the mask on chain), for the contribution metric."""
-    loaded = load_round(market, aggregator, round, context)
-    mask = market.round_state(round).benign_mask
-    rows = [k for k, i in enumerate(loaded.models.indices) if mask >> i & 1]
-    return RoundModels(round, [loaded.models.trainers[k] for k in rows], loaded.models.matrix[rows], loaded.start_model)
+def benign_models(loaded: LoadedRound, benign_mask: int) -> RoundModels:
+    """A loaded round's benign models (by the mask on chain), for the contribution metric."""
+    rows = [k for k, i in enumerate(loaded.models.indices) if benign_mask >> i & 1]
+    models = loaded.models
+    return RoundModels(models.round, [models.trainers[k] for k in rows], models.matrix[rows], loaded.start_model)
+
+
+def reported_epsilon(loaded: LoadedRound) -> dict[str, float]:
+    """DP-SGD task: the epsilon each trainer of a loaded round reported spent."""
+    return {trainer: spent.epsilon for trainer, spent in loaded.models.privacy.items()}
 
 
 def privacy_reported(market: MarketClient, aggregator: str, rounds: int, context: MarketContext) -> dict[str, float]:
     """DP-SGD task: the epsilon each trainer reported spent in its latest usable update."""
     latest: dict[str, float] = {}
     for round in range(1, rounds + 1):
-        for trainer, spent in load_round(market, aggregator, round, context).models.privacy.items():
-            latest[trainer] = spent.epsilon
+        latest.update(reported_epsilon(load_round(market, aggregator, round, context)))
     return latest
