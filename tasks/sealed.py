@@ -1,12 +1,12 @@
 """How round steps persist their results: sealed, and with the bulk stored once as raw arrays.
 
-Prefect's default serializer pickles a result, base64-encodes it and wraps it in JSON: at a round
-of 100 trainers and 1M parameters that is several copies of an 800 MB matrix, in plaintext, on
-the aggregator's disk. `SealedSerializer` instead moves every large array or byte string out of
-the pickle into the vault (fedmarket/vault.py: raw, AES-GCM sealed, by digest, under the step's
-round key) and seals the small remainder with the same key, so Prefect's record holds only a
-few kilobytes of ciphertext. The remainder is a stdlib pickle of the project's own types: it is
-authenticated under the aggregator's key before anything is unpickled.
+Prefect's default serializer pickles a result, base64-encodes it and wraps it in JSON: the
+round's opened updates, copied several times over, in plaintext, on the aggregator's disk.
+`SealedSerializer` instead moves every large array or byte string out of the pickle into the
+vault (fedmarket/vault.py: raw, AES-GCM sealed, under the step's round key) and puts the small
+remainder there too, so Prefect's record is only a reference to it. The remainder is a stdlib
+pickle of the project's own types: it is authenticated under the results key before anything is
+unpickled.
 """
 
 from __future__ import annotations

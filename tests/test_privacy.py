@@ -8,7 +8,7 @@ import pytest
 from opacus.accountants import RDPAccountant
 
 from fedmarket.commitments import commit
-from fedmarket.errors import PrivacyBudgetError, PrivacyReportError
+from fedmarket.errors import MalformedUpdateError, PrivacyBudgetError, PrivacyReportError
 from fedmarket.ml.data import encode_dataset, load_digits_dataset
 from fedmarket.ml.models import parameter_count
 from fedmarket.ml.privacy import for_budget, spent
@@ -112,7 +112,7 @@ def test_a_malformed_report_or_header_is_named():
     bad = header_len.to_bytes(8, "little") + bad[8:]
     with pytest.raises(PrivacyReportError, match="privacy report is malformed: Field required"):
         check_privacy(bad, training)
-    with pytest.raises(Exception, match="update header is not safetensors JSON"):
+    with pytest.raises(MalformedUpdateError, match="update header is not safetensors JSON"):
         header_metadata(b"\x05")
 
 
