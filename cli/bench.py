@@ -381,3 +381,25 @@ def bench_dp(
         "DP-SGD: accuracy and detection against epsilon (8 trainers)",
         [*columns, "cross_trainer_accuracy"],
     )
+
+
+@app.command("secagg")
+def bench_secagg(
+    trainers: Annotated[str, typer.Option(help="comma-separated market sizes L")] = "8,32",
+    params: Annotated[str, typer.Option(help="comma-separated model sizes d")] = "650,100000",
+    rounds: Annotated[int, typer.Option(min=1, max=64, help="rounds each key bundle covers")] = 5,
+    as_json: Annotated[bool, typer.Option("--json", help='print {"rows": [...]}')] = False,
+) -> None:
+    """What secure aggregation costs each party: dealing keys, masking, revealing shares and
+    rebuilding the survivors' sum with a quarter of the trainers dropped after masking (seconds
+    per trainer, bytes published). Reads no settings."""
+    from fedmarket_benchmarks.secagg import run
+
+    rows = run(int_list(trainers, "--trainers", minimum=2), int_list(params, "--params"), rounds=rounds)
+    columns = ["trainers", "params", "dropped", "bundle_s", "bundle_bytes", "open_shares_s", "mask_s"]
+    emit(
+        rows,
+        as_json,
+        "Secure aggregation: cost per trainer and for the aggregator",
+        [*columns, "reveal_s", "reveal_bytes", "recover_s", "max_abs_error"],
+    )

@@ -119,6 +119,19 @@ class CommitmentMismatchError(ProtocolError):
     """An opened update is not the one its trainer committed to on chain."""
 
 
+# ---------------------------------------------------------------- secure aggregation
+class SecureAggregationError(ProtocolError):
+    """A secure-aggregation round cannot be unmasked from what was published (fedmarket/secagg)."""
+
+
+class InvalidShareError(SecureAggregationError):
+    """A revealed share, or a secret rebuilt from shares, is not the one its dealer committed to."""
+
+
+class NotEnoughSharesError(SecureAggregationError):
+    """Fewer valid shares of a secret were revealed than the threshold needs."""
+
+
 # ---------------------------------------------------------------- proofs
 class ZKError(FedMarketError):
     """The EZKL toolchain failed, or values cannot enter a circuit (off the grid, out of range)."""

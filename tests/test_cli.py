@@ -175,3 +175,11 @@ def test_bench_contribution_json():
     }
     rare = next(f for f in fairness if f["method"] == "update_shapley")
     assert rare["meets"]  # the rare-label trainer is among the top two
+
+
+def test_bench_secagg_json():
+    rows = bench_json("secagg", "--trainers", "4,8", "--params", "64", "--rounds", "2")
+    assert [(r["trainers"], r["dropped"]) for r in rows] == [(4, 1), (8, 2)]
+    for r in rows:
+        assert r["masked_bytes"] == 8 * 64 and r["bundle_bytes"] > 0 and r["reveal_bytes"] > 0
+        assert r["max_abs_error"] <= 2.0**-9  # the survivors' mean, within the grid's rounding

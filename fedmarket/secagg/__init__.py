@@ -1,0 +1,37 @@
+"""Secure aggregation: trainers mask their models so that the aggregator, and anyone else, learns
+only the sum of the survivors' models (Bonawitz et al., "Practical Secure Aggregation for
+Privacy-Preserving Machine Learning", CCS 2017; OmniLytics, sources/000, aggregates this way).
+
+- `shamir`: threshold sharing of 16-byte seeds (pycryptodome's Shamir).
+- `masks`: the fixed-point ring, the seeded mask streams, masking and unmasking.
+- `protocol`: per-round seeds, the key bundle a trainer publishes once, the share reveal it
+  publishes each round, and rebuilding a round's sum from what was published.
+"""
+
+from fedmarket.secagg.masks import MaskContext, decode_sum, encode_model
+from fedmarket.secagg.protocol import (
+    RoundSecrets,
+    Trainer,
+    make_bundle,
+    make_reveal,
+    mask_model,
+    open_bundle_shares,
+    recover_sum,
+    round_secrets,
+    threshold_for,
+)
+
+__all__ = [
+    "MaskContext",
+    "RoundSecrets",
+    "Trainer",
+    "decode_sum",
+    "encode_model",
+    "make_bundle",
+    "make_reveal",
+    "mask_model",
+    "open_bundle_shares",
+    "recover_sum",
+    "round_secrets",
+    "threshold_for",
+]

@@ -1,0 +1,219 @@
+"""Secure aggregation (fedmarket/secagg): masks cancel, dropouts are recovered from shares, and
+nothing the aggregator receives tells it one trainer's model."""
+
+from __future__ import annotations
+
+import os
+
+import numpy as np
+import pytest
+from pydantic import ValidationError
+
+from fedmarket.crypto import generate_private_key, public_key_bytes
+from fedmarket.errors import DecryptionError, InvalidShareError, NotEnoughSharesError
+from fedmarket.fixed_point import quantize
+from fedmarket.secagg import (
+    MaskContext,
+    Trainer,
+    decode_sum,
+    make_bundle,
+    make_reveal,
+    mask_model,
+    open_bundle_shares,
+    recover_sum,
+    round_secrets,
+    shamir,
+    threshold_for,
+)
+from fedmarket.secagg.masks import encode_model, self_key, stream
+from fedmarket_schemas.secagg import ShareReveal
+
+CHAIN, MARKET = 31337, "0x" + "ab" * 20
+
+
+class Market:
+    """`n` trainers who dealt their keys for `rounds` rounds, as the chain would list them."""
+
+    def __init__(self, n: int, rounds: int = 2, d: int = 650, seed: int = 0):
+        rng = np.random.default_rng(seed)
+        self.boxes = [generate_private_key() for _ in range(n)]
+        self.secrets = [os.urandom(32) for _ in range(n)]
+        self.members = [Trainer(i, "0x" + f"{i + 1:040x}", public_key_bytes(k)) for i, k in enumerate(self.boxes)]
+        self.bundles = {
+            m.index: make_bundle(
+                secret=self.secrets[m.index],
+                dealer=m,
+                box_key=self.boxes[m.index],
+                members=self.members,
+                rounds=rounds,
+                chain_id=CHAIN,
+                market=MARKET,
+            )
+            for m in self.members
+        }
+        self.models = quantize(rng.normal(0, 0.3, size=(n, d)).astype(np.float32))
+
+    def context(self, round: int) -> MaskContext:
+        return MaskContext(CHAIN, MARKET, round)
+
+    def masked(self, round: int, senders: list[int]) -> dict[int, np.ndarray]:
+        ctx = self.context(round)
+        peers = {i: bytes.fromhex(b.rounds[round - 1].mask_public_key) for i, b in self.bundles.items()}
+        return {
+            u: mask_model(self.models[u], secrets=round_secrets(self.secrets[u], ctx), me=u, peers=peers, context=ctx)
+            for u in senders
+        }
+
+    def held(self, holder: int, round: int) -> dict[int, tuple[bytes, bytes]]:
+        return {
+            dealer: open_bundle_shares(bundle, holder=holder, box_key=self.boxes[holder], dealer=self.members[dealer])[
+                round - 1
+            ]
+            for dealer, bundle in self.bundles.items()
+        }
+
+    def reveals(self, round: int, survivors: set[int], dropped: set[int], holders: list[int]) -> list[ShareReveal]:
+        ctx = self.context(round)
+        return [
+            make_reveal(held=self.held(h, round), holder=h, survivors=survivors, dropped=dropped, context=ctx)
+            for h in holders
+        ]
+
+
+def test_shamir_any_threshold_subset_rebuilds_and_fewer_do_not():
+    secret, holders = os.urandom(16), (0, 3, 5, 9, 17)
+    shares = shamir.split(secret, 3, holders)
+    assert set(shares) == set(holders)
+    for subset in [(0, 3, 5), (9, 17, 0), (3, 5, 9, 17)]:
+        assert shamir.combine({h: shares[h] for h in subset}, 3) == secret
+    with pytest.raises(NotEnoughSharesError):
+        shamir.combine({0: shares[0], 17: shares[17]}, 3)
+
+
+def test_threshold_is_a_majority():
+    assert [threshold_for(n) for n in (1, 2, 3, 8, 32)] == [1, 2, 2, 5, 17]
+
+
+def test_masks_cancel_when_everyone_sends():
+    market = Market(4)
+    masked = market.masked(1, [0, 1, 2, 3])
+    everyone = set(range(4))
+    reveals = market.reveals(1, everyone, set(), [0, 1, 2])
+    recovery = recover_sum(
+        masked=masked, bundles=market.bundles, reveals=reveals, participants=everyone, context=market.context(1)
+    )
+    assert recovery.dropped == ()
+    assert np.array_equal(recovery.total.view(np.int64), encode_model(market.models).sum(axis=0))
+
+
+def test_eight_trainers_two_dropping_after_masking_give_the_survivors_mean():
+    market = Market(8, rounds=2, d=650, seed=1)
+    everyone, dropped = set(range(8)), {2, 6}
+    survivors = everyone - dropped
+    # the two dropped trainers masked too, but their masked models never arrive
+    masked = {u: y for u, y in market.masked(2, sorted(everyone)).items() if u in survivors}
+    reveals = market.reveals(2, survivors, dropped, sorted(survivors)[:5])  # a threshold of holders
+    recovery = recover_sum(
+        masked=masked, bundles=market.bundles, reveals=reveals, participants=everyone, context=market.context(2)
+    )
+    assert recovery.survivors == (0, 1, 3, 4, 5, 7) and recovery.dropped == (2, 6)
+    mean = decode_sum(recovery.total) / len(survivors)
+    plain = market.models[sorted(survivors)].mean(axis=0)
+    assert np.max(np.abs(mean - plain)) < 1e-12  # grid values sum exactly; only the division rounds
+    assert not np.allclose(mean, market.models.mean(axis=0), atol=1e-3)
+
+
+def _correlation(a: np.ndarray, b: np.ndarray) -> float:
+    return float(np.corrcoef(a.astype(np.float64), b.astype(np.float64))[0, 1])
+
+
+def test_nothing_the_aggregator_receives_correlates_with_a_trainers_model():
+    d = 4096
+    market = Market(8, rounds=1, d=d, seed=2)
+    everyone, dropped = set(range(8)), {2, 6}
+    survivors = everyone - dropped
+    ctx = market.context(1)
+    masked = {u: y for u, y in market.masked(1, sorted(everyone)).items() if u in survivors}
+    reveals = market.reveals(1, survivors, dropped, sorted(survivors))
+    # the most the aggregator can take off one masked model: its self mask (b_u is revealed for
+    # survivors); the pairwise masks with other survivors stay on
+    views = []
+    for u, y in masked.items():
+        views.append(y.view(np.int64))
+        b_u = shamir.combine({r.holder: bytes.fromhex(r.self_shares[u]) for r in reveals}, market.bundles[u].threshold)
+        partial = y - stream(self_key(b_u, ctx), d)
+        views.append(partial.view(np.int64))
+        views.append((partial.view(np.int64) >> 32).astype(np.float64))  # the high half alone
+    updates = encode_model(market.models)
+    chance = 4.5 / np.sqrt(d)  # |r| of independent series stays below this with overwhelming odds
+    worst = max(abs(_correlation(view, updates[v])) for view in views for v in range(8))
+    assert worst < chance
+    # and the same test sees a model's own correlation when it is there
+    assert _correlation(updates[0] + updates[1], updates[0]) > 0.5
+
+
+def test_a_wrong_revealed_share_is_attributed_and_the_rest_still_rebuild():
+    market = Market(5, rounds=1, d=64, seed=3)
+    everyone = set(range(5))
+    masked = market.masked(1, sorted(everyone))
+    reveals = market.reveals(1, everyone, set(), [0, 1, 2, 3])
+    liar = reveals[1]
+    forged = dict(liar.self_shares)
+    forged[4] = "00" * 16
+    reveals[1] = liar.model_copy(update={"self_shares": forged})
+    recovery = recover_sum(
+        masked=masked, bundles=market.bundles, reveals=reveals, participants=everyone, context=market.context(1)
+    )
+    assert recovery.invalid_shares == ((1, 4, "self"),)
+    assert np.array_equal(recovery.total.view(np.int64), encode_model(market.models).sum(axis=0))
+
+
+def test_too_few_reveals_cannot_unmask():
+    market = Market(5, rounds=1, d=16, seed=4)
+    everyone = set(range(5))
+    reveals = market.reveals(1, everyone, set(), [0, 1])  # threshold is 3
+    with pytest.raises(NotEnoughSharesError):
+        recover_sum(
+            masked=market.masked(1, sorted(everyone)),
+            bundles=market.bundles,
+            reveals=reveals,
+            participants=everyone,
+            context=market.context(1),
+        )
+
+
+def test_a_dealer_whose_shares_do_not_rebuild_its_seed_is_named():
+    market = Market(3, rounds=1, d=16, seed=5)
+    keys = market.bundles[0].rounds[0]
+    bad = keys.model_copy(update={"self_seed_hash": "11" * 32})
+    market.bundles[0] = market.bundles[0].model_copy(update={"rounds": (bad,)})
+    everyone = set(range(3))
+    with pytest.raises(InvalidShareError, match="trainer 0's round 1 self seed"):
+        recover_sum(
+            masked=market.masked(1, sorted(everyone)),
+            bundles=market.bundles,
+            reveals=market.reveals(1, everyone, set(), [0, 1, 2]),
+            participants=everyone,
+            context=market.context(1),
+        )
+
+
+def test_shares_sealed_to_one_holder_do_not_open_for_another():
+    market = Market(3, rounds=1, d=8)
+    bundle = market.bundles[0]
+    forwarded = bundle.model_copy(update={"sealed": (bundle.sealed[1], bundle.sealed[1], bundle.sealed[2])})
+    with pytest.raises(DecryptionError):
+        open_bundle_shares(forwarded, holder=0, box_key=market.boxes[0], dealer=market.members[0])
+
+
+def test_a_reveal_of_both_seeds_of_one_dealer_is_refused():
+    with pytest.raises(ValidationError, match="reveals both seeds of dealers"):
+        ShareReveal(
+            chain_id=CHAIN, market=MARKET, round=1, holder=0, self_shares={3: "00" * 16}, mask_shares={3: "11" * 16}
+        )
+
+
+def test_masks_are_bound_to_their_round():
+    market = Market(3, rounds=2, d=32)
+    one, two = market.masked(1, [0]), market.masked(2, [0])
+    assert not np.array_equal(one[0], two[0])
