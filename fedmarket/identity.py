@@ -50,7 +50,10 @@ class Party:
     def split_seed(self, market: str) -> bytes:
         """This trainer's secret seed for `market`'s validation/test split: derived from its
         account key (so a restarted trainer can still reveal it) and unguessable by others."""
-        info = b"fedmarket/split-seed/" + bytes.fromhex(market.removeprefix("0x").lower())
+        return self.derived_secret(b"fedmarket/split-seed/" + bytes.fromhex(market.removeprefix("0x").lower()))
+
+    def derived_secret(self, info: bytes) -> bytes:
+        """A 32-byte secret of this party for one purpose (`info`), derived from its account key."""
         return _hkdf(bytes(self.account.key), info)
 
 

@@ -9,8 +9,15 @@ import numpy as np
 import pytest
 from pydantic import ValidationError
 
+from fedmarket.chain import FactoryClient
 from fedmarket.crypto import generate_private_key, public_key_bytes
-from fedmarket.errors import DecryptionError, InvalidShareError, NotEnoughSharesError
+from fedmarket.errors import (
+    ContractRevertError,
+    DecryptionError,
+    InvalidShareError,
+    MalformedUpdateError,
+    NotEnoughSharesError,
+)
 from fedmarket.fixed_point import quantize
 from fedmarket.secagg import (
     MaskContext,
@@ -19,6 +26,7 @@ from fedmarket.secagg import (
     make_bundle,
     make_reveal,
     mask_model,
+    onchain,
     open_bundle_shares,
     recover_sum,
     round_secrets,
@@ -26,7 +34,9 @@ from fedmarket.secagg import (
     threshold_for,
 )
 from fedmarket.secagg.masks import encode_model, self_key, stream
+from fedmarket_schemas.rounds import ExclusionReason, Rejection
 from fedmarket_schemas.secagg import ShareReveal
+from tests.helpers import create_market, party
 
 CHAIN, MARKET = 31337, "0x" + "ab" * 20
 
@@ -217,3 +227,47 @@ def test_masks_are_bound_to_their_round():
     market = Market(3, rounds=2, d=32)
     one, two = market.masked(1, [0]), market.masked(2, [0])
     assert not np.array_equal(one[0], two[0])
+
+
+# ---------------------------------------------------------------- on chain, through the board
+
+
+def test_a_round_on_chain_rebuilds_the_survivors_mean_from_chain_and_store_alone(platform):
+    factory, _ = FactoryClient.deploy(platform.chain, party(platform, "deployer").account)
+    market, _, aggregator, trainers, spec = create_market(platform, trainers=5, rounds=2, factory=factory)
+    board, store = factory.secure_aggregation(), platform.store
+    for t in trainers:
+        onchain.post_bundle(store, market, board, t, rounds=spec.rounds)
+    assert board.keyed_mask(market.address) == 0b11111
+    market.open_round(aggregator.account, str(store.put(b"global 1")), "0x" + "03" * 32)
+
+    models = quantize(np.random.default_rng(7).normal(0, 0.3, size=(5, 650)).astype(np.float32))
+    context = MaskContext(platform.chain.chain_id, market.address, 1)
+    keys = onchain.bundles(store, market, board, board.keyed_mask(market.address))
+    for i in (0, 1, 2, 4):  # trainer 3 masks nothing and drops
+        raw = onchain.masked_bytes(models[i], party=trainers[i], index=i, keys=keys, context=context)
+        market.submit(trainers[i].account, 1, str(store.put(raw)), "0x" + "22" * 32)
+    # the aggregator leaves trainer 4 out, before anything is revealed
+    market.exclude(aggregator.account, 1, {4: Rejection(reason=ExclusionReason.UNAVAILABLE, detail="test")})
+    platform.chain.advance_time(spec.round_duration_s + 1)
+    board.open_reveals(aggregator.account, market.address, 1)
+    fixed = board.round_reveals(market.address, 1)
+    assert (fixed.participants, fixed.survivors) == (0b11111, 0b00111)
+
+    for holder in (0, 1, 3):  # a majority; the dropped trainer 3 still holds shares
+        onchain.reveal(store, market, board, trainers[holder], 1)
+    with pytest.raises(ContractRevertError, match="AlreadyRevealed"):
+        onchain.reveal(store, market, board, trainers[0], 1)
+
+    mean, recovery = onchain.recover_round(store, market, board, 1, size=650)
+    assert recovery.survivors == (0, 1, 2) and recovery.dropped == (3, 4)
+    assert np.max(np.abs(mean - models[[0, 1, 2]].mean(axis=0))) < 1e-12
+
+    # a masked model from another round does not pass for this one
+    other = onchain.masked_bytes(models[0], party=trainers[0], index=0, keys=keys, context=market_round(context, 2))
+    with pytest.raises(MalformedUpdateError, match="not for"):
+        onchain.read_masked(other, size=650, context=context)
+
+
+def market_round(context: MaskContext, round: int) -> MaskContext:
+    return MaskContext(context.chain_id, context.market, round)

@@ -29,4 +29,7 @@ interface IMarketFactory {
     error InvalidVerifierShape(uint32 trainers, uint32 samples);
     error UnknownVerifier(address verifier, VerifierKind expected);
     error VerifierShapeMismatch(address verifier, uint32 verifierTrainers, uint32 marketTrainers);
+
+    /// @notice Whether this factory created `market`.
+    function isMarket(address market) external view returns (bool);
 }

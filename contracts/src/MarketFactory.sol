@@ -8,6 +8,7 @@ import {EzklSettlementVerifier} from "./EzklSettlementVerifier.sol";
 import {IDataMarket} from "./IDataMarket.sol";
 import {IMarketFactory} from "./IMarketFactory.sol";
 import {IProofVerifier} from "./IProofVerifier.sol";
+import {SecureAggregation} from "./SecureAggregation.sol";
 
 /// @title Creates fedmarket markets as clones of one implementation, and the verifiers they name.
 /// @notice A project owner cannot deploy its own code and call it a market: every market is a
@@ -19,6 +20,8 @@ import {IProofVerifier} from "./IProofVerifier.sol";
 /// client rebuilds the circuit and compares (`fedmarket trainer register`).
 contract MarketFactory is IMarketFactory {
     address public immutable implementation;
+    /// The board where the trainers of this factory's secure-aggregation markets publish.
+    address public immutable secureAggregation;
     address[] private _markets;
     mapping(address => address[]) private _marketsByOwner;
     mapping(address => bool) public isMarket;
@@ -26,6 +29,7 @@ contract MarketFactory is IMarketFactory {
 
     constructor() {
         implementation = address(new DataMarket());
+        secureAggregation = address(new SecureAggregation());
     }
 
     /// @notice Deploy a market and escrow `msg.value` in it; the caller becomes its owner.

@@ -1,6 +1,7 @@
 """Chain adapter (in-process EVM or JSON-RPC node) and contract bindings."""
 
 from fedmarket.chain.adapter import Chain, TxResult, account_from_key
+from fedmarket.chain.board import BoardClient, RoundReveals
 from fedmarket.chain.ledger import MarketLedger
 from fedmarket.chain.market import (
     SETTLEMENT_STEP,
@@ -13,10 +14,12 @@ from fedmarket.chain.market import (
 
 __all__ = [
     "SETTLEMENT_STEP",
+    "BoardClient",
     "Chain",
     "FactoryClient",
     "MarketClient",
     "MarketLedger",
+    "RoundReveals",
     "RoundState",
     "TxResult",
     "VerifierInfo",

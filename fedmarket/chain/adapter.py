@@ -28,7 +28,7 @@ from fedmarket.settings import Settings
 
 log = logging.getLogger(__name__)
 
-CONTRACTS = ("DataMarket", "MarketFactory")
+CONTRACTS = ("DataMarket", "MarketFactory", "SecureAggregation")
 _ERROR_STRING = bytes.fromhex("08c379a0")  # Error(string)
 _PANIC = bytes.fromhex("4e487b71")  # Panic(uint256)
 LOG_PAGE_BLOCKS = 10_000  # public nodes cap one eth_getLogs at 1,000 to 10,000 blocks

@@ -11,6 +11,7 @@ from web3 import Web3
 from web3.logs import DISCARD as _DISCARD
 
 from fedmarket.chain.adapter import Chain, TxResult
+from fedmarket.chain.board import BoardClient
 from fedmarket.errors import ChainError, ChainUnavailableError, ProtocolError
 from fedmarket.store.cid import cid_from_digest, digest_of
 from fedmarket_schemas.market import MarketSpec
@@ -106,6 +107,10 @@ class FactoryClient:
 
     def implementation(self) -> str:
         return self.chain.call(self.contract.functions.implementation())
+
+    def secure_aggregation(self) -> BoardClient:
+        """The board where this factory's secure-aggregation markets publish keys and shares."""
+        return BoardClient(self.chain, self.chain.call(self.contract.functions.secureAggregation()))
 
     def deploy_round_verifier(self, account: LocalAccount, halo2: str, trainers: int) -> tuple[str, TxResult]:
         """The round verifier adapter for `trainers` slots over EZKL's verifier `halo2`, deployed

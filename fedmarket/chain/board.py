@@ -1,0 +1,67 @@
+"""Typed binding of the secure-aggregation board (contracts/src/SecureAggregation.sol): one per
+factory, keyed by market."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from eth_account.signers.local import LocalAccount
+from web3 import Web3
+
+from fedmarket.chain.adapter import Chain, TxResult
+from fedmarket.store.cid import cid_from_digest, digest_of
+
+
+@dataclass(frozen=True)
+class RoundReveals:
+    """What the board fixed for one round: bit i of each mask is trainer i."""
+
+    open: bool
+    participants: int
+    survivors: int
+    revealed: int
+
+
+class BoardClient:
+    def __init__(self, chain: Chain, address: str, block: int | str = "latest"):
+        self.chain = chain
+        self.contract = chain.contract("SecureAggregation", address)
+        self.address = self.contract.address
+        self.block = block
+
+    def post_keys(self, account: LocalAccount, market: str, cid: str) -> TxResult:
+        return self.chain.transact(account, self.contract.functions.postKeys(_address(market), digest_of(cid)))
+
+    def open_reveals(self, account: LocalAccount, market: str, round: int) -> TxResult:
+        return self.chain.transact(account, self.contract.functions.openReveals(_address(market), round))
+
+    def reveal_shares(self, account: LocalAccount, market: str, round: int, cid: str) -> TxResult:
+        fn = self.contract.functions.revealShares(_address(market), round, digest_of(cid))
+        return self.chain.transact(account, fn)
+
+    def keyed_mask(self, market: str) -> int:
+        return int(self.chain.call(self.contract.functions.keyedMask(_address(market)), block=self.block))
+
+    def round_reveals(self, market: str, round: int) -> RoundReveals:
+        fn = self.contract.functions.roundReveals(_address(market), round)
+        is_open, participants, survivors, revealed = self.chain.call(fn, block=self.block)
+        return RoundReveals(bool(is_open), int(participants), int(survivors), int(revealed))
+
+    def key_bundles(self, market: str, from_block: int) -> dict[int, tuple[str, int]]:
+        """Trainer index -> (CID of its key bundle, first round it masks in)."""
+        logs = self.chain.events(self.contract, "KeysPosted", from_block, self.block, market=_address(market))
+        return {
+            int(log["args"]["index"]): (str(cid_from_digest(bytes(log["args"]["cid"]))), int(log["args"]["firstRound"]))
+            for log in logs
+        }
+
+    def share_reveals(self, market: str, round: int, from_block: int) -> dict[int, str]:
+        """Holder index -> CID of its share reveal for `round`."""
+        logs = self.chain.events(
+            self.contract, "SharesRevealed", from_block, self.block, market=_address(market), round=round
+        )
+        return {int(log["args"]["index"]): str(cid_from_digest(bytes(log["args"]["cid"]))) for log in logs}
+
+
+def _address(value: str) -> str:
+    return Web3.to_checksum_address(value)

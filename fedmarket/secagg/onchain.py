@@ -1,0 +1,159 @@
+"""The secure-aggregation protocol against a market, its board and the content store: what each
+trainer publishes and what anyone reads back to rebuild a round's aggregate (the aggregator, and
+`fedmarket audit` after it).
+
+A masked model is stored as safetensors: one uint64 tensor "masked" and metadata naming the
+format, market and round, so that bytes from another market or round are refused by name.
+"""
+
+from __future__ import annotations
+
+import json
+import struct
+
+import numpy as np
+from pydantic import ValidationError
+from safetensors import SafetensorError
+from safetensors.numpy import load as st_load
+from safetensors.numpy import save as st_save
+
+from fedmarket.chain import BoardClient, MarketClient
+from fedmarket.errors import MalformedUpdateError, SecureAggregationError
+from fedmarket.identity import Party
+from fedmarket.secagg.masks import MaskContext, decode_sum
+from fedmarket.secagg.protocol import (
+    Recovery,
+    Trainer,
+    make_bundle,
+    make_reveal,
+    mask_model,
+    open_bundle_shares,
+    recover_sum,
+    round_secrets,
+)
+from fedmarket.store import ContentStore
+from fedmarket_schemas.secagg import KeyBundle, ShareReveal
+
+FORMAT = "fedmarket-masked-v1"
+
+
+def members(market: MarketClient) -> list[Trainer]:
+    """The market's active trainers with their registered keys, by registration index."""
+    addresses = market.trainers()
+    active = market.active_mask()
+    chosen = [(i, a) for i, a in enumerate(addresses) if active >> i & 1]
+    keys = market.encryption_keys([a for _, a in chosen])
+    return [Trainer(i, a, keys[a]) for i, a in chosen]
+
+
+def secret_of(party: Party, market: str) -> bytes:
+    """The trainer's secure-aggregation secret for `market`: derived, so a restart deals the same."""
+    return party.derived_secret(b"fedmarket/secagg/" + bytes.fromhex(market.removeprefix("0x").lower()))
+
+
+def post_bundle(store: ContentStore, market: MarketClient, board: BoardClient, party: Party, rounds: int) -> str:
+    """Deal this trainer's seeds for every round among the market's active trainers and post them."""
+    me = next(m for m in members(market) if m.address == party.address)
+    bundle = make_bundle(
+        secret=secret_of(party, market.address),
+        dealer=me,
+        box_key=party.box_key,
+        members=members(market),
+        rounds=rounds,
+        chain_id=market.chain.chain_id,
+        market=market.address,
+    )
+    cid = str(store.put(bundle.model_dump_json().encode()))
+    board.post_keys(party.account, market.address, cid)
+    return cid
+
+
+def bundles(store: ContentStore, market: MarketClient, board: BoardClient, participants: int) -> dict[int, KeyBundle]:
+    """The key bundles of the trainers in the `participants` mask."""
+    posted = board.key_bundles(market.address, market.creation_block())
+    out = {}
+    for index, (cid, _) in posted.items():
+        if participants >> index & 1:
+            try:
+                out[index] = KeyBundle.model_validate_json(store.get(cid))
+            except ValidationError as exc:
+                raise SecureAggregationError(f"trainer {index}'s key bundle {cid} is malformed: {exc}") from None
+    return out
+
+
+def masked_bytes(
+    model: np.ndarray, *, party: Party, index: int, keys: dict[int, KeyBundle], context: MaskContext
+) -> bytes:
+    """This trainer's masked model for `context`'s round, with every participant's keys."""
+    peers = {i: bytes.fromhex(b.rounds[context.round - 1].mask_public_key) for i, b in keys.items()}
+    secrets = round_secrets(secret_of(party, context.market), context)
+    masked = mask_model(model, secrets=secrets, me=index, peers=peers, context=context)
+    metadata = {"format": FORMAT, "market": context.market.lower(), "round": str(context.round)}
+    return st_save({"masked": masked}, metadata=metadata)
+
+
+def read_masked(raw: bytes, *, size: int, context: MaskContext) -> np.ndarray:
+    """A stored masked model for `context`'s round (MalformedUpdateError otherwise)."""
+    try:
+        tensor = st_load(raw)["masked"]
+        (length,) = struct.unpack("<Q", raw[:8])
+        metadata = json.loads(raw[8 : 8 + length]).get("__metadata__") or {}
+    except (SafetensorError, KeyError, ValueError, struct.error) as exc:
+        raise MalformedUpdateError(f"not a masked model: {exc}") from None
+    expected = {"format": FORMAT, "market": context.market.lower(), "round": str(context.round)}
+    if metadata != expected:
+        raise MalformedUpdateError(f"a masked model for {metadata}, not for {expected}")
+    if tensor.dtype != np.uint64 or tensor.shape != (size,):
+        raise MalformedUpdateError(f"a masked model has {size} uint64 words, got {tensor.dtype} {tensor.shape}")
+    return tensor
+
+
+def reveal(store: ContentStore, market: MarketClient, board: BoardClient, party: Party, round: int) -> str:
+    """Reveal this holder's shares for `round` as the board fixed its survivors, and post them."""
+    fixed = board.round_reveals(market.address, round)
+    if not fixed.open:
+        raise SecureAggregationError(f"reveals of round {round} are not open")
+    me = next(m for m in members(market) if m.address == party.address)
+    by_index = {m.index: m for m in members(market)}
+    keys = bundles(store, market, board, fixed.participants)
+    held = {
+        dealer: open_bundle_shares(b, holder=me.index, box_key=party.box_key, dealer=by_index[dealer])[round - 1]
+        for dealer, b in keys.items()
+        if me.index in b.holders
+    }
+    survivors = {i for i in keys if fixed.survivors >> i & 1}
+    context = MaskContext(market.chain.chain_id, market.address, round)
+    shares = make_reveal(
+        held=held, holder=me.index, survivors=survivors, dropped=set(keys) - survivors, context=context
+    )
+    cid = str(store.put(shares.model_dump_json().encode()))
+    board.reveal_shares(party.account, market.address, round, cid)
+    return cid
+
+
+def recover_round(
+    store: ContentStore, market: MarketClient, board: BoardClient, round: int, size: int
+) -> tuple[np.ndarray, Recovery]:
+    """The survivors' mean model of `round` and how it was rebuilt, from the chain and the store alone."""
+    fixed = board.round_reveals(market.address, round)
+    if not fixed.open:
+        raise SecureAggregationError(f"reveals of round {round} are not open")
+    context = MaskContext(market.chain.chain_id, market.address, round)
+    keys = bundles(store, market, board, fixed.participants)
+    masked = {
+        s.index: read_masked(store.get(s.cid), size=size, context=context)
+        for s in market.submissions(round)
+        if fixed.survivors >> s.index & 1
+    }
+    reveals = []
+    for holder, cid in board.share_reveals(market.address, round, market.creation_block()).items():
+        try:
+            shares = ShareReveal.model_validate_json(store.get(cid))
+        except ValidationError:
+            continue  # a holder's unreadable reveal counts as no reveal
+        if shares.holder == holder and shares.round == round and shares.market.lower() == market.address.lower():
+            reveals.append(shares)
+    recovery = recover_sum(masked=masked, bundles=keys, reveals=reveals, participants=set(keys), context=context)
+    if not recovery.survivors:
+        raise SecureAggregationError(f"round {round} has no survivors to aggregate")
+    return decode_sum(recovery.total) / len(recovery.survivors), recovery
