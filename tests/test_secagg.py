@@ -256,6 +256,8 @@ def test_a_round_on_chain_rebuilds_the_survivors_mean_from_chain_and_store_alone
 
     for holder in (0, 1, 3):  # a majority; the dropped trainer 3 still holds shares
         onchain.reveal(store, market, board, trainers[holder], 1)
+    revealed = ShareReveal.model_validate_json(store.get(board.share_reveals(market.address, 1, 0)[0]))
+    assert set(revealed.self_shares) == {0, 1, 2} and set(revealed.mask_shares) == {3, 4}
     with pytest.raises(ContractRevertError, match="AlreadyRevealed"):
         onchain.reveal(store, market, board, trainers[0], 1)
 
@@ -271,3 +273,32 @@ def test_a_round_on_chain_rebuilds_the_survivors_mean_from_chain_and_store_alone
 
 def market_round(context: MaskContext, round: int) -> MaskContext:
     return MaskContext(context.chain_id, context.market, round)
+
+
+def test_a_holder_still_reveals_when_one_dealer_sealed_it_garbage(platform):
+    factory, _ = FactoryClient.deploy(platform.chain, party(platform, "deployer").account)
+    market, _, aggregator, trainers, spec = create_market(platform, trainers=3, rounds=1, factory=factory)
+    board, store = factory.secure_aggregation(), platform.store
+    for t in trainers[:2]:
+        onchain.post_bundle(store, market, board, t, rounds=1)
+    # trainer 2 deals a bundle whose share for trainer 0 is another holder's envelope
+    honest = make_bundle(
+        secret=onchain.secret_of(trainers[2], market.address),
+        dealer=onchain.members(market)[2],
+        box_key=trainers[2].box_key,
+        members=onchain.members(market),
+        rounds=1,
+        chain_id=platform.chain.chain_id,
+        market=market.address,
+    )
+    bad = honest.model_copy(update={"sealed": (honest.sealed[1], *honest.sealed[1:])})
+    board.post_keys(trainers[2].account, market.address, str(store.put(bad.model_dump_json().encode())))
+    market.open_round(aggregator.account, str(store.put(b"global 1")), "0x" + "03" * 32)
+    context = MaskContext(platform.chain.chain_id, market.address, 1)
+    keys = onchain.bundles(store, market, board, board.keyed_mask(market.address))
+    for i in range(3):
+        raw = onchain.masked_bytes(np.zeros(8), party=trainers[i], index=i, keys=keys, context=context)
+        market.submit(trainers[i].account, 1, str(store.put(raw)), "0x" + "22" * 32)
+    board.open_reveals(aggregator.account, market.address, 1)
+    cid = onchain.reveal(store, market, board, trainers[0], 1)
+    assert set(ShareReveal.model_validate_json(store.get(cid)).self_shares) == {0, 1}

@@ -18,7 +18,7 @@ from safetensors.numpy import load as st_load
 from safetensors.numpy import save as st_save
 
 from fedmarket.chain import BoardClient, MarketClient
-from fedmarket.errors import MalformedUpdateError, SecureAggregationError
+from fedmarket.errors import DecryptionError, MalformedUpdateError, SecureAggregationError
 from fedmarket.identity import Party
 from fedmarket.secagg.masks import MaskContext, decode_sum
 from fedmarket.secagg.protocol import (
@@ -53,12 +53,13 @@ def secret_of(party: Party, market: str) -> bytes:
 
 def post_bundle(store: ContentStore, market: MarketClient, board: BoardClient, party: Party, rounds: int) -> str:
     """Deal this trainer's seeds for every round among the market's active trainers and post them."""
-    me = next(m for m in members(market) if m.address == party.address)
+    everyone = members(market)
+    me = next(m for m in everyone if m.address == party.address)
     bundle = make_bundle(
         secret=secret_of(party, market.address),
         dealer=me,
         box_key=party.box_key,
-        members=members(market),
+        members=everyone,
         rounds=rounds,
         chain_id=market.chain.chain_id,
         market=market.address,
@@ -113,14 +114,16 @@ def reveal(store: ContentStore, market: MarketClient, board: BoardClient, party:
     fixed = board.round_reveals(market.address, round)
     if not fixed.open:
         raise SecureAggregationError(f"reveals of round {round} are not open")
-    me = next(m for m in members(market) if m.address == party.address)
     by_index = {m.index: m for m in members(market)}
+    me = next(m for m in by_index.values() if m.address == party.address)
     keys = bundles(store, market, board, fixed.participants)
-    held = {
-        dealer: open_bundle_shares(b, holder=me.index, box_key=party.box_key, dealer=by_index[dealer])[round - 1]
-        for dealer, b in keys.items()
-        if me.index in b.holders
-    }
+    held = {}
+    for dealer, bundle in keys.items():
+        try:
+            held[dealer] = open_bundle_shares(bundle, holder=me.index, box_key=party.box_key, dealer=by_index[dealer])
+        except (DecryptionError, SecureAggregationError):
+            continue  # a dealer who sealed this holder nothing usable gets nothing revealed by it
+    held = {dealer: shares[round - 1] for dealer, shares in held.items()}
     survivors = {i for i in keys if fixed.survivors >> i & 1}
     context = MaskContext(market.chain.chain_id, market.address, round)
     shares = make_reveal(
