@@ -3,6 +3,8 @@
 One market per (L, parameters): L trainers register and reveal, two rounds run with real updates
 of the given size (encoded, sealed to the aggregator, stored by CID, committed), one trainer's
 submission is excluded from round 1 (one `exclude` call), then settlement and every withdrawal.
+The secure-aggregation board's steps run alongside: every trainer posts its real key bundle before
+round 1, and after round 1's exclusion the aggregator opens the reveals and every trainer reveals.
 Only commitments and CIDs go on chain, so the per-round gas must not depend on the model size;
 each row carries its target.
 """
@@ -23,6 +25,7 @@ from fedmarket.crypto import SealContext, private_key_from_bytes, seal
 from fedmarket.identity import Party
 from fedmarket.ml.models import parameter_count
 from fedmarket.ml.updates import encode_update
+from fedmarket.secagg import onchain
 from fedmarket.settings import Settings, load_settings
 from fedmarket_schemas.market import MarketSpec, ModelConfig, RewardSchedule
 from fedmarket_schemas.rounds import ExclusionReason, Rejection
@@ -96,6 +99,10 @@ def _measure(platform: Platform, trainers: int, params: int) -> list[GasRow]:
     for t in members:
         gas.setdefault("reveal", []).append(market.reveal(t.account, t.split_seed(market.address)).gas_used)
 
+    # the secure-aggregation board: every trainer deals its real key bundle before round 1
+    board = factory.secure_aggregation()
+    gas["postKeys"] = [onchain.post_bundle(store, market, board, t, rounds=ROUNDS)[1].gas_used for t in members]
+
     model_bytes = encode_update(np.zeros(params), model)
     for r in range(1, ROUNDS + 1):
         round_gas = market.open_round(aggregator.account, str(store.put(model_bytes)), commit(model_bytes)).gas_used
@@ -116,6 +123,9 @@ def _measure(platform: Platform, trainers: int, params: int) -> list[GasRow]:
             mask &= ~1  # trainer 0 left out of round 1: its submission excluded, with its key as evidence
             unusable = Rejection(reason=ExclusionReason.DOES_NOT_OPEN, detail="bench", key="0x" + "5a" * 32)
             gas["exclude"] = [market.exclude(aggregator.account, r, {0: unusable}).gas_used]
+        if r == 1:  # the reveal step of a secure-aggregation round, after the exclusion
+            gas["openReveals"] = [board.open_reveals(aggregator.account, market.address, r).gas_used]
+            gas["revealShares"] = [onchain.reveal(store, market, board, t, r)[1].gas_used for t in members]
         aggregate = encode_update(rng.normal(size=params), model)
         used = market.finalize_round(aggregator.account, r, str(store.put(aggregate)), commit(aggregate), mask).gas_used
         gas.setdefault("finalizeRound", []).append(used)
@@ -141,6 +151,9 @@ def _measure(platform: Platform, trainers: int, params: int) -> list[GasRow]:
         row("finalizeRound", max(gas["finalizeRound"]), 60_000 + 3_000 * trainers),
         *([row("exclude", gas["exclude"][0])] if "exclude" in gas else []),
         row("round_total", np.mean(gas["round_total"])),
+        row("postKeys", max(gas["postKeys"])),
+        row("openReveals", gas["openReveals"][0]),
+        row("revealShares", max(gas["revealShares"]), 60_000),  # a trainer's per-round extra, like submit
         row("settle", settled),
         row("settle_per_trainer", settled / trainers, 30_000),
         row("withdraw", np.mean(gas["withdraw"])),

@@ -98,6 +98,9 @@ def test_bench_gas_json(tmp_path):
     assert out["round_gas_spread"]["3"] < 0.001
     submit = [r["gas"] for r in rows if r["op"] == "submit"]
     assert all(21_000 < g < 100_000 for g in submit)
+    # the secure-aggregation board's steps, measured with real bundles and reveals
+    reveal = [r["gas"] for r in rows if r["op"] == "revealShares"]
+    assert {"postKeys", "openReveals"} <= ops and reveal and all(21_000 < g < 60_000 for g in reveal)
 
 
 def bench_run(*args) -> dict:

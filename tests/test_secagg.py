@@ -300,5 +300,5 @@ def test_a_holder_still_reveals_when_one_dealer_sealed_it_garbage(platform):
         raw = onchain.masked_bytes(np.zeros(8), party=trainers[i], index=i, keys=keys, context=context)
         market.submit(trainers[i].account, 1, str(store.put(raw)), "0x" + "22" * 32)
     board.open_reveals(aggregator.account, market.address, 1)
-    cid = onchain.reveal(store, market, board, trainers[0], 1)
+    cid, _ = onchain.reveal(store, market, board, trainers[0], 1)
     assert set(ShareReveal.model_validate_json(store.get(cid)).self_shares) == {0, 1}

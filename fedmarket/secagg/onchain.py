@@ -8,18 +8,16 @@ format, market and round, so that bytes from another market or round are refused
 
 from __future__ import annotations
 
-import json
-import struct
-
 import numpy as np
 from pydantic import ValidationError
 from safetensors import SafetensorError
 from safetensors.numpy import load as st_load
 from safetensors.numpy import save as st_save
 
-from fedmarket.chain import BoardClient, MarketClient
+from fedmarket.chain import BoardClient, MarketClient, TxResult
 from fedmarket.errors import DecryptionError, MalformedUpdateError, SecureAggregationError
 from fedmarket.identity import Party
+from fedmarket.ml.updates import header_metadata
 from fedmarket.secagg.masks import MaskContext, decode_sum
 from fedmarket.secagg.protocol import (
     Recovery,
@@ -51,8 +49,11 @@ def secret_of(party: Party, market: str) -> bytes:
     return party.derived_secret(b"fedmarket/secagg/" + bytes.fromhex(market.removeprefix("0x").lower()))
 
 
-def post_bundle(store: ContentStore, market: MarketClient, board: BoardClient, party: Party, rounds: int) -> str:
-    """Deal this trainer's seeds for every round among the market's active trainers and post them."""
+def post_bundle(
+    store: ContentStore, market: MarketClient, board: BoardClient, party: Party, rounds: int
+) -> tuple[str, TxResult]:
+    """Deal this trainer's seeds for every round among the market's active trainers and post them:
+    the bundle's CID and the transaction."""
     everyone = members(market)
     me = next(m for m in everyone if m.address == party.address)
     bundle = make_bundle(
@@ -65,8 +66,7 @@ def post_bundle(store: ContentStore, market: MarketClient, board: BoardClient, p
         market=market.address,
     )
     cid = str(store.put(bundle.model_dump_json().encode()))
-    board.post_keys(party.account, market.address, cid)
-    return cid
+    return cid, board.post_keys(party.account, market.address, cid)
 
 
 def bundles(store: ContentStore, market: MarketClient, board: BoardClient, participants: int) -> dict[int, KeyBundle]:
@@ -97,10 +97,9 @@ def read_masked(raw: bytes, *, size: int, context: MaskContext) -> np.ndarray:
     """A stored masked model for `context`'s round (MalformedUpdateError otherwise)."""
     try:
         tensor = st_load(raw)["masked"]
-        (length,) = struct.unpack("<Q", raw[:8])
-        metadata = json.loads(raw[8 : 8 + length]).get("__metadata__") or {}
-    except (SafetensorError, KeyError, ValueError, struct.error) as exc:
+    except (SafetensorError, KeyError, ValueError) as exc:
         raise MalformedUpdateError(f"not a masked model: {exc}") from None
+    metadata = header_metadata(raw)
     expected = {"format": FORMAT, "market": context.market.lower(), "round": str(context.round)}
     if metadata != expected:
         raise MalformedUpdateError(f"a masked model for {metadata}, not for {expected}")
@@ -109,8 +108,11 @@ def read_masked(raw: bytes, *, size: int, context: MaskContext) -> np.ndarray:
     return tensor
 
 
-def reveal(store: ContentStore, market: MarketClient, board: BoardClient, party: Party, round: int) -> str:
-    """Reveal this holder's shares for `round` as the board fixed its survivors, and post them."""
+def reveal(
+    store: ContentStore, market: MarketClient, board: BoardClient, party: Party, round: int
+) -> tuple[str, TxResult]:
+    """Reveal this holder's shares for `round` as the board fixed its survivors, and post them: the
+    reveal's CID and the transaction."""
     fixed = board.round_reveals(market.address, round)
     if not fixed.open:
         raise SecureAggregationError(f"reveals of round {round} are not open")
@@ -120,18 +122,17 @@ def reveal(store: ContentStore, market: MarketClient, board: BoardClient, party:
     held = {}
     for dealer, bundle in keys.items():
         try:
-            held[dealer] = open_bundle_shares(bundle, holder=me.index, box_key=party.box_key, dealer=by_index[dealer])
+            shares = open_bundle_shares(bundle, holder=me.index, box_key=party.box_key, dealer=by_index[dealer])
         except (DecryptionError, SecureAggregationError):
             continue  # a dealer who sealed this holder nothing usable gets nothing revealed by it
-    held = {dealer: shares[round - 1] for dealer, shares in held.items()}
+        held[dealer] = shares[round - 1]
     survivors = {i for i in keys if fixed.survivors >> i & 1}
     context = MaskContext(market.chain.chain_id, market.address, round)
     shares = make_reveal(
         held=held, holder=me.index, survivors=survivors, dropped=set(keys) - survivors, context=context
     )
     cid = str(store.put(shares.model_dump_json().encode()))
-    board.reveal_shares(party.account, market.address, round, cid)
-    return cid
+    return cid, board.reveal_shares(party.account, market.address, round, cid)
 
 
 def recover_round(

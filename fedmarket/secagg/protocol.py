@@ -32,7 +32,7 @@ from __future__ import annotations
 
 import hashlib
 import struct
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
@@ -79,7 +79,7 @@ class Recovery:
     total: np.ndarray
     survivors: tuple[int, ...]
     dropped: tuple[int, ...]
-    invalid_shares: tuple[tuple[int, int, str], ...] = field(default=())  # (holder, dealer, seed kind)
+    invalid_shares: tuple[tuple[int, int, str], ...] = ()  # (holder, dealer, seed kind)
 
 
 def mask_key_from_seed(seed: bytes) -> X25519PrivateKey:
