@@ -100,6 +100,13 @@ def model_spec(value: str) -> str:
 MODEL = dict(parser=model_spec, metavar="lr|mlp|cnn|module:PKG.MOD:CLASS")
 BUILTIN_MODEL = dict(parser=choice("lr", "mlp", "cnn"), metavar="lr|mlp|cnn")
 SPLIT = dict(parser=choice("iid", "dirichlet"), metavar="iid|dirichlet")
+AGGREGATION = dict(
+    parser=choice("plain", "secure"),
+    metavar="plain|secure",
+    help="secure: trainers mask their updates (pairwise masks, Bonawitz et al. 2017) so that nobody, the "
+    "aggregator included, sees one, only each round's mean; no outlier rule then runs and trainers are paid "
+    "by inclusion (README: Secure aggregation)",
+)
 # an existing, readable file, not a folder (typer checks it before the command runs)
 INPUT_FILE = dict(exists=True, file_okay=True, dir_okay=False, readable=True, resolve_path=True)
 # a data file, or a folder with one subfolder of images per label (fedmarket.ml.formats)

@@ -14,6 +14,7 @@ from rich.table import Table
 
 from fedmarket.errors import FedMarketError
 from fedmarket_cli._common import (
+    AGGREGATION,
     MODEL,
     SPLIT,
     BatchSize,
@@ -71,6 +72,7 @@ def demo(
             "whole market; the noise is set so that the smallest share can train every round",
         ),
     ] = None,
+    aggregation: Annotated[str, typer.Option(**AGGREGATION)] = "plain",
     as_json: Annotated[bool, typer.Option("--json", help="print one JSON object on stdout")] = False,
 ) -> None:
     """Run one whole market on the embedded defaults: the owner escrows, trainers (some
@@ -97,6 +99,7 @@ def demo(
             prove=prove,
             test_rows=test_rows,
             dp_epsilon=dp_epsilon,
+            aggregation=aggregation,
             batch_size=batch_size,
             learning_rate=learning_rate,
             local_epochs=local_epochs,
@@ -146,6 +149,11 @@ def demo(
 def _print_human(report, elapsed: float) -> None:
     out = Console()
     out.print(f"market [bold]{report.market}[/bold] on {report.chain}, store: {report.store}")
+    if report.aggregation == "secure":
+        out.print(
+            "secure aggregation: updates masked, only each round's survivors' mean was opened; no outlier rule, "
+            "pay by inclusion"
+        )
     if report.verifier is None:
         out.print("[yellow]verifier: none - rounds and settlement are NOT proven (no ZK verifier set)[/yellow]")
     else:

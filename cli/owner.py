@@ -9,6 +9,7 @@ import typer
 
 from fedmarket_cli._common import (
     ADDRESS,
+    AGGREGATION,
     CHAIN,
     DATA,
     DATA_HELP,
@@ -96,6 +97,7 @@ def owner_create(
     ] = None,
     dp_max_grad_norm: Annotated[float, typer.Option(help="with DP-SGD: per-sample clipping norm")] = 1.0,
     dp_delta: Annotated[float, typer.Option(help="with DP-SGD: delta")] = 1e-5,
+    aggregation: Annotated[str, typer.Option(**AGGREGATION)] = "plain",
 ) -> None:
     from fedmarket_flows.owner import create_market_flow
     from fedmarket_schemas.market import DifferentialPrivacy, ModelKind, TrainingConfig
@@ -137,6 +139,7 @@ def owner_create(
             data_schema=read_schema(schema),
             training=training,
             privacy=privacy,
+            aggregation=aggregation,
         )
     )
 

@@ -12,9 +12,10 @@ from collections.abc import Callable, Iterator
 
 from pydantic import ValidationError
 
+from fedmarket.algorithms.contribution import inclusion, to_onchain
 from fedmarket.chain import SETTLEMENT_STEP, MarketClient, MarketLedger
 from fedmarket.chain.ledger import LedgerRound
-from fedmarket.commitments import commit_model
+from fedmarket.commitments import commit, commit_model
 from fedmarket.crypto import Envelope, SealContext, generate_private_key, submission_key
 from fedmarket.errors import (
     CIDMismatchError,
@@ -23,18 +24,23 @@ from fedmarket.errors import (
     EnvelopeError,
     InvalidCIDError,
     KeyMismatchError,
+    SecureAggregationError,
     UpdateError,
     ZKError,
 )
-from fedmarket.exclusions import UNUSABLE, recheck, rejection, replayed
+from fedmarket.exclusions import UNUSABLE, masked_rejection, recheck, rejection, replayed
 from fedmarket.field import BN254_FIELD
 from fedmarket.fixed_point import quantize
 from fedmarket.market_context import market_context, task_spec
+from fedmarket.ml.models import parameter_count
 from fedmarket.ml.training import accuracy, initial_model
 from fedmarket.ml.updates import decode_update, encode_update
+from fedmarket.secagg import MaskContext
+from fedmarket.secagg import onchain as secagg
 from fedmarket.store import ContentStore
 from fedmarket_schemas.audit import AuditCheck, AuditReport
-from fedmarket_schemas.rounds import ExclusionReason
+from fedmarket_schemas.market import Aggregation
+from fedmarket_schemas.rounds import ExclusionReason, Submission
 
 # what content under an on-chain CID can be instead of what it should (an unreachable store or
 # node is not among them: that raises, and is no verdict about the market)
@@ -122,6 +128,14 @@ class Audit:
         self.ledger = ledger if ledger is not None else MarketLedger.rebuild(market)
         self.proven_rounds = market.round_verifier() is not None
         self.proven_settlement = market.settlement_verifier() is not None
+        self._secure: bool | None = None
+
+    @property
+    def secure(self) -> bool:
+        """A secure-aggregation market: every round's sum can be rebuilt from public bytes."""
+        if self._secure is None:
+            self._secure = task_spec(self.market, self.store).aggregation == Aggregation.secure
+        return self._secure
 
     def run(self) -> AuditReport:
         checks: list[AuditCheck] = []
@@ -305,6 +319,8 @@ class Audit:
         if reason is ExclusionReason.REPLAYED:
             first = replayed(cid, first_seen.get(cid), r, trainer)
             return ("pass", first.detail) if first else ("fail", f"its CID {cid} was not submitted before")
+        if self.secure:
+            return self._masked_exclusion(r, trainer, reason, first_seen, spec)
         raw = self._bytes(cid)
         if raw is None:
             return "trusted", f"its bytes ({cid}) are gone, so the evidence cannot be re-checked"
@@ -337,6 +353,71 @@ class Audit:
             return "pass", f"re-checked with the published key: {found.value}, {exc}"
         return "fail", "its update opens with the published key and passes every check: excluded without cause"
 
+    def _masked_exclusion(self, r: int, trainer: str, reason: ExclusionReason, first_seen, spec) -> tuple[str, str]:
+        """(status, why) of one exclusion in a secure market: its bytes are public, so every check
+        the aggregator ran runs again here."""
+        cid, commitment = self.ledger.rounds[r].submissions[trainer]
+        index = self.ledger.trainers.index(trainer)
+        submission = Submission(round=r, trainer=trainer, index=index, cid=cid, commitment=commitment)
+        context = MaskContext(self.market.chain.chain_id, self.market.address, r)
+        taking_part = secagg.participants(self.market, self.board, r)
+        found = masked_rejection(
+            self.store, submission, taking_part, first_seen.get(cid), parameter_count(spec.model), context
+        )
+        if found is None:
+            return "fail", "its masked bytes pass every check: excluded without cause"
+        if found.reason != reason:
+            return "fail", f"re-checked: {found.describe()}, not {reason.value}"
+        status = "trusted" if reason is ExclusionReason.UNAVAILABLE else "pass"
+        return status, f"re-checked from its public bytes: {found.detail}"
+
+    @property
+    def board(self):
+        return secagg.board_of(self.market)
+
+    def secure_rounds(self) -> Iterator[AuditCheck]:
+        """Each round's aggregate and benign mask, rebuilt from the masked models, the key bundles
+        and the share reveals under the CIDs on chain: the survivors the board fixed, their mean."""
+        spec = task_spec(self.market, self.store)
+        wrong, count = [], 0
+        for r, entry in sorted(self.ledger.rounds.items()):
+            if not entry.finalized:
+                continue
+            count += 1
+            try:
+                mean, recovery = secagg.recover_round(
+                    self.store, self.market, self.board, r, parameter_count(spec.model)
+                )
+            except SecureAggregationError as exc:
+                wrong.append(f"round {r}: its sum cannot be rebuilt: {exc}")
+                continue
+            survivors = sum(1 << i for i in recovery.survivors)
+            if survivors != entry.benign_mask:
+                wrong.append(f"round {r}: benign mask {entry.benign_mask:#x}, the board's survivors {survivors:#x}")
+            actual = commit(encode_update(mean, spec.model))
+            if actual != entry.aggregate_commitment:
+                wrong.append(
+                    f"round {r}: the aggregate commits to {entry.aggregate_commitment}, the rebuilt mean to {actual}"
+                )
+        detail = (
+            "; ".join(wrong) or f"{count} rounds: each aggregate is the mean rebuilt from the masked models and reveals"
+        )
+        yield AuditCheck(name="rounds", status="fail" if wrong else "pass", detail=detail)
+
+    def inclusion(self) -> Iterator[AuditCheck]:
+        """A secure market pays by inclusion: contributions follow from the on-chain masks alone."""
+        ledger = self.ledger
+        masks = [ledger.rounds[r].benign_mask for r in sorted(ledger.rounds)]
+        expected = to_onchain(inclusion.of_masks(masks, ledger.trainers), ledger.trainers)
+        if list(ledger.contributions) == expected:
+            yield AuditCheck(name="contributions", status="pass", detail="inclusion counts recomputed from the masks")
+        else:
+            yield AuditCheck(
+                name="contributions",
+                status="fail",
+                detail=f"settled with {list(ledger.contributions)}, the masks give {expected}",
+            )
+
     # ------------------------------------------------------------ proofs
     def _proofs(self, event: str, check: Callable[[dict, bytes], str | None]) -> list[str]:
         """Re-verify, read-only, the proof in the calldata of every `event` transaction."""
@@ -366,6 +447,9 @@ class Audit:
     def round_proofs(self) -> Iterator[AuditCheck]:
         finalized = [r for r, e in self.ledger.rounds.items() if e.finalized]
         if not finalized:
+            return
+        if self.secure:
+            yield from self.secure_rounds()
             return
         if not self.proven_rounds:
             yield AuditCheck(
@@ -419,6 +503,9 @@ class Audit:
             yield AuditCheck(name="settlement", status="fail" if problems else "pass", detail=detail)
             return
         yield from self._accuracy()
+        if self.secure:
+            yield from self.inclusion()
+            return
         yield AuditCheck(
             name="contributions",
             status="trusted",

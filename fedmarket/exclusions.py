@@ -11,13 +11,14 @@ from __future__ import annotations
 
 import numpy as np
 
-from fedmarket.commitments import commit_model
+from fedmarket.commitments import commit, commit_model
 from fedmarket.crypto import Envelope, SealContext, open_with_key
 from fedmarket.errors import (
     CommitmentMismatchError,
     DecryptionError,
     EnvelopeError,
     KeyMismatchError,
+    MalformedUpdateError,
     StoreError,
     StoreUnavailableError,
     UpdateError,
@@ -25,8 +26,11 @@ from fedmarket.errors import (
     ZKError,
 )
 from fedmarket.ml.updates import check_bounds, check_privacy, decode_update
+from fedmarket.secagg import MaskContext
+from fedmarket.secagg.onchain import read_masked
+from fedmarket.store import ContentStore
 from fedmarket_schemas.market import ModelConfig, TrainingConfig, UpdateBounds
-from fedmarket_schemas.rounds import ExclusionReason, Rejection
+from fedmarket_schemas.rounds import ExclusionReason, Rejection, Submission
 
 # most specific first: KeyMismatchError and EnvelopeError are DecryptionErrors
 _REASONS: tuple[tuple[type[Exception], ExclusionReason], ...] = (
@@ -72,6 +76,45 @@ def committed(plaintext: bytes, commitment: str, model: ModelConfig | None, prov
         raise UpdateOutOfBoundsError(f"opened update cannot be committed for a proof: {exc}") from exc
     if actual != commitment:
         raise CommitmentMismatchError(f"opened update does not match the commitment {commitment} on chain")
+
+
+def masked_rejection(
+    store: ContentStore,
+    submission: Submission,
+    participants: int,
+    first_seen: tuple[int, str] | None,
+    size: int,
+    context: MaskContext,
+) -> Rejection | None:
+    """Why a secure-aggregation submission cannot be counted in the sum, or None. Every check
+    reads public bytes, so anyone can run it again: the trainer posted keys before the round (bit
+    of `participants`), the CID was not submitted before, its bytes are a masked model of this
+    market and round, of the task's size, with the commitment on chain. A store that cannot be
+    reached raises: no verdict about the trainer."""
+    index, round = submission.index, context.round
+    if not participants >> index & 1:
+        return Rejection(
+            reason=ExclusionReason.MASKED_MALFORMED,
+            detail=f"trainer {index} posted no keys before round {round}: its masks cannot be removed",
+        )
+    if (replay := replayed(submission.cid, first_seen, round, submission.trainer)) is not None:
+        return replay
+    try:
+        raw = store.get(submission.cid)
+    except StoreUnavailableError:
+        raise
+    except StoreError as exc:
+        return Rejection(reason=ExclusionReason.UNAVAILABLE, detail=f"{type(exc).__name__}: {exc}")
+    try:
+        read_masked(raw, size=size, context=context)
+    except MalformedUpdateError as exc:
+        return Rejection(reason=ExclusionReason.MASKED_MALFORMED, detail=str(exc))
+    if commit(raw) != submission.commitment:
+        return Rejection(
+            reason=ExclusionReason.MASKED_MALFORMED,
+            detail=f"its bytes do not match the commitment {submission.commitment} on chain",
+        )
+    return None
 
 
 def recheck(

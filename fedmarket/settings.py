@@ -83,6 +83,12 @@ class Settings(BaseSettings):
     poll_interval_s: float = Field(
         default=2.0, gt=0, description="how often listeners and trainer daemons poll the chain"
     )
+    secagg_reveal_grace_s: float = Field(
+        default=30.0,
+        ge=0,
+        description="secure aggregation: how long the aggregator waits for the last trainers' share reveals once a "
+        "majority revealed (more reveals outvote wrong shares)",
+    )
     dask_address: str | None = Field(
         default=None,
         description="Dask scheduler for the aggregator's heavy steps; 'local': a local cluster; unset: threads",

@@ -28,10 +28,11 @@ from fedmarket.ml.privacy import for_budget
 from fedmarket.ml.updates import decode_update
 from fedmarket.simulation.attacks import ATTACKS, DEMO_ATTACKS, AttackContext, default_attack_plan
 from fedmarket_flows.market import market_flow
-from fedmarket_schemas.market import DataSchema, ModelKind, RewardSchedule, TrainingConfig
+from fedmarket_schemas.market import Aggregation, DataSchema, ModelKind, RewardSchedule, TrainingConfig
 from fedmarket_schemas.rounds import RoundReport
 from fedmarket_tasks.chain_ops import submit_update, withdraw
 from fedmarket_tasks.owner import DEFAULT_SCHEDULE, ETHER, publish_market
+from fedmarket_tasks.secure import mask_and_store, post_keys, reveal_shares
 from fedmarket_tasks.store_ops import get_bytes, put_bytes
 from fedmarket_tasks.trainer import check_local_data, privacy_after, register, reveal_seed, seal_and_store, train
 
@@ -55,6 +56,9 @@ class DemoConfig(BaseModel):
     dirichlet_alpha: float = Field(0.5, gt=0)
     seed: int = 0
     owner_fraction: float = Field(0.3, gt=0, lt=1)
+    aggregation: Aggregation = Field(
+        Aggregation.plain, description="secure: trainers mask their updates, only the survivors' mean is opened"
+    )
     dp_epsilon: float | None = Field(
         None, gt=0, description="every trainer trains with DP-SGD within this epsilon over the whole market"
     )
@@ -82,6 +86,8 @@ class DemoConfig(BaseModel):
         unknown = [a for a in self.attacks if a not in ATTACKS.names()]
         if unknown:
             raise ValueError(f"unknown attack {', '.join(unknown)} (known: {', '.join(ATTACKS.names())})")
+        if self.aggregation == Aggregation.secure and self.prove:
+            raise ValueError("secure aggregation has no round proofs: the round circuit reads every update")
         return self
 
 
@@ -104,6 +110,7 @@ class DemoReport(BaseModel):
     gas: dict[str, int] = Field(description="gas per operation (mean where repeated)")
     verifier: str | None
     settlement_verifier: str | None = None
+    aggregation: Aggregation = Aggregation.plain
     dp: dict | None = Field(None, description="with dp_epsilon: the task's DP-SGD terms")
     dp_epsilon: dict[str, float] = Field({}, description="trainer -> epsilon it reported spent by the end")
 
@@ -168,6 +175,7 @@ def demo_flow(config: DemoConfig | dict | None = None, progress: Progress | None
         test_rows=config.test_rows if config.prove else None,
         training=config.training(),
         privacy=privacy,
+        aggregation=config.aggregation,
     )
     deposit = market.deposit()
     gas: dict[str, list[int]] = {"createMarket": [created.gas_used]}
@@ -188,8 +196,9 @@ def demo_flow(config: DemoConfig | dict | None = None, progress: Progress | None
         tx = reveal_seed(market.address, trainer.address)
         gas.setdefault("reveal", []).append(tx.gas_used if tx else 0)
 
-    # ---- each round: trainers download the global model, train, seal, store, submit
+    # ---- each round: trainers download the global model, train, seal (or mask), store, submit
     submitted: dict[int, np.ndarray] = {}
+    secure = config.aggregation == Aggregation.secure
 
     def play_trainers(round: int) -> None:
         global_model = decode_update(get_bytes(market.model_cid(round)), task.model)
@@ -222,17 +231,37 @@ def demo_flow(config: DemoConfig | dict | None = None, progress: Progress | None
                 )
                 local = submitted[index] = attack.craft(context)
             privacy = privacy_after(task, datasets[index], round - 1)
-            cid, commitment = seal_and_store(market.address, trainer.address, round, local, task, privacy)
+            if secure:
+                cid, commitment = mask_and_store(market.address, trainer.address, round, local, task)
+            else:
+                cid, commitment = seal_and_store(market.address, trainer.address, round, local, task, privacy)
             if attack is not None and attack.on_chain:
                 cid = put_bytes(attack.upload(get_bytes(cid)))
             gas.setdefault("submit", []).append(
                 submit_update(market.address, trainer.address, round, cid, commitment).gas_used
             )
 
+    def post_keys_all() -> None:  # secure aggregation: every trainer's key bundle, before round 1
+        for trainer in trainers:
+            if (tx := post_keys(market.address, trainer.address)) is not None:
+                gas.setdefault("postKeys", []).append(tx.gas_used)
+
+    def reveal_all(round: int) -> None:  # and each round, every holder's shares
+        for trainer in trainers:
+            if (tx := reveal_shares(market.address, trainer.address, round)) is not None:
+                gas.setdefault("revealShares", []).append(tx.gas_used)
+
     def round_done(report: RoundReport) -> None:
         notify("round", report.model_dump())
 
-    reports, settlement = market_flow(market.address, aggregator.address, play_trainers, round_done)
+    reports, settlement = market_flow(
+        market.address,
+        aggregator.address,
+        play_trainers,
+        round_done,
+        key_step=post_keys_all if secure else None,
+        reveal_step=reveal_all if secure else None,
+    )
     gas["settle"] = [settlement.gas_used]
     notify("settled", settlement.model_dump())
 
@@ -274,11 +303,14 @@ def demo_flow(config: DemoConfig | dict | None = None, progress: Progress | None
             "openRound": int(np.mean([r.gas_by_call["openRound"] for r in reports])),
             "finalizeRound": int(np.mean([r.gas_by_call["finalizeRound"] for r in reports])),
             **_mean_gas(reports, "exclude"),
+            **_mean_gas(reports, "openReveals"),
+            **{call: int(np.mean(gas[call])) for call in ("postKeys", "revealShares") if call in gas},
             "settle": gas["settle"][0],
             "withdraw": int(np.mean(gas.get("withdraw", [0]))),
         },
         verifier=market.round_verifier(),
         settlement_verifier=market.settlement_verifier(),
+        aggregation=config.aggregation,
     )
 
 

@@ -23,9 +23,11 @@ from fedmarket.ml.training import initial_model
 from fedmarket.ml.updates import encode_update
 from fedmarket_flows.round import round_flow
 from fedmarket_flows.settlement import settlement_flow
+from fedmarket_schemas.market import Aggregation
 from fedmarket_schemas.rounds import RoundReport
 from fedmarket_schemas.settlement import SettlementReport
 from fedmarket_tasks.chain_ops import close_reveal, open_round
+from fedmarket_tasks.secure import close_submissions, wait_for_keys
 from fedmarket_tasks.store_ops import get_bytes, put_bytes
 
 TrainerStep = Callable[[int], None]
@@ -65,6 +67,8 @@ def advance_flow(market: str, aggregator: str | None = None) -> str:
     if phase == "SeedReveal" and client.chain.now() > client.reveal_deadline():
         close_reveal(client.address, aggregator)
         return "closed-reveal"
+    if phase == "Training" and client.current_round() == 0 and _secure(client):
+        wait_for_keys(client.address, aggregator, poll_s=platform.settings.poll_interval_s)
     if phase == "Training" and (opened := open_next_round(client.address, aggregator)) is not None:
         return f"opened-round-{opened}"
     # settlement has a deployment of its own, triggered by fedmarket.market.rounds-complete
@@ -80,6 +84,10 @@ def wait_for_submissions(market: str, round: int, *, poll_s: float = 2.0) -> Non
         time.sleep(poll_s)
 
 
+def _secure(client) -> bool:
+    return task_spec(client, current_platform().store).aggregation == Aggregation.secure
+
+
 @flow(name="fedmarket-market", flow_run_name="market-{market}", validate_parameters=False)
 def market_flow(
     market: str,
@@ -87,10 +95,14 @@ def market_flow(
     trainer_step: TrainerStep | None = None,
     on_round: Callable[[RoundReport], None] | None = None,
     poll_s: float = 2.0,
+    key_step: Callable[[], None] | None = None,
+    reveal_step: TrainerStep | None = None,
 ) -> tuple[list[RoundReport], SettlementReport]:
     """Run every round of the market, then settle, polling the chain. `trainer_step(round)` runs
     after a round opens; the demo uses it to play the trainers in this process, real trainers run
-    their own (`fedmarket trainer run`). Resumes a market already under way."""
+    their own (`fedmarket trainer run`). In a secure-aggregation market, `key_step()` runs before
+    round 1, when trainers post their keys, and `reveal_step(round)` once a round's reveals are
+    open. Resumes a market already under way."""
     platform = current_platform()
     aggregator = aggregator or platform.me.address
     client = platform.market(market)
@@ -99,14 +111,23 @@ def market_flow(
             time.sleep(poll_s)
     if client.phase() in FINAL_PHASES:
         raise ProtocolError(f"market {client.address} is {client.phase()}: nothing to run")
+    secure = _secure(client)
     reports = []
     for round in range(1, client.round_count() + 1):
         if client.round_state(round).deadline == 0:
+            if round == 1 and secure:
+                if key_step is not None:
+                    key_step()
+                wait_for_keys(client.address, aggregator, poll_s=poll_s)
             open_next_round(client.address, aggregator)
             if trainer_step is not None:
                 trainer_step(round)
         if not client.round_state(round).finalized:
             wait_for_submissions(client.address, round, poll_s=poll_s)
+            if secure:
+                close_submissions(client.address, aggregator, round, task_spec(client, platform.store))
+                if reveal_step is not None:
+                    reveal_step(round)
         report = round_flow(client.address, round, aggregator)
         reports.append(report)
         if on_round is not None:

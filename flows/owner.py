@@ -10,7 +10,7 @@ from prefect import flow, get_run_logger
 from fedmarket.context import current_platform
 from fedmarket.errors import ConfigError
 from fedmarket.ml.formats import load_dataset
-from fedmarket_schemas.market import DataSchema, DifferentialPrivacy, TrainingConfig, model_choice
+from fedmarket_schemas.market import Aggregation, DataSchema, DifferentialPrivacy, TrainingConfig, model_choice
 from fedmarket_tasks.owner import DEFAULT_SCHEDULE, publish_market
 
 
@@ -33,9 +33,10 @@ def create_market_flow(
     data_schema: DataSchema | None = None,
     training: dict | None = None,
     privacy: DifferentialPrivacy | None = None,
+    aggregation: Aggregation = Aggregation.plain,
 ) -> dict:
     """`training`: TrainingConfig fields that replace the model's defaults; `privacy`: DP-SGD
-    every trainer must train with."""
+    every trainer must train with; `aggregation`: secure, for masked updates (fedmarket/secagg)."""
     if not Path(data_file).exists():
         raise ConfigError(f"owner data file {data_file} does not exist")
     kind, module = model_choice(model)
@@ -59,6 +60,7 @@ def create_market_flow(
         test_rows=test_rows,
         training=TrainingConfig.for_model(kind, **(training or {})),
         privacy=privacy,
+        aggregation=aggregation,
     )
     market, tx = published.market, published.created
     get_run_logger().info("created market %s (deposit %d wei) in %s", market.address, market.deposit(), tx.tx_hash)

@@ -22,13 +22,16 @@ from fedmarket.market_context import market_context
 from fedmarket.ml.updates import encode_update
 from fedmarket.settings import load_settings
 from fedmarket.zk import deployed_verifier_code
-from fedmarket_schemas.rounds import RoundReport
+from fedmarket_schemas.market import Aggregation
+from fedmarket_schemas.rounds import ExclusionReason, OutlierReport, RoundReport
 from fedmarket_tasks.aggregate import aggregate, evaluate
+from fedmarket_tasks.cache import round_key
 from fedmarket_tasks.chain_ops import exclude_submissions, finalize_round
 from fedmarket_tasks.detect import detect_outliers
 from fedmarket_tasks.load import history_before, load_round
 from fedmarket_tasks.prove import prove_round_step, proven_outliers
 from fedmarket_tasks.report import progress, publish_round
+from fedmarket_tasks.secure import close_submissions, open_reveals, recover_mean, wait_for_reveals
 from fedmarket_tasks.store_ops import put_bytes
 
 
@@ -62,6 +65,8 @@ def _round_flow(market: str, round: int, aggregator: str | None = None) -> Round
         raise ProtocolError(f"round {round} of market {client.address} has not been opened")
     context = market_context(client, platform.store)
     spec = context.spec
+    if spec.aggregation == Aggregation.secure:
+        return _secure_round(client, round, aggregator, context)
 
     with progress(client.address, f"round {round}", steps=4) as step:
         loaded = load_round(client, aggregator, round, context)
@@ -112,30 +117,15 @@ def _round_flow(market: str, round: int, aggregator: str | None = None) -> Round
         tx = finalize_round(client.address, aggregator, round, aggregate_cid, commitment, mask, calldata)
         step()
 
-    _, opened_tx = client.last_event("RoundOpened", round=round)
-    gas_by_call = {
-        "openRound": opened_tx.gas_used,
-        "submit": client.submission_gas(round, from_block=opened_tx.block_number),
-        "finalizeRound": tx.gas_used,
-    }
-    tx_hashes = {"openRound": opened_tx.tx_hash, "finalizeRound": tx.tx_hash}
-    if excluded_tx is not None:
-        gas_by_call["exclude"], tx_hashes["exclude"] = excluded_tx.gas_used, excluded_tx.tx_hash
-    report = RoundReport(
-        round=round,
-        model_cid=client.model_cid(round),
-        aggregate_cid=aggregate_cid,
-        accuracy=val_accuracy,
-        submitted=loaded.opened.submitted,
-        submission_cids=loaded.opened.cids,
-        flagged=outliers.flagged,
-        flag_reasons=outliers.reasons,
-        benign_mask=mask,
-        gas_used=sum(gas_by_call.values()),
-        gas_by_call=gas_by_call,
-        tx_hashes=tx_hashes,
+    report = _report(
+        client,
+        round,
+        aggregate_cid,
+        val_accuracy,
+        outliers,
+        mask,
+        {"finalizeRound": tx, "exclude": excluded_tx},
         verifier=verifier,
-        verified=client.round_state(round).verified,
         dp_epsilon={t: spent.epsilon for t, spent in loaded.models.privacy.items()},
     )
     logger.info(
@@ -147,6 +137,86 @@ def _round_flow(market: str, round: int, aggregator: str | None = None) -> Round
     )
     publish_round(client.address, report, outliers, client.trainers())
     return report
+
+
+def _secure_round(client, round: int, aggregator: str, context) -> RoundReport:
+    """A secure-aggregation round (fedmarket/secagg): exclude the submissions that cannot be
+    counted (every check on public bytes), fix the survivors on the board, wait for the holders'
+    share reveals, rebuild the survivors' mean from the chain and the store, finalize. No single
+    model is opened, so no outlier rule runs; the benign mask is the survivors."""
+    spec, settings = context.spec, current_platform().settings
+    trainers = client.trainers()
+    with progress(client.address, f"round {round}", steps=4) as step:
+        close_submissions(client.address, aggregator, round, spec)
+        step()
+        wait_for_reveals(client.address, round, poll_s=settings.poll_interval_s, grace_s=settings.secagg_reveal_grace_s)
+        new_global, recovery = recover_mean(client.address, round, spec)
+        step()
+        val_accuracy = _heavy(
+            evaluate, new_global, context.validation, spec.model, key=round_key(client, round, context)
+        )
+        plaintext = encode_update(new_global, spec.model)
+        aggregate_cid = put_bytes(plaintext)
+        step()
+        mask = sum(1 << i for i in recovery.survivors)
+        tx = finalize_round(client.address, aggregator, round, aggregate_cid, commit(plaintext), mask, b"")
+        step()
+    submitted = [s.trainer for s in client.submissions(round)]
+    reasons = {
+        log["args"]["trainer"]: f"excluded: {ExclusionReason.of_code(int(log['args']['reason'])).value}"
+        for log in client.events("SubmissionExcluded", round=round)
+    }
+    for i in recovery.dropped:
+        reasons.setdefault(trainers[i], "dropped: not among the survivors the board fixed")
+    outliers = OutlierReport(
+        round=round,
+        detector="none (secure aggregation)",
+        kept=[trainers[i] for i in recovery.survivors],
+        flagged=[t for t in submitted if t in reasons],
+        reasons=reasons,
+    )
+    excluded = client.last_event("SubmissionExcluded", round=round)
+    calls = {
+        "exclude": excluded[1] if excluded else None,
+        "openReveals": open_reveals(client.address, aggregator, round),
+        "finalizeRound": tx,
+    }
+    report = _report(client, round, aggregate_cid, val_accuracy, outliers, mask, calls, aggregation="secure")
+    get_run_logger().info(
+        "round %d (secure): validation accuracy %.4f, survivors %s, dropped %s, wrong shares %s",
+        round,
+        val_accuracy,
+        list(recovery.survivors),
+        list(recovery.dropped) or "none",
+        list(recovery.invalid_shares) or "none",
+    )
+    publish_round(client.address, report, outliers, trainers)
+    return report
+
+
+def _report(client, round, aggregate_cid, accuracy, outliers, mask, calls, **fields) -> RoundReport:
+    """The round's report: `calls` names the round's own transactions (None: not sent)."""
+    _, opened_tx = client.last_event("RoundOpened", round=round)
+    sent = {"openRound": opened_tx, **{name: tx for name, tx in calls.items() if tx is not None}}
+    gas_by_call = {name: tx.gas_used for name, tx in sent.items()}
+    gas_by_call["submit"] = client.submission_gas(round, from_block=opened_tx.block_number)
+    return RoundReport(
+        round=round,
+        model_cid=client.model_cid(round),
+        aggregate_cid=aggregate_cid,
+        accuracy=accuracy,
+        submitted=[s.trainer for s in client.submissions(round)],
+        submission_cids={s.trainer: s.cid for s in client.submissions(round)},
+        flagged=outliers.flagged,
+        flag_reasons=outliers.reasons,
+        benign_mask=mask,
+        gas_used=sum(gas_by_call.values()),
+        gas_by_call=gas_by_call,
+        tx_hashes={name: tx.tx_hash for name, tx in sent.items()},
+        verifier=fields.pop("verifier", None),
+        verified=client.round_state(round).verified,
+        **fields,
+    )
 
 
 # The deployment's entrypoint: the task runner is chosen from the settings of the process that

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from prefect import flow, get_run_logger
 
-from fedmarket.algorithms.contribution import PROVEN_CONTRIBUTION
+from fedmarket.algorithms.contribution import PROVEN_CONTRIBUTION, inclusion, to_onchain
 from fedmarket.chain import SETTLEMENT_STEP
 from fedmarket.context import current_platform
 from fedmarket.errors import ProtocolError
@@ -20,11 +20,12 @@ from fedmarket.market_context import market_context, seed_int
 from fedmarket.ml.data import decode_dataset
 from fedmarket.ml.updates import decode_update
 from fedmarket.zk import DataChunks, deployed_verifier_code
+from fedmarket_schemas.market import Aggregation
 from fedmarket_schemas.settlement import Payout, SettlementReport
 from fedmarket_tasks.aggregate import accuracy_of
 from fedmarket_tasks.cache import prune_results
 from fedmarket_tasks.chain_ops import settle, withdraw
-from fedmarket_tasks.contribute import assess_contributions, to_onchain
+from fedmarket_tasks.contribute import assess_contributions
 from fedmarket_tasks.load import benign_models, load_round, privacy_reported, reported_epsilon
 from fedmarket_tasks.prove import prove_settlement_step, proven_contributions
 from fedmarket_tasks.report import accuracy_plot, progress, publish_settlement
@@ -47,15 +48,19 @@ def settlement_flow(market: str, aggregator: str | None = None, withdraw_fee: bo
     rounds = client.round_count()
 
     proven = client.settlement_verifier() is not None
-    with progress(client.address, "settlement", steps=(0 if proven else rounds) + 2) as step:
+    secure = spec.aggregation == Aggregation.secure
+    # every round's benign models, the float RLOO's input; a proof needs the last only, and a
+    # secure market has none to read
+    reads_rounds = not proven and not secure
+    with progress(client.address, "settlement", steps=(rounds if reads_rounds else 0) + 2) as step:
         history, dp_epsilon = [], {}
-        if not proven:  # every round's benign models, the float RLOO's input; a proof needs the last only
+        if reads_rounds:
             for r in range(1, rounds + 1):
                 loaded = load_round(client, aggregator, r, context)
                 history.append(benign_models(loaded, client.round_state(r).benign_mask))
                 dp_epsilon.update(reported_epsilon(loaded))
                 step()
-        elif spec.training.dp:
+        elif proven and spec.training.dp:
             dp_epsilon = privacy_reported(client, aggregator, rounds, context)
         final_cid, _ = client.aggregate_of(rounds)
         final_model = decode_update(get_bytes(final_cid), spec.model)
@@ -74,6 +79,11 @@ def settlement_flow(market: str, aggregator: str | None = None, withdraw_fee: bo
             contributions = proven_contributions(proof, trainers)
             chunks = DataChunks.of(decode_dataset(get_bytes(context.data_cid)), spec.test_chunk_rows, spec.model)
             calldata = proof.calldata(client.split_seed(), chunks)
+        elif secure:  # no single model exists: who was counted, per round
+            accuracy_bps = int(final_accuracy * 10_000)
+            masks = [client.round_state(r).benign_mask for r in range(1, rounds + 1)]
+            contributions = inclusion.of_masks(masks, trainers)
+            onchain, calldata = to_onchain(contributions, trainers), b""
         else:
             accuracy_bps = int(final_accuracy * 10_000)
             # the RLOO subsets come from a seed the contract fixes (split seed + final model), not

@@ -12,12 +12,14 @@ from pydantic import TypeAdapter
 
 from fedmarket.chain.market import FINAL_PHASES
 from fedmarket.context import current_platform
-from fedmarket.errors import ConfigError, PrivacyBudgetError
+from fedmarket.errors import ConfigError, PrivacyBudgetError, SecureAggregationError
 from fedmarket.ml.data import Dataset
 from fedmarket.ml.formats import load_dataset
 from fedmarket.ml.updates import decode_update
-from fedmarket_schemas.market import TaskSpec
+from fedmarket.secagg.onchain import board_of
+from fedmarket_schemas.market import Aggregation, TaskSpec
 from fedmarket_tasks.chain_ops import submit_update, withdraw
+from fedmarket_tasks.secure import mask_and_store, post_keys, reveal_shares
 from fedmarket_tasks.store_ops import get_bytes
 from fedmarket_tasks.trainer import (
     check_local_data,
@@ -78,10 +80,32 @@ def trainer_round_flow(market: str, round: int, data_path: str) -> str:
     global_model = decode_update(get_bytes(client.model_cid(round)), spec.model)
     seed = int.from_bytes(bytes.fromhex(me[2:10]), "big") + round
     local = train(me, round, global_model, data, spec, seed=seed, trained_before=trained_before)
-    cid, commitment = seal_and_store(client.address, me, round, local, spec, privacy)
+    if spec.aggregation == Aggregation.secure:  # masked: nobody sees this model, only the survivors' sum
+        cid, commitment = mask_and_store(client.address, me, round, local, spec)
+    else:
+        cid, commitment = seal_and_store(client.address, me, round, local, spec, privacy)
     submit_update(client.address, me, round, cid, commitment)
     get_run_logger().info("round %d: submitted %s", round, cid)
     return cid
+
+
+def secure_duties(market: str, me: str) -> str:
+    """A secure-aggregation trainer's part between its rounds: post its keys while no round is
+    open, and reveal its shares for the current round once the board opened its reveals."""
+    client = current_platform().market(market)
+    board = board_of(client)
+    index = client.trainers().index(me)
+    round = client.current_round()
+    done = []
+    if not board.keyed_mask(client.address) >> index & 1 and (round == 0 or client.round_state(round).finalized):
+        post_keys(client.address, me)
+        done.append("posted keys")
+    if round and not client.round_state(round).finalized:
+        fixed = board.round_reveals(client.address, round)
+        if fixed.open and not fixed.revealed >> index & 1:
+            reveal_shares(client.address, me, round)
+            done.append(f"revealed round {round} shares")
+    return "; ".join(done)
 
 
 def follow_market(market: str, data_path: Path, *, poll_s: float, log=print) -> str:
@@ -92,8 +116,12 @@ def follow_market(market: str, data_path: Path, *, poll_s: float, log=print) -> 
     client = platform.market(market)
     load_local_data(data_path, task_of(market))  # fail before touching the chain if the data is unreadable
     spent = False  # the task's DP budget allows no more rounds
+    sitting_out: set[int] = set()  # secure aggregation: rounds this trainer holds no keys for
+    secure = task_of(market).aggregation == Aggregation.secure
     while True:
         phase = client.phase()
+        if secure and phase == "Training" and client.is_active(me) and (done := secure_duties(client.address, me)):
+            log(done)
         if phase == "Registration" and me not in client.trainers():
             log(join_flow(client.address, str(data_path)))
         elif phase == "SeedReveal" and me in client.trainers() and not client.is_active(me):
@@ -106,6 +134,7 @@ def follow_market(market: str, data_path: Path, *, poll_s: float, log=print) -> 
             if (
                 state
                 and not spent
+                and round not in sitting_out
                 and not state.finalized
                 and client.chain.now() <= state.deadline
                 and not client.submitted_mask(round) >> index & 1
@@ -115,6 +144,9 @@ def follow_market(market: str, data_path: Path, *, poll_s: float, log=print) -> 
                 except PrivacyBudgetError as exc:
                     log(f"round {round}: {exc}")
                     spent = True
+                except SecureAggregationError as exc:  # no keys for this round: it takes part from the next
+                    log(f"round {round}: {exc}")
+                    sitting_out.add(round)
                 continue
         elif phase in FINAL_PHASES:
             if client.owed(me) > 0:

@@ -170,6 +170,17 @@ class UpdateBounds(BaseModel):
     max_norm_ratio: float = Field(100.0, gt=0)
 
 
+class Aggregation(str, Enum):
+    """How the aggregator sees a round's updates."""
+
+    plain = "plain"  # each update sealed to the aggregator, which opens it (sources/004)
+    secure = "secure"  # pairwise-masked (fedmarket/secagg): only the survivors' sum is ever opened
+
+
+# what a secure-aggregation task runs in place of the rules that read single updates
+SECURE_RULES = {"detector": "none", "aggregator": "mean", "contribution": "inclusion"}
+
+
 class TaskSpec(BaseModel):
     """The training task, stored in the content store; its CID is fixed on chain at creation."""
 
@@ -198,6 +209,30 @@ class TaskSpec(BaseModel):
         "unset: validation_fraction splits",
     )
     init_seed: int = 0
+    aggregation: Aggregation = Field(
+        Aggregation.plain,
+        description="secure: trainers mask their updates so that nobody sees one, only the survivors' mean; "
+        "no per-trainer outlier rule then applies, and contributions are counted by inclusion",
+    )
+
+    @model_validator(mode="before")
+    @classmethod
+    def _secure_defaults(cls, data):
+        """A secure task's rules default to the only ones that read no single update."""
+        if isinstance(data, dict) and data.get("aggregation") in (Aggregation.secure, "secure"):
+            return {**SECURE_RULES, **{k: v for k, v in data.items() if v is not None}}
+        return data
+
+    @model_validator(mode="after")
+    def _secure_rules(self) -> TaskSpec:
+        if self.aggregation == Aggregation.secure:
+            wrong = {k: getattr(self, k) for k, v in SECURE_RULES.items() if getattr(self, k) != v}
+            if wrong:
+                named = ", ".join(f"{k} {v!r}" for k, v in wrong.items())
+                raise ValueError(f"secure aggregation never sees one update, so it cannot run {named}")
+            if self.test_chunk_rows is not None:
+                raise ValueError("secure aggregation has no proven settlement: its proof reads every update")
+        return self
 
     @model_validator(mode="after")
     def _model_fits_data(self) -> TaskSpec:

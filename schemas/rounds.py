@@ -23,8 +23,8 @@ class Submission(BaseModel):
 
 class ExclusionReason(str, Enum):
     """Why a submission cannot be used: `IDataMarket.ExclusionReason`, in its order (the code on
-    chain is the position, None being 0). Reasons from KEY_MISMATCH on carry the submission's AEAD
-    key as evidence."""
+    chain is the position, None being 0). Reasons from KEY_MISMATCH to COMMITMENT_MISMATCH carry
+    the submission's AEAD key as evidence."""
 
     UNAVAILABLE = "Unavailable"
     REPLAYED = "Replayed"
@@ -33,6 +33,7 @@ class ExclusionReason(str, Enum):
     DOES_NOT_OPEN = "DoesNotOpen"
     MALFORMED_UPDATE = "MalformedUpdate"
     COMMITMENT_MISMATCH = "CommitmentMismatch"
+    MASKED_MALFORMED = "MaskedMalformed"  # secure aggregation: public bytes, no key
 
     @property
     def code(self) -> int:
@@ -44,7 +45,7 @@ class ExclusionReason(str, Enum):
 
     @property
     def keyed(self) -> bool:
-        return self.code >= ExclusionReason.KEY_MISMATCH.code
+        return ExclusionReason.KEY_MISMATCH.code <= self.code <= ExclusionReason.COMMITMENT_MISMATCH.code
 
 
 class Rejection(BaseModel):
@@ -97,6 +98,7 @@ class RoundReport(BaseModel):
     gas_used: int = Field(description="gas of the whole round: openRound, every submit, finalizeRound")
     gas_by_call: dict[str, int]
     tx_hashes: dict[str, str]
+    aggregation: str = Field("plain", description="secure: only the survivors' mean was opened (fedmarket/secagg)")
     verifier: str | None = Field(description="round verifier address; None: this round is not proven")
     verified: bool
     dp_epsilon: dict[str, float] = Field(

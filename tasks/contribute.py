@@ -11,8 +11,6 @@ from fedmarket_schemas.market import ModelConfig
 from fedmarket_schemas.settlement import ContributionReport
 from fedmarket_tasks.common import once_task
 
-ONCHAIN_SCALE = 10**6  # contributions go on chain as integers with six decimals
-
 
 @once_task(task_run_name="contributions-{metric}")
 def assess_contributions(
@@ -20,8 +18,3 @@ def assess_contributions(
 ) -> ContributionReport:
     value = {"accuracy": accuracy, "log_likelihood": log_likelihood}[utility_of(metric)]
     return METRICS.get(metric)(rounds, lambda vector: value(vector, test, model), seed)
-
-
-def to_onchain(report: ContributionReport, trainers: list[str]) -> list[int]:
-    """One integer per registered trainer, in registration order; absent trainers get 0."""
-    return [int(round(report.total.get(t, 0.0) * ONCHAIN_SCALE)) for t in trainers]

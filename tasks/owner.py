@@ -23,6 +23,8 @@ from fedmarket.zk import (
     deploy_settlement_verifier,
 )
 from fedmarket_schemas.market import (
+    SECURE_RULES,
+    Aggregation,
     DataSchema,
     DifferentialPrivacy,
     MarketSpec,
@@ -57,6 +59,7 @@ def publish_market(
     module: str | None = None,
     training: TrainingConfig | None = None,
     privacy: DifferentialPrivacy | None = None,
+    aggregation: Aggregation = Aggregation.plain,
     **terms,
 ) -> Published:
     """Check the owner's data against the task's expectations, store task and data by CID, and
@@ -70,11 +73,19 @@ def publish_market(
     features and classes. `module`: with kind module, the owner's 'package.module:Class', whose
     architecture the task pins. `training`: how trainers train (default: the model's,
     `TrainingConfig.for_model`). `privacy`: DP-SGD that every trainer must train with
-    (fedmarket.ml.privacy). `terms`: the other MarketSpec fields."""
+    (fedmarket.ml.privacy). `aggregation`: secure, for updates masked so that nobody sees one
+    (fedmarket/secagg; no verifiers, its own rules). `terms`: the other MarketSpec fields."""
     platform = current_platform()
     owner = platform.party(owner)
     if test_rows is not None and not prove_rounds:
         raise ConfigError("a proven settlement needs proven rounds: its proof binds their Poseidon commitments")
+    secure = Aggregation(aggregation) == Aggregation.secure
+    if secure and prove_rounds:
+        raise ConfigError("secure aggregation has no round proofs: the round circuit reads every update")
+    if secure and detector not in (None, SECURE_RULES["detector"]):
+        raise ConfigError(f"secure aggregation sees no single update, so it cannot run detector {detector!r}")
+    if secure:
+        detector = SECURE_RULES["detector"]
     detector = detector or (PROVEN_DETECTOR if prove_rounds else DEFAULT_DETECTOR)
     DETECTORS.get(detector)  # an unknown name is refused here, not in the first round
     if prove_rounds and detector not in PROVABLE_DETECTORS:
@@ -89,8 +100,13 @@ def publish_market(
         name="digits" if schema is None else "task",
         test_chunk_rows=test_rows,
         detector=detector,
-        # a proven settlement pays what its circuit proves
-        contribution=PROVEN_CONTRIBUTION if test_rows is not None else DEFAULT_METRIC,
+        # a proven settlement pays what its circuit proves; a secure one what the chain shows
+        contribution=PROVEN_CONTRIBUTION
+        if test_rows is not None
+        else SECURE_RULES["contribution"]
+        if secure
+        else DEFAULT_METRIC,
+        aggregation=aggregation,
     )
     training = (training or task.training).model_copy(update={"dp": privacy})
     task = task.model_copy(update={"model": pin_architecture(task.model), "training": training})

@@ -93,7 +93,7 @@ def test_payouts_follow_equation_5(demo):
 
 
 def report_onchain(platform, report):
-    from fedmarket_tasks.contribute import ONCHAIN_SCALE
+    from fedmarket.algorithms.contribution import ONCHAIN_SCALE
 
     market = platform.market(report.market)
     return [int(round(report.contributions.get(t, 0.0) * ONCHAIN_SCALE)) for t in market.trainers()]

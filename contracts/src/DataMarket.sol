@@ -392,7 +392,8 @@ contract DataMarket is IDataMarket, Initializable, ReentrancyGuardTransient {
             if (i >= n || _commitments[round][i] == bytes32(0)) revert NothingToExclude(round, i);
             uint128 bit = uint128(uint256(1) << i); // i < L <= 128
             if (excluded & bit != 0) revert AlreadyExcluded(round, i);
-            bool keyed = e.reason >= ExclusionReason.KeyMismatch;
+            // the reasons about a sealed update carry its key; MaskedMalformed's bytes are public
+            bool keyed = e.reason >= ExclusionReason.KeyMismatch && e.reason != ExclusionReason.MaskedMalformed;
             if (e.reason == ExclusionReason.None || keyed != (e.key != bytes32(0))) {
                 revert InvalidExclusion(i, e.reason, e.key);
             }

@@ -55,7 +55,8 @@ interface IDataMarket {
         KeyMismatch, // the key derived for the envelope is not the one its header commits to
         DoesNotOpen, // the committed key does not open it for this market, round and trainer
         MalformedUpdate, // it opens, but is not an update the task accepts
-        CommitmentMismatch // it opens to a valid update whose commitment is not the one on chain
+        CommitmentMismatch, // it opens to a valid update whose commitment is not the one on chain
+        MaskedMalformed // secure aggregation: the public masked bytes are not a masked model for this round
     }
 
     struct Exclusion {

@@ -46,11 +46,15 @@ contract DataMarketExclusionTest is MarketFixture {
         IDataMarket.ExclusionReason none = IDataMarket.ExclusionReason.None;
         vm.expectRevert(abi.encodeWithSelector(IDataMarket.InvalidExclusion.selector, 0, none, bytes32(0)));
         market.exclude(round, _one(0, none, bytes32(0)));
+        // a masked model's bytes are public: that reason carries no key
+        IDataMarket.ExclusionReason masked = IDataMarket.ExclusionReason.MaskedMalformed;
+        vm.expectRevert(abi.encodeWithSelector(IDataMarket.InvalidExclusion.selector, 0, masked, KEY));
+        market.exclude(round, _one(0, masked, KEY));
         // a reason past the enum does not decode
         (bool ok,) = address(market).call(
-            abi.encodeWithSignature("exclude(uint32,(uint32,uint8,bytes32)[])", round, _rawReason(0, 8))
+            abi.encodeWithSignature("exclude(uint32,(uint32,uint8,bytes32)[])", round, _rawReason(0, 9))
         );
-        assertTrue(!ok, "reason 8 is no ExclusionReason");
+        assertTrue(!ok, "reason 9 is no ExclusionReason");
 
         // once each, within a call and across calls
         IDataMarket.Exclusion[] memory twice = new IDataMarket.Exclusion[](2);
@@ -63,7 +67,8 @@ contract DataMarketExclusionTest is MarketFixture {
         market.exclude(round, _one(0, opens, KEY));
         vm.expectRevert(abi.encodeWithSelector(IDataMarket.AlreadyExcluded.selector, round, 0));
         market.exclude(round, _one(0, replayed, bytes32(0)));
-        assertEq(market.excludedMask(round), 1, "trainer 0 excluded");
+        market.exclude(round, _one(1, masked, bytes32(0)));
+        assertEq(market.excludedMask(round), 3, "trainers 0 and 1 excluded");
 
         vm.stopPrank();
 
@@ -73,9 +78,9 @@ contract DataMarketExclusionTest is MarketFixture {
         market.submit(round, keccak256("again"), commitmentOf(round, 0));
         vm.warp(block.timestamp + ROUND + 1);
         vm.startPrank(aggregator);
-        vm.expectRevert(abi.encodeWithSelector(IDataMarket.ExcludedSubmissionKept.selector, round, uint128(1)));
-        market.finalizeRound(round, keccak256("agg"), bytes32(uint256(1001)), 3, "");
+        vm.expectRevert(abi.encodeWithSelector(IDataMarket.ExcludedSubmissionKept.selector, round, uint128(2)));
         market.finalizeRound(round, keccak256("agg"), bytes32(uint256(1001)), 2, "");
+        market.finalizeRound(round, keccak256("agg"), bytes32(uint256(1001)), 0, "");
         vm.expectRevert(abi.encodeWithSelector(IDataMarket.RoundNotOpen.selector, round));
         market.exclude(round, _one(1, opens, KEY)); // finalized: the record is closed
         vm.stopPrank();

@@ -29,6 +29,10 @@ class BoardClient:
         self.address = self.contract.address
         self.block = block
 
+    def at(self, block: int | str) -> BoardClient:
+        """This board as of `block` (a market's reads at one block pair with its board's)."""
+        return BoardClient(self.chain, self.address, block)
+
     def post_keys(self, account: LocalAccount, market: str, cid: str) -> TxResult:
         return self.chain.transact(account, self.contract.functions.postKeys(_address(market), digest_of(cid)))
 
@@ -54,6 +58,13 @@ class BoardClient:
             int(log["args"]["index"]): (str(cid_from_digest(bytes(log["args"]["cid"]))), int(log["args"]["firstRound"]))
             for log in logs
         }
+
+    def reveals_opened(self, market: str, round: int, from_block: int) -> TxResult | None:
+        """The transaction that opened `round`'s reveals, or None."""
+        logs = self.chain.events(
+            self.contract, "RevealsOpened", from_block, self.block, market=_address(market), round=round
+        )
+        return self.chain.receipt(logs[-1]["transactionHash"]) if logs else None
 
     def share_reveals(self, market: str, round: int, from_block: int) -> dict[int, str]:
         """Holder index -> CID of its share reveal for `round`."""

@@ -301,6 +301,13 @@ class MarketClient:
     def factory(self) -> str:
         return self._read("factory")
 
+    def aggregator_window(self) -> int:
+        return int(self._read("aggregatorWindow"))
+
+    def aggregator_deadline(self) -> int:
+        """When the aggregator's window for the current round closes (chain time; zero before round 1)."""
+        return int(self._read("aggregatorDeadline"))
+
     def creation_block(self) -> int:
         """The block that created this market: where every read of its logs starts."""
         if self._creation_block is None:

@@ -10,6 +10,7 @@ Privacy-Preserving Machine Learning", CCS 2017; OmniLytics, sources/000, aggrega
 
 from fedmarket.secagg.masks import MaskContext, decode_sum, encode_model
 from fedmarket.secagg.protocol import (
+    Recovery,
     RoundSecrets,
     Trainer,
     make_bundle,
@@ -23,6 +24,7 @@ from fedmarket.secagg.protocol import (
 
 __all__ = [
     "MaskContext",
+    "Recovery",
     "RoundSecrets",
     "Trainer",
     "decode_sum",

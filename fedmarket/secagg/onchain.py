@@ -14,7 +14,7 @@ from safetensors import SafetensorError
 from safetensors.numpy import load as st_load
 from safetensors.numpy import save as st_save
 
-from fedmarket.chain import BoardClient, MarketClient, TxResult
+from fedmarket.chain import BoardClient, FactoryClient, MarketClient, TxResult
 from fedmarket.errors import DecryptionError, MalformedUpdateError, SecureAggregationError
 from fedmarket.identity import Party
 from fedmarket.ml.updates import header_metadata
@@ -33,6 +33,21 @@ from fedmarket.store import ContentStore
 from fedmarket_schemas.secagg import KeyBundle, ShareReveal
 
 FORMAT = "fedmarket-masked-v1"
+
+
+def board_of(market: MarketClient) -> BoardClient:
+    """The secure-aggregation board of the factory that made `market`, read at the market's block."""
+    return FactoryClient(market.chain, market.factory()).secure_aggregation().at(market.block)
+
+
+def participants(market: MarketClient, board: BoardClient, round: int) -> int:
+    """Mask of the trainers whose keys count in `round`: as the board fixed them when the round's
+    reveals opened, else every trainer who posted keys for it (keys are refused mid-round)."""
+    fixed = board.round_reveals(market.address, round)
+    if fixed.open:
+        return fixed.participants
+    posted = board.key_bundles(market.address, market.creation_block())
+    return sum(1 << index for index, (_, first) in posted.items() if first <= round)
 
 
 def members(market: MarketClient) -> list[Trainer]:

@@ -1,11 +1,34 @@
 """Contribution metrics: one module each, one signature (`Metric`), registered by name."""
 
-from fedmarket.algorithms.contribution import gtg, loo, rloo, shapley, update_shapley  # noqa: F401  (registration)
-from fedmarket.algorithms.contribution.base import METRICS, CoalitionValue, RoundModels, utility_of
+from fedmarket.algorithms.contribution import (  # noqa: F401  (registration)
+    gtg,
+    inclusion,
+    loo,
+    rloo,
+    shapley,
+    update_shapley,
+)
+from fedmarket.algorithms.contribution.base import (
+    METRICS,
+    ONCHAIN_SCALE,
+    CoalitionValue,
+    RoundModels,
+    to_onchain,
+    utility_of,
+)
 
 DEFAULT_METRIC = "update_shapley"
 # what a proven settlement measures: the settlement circuit's final-round RLOO on correct counts
 # (fedmarket/zk/settlement_circuit.py), computed by the circuit, not registered as a float metric
 PROVEN_CONTRIBUTION = "rloo_final_round_counts"
 
-__all__ = ["DEFAULT_METRIC", "METRICS", "PROVEN_CONTRIBUTION", "CoalitionValue", "RoundModels", "utility_of"]
+__all__ = [
+    "DEFAULT_METRIC",
+    "METRICS",
+    "ONCHAIN_SCALE",
+    "PROVEN_CONTRIBUTION",
+    "CoalitionValue",
+    "RoundModels",
+    "to_onchain",
+    "utility_of",
+]

@@ -23,6 +23,14 @@ class RoundModels:
     start_model: np.ndarray
 
 
+ONCHAIN_SCALE = 10**6  # contributions go on chain as integers with six decimals
+
+
+def to_onchain(report: ContributionReport, trainers: list[str]) -> list[int]:
+    """One integer per registered trainer, in registration order; absent trainers get 0."""
+    return [int(round(report.total.get(t, 0.0) * ONCHAIN_SCALE)) for t in trainers]
+
+
 Utility = Callable[[np.ndarray], float]  # model vector -> its value on the test set
 Metric = Callable[[list[RoundModels], Utility, int], ContributionReport]
 METRICS: Registry[Metric] = Registry("contribution metric")

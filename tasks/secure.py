@@ -1,0 +1,171 @@
+"""Secure-aggregation steps (fedmarket/secagg, contracts/README.md "Secure aggregation").
+
+A trainer posts its key bundle once, between rounds, masks its model instead of sealing it, and
+reveals its shares once a round's reveals are open. The aggregator excludes what cannot be
+counted, opens the reveals, waits for enough holders, and rebuilds the survivors' mean from the
+chain and the store alone: it never holds a single trainer's model.
+"""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+
+from fedmarket.chain import TxResult
+from fedmarket.commitments import commit
+from fedmarket.context import current_platform
+from fedmarket.errors import SecureAggregationError
+from fedmarket.exclusions import masked_rejection
+from fedmarket.fixed_point import quantize
+from fedmarket.ml.models import parameter_count
+from fedmarket.secagg import MaskContext, Recovery, threshold_for
+from fedmarket.secagg import onchain as secagg
+from fedmarket_schemas.market import TaskSpec
+from fedmarket_schemas.rounds import Rejection
+from fedmarket_tasks.chain_ops import exclude_submissions
+from fedmarket_tasks.common import once_task, remote_task
+
+
+def _market(address: str):
+    return current_platform().market(address)
+
+
+def _context(market, round: int) -> MaskContext:
+    return MaskContext(market.chain.chain_id, market.address, round)
+
+
+@remote_task(task_run_name="fix-split-seed")
+def fix_split_seed(market: str, caller: str) -> TxResult | None:
+    """Fix the split seed now, while its block hash is readable (256 blocks); None if it is fixed."""
+    m = _market(market)
+    if m.last_event("SplitSeedFixed") is not None:
+        return None
+    return m.fix_split_seed(current_platform().party(caller).account)
+
+
+def wait_for_keys(market: str, aggregator: str, *, poll_s: float) -> int:
+    """Before round 1: fix the split seed (so the wait cannot let its block hash expire), then wait
+    until every active trainer posted its keys or half the aggregator's window to open round 1
+    passed (chain time). Returns the mask of the trainers with keys; the others may post theirs
+    between rounds and take part from the next one."""
+    m = _market(market)
+    fix_split_seed(m.address, aggregator)
+    board = secagg.board_of(m)
+    active = m.active_mask()
+    until = m.aggregator_deadline() - m.aggregator_window() // 2
+    while (keyed := board.keyed_mask(m.address)) & active != active and m.chain.now() < until:
+        time.sleep(poll_s)
+    return keyed
+
+
+@remote_task(task_run_name="post-keys-{trainer}")
+def post_keys(market: str, trainer: str) -> TxResult | None:
+    """Deal and post this trainer's key bundle for every round; None when it is posted already."""
+    platform = current_platform()
+    m = _market(market)
+    party = platform.party(trainer)
+    board = secagg.board_of(m)
+    if board.keyed_mask(m.address) >> m.trainers().index(party.address) & 1:
+        return None
+    return secagg.post_bundle(platform.store, m, board, party, m.round_count())[1]
+
+
+@remote_task(task_run_name="mask-and-store-r{round}-{trainer}")
+def mask_and_store(market: str, trainer: str, round: int, local_model: np.ndarray, spec: TaskSpec) -> tuple[str, str]:
+    """(CID, commitment) of this trainer's masked model for `round`, masked with every
+    participant's keys; SecureAggregationError when it posted none for this round."""
+    platform = current_platform()
+    m = _market(market)
+    party = platform.party(trainer)
+    board = secagg.board_of(m)
+    index = m.trainers().index(party.address)
+    taking_part = secagg.participants(m, board, round)
+    if not taking_part >> index & 1:
+        raise SecureAggregationError(
+            f"trainer {party.address} posted no keys before round {round} of {m.address}: it cannot mask this round"
+        )
+    keys = secagg.bundles(platform.store, m, board, taking_part)
+    raw = secagg.masked_bytes(quantize(local_model), party=party, index=index, keys=keys, context=_context(m, round))
+    return str(platform.store.put(raw)), commit(raw)
+
+
+@remote_task(task_run_name="reveal-shares-r{round}-{trainer}")
+def reveal_shares(market: str, trainer: str, round: int) -> TxResult | None:
+    """Reveal this holder's shares for `round`; None when it already has."""
+    platform = current_platform()
+    m = _market(market)
+    party = platform.party(trainer)
+    board = secagg.board_of(m)
+    if board.round_reveals(m.address, round).revealed >> m.trainers().index(party.address) & 1:
+        return None
+    return secagg.reveal(platform.store, m, board, party, round)[1]
+
+
+@remote_task(task_run_name="check-masked-r{round}")
+def check_masked(market: str, round: int, spec: TaskSpec) -> dict[int, Rejection]:
+    """The round's submissions that cannot be counted, by trainer index (exclusions.masked_rejection)."""
+    m = _market(market)
+    board = secagg.board_of(m)
+    taking_part = secagg.participants(m, board, round)
+    first = m.first_submissions()
+    size, context = parameter_count(spec.model), _context(m, round)
+    store = current_platform().store
+    out = {}
+    for s in m.submissions(round):
+        if (why := masked_rejection(store, s, taking_part, first.get(s.cid), size, context)) is not None:
+            out[s.index] = why
+    return out
+
+
+@remote_task(task_run_name="open-reveals-r{round}")
+def open_reveals(market: str, aggregator: str, round: int) -> TxResult:
+    """Fix the round's survivors on the board; a rerun returns the transaction that did."""
+    platform = current_platform()
+    m = _market(market)
+    board = secagg.board_of(m)
+    if board.round_reveals(m.address, round).open:
+        return board.reveals_opened(m.address, round, m.creation_block())
+    return board.open_reveals(platform.party(aggregator).account, m.address, round)
+
+
+def close_submissions(market: str, aggregator: str, round: int, spec: TaskSpec) -> None:
+    """Exclude on chain what cannot be counted, then fix the survivors on the board. Once they are
+    fixed nothing more is excluded: the holders reveal by the survivors the board fixed."""
+    m = _market(market)
+    if not secagg.board_of(m).round_reveals(m.address, round).open:
+        exclude_submissions(market, aggregator, round, check_masked(market, round, spec))
+        open_reveals(market, aggregator, round)
+
+
+def wait_for_reveals(market: str, round: int, *, poll_s: float, grace_s: float) -> int:
+    """Until every active trainer revealed its shares for `round`, or a majority did and `grace_s`
+    (wall) passed since; the revealed mask. SecureAggregationError if the aggregator's window
+    closes (chain time) with fewer than a majority: the sum cannot be rebuilt."""
+    m = _market(market)
+    board = secagg.board_of(m)
+    active = m.active_mask()
+    needed = threshold_for(active.bit_count())
+    enough_since = None
+    while True:
+        revealed = board.round_reveals(m.address, round).revealed
+        if revealed & active == active:
+            return revealed
+        if revealed.bit_count() >= needed:
+            enough_since = enough_since or time.monotonic()
+            if time.monotonic() - enough_since >= grace_s:
+                return revealed
+        elif m.chain.now() > m.aggregator_deadline():
+            raise SecureAggregationError(
+                f"round {round} of {m.address}: {revealed.bit_count()} of {active.bit_count()} trainers revealed "
+                f"their shares before the aggregator's window closed, {needed} are needed to rebuild the sum"
+            )
+        time.sleep(poll_s)
+
+
+@once_task(task_run_name="recover-r{round}")
+def recover_mean(market: str, round: int, spec: TaskSpec) -> tuple[np.ndarray, Recovery]:
+    """The survivors' mean model of `round` and how it was rebuilt (fedmarket.secagg.onchain)."""
+    platform = current_platform()
+    m = _market(market)
+    return secagg.recover_round(platform.store, m, secagg.board_of(m), round, parameter_count(spec.model))

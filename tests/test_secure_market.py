@@ -1,0 +1,187 @@
+"""A market in secure-aggregation mode, through the flows: trainers post keys, mask, reveal; the
+aggregator excludes what cannot be counted, rebuilds the survivors' mean without opening one
+update, pays by inclusion; the audit rebuilds every round from the chain and the store."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from pydantic import ValidationError
+
+from fedmarket.audit import audit_market
+from fedmarket.errors import ConfigError
+from fedmarket.fixed_point import quantize
+from fedmarket.ml.data import load_digits_dataset
+from fedmarket.ml.models import parameter_count
+from fedmarket.ml.updates import decode_update
+from fedmarket_flows.market import market_flow
+from fedmarket_flows.trainer import secure_duties
+from fedmarket_schemas.market import Aggregation, ModelKind, RewardSchedule, TaskSpec
+from fedmarket_schemas.rounds import ExclusionReason, Rejection
+from fedmarket_tasks.chain_ops import submit_update, withdraw
+from fedmarket_tasks.owner import publish_market
+from fedmarket_tasks.secure import mask_and_store
+from fedmarket_tasks.store_ops import put_bytes
+from tests.helpers import party
+
+
+def publish(platform, trainers: int, rounds: int):
+    owner, aggregator = party(platform, "owner"), party(platform, "aggregator")
+    members = [party(platform, "trainer", i) for i in range(trainers)]
+    market, _, _, task = publish_market(
+        owner.address,
+        load_digits_dataset().subset(np.arange(300)),
+        ModelKind.lr,
+        aggregation=Aggregation.secure,
+        aggregator=aggregator.address,
+        aggregator_key="0x" + aggregator.public_box_key.hex(),
+        trainers=trainers,
+        rounds=rounds,
+        participation_reward_wei=10**15,
+        aggregator_fee_wei=10**16,
+        schedule=RewardSchedule(thresholds_bps=(0,), pools_wei=(10**17,)),
+    )
+    summary = put_bytes(b'{"summary": "ok"}')
+    for t in members:
+        market.register(t.account, t.public_box_key, t.split_seed(market.address), summary)
+    for t in members:  # the last reveal starts training
+        market.reveal(t.account, t.split_seed(market.address))
+    return market, owner, aggregator, members, task
+
+
+def never_opened(monkeypatch):
+    """The aggregator's steps that open sealed updates fail the test if a secure market calls them."""
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("a secure market's aggregator opened an update")
+
+    monkeypatch.setattr("fedmarket_flows.round.load_round", refuse)
+    monkeypatch.setattr("fedmarket_flows.settlement.load_round", refuse)
+
+
+def test_a_secure_market_counts_the_survivors_pays_by_inclusion_and_passes_its_audit(platform, monkeypatch):
+    never_opened(monkeypatch)
+    market, owner, aggregator, members, task = publish(platform, trainers=6, rounds=2)
+    d = parameter_count(task.model)
+    models = {r: quantize(np.random.default_rng(r).normal(0, 0.2, (6, d))) for r in (1, 2)}
+
+    def play(round: int) -> None:
+        for i, t in enumerate(members):
+            if round == 1 and i == 4:
+                continue  # drops out after the keys were dealt
+            cid, commitment = mask_and_store(market.address, t.address, round, models[round][i], task)
+            if round == 1 and i == 5:
+                cid = put_bytes(b"not a masked model")  # the commitment names other bytes
+            submit_update(market.address, t.address, round, cid, commitment)
+        while platform.chain.now() <= market.round_state(round).deadline:  # the dropout's round ends
+            platform.chain.advance_time(60)
+
+    def duties(round: int | None = None) -> None:  # what each trainer daemon does between rounds
+        for t in members:
+            secure_duties(market.address, t.address)
+
+    reports, settlement = market_flow(
+        market.address, aggregator.address, play, poll_s=0.01, key_step=duties, reveal_step=duties
+    )
+
+    first, second = reports
+    assert (first.benign_mask, second.benign_mask) == (0b001111, 0b111111)
+    assert first.aggregation == "secure" and "MaskedMalformed" in first.flag_reasons[members[5].address]
+    assert members[4].address not in first.submitted
+    for report, counted in ((first, [0, 1, 2, 3]), (second, list(range(6)))):
+        aggregate = decode_update(platform.store.get(report.aggregate_cid), task.model)
+        assert np.max(np.abs(aggregate - models[report.round][counted].mean(axis=0))) < 1e-6
+
+    # inclusion: each round's survivors share it equally
+    assert settlement.contributions[members[0].address] == pytest.approx(1 / 4 + 1 / 6)
+    assert settlement.contributions[members[4].address] == pytest.approx(1 / 6)
+    assert settlement.contributions[members[5].address] == pytest.approx(1 / 6)
+
+    audit = audit_market(market, platform.store)
+    rows = {c.name: c for c in audit.checks}
+    assert audit.passed and all(c.status == "pass" for c in audit.checks), audit.checks
+    assert "rebuilt from the masked models" in rows["rounds"].detail
+    assert "1 exclusions re-checked" in rows["exclusions"].detail
+
+    for account in [*members, owner]:
+        if market.owed(account.address):
+            withdraw(market.address, account.address)
+    assert market.balance() == 0
+
+
+def test_the_audit_fails_an_honest_masked_update_excluded_as_malformed(platform):
+    market, _, aggregator, members, task = publish(platform, trainers=3, rounds=1)
+    d = parameter_count(task.model)
+    models = quantize(np.random.default_rng(0).normal(0, 0.2, (3, d)))
+
+    def play(round: int) -> None:
+        for i, t in enumerate(members):
+            submit_update(market.address, t.address, 1, *mask_and_store(market.address, t.address, 1, models[i], task))
+        # the aggregator calls trainer 0's masked update malformed
+        wrong = Rejection(reason=ExclusionReason.MASKED_MALFORMED, detail="said so")
+        market.exclude(aggregator.account, 1, {0: wrong})
+
+    def duties(round: int | None = None) -> None:
+        for t in members:
+            secure_duties(market.address, t.address)
+
+    reports, _ = market_flow(market.address, aggregator.address, play, poll_s=0.01, key_step=duties, reveal_step=duties)
+    assert reports[0].benign_mask == 0b110
+    rows = {c.name: c for c in audit_market(market, platform.store).checks}
+    assert rows["exclusions"].status == "fail"
+    assert "pass every check: excluded without cause" in rows["exclusions"].detail
+    assert rows["rounds"].status == "pass"  # the survivors' mean itself is right
+
+
+def test_a_secure_task_runs_only_the_rules_that_read_no_single_update():
+    task = TaskSpec(aggregation="secure")
+    assert (task.detector, task.aggregator, task.contribution) == ("none", "mean", "inclusion")
+    with pytest.raises(ValidationError, match="cannot run detector 'krum'"):
+        TaskSpec(aggregation="secure", detector="krum")
+    with pytest.raises(ValidationError, match="no proven settlement"):
+        TaskSpec(aggregation="secure", test_chunk_rows=20)
+    assert TaskSpec().aggregation == Aggregation.plain and TaskSpec().detector == "two_stage_guarded"
+
+
+def test_a_secure_market_refuses_round_proofs_and_outlier_rules(platform):
+    owner, aggregator = party(platform, "owner"), party(platform, "aggregator")
+    terms = dict(
+        aggregator=aggregator.address,
+        aggregator_key="0x" + aggregator.public_box_key.hex(),
+        trainers=3,
+        rounds=1,
+        participation_reward_wei=0,
+        schedule=RewardSchedule(thresholds_bps=(0,), pools_wei=(0,)),
+    )
+    data = load_digits_dataset().subset(np.arange(100))
+    with pytest.raises(ConfigError, match="no round proofs"):
+        publish_market(owner.address, data, ModelKind.lr, aggregation="secure", prove_rounds=True, **terms)
+    with pytest.raises(ConfigError, match="cannot run detector 'krum'"):
+        publish_market(owner.address, data, ModelKind.lr, aggregation="secure", detector="krum", **terms)
+
+
+def test_a_trainer_process_masks_its_model_and_sits_out_a_round_it_holds_no_keys_for(platform, tmp_path):
+    from fedmarket.errors import SecureAggregationError
+    from fedmarket.ml.data import encode_dataset
+    from fedmarket.secagg import MaskContext
+    from fedmarket.secagg.onchain import read_masked
+    from fedmarket_flows.market import open_next_round
+    from fedmarket_flows.trainer import trainer_round_flow
+
+    market, _, aggregator, members, task = publish(platform, trainers=3, rounds=1)
+    data = tmp_path / "share.safetensors"
+    data.write_bytes(encode_dataset(load_digits_dataset().subset(np.arange(300, 400))))
+    for t in members[:2]:  # trainer 2 posts no keys
+        assert secure_duties(market.address, t.address) == "posted keys"
+    open_next_round(market.address, aggregator.address)
+    assert secure_duties(market.address, members[2].address) == ""  # keys are refused mid-round
+
+    platform.own = members[0]
+    cid = trainer_round_flow(market.address, 1, str(data))
+    context = MaskContext(platform.chain.chain_id, market.address, 1)
+    masked = read_masked(platform.store.get(cid), size=parameter_count(task.model), context=context)
+    assert masked.dtype == np.uint64  # a masked model, not a sealed one
+    platform.own = members[2]
+    with pytest.raises(SecureAggregationError, match="posted no keys before round 1"):
+        trainer_round_flow(market.address, 1, str(data))
+    assert market.submitted_mask(1) == 0b001
