@@ -107,6 +107,12 @@ AGGREGATION = dict(
     "aggregator included, sees one, only each round's mean; no outlier rule then runs and trainers are paid "
     "by inclusion (README: Secure aggregation)",
 )
+NORM_BOUND = dict(
+    min=1e-6,
+    metavar="B",
+    help="with --aggregation secure: every trainer proves with EZKL that its update's L2 norm is at most B "
+    "(it clips to B); a submission without a valid proof is excluded",
+)
 # an existing, readable file, not a folder (typer checks it before the command runs)
 INPUT_FILE = dict(exists=True, file_okay=True, dir_okay=False, readable=True, resolve_path=True)
 # a data file, or a folder with one subfolder of images per label (fedmarket.ml.formats)

@@ -383,6 +383,22 @@ def bench_dp(
     )
 
 
+@app.command("norm")
+def bench_norm(
+    params: Annotated[str, typer.Option(help="comma-separated model sizes d")] = "650",
+    as_json: Annotated[bool, typer.Option("--json", help='print {"rows": [...]}')] = False,
+) -> None:
+    """What a secure-aggregation trainer's norm-bound proof costs: the circuit's rows and setup
+    (once per circuit, cached), one proof (seconds, bytes) and one verification. Reads
+    FEDMARKET_ZK_CACHE_DIR and FEDMARKET_ZK_SRS_PATH."""
+    from fedmarket.settings import load_settings
+    from fedmarket_benchmarks.norm import run
+
+    rows = run(int_list(params, "--params"), load_settings())
+    columns = ["params", "logrows", "rows", "setup_s", "pk_bytes", "prove_s", "proof_bytes", "verify_s"]
+    emit(rows, as_json, "Norm-bound proof: cost per trainer and per verification", [*columns, "norm_error"])
+
+
 @app.command("secagg")
 def bench_secagg(
     trainers: Annotated[str, typer.Option(help="comma-separated market sizes L")] = "8,32",

@@ -16,6 +16,7 @@ from fedmarket.errors import FedMarketError
 from fedmarket_cli._common import (
     AGGREGATION,
     MODEL,
+    NORM_BOUND,
     SPLIT,
     BatchSize,
     LearningRate,
@@ -73,6 +74,7 @@ def demo(
         ),
     ] = None,
     aggregation: Annotated[str, typer.Option(**AGGREGATION)] = "plain",
+    norm_bound: Annotated[float | None, typer.Option(**NORM_BOUND)] = None,
     as_json: Annotated[bool, typer.Option("--json", help="print one JSON object on stdout")] = False,
 ) -> None:
     """Run one whole market on the embedded defaults: the owner escrows, trainers (some
@@ -100,6 +102,7 @@ def demo(
             test_rows=test_rows,
             dp_epsilon=dp_epsilon,
             aggregation=aggregation,
+            norm_bound=norm_bound,
             batch_size=batch_size,
             learning_rate=learning_rate,
             local_epochs=local_epochs,

@@ -17,6 +17,7 @@ from fedmarket_cli._common import (
     INPUT_FILE,
     KEY,
     MODEL,
+    NORM_BOUND,
     BatchSize,
     LearningRate,
     LocalEpochs,
@@ -98,6 +99,7 @@ def owner_create(
     dp_max_grad_norm: Annotated[float, typer.Option(help="with DP-SGD: per-sample clipping norm")] = 1.0,
     dp_delta: Annotated[float, typer.Option(help="with DP-SGD: delta")] = 1e-5,
     aggregation: Annotated[str, typer.Option(**AGGREGATION)] = "plain",
+    norm_bound: Annotated[float | None, typer.Option(**NORM_BOUND)] = None,
 ) -> None:
     from fedmarket_flows.owner import create_market_flow
     from fedmarket_schemas.market import DifferentialPrivacy, ModelKind, TrainingConfig
@@ -140,6 +142,7 @@ def owner_create(
             training=training,
             privacy=privacy,
             aggregation=aggregation,
+            norm_bound=norm_bound,
         )
     )
 

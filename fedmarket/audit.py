@@ -16,6 +16,7 @@ from fedmarket.algorithms.contribution import inclusion, to_onchain
 from fedmarket.chain import SETTLEMENT_STEP, MarketClient, MarketLedger
 from fedmarket.chain.ledger import LedgerRound
 from fedmarket.commitments import commit, commit_model
+from fedmarket.context import current_platform
 from fedmarket.crypto import Envelope, SealContext, generate_private_key, submission_key
 from fedmarket.errors import (
     CIDMismatchError,
@@ -28,7 +29,7 @@ from fedmarket.errors import (
     UpdateError,
     ZKError,
 )
-from fedmarket.exclusions import UNUSABLE, masked_rejection, recheck, rejection, replayed
+from fedmarket.exclusions import UNUSABLE, NormCheck, masked_rejection, recheck, rejection, replayed
 from fedmarket.field import BN254_FIELD
 from fedmarket.fixed_point import quantize
 from fedmarket.market_context import market_context, task_spec
@@ -40,7 +41,7 @@ from fedmarket.secagg import onchain as secagg
 from fedmarket.store import ContentStore
 from fedmarket_schemas.audit import AuditCheck, AuditReport
 from fedmarket_schemas.market import Aggregation
-from fedmarket_schemas.rounds import ExclusionReason, Submission
+from fedmarket_schemas.rounds import ExclusionReason, Rejection, Submission
 
 # what content under an on-chain CID can be instead of what it should (an unreachable store or
 # node is not among them: that raises, and is no verdict about the market)
@@ -252,7 +253,7 @@ class Audit:
             return
         spec = task_spec(self.market, self.store)
         start = initial_model(spec.model, seed=spec.init_seed)
-        start = quantize(start) if self.proven_rounds else start
+        start = quantize(start) if self.proven_rounds or self.secure else start
         wrong = []
         if self._bytes(rounds[1].model_cid) != encode_update(start, spec.model):
             wrong.append(
@@ -287,10 +288,7 @@ class Audit:
         if not listed:
             return
         spec = task_spec(self.market, self.store)
-        first_seen: dict[str, tuple[int, str]] = {}
-        for r, entry in sorted(self.ledger.rounds.items()):
-            for trainer, (cid, _) in entry.submissions.items():
-                first_seen.setdefault(cid, (r, trainer))
+        first_seen = self._first_seen()
         failed, trusted = [], []
         for r, trainer, reason, key in listed:
             status, why = self._exclusion(r, trainer, reason, key, spec, first_seen)
@@ -307,6 +305,14 @@ class Audit:
             yield AuditCheck(
                 name="exclusions", status="pass", detail=f"{len(listed)} exclusions re-checked from their evidence"
             )
+
+    def _first_seen(self) -> dict[str, tuple[int, str]]:
+        """CID -> (round, trainer) of its first submission, in chain order."""
+        first: dict[str, tuple[int, str]] = {}
+        for r, entry in sorted(self.ledger.rounds.items()):
+            for trainer, (cid, _) in entry.submissions.items():
+                first.setdefault(cid, (r, trainer))
+        return first
 
     def _exclusion(
         self, r: int, trainer: str, reason: ExclusionReason, key: str | None, spec, first_seen
@@ -356,20 +362,29 @@ class Audit:
     def _masked_exclusion(self, r: int, trainer: str, reason: ExclusionReason, first_seen, spec) -> tuple[str, str]:
         """(status, why) of one exclusion in a secure market: its bytes are public, so every check
         the aggregator ran runs again here."""
-        cid, commitment = self.ledger.rounds[r].submissions[trainer]
-        index = self.ledger.trainers.index(trainer)
-        submission = Submission(round=r, trainer=trainer, index=index, cid=cid, commitment=commitment)
-        context = MaskContext(self.market.chain.chain_id, self.market.address, r)
-        taking_part = secagg.participants(self.market, self.board, r)
-        found = masked_rejection(
-            self.store, submission, taking_part, first_seen.get(cid), parameter_count(spec.model), context
-        )
+        found = self._recheck_masked(r, [trainer], spec)[trainer]
         if found is None:
             return "fail", "its masked bytes pass every check: excluded without cause"
         if found.reason != reason:
             return "fail", f"re-checked: {found.describe()}, not {reason.value}"
         status = "trusted" if reason is ExclusionReason.UNAVAILABLE else "pass"
         return status, f"re-checked from its public bytes: {found.detail}"
+
+    def _recheck_masked(self, r: int, trainers: list[str], spec) -> dict[str, Rejection | None]:
+        """Every check the aggregator runs on a secure round's submissions, run again on these
+        trainers' public bytes: why each cannot be counted, or None."""
+        entry = self.ledger.rounds[r]
+        context = MaskContext(self.market.chain.chain_id, self.market.address, r)
+        participants = secagg.participants(self.market, self.board, r)
+        norm = NormCheck.of(self.store, spec, entry.model_cid, current_platform().settings)
+        first, size = self._first_seen(), parameter_count(spec.model)
+        out = {}
+        for trainer in trainers:
+            cid, commitment = entry.submissions[trainer]
+            index = self.ledger.trainers.index(trainer)
+            submission = Submission(round=r, trainer=trainer, index=index, cid=cid, commitment=commitment)
+            out[trainer] = masked_rejection(self.store, submission, participants, first.get(cid), size, context, norm)
+        return out
 
     @property
     def board(self):
@@ -391,6 +406,7 @@ class Audit:
             except SecureAggregationError as exc:
                 wrong.append(f"round {r}: its sum cannot be rebuilt: {exc}")
                 continue
+            wrong.extend(self._counted_unusable(r, recovery.survivors, spec))
             survivors = sum(1 << i for i in recovery.survivors)
             if survivors != entry.benign_mask:
                 wrong.append(f"round {r}: benign mask {entry.benign_mask:#x}, the board's survivors {survivors:#x}")
@@ -403,6 +419,12 @@ class Audit:
             "; ".join(wrong) or f"{count} rounds: each aggregate is the mean rebuilt from the masked models and reveals"
         )
         yield AuditCheck(name="rounds", status="fail" if wrong else "pass", detail=detail)
+
+    def _counted_unusable(self, r: int, counted: tuple[int, ...], spec) -> list[str]:
+        """Round r's counted submissions that fail a check the aggregator must run (a norm proof
+        among them, with a bound): each was counted without cause."""
+        found = self._recheck_masked(r, [self.ledger.trainers[i] for i in counted], spec)
+        return [f"round {r}: {t} was counted, but {why.describe()}" for t, why in found.items() if why is not None]
 
     def inclusion(self) -> Iterator[AuditCheck]:
         """A secure market pays by inclusion: contributions follow from the on-chain masks alone."""

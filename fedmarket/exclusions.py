@@ -9,6 +9,8 @@ envelope's key could be derived, that key, which opens this one submission for a
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 
 from fedmarket.commitments import commit, commit_model
@@ -25,11 +27,14 @@ from fedmarket.errors import (
     UpdateOutOfBoundsError,
     ZKError,
 )
+from fedmarket.ml.models import parameter_count
 from fedmarket.ml.updates import check_bounds, check_privacy, decode_update
 from fedmarket.secagg import MaskContext
-from fedmarket.secagg.onchain import read_masked
+from fedmarket.secagg.onchain import read_masked, read_norm_proof
+from fedmarket.settings import Settings
 from fedmarket.store import ContentStore
-from fedmarket_schemas.market import ModelConfig, TrainingConfig, UpdateBounds
+from fedmarket.zk import CircuitBuild, build_norm_circuit, norm_domain, verify_norm
+from fedmarket_schemas.market import ModelConfig, TaskSpec, TrainingConfig, UpdateBounds
 from fedmarket_schemas.rounds import ExclusionReason, Rejection, Submission
 
 # most specific first: KeyMismatchError and EnvelopeError are DecryptionErrors
@@ -78,6 +83,32 @@ def committed(plaintext: bytes, commitment: str, model: ModelConfig | None, prov
         raise CommitmentMismatchError(f"opened update does not match the commitment {commitment} on chain")
 
 
+@dataclass(frozen=True)
+class NormCheck:
+    """What one round's norm-bound proofs are checked against (fedmarket/zk/norm_proof.py)."""
+
+    build: CircuitBuild
+    start: np.ndarray  # the round's global model
+    bound: float
+
+    @classmethod
+    def of(cls, store: ContentStore, spec: TaskSpec, model_cid: str, settings: Settings) -> NormCheck | None:
+        """The check for a round that starts from the model under `model_cid`; None without a bound."""
+        if spec.norm_bound is None:
+            return None
+        build = build_norm_circuit(parameter_count(spec.model), settings)
+        return cls(build, decode_update(store.get(model_cid), spec.model), spec.norm_bound)
+
+    def check(self, raw: bytes, submission: Submission, context: MaskContext) -> None:
+        """ZKError or MalformedUpdateError unless the proof stored with `raw` shows the model
+        behind the submission's commitment within the bound, for this trainer, round and market."""
+        domain = norm_domain(context.chain_id, context.market, context.round, submission.trainer)
+        proof = read_norm_proof(raw)
+        verify_norm(
+            self.build, proof, commitment=submission.commitment, start=self.start, domain=domain, bound=self.bound
+        )
+
+
 def masked_rejection(
     store: ContentStore,
     submission: Submission,
@@ -85,12 +116,14 @@ def masked_rejection(
     first_seen: tuple[int, str] | None,
     size: int,
     context: MaskContext,
+    norm: NormCheck | None = None,
 ) -> Rejection | None:
     """Why a secure-aggregation submission cannot be counted in the sum, or None. Every check
     reads public bytes, so anyone can run it again: the trainer posted keys before the round (bit
     of `participants`), the CID was not submitted before, its bytes are a masked model of this
-    market and round, of the task's size, with the commitment on chain. A store that cannot be
-    reached raises: no verdict about the trainer."""
+    market and round, of the task's size, and they match the commitment on chain: its SHA-256, or
+    with a norm bound (`norm`) the commitment its norm proof is for, a proof that verifies. A store
+    that cannot be reached raises: no verdict about the trainer."""
     index, round = submission.index, context.round
     if not participants >> index & 1:
         return Rejection(
@@ -109,7 +142,12 @@ def masked_rejection(
         read_masked(raw, size=size, context=context)
     except MalformedUpdateError as exc:
         return Rejection(reason=ExclusionReason.MASKED_MALFORMED, detail=str(exc))
-    if commit(raw) != submission.commitment:
+    if norm is not None:
+        try:
+            norm.check(raw, submission, context)
+        except (ZKError, MalformedUpdateError) as exc:
+            return Rejection(reason=ExclusionReason.MASKED_MALFORMED, detail=f"norm proof: {exc}")
+    elif commit(raw) != submission.commitment:
         return Rejection(
             reason=ExclusionReason.MASKED_MALFORMED,
             detail=f"its bytes do not match the commitment {submission.commitment} on chain",

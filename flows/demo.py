@@ -59,6 +59,9 @@ class DemoConfig(BaseModel):
     aggregation: Aggregation = Field(
         Aggregation.plain, description="secure: trainers mask their updates, only the survivors' mean is opened"
     )
+    norm_bound: float | None = Field(
+        None, gt=0, description="with secure aggregation: the update norm every trainer proves (and clips to)"
+    )
     dp_epsilon: float | None = Field(
         None, gt=0, description="every trainer trains with DP-SGD within this epsilon over the whole market"
     )
@@ -86,6 +89,8 @@ class DemoConfig(BaseModel):
         unknown = [a for a in self.attacks if a not in ATTACKS.names()]
         if unknown:
             raise ValueError(f"unknown attack {', '.join(unknown)} (known: {', '.join(ATTACKS.names())})")
+        if self.norm_bound is not None and self.aggregation != Aggregation.secure:
+            raise ValueError("a norm bound is proven in secure aggregation only: add --aggregation secure")
         if self.aggregation == Aggregation.secure and self.prove:
             raise ValueError("secure aggregation has no round proofs: the round circuit reads every update")
         return self
@@ -176,6 +181,7 @@ def demo_flow(config: DemoConfig | dict | None = None, progress: Progress | None
         training=config.training(),
         privacy=privacy,
         aggregation=config.aggregation,
+        norm_bound=config.norm_bound,
     )
     deposit = market.deposit()
     gas: dict[str, list[int]] = {"createMarket": [created.gas_used]}

@@ -47,7 +47,8 @@ def open_next_round(market: str, aggregator: str) -> int | None:
         spec = task_spec(client, current_platform().store)
         proven = client.round_verifier() is not None
         start = initial_model(spec.model, seed=spec.init_seed)
-        start = quantize(start) if proven else start  # a proven market's models are on the grid
+        on_grid = proven or spec.aggregation == Aggregation.secure  # the models its circuits read
+        start = quantize(start) if on_grid else start
         plaintext = encode_update(start, spec.model)
         cid, commitment = put_bytes(plaintext), commit_model(start, plaintext, proven=proven)
     else:

@@ -34,9 +34,11 @@ def create_market_flow(
     training: dict | None = None,
     privacy: DifferentialPrivacy | None = None,
     aggregation: Aggregation = Aggregation.plain,
+    norm_bound: float | None = None,
 ) -> dict:
     """`training`: TrainingConfig fields that replace the model's defaults; `privacy`: DP-SGD
-    every trainer must train with; `aggregation`: secure, for masked updates (fedmarket/secagg)."""
+    every trainer must train with; `aggregation`: secure, for masked updates (fedmarket/secagg),
+    with `norm_bound` the update norm each trainer proves."""
     if not Path(data_file).exists():
         raise ConfigError(f"owner data file {data_file} does not exist")
     kind, module = model_choice(model)
@@ -61,6 +63,7 @@ def create_market_flow(
         training=TrainingConfig.for_model(kind, **(training or {})),
         privacy=privacy,
         aggregation=aggregation,
+        norm_bound=norm_bound,
     )
     market, tx = published.market, published.created
     get_run_logger().info("created market %s (deposit %d wei) in %s", market.address, market.deposit(), tx.tx_hash)

@@ -215,6 +215,13 @@ class TaskSpec(BaseModel):
         "no per-trainer outlier rule then applies, and contributions are counted by inclusion",
     )
 
+    norm_bound: float | None = Field(
+        None,
+        gt=0,
+        description="secure aggregation: each trainer proves with EZKL that its model moved at most this far "
+        "(L2) from the round's global model (fedmarket/zk/norm_proof.py); unset: no bound",
+    )
+
     @model_validator(mode="before")
     @classmethod
     def _secure_defaults(cls, data):
@@ -232,6 +239,8 @@ class TaskSpec(BaseModel):
                 raise ValueError(f"secure aggregation never sees one update, so it cannot run {named}")
             if self.test_chunk_rows is not None:
                 raise ValueError("secure aggregation has no proven settlement: its proof reads every update")
+        elif self.norm_bound is not None:
+            raise ValueError("a norm bound is proven in secure aggregation only (aggregation: secure)")
         return self
 
     @model_validator(mode="after")

@@ -60,6 +60,7 @@ def publish_market(
     training: TrainingConfig | None = None,
     privacy: DifferentialPrivacy | None = None,
     aggregation: Aggregation = Aggregation.plain,
+    norm_bound: float | None = None,
     **terms,
 ) -> Published:
     """Check the owner's data against the task's expectations, store task and data by CID, and
@@ -74,7 +75,8 @@ def publish_market(
     architecture the task pins. `training`: how trainers train (default: the model's,
     `TrainingConfig.for_model`). `privacy`: DP-SGD that every trainer must train with
     (fedmarket.ml.privacy). `aggregation`: secure, for updates masked so that nobody sees one
-    (fedmarket/secagg; no verifiers, its own rules). `terms`: the other MarketSpec fields."""
+    (fedmarket/secagg; no verifiers, its own rules), with `norm_bound` the L2 bound each trainer
+    proves of its update (fedmarket/zk/norm_proof.py). `terms`: the other MarketSpec fields."""
     platform = current_platform()
     owner = platform.party(owner)
     if test_rows is not None and not prove_rounds:
@@ -107,6 +109,7 @@ def publish_market(
         if secure
         else DEFAULT_METRIC,
         aggregation=aggregation,
+        norm_bound=norm_bound,
     )
     training = (training or task.training).model_copy(update={"dp": privacy})
     task = task.model_copy(update={"model": pin_architecture(task.model), "training": training})

@@ -16,11 +16,13 @@ from fedmarket.chain import TxResult
 from fedmarket.commitments import commit
 from fedmarket.context import current_platform
 from fedmarket.errors import SecureAggregationError
-from fedmarket.exclusions import masked_rejection
+from fedmarket.exclusions import NormCheck, masked_rejection
 from fedmarket.fixed_point import quantize
 from fedmarket.ml.models import parameter_count
+from fedmarket.ml.updates import decode_update
 from fedmarket.secagg import MaskContext, Recovery, threshold_for
 from fedmarket.secagg import onchain as secagg
+from fedmarket.zk import build_norm_circuit, clip_to_bound, norm_domain, prove_norm
 from fedmarket_schemas.market import TaskSpec
 from fedmarket_schemas.rounds import Rejection
 from fedmarket_tasks.chain_ops import exclude_submissions
@@ -74,7 +76,9 @@ def post_keys(market: str, trainer: str) -> TxResult | None:
 @remote_task(task_run_name="mask-and-store-r{round}-{trainer}")
 def mask_and_store(market: str, trainer: str, round: int, local_model: np.ndarray, spec: TaskSpec) -> tuple[str, str]:
     """(CID, commitment) of this trainer's masked model for `round`, masked with every
-    participant's keys; SecureAggregationError when it posted none for this round."""
+    participant's keys; SecureAggregationError when it posted none for this round. With the
+    task's norm bound the model is clipped to it and proven (fedmarket/zk/norm_proof.py): the
+    proof is stored with the masked model, and the commitment is the one the proof is for."""
     platform = current_platform()
     m = _market(market)
     party = platform.party(trainer)
@@ -86,8 +90,21 @@ def mask_and_store(market: str, trainer: str, round: int, local_model: np.ndarra
             f"trainer {party.address} posted no keys before round {round} of {m.address}: it cannot mask this round"
         )
     keys = secagg.bundles(platform.store, m, board, taking_part)
-    raw = secagg.masked_bytes(quantize(local_model), party=party, index=index, keys=keys, context=_context(m, round))
-    return str(platform.store.put(raw)), commit(raw)
+    model, proof = quantize(local_model), None
+    if spec.norm_bound is not None:  # clip to the bound and prove it; the proof's commitment goes on chain
+        start = decode_update(platform.store.get(m.model_cid(round)), spec.model)
+        model = clip_to_bound(model, start, spec.norm_bound)
+        build = build_norm_circuit(parameter_count(spec.model), platform.settings)
+        proof = prove_norm(build, model, start, norm_domain(m.chain.chain_id, m.address, round, party.address))
+    raw = secagg.masked_bytes(
+        model,
+        party=party,
+        index=index,
+        keys=keys,
+        context=_context(m, round),
+        norm_proof=proof.proof_json if proof else None,
+    )
+    return str(platform.store.put(raw)), proof.commitment if proof else commit(raw)
 
 
 @remote_task(task_run_name="reveal-shares-r{round}-{trainer}")
@@ -112,8 +129,9 @@ def check_masked(market: str, round: int, spec: TaskSpec) -> dict[int, Rejection
     size, context = parameter_count(spec.model), _context(m, round)
     store = current_platform().store
     out = {}
+    norm = NormCheck.of(store, spec, m.model_cid(round), current_platform().settings)
     for s in m.submissions(round):
-        if (why := masked_rejection(store, s, taking_part, first.get(s.cid), size, context)) is not None:
+        if (why := masked_rejection(store, s, taking_part, first.get(s.cid), size, context, norm)) is not None:
             out[s.index] = why
     return out
 

@@ -31,6 +31,7 @@ HEAVIEST_FIRST = (
     "test_zk_settlement.py",
     "test_zk.py",
     "test_zk_rule.py",
+    "test_zk_norm.py",
 )
 
 
@@ -87,6 +88,14 @@ def round_build(tmp_path_factory, worker_id):
     return _built_once(
         tmp_path_factory, worker_id, lambda cache: build_round_circuit(4, 8, Settings(zk_cache_dir=cache))
     )
+
+
+@pytest.fixture(scope="session")
+def norm_build(tmp_path_factory, worker_id):
+    """The tiny norm-bound circuit (8 parameters: LR on 3 features and 2 classes)."""
+    from fedmarket.zk import build_norm_circuit
+
+    return _built_once(tmp_path_factory, worker_id, lambda cache: build_norm_circuit(8, Settings(zk_cache_dir=cache)))
 
 
 @pytest.fixture(scope="session")

@@ -25,13 +25,16 @@ from fedmarket_tasks.store_ops import put_bytes
 from tests.helpers import party
 
 
-def publish(platform, trainers: int, rounds: int):
+def publish(platform, trainers: int, rounds: int, data=None, **fields):
+    """A secure market of `trainers`, every one registered and revealed: in Training. `data`: the
+    owner's (default: 300 digits); `fields`: publish_market's other arguments."""
     owner, aggregator = party(platform, "owner"), party(platform, "aggregator")
     members = [party(platform, "trainer", i) for i in range(trainers)]
     market, _, _, task = publish_market(
         owner.address,
-        load_digits_dataset().subset(np.arange(300)),
+        data or load_digits_dataset().subset(np.arange(300)),
         ModelKind.lr,
+        **fields,
         aggregation=Aggregation.secure,
         aggregator=aggregator.address,
         aggregator_key="0x" + aggregator.public_box_key.hex(),
@@ -90,7 +93,7 @@ def test_a_secure_market_counts_the_survivors_pays_by_inclusion_and_passes_its_a
     assert members[4].address not in first.submitted
     for report, counted in ((first, [0, 1, 2, 3]), (second, list(range(6)))):
         aggregate = decode_update(platform.store.get(report.aggregate_cid), task.model)
-        assert np.max(np.abs(aggregate - models[report.round][counted].mean(axis=0))) < 1e-6
+        assert np.array_equal(aggregate, quantize(models[report.round][counted].mean(axis=0)))
 
     # inclusion: each round's survivors share it equally
     assert settlement.contributions[members[0].address] == pytest.approx(1 / 4 + 1 / 6)

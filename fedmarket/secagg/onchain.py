@@ -16,6 +16,7 @@ from safetensors.numpy import save as st_save
 
 from fedmarket.chain import BoardClient, FactoryClient, MarketClient, TxResult
 from fedmarket.errors import DecryptionError, MalformedUpdateError, SecureAggregationError
+from fedmarket.fixed_point import quantize
 from fedmarket.identity import Party
 from fedmarket.ml.updates import header_metadata
 from fedmarket.secagg.masks import MaskContext, decode_sum
@@ -33,6 +34,7 @@ from fedmarket.store import ContentStore
 from fedmarket_schemas.secagg import KeyBundle, ShareReveal
 
 FORMAT = "fedmarket-masked-v1"
+NORM_PROOF = "norm_proof"
 
 
 def board_of(market: MarketClient) -> BoardClient:
@@ -98,14 +100,32 @@ def bundles(store: ContentStore, market: MarketClient, board: BoardClient, parti
 
 
 def masked_bytes(
-    model: np.ndarray, *, party: Party, index: int, keys: dict[int, KeyBundle], context: MaskContext
+    model: np.ndarray,
+    *,
+    party: Party,
+    index: int,
+    keys: dict[int, KeyBundle],
+    context: MaskContext,
+    norm_proof: str | None = None,
 ) -> bytes:
-    """This trainer's masked model for `context`'s round, with every participant's keys."""
+    """This trainer's masked model for `context`'s round, with every participant's keys;
+    `norm_proof`: its norm-bound proof file, stored beside it under the same CID."""
     peers = {i: bytes.fromhex(b.rounds[context.round - 1].mask_public_key) for i, b in keys.items()}
     secrets = round_secrets(secret_of(party, context.market), context)
-    masked = mask_model(model, secrets=secrets, me=index, peers=peers, context=context)
+    tensors = {"masked": mask_model(model, secrets=secrets, me=index, peers=peers, context=context)}
+    if norm_proof is not None:
+        tensors[NORM_PROOF] = np.frombuffer(norm_proof.encode(), dtype=np.uint8)
     metadata = {"format": FORMAT, "market": context.market.lower(), "round": str(context.round)}
-    return st_save({"masked": masked}, metadata=metadata)
+    return st_save(tensors, metadata=metadata)
+
+
+def read_norm_proof(raw: bytes) -> str:
+    """The norm-bound proof file stored with a masked model (MalformedUpdateError if none)."""
+    try:
+        tensor = st_load(raw)[NORM_PROOF]
+        return tensor.astype(np.uint8).tobytes().decode()
+    except (SafetensorError, KeyError, ValueError, UnicodeDecodeError) as exc:
+        raise MalformedUpdateError(f"no norm proof is stored with the masked model: {exc}") from None
 
 
 def read_masked(raw: bytes, *, size: int, context: MaskContext) -> np.ndarray:
@@ -153,7 +173,8 @@ def reveal(
 def recover_round(
     store: ContentStore, market: MarketClient, board: BoardClient, round: int, size: int
 ) -> tuple[np.ndarray, Recovery]:
-    """The survivors' mean model of `round` and how it was rebuilt, from the chain and the store alone."""
+    """The survivors' mean model of `round`, rounded onto the 2^-8 grid, and how it was rebuilt,
+    from the chain and the store alone."""
     fixed = board.round_reveals(market.address, round)
     if not fixed.open:
         raise SecureAggregationError(f"reveals of round {round} are not open")
@@ -175,4 +196,5 @@ def recover_round(
     recovery = recover_sum(masked=masked, bundles=keys, reveals=reveals, participants=set(keys), context=context)
     if not recovery.survivors:
         raise SecureAggregationError(f"round {round} has no survivors to aggregate")
-    return decode_sum(recovery.total) / len(recovery.survivors), recovery
+    # on the grid, as every model of the market, so the next round's norm proofs can read it
+    return quantize(decode_sum(recovery.total) / len(recovery.survivors)), recovery

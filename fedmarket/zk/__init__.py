@@ -2,6 +2,8 @@
 proven with EZKL (fedmarket/zk/ezkl). Everything outside fedmarket/zk uses these names only.
 
 - the round statement (round_circuit, round_proof): the outlier rule's mask and the aggregate;
+- the norm-bound statement (norm_proof): a secure-aggregation trainer's update norm, under its
+  commitment;
 - the settlement statement (settlement_circuit, settlement_proof): accuracy and contributions,
   bound to the owner's committed test chunk and the contract's RLOO subsets;
 - commitments to grid values (Poseidon, as the circuits hash their inputs), the verifiers
@@ -19,6 +21,14 @@ from fedmarket.zk.ezkl.poseidon import poseidon_commitment
 from fedmarket.zk.ezkl.prover import Proof, prove, verify_locally
 from fedmarket.zk.ezkl.toolchain import CircuitBuild, RunArgs, build_circuit
 from fedmarket.zk.ezkl.verifier import check_verifier, verifier_artifact
+from fedmarket.zk.norm_proof import (
+    NormProof,
+    build_norm_circuit,
+    clip_to_bound,
+    norm_domain,
+    prove_norm,
+    verify_norm,
+)
 from fedmarket.zk.round_proof import (
     RoundProof,
     RoundStatement,
@@ -43,6 +53,7 @@ __all__ = [
     "CircuitBuild",
     "DataChunks",
     "DeployedVerifier",
+    "NormProof",
     "Proof",
     "RoundProof",
     "RoundStatement",
@@ -50,23 +61,28 @@ __all__ = [
     "SettlementProof",
     "SettlementStatement",
     "build_circuit",
+    "build_norm_circuit",
     "build_round_circuit",
     "build_settlement_circuit",
     "cached_builds",
     "check_verifier",
     "chunk_rows",
     "circuit_verdict",
+    "clip_to_bound",
     "deploy_round_verifier",
     "deploy_settlement_verifier",
     "deployed_verifier_code",
     "evaluate",
+    "norm_domain",
     "poseidon_commitment",
     "prove",
+    "prove_norm",
     "prove_round",
     "prove_settlement",
     "prune",
     "rloo_subsets",
     "split_by_chunks",
     "verifier_artifact",
+    "verify_norm",
     "verify_locally",
 ]

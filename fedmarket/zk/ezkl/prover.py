@@ -96,9 +96,14 @@ def prove_witness(w: Witness) -> Proof:
 
 def verify_locally(build: CircuitBuild, proof: Proof) -> bool:
     """EZKL's native verifier over the proof file: the contract's check, off chain."""
+    return verify_file(build, proof.proof_json)
+
+
+def verify_file(build: CircuitBuild, proof_json: str) -> bool:
+    """EZKL's native verifier over a proof file's text, with the build's verifying key."""
     with tempfile.TemporaryDirectory(prefix="fedmarket-verify-") as tmp:
         path = Path(tmp, "proof.json")
-        path.write_text(proof.proof_json)
+        path.write_text(proof_json)
         try:
             return bool(ezkl.verify(str(path), str(build.settings_path), str(build.vk), str(build.srs_path)))
         except Exception:  # noqa: BLE001 - EZKL raises on a proof it rejects

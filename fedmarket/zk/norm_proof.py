@@ -1,0 +1,136 @@
+"""The norm-bound statement of a secure-aggregation market: a trainer proves that the model behind
+its commitment moved at most the task's bound from the round's global model, without showing it.
+
+The norm-bound defence of RoFL (Burkhalter et al., "RoFL: Robustness of Secure Federated
+Learning", IEEE S&P 2023) and ELSA (Rathee et al., IEEE S&P 2023): under secure aggregation no
+one sees an update, so no outlier rule can judge it, but a bound on each update's L2 norm, proven
+by its trainer, caps what any one of them can move the mean. The circuit (`NormBound`):
+
+- inputs, each hashed with Poseidon (their hashes are public instances): the trainer's model W
+  (the hash is the commitment it submits on chain), the round's global model (public, so anyone
+  hashes it), and the domain limbs of (chain, market, round, trainer);
+- outputs: ||W - start||^2, exact at scale 16 (no product is rounded), and the domain limbs
+  echoed, so a proof made for one trainer, round or market is accepted nowhere else.
+
+The verifier (the aggregator, and `fedmarket audit` after it) checks the proof with the build's
+verifying key, each public instance against what it knows, and the norm against the bound.
+
+Departures: RoFL and ELSA prove the bound on the very vector that is aggregated (RoFL through
+Pedersen commitments homomorphic with the masking, ELSA across two servers). Here the proof binds
+the trainer's Poseidon commitment, and nothing yet proves that its masked update hides the same
+model: a trainer can prove one model and mask another. What the proof does bind: a trainer that
+submits without a valid proof is dropped before reveals, and one whose proof is for another
+round, market or trainer too.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from torch import nn
+
+from fedmarket.errors import ZKError
+from fedmarket.field import signed, to_bytes32
+from fedmarket.fixed_point import STEP, domain_limbs, on_grid, quantize
+from fedmarket.settings import Settings, load_settings
+from fedmarket.zk.ezkl.poseidon import felt_to_int, poseidon_commitment
+from fedmarket.zk.ezkl.prover import Proof, prove, verify_file
+from fedmarket.zk.ezkl.toolchain import CircuitBuild, RunArgs, build_circuit
+
+
+class NormBound(nn.Module):
+    """forward(model [1, d], start [1, d], domain [1, 6]) -> (||model - start||^2 [1, 1], domain)."""
+
+    def forward(self, model: torch.Tensor, start: torch.Tensor, domain: torch.Tensor):
+        update = model - start
+        return (update * update).sum(dim=1, keepdim=True), domain
+
+
+def norm_domain(chain_id: int, market: str, round: int, trainer: str) -> int:
+    """What a trainer's norm proof is bound to: its chain, market, round and address."""
+    text = f"fedmarket/norm-bound/v1/{chain_id}/{market.lower()}/{round}/{trainer.lower()}"
+    return int.from_bytes(hashlib.sha256(text.encode()).digest(), "big")
+
+
+def clip_to_bound(model: np.ndarray, start: np.ndarray, bound: float) -> np.ndarray:
+    """The model on the grid, its update from `start` scaled down, if need be, to a norm within
+    `bound` after rounding (as RoFL's clients clip theirs), so that its proof holds."""
+    model, start = quantize(model), np.asarray(start, dtype=np.float64)
+    norm = float(np.linalg.norm(model - start))
+    if norm <= bound:
+        return model
+    target = max(bound - np.sqrt(model.size) * STEP / 2, 0.0)  # rounding moves it at most this much
+    return quantize(start + (model - start) * (target / norm))
+
+
+def build_norm_circuit(dim: int, settings: Settings | None = None) -> CircuitBuild:
+    """The norm-bound circuit for `dim` parameters, from the build cache (`FEDMARKET_ZK_CACHE_DIR`)
+    and SRS (`FEDMARKET_ZK_SRS_PATH`, else gen_srs). Products stay at scale 16, unrounded."""
+    settings = settings or load_settings()
+    example = [torch.zeros(1, dim, dtype=torch.float64)] * 2 + [torch.zeros(1, 6, dtype=torch.float64)]
+    return build_circuit(
+        f"norm-d{dim}",
+        NormBound().double(),
+        example,
+        settings.zk_cache_dir,
+        srs_path=settings.zk_srs_path,
+        run_args=RunArgs(num_inner_cols=settings.zk_columns, scale_rebase_multiplier=2),
+    )
+
+
+@dataclass(frozen=True)
+class NormProof:
+    """A trainer's proof, as EZKL's proof file, with what it claims."""
+
+    proof_json: str
+    commitment: str  # bytes32 hex: Poseidon of the model, the commitment submitted on chain
+    norm: float  # ||model - start||, as the circuit computed it
+    prove_s: float
+
+    @property
+    def size(self) -> int:
+        return len(self.proof_json.encode())
+
+
+def prove_norm(build: CircuitBuild, model: np.ndarray, start: np.ndarray, domain: int) -> NormProof:
+    """Prove ||model - start|| for `domain` (both models on the 2^-8 grid)."""
+    proof: Proof = prove(build, [model[None, :], start[None, :], domain_limbs(domain)[None, :]])
+    norm = float(np.sqrt(_norm_sq(build, proof.instances)))
+    return NormProof(proof.proof_json, poseidon_commitment(model), norm, proof.prove_s)
+
+
+def _norm_sq(build: CircuitBuild, instances: list[int]) -> float:
+    scale = int(build.settings()["model_output_scales"][0])
+    return signed(instances[3]) / 2.0**scale
+
+
+def verify_norm(
+    build: CircuitBuild, proof_json: str, *, commitment: str, start: np.ndarray, domain: int, bound: float
+) -> float:
+    """The norm the proof shows, once the proof verifies for this commitment, start model and
+    domain and the norm is within `bound`; ZKError naming what fails otherwise."""
+    try:
+        instances = [felt_to_int(f) for f in json.loads(proof_json)["instances"][0]]
+    except (ValueError, KeyError, IndexError, TypeError) as exc:
+        raise ZKError(f"the norm proof is not an EZKL proof file: {exc}") from None
+    if len(instances) != 3 + 1 + 6:  # three input hashes, the norm, six domain limbs
+        raise ZKError(f"the norm proof has {len(instances)} public instances, the circuit 10")
+    if not on_grid(start):
+        raise ZKError("the round's global model is not on the 2^-8 grid")
+    if to_bytes32(instances[0]) != commitment:
+        raise ZKError(f"the norm proof is for commitment {to_bytes32(instances[0])}, not {commitment}")
+    if to_bytes32(instances[1]) != poseidon_commitment(start):
+        raise ZKError("the norm proof is from another global model than the round's")
+    expected = [int(round(x * 256)) for x in domain_limbs(domain)]
+    if instances[4:] != expected:
+        raise ZKError("the norm proof is for another chain, market, round or trainer")
+    if not verify_file(build, proof_json):
+        raise ZKError("the norm proof does not verify")
+    norm = float(np.sqrt(max(_norm_sq(build, instances), 0.0)))
+    if norm > bound:
+        raise ZKError(f"the proven update norm {norm:.4f} exceeds the task's bound {bound:g}")
+    return norm

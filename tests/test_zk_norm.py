@@ -1,0 +1,160 @@
+"""The norm-bound proof of a secure-aggregation market (fedmarket/zk/norm_proof.py): it shows the
+exact norm of the update behind a commitment, holds for one trainer, round and market, and a
+market excludes a submission without one."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from fedmarket.audit import audit_market
+from fedmarket.context import use_platform
+from fedmarket.errors import ZKError
+from fedmarket.fixed_point import STEP, on_grid, quantize
+from fedmarket.ml.data import Dataset
+from fedmarket.settings import Settings
+from fedmarket.zk import clip_to_bound, norm_domain, poseidon_commitment, prove_norm, verify_norm
+from fedmarket_schemas.market import DataSchema
+
+D = 8
+DOMAIN = norm_domain(31337, "0x" + "ab" * 20, 1, "0x" + "cd" * 20)
+
+
+@pytest.fixture(scope="module")
+def proved(norm_build):
+    rng = np.random.default_rng(3)
+    start = quantize(rng.normal(0, 0.5, D))
+    model = quantize(start + rng.normal(0, 0.4, D))
+    return start, model, prove_norm(norm_build, model, start, DOMAIN)
+
+
+def test_the_proof_shows_the_exact_norm_of_the_committed_update(norm_build, proved):
+    start, model, proof = proved
+    assert proof.commitment == poseidon_commitment(model)
+    assert proof.norm == pytest.approx(float(np.linalg.norm(model - start)), abs=1e-12)
+    shown = verify_norm(
+        norm_build, proof.proof_json, commitment=proof.commitment, start=start, domain=DOMAIN, bound=5.0
+    )
+    assert shown == proof.norm
+
+
+@pytest.mark.parametrize(
+    "change, error",
+    [
+        ({"bound": 0.1}, "exceeds the task's bound 0.1"),
+        (
+            {"domain": norm_domain(31337, "0x" + "ab" * 20, 1, "0x" + "ce" * 20)},
+            "another chain, market, round or trainer",
+        ),
+        (
+            {"domain": norm_domain(31337, "0x" + "ab" * 20, 2, "0x" + "cd" * 20)},
+            "another chain, market, round or trainer",
+        ),
+        ({"commitment": "0x" + "00" * 31 + "01"}, "is for commitment"),
+        ({"start": np.zeros(D)}, "another global model"),
+    ],
+)
+def test_a_proof_holds_for_its_own_commitment_round_trainer_and_bound_only(norm_build, proved, change, error):
+    start, _, proof = proved
+    args = dict(commitment=proof.commitment, start=start, domain=DOMAIN, bound=5.0) | change
+    with pytest.raises(ZKError, match=error):
+        verify_norm(norm_build, proof.proof_json, **args)
+
+
+def test_a_proof_whose_claimed_norm_was_altered_does_not_verify(norm_build, proved):
+    start, _, proof = proved
+    data = json.loads(proof.proof_json)
+    data["instances"][0][3] = "0x" + (1).to_bytes(32, "little").hex()  # a norm^2 of 2^-16
+    with pytest.raises(ZKError, match="does not verify"):
+        verify_norm(norm_build, json.dumps(data), commitment=proof.commitment, start=start, domain=DOMAIN, bound=5.0)
+    with pytest.raises(ZKError, match="not an EZKL proof file"):
+        verify_norm(norm_build, "{}", commitment=proof.commitment, start=start, domain=DOMAIN, bound=5.0)
+
+
+def test_clipping_brings_an_update_within_the_bound_on_the_grid():
+    rng = np.random.default_rng(0)
+    start = quantize(rng.normal(0, 1, 650))
+    far = start + rng.normal(0, 1, 650) * 10
+    clipped = clip_to_bound(far, start, 3.0)
+    assert on_grid(clipped) and 3.0 - np.sqrt(650) * STEP <= np.linalg.norm(clipped - start) <= 3.0
+    near = quantize(start + 0.01)
+    assert np.array_equal(clip_to_bound(near, start, 3.0), near)
+
+
+def test_a_secure_market_with_a_norm_bound_excludes_an_update_without_a_proof(tmp_path, norm_build):
+    from fedmarket.context import Platform
+    from fedmarket.ml.models import parameter_count
+    from fedmarket.ml.updates import decode_update
+    from fedmarket.secagg import MaskContext
+    from fedmarket.secagg import onchain as secagg
+    from fedmarket_flows.market import market_flow
+    from fedmarket_flows.trainer import secure_duties
+    from fedmarket_tasks.chain_ops import submit_update
+    from fedmarket_tasks.secure import check_masked, mask_and_store
+    from tests.test_secure_market import publish
+
+    settings = Settings(
+        store_dir=tmp_path / "blocks",
+        results_dir=tmp_path / "results",
+        state_dir=tmp_path / "state",
+        zk_cache_dir=norm_build.dir.parent,
+    )
+    platform = Platform.from_settings(settings)
+    rng = np.random.default_rng(1)
+    data = Dataset(rng.integers(0, 17, (200, 3)).astype(np.float32), rng.integers(0, 2, 200))
+    schema = DataSchema(feature_count=3, labels=(0, 1))
+    with use_platform(platform):
+        market, _, aggregator, members, task = publish(
+            platform, trainers=3, rounds=1, data=data, schema=schema, norm_bound=1.0
+        )
+        assert parameter_count(task.model) == D
+        start = None
+        models = quantize(rng.normal(0, 1.0, (3, D)))
+
+        def play(round: int) -> None:
+            nonlocal start
+            start = decode_update(platform.store.get(market.model_cid(1)), task.model)
+            for i in (0, 2):  # both models are beyond the bound: their trainers clip them
+                far = models[i] if i == 0 else start + 10 * (models[i] - start)
+                submit_update(
+                    market.address,
+                    members[i].address,
+                    1,
+                    *mask_and_store(market.address, members[i].address, 1, far, task),
+                )
+            # trainer 1 masks a model but proves nothing
+            board = secagg.board_of(market)
+            keys = secagg.bundles(platform.store, market, board, board.keyed_mask(market.address))
+            context = MaskContext(platform.chain.chain_id, market.address, 1)
+            raw = secagg.masked_bytes(models[1], party=members[1], index=1, keys=keys, context=context)
+            submit_update(
+                market.address, members[1].address, 1, str(platform.store.put(raw)), poseidon_commitment(models[1])
+            )
+
+        def duties(round: int | None = None) -> None:
+            for t in members:
+                secure_duties(market.address, t.address)
+
+        reports, _ = market_flow(
+            market.address, aggregator.address, play, poll_s=0.01, key_step=duties, reveal_step=duties
+        )
+        assert reports[0].benign_mask == 0b101
+        assert reports[0].flag_reasons[members[1].address] == "excluded: MaskedMalformed"
+        (why,) = check_masked.fn(market.address, 1, task).values()
+        assert why.detail.startswith("norm proof: no norm proof is stored")
+        aggregate = decode_update(platform.store.get(reports[0].aggregate_cid), task.model)
+        assert np.linalg.norm(aggregate - start) <= 1.0 + STEP  # the survivors clipped to the bound
+        audit = audit_market(market, platform.store)
+        assert audit.passed and all(c.status == "pass" for c in audit.checks), audit.checks
+
+
+def test_bench_norm_prints_what_a_proof_costs(norm_build, monkeypatch):
+    from tests.test_cli import bench_json
+
+    monkeypatch.setenv("FEDMARKET_ZK_CACHE_DIR", str(norm_build.dir.parent))  # the session's build, cached
+    (row,) = bench_json("norm", "--params", str(D))
+    assert (row["params"], row["logrows"], row["setup_s"]) == (D, norm_build.logrows, 0.0)
+    assert row["rows"] > 0 and row["proof_bytes"] > 1000 and row["prove_s"] > 0 and row["verify_s"] > 0
+    assert row["norm_error"] == 0.0
