@@ -407,9 +407,12 @@ class Audit:
                 wrong.append(f"round {r}: its sum cannot be rebuilt: {exc}")
                 continue
             wrong.extend(self._counted_unusable(r, recovery.survivors, spec))
-            survivors = sum(1 << i for i in recovery.survivors)
-            if survivors != entry.benign_mask:
-                wrong.append(f"round {r}: benign mask {entry.benign_mask:#x}, the board's survivors {survivors:#x}")
+            if not self._sum_proven(r, recovery, spec):  # the round counts nobody, keeps its model
+                mean, counted = decode_update(self.store.get(entry.model_cid), spec.model), 0
+            else:
+                counted = sum(1 << i for i in recovery.survivors)
+            if counted != entry.benign_mask:
+                wrong.append(f"round {r}: benign mask {entry.benign_mask:#x}, the rebuilt round counts {counted:#x}")
             actual = commit(encode_update(mean, spec.model))
             if actual != entry.aggregate_commitment:
                 wrong.append(
@@ -419,6 +422,21 @@ class Audit:
             "; ".join(wrong) or f"{count} rounds: each aggregate is the mean rebuilt from the masked models and reveals"
         )
         yield AuditCheck(name="rounds", status="fail" if wrong else "pass", detail=detail)
+
+    def _sum_proven(self, r: int, recovery, spec) -> bool:
+        """Without a norm bound, True; with one, whether the survivors' sum is that of the models
+        their proofs commit to."""
+        entry = self.ledger.rounds[r]
+        norm = NormCheck.of(self.store, spec, entry.model_cid, current_platform().settings)
+        if norm is None:
+            return True
+        trainers = self.ledger.trainers
+        counted = [
+            Submission(round=r, trainer=trainers[i], index=i, cid=cid, commitment=commitment)
+            for i in recovery.survivors
+            for cid, commitment in [entry.submissions[trainers[i]]]
+        ]
+        return norm.sum_holds(self.store, counted, recovery.total)
 
     def _counted_unusable(self, r: int, counted: tuple[int, ...], spec) -> list[str]:
         """Round r's counted submissions that fail a check the aggregator must run (a norm proof

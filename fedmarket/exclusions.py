@@ -33,7 +33,7 @@ from fedmarket.secagg import MaskContext
 from fedmarket.secagg.onchain import read_masked, read_norm_proof
 from fedmarket.settings import Settings
 from fedmarket.store import ContentStore
-from fedmarket.zk import CircuitBuild, build_norm_circuit, norm_domain, verify_norm
+from fedmarket.zk import CircuitBuild, build_norm_circuit, norm_domain, sum_is_proven, verify_norm
 from fedmarket_schemas.market import ModelConfig, TaskSpec, TrainingConfig, UpdateBounds
 from fedmarket_schemas.rounds import ExclusionReason, Rejection, Submission
 
@@ -107,6 +107,12 @@ class NormCheck:
         verify_norm(
             self.build, proof, commitment=submission.commitment, start=self.start, domain=domain, bound=self.bound
         )
+
+    def sum_holds(self, store: ContentStore, counted: list[Submission], total: np.ndarray) -> bool:
+        """Whether the rebuilt sum `total` (ring words) of the `counted` submissions is the sum of
+        the models their norm proofs commit to: else one of them masked another model than it proved."""
+        proofs = [read_norm_proof(store.get(s.cid)) for s in counted]
+        return sum_is_proven(self.build, proofs, np.asarray(total).view(np.int64))
 
 
 def masked_rejection(

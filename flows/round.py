@@ -19,7 +19,7 @@ from fedmarket.commitments import commit
 from fedmarket.context import current_platform
 from fedmarket.errors import ProtocolError
 from fedmarket.market_context import market_context
-from fedmarket.ml.updates import encode_update
+from fedmarket.ml.updates import decode_update, encode_update
 from fedmarket.settings import load_settings
 from fedmarket.zk import deployed_verifier_code
 from fedmarket_schemas.market import Aggregation
@@ -150,7 +150,10 @@ def _secure_round(client, round: int, aggregator: str, context) -> RoundReport:
         close_submissions(client.address, aggregator, round, spec)
         step()
         wait_for_reveals(client.address, round, poll_s=settings.poll_interval_s, grace_s=settings.secagg_reveal_grace_s)
-        new_global, recovery = recover_mean(client.address, round, spec)
+        new_global, recovery, proven = recover_mean(client.address, round, spec)
+        counted = recovery.survivors if proven else ()
+        if not proven:  # a survivor masked another model than it proved: the round counts nobody
+            new_global = decode_update(current_platform().store.get(client.model_cid(round)), spec.model)
         step()
         val_accuracy = _heavy(
             evaluate, new_global, context.validation, spec.model, key=round_key(client, round, context)
@@ -158,7 +161,7 @@ def _secure_round(client, round: int, aggregator: str, context) -> RoundReport:
         plaintext = encode_update(new_global, spec.model)
         aggregate_cid = put_bytes(plaintext)
         step()
-        mask = sum(1 << i for i in recovery.survivors)
+        mask = sum(1 << i for i in counted)
         tx = finalize_round(client.address, aggregator, round, aggregate_cid, commit(plaintext), mask, b"")
         step()
     submitted = [s.trainer for s in client.submissions(round)]
@@ -168,10 +171,12 @@ def _secure_round(client, round: int, aggregator: str, context) -> RoundReport:
     }
     for i in recovery.dropped:
         reasons.setdefault(trainers[i], "dropped: not among the survivors the board fixed")
+    for i in set(recovery.survivors) - set(counted):
+        reasons[trainers[i]] = "voided: the survivors' masked models do not add up to the models they proved"
     outliers = OutlierReport(
         round=round,
         detector="none (secure aggregation)",
-        kept=[trainers[i] for i in recovery.survivors],
+        kept=[trainers[i] for i in counted],
         flagged=[t for t in submitted if t in reasons],
         reasons=reasons,
     )

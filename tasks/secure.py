@@ -182,8 +182,15 @@ def wait_for_reveals(market: str, round: int, *, poll_s: float, grace_s: float) 
 
 
 @once_task(task_run_name="recover-r{round}")
-def recover_mean(market: str, round: int, spec: TaskSpec) -> tuple[np.ndarray, Recovery]:
-    """The survivors' mean model of `round` and how it was rebuilt (fedmarket.secagg.onchain)."""
+def recover_mean(market: str, round: int, spec: TaskSpec) -> tuple[np.ndarray, Recovery, bool]:
+    """The survivors' mean model of `round`, how it was rebuilt (fedmarket.secagg.onchain), and
+    whether it may be counted: with a norm bound, only if the rebuilt sum is the sum of the
+    models the survivors proved (NormCheck.sum_holds)."""
     platform = current_platform()
     m = _market(market)
-    return secagg.recover_round(platform.store, m, secagg.board_of(m), round, parameter_count(spec.model))
+    mean, recovery = secagg.recover_round(platform.store, m, secagg.board_of(m), round, parameter_count(spec.model))
+    norm = NormCheck.of(platform.store, spec, m.model_cid(round), platform.settings)
+    if norm is None:
+        return mean, recovery, True
+    counted = [s for s in m.submissions(round) if s.index in recovery.survivors]
+    return mean, recovery, norm.sum_holds(platform.store, counted, recovery.total)

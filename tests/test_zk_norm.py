@@ -15,7 +15,7 @@ from fedmarket.errors import ZKError
 from fedmarket.fixed_point import STEP, on_grid, quantize
 from fedmarket.ml.data import Dataset
 from fedmarket.settings import Settings
-from fedmarket.zk import clip_to_bound, norm_domain, poseidon_commitment, prove_norm, verify_norm
+from fedmarket.zk import clip_to_bound, norm_domain, poseidon_commitment, prove_norm, sum_is_proven, verify_norm
 from fedmarket_schemas.market import DataSchema
 
 D = 8
@@ -32,7 +32,8 @@ def proved(norm_build):
 
 def test_the_proof_shows_the_exact_norm_of_the_committed_update(norm_build, proved):
     start, model, proof = proved
-    assert proof.commitment == poseidon_commitment(model)
+    assert sum_is_proven(norm_build, [proof.proof_json], np.round(model * 256))  # it commits to the model
+    assert not sum_is_proven(norm_build, [proof.proof_json], np.round(model * 256) + 1)
     assert proof.norm == pytest.approx(float(np.linalg.norm(model - start)), abs=1e-12)
     shown = verify_norm(
         norm_build, proof.proof_json, commitment=proof.commitment, start=start, domain=DOMAIN, bound=5.0
@@ -66,7 +67,7 @@ def test_a_proof_holds_for_its_own_commitment_round_trainer_and_bound_only(norm_
 def test_a_proof_whose_claimed_norm_was_altered_does_not_verify(norm_build, proved):
     start, _, proof = proved
     data = json.loads(proof.proof_json)
-    data["instances"][0][3] = "0x" + (1).to_bytes(32, "little").hex()  # a norm^2 of 2^-16
+    data["instances"][0][0] = "0x" + (1).to_bytes(32, "little").hex()  # a norm^2 of 2^-16
     with pytest.raises(ZKError, match="does not verify"):
         verify_norm(norm_build, json.dumps(data), commitment=proof.commitment, start=start, domain=DOMAIN, bound=5.0)
     with pytest.raises(ZKError, match="not an EZKL proof file"):
@@ -83,7 +84,7 @@ def test_clipping_brings_an_update_within_the_bound_on_the_grid():
     assert np.array_equal(clip_to_bound(near, start, 3.0), near)
 
 
-def test_a_secure_market_with_a_norm_bound_excludes_an_update_without_a_proof(tmp_path, norm_build):
+def test_a_norm_bound_market_excludes_updates_without_a_valid_proof_and_voids_a_round_that_cheats(tmp_path, norm_build):
     from fedmarket.context import Platform
     from fedmarket.ml.models import parameter_count
     from fedmarket.ml.updates import decode_update
@@ -107,14 +108,24 @@ def test_a_secure_market_with_a_norm_bound_excludes_an_update_without_a_proof(tm
     schema = DataSchema(feature_count=3, labels=(0, 1))
     with use_platform(platform):
         market, _, aggregator, members, task = publish(
-            platform, trainers=3, rounds=1, data=data, schema=schema, norm_bound=1.0
+            platform, trainers=4, rounds=2, data=data, schema=schema, norm_bound=1.0
         )
         assert parameter_count(task.model) == D
         start = None
-        models = quantize(rng.normal(0, 1.0, (3, D)))
+        models = quantize(rng.normal(0, 1.0, (4, D)))
+
+        def masked(i: int, round: int, model: np.ndarray, proof=None) -> bytes:
+            board = secagg.board_of(market)
+            keys = secagg.bundles(platform.store, market, board, board.keyed_mask(market.address))
+            context = MaskContext(platform.chain.chain_id, market.address, round)
+            return secagg.masked_bytes(
+                model, party=members[i], index=i, keys=keys, context=context, norm_proof=proof and proof.proof_json
+            )
 
         def play(round: int) -> None:
             nonlocal start
+            if round == 2:
+                return cheat()
             start = decode_update(platform.store.get(market.model_cid(1)), task.model)
             for i in (0, 2):  # both models are beyond the bound: their trainers clip them
                 far = models[i] if i == 0 else start + 10 * (models[i] - start)
@@ -124,14 +135,29 @@ def test_a_secure_market_with_a_norm_bound_excludes_an_update_without_a_proof(tm
                     1,
                     *mask_and_store(market.address, members[i].address, 1, far, task),
                 )
-            # trainer 1 masks a model but proves nothing
-            board = secagg.board_of(market)
-            keys = secagg.bundles(platform.store, market, board, board.keyed_mask(market.address))
-            context = MaskContext(platform.chain.chain_id, market.address, 1)
-            raw = secagg.masked_bytes(models[1], party=members[1], index=1, keys=keys, context=context)
-            submit_update(
-                market.address, members[1].address, 1, str(platform.store.put(raw)), poseidon_commitment(models[1])
-            )
+            # trainer 1 masks a model but proves nothing; trainer 3 proves its true norm, past the bound
+            domain = norm_domain(platform.chain.chain_id, market.address, 1, members[3].address)
+            over = prove_norm(norm_build, models[3], start, domain)
+            for i, proof in ((1, None), (3, over)):
+                commitment = proof.commitment if proof else poseidon_commitment(models[i])
+                raw = masked(i, 1, models[i], proof)
+                submit_update(market.address, members[i].address, 1, str(platform.store.put(raw)), commitment)
+
+        def cheat() -> None:
+            """Round 2: trainer 2 proves one model within the bound and masks another, also within it."""
+            second = decode_update(platform.store.get(market.model_cid(2)), task.model)
+            for i in (0, 1, 3):
+                submit_update(
+                    market.address,
+                    members[i].address,
+                    2,
+                    *mask_and_store(market.address, members[i].address, 2, models[i], task),
+                )
+            proven = clip_to_bound(models[2], second, 1.0)
+            domain = norm_domain(platform.chain.chain_id, market.address, 2, members[2].address)
+            proof = prove_norm(norm_build, proven, second, domain)
+            raw = masked(2, 2, clip_to_bound(2 * second - models[2], second, 1.0), proof)
+            submit_update(market.address, members[2].address, 2, str(platform.store.put(raw)), proof.commitment)
 
         def duties(round: int | None = None) -> None:
             for t in members:
@@ -140,14 +166,26 @@ def test_a_secure_market_with_a_norm_bound_excludes_an_update_without_a_proof(tm
         reports, _ = market_flow(
             market.address, aggregator.address, play, poll_s=0.01, key_step=duties, reveal_step=duties
         )
-        assert reports[0].benign_mask == 0b101
-        assert reports[0].flag_reasons[members[1].address] == "excluded: MaskedMalformed"
-        (why,) = check_masked.fn(market.address, 1, task).values()
-        assert why.detail.startswith("norm proof: no norm proof is stored")
+        assert reports[0].benign_mask == 0b0101
+        for i in (1, 3):
+            assert reports[0].flag_reasons[members[i].address] == "excluded: MaskedMalformed"
+        why = check_masked.fn(market.address, 1, task)
+        assert why[1].detail.startswith("norm proof: no norm proof is stored")
+        assert (
+            why[3].detail
+            == f"norm proof: the proven update norm {np.linalg.norm(models[3] - start):.4f} exceeds the task's bound 1"
+        )
         aggregate = decode_update(platform.store.get(reports[0].aggregate_cid), task.model)
         assert np.linalg.norm(aggregate - start) <= 1.0 + STEP  # the survivors clipped to the bound
+
+        # round 2: every proof verifies, but the masked models do not add up to the proven ones
+        second = reports[1]
+        assert second.benign_mask == 0 and second.aggregate_cid == reports[0].aggregate_cid
+        assert all("voided" in second.flag_reasons[t.address] for t in members)
+        assert check_masked.fn(market.address, 2, task) == {}
         audit = audit_market(market, platform.store)
         assert audit.passed and all(c.status == "pass" for c in audit.checks), audit.checks
+        assert "2 exclusions re-checked" in {c.name: c for c in audit.checks}["exclusions"].detail
 
 
 def test_bench_norm_prints_what_a_proof_costs(norm_build, monkeypatch):

@@ -27,6 +27,7 @@ from fedmarket.zk.norm_proof import (
     clip_to_bound,
     norm_domain,
     prove_norm,
+    sum_is_proven,
     verify_norm,
 )
 from fedmarket.zk.round_proof import (
@@ -82,6 +83,7 @@ __all__ = [
     "prune",
     "rloo_subsets",
     "split_by_chunks",
+    "sum_is_proven",
     "verifier_artifact",
     "verify_norm",
     "verify_locally",

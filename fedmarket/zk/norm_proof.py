@@ -6,21 +6,25 @@ Learning", IEEE S&P 2023) and ELSA (Rathee et al., IEEE S&P 2023): under secure 
 one sees an update, so no outlier rule can judge it, but a bound on each update's L2 norm, proven
 by its trainer, caps what any one of them can move the mean. The circuit (`NormBound`):
 
-- inputs, each hashed with Poseidon (their hashes are public instances): the trainer's model W
-  (the hash is the commitment it submits on chain), the round's global model (public, so anyone
-  hashes it), and the domain limbs of (chain, market, round, trainer);
+- inputs, each under a KZG commitment the proof carries (EZKL's `polycommit` visibility,
+  fedmarket/zk/ezkl/polycommit.py): the trainer's model W (SHA-256 of its commitment point is
+  the commitment it submits on chain), the round's global model and the domain limbs of (chain,
+  market, round, trainer), whose commitments the verifier computes from their public values;
 - outputs: ||W - start||^2, exact at scale 16 (no product is rounded), and the domain limbs
   echoed, so a proof made for one trainer, round or market is accepted nowhere else.
 
 The verifier (the aggregator, and `fedmarket audit` after it) checks the proof with the build's
-verifying key, each public instance against what it knows, and the norm against the bound.
+verifying key, each commitment and output against what it knows, and the norm against the bound.
+Once the round's sum S of the survivors' models is rebuilt, the commitments close the gap between
+what was proven and what was masked: KZG commitments add up (C(a) + C(b) = C(a + b) + C(0) as
+EZKL lays inputs out), so sum_u C(W_u) = C(S) + (n - 1) C(0) holds exactly when the masked models
+add up to the proven ones (`sum_is_proven`).
 
-Departures: RoFL and ELSA prove the bound on the very vector that is aggregated (RoFL through
-Pedersen commitments homomorphic with the masking, ELSA across two servers). Here the proof binds
-the trainer's Poseidon commitment, and nothing yet proves that its masked update hides the same
-model: a trainer can prove one model and mask another. What the proof does bind: a trainer that
-submits without a valid proof is dropped before reveals, and one whose proof is for another
-round, market or trainer too.
+Departures: RoFL proves the bound on the very vector that is aggregated, through Pedersen
+commitments homomorphic with its masking, so a cheating client is named; ELSA splits the check
+across two servers. Here the sum check tells that some survivor masked another model than it
+proved, not which one: the round then counts nobody and keeps the global model (no poisoned
+mean reaches the chain, but one cheater can void a round).
 """
 
 from __future__ import annotations
@@ -37,7 +41,8 @@ from fedmarket.errors import ZKError
 from fedmarket.field import signed, to_bytes32
 from fedmarket.fixed_point import STEP, domain_limbs, on_grid, quantize
 from fedmarket.settings import Settings, load_settings
-from fedmarket.zk.ezkl.poseidon import felt_to_int, poseidon_commitment
+from fedmarket.zk.ezkl.polycommit import commit_values, proof_commitments, sums_to
+from fedmarket.zk.ezkl.poseidon import felt_to_int
 from fedmarket.zk.ezkl.prover import Proof, prove, verify_file
 from fedmarket.zk.ezkl.toolchain import CircuitBuild, RunArgs, build_circuit
 
@@ -78,8 +83,14 @@ def build_norm_circuit(dim: int, settings: Settings | None = None) -> CircuitBui
         example,
         settings.zk_cache_dir,
         srs_path=settings.zk_srs_path,
-        run_args=RunArgs(num_inner_cols=settings.zk_columns, scale_rebase_multiplier=2),
+        run_args=RunArgs(num_inner_cols=settings.zk_columns, scale_rebase_multiplier=2, input_visibility="polycommit"),
     )
+
+
+def point_commitment(point: bytes) -> str:
+    """The on-chain commitment to a KZG point: SHA-256 of its 64 bytes, in the field (as every
+    SHA-256 commitment of fedmarket.commitments)."""
+    return to_bytes32(int.from_bytes(hashlib.sha256(point).digest(), "big"))
 
 
 @dataclass(frozen=True)
@@ -87,9 +98,14 @@ class NormProof:
     """A trainer's proof, as EZKL's proof file, with what it claims."""
 
     proof_json: str
-    commitment: str  # bytes32 hex: Poseidon of the model, the commitment submitted on chain
+    point: bytes  # the KZG commitment to the model the proof carries
     norm: float  # ||model - start||, as the circuit computed it
     prove_s: float
+
+    @property
+    def commitment(self) -> str:
+        """What the trainer submits on chain."""
+        return point_commitment(self.point)
 
     @property
     def size(self) -> int:
@@ -100,12 +116,13 @@ def prove_norm(build: CircuitBuild, model: np.ndarray, start: np.ndarray, domain
     """Prove ||model - start|| for `domain` (both models on the 2^-8 grid)."""
     proof: Proof = prove(build, [model[None, :], start[None, :], domain_limbs(domain)[None, :]])
     norm = float(np.sqrt(_norm_sq(build, proof.instances)))
-    return NormProof(proof.proof_json, poseidon_commitment(model), norm, proof.prove_s)
+    (point,) = proof_commitments(proof.proof_json, 1)
+    return NormProof(proof.proof_json, point, norm, proof.prove_s)
 
 
 def _norm_sq(build: CircuitBuild, instances: list[int]) -> float:
     scale = int(build.settings()["model_output_scales"][0])
-    return signed(instances[3]) / 2.0**scale
+    return signed(instances[0]) / 2.0**scale
 
 
 def verify_norm(
@@ -117,16 +134,17 @@ def verify_norm(
         instances = [felt_to_int(f) for f in json.loads(proof_json)["instances"][0]]
     except (ValueError, KeyError, IndexError, TypeError) as exc:
         raise ZKError(f"the norm proof is not an EZKL proof file: {exc}") from None
-    if len(instances) != 3 + 1 + 6:  # three input hashes, the norm, six domain limbs
-        raise ZKError(f"the norm proof has {len(instances)} public instances, the circuit 10")
+    if len(instances) != 1 + 6:  # the norm, six domain limbs
+        raise ZKError(f"the norm proof has {len(instances)} public instances, the circuit 7")
     if not on_grid(start):
         raise ZKError("the round's global model is not on the 2^-8 grid")
-    if to_bytes32(instances[0]) != commitment:
-        raise ZKError(f"the norm proof is for commitment {to_bytes32(instances[0])}, not {commitment}")
-    if to_bytes32(instances[1]) != poseidon_commitment(start):
+    model_point, start_point, domain_point = proof_commitments(proof_json, 3)
+    if point_commitment(model_point) != commitment:
+        raise ZKError(f"the norm proof is for commitment {point_commitment(model_point)}, not {commitment}")
+    if start_point != commit_values(build, start):
         raise ZKError("the norm proof is from another global model than the round's")
-    expected = [int(round(x * 256)) for x in domain_limbs(domain)]
-    if instances[4:] != expected:
+    limbs = domain_limbs(domain)
+    if [int(round(x * 256)) for x in limbs] != instances[1:] or domain_point != commit_values(build, limbs):
         raise ZKError("the norm proof is for another chain, market, round or trainer")
     if not verify_file(build, proof_json):
         raise ZKError("the norm proof does not verify")
@@ -134,3 +152,11 @@ def verify_norm(
     if norm > bound:
         raise ZKError(f"the proven update norm {norm:.4f} exceeds the task's bound {bound:g}")
     return norm
+
+
+def sum_is_proven(build: CircuitBuild, proofs: list[str], total: np.ndarray) -> bool:
+    """Whether `total` (the rebuilt sum of the survivors' models, integers at scale 8) is the sum
+    of the models these verified proofs commit to."""
+    points = [proof_commitments(p, 1)[0] for p in proofs]
+    values = np.asarray(total, dtype=np.float64) * STEP
+    return sums_to(points, commit_values(build, values), commit_values(build, np.zeros_like(values)))

@@ -60,9 +60,15 @@ def witness(build: CircuitBuild, inputs: list[np.ndarray]) -> Witness:
         data, path = Path(tmp, "input.json"), Path(tmp, "witness.json")
         data.write_text(json.dumps({"input_data": [np.asarray(v, dtype=np.float64).ravel().tolist() for v in inputs]}))
         started = time.perf_counter()
-        result = call_ezkl("gen_witness", ezkl.gen_witness, str(data), str(build.compiled), str(path))
+        # inputs under KZG commitments: the witness carries them, made with the build's keys
+        keys = {"vk_path": str(build.vk), "srs_path": str(build.srs_path)} if _kzg_inputs(build) else {}
+        result = call_ezkl("gen_witness", ezkl.gen_witness, str(data), str(build.compiled), str(path), **keys)
         seconds = time.perf_counter() - started
         return Witness(build, path.read_text(), result, seconds)
+
+
+def _kzg_inputs(build: CircuitBuild) -> bool:
+    return build.settings()["run_args"].get("input_visibility") == "KZGCommit"
 
 
 def circuit_outputs(build: CircuitBuild, inputs: list[np.ndarray]) -> list[list[int]]:
@@ -88,7 +94,7 @@ def prove_witness(w: Witness) -> Proof:
         prove_s = time.perf_counter() - started
         text = proof_path.read_text()
     produced = json.loads(text)
-    hashes = [felt_to_int(h) for h in w.data["processed_inputs"]["poseidon_hash"]]
+    hashes = [felt_to_int(h) for h in (w.data.get("processed_inputs") or {}).get("poseidon_hash", [])]
     instances = [felt_to_int(f) for f in produced["instances"][0]]
     proof = bytes.fromhex(produced["hex_proof"].removeprefix("0x"))
     return Proof(proof, instances, hashes, w.outputs, w.seconds, prove_s, text)

@@ -56,10 +56,13 @@ class RunArgs:
     scale_rebase_multiplier: int = 1
     # Integral constants (0, 1, identity matrices) at scale 0, so a product with them needs no rescale.
     rebase_frac_zero_constants: bool = False
+    # "hashed": each input's Poseidon hash is a public instance; "polycommit": the proof carries a
+    # KZG commitment to each input (additively homomorphic, fedmarket/zk/norm_proof.py).
+    input_visibility: str = "hashed"
 
     def tocall_ezkl(self) -> ezkl.PyRunArgs:
         args = ezkl.PyRunArgs()
-        args.input_visibility = "hashed"
+        args.input_visibility = self.input_visibility
         args.output_visibility = "public"
         args.param_visibility = "fixed"
         args.input_scale = self.input_scale
@@ -137,7 +140,9 @@ def export_onnx(module: torch.nn.Module, example: list[torch.Tensor]) -> bytes:
 def circuit_digest(onnx_bytes: bytes, run_args: RunArgs) -> str:
     h = hashlib.sha256()
     h.update(onnx_bytes)
-    h.update(json.dumps(run_args.__dict__, sort_keys=True).encode())
+    # a default visibility stays out of the digest, so the hashed circuits keep theirs
+    chosen = {k: v for k, v in run_args.__dict__.items() if (k, v) != ("input_visibility", "hashed")}
+    h.update(json.dumps(chosen, sort_keys=True).encode())
     h.update(EZKL_VERSION.encode())
     return h.hexdigest()
 

@@ -1,0 +1,69 @@
+"""KZG commitments to circuit inputs (`input_visibility="polycommit"`), as EZKL makes them: the
+points a proof carries, the same points computed from known values, and their sums.
+
+EZKL lays an input out in the Lagrange basis over the circuit's domain and fills the rows halo2
+keeps unusable with 1 (`PolyCommitChip::commit`, `Blind::default()`), so a commitment is affine
+in the values: C(a) + C(b) = C(a + b) + C(0). A proof's transcript (EVM encoding) opens with one
+uncompressed point (x, y big-endian, 64 bytes) per input, in input order.
+"""
+
+from __future__ import annotations
+
+import json
+
+import ezkl
+import numpy as np
+from py_ecc.optimized_bn128 import FQ, add, eq, is_on_curve, multiply
+from py_ecc.optimized_bn128 import b as CURVE_B
+
+from fedmarket.errors import ZKError
+from fedmarket.zk.ezkl.poseidon import felts
+from fedmarket.zk.ezkl.toolchain import CircuitBuild, call_ezkl
+
+POINT_BYTES = 64
+
+
+def commit_values(build: CircuitBuild, values: np.ndarray) -> bytes:
+    """The commitment EZKL's proof carries for an input of these grid values (one column)."""
+    points = call_ezkl(
+        "kzg_commit", ezkl.kzg_commit, felts(values), str(build.vk), str(build.settings_path), str(build.srs_path)
+    )
+    if len(points) != 1:
+        raise ZKError(f"{np.asarray(values).size} values span {len(points)} columns of circuit {build.name}")
+    return _encode(points[0])
+
+
+def proof_commitments(proof_json: str, count: int) -> list[bytes]:
+    """The first `count` input commitments a proof file carries."""
+    try:
+        raw = bytes.fromhex(json.loads(proof_json)["hex_proof"].removeprefix("0x"))
+    except (ValueError, KeyError, TypeError) as exc:
+        raise ZKError(f"not an EZKL proof file: {exc}") from None
+    if len(raw) < count * POINT_BYTES:
+        raise ZKError("the proof is too short to carry its input commitments")
+    return [raw[i * POINT_BYTES : (i + 1) * POINT_BYTES] for i in range(count)]
+
+
+def sums_to(points: list[bytes], total: bytes, zero: bytes) -> bool:
+    """Whether the commitments `points` are to values that add up to those of `total`:
+    sum(points) = total + (len(points) - 1) x zero, `zero` being the commitment to zeros."""
+    parsed = [_decode(p) for p in points]
+    left = parsed[0]
+    for p in parsed[1:]:
+        left = add(left, p)
+    right = add(_decode(total), multiply(_decode(zero), len(points) - 1)) if len(points) > 1 else _decode(total)
+    return eq(left, right)
+
+
+def _encode(point) -> bytes:
+    """PyG1Affine (little-endian hex coordinates) as the proof's 64 big-endian bytes."""
+    x, y = (int.from_bytes(bytes.fromhex(v.removeprefix("0x")), "little") for v in (point.x, point.y))
+    return x.to_bytes(32, "big") + y.to_bytes(32, "big")
+
+
+def _decode(raw: bytes):
+    x, y = int.from_bytes(raw[:32], "big"), int.from_bytes(raw[32:], "big")
+    point = (FQ(x), FQ(y), FQ(1))
+    if not is_on_curve(point, CURVE_B):
+        raise ZKError("a commitment is not a point of BN254's G1")
+    return point
