@@ -383,7 +383,9 @@ class Audit:
             cid, commitment = entry.submissions[trainer]
             index = self.ledger.trainers.index(trainer)
             submission = Submission(round=r, trainer=trainer, index=index, cid=cid, commitment=commitment)
-            out[trainer] = masked_rejection(self.store, submission, participants, first.get(cid), size, context, norm)
+            out[trainer] = masked_rejection(
+                self.store, submission, participants, first.get(cid), size, context, norm, spec.training
+            )
         return out
 
     @property

@@ -123,13 +123,15 @@ def masked_rejection(
     size: int,
     context: MaskContext,
     norm: NormCheck | None = None,
+    training: TrainingConfig | None = None,
 ) -> Rejection | None:
     """Why a secure-aggregation submission cannot be counted in the sum, or None. Every check
     reads public bytes, so anyone can run it again: the trainer posted keys before the round (bit
     of `participants`), the CID was not submitted before, its bytes are a masked model of this
     market and round, of the task's size, and they match the commitment on chain: its SHA-256, or
-    with a norm bound (`norm`) the commitment its norm proof is for, a proof that verifies. A store
-    that cannot be reached raises: no verdict about the trainer."""
+    with a norm bound (`norm`) the commitment its norm proof is for, a proof that verifies; in a
+    DP-SGD task (`training`), its header reports what the task requires. A store that cannot be
+    reached raises: no verdict about the trainer."""
     index, round = submission.index, context.round
     if not participants >> index & 1:
         return Rejection(
@@ -146,7 +148,9 @@ def masked_rejection(
         return Rejection(reason=ExclusionReason.UNAVAILABLE, detail=f"{type(exc).__name__}: {exc}")
     try:
         read_masked(raw, size=size, context=context)
-    except MalformedUpdateError as exc:
+        if training is not None:
+            check_privacy(raw, training)
+    except UpdateError as exc:  # malformed, or a privacy report the task refuses
         return Rejection(reason=ExclusionReason.MASKED_MALFORMED, detail=str(exc))
     if norm is not None:
         try:

@@ -238,7 +238,7 @@ def demo_flow(config: DemoConfig | dict | None = None, progress: Progress | None
                 local = submitted[index] = attack.craft(context)
             privacy = privacy_after(task, datasets[index], round - 1)
             if secure:
-                cid, commitment = mask_and_store(market.address, trainer.address, round, local, task)
+                cid, commitment = mask_and_store(market.address, trainer.address, round, local, task, privacy)
             else:
                 cid, commitment = seal_and_store(market.address, trainer.address, round, local, task, privacy)
             if attack is not None and attack.on_chain:

@@ -31,7 +31,7 @@ from fedmarket_tasks.detect import detect_outliers
 from fedmarket_tasks.load import history_before, load_round
 from fedmarket_tasks.prove import prove_round_step, proven_outliers
 from fedmarket_tasks.report import progress, publish_round
-from fedmarket_tasks.secure import close_submissions, open_reveals, recover_mean, wait_for_reveals
+from fedmarket_tasks.secure import close_submissions, masked_epsilon, open_reveals, recover_mean, wait_for_reveals
 from fedmarket_tasks.store_ops import put_bytes
 
 
@@ -186,7 +186,17 @@ def _secure_round(client, round: int, aggregator: str, context) -> RoundReport:
         "openReveals": open_reveals(client.address, aggregator, round),
         "finalizeRound": tx,
     }
-    report = _report(client, round, aggregate_cid, val_accuracy, outliers, mask, calls, aggregation="secure")
+    report = _report(
+        client,
+        round,
+        aggregate_cid,
+        val_accuracy,
+        outliers,
+        mask,
+        calls,
+        aggregation="secure",
+        dp_epsilon=masked_epsilon(client.address, round, spec),
+    )
     get_run_logger().info(
         "round %d (secure): validation accuracy %.4f, survivors %s, dropped %s, wrong shares %s",
         round,

@@ -29,6 +29,7 @@ from fedmarket_tasks.contribute import assess_contributions
 from fedmarket_tasks.load import benign_models, load_round, privacy_reported, reported_epsilon
 from fedmarket_tasks.prove import prove_settlement_step, proven_contributions
 from fedmarket_tasks.report import accuracy_plot, progress, publish_settlement
+from fedmarket_tasks.secure import masked_epsilon
 from fedmarket_tasks.store_ops import get_bytes, put_bytes
 
 
@@ -80,6 +81,8 @@ def settlement_flow(market: str, aggregator: str | None = None, withdraw_fee: bo
             chunks = DataChunks.of(decode_dataset(get_bytes(context.data_cid)), spec.test_chunk_rows, spec.model)
             calldata = proof.calldata(client.split_seed(), chunks)
         elif secure:  # no single model exists: who was counted, per round
+            for r in range(1, rounds + 1):  # and, in a DP-SGD task, what each last reported
+                dp_epsilon.update(masked_epsilon(client.address, r, spec))
             accuracy_bps = int(final_accuracy * 10_000)
             masks = [client.round_state(r).benign_mask for r in range(1, rounds + 1)]
             contributions = inclusion.of_masks(masks, trainers)

@@ -81,7 +81,7 @@ def trainer_round_flow(market: str, round: int, data_path: str) -> str:
     seed = int.from_bytes(bytes.fromhex(me[2:10]), "big") + round
     local = train(me, round, global_model, data, spec, seed=seed, trained_before=trained_before)
     if spec.aggregation == Aggregation.secure:  # masked: nobody sees this model, only the survivors' sum
-        cid, commitment = mask_and_store(client.address, me, round, local, spec)
+        cid, commitment = mask_and_store(client.address, me, round, local, spec, privacy)
     else:
         cid, commitment = seal_and_store(client.address, me, round, local, spec, privacy)
     submit_update(client.address, me, round, cid, commitment)

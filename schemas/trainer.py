@@ -36,7 +36,8 @@ class Registration(BaseModel):
 class PrivacySpent(BaseModel):
     """What a trainer training with DP-SGD has spent in a market, as Opacus's RDP accountant
     counts it over every round it trained in (this one included); reported in its update's
-    header, which only the aggregator opens."""
+    header, which only the aggregator opens (under secure aggregation, the masked model's
+    header, which anyone reads)."""
 
     epsilon: float = Field(ge=0)
     delta: float = Field(gt=0, lt=1)

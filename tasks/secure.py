@@ -19,12 +19,13 @@ from fedmarket.errors import SecureAggregationError
 from fedmarket.exclusions import NormCheck, masked_rejection
 from fedmarket.fixed_point import quantize
 from fedmarket.ml.models import parameter_count
-from fedmarket.ml.updates import decode_update
+from fedmarket.ml.updates import check_privacy, decode_update
 from fedmarket.secagg import MaskContext, Recovery, threshold_for
 from fedmarket.secagg import onchain as secagg
 from fedmarket.zk import build_norm_circuit, clip_to_bound, norm_domain, prove_norm
 from fedmarket_schemas.market import TaskSpec
 from fedmarket_schemas.rounds import Rejection
+from fedmarket_schemas.trainer import PrivacySpent
 from fedmarket_tasks.chain_ops import exclude_submissions
 from fedmarket_tasks.common import once_task, remote_task
 
@@ -74,11 +75,14 @@ def post_keys(market: str, trainer: str) -> TxResult | None:
 
 
 @remote_task(task_run_name="mask-and-store-r{round}-{trainer}")
-def mask_and_store(market: str, trainer: str, round: int, local_model: np.ndarray, spec: TaskSpec) -> tuple[str, str]:
+def mask_and_store(
+    market: str, trainer: str, round: int, local_model: np.ndarray, spec: TaskSpec, privacy: PrivacySpent | None = None
+) -> tuple[str, str]:
     """(CID, commitment) of this trainer's masked model for `round`, masked with every
     participant's keys; SecureAggregationError when it posted none for this round. With the
     task's norm bound the model is clipped to it and proven (fedmarket/zk/norm_proof.py): the
-    proof is stored with the masked model, and the commitment is the one the proof is for."""
+    proof is stored with the masked model, and the commitment is the one the proof is for.
+    `privacy`: in a DP-SGD task, what the trainer has spent, reported in the header."""
     platform = current_platform()
     m = _market(market)
     party = platform.party(trainer)
@@ -103,6 +107,7 @@ def mask_and_store(market: str, trainer: str, round: int, local_model: np.ndarra
         keys=keys,
         context=_context(m, round),
         norm_proof=proof.proof_json if proof else None,
+        privacy=privacy,
     )
     return str(platform.store.put(raw)), proof.commitment if proof else commit(raw)
 
@@ -131,7 +136,8 @@ def check_masked(market: str, round: int, spec: TaskSpec) -> dict[int, Rejection
     out = {}
     norm = NormCheck.of(store, spec, m.model_cid(round), current_platform().settings)
     for s in m.submissions(round):
-        if (why := masked_rejection(store, s, taking_part, first.get(s.cid), size, context, norm)) is not None:
+        why = masked_rejection(store, s, taking_part, first.get(s.cid), size, context, norm, spec.training)
+        if why is not None:
             out[s.index] = why
     return out
 
@@ -194,3 +200,17 @@ def recover_mean(market: str, round: int, spec: TaskSpec) -> tuple[np.ndarray, R
         return mean, recovery, True
     counted = [s for s in m.submissions(round) if s.index in recovery.survivors]
     return mean, recovery, norm.sum_holds(platform.store, counted, recovery.total)
+
+
+def masked_epsilon(market: str, round: int, spec: TaskSpec) -> dict[str, float]:
+    """DP-SGD task: the epsilon each trainer counted in `round` reported in its masked model's
+    header (its word, checked against the task's terms when the round was closed)."""
+    if spec.training.dp is None:
+        return {}
+    m, store = _market(market), current_platform().store
+    counted = m.round_state(round).benign_mask
+    return {
+        s.trainer: check_privacy(store.get(s.cid), spec.training).epsilon
+        for s in m.submissions(round)
+        if counted >> s.index & 1
+    }

@@ -188,3 +188,49 @@ def test_a_trainer_process_masks_its_model_and_sits_out_a_round_it_holds_no_keys
     with pytest.raises(SecureAggregationError, match="posted no keys before round 1"):
         trainer_round_flow(market.address, 1, str(data))
     assert market.submitted_mask(1) == 0b001
+
+
+def test_a_dp_task_in_secure_mode_reports_each_trainers_epsilon_in_its_masked_header(tmp_path):
+    """`demo --aggregation secure --dp-epsilon 4`: the aggregator checks each masked model's
+    privacy report against the task's terms without opening the model, and the round and market
+    reports show what every trainer spent; a report past the budget is excluded."""
+    from fedmarket.context import use_platform
+    from fedmarket_flows.demo import DemoConfig, demo_flow
+    from tests.conftest import make_platform
+
+    platform = make_platform(tmp_path)
+    config = DemoConfig(trainers=4, malicious=0, rounds=2, aggregation="secure", dp_epsilon=4.0)
+    with use_platform(platform):
+        report = demo_flow(config)
+        market = platform.market(report.market)
+        trainers = market.trainers()
+        first, second = (r.dp_epsilon for r in report.rounds)
+        assert set(first) == set(second) == set(trainers)
+        assert all(0 < first[t] < second[t] <= 4.0 for t in trainers)
+        assert report.dp_epsilon == second
+        assert audit_market(market, platform.store).passed
+
+
+def test_a_masked_model_reporting_more_privacy_spent_than_the_budget_is_not_counted(platform):
+    from fedmarket.commitments import commit
+    from fedmarket.exclusions import masked_rejection
+    from fedmarket.secagg import MaskContext
+    from fedmarket.secagg.onchain import masked_bytes
+    from fedmarket_schemas.market import DifferentialPrivacy, TrainingConfig
+    from fedmarket_schemas.rounds import Submission
+    from fedmarket_schemas.trainer import PrivacySpent
+
+    trainer = party(platform, "trainer", 0)
+    context = MaskContext(platform.chain.chain_id, "0x" + "ab" * 20, 1)
+    training = TrainingConfig(dp=DifferentialPrivacy(noise_multiplier=1.0, epsilon_budget=4.0))
+
+    def verdict(privacy):
+        raw = masked_bytes(np.zeros(8), party=trainer, index=0, keys={}, context=context, privacy=privacy)
+        cid = str(platform.store.put(raw))
+        submission = Submission(round=1, trainer=trainer.address, index=0, cid=cid, commitment=commit(raw))
+        return masked_rejection(platform.store, submission, 0b1, None, 8, context, training=training)
+
+    assert verdict(PrivacySpent(epsilon=3.9, delta=1e-5, rounds=1)) is None
+    over = verdict(PrivacySpent(epsilon=4.5, delta=1e-5, rounds=2))
+    assert over.reason == ExclusionReason.MASKED_MALFORMED and "past the task's budget 4" in over.detail
+    assert "reports no privacy spent" in verdict(None).detail

@@ -32,6 +32,7 @@ from fedmarket.secagg.protocol import (
 )
 from fedmarket.store import ContentStore
 from fedmarket_schemas.secagg import KeyBundle, ShareReveal
+from fedmarket_schemas.trainer import PrivacySpent
 
 FORMAT = "fedmarket-masked-v1"
 NORM_PROOF = "norm_proof"
@@ -107,15 +108,19 @@ def masked_bytes(
     keys: dict[int, KeyBundle],
     context: MaskContext,
     norm_proof: str | None = None,
+    privacy: PrivacySpent | None = None,
 ) -> bytes:
     """This trainer's masked model for `context`'s round, with every participant's keys;
-    `norm_proof`: its norm-bound proof file, stored beside it under the same CID."""
+    `norm_proof`: its norm-bound proof file, stored beside it under the same CID; `privacy`: in a
+    DP-SGD task, what it has spent, in the header as a plain update reports it (`"dp"`)."""
     peers = {i: bytes.fromhex(b.rounds[context.round - 1].mask_public_key) for i, b in keys.items()}
     secrets = round_secrets(secret_of(party, context.market), context)
     tensors = {"masked": mask_model(model, secrets=secrets, me=index, peers=peers, context=context)}
     if norm_proof is not None:
         tensors[NORM_PROOF] = np.frombuffer(norm_proof.encode(), dtype=np.uint8)
     metadata = {"format": FORMAT, "market": context.market.lower(), "round": str(context.round)}
+    if privacy is not None:
+        metadata["dp"] = privacy.model_dump_json()
     return st_save(tensors, metadata=metadata)
 
 
@@ -134,7 +139,7 @@ def read_masked(raw: bytes, *, size: int, context: MaskContext) -> np.ndarray:
         tensor = st_load(raw)["masked"]
     except (SafetensorError, KeyError, ValueError) as exc:
         raise MalformedUpdateError(f"not a masked model: {exc}") from None
-    metadata = header_metadata(raw)
+    metadata = {k: v for k, v in header_metadata(raw).items() if k != "dp"}  # DP: checked by the task's terms
     expected = {"format": FORMAT, "market": context.market.lower(), "round": str(context.round)}
     if metadata != expected:
         raise MalformedUpdateError(f"a masked model for {metadata}, not for {expected}")
