@@ -394,7 +394,9 @@ class Audit:
 
     def secure_rounds(self) -> Iterator[AuditCheck]:
         """Each round's aggregate and benign mask, rebuilt from the masked models, the key bundles
-        and the share reveals under the CIDs on chain: the survivors the board fixed, their mean."""
+        and the share reveals under the CIDs on chain: the survivors the board fixed and their
+        mean, or, with a norm bound whose proofs do not add up to that sum, nobody and the round's
+        own model."""
         spec = task_spec(self.market, self.store)
         wrong, count = [], 0
         for r, entry in sorted(self.ledger.rounds.items()):
