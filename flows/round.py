@@ -149,7 +149,10 @@ def _secure_round(client, round: int, aggregator: str, context) -> RoundReport:
     with progress(client.address, f"round {round}", steps=4) as step:
         close_submissions(client.address, aggregator, round, spec)
         step()
-        wait_for_reveals(client.address, round, poll_s=settings.poll_interval_s, grace_s=settings.secagg_reveal_grace_s)
+        if not client.round_state(round).finalized:  # a rerun of a finalized round reads what was revealed
+            wait_for_reveals(
+                client.address, round, poll_s=settings.poll_interval_s, grace_s=settings.secagg_reveal_grace_s
+            )
         new_global, recovery, proven = recover_mean(client.address, round, spec)
         counted = recovery.survivors if proven else ()
         if not proven:  # a survivor masked another model than it proved: the round counts nobody

@@ -15,6 +15,7 @@ from fedmarket.ml.data import load_digits_dataset
 from fedmarket.ml.models import parameter_count
 from fedmarket.ml.updates import decode_update
 from fedmarket_flows.market import market_flow
+from fedmarket_flows.round import round_flow
 from fedmarket_flows.trainer import secure_duties
 from fedmarket_schemas.market import Aggregation, ModelKind, RewardSchedule, TaskSpec
 from fedmarket_schemas.rounds import ExclusionReason, Rejection
@@ -105,6 +106,11 @@ def test_a_secure_market_counts_the_survivors_pays_by_inclusion_and_passes_its_a
     assert audit.passed and all(c.status == "pass" for c in audit.checks), audit.checks
     assert "rebuilt from the masked models" in rows["rounds"].detail
     assert "1 exclusions re-checked" in rows["exclusions"].detail
+
+    # a rerun of a finished round rebuilds the same round and sends nothing
+    again = round_flow(market.address, 1, aggregator.address)
+    assert (again.benign_mask, again.aggregate_cid) == (first.benign_mask, first.aggregate_cid)
+    assert again.tx_hashes == first.tx_hashes
 
     for account in [*members, owner]:
         if market.owed(account.address):
