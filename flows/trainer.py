@@ -1,6 +1,7 @@
 """A trainer's own process (`fedmarket trainer run`): it follows one market on chain, registers,
 reveals its split seed, trains on its private data whenever a round opens, and withdraws its
-payout once the market is settled. Its data never leaves it: only sealed updates are stored."""
+payout once the market is settled. Its data never leaves it: only sealed updates are stored, or,
+in a secure-aggregation market, masked ones (and it posts its keys and reveals its shares)."""
 
 from __future__ import annotations
 
@@ -66,7 +67,8 @@ def join_flow(market: str, data_path: str) -> str:
 @flow(name="fedmarket-trainer-round", flow_run_name="train-r{round}-{market}")
 def trainer_round_flow(market: str, round: int, data_path: str) -> str:
     """Train on the local data from round `round`'s global model, seal the update to the
-    aggregator, store it and submit its CID; a round already submitted is left alone."""
+    aggregator (secure aggregation: mask it), store it and submit its CID; a round already
+    submitted is left alone."""
     platform = current_platform()
     me = platform.me.address
     client = platform.market(market)
