@@ -9,6 +9,7 @@ from the market's events, so a test can hand in a tampered one.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
+from functools import cached_property
 
 from pydantic import ValidationError
 
@@ -130,6 +131,7 @@ class Audit:
         self.proven_rounds = market.round_verifier() is not None
         self.proven_settlement = market.settlement_verifier() is not None
         self._secure: bool | None = None
+        self._norms: dict[int, NormCheck | None] = {}
 
     @property
     def secure(self) -> bool:
@@ -373,22 +375,30 @@ class Audit:
     def _recheck_masked(self, r: int, trainers: list[str], spec) -> dict[str, Rejection | None]:
         """Every check the aggregator runs on a secure round's submissions, run again on these
         trainers' public bytes: why each cannot be counted, or None."""
-        entry = self.ledger.rounds[r]
         context = MaskContext(self.market.chain.chain_id, self.market.address, r)
         participants = secagg.participants(self.market, self.board, r)
-        norm = NormCheck.of(self.store, spec, entry.model_cid, current_platform().settings)
-        first, size = self._first_seen(), parameter_count(spec.model)
+        norm, first, size = self._norm_check(r, spec), self._first_seen(), parameter_count(spec.model)
         out = {}
         for trainer in trainers:
-            cid, commitment = entry.submissions[trainer]
-            index = self.ledger.trainers.index(trainer)
-            submission = Submission(round=r, trainer=trainer, index=index, cid=cid, commitment=commitment)
+            submission = self._submission(r, trainer)
             out[trainer] = masked_rejection(
-                self.store, submission, participants, first.get(cid), size, context, norm, spec.training
+                self.store, submission, participants, first.get(submission.cid), size, context, norm, spec.training
             )
         return out
 
-    @property
+    def _submission(self, r: int, trainer: str) -> Submission:
+        cid, commitment = self.ledger.rounds[r].submissions[trainer]
+        index = self.ledger.trainers.index(trainer)
+        return Submission(round=r, trainer=trainer, index=index, cid=cid, commitment=commitment)
+
+    def _norm_check(self, r: int, spec) -> NormCheck | None:
+        """Round r's norm-bound check (None without a bound), made once per round."""
+        if r not in self._norms:
+            model_cid = self.ledger.rounds[r].model_cid
+            self._norms[r] = NormCheck.of(self.store, spec, model_cid, current_platform().settings)
+        return self._norms[r]
+
+    @cached_property
     def board(self):
         return secagg.board_of(self.market)
 
@@ -430,16 +440,10 @@ class Audit:
     def _sum_proven(self, r: int, recovery, spec) -> bool:
         """Without a norm bound, True; with one, whether the survivors' sum is that of the models
         their proofs commit to."""
-        entry = self.ledger.rounds[r]
-        norm = NormCheck.of(self.store, spec, entry.model_cid, current_platform().settings)
+        norm = self._norm_check(r, spec)
         if norm is None:
             return True
-        trainers = self.ledger.trainers
-        counted = [
-            Submission(round=r, trainer=trainers[i], index=i, cid=cid, commitment=commitment)
-            for i in recovery.survivors
-            for cid, commitment in [entry.submissions[trainers[i]]]
-        ]
+        counted = [self._submission(r, self.ledger.trainers[i]) for i in recovery.survivors]
         return norm.sum_holds(self.store, counted, recovery.total)
 
     def _counted_unusable(self, r: int, counted: tuple[int, ...], spec) -> list[str]:

@@ -218,13 +218,14 @@ def _report(client, round, aggregate_cid, accuracy, outliers, mask, calls, **fie
     sent = {"openRound": opened_tx, **{name: tx for name, tx in calls.items() if tx is not None}}
     gas_by_call = {name: tx.gas_used for name, tx in sent.items()}
     gas_by_call["submit"] = client.submission_gas(round, from_block=opened_tx.block_number)
+    submissions = client.submissions(round)
     return RoundReport(
         round=round,
         model_cid=client.model_cid(round),
         aggregate_cid=aggregate_cid,
         accuracy=accuracy,
-        submitted=[s.trainer for s in client.submissions(round)],
-        submission_cids={s.trainer: s.cid for s in client.submissions(round)},
+        submitted=[s.trainer for s in submissions],
+        submission_cids={s.trainer: s.cid for s in submissions},
         flagged=outliers.flagged,
         flag_reasons=outliers.reasons,
         benign_mask=mask,
