@@ -40,7 +40,7 @@ from fedmarket.zk import (
     build_settlement_circuit,
     chunk_rows,
     deploy_round_verifier,
-    poseidon_commitment,
+    model_commitment,
     prove_round,
     prove_settlement,
     rloo_subsets,
@@ -56,6 +56,10 @@ class ZKRow(BaseModel):
     model: str
     params: int
     logrows: int
+    rows: int = Field(description="2^logrows, the proof's domain")
+    hash_rows: int = Field(description="rows of the Poseidon chip hashing the inputs (0 under polycommit)")
+    arith_rows: int = Field(description="rows of the circuit's own arithmetic at its column count")
+    commitment: str = Field(description="how the inputs are bound: poseidon (hashed) or polycommit (KZG)")
     columns: int
     setup_s: float
     setup_cached: bool
@@ -86,15 +90,15 @@ def _peak_rss() -> int:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024  # Linux reports KiB
 
 
-def _setup(trainers: int, dim: int, settings: Settings) -> tuple[dict, int, bool]:
+def _setup(trainers: int, dim: int, settings: Settings, commitment: str) -> tuple[dict, int, bool]:
     started = time.time()
-    build = build_round_circuit(trainers, dim, settings)
+    build = build_round_circuit(trainers, dim, settings, commitment=commitment)
     cached = (build.dir / "ready").stat().st_mtime < started
     return build.setup_report, _peak_rss(), cached
 
 
-def _prove(statement: RoundStatement, settings: Settings) -> tuple[RoundProof, int]:
-    build = build_round_circuit(statement.trainers, statement.dim, settings)
+def _prove(statement: RoundStatement, settings: Settings, commitment: str) -> tuple[RoundProof, int]:
+    build = build_round_circuit(statement.trainers, statement.dim, settings, commitment=commitment)
     return prove_round(build, statement), _peak_rss()
 
 
@@ -103,17 +107,21 @@ def _in_child(fn, *args):
         return pool.submit(fn, *args).result()
 
 
-def run_round(trainers: int, kind: ModelKind, settings: Settings | None = None) -> ZKRow:
+def run_round(
+    trainers: int, kind: ModelKind, settings: Settings | None = None, commitment: str = "polycommit"
+) -> ZKRow:
+    """The round circuit with its inputs bound by `commitment` (polycommit: markets that prove
+    their rounds only; poseidon: markets that prove their settlement too)."""
     settings = settings or load_settings()
     start, models = trained_round(trainers, kind)
     statement = RoundStatement(models, 1, domain=1, start=start)
-    report, setup_rss, cached = _in_child(_setup, trainers, statement.dim, settings)
-    build = build_round_circuit(trainers, statement.dim, settings)
+    report, setup_rss, cached = _in_child(_setup, trainers, statement.dim, settings, commitment)
+    build = build_round_circuit(trainers, statement.dim, settings, commitment=commitment)
     with tempfile.TemporaryDirectory() as tmp:
         platform = Platform.from_settings(Settings(store_dir=Path(tmp) / "blocks", zk_cache_dir=settings.zk_cache_dir))
         market, aggregator, deployed = _proving_market(platform, build, statement, start)
         statement = dataclasses.replace(statement, domain=market.domain(1))
-        proof, prove_rss = _in_child(_prove, statement, settings)
+        proof, prove_rss = _in_child(_prove, statement, settings, commitment)
         halo2 = platform.chain.contract_at(verifier_artifact(build)["abi"], deployed.halo2)
         verify_gas = halo2.functions.verifyProof(proof.proof.proof, proof.proof.instances).estimate_gas()
         aggregate_cid = str(platform.store.put(proof.aggregate.tobytes()))
@@ -127,8 +135,7 @@ def run_round(trainers: int, kind: ModelKind, settings: Settings | None = None) 
         trainers=trainers,
         model=kind.value,
         params=statement.dim,
-        logrows=int(report["logrows"]),
-        columns=build.columns,
+        **_shape(build),
         setup_s=float(report["setup_s"]),
         setup_cached=cached,
         witness_s=proof.proof.witness_s,
@@ -142,9 +149,20 @@ def run_round(trainers: int, kind: ModelKind, settings: Settings | None = None) 
     )
 
 
+def _shape(build: CircuitBuild) -> dict:
+    return {
+        "logrows": build.logrows,
+        "rows": 1 << build.logrows,
+        "hash_rows": build.hash_rows,
+        "arith_rows": build.arith_rows,
+        "commitment": build.commitment,
+        "columns": build.columns,
+    }
+
+
 def _proving_market(platform: Platform, build: CircuitBuild, statement: RoundStatement, start: np.ndarray):
     """A market whose rounds are proven, its L trainers registered, round 1 open and every
-    statement model submitted by its Poseidon commitment."""
+    statement model submitted by its commitment (fedmarket.zk.model_commitment)."""
     owner, aggregator = _party(platform, "owner"), _party(platform, "aggregator")
     members = [_party(platform, "trainer", i) for i in range(statement.trainers)]
     factory, _ = FactoryClient.deploy(platform.chain, owner.account)
@@ -164,15 +182,16 @@ def _proving_market(platform: Platform, build: CircuitBuild, statement: RoundSta
     )
     market, _ = factory.create_market(owner.account, spec, spec.max_payout())
     enrol(market, members, str(platform.store.put(b'{"bench": "zk"}')))
-    market.open_round(aggregator.account, str(platform.store.put(start.tobytes())), poseidon_commitment(start))
+    market.open_round(aggregator.account, str(platform.store.put(start.tobytes())), model_commitment(build, start))
     for t, model in zip(members, statement.models):
-        market.submit(t.account, 1, str(platform.store.put(model.tobytes())), poseidon_commitment(model))
+        market.submit(t.account, 1, str(platform.store.put(model.tobytes())), model_commitment(build, model))
     return market, aggregator, deployed
 
 
 def _prove_settlement(statement: SettlementStatement, samples: int, settings: Settings) -> tuple[SettlementProof, int]:
     build = build_settlement_circuit(statement.trainers, statement.model, samples, settings)
-    return prove_settlement(build, statement), _peak_rss()
+    round_build = build_round_circuit(statement.trainers, statement.final.size, settings)
+    return prove_settlement(build, statement, round_build), _peak_rss()
 
 
 def _setup_settlement(trainers: int, model: ModelConfig, samples: int, settings: Settings) -> tuple[dict, int, bool]:
@@ -212,8 +231,7 @@ def run_settlement(
         trainers=trainers,
         model=kind.value,
         params=statement.circuit().dim,
-        logrows=int(report["logrows"]),
-        columns=build.columns,
+        **_shape(build),
         setup_s=float(report["setup_s"]),
         setup_cached=cached,
         witness_s=proof.proof.witness_s,

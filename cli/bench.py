@@ -159,10 +159,17 @@ def bench_contribution(
 
 @app.command("zk")
 def bench_zk(
-    trainers: Annotated[int, typer.Option(help="number of trainers L (round circuit slots)", min=2, max=128)] = 8,
+    trainers: Annotated[str, typer.Option(help="comma-separated numbers of trainers L (2 to 128), e.g. 8,16,32")] = "8",
     model: Annotated[str, typer.Option(help="lr or mlp, trained on digits")] = "lr",
     test_rows: Annotated[int, typer.Option(min=2, help="rows of the settlement's test chunk (the paper: 100)")] = 100,
     circuits: Annotated[str, typer.Option(help="comma-separated: round, settlement")] = "round,settlement",
+    commitment: Annotated[
+        str,
+        typer.Option(
+            help="comma-separated: how the round circuit binds its inputs, polycommit (markets that prove "
+            "their rounds only) or poseidon (markets that prove their settlement too)"
+        ),
+    ] = "polycommit",
     as_json: Annotated[
         bool, typer.Option("--json", help='print {"rows": [{circuit, trainers, model, setup_s, prove_s, ...}, ...]}')
     ] = False,
@@ -170,7 +177,9 @@ def bench_zk(
     """Round and settlement proofs at full size: setup (once per circuit, cached by circuit hash in
     FEDMARKET_ZK_CACHE_DIR; a cached build reports its recorded setup time), witness and prove time,
     peak RSS of setup and proving (each in a child process), proving-key and proof size, gas of
-    EZKL's verifier and (round) of a market's whole finalizeRound, on the in-process EVM.
+    EZKL's verifier and (round) of a market's whole finalizeRound, on the in-process EVM; and
+    where the rows go: the domain (2^logrows), the rows hashing inputs and those of arithmetic,
+    and how inputs are committed (poseidon or polycommit).
     FEDMARKET_ZK_COLUMNS sets the columns per op (unset: chosen per circuit). SRS: gen_srs
     (NOT FOR PRODUCTION) unless FEDMARKET_ZK_SRS_PATH names a ceremony file."""
     from fedmarket_benchmarks.zk import run_round, run_settlement
@@ -178,11 +187,16 @@ def bench_zk(
 
     (kind,) = str_list(model, "--model", ["lr", "mlp"])  # the settlement circuit scores these
     chosen = str_list(circuits, "--circuits", ["round", "settlement"])
+    sizes = int_list(trainers, "--trainers", minimum=2)
+    if max(sizes) > 128:
+        raise usage_error("--trainers", "a market holds at most 128 trainers")
+    commitments = str_list(commitment, "--commitment", ["polycommit", "poseidon"])
     rows = []
-    if "round" in chosen:
-        rows.append(run_round(trainers, ModelKind(kind)))
-    if "settlement" in chosen:
-        rows.append(run_settlement(trainers, test_rows, ModelKind(kind)))
+    for size in sizes:
+        if "round" in chosen:
+            rows.extend(run_round(size, ModelKind(kind), commitment=c) for c in commitments)
+        if "settlement" in chosen:
+            rows.append(run_settlement(size, test_rows, ModelKind(kind)))
     emit(
         rows,
         as_json,
@@ -192,7 +206,10 @@ def bench_zk(
             "trainers",
             "model",
             "params",
-            "logrows",
+            "commitment",
+            "rows",
+            "hash_rows",
+            "arith_rows",
             "columns",
             "setup_s",
             "witness_s",

@@ -16,7 +16,7 @@ from pydantic import ValidationError
 from fedmarket.algorithms.contribution import inclusion, to_onchain
 from fedmarket.chain import SETTLEMENT_STEP, MarketClient, MarketLedger
 from fedmarket.chain.ledger import LedgerRound
-from fedmarket.commitments import commit, commit_model
+from fedmarket.commitments import commit, commit_model, round_circuit
 from fedmarket.context import current_platform
 from fedmarket.crypto import Envelope, SealContext, generate_private_key, submission_key
 from fedmarket.errors import (
@@ -40,6 +40,7 @@ from fedmarket.ml.updates import decode_update, encode_update
 from fedmarket.secagg import MaskContext
 from fedmarket.secagg import onchain as secagg
 from fedmarket.store import ContentStore
+from fedmarket.zk import CircuitBuild
 from fedmarket_schemas.audit import AuditCheck, AuditReport
 from fedmarket_schemas.market import Aggregation
 from fedmarket_schemas.rounds import ExclusionReason, Rejection, Submission
@@ -132,6 +133,13 @@ class Audit:
         self.proven_settlement = market.settlement_verifier() is not None
         self._secure: bool | None = None
         self._norms: dict[int, NormCheck | None] = {}
+
+    @cached_property
+    def round_circuit(self) -> CircuitBuild | None:
+        """The round circuit the market's model commitments are made for (None: rounds unproven)."""
+        if not self.proven_rounds:
+            return None
+        return round_circuit(self.market, task_spec(self.market, self.store).model, current_platform().settings)
 
     @property
     def secure(self) -> bool:
@@ -242,7 +250,7 @@ class Audit:
         try:
             plaintext = self.store.get(cid)
             vector = decode_update(plaintext, spec.model)
-            actual = commit_model(vector, plaintext, proven=self.proven_rounds)
+            actual = commit_model(vector, plaintext, circuit=self.round_circuit)
         except UNREADABLE as exc:
             return f"{what} ({cid}) cannot be read as the task's model: {exc}"
         return None if actual == commitment else f"{what} ({cid}) commits to {actual}, the chain says {commitment}"
@@ -349,7 +357,7 @@ class Audit:
                 spec.model,
                 spec.update_bounds,
                 start,
-                self.proven_rounds,
+                self.round_circuit,
                 spec.training,
             )
         except KeyMismatchError as exc:

@@ -4,11 +4,12 @@ A commitment binds the *plaintext* (an update before sealing, the owner's data),
 binds the stored bytes (the ciphertext). The contract accepts only elements of the BN254 scalar
 field, the field EZKL's proof instances live in.
 
-Models (updates, global models, aggregates) in a market whose rounds are proven are committed
-with the Poseidon hash EZKL uses for hashed circuit inputs, over the values on the 2^-8 grid
-(fedmarket/fixed_point.py), so the commitment is the proof's own public instance. Elsewhere,
-and for the owner's data, a commitment is sha2-256 of the canonical serialisation reduced into the
-field: Poseidon over a large model takes seconds, a cost only a proven market needs.
+Models (updates, global models, aggregates) in a market whose rounds are proven are committed over
+their values on the 2^-8 grid (fedmarket/fixed_point.py) as the market's round circuit binds its
+inputs (fedmarket.zk.model_commitment: keccak of the KZG point its proofs carry, or the Poseidon
+hash EZKL gives a hashed input), so each proof is checked against the chain's commitments.
+Elsewhere, and for the owner's data, a commitment is sha2-256 of the canonical serialisation
+reduced into the field.
 """
 
 from __future__ import annotations
@@ -17,15 +18,36 @@ import hashlib
 
 import numpy as np
 
+from fedmarket.chain import FactoryClient, MarketClient
 from fedmarket.field import BN254_FIELD, to_bytes32
-from fedmarket.zk import poseidon_commitment
+from fedmarket.ml.models import parameter_count
+from fedmarket.settings import Settings
+from fedmarket.zk import CircuitBuild, build_round_circuit, model_commitment
+from fedmarket_schemas.market import ModelConfig
 
 
 def commit(data: bytes) -> str:
     return to_bytes32(int.from_bytes(hashlib.sha256(data).digest(), "big") % BN254_FIELD)
 
 
-def commit_model(vector: np.ndarray, plaintext: bytes, *, proven: bool) -> str:
-    """The commitment to a model whose encoding is `plaintext`: Poseidon over its grid values in a
-    proven market (a vector off the grid raises ZKError), else sha2-256 of the bytes."""
-    return poseidon_commitment(vector) if proven else commit(plaintext)
+def commit_model(vector: np.ndarray | None, plaintext: bytes, *, circuit: CircuitBuild | None) -> str:
+    """The commitment to a model whose encoding is `plaintext`: in a proven market, whose round
+    circuit is `circuit`, over its grid values (a vector off the grid raises ZKError), else
+    sha2-256 of the bytes."""
+    return commit(plaintext) if circuit is None else model_commitment(circuit, vector)
+
+
+def round_circuit(market: MarketClient, model: ModelConfig, settings: Settings) -> CircuitBuild | None:
+    """The round circuit a market's model commitments are made for: the build of its round
+    verifier's shape (from the build cache); None in a market whose rounds are not proven."""
+    adapter = market.round_verifier()
+    if adapter is None:
+        return None
+    info = FactoryClient(market.chain, market.factory()).verifier_info(adapter)
+    return build_round_circuit(info.trainers, parameter_count(model), settings, commitment=round_commitment(info.kind))
+
+
+def round_commitment(kind: str) -> str:
+    """How the round circuit behind a verifier of this kind (FactoryClient.verifier_info) binds
+    its inputs."""
+    return "polycommit" if kind == "kzg_round" else "poseidon"

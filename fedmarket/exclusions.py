@@ -71,12 +71,12 @@ def replayed(cid: str, first_seen: tuple[int, str] | None, round: int, trainer: 
     )
 
 
-def committed(plaintext: bytes, commitment: str, model: ModelConfig | None, proven: bool) -> None:
-    """The opened bytes are what the trainer committed to: in a proven market the Poseidon hash of
-    the decoded update on the grid, else sha2-256 of the bytes."""
+def committed(plaintext: bytes, commitment: str, model: ModelConfig | None, circuit: CircuitBuild | None) -> None:
+    """The opened bytes are what the trainer committed to: in a proven market, whose round circuit
+    is `circuit`, the decoded update on the grid (commitments.commit_model), else the bytes."""
     try:
-        vector = decode_update(plaintext, model) if proven else None
-        actual = commit_model(vector, plaintext, proven=proven)
+        vector = decode_update(plaintext, model) if circuit is not None else None
+        actual = commit_model(vector, plaintext, circuit=circuit)
     except ZKError as exc:  # off the grid or out of the provable range: not what was committed
         raise UpdateOutOfBoundsError(f"opened update cannot be committed for a proof: {exc}") from exc
     if actual != commitment:
@@ -173,14 +173,14 @@ def recheck(
     model: ModelConfig,
     bounds: UpdateBounds,
     start: np.ndarray,
-    proven: bool,
+    circuit: CircuitBuild | None,
     training: TrainingConfig | None = None,
 ) -> np.ndarray:
     """Every check the aggregator runs on a submission, with a given key (a published one, for an
     auditor): the usable update, or the first failure raised (one of UNUSABLE). `training`: the
     task's, whose DP-SGD requirement the update's privacy report must meet."""
     plaintext = open_with_key(Envelope.parse(raw), key, context)
-    committed(plaintext, commitment, model, proven)
+    committed(plaintext, commitment, model, circuit)
     vector = decode_update(plaintext, model)
     check_bounds(vector, start, bounds)
     if training is not None:

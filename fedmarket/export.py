@@ -14,7 +14,8 @@ from pathlib import Path
 import numpy as np
 
 from fedmarket.chain import MarketClient
-from fedmarket.commitments import commit_model
+from fedmarket.commitments import commit_model, round_circuit
+from fedmarket.context import current_platform
 from fedmarket.errors import CommitmentMismatchError, ProtocolError
 from fedmarket.market_context import market_context
 from fedmarket.ml.export import check_onnx, to_onnx
@@ -42,8 +43,8 @@ def export_final_model(market: MarketClient, store: ContentStore, path: Path) ->
     context = market_context(market, store)
     plaintext = store.get(cid)
     vector = decode_update(plaintext, context.spec.model)
-    proven = market.round_verifier() is not None
-    if commit_model(vector, plaintext, proven=proven) != commitment:
+    circuit = round_circuit(market, context.spec.model, current_platform().settings)
+    if commit_model(vector, plaintext, circuit=circuit) != commitment:
         raise CommitmentMismatchError(f"round {last}'s aggregate {cid} does not open to the chain's commitment")
     onnx_bytes = to_onnx(vector, context.spec.model)
     data = context.validation

@@ -14,7 +14,7 @@ from collections.abc import Callable
 from prefect import flow, get_run_logger
 
 from fedmarket.chain.market import FINAL_PHASES
-from fedmarket.commitments import commit_model
+from fedmarket.commitments import commit_model, round_circuit
 from fedmarket.context import current_platform
 from fedmarket.errors import ProtocolError
 from fedmarket.fixed_point import quantize
@@ -45,12 +45,12 @@ def open_next_round(market: str, aggregator: str) -> int | None:
         return None
     if current == 0:
         spec = task_spec(client, current_platform().store)
-        proven = client.round_verifier() is not None
+        circuit = round_circuit(client, spec.model, current_platform().settings)
         start = initial_model(spec.model, seed=spec.init_seed)
-        on_grid = proven or spec.aggregation == Aggregation.secure  # the models its circuits read
+        on_grid = circuit is not None or spec.aggregation == Aggregation.secure  # the models its circuits read
         start = quantize(start) if on_grid else start
         plaintext = encode_update(start, spec.model)
-        cid, commitment = put_bytes(plaintext), commit_model(start, plaintext, proven=proven)
+        cid, commitment = put_bytes(plaintext), commit_model(start, plaintext, circuit=circuit)
     else:
         cid, commitment = client.aggregate_of(current)  # the same bytes, already stored
         get_bytes(cid)  # fails loudly if the store lost it, before trainers are sent looking

@@ -15,7 +15,8 @@ from __future__ import annotations
 from prefect import flow, get_run_logger
 
 from fedmarket.algorithms.outliers import PROVABLE_DETECTORS
-from fedmarket.commitments import commit
+from fedmarket.chain import FactoryClient
+from fedmarket.commitments import commit, round_commitment
 from fedmarket.context import current_platform
 from fedmarket.errors import ProtocolError
 from fedmarket.market_context import market_context
@@ -85,6 +86,7 @@ def _round_flow(market: str, round: int, aggregator: str | None = None) -> Round
                 )
             kept_before = client.round_state(round - 1).benign_mask if round > 1 else 0
             code = deployed_verifier_code(platform.chain, verifier)
+            commitment = round_commitment(FactoryClient(platform.chain, client.factory()).verifier_info(verifier).kind)
             proof = _heavy(
                 prove_round_step,
                 loaded.models,
@@ -94,6 +96,7 @@ def _round_flow(market: str, round: int, aggregator: str | None = None) -> Round
                 round,
                 client.domain(round),
                 code,
+                commitment,
                 key=loaded.key,
             )
             outliers = proven_outliers(loaded.models, trainers, proof, spec.detector)

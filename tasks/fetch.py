@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from pydantic import BaseModel
 
+from fedmarket.commitments import round_circuit
 from fedmarket.context import current_platform
 from fedmarket.crypto import Envelope, SealContext, open_with_key, submission_key
 from fedmarket.errors import ProtocolError
@@ -66,6 +67,7 @@ def fetch_submissions(
     proven = market.round_verifier() is not None
     if proven and model is None:
         raise ProtocolError(f"market {market.address} proves its rounds: fetching needs the task's model")
+    circuit = round_circuit(market, model, platform.settings) if proven else None
     for sub in submissions:
         if replay := replayed(sub.cid, first_seen.get(sub.cid), round, sub.trainer):
             rejected[sub.trainer] = replay
@@ -76,7 +78,7 @@ def fetch_submissions(
             envelope = Envelope.parse(platform.store.get(sub.cid))
             envelope_key = submission_key(envelope, recipient=box_key, sender=sender_keys[sub.trainer])
             plaintext = open_with_key(envelope, envelope_key, context)
-            committed(plaintext, sub.commitment, model, proven)
+            committed(plaintext, sub.commitment, model, circuit)
         except UNUSABLE as exc:
             # an unreachable store re-raises here: the step fails (retried, never cached)
             rejected[sub.trainer] = rejection(exc, envelope_key)

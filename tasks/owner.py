@@ -121,7 +121,9 @@ def publish_market(
     else:
         factory, _ = FactoryClient.deploy(platform.chain, owner.account)
     if prove_rounds:
-        terms["round_verifier"] = _round_verifier(factory, owner, task, terms["trainers"])
+        # hashed inputs where the settlement is proven too: its circuit reads Poseidon commitments
+        commitment = "polycommit" if test_rows is None else "poseidon"
+        terms["round_verifier"] = _round_verifier(factory, owner, task, terms["trainers"], commitment)
     if test_rows is not None:
         chunks, terms["settlement_verifier"] = _settlement_verifier(
             factory, owner, task, data, terms["trainers"], test_rows
@@ -137,8 +139,9 @@ def publish_market(
     return Published(market, created, factory, task)
 
 
-def _round_verifier(factory: FactoryClient, owner: Party, task: TaskSpec, trainers: int) -> str:
-    build = build_round_circuit(trainers, parameter_count(task.model), current_platform().settings)
+def _round_verifier(factory: FactoryClient, owner: Party, task: TaskSpec, trainers: int, commitment: str) -> str:
+    settings = current_platform().settings
+    build = build_round_circuit(trainers, parameter_count(task.model), settings, commitment=commitment)
     return deploy_round_verifier(factory, owner.account, build, trainers).adapter
 
 

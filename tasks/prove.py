@@ -40,6 +40,7 @@ def prove_round_step(
     round: int,
     domain: int,
     verifier_code: bytes,
+    commitment: str,
     *,
     key: str,
 ) -> RoundProof:
@@ -47,12 +48,13 @@ def prove_round_step(
     contract's model commitment); `kept_before`: the previous round's benign mask on
     chain (0 in round 1); `domain`: the market's `domain(round)`; `verifier_code`: the runtime code
     of the market's round verifier (fedmarket.zk.deployed_verifier_code), which this
-    machine's build must compile to before it proves anything. A rejected submission is absent
+    machine's build must compile to before it proves anything; `commitment`: how that circuit
+    binds its inputs (commitments.round_commitment). A rejected submission is absent
     from the statement, as it is from the instances once excluded on chain."""
     rows = dict(zip(models.trainers, models.matrix))
     slots = [rows.get(t) for t in trainers]
     statement = RoundStatement(slots, round, domain, kept_before, start=np.asarray(start_model, dtype=np.float64))
-    build = build_round_circuit(len(trainers), statement.dim, current_platform().settings)
+    build = build_round_circuit(len(trainers), statement.dim, current_platform().settings, commitment=commitment)
     check_verifier(build, verifier_code)
     return prove_round(build, statement)
 

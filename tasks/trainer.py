@@ -7,7 +7,7 @@ from __future__ import annotations
 import numpy as np
 
 from fedmarket.chain import FactoryClient, TxResult
-from fedmarket.commitments import commit_model
+from fedmarket.commitments import commit_model, round_circuit, round_commitment
 from fedmarket.context import current_platform
 from fedmarket.crypto import SealContext, seal
 from fedmarket.datacheck import check_dataset, require_valid
@@ -52,7 +52,7 @@ def check_market(market: str, spec: TaskSpec) -> list[str]:
             continue
         info = factory.verifier_info(adapter)
         if kind == "round":
-            build = build_round_circuit(info.trainers, d, platform.settings)
+            build = build_round_circuit(info.trainers, d, platform.settings, commitment=round_commitment(info.kind))
         else:
             if spec.test_chunk_rows is None or info.samples != spec.test_chunk_rows:
                 raise ProtocolError(
@@ -117,10 +117,10 @@ def seal_and_store(
     platform = current_platform()
     party = platform.party(trainer)
     m = platform.market(market)
-    proven = m.round_verifier() is not None
-    if proven:
+    circuit = round_circuit(m, spec.model, platform.settings)
+    if circuit is not None:
         local_model = quantize(local_model)
     plaintext = encode_update(local_model, spec.model, privacy)
     context = SealContext(platform.chain.chain_id, m.address, round, trainer)
     envelope = seal(plaintext, sender=party.box_key, recipient=m.aggregator_key(), context=context)
-    return str(platform.store.put(envelope)), commit_model(local_model, plaintext, proven=proven)
+    return str(platform.store.put(envelope)), commit_model(local_model, plaintext, circuit=circuit)

@@ -82,11 +82,24 @@ def _built_once(tmp_path_factory, worker_id: str, build_in):
 
 @pytest.fixture(scope="session")
 def round_build(tmp_path_factory, worker_id):
-    """The tiny round circuit (L = 4 slots of 8 parameters), built once for the session."""
+    """The tiny round circuit (L = 4 slots of 8 parameters, inputs under KZG commitments), built
+    once for the session."""
     from fedmarket.zk import build_round_circuit
 
     return _built_once(
         tmp_path_factory, worker_id, lambda cache: build_round_circuit(4, 8, Settings(zk_cache_dir=cache))
+    )
+
+
+@pytest.fixture(scope="session")
+def hashed_round_build(tmp_path_factory, worker_id):
+    """The tiny round circuit with Poseidon-hashed inputs, as markets that prove their settlement use."""
+    from fedmarket.zk import build_round_circuit
+
+    return _built_once(
+        tmp_path_factory,
+        worker_id,
+        lambda cache: build_round_circuit(4, 8, Settings(zk_cache_dir=cache), commitment="poseidon"),
     )
 
 

@@ -1,5 +1,5 @@
 """The round circuit on a real EZKL build (tiny: L = 4 slots of 8 parameters, the session's
-`round_build`): commitments are the circuit's own input hashes, the in-circuit mask and aggregate
+`round_build`): the proof carries the KZG points that open the models' commitments, the in-circuit mask and aggregate
 equal the float ones, proofs verify with EZKL's verifier, and builds are cached by circuit hash.
 On-chain verification: tests/test_zk_chain.py."""
 
@@ -15,11 +15,13 @@ from fedmarket.zk import (
     RoundStatement,
     build_round_circuit,
     evaluate,
+    model_commitment,
     poseidon_commitment,
     prove_round,
     verifier_artifact,
     verify_locally,
 )
+from fedmarket.zk.ezkl.polycommit import point_commitment, proof_commitments
 
 L, D = 4, 8
 START = np.zeros(D)  # round 1's global model here, so each model is its own update
@@ -36,19 +38,33 @@ def models(seed: int) -> list[np.ndarray]:
     return [quantize(r) for r in rows]
 
 
-def test_commitment_is_the_circuits_own_input_hash(round_build):
+def test_the_proofs_points_are_the_models_commitments(round_build):
     rows = models(1)
     statement = RoundStatement(rows, 1, domain=12345, start=START)
     proof = prove_round(round_build, statement)
-    assert proof.proof.input_hashes[:L] == [int(poseidon_commitment(w), 16) for w in rows]
-    assert proof.proof.input_hashes[L] == int(poseidon_commitment(START), 16)
-    assert proof.proof.input_hashes[L + 1] == int(poseidon_commitment(proof.aggregate), 16)
+    assert proof.proof.input_hashes == [] and len(proof.proof.instances) == 3 * L + 8  # outputs only
+    points = proof_commitments(proof.proof.proof_json, L + 2)
+    assert [point_commitment(p) for p in points] == [
+        model_commitment(round_build, m) for m in [*rows, START, proof.aggregate]
+    ]
+    assert proof.aggregate_commitment == model_commitment(round_build, proof.aggregate)
+    assert len(set(point_commitment(p) for p in points)) == L + 2
     assert verify_locally(round_build, proof.proof)
     # the attacker is out, in float and in circuit, and the aggregate is the mean of the rest
     assert proof.mask == [True, True, True, False]
     exact = np.mean([rows[i] for i in range(3)], axis=0)
     assert np.max(np.abs(proof.aggregate - exact)) <= STEP / 2
     assert on_grid(proof.aggregate)
+
+
+def test_a_hashed_round_commits_with_the_circuits_own_input_hashes(hashed_round_build):
+    rows = models(1)
+    proof = prove_round(hashed_round_build, RoundStatement(rows, 1, domain=12345, start=START))
+    assert proof.proof.input_hashes[:L] == [int(model_commitment(hashed_round_build, w), 16) for w in rows]
+    assert proof.proof.input_hashes[:L] == [int(poseidon_commitment(w), 16) for w in rows]
+    assert proof.proof.input_hashes[L] == int(poseidon_commitment(START), 16)
+    assert proof.aggregate_commitment == poseidon_commitment(proof.aggregate)
+    assert proof.mask == [True, True, True, False] and verify_locally(hashed_round_build, proof.proof)
 
 
 def test_later_rounds_measure_against_last_rounds_benign_trainers(round_build):
@@ -161,15 +177,19 @@ def test_columns_are_the_fewest_that_need_no_larger_domain(round_build, tmp_path
     assert json.loads(remembered.read_text())["logrows"] == {"1": 16, "2": 15}
 
 
-def test_local_verifier_rejects_a_proof_with_a_forged_instance(round_build):
+def test_local_verifier_rejects_a_proof_with_a_forged_instance(round_build, hashed_round_build):
     import dataclasses
     import json
 
-    proof = prove_round(round_build, RoundStatement(models(3), 1, domain=9, start=START)).proof
-    forged = json.loads(proof.proof_json)
-    forged["instances"][0][0] = forged["instances"][0][1]  # trainer 0's commitment swapped for trainer 1's
-    assert verify_locally(round_build, proof)
-    assert not verify_locally(round_build, dataclasses.replace(proof, proof_json=json.dumps(forged)))
+    for build, (at, source) in ((hashed_round_build, (0, 1)), (round_build, (2 * L + 7, 2 * L + 10))):
+        # hashed: trainer 0's commitment swapped for trainer 1's; polycommit: trainer 0's mask bit
+        # (kept) swapped for trainer 3's (flagged)
+        proof = prove_round(build, RoundStatement(models(3), 1, domain=9, start=START)).proof
+        forged = json.loads(proof.proof_json)
+        assert forged["instances"][0][at] != forged["instances"][0][source]
+        forged["instances"][0][at] = forged["instances"][0][source]
+        assert verify_locally(build, proof)
+        assert not verify_locally(build, dataclasses.replace(proof, proof_json=json.dumps(forged)))
 
 
 def test_a_missing_ceremony_file_is_a_config_error(tmp_path):

@@ -12,7 +12,7 @@ from fedmarket.context import Platform, use_platform
 from fedmarket.errors import ContractRevertError, VerifierMismatchError
 from fedmarket.fixed_point import quantize
 from fedmarket.settings import Settings
-from fedmarket.zk import RoundStatement, poseidon_commitment, prove_round
+from fedmarket.zk import RoundStatement, model_commitment, prove_round
 from fedmarket.zk.ezkl.deploy import deploy_round_verifier, deployed_verifier_code
 from fedmarket.zk.ezkl.verifier import check_verifier
 from tests.conftest import reverted_after
@@ -33,10 +33,10 @@ def proving_market(platform, round_build, models: list[np.ndarray | None], start
     market, _, aggregator, members, _ = create_market(
         platform, trainers=L, round_verifier=verifier.adapter, factory=factory
     )
-    market.open_round(aggregator.account, cid_of(platform, b"start"), poseidon_commitment(start))
+    market.open_round(aggregator.account, cid_of(platform, b"start"), model_commitment(round_build, start))
     for member, model in zip(members, models):
         if model is not None:
-            market.submit(member.account, 1, cid_of(platform, model.tobytes()), poseidon_commitment(model))
+            market.submit(member.account, 1, cid_of(platform, model.tobytes()), model_commitment(round_build, model))
     return market, aggregator
 
 
@@ -103,7 +103,8 @@ def test_an_aggregate_that_drops_an_honest_trainer_is_rejected(platform, round_b
     market, aggregator, models, start, proof = honest
     # the claim: trainer 0 is out (mask 0b0110) and the aggregate is the mean of trainers 1 and 2
     dropped = quantize(np.mean([models[1], models[2]], axis=0))
-    expect_rejected(platform, market, aggregator, proof, mask=0b0110, commitment=poseidon_commitment(dropped))
+    commitment = model_commitment(round_build, dropped)
+    expect_rejected(platform, market, aggregator, proof, mask=0b0110, commitment=commitment)
     # nor does a true proof of a round in which trainer 0 did not submit pass for this round
     absent = prove_round(round_build, RoundStatement([None, *models[1:]], 1, market.domain(1), start=start))
     assert absent.benign_mask == 0b0110
@@ -145,7 +146,7 @@ def test_a_later_round_is_proven_against_the_previous_mask_on_chain(platform, ro
     nxt = [quantize(m + 1.0) for m in models]  # each moved by the same update from its last model
     market.open_round(aggregator.account, cid_of(platform, proof.aggregate.tobytes()), proof.aggregate_commitment)
     for i, model in enumerate(nxt):
-        market.submit(members[i].account, 2, cid_of(platform, model.tobytes()), poseidon_commitment(model))
+        market.submit(members[i].account, 2, cid_of(platform, model.tobytes()), model_commitment(round_build, model))
     # the reference set claimed as every trainer, the flagged one included: not what the chain holds
     forged = prove_round(round_build, RoundStatement(nxt, 2, market.domain(2), 0b1111, start=proof.aggregate))
     expect_rejected(platform, market, aggregator, forged, round=2)

@@ -2,7 +2,8 @@
 (tiny task: logistic regression on 3 features and 2 classes, d = 8, L = 4 trainers, test chunks of
 10 rows; the session's circuits): trainers round their updates onto the grid and commit with
 Poseidon, the flows prove every round and the settlement, and the market verifies each on chain;
-an attacker is flagged by the proven rule and paid nothing."""
+an attacker is flagged by the proven rule and paid nothing. A market that proves its rounds only
+commits under the KZG round circuit instead."""
 
 from __future__ import annotations
 
@@ -19,6 +20,7 @@ from fedmarket.ml.data import Dataset, encode_dataset
 from fedmarket.ml.training import train_local
 from fedmarket.ml.updates import decode_update, encode_update
 from fedmarket.settings import Settings
+from fedmarket.zk import model_commitment
 from fedmarket.zk.ezkl.deploy import deploy_round_verifier, deploy_settlement_verifier
 from fedmarket.zk.settlement_proof import DataChunks
 from fedmarket_flows.market import open_next_round
@@ -47,19 +49,25 @@ def tiny_data(rows: int, seed: int) -> Dataset:
 
 
 @pytest.fixture
-def proven_platform(tmp_path, round_build, anvil_url):
+def proven_platform(tmp_path, hashed_round_build, anvil_url):
     """On anvil (conftest.reverted_after says why), with the session's circuits."""
-    settings = Settings(store_dir=tmp_path / "blocks", zk_cache_dir=round_build.dir.parent, chain_rpc_url=anvil_url)
+    settings = Settings(
+        store_dir=tmp_path / "blocks", zk_cache_dir=hashed_round_build.dir.parent, chain_rpc_url=anvil_url
+    )
     p = Platform.from_settings(settings)
     with use_platform(p):
         yield p
 
 
 def proven_market(platform, round_build, settlement_build, task=TASK):
-    """A market of L trainers (registered, seeds revealed) whose rounds and settlement are proven."""
+    """A market of L trainers (registered, seeds revealed) whose rounds are proven by `round_build`,
+    and its settlement by `settlement_build` unless None."""
     factory, deployer = verifier_factory(platform)
     verifier = deploy_round_verifier(factory, deployer.account, round_build, L)
-    settlement_verifier = deploy_settlement_verifier(factory, deployer.account, settlement_build, L, 10)
+    proven_settlement = {}
+    if settlement_build is not None:
+        deployed = deploy_settlement_verifier(factory, deployer.account, settlement_build, L, 10)
+        proven_settlement["settlement_verifier"] = deployed.adapter
     owner_data = tiny_data(60, 0)
     market, _, aggregator, members, _ = create_market(
         platform,
@@ -69,17 +77,19 @@ def proven_market(platform, round_build, settlement_build, task=TASK):
         data_cid=str(platform.store.put(encode_dataset(owner_data))),
         data_commitment=DataChunks.of(owner_data, 10, TASK.model).commitment,
         round_verifier=verifier.adapter,
-        settlement_verifier=settlement_verifier.adapter,
         factory=factory,
+        **proven_settlement,
     )
-    return market, aggregator, members, verifier.adapter, settlement_verifier.adapter
+    return market, aggregator, members, verifier.adapter, proven_settlement.get("settlement_verifier")
 
 
 def test_every_round_and_the_settlement_of_a_proven_market_are_verified_on_chain(
-    proven_platform, round_build, settlement_build
+    proven_platform, hashed_round_build, settlement_build
 ):
     platform = proven_platform
-    market, aggregator, members, verifier, settlement_verifier = proven_market(platform, round_build, settlement_build)
+    market, aggregator, members, verifier, settlement_verifier = proven_market(
+        platform, hashed_round_build, settlement_build
+    )
     datasets = [tiny_data(60, 10 + i) for i in range(L)]
     for round in range(1, ROUNDS + 1):
         assert open_next_round(market.address, aggregator.address) == round
@@ -124,8 +134,40 @@ def test_every_round_and_the_settlement_of_a_proven_market_are_verified_on_chain
     assert "round 1: the verifier rejects" in failed["rounds"] and "settlement" in failed
 
 
+def test_a_market_that_proves_its_rounds_only_commits_under_kzg(proven_platform, round_build):
+    """Rounds proven by the round circuit with KZG-committed inputs: the trainers' commitments are
+    keccak of the points the proofs carry, every round verifies on chain, the attacker is flagged,
+    the settlement is the aggregator's (unproven), and the audit re-verifies every round."""
+    platform = proven_platform
+    task = TASK.model_copy(update={"test_chunk_rows": None, "contribution": "rloo"})
+    market, aggregator, members, verifier, _ = proven_market(platform, round_build, None, task)
+    assert FactoryClient(platform.chain, market.factory()).verifier_info(verifier).kind == "kzg_round"
+    datasets = [tiny_data(60, 10 + i) for i in range(L)]
+    for round in range(1, ROUNDS + 1):
+        assert open_next_round(market.address, aggregator.address) == round
+        start = decode_update(platform.store.get(market.model_cid(round)), task.model)
+        assert market.round_state(round).deadline and market.model_commitment() == model_commitment(round_build, start)
+        for i, (member, data) in enumerate(zip(members, datasets)):
+            local = train_local(start, data, task.model, task.training, seed=round * 10 + i)
+            if i == L - 1:
+                local = local + 5.0
+            cid, commitment = seal_and_store(market.address, member.address, round, local, task)
+            assert commitment == model_commitment(round_build, quantize(local))
+            market.submit(member.account, round, cid, commitment)
+        report = round_flow(market.address, round, aggregator.address)
+        assert report.verified and market.round_state(round).verified
+        assert report.flagged == [members[-1].address] and report.benign_mask == 0b0111
+
+    settled = settlement_flow(market.address, aggregator.address)
+    assert not settled.verified and market.phase() == "Settled"
+    assert {p.account: p.wei for p in settled.payouts}[members[-1].address] == 0
+    audited = audit_market(market, platform.store)
+    assert audited.passed, audited.failures()
+    assert {c.name: c.status for c in audited.checks}["rounds"] == "pass"
+
+
 def test_unusable_submissions_are_excluded_and_the_proven_market_settles(
-    proven_platform, round_build, settlement_build
+    proven_platform, hashed_round_build, settlement_build
 ):
     """No trainer can stall a proven market: trainer 1 uploads a sealed update whose ciphertext
     does not open, every round; trainer 2 is honest in round 1 and replays that round's ciphertext
@@ -134,7 +176,7 @@ def test_unusable_submissions_are_excluded_and_the_proven_market_settles(
     proven and verified; the excluded earn nothing for those rounds; funds are conserved; an
     auditor re-checks every exclusion from its evidence."""
     platform = proven_platform
-    market, aggregator, members, _, _ = proven_market(platform, round_build, settlement_build)
+    market, aggregator, members, _, _ = proven_market(platform, hashed_round_build, settlement_build)
     datasets = [tiny_data(60, 10 + i) for i in range(L)]
     cids: dict[int, str] = {}
     for round in range(1, ROUNDS + 1):
@@ -184,13 +226,13 @@ def test_unusable_submissions_are_excluded_and_the_proven_market_settles(
 
 
 def test_a_proven_market_whose_task_names_a_rule_without_circuit_is_refused(
-    proven_platform, round_build, settlement_build
+    proven_platform, hashed_round_build, settlement_build
 ):
     """The task says which rule runs: a proven market's round flow refuses one no circuit proves
     instead of proving another rule than the one the owner published."""
     platform = proven_platform
     task = TASK.model_copy(update={"detector": "two_stage_guarded"})
-    market, aggregator, members, _, _ = proven_market(platform, round_build, settlement_build, task)
+    market, aggregator, members, _, _ = proven_market(platform, hashed_round_build, settlement_build, task)
     open_next_round(market.address, aggregator.address)
     for i, member in enumerate(members):
         cid, commitment = seal_and_store(market.address, member.address, 1, np.full(8, 0.1 * i), task)
@@ -200,14 +242,14 @@ def test_a_proven_market_whose_task_names_a_rule_without_circuit_is_refused(
     assert not market.round_state(1).finalized
 
 
-def test_a_trainer_checks_the_markets_verifiers_before_it_joins(proven_platform, round_build, settlement_build):
+def test_a_trainer_checks_the_markets_verifiers_before_it_joins(proven_platform, hashed_round_build, settlement_build):
     """What the chain cannot check, the trainer's client does: each verifier is the factory's
     adapter over the EZKL verifier of the task's own circuit, rebuilt here; a round adapter over
     another circuit's verifier is refused by name, and so is a test chunk the task does not name."""
     platform = proven_platform
-    market, *_ = proven_market(platform, round_build, settlement_build)
+    market, *_ = proven_market(platform, hashed_round_build, settlement_build)
     checked = check_market.fn(market.address, TASK)
-    assert any(line.startswith("round verifier") and round_build.dir.name in line for line in checked)
+    assert any(line.startswith("round verifier") and hashed_round_build.dir.name in line for line in checked)
     assert any(line.startswith("settlement verifier") and settlement_build.dir.name in line for line in checked)
     with pytest.raises(ProtocolError, match="test rows"):
         check_market.fn(market.address, TASK.model_copy(update={"test_chunk_rows": 20}))

@@ -72,10 +72,10 @@ def mlp_models(hidden: int) -> list[np.ndarray]:
     return [quantize(m) for m in [*models, good + 12.0]]
 
 
-def _ready_to_settle(platform, round_build, settlement_build, models):
+def _ready_to_settle(platform, hashed_round_build, settlement_build, models):
     """A market with proven rounds and settlement, its one round of `models` finalized with a proof."""
     factory, deployer = verifier_factory(platform)
-    rounds_v = deploy_round_verifier(factory, deployer.account, round_build, L)
+    rounds_v = deploy_round_verifier(factory, deployer.account, hashed_round_build, L)
     settle_v = deploy_settlement_verifier(factory, deployer.account, settlement_build, L, N)
     data = owner_data()
     chunks = DataChunks.of(data, N, MODEL)
@@ -92,7 +92,7 @@ def _ready_to_settle(platform, round_build, settlement_build, models):
     market.open_round(aggregator.account, cid_of(platform, b"start"), poseidon_commitment(start))
     for member, model in zip(members, models):
         market.submit(member.account, 1, cid_of(platform, model.tobytes()), poseidon_commitment(model))
-    rp = prove_round(round_build, RoundStatement(models, 1, market.domain(1), start=start))
+    rp = prove_round(hashed_round_build, RoundStatement(models, 1, market.domain(1), start=start))
     market.finalize_round(
         aggregator.account, 1, cid_of(platform, b"agg"), rp.aggregate_commitment, rp.benign_mask, rp.calldata()
     )
@@ -101,13 +101,13 @@ def _ready_to_settle(platform, round_build, settlement_build, models):
 
 
 @pytest.fixture(scope="module")
-def ready(anvil_url, round_build, settlement_build, tmp_path_factory):
+def ready(anvil_url, hashed_round_build, settlement_build, tmp_path_factory):
     """The LR market ready to settle, made once for the module on the session's anvil node
     (conftest.reverted_after says why anvil)."""
     blocks = tmp_path_factory.mktemp("zk-settlement") / "blocks"
     platform = Platform.from_settings(Settings(store_dir=blocks, chain_rpc_url=anvil_url))
     with use_platform(platform):
-        return platform, _ready_to_settle(platform, round_build, settlement_build, final_round_models())
+        return platform, _ready_to_settle(platform, hashed_round_build, settlement_build, final_round_models())
 
 
 @pytest.fixture
@@ -123,9 +123,9 @@ def settling(platform, ready):
 
 
 @pytest.fixture(scope="module")
-def mlp_settlement_build(round_build):
+def mlp_settlement_build(hashed_round_build):
     """The tiny MLP settlement circuit (L = 4, one hidden unit, 10 test rows)."""
-    return build_settlement_circuit(L, MLP, N, Settings(zk_cache_dir=round_build.dir.parent))
+    return build_settlement_circuit(L, MLP, N, Settings(zk_cache_dir=hashed_round_build.dir.parent))
 
 
 def statement(
@@ -246,10 +246,10 @@ def test_mlp_counts_equal_torch_on_each_coalitions_average_model():
 
 
 def test_the_market_verifies_an_honest_mlp_settlement_and_rejects_forged_contributions(
-    platform, round_build, mlp_settlement_build
+    platform, hashed_round_build, mlp_settlement_build
 ):
     market, aggregator, models, final, data, chunks = _ready_to_settle(
-        platform, round_build, mlp_settlement_build, mlp_models(1)
+        platform, hashed_round_build, mlp_settlement_build, mlp_models(1)
     )
     proof = prove_settlement(mlp_settlement_build, statement(market, models, final, data, model=MLP))
     # exact arithmetic: the proven counts are the float ones

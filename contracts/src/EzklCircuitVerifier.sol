@@ -22,7 +22,7 @@ abstract contract EzklCircuitVerifier is IProofVerifier {
 
     function verifyProof(bytes calldata proof, uint256[] calldata instances) external returns (bool) {
         (bytes memory halo2Proof, uint256[] memory free) = abi.decode(proof, (bytes, uint256[]));
-        (bool ok, uint256[] memory circuitInstances) = circuitInstancesFor(instances, free);
+        (bool ok, uint256[] memory circuitInstances) = circuitInstancesFor(instances, free, halo2Proof);
         if (!ok) return false;
         // The generated verifier reverts on a proof it rejects: that is a `false` here, so the
         // market reports every rejection the same way (`ProofRejected`).
@@ -33,15 +33,17 @@ abstract contract EzklCircuitVerifier is IProofVerifier {
         }
     }
 
-    /// @notice The instances the EZKL verifier is given for the market's `instances` and the
-    /// prover's `free` values; `ok` is false when they do not fit this circuit, or when one is not
-    /// a field element's only encoding (the generated verifier reduces modulo the field).
-    function circuitInstancesFor(uint256[] calldata instances, uint256[] memory free)
+    /// @notice The instances the EZKL verifier is given for the market's `instances`, the
+    /// prover's `free` values and its `halo2Proof`; `ok` is false when they do not fit this
+    /// circuit, when an input commitment the proof carries is not the one on chain, or when an
+    /// instance is not a field element's only encoding (the generated verifier reduces modulo the
+    /// field).
+    function circuitInstancesFor(uint256[] calldata instances, uint256[] memory free, bytes memory halo2Proof)
         public
         view
         returns (bool ok, uint256[] memory circuitInstances)
     {
-        (ok, circuitInstances) = _layout(instances, free);
+        (ok, circuitInstances) = _layout(instances, free, halo2Proof);
         for (uint256 i = 0; ok && i < circuitInstances.length; ++i) {
             if (circuitInstances[i] >= FIELD) ok = false;
         }
@@ -49,7 +51,7 @@ abstract contract EzklCircuitVerifier is IProofVerifier {
 
     /// @dev The circuit's instances from the market's; `ok` is false when the market's do not fit
     /// this circuit (another number of trainers, a value the circuit cannot express).
-    function _layout(uint256[] calldata instances, uint256[] memory free)
+    function _layout(uint256[] calldata instances, uint256[] memory free, bytes memory halo2Proof)
         internal
         view
         virtual

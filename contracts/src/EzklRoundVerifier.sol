@@ -24,7 +24,7 @@ contract EzklRoundVerifier is EzklCircuitVerifier {
         trainers = trainers_;
     }
 
-    function _layout(uint256[] calldata m, uint256[] memory free)
+    function _layout(uint256[] calldata m, uint256[] memory free, bytes memory)
         internal
         view
         override

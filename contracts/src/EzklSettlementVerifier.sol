@@ -28,7 +28,7 @@ contract EzklSettlementVerifier is EzklCircuitVerifier {
         samples = samples_;
     }
 
-    function _layout(uint256[] calldata m, uint256[] memory free)
+    function _layout(uint256[] calldata m, uint256[] memory free, bytes memory)
         internal
         view
         override

@@ -3,10 +3,13 @@ pragma solidity ^0.8.28;
 
 /// @title The fedmarket factory's types, events and errors.
 interface IMarketFactory {
+    /// Round: the round circuit with hashed inputs (Poseidon commitments); KzgRound: with inputs
+    /// under KZG commitments (EZKL polycommit), for markets that do not prove their settlement.
     enum VerifierKind {
         None,
         Round,
-        Settlement
+        Settlement,
+        KzgRound
     }
 
     /// What a verifier adapter the factory deployed checks: its kind and shape, and the EZKL
@@ -29,6 +32,9 @@ interface IMarketFactory {
     error InvalidVerifierShape(uint32 trainers, uint32 samples);
     error UnknownVerifier(address verifier, VerifierKind expected);
     error VerifierShapeMismatch(address verifier, uint32 verifierTrainers, uint32 marketTrainers);
+    /// The settlement circuit reads Poseidon commitments: a market that proves its settlement
+    /// proves its rounds with the hashed round circuit.
+    error SettlementNeedsHashedRounds(address roundVerifier);
 
     /// @notice Whether this factory created `market`.
     function isMarket(address market) external view returns (bool);

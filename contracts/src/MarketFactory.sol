@@ -3,6 +3,7 @@ pragma solidity ^0.8.28;
 
 import {Clones} from "@openzeppelin/contracts/proxy/Clones.sol";
 import {DataMarket} from "./DataMarket.sol";
+import {EzklKzgRoundVerifier} from "./EzklKzgRoundVerifier.sol";
 import {EzklRoundVerifier} from "./EzklRoundVerifier.sol";
 import {EzklSettlementVerifier} from "./EzklSettlementVerifier.sol";
 import {IDataMarket} from "./IDataMarket.sol";
@@ -34,8 +35,12 @@ contract MarketFactory is IMarketFactory {
 
     /// @notice Deploy a market and escrow `msg.value` in it; the caller becomes its owner.
     function createMarket(IDataMarket.Spec calldata spec) external payable returns (address market) {
-        _checkVerifier(spec.roundVerifier, VerifierKind.Round, spec.trainers);
+        VerifierKind rounds = _verifiers[spec.roundVerifier].kind;
+        _checkVerifier(spec.roundVerifier, rounds == VerifierKind.KzgRound ? rounds : VerifierKind.Round, spec.trainers);
         _checkVerifier(spec.settlementVerifier, VerifierKind.Settlement, spec.trainers);
+        if (spec.settlementVerifier != address(0) && rounds == VerifierKind.KzgRound) {
+            revert SettlementNeedsHashedRounds(spec.roundVerifier);
+        }
         market = Clones.clone(implementation);
         // Record first, then initialize (our own code): a failed initialization reverts it all.
         _markets.push(market);
@@ -48,11 +53,17 @@ contract MarketFactory is IMarketFactory {
     /// @notice The round verifier for `trainers` slots over `halo2`, EZKL's generated verifier of
     /// the round circuit.
     function deployRoundVerifier(IProofVerifier halo2, uint32 trainers) external returns (address adapter) {
-        if (trainers == 0 || trainers > DataMarket(implementation).MAX_TRAINERS()) {
-            revert InvalidVerifierShape(trainers, 0);
-        }
+        _checkRoundShape(trainers);
         adapter = address(new EzklRoundVerifier(halo2, trainers));
         _record(adapter, VerifierKind.Round, halo2, trainers, 0);
+    }
+
+    /// @notice The round verifier for `trainers` slots over `halo2`, EZKL's generated verifier of
+    /// the round circuit with its inputs under KZG commitments (EzklKzgRoundVerifier).
+    function deployKzgRoundVerifier(IProofVerifier halo2, uint32 trainers) external returns (address adapter) {
+        _checkRoundShape(trainers);
+        adapter = address(new EzklKzgRoundVerifier(halo2, trainers));
+        _record(adapter, VerifierKind.KzgRound, halo2, trainers, 0);
     }
 
     /// @notice The settlement verifier for `trainers` slots and a test chunk of `samples` rows over
@@ -66,6 +77,12 @@ contract MarketFactory is IMarketFactory {
         }
         adapter = address(new EzklSettlementVerifier(halo2, trainers, samples));
         _record(adapter, VerifierKind.Settlement, halo2, trainers, samples);
+    }
+
+    function _checkRoundShape(uint32 trainers) private view {
+        if (trainers == 0 || trainers > DataMarket(implementation).MAX_TRAINERS()) {
+            revert InvalidVerifierShape(trainers, 0);
+        }
     }
 
     function _record(address adapter, VerifierKind kind, IProofVerifier halo2, uint32 trainers, uint32 samples) private {

@@ -444,7 +444,7 @@ contract DataMarketTest is MarketFixture {
         pinThrough(halo2, rv, inst, _roundFree());
         uint256[] memory aliased = _roundFree();
         aliased[0] += market.FIELD(); // the same element to a verifier that reduces modulo the field
-        (bool ok,) = rv.circuitInstancesFor(inst, aliased);
+        (bool ok,) = rv.circuitInstancesFor(inst, aliased, hex"01");
         assertTrue(!ok, "a second encoding does not fit the circuit");
         vm.prank(aggregator);
         vm.expectRevert(IDataMarket.ProofRejected.selector);

@@ -45,7 +45,7 @@ def seed_commitment(chain_id: int, market: str, trainer: str, seed: bytes) -> by
     return keccak(encoded)
 
 
-VERIFIER_KINDS = ("none", "round", "settlement")  # IMarketFactory.VerifierKind
+VERIFIER_KINDS = ("none", "round", "settlement", "kzg_round")  # IMarketFactory.VerifierKind
 
 
 @dataclass(frozen=True)
@@ -112,11 +112,14 @@ class FactoryClient:
         """The board where this factory's secure-aggregation markets publish keys and shares."""
         return BoardClient(self.chain, self.chain.call(self.contract.functions.secureAggregation()))
 
-    def deploy_round_verifier(self, account: LocalAccount, halo2: str, trainers: int) -> tuple[str, TxResult]:
+    def deploy_round_verifier(
+        self, account: LocalAccount, halo2: str, trainers: int, *, kzg: bool = False
+    ) -> tuple[str, TxResult]:
         """The round verifier adapter for `trainers` slots over EZKL's verifier `halo2`, deployed
-        and recorded by this factory (a market may name only such adapters)."""
-        fn = self.contract.functions.deployRoundVerifier(Web3.to_checksum_address(halo2), trainers)
-        return self._deployed_verifier(self.chain.transact(account, fn))
+        and recorded by this factory (a market may name only such adapters); `kzg`: for the round
+        circuit whose inputs are under KZG commitments (EzklKzgRoundVerifier)."""
+        deploy = self.contract.functions.deployKzgRoundVerifier if kzg else self.contract.functions.deployRoundVerifier
+        return self._deployed_verifier(self.chain.transact(account, deploy(Web3.to_checksum_address(halo2), trainers)))
 
     def deploy_settlement_verifier(
         self, account: LocalAccount, halo2: str, trainers: int, samples: int

@@ -6,8 +6,9 @@ proven with EZKL (fedmarket/zk/ezkl). Everything outside fedmarket/zk uses these
   commitment;
 - the settlement statement (settlement_circuit, settlement_proof): accuracy and contributions,
   bound to the owner's committed test chunk and the contract's RLOO subsets;
-- commitments to grid values (Poseidon, as the circuits hash their inputs), the verifiers
-  deployed for a circuit, and the build cache.
+- commitments to grid values (a proven market's model commitment opens with the round circuit's
+  KZG point and the Poseidon hash the settlement circuit uses), the verifiers deployed for a
+  circuit, and the build cache.
 """
 
 from fedmarket.zk.ezkl.cache import CachedBuild, cached_builds, prune
@@ -36,6 +37,7 @@ from fedmarket.zk.round_proof import (
     build_round_circuit,
     circuit_verdict,
     evaluate,
+    model_commitment,
     prove_round,
 )
 from fedmarket.zk.settlement_proof import (
@@ -74,6 +76,7 @@ __all__ = [
     "deploy_settlement_verifier",
     "deployed_verifier_code",
     "evaluate",
+    "model_commitment",
     "norm_domain",
     "poseidon_commitment",
     "prove",

@@ -7,6 +7,14 @@ never sends a proof whose mask or aggregate the circuit rejects (`ProofMismatchE
 the float mean rounded onto the grid; it differs from the float mean of the unrounded models by
 at most 2^-8 per entry (half a step from rounding the models, half from rounding the mean), the
 bound tests/test_zk.py checks.
+
+The circuit binds its inputs one of two ways (`build_round_circuit`'s `commitment`), and a
+model's commitment on chain is what that way makes of it (`model_commitment`):
+- "polycommit": under KZG commitments its proof carries (EZKL `polycommit`), keccak of the point
+  on chain. Hashing the inputs with Poseidon in the circuit took more rows than its arithmetic.
+- "poseidon": each input hashed in the circuit, the hash on chain. A market that proves its
+  settlement needs it: the settlement circuit reads Poseidon commitments, and a KZG point is
+  tied to its circuit's domain, so one point cannot bind both proofs.
 """
 
 from __future__ import annotations
@@ -22,6 +30,8 @@ from fedmarket.errors import ProofMismatchError, ZKError
 from fedmarket.field import to_bytes32
 from fedmarket.fixed_point import quantize
 from fedmarket.settings import Settings, load_settings
+from fedmarket.zk.ezkl.polycommit import commit_values, point_commitment, proof_commitments
+from fedmarket.zk.ezkl.poseidon import poseidon_commitment
 from fedmarket.zk.ezkl.prover import Proof, circuit_outputs, prove_witness, witness
 from fedmarket.zk.ezkl.toolchain import CircuitBuild, RunArgs, build_circuit
 from fedmarket.zk.ezkl.verifier import market_proof
@@ -96,6 +106,7 @@ class RoundProof:
     present: list[bool]
     aggregate: np.ndarray
     reasons: list[str]
+    commitment: str  # how the circuit binds its inputs: "polycommit" or "poseidon"
 
     @property
     def benign_mask(self) -> int:
@@ -103,15 +114,29 @@ class RoundProof:
 
     @property
     def aggregate_commitment(self) -> str:
-        return to_bytes32(self.proof.input_hashes[len(self.mask) + 1])
+        slots = len(self.mask)
+        if self.commitment == "polycommit":
+            return point_commitment(proof_commitments(self.proof.proof_json, slots + 2)[slots + 1])
+        return to_bytes32(self.proof.input_hashes[slots + 1])
 
     def calldata(self) -> bytes:
         """The `proof` argument of `finalizeRound`: the Halo2 proof and the instances the statement
-        leaves free (contracts/src/EzklRoundVerifier.sol): the hashes of absent slots, of the
-        roots and of the public tensor."""
+        leaves free. Under polycommit none (contracts/src/EzklKzgRoundVerifier.sol); hashed
+        (EzklRoundVerifier.sol): the hashes of absent slots, of the roots and of the public tensor."""
+        if self.commitment == "polycommit":
+            return market_proof(self.proof.proof, [])
         hashes, slots = self.proof.input_hashes, len(self.mask)
         free = [hashes[i] for i in range(slots) if not self.present[i]] + hashes[slots + 2 : slots + 4]
         return market_proof(self.proof.proof, free)
+
+
+def model_commitment(build: CircuitBuild, values: np.ndarray) -> str:
+    """The commitment a market whose rounds `build` proves records for a model on the grid (an
+    update, the initial model, an aggregate): keccak of the KZG point its proofs carry for it, or
+    its Poseidon hash under a hashed build."""
+    if build.commitment == "polycommit":
+        return point_commitment(commit_values(build, values))
+    return poseidon_commitment(values)
 
 
 def circuit_verdict(build: CircuitBuild, statement: RoundStatement) -> tuple[list[bool], bool]:
@@ -145,7 +170,8 @@ def prove_round(build: CircuitBuild, statement: RoundStatement) -> RoundProof:
         raise ProofMismatchError(f"in-circuit mask {final_mask} differs from the float mask {result.mask}")
     if valid != 1:
         raise ProofMismatchError("the circuit rejected the aggregate or the square roots")
-    return RoundProof(proof, result.mask, [m is not None for m in statement.models], result.aggregate, result.reasons)
+    present = [m is not None for m in statement.models]
+    return RoundProof(proof, result.mask, present, result.aggregate, result.reasons, build.commitment)
 
 
 def _under_mask(statement: RoundStatement, result: RoundResult, mask: list[bool]) -> RoundResult:
@@ -157,17 +183,25 @@ def _under_mask(statement: RoundStatement, result: RoundResult, mask: list[bool]
     return RoundResult(mask, quantize(models.mean(axis=0)), result.roots, reasons)
 
 
-def build_round_circuit(trainers: int, dim: int, settings: Settings | None = None) -> CircuitBuild:
-    """The round circuit for L = `trainers` slots of `dim` parameters, from the build cache
+def build_round_circuit(
+    trainers: int, dim: int, settings: Settings | None = None, *, commitment: str = "polycommit"
+) -> CircuitBuild:
+    """The round circuit for L = `trainers` slots of `dim` parameters, its inputs bound by
+    `commitment` ("polycommit" or "poseidon", the module docstring), from the build cache
     (`FEDMARKET_ZK_CACHE_DIR`) and SRS (`FEDMARKET_ZK_SRS_PATH`, else gen_srs) in the settings."""
+    if commitment not in ("polycommit", "poseidon"):
+        raise ZKError(f"round inputs are committed by polycommit or poseidon, not {commitment!r}")
     settings = settings or load_settings()
     statement = RoundStatement([np.zeros(dim)] * trainers, 1, 0, start=np.zeros(dim))
     example = _tensors(statement.inputs(np.zeros(dim), np.zeros(2 * trainers + 1)))
     return build_circuit(
-        f"round-L{trainers}-d{dim}",
+        f"round-L{trainers}-d{dim}" + ("-kzg" if commitment == "polycommit" else ""),
         statement.circuit(),
         example,
         settings.zk_cache_dir,
         srs_path=settings.zk_srs_path,
-        run_args=RunArgs(num_inner_cols=settings.zk_columns),
+        run_args=RunArgs(
+            num_inner_cols=settings.zk_columns,
+            input_visibility="polycommit" if commitment == "polycommit" else "hashed",
+        ),
     )

@@ -29,10 +29,21 @@ contract PinnedVerifier is IProofVerifier {
 function pinThrough(PinnedVerifier halo2, EzklCircuitVerifier adapter, uint256[] memory instances, uint256[] memory free)
     returns (bytes memory proof)
 {
-    (bool ok, uint256[] memory circuit) = adapter.circuitInstancesFor(instances, free);
+    return pinThrough(halo2, adapter, instances, free, hex"01");
+}
+
+/// As above, for a Halo2 proof whose bytes the adapter reads (the KZG round adapter's points).
+function pinThrough(
+    PinnedVerifier halo2,
+    EzklCircuitVerifier adapter,
+    uint256[] memory instances,
+    uint256[] memory free,
+    bytes memory halo2Proof
+) returns (bytes memory proof) {
+    (bool ok, uint256[] memory circuit) = adapter.circuitInstancesFor(instances, free, halo2Proof);
     require(ok, "instances do not fit the circuit");
     halo2.pin(circuit);
-    proof = abi.encode(hex"01", free);
+    proof = abi.encode(halo2Proof, free);
 }
 
 /// A trainer that is a contract and tries to re-enter `withdraw` when paid.

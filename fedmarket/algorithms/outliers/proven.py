@@ -4,11 +4,12 @@ round circuit, so the rule and what the chain verifies are one piece of code. to
 numpy for that reason alone: the module is what EZKL compiles.
 
 It proves the steps of the default rule, `two_stage_guarded` (guarded.py), on what one proof can
-afford: this round's models W_i (hashed: the commitments on chain), the round's start model
-(hashed: the contract's model commitment, last round's aggregate) and the previous benign mask.
+afford: this round's models W_i (committed on chain: hashed, or under KZG commitments the proof
+carries, fedmarket/zk/round_proof.py), the round's start model (committed likewise: the
+contract's model commitment, last round's aggregate) and the previous benign mask.
 With u_i = W_i - start and m the size of the reference set:
 - present_i: slot i submitted this round and was not excluded (public, fixed by the contract);
-  an absent slot counts nowhere, so its hash instance needs no check;
+  an absent slot counts nowhere, so its commitment needs no check;
 - replay (replay.py): free-riders, ||u_i|| <= TOLERANCE x the median update norm, and copies,
   ||W_i - W_j|| within the same bound, are removed;
 - cross-round (after round 1): cos(W_i, start) < COSINE removes the model, as stage 1 of
@@ -30,14 +31,15 @@ With u_i = W_i - start and m the size of the reference set:
 
 Every statistic comes from one Gram matrix of [u_1..u_L, start]: distances, norms, Krum's pairwise
 distances, the direction's and the cosine's inner products. The only products over the L x d
-entries are that Gram matrix and the aggregate's `mask @ W`, so the circuit's rows are dominated by
-the Poseidon hashing of its inputs (`fedmarket bench zk` reports both). No product multiplies more
+entries are that Gram matrix and the aggregate's `mask @ W`, so hashing the inputs with Poseidon
+takes more rows than the arithmetic; under KZG-committed inputs only the arithmetic is left
+(`fedmarket bench zk` reports both). No product multiplies more
 than two model-sized values, so the range checks bound the same magnitudes as the distances'.
 
 Departures from sources/004 and from `two_stage_guarded`, each for the circuit's sake, with what
 `fedmarket bench robustness` measures of them (rows `two_stage_proven`):
 - stage 2 runs every round (as the guarded rule), and stage 1 compares W_i with the start model
-  instead of with the trainer's own previous model, which would hash L more models per proof;
+  instead of with the trainer's own previous model, which would commit L more models per proof;
   the start model is last round's aggregate, so this still measures a turn away from the last
   round. For the same reason the own-previous replay check is replaced by the direction check,
   which removes a replayed update (its deviation from last round's mean) as well as a flipped one;
@@ -123,7 +125,7 @@ class ProvenRoundRule(nn.Module):
     [1, 1 + 2L + DOMAIN_LIMBS] = [first, present_1..L, kept_last_round_1..L, domain limbs].
     Outputs: flags = [first, present, kept last round] and mask and valid as 0/1 (scale 0), the
     domain limbs echoed (24-bit integers at scale 8: a limb x enters as x / 2^8), so the public
-    tensor is pinned by the outputs and its hash needs no check.
+    tensor is pinned by the outputs and its commitment needs no check.
     """
 
     def __init__(self, trainers: int, dim: int):

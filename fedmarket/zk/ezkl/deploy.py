@@ -1,5 +1,6 @@
 """Verifiers on chain, once per circuit, chain and factory: EZKL's generated Halo2Verifier, and
-the adapter that lays a market's instances out as the circuit's (contracts/src/EzklRoundVerifier.sol),
+the adapter that lays a market's instances out as the circuit's (contracts/src/EzklRoundVerifier.sol,
+EzklKzgRoundVerifier.sol for a round circuit whose inputs are under KZG commitments),
 deployed by the market factory, which records it: a market may name only the factory's adapters.
 
 A deployment is recorded in the build directory per chain id and factory and reused while its
@@ -36,8 +37,12 @@ def _deploy(
         if chain.has_code(known.halo2) and chain.has_code(known.adapter):
             return known
     halo2, first = chain.deploy_artifact(account, verifier_artifact(build))
-    deploy = factory.deploy_round_verifier if kind == "round" else factory.deploy_settlement_verifier
-    adapter, second = deploy(account, halo2.address, *shape)
+    if kind == "round":
+        adapter, second = factory.deploy_round_verifier(
+            account, halo2.address, *shape, kzg=build.commitment == "polycommit"
+        )
+    else:
+        adapter, second = factory.deploy_settlement_verifier(account, halo2.address, *shape)
     deployed = DeployedVerifier(halo2.address, adapter, first.gas_used + second.gas_used)
     record.write_text(json.dumps(deployed.__dict__))
     return deployed

@@ -1,5 +1,6 @@
 """KZG commitments to circuit inputs (`input_visibility="polycommit"`), as EZKL makes them: the
-points a proof carries, the same points computed from known values, and their sums.
+points a proof carries, the same points computed from known values, their sums, and the market
+commitment to a point.
 
 EZKL lays an input out in the Lagrange basis over the circuit's domain and fills the rows halo2
 keeps unusable with 1 (`PolyCommitChip::commit`, `Blind::default()`), so a commitment is affine
@@ -13,10 +14,12 @@ import json
 
 import ezkl
 import numpy as np
+from eth_utils import keccak
 from py_ecc.optimized_bn128 import FQ, add, eq, is_on_curve, multiply
 from py_ecc.optimized_bn128 import b as CURVE_B
 
 from fedmarket.errors import ZKError
+from fedmarket.field import BN254_FIELD, to_bytes32
 from fedmarket.zk.ezkl.poseidon import felts
 from fedmarket.zk.ezkl.toolchain import CircuitBuild, call_ezkl
 
@@ -42,6 +45,14 @@ def proof_commitments(proof_json: str, count: int) -> list[bytes]:
     if len(raw) < count * POINT_BYTES:
         raise ZKError("the proof is too short to carry its input commitments")
     return [raw[i * POINT_BYTES : (i + 1) * POINT_BYTES] for i in range(count)]
+
+
+def point_commitment(point: bytes) -> str:
+    """The market commitment to an input point: keccak256(x, y) mod FIELD, as the KZG round
+    adapter computes it from the proof (contracts/src/EzklKzgRoundVerifier.sol)."""
+    if len(point) != POINT_BYTES:
+        raise ZKError(f"a point is {POINT_BYTES} bytes, not {len(point)}")
+    return to_bytes32(int.from_bytes(keccak(point), "big") % BN254_FIELD)
 
 
 def sums_to(points: list[bytes], total: bytes, zero: bytes) -> bool:

@@ -61,14 +61,10 @@ def witness(build: CircuitBuild, inputs: list[np.ndarray]) -> Witness:
         data.write_text(json.dumps({"input_data": [np.asarray(v, dtype=np.float64).ravel().tolist() for v in inputs]}))
         started = time.perf_counter()
         # inputs under KZG commitments: the witness carries them, made with the build's keys
-        keys = {"vk_path": str(build.vk), "srs_path": str(build.srs_path)} if _kzg_inputs(build) else {}
+        keys = {"vk_path": str(build.vk), "srs_path": str(build.srs_path)} if build.commitment == "polycommit" else {}
         result = call_ezkl("gen_witness", ezkl.gen_witness, str(data), str(build.compiled), str(path), **keys)
         seconds = time.perf_counter() - started
         return Witness(build, path.read_text(), result, seconds)
-
-
-def _kzg_inputs(build: CircuitBuild) -> bool:
-    return build.settings()["run_args"].get("input_visibility") == "KZGCommit"
 
 
 def circuit_outputs(build: CircuitBuild, inputs: list[np.ndarray]) -> list[list[int]]:

@@ -37,7 +37,8 @@ EZKL_VERSION = "23.0.5"
 class RunArgs:
     """The EZKL run arguments chosen on purpose (no calibration: it fails on wide ranges).
 
-    Inputs are hashed (their Poseidon hashes are the commitments), outputs public, constants fixed.
+    Inputs hashed (their Poseidon hashes are the commitments) unless `input_visibility` says
+    polycommit, outputs public, constants fixed.
     `decomp_legs` legs of 2^14 bound every range-checked value: 3 legs cover |x| < 2^41 at scale 8,
     room for the squared statistics of the round rule."""
 
@@ -119,6 +120,22 @@ class CircuitBuild:
     @property
     def setup_report(self) -> dict:
         return json.loads((self.dir / "ready").read_text())
+
+    @property
+    def commitment(self) -> str:
+        """How the inputs are bound: "poseidon" (hashed, the hashes are instances) or "polycommit"
+        (KZG commitments in the proof)."""
+        return "polycommit" if self.settings()["run_args"].get("input_visibility") == "KZGCommit" else "poseidon"
+
+    @property
+    def hash_rows(self) -> int:
+        """Rows of the Poseidon chip that hashes the inputs (0 under polycommit)."""
+        return int((self.settings().get("module_sizes") or {}).get("poseidon", [0])[0])
+
+    @property
+    def arith_rows(self) -> int:
+        """Rows of the graph's own arithmetic: its assignments over its columns."""
+        return -(-int(self.settings()["total_assignments"]) // self.columns)
 
 
 def export_onnx(module: torch.nn.Module, example: list[torch.Tensor]) -> bytes:
