@@ -149,31 +149,32 @@ def test_one_circuit_and_srs_give_one_verifying_key_on_every_build(round_build, 
     assert verifier_artifact(build)["deployedBytecode"] == deployed  # what eth_getCode returns, rebuilt
 
 
-def test_columns_are_the_fewest_that_need_no_larger_domain(round_build, tmp_path):
-    """1 column where it fits the domain 2 would (the tiny round circuit), 2 where 1 needs a larger
-    one (40 chained 16 x 16 products: 2^16 rows with 1 column, 2^15 with 2); remembered per circuit."""
+def test_columns_are_the_fewest_that_need_no_larger_domain(tmp_path):
+    """1 column where it fits the domain 2 would (4 chained 16 x 16 products: 2^15 rows either
+    way), 2 where 1 needs a larger one (40 of them: 2^16 rows with 1 column, 2^15 with 2);
+    remembered per circuit."""
     import json
 
     import torch
 
     from fedmarket.zk.ezkl.toolchain import RunArgs, choose_columns, export_onnx
 
-    assert round_build.columns == 1
     weights = torch.randint(-2, 3, (40, 16, 16), generator=torch.Generator().manual_seed(0)).float() / 4
 
     class Products(torch.nn.Module):
-        def __init__(self):
+        def __init__(self, count: int):
             super().__init__()
-            self.weights = torch.nn.Parameter(weights)
+            self.weights = torch.nn.Parameter(weights[:count])
 
         def forward(self, x):
             for w in self.weights:
                 x = x @ w
             return x
 
-    onnx = export_onnx(Products(), [torch.zeros(1, 16)])
-    assert choose_columns(onnx, RunArgs(), tmp_path) == 2
-    (remembered,) = tmp_path.glob("columns-*.json")
+    few, many = tmp_path / "few", tmp_path / "many"
+    assert choose_columns(export_onnx(Products(4), [torch.zeros(1, 16)]), RunArgs(), few) == 1
+    assert choose_columns(export_onnx(Products(40), [torch.zeros(1, 16)]), RunArgs(), many) == 2
+    (remembered,) = many.glob("columns-*.json")
     assert json.loads(remembered.read_text())["logrows"] == {"1": 16, "2": 15}
 
 

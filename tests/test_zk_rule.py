@@ -128,3 +128,20 @@ def test_where_float_and_circuit_part_the_circuits_mask_is_proven(round_build, m
     assert proof.mask == [True, True, True, False] and proof.reasons[2] == ""
     assert np.max(np.abs(proof.aggregate - np.mean(rows[:3], axis=0))) <= 2.0**-9
     assert verify_locally(round_build, proof.proof)
+
+
+def test_the_spread_guard_keeps_a_far_model_where_the_honest_spread_is_wide():
+    """The guarded rule's second guard (median + SPREAD MADs): with distances spread as small or
+    rare-label shares spread them, 4.2 is past mu + sigma (3.40) and 1.75 x the median (3.85) but
+    within 2.2 + 3.707 x 0.85 = 5.35, so it stays; in a tight round the same cut removes a model."""
+    import torch
+
+    from fedmarket.algorithms.outliers.proven import SPREAD, ProvenRoundRule
+
+    rule = ProvenRoundRule(8, D).double()
+    everyone = torch.ones(1, 8, dtype=torch.float64)
+    wide = torch.tensor([[1.0, 1.2, 1.5, 2.0, 2.4, 2.8, 3.3, 4.2]], dtype=torch.float64)
+    assert SPREAD == 949 / 256
+    assert rule._beyond(wide, everyone, 3).tolist() == [[0.0] * 8]
+    tight = torch.tensor([[1.0, 1.05, 1.1, 1.1, 1.15, 1.2, 1.2, 4.0]], dtype=torch.float64)
+    assert rule._beyond(tight, everyone, 3).tolist() == [[0.0] * 7 + [1.0]]

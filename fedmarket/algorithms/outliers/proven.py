@@ -23,8 +23,10 @@ With u_i = W_i - start and m the size of the reference set:
 - stage 2 (Algorithm 1 with the guarded rule's passes): y_i = ||m u_i - R||^2, s_i = sqrt(y_i)
   supplied by the prover and checked as the paper's square-root gadget does (s^2 <= y <=
   (s + step)^2, each side within `root_slack(L)` of the circuit's rounding); PASSES passes remove
-  s_i > mu + sigma (sample sigma; n >= 3, a repeat pass n >= 4) that are also > GUARD x the
-  median, over the models still active;
+  s_i > mu + sigma (sample sigma; n >= 3, a repeat pass n >= 4) that are also beyond the guard,
+  both GUARD x the median and the median plus SPREAD median absolute deviations, over the models
+  still active (the guarded rule's spread guard: where the honest distances spread wide, as small
+  or rare-label shares do, the cut moves out with them);
 - mask = the models still active (public output); valid: every root checks and the aggregate is
   the benign average, proven as a product (the paper's "trainers pre-divide" is replaced by
   k agg = sum of the k kept models, each entry within k/2 steps, the rounding of a mean).
@@ -82,6 +84,9 @@ from fedmarket.fixed_point import STEP, domain_limbs, quantize
 
 PASSES = 3  # the guarded rule's passes (two_stage.GUARDED_RULE)
 GUARD = 1.75  # the masking ratio (two_stage.GUARDED_RULE has 1.5; see the departures above)
+# the spread guard, 2.5 x 1.4826 MADs (two_stage.GUARDED_RULE), on the grid so that the float rule
+# and the circuit compare against the same constant
+SPREAD = round(2.5 * 1.4826 / STEP) * STEP
 TOLERANCE_INV_SQ = 1.0 / TOLERANCE**2  # replay.TOLERANCE, squared and moved to the other side
 COSINE = 0.3  # stage 1's threshold (two_stage.PAPER_THRESHOLD), tested as 10 W.start < 3 |W| |start|
 
@@ -251,8 +256,10 @@ class ProvenRoundRule(nn.Module):
 
     def _beyond(self, s: torch.Tensor, active: torch.Tensor, minimum: int) -> torch.Tensor:
         """One guarded pass of Algorithm 1 over the active slots, if at least `minimum` are:
-        s_i > mu + sigma (sample sigma) and s_i > GUARD x median, without division or square root:
-        a_i = n s_i - sum(s) > 0, a_i^2 (n - 1) > n (n sum(s^2) - sum(s)^2) and 2 s_i > 2 GUARD median."""
+        s_i > mu + sigma (sample sigma), s_i > GUARD x median and s_i > median + SPREAD x MAD,
+        without division or square root: a_i = n s_i - sum(s) > 0,
+        a_i^2 (n - 1) > n (n sum(s^2) - sum(s)^2), 2 s_i > 2 GUARD median and
+        s_i - median > SPREAD median(|s - median|)."""
         dtype = s.dtype
         s = s * active
         n = active.sum(dim=1, keepdim=True)
@@ -260,7 +267,10 @@ class ProvenRoundRule(nn.Module):
         a = n * s - total
         spread = n * (n * total_sq - total * total)
         beyond = (a > 0).to(dtype) * ((a * a) * (n - 1.0) > spread).to(dtype)
-        guarded = (s + s > 2.0 * GUARD * self._median(s, active)).to(dtype)
+        median = self._median(s, active)
+        deviation = s - median
+        mad = self._median(deviation.abs() * active, active)
+        guarded = (s + s > 2.0 * GUARD * median).to(dtype) * (deviation > SPREAD * mad).to(dtype)
         return active * beyond * guarded * (n > minimum - 0.5).to(dtype)
 
     def _reference(self, D: torch.Tensor, among: torch.Tensor, kept_before: torch.Tensor, first: torch.Tensor):
