@@ -72,16 +72,23 @@ def redundant_groups(round: RoundModels, ratio: float = REDUNDANCY) -> list[list
     """Groups of trainers whose updates are all pairwise closer than `ratio` x the round's median
     pairwise update distance (complete linkage: closest pairs first, two groups merge only if
     every cross pair is that close, so a chain of neighbours is never one group), as lists of row
-    indices in order; with fewer than three trainers there is no median to judge by."""
+    indices in order; with fewer than three trainers there is no median to judge by. Pairs at
+    equal distance are taken in the order of their updates' bytes, not of the trainers' rows, so
+    the groups do not depend on the order trainers are listed in."""
     n = len(round.trainers)
     if n < 3:
         return [[i] for i in range(n)]
-    distances = np.sqrt(pairwise_sq_distances(round.models - round.start_model))
+    updates = round.models - round.start_model
+    distances = np.sqrt(pairwise_sq_distances(updates))
     limit = ratio * float(np.median(distances[np.triu_indices(n, 1)]))
     group_of = list(range(n))
     members: dict[int, list[int]] = {i: [i] for i in range(n)}
-    close = [(distances[i, j], i, j) for i, j in zip(*np.nonzero(np.triu(distances < limit, k=1)))]
-    for _, i, j in sorted(close):
+    content = [np.ascontiguousarray(u, dtype=np.float64).tobytes() for u in updates]
+    close = [
+        (distances[i, j], *sorted((content[i], content[j])), i, j)
+        for i, j in zip(*np.nonzero(np.triu(distances < limit, k=1)))
+    ]
+    for *_, i, j in sorted(close):
         a, b = group_of[i], group_of[j]
         if a == b or max(distances[p, q] for p in members[a] for q in members[b]) >= limit:
             continue
