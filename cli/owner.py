@@ -21,6 +21,7 @@ from fedmarket_cli._common import (
     BatchSize,
     LearningRate,
     LocalEpochs,
+    choice,
     print_json,
     problems,
     read_schema,
@@ -77,6 +78,16 @@ def owner_create(
             help="with --prove-rounds: settlement proven too, on a test chunk of this many rows of the owner's data, the chunk the trainers' split seed picks",
         ),
     ] = None,
+    round_inputs: Annotated[
+        str | None,
+        typer.Option(
+            parser=choice("kzg", "poseidon"),
+            metavar="kzg|poseidon",
+            help="with --prove-rounds: how the round circuit binds the models, under KZG commitments (the default: "
+            "about half the proving time and memory, more verification gas) or Poseidon-hashed (the only choice "
+            "with --prove-settlement-rows, whose circuit reads Poseidon commitments); `fedmarket bench zk` compares them",
+        ),
+    ] = None,
     schema: Annotated[
         Path | None,
         typer.Option(
@@ -122,6 +133,13 @@ def owner_create(
             )
     except ValueError as exc:
         raise usage_error("options", problems(exc)) from None
+    if round_inputs is not None and not prove_rounds:
+        raise usage_error("--round-inputs", "binds a proven round's models: it needs --prove-rounds")
+    if round_inputs == "kzg" and prove_settlement_rows is not None:
+        raise usage_error(
+            "--round-inputs",
+            "kzg cannot go with --prove-settlement-rows: the settlement circuit reads Poseidon commitments",
+        )
 
     print_json(
         create_market_flow(
@@ -138,6 +156,7 @@ def owner_create(
             reveal_window_s=reveal_window_s,
             prove_rounds=prove_rounds,
             test_rows=prove_settlement_rows,
+            round_inputs=round_inputs,
             data_schema=read_schema(schema),
             training=training,
             privacy=privacy,

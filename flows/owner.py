@@ -30,13 +30,15 @@ def create_market_flow(
     reveal_window_s: int,
     prove_rounds: bool = False,
     test_rows: int | None = None,
+    round_inputs: str | None = None,
     data_schema: DataSchema | None = None,
     training: dict | None = None,
     privacy: DifferentialPrivacy | None = None,
     aggregation: Aggregation = Aggregation.plain,
     norm_bound: float | None = None,
 ) -> dict:
-    """`training`: TrainingConfig fields that replace the model's defaults; `privacy`: DP-SGD
+    """`round_inputs`: kzg or poseidon, how a proven round binds its models (publish_market);
+    `training`: TrainingConfig fields that replace the model's defaults; `privacy`: DP-SGD
     every trainer must train with; `aggregation`: secure, for masked updates (fedmarket/secagg),
     with `norm_bound` the update norm each trainer proves."""
     if not Path(data_file).exists():
@@ -60,6 +62,7 @@ def create_market_flow(
         schedule=DEFAULT_SCHEDULE,
         prove_rounds=prove_rounds,
         test_rows=test_rows,
+        round_inputs=round_inputs,
         training=TrainingConfig.for_model(kind, **(training or {})),
         privacy=privacy,
         aggregation=aggregation,

@@ -54,6 +54,7 @@ def publish_market(
     *,
     prove_rounds: bool = False,
     test_rows: int | None = None,
+    round_inputs: str | None = None,
     detector: str | None = None,
     schema: DataSchema | None = None,
     module: str | None = None,
@@ -67,7 +68,9 @@ def publish_market(
     create the market through the factory (FEDMARKET_FACTORY_ADDRESS, else a new one) with the
     largest possible payout in escrow. `prove_rounds`: reference the round circuit's verifier for
     this L and model; `test_rows` (with `prove_rounds`): prove settlement too, on a test chunk of
-    that many rows (fedmarket/zk/settlement_proof.py). Circuits are built and verifiers deployed
+    that many rows (fedmarket/zk/settlement_proof.py); `round_inputs`: "kzg" (the default without
+    `test_rows`) or "poseidon" (the only one with it), how the round circuit binds the models
+    (fedmarket/zk/round_proof.py). Circuits are built and verifiers deployed
     once per circuit and chain. `detector`: the outlier rule by registered name (default: the
     proven rule in a proven market, else DEFAULT_DETECTOR); a proven market refuses a rule no
     circuit proves. `schema`: what the data looks like (default: digits'); the model reads its
@@ -81,6 +84,12 @@ def publish_market(
     owner = platform.party(owner)
     if test_rows is not None and not prove_rounds:
         raise ConfigError("a proven settlement needs proven rounds: its proof binds their Poseidon commitments")
+    if round_inputs not in (None, "kzg", "poseidon") or (round_inputs is not None and not prove_rounds):
+        raise ConfigError(f"round inputs {round_inputs!r}: kzg or poseidon, for a market that proves its rounds")
+    if round_inputs == "kzg" and test_rows is not None:
+        raise ConfigError(
+            "KZG round inputs cannot go with a proven settlement, whose circuit reads Poseidon commitments"
+        )
     secure = Aggregation(aggregation) == Aggregation.secure
     if secure and prove_rounds:
         raise ConfigError("secure aggregation has no round proofs: the round circuit reads every update")
@@ -122,7 +131,8 @@ def publish_market(
         factory, _ = FactoryClient.deploy(platform.chain, owner.account)
     if prove_rounds:
         # hashed inputs where the settlement is proven too: its circuit reads Poseidon commitments
-        commitment = "polycommit" if test_rows is None else "poseidon"
+        poseidon = test_rows is not None or round_inputs == "poseidon"
+        commitment = "poseidon" if poseidon else "polycommit"
         terms["round_verifier"] = _round_verifier(factory, owner, task, terms["trainers"], commitment)
     if test_rows is not None:
         chunks, terms["settlement_verifier"] = _settlement_verifier(

@@ -37,6 +37,24 @@ BAD = [
     (["data", "digits", "--out", "{tmp}", "--split", "skewed"], 2, "skewed"),
     (["keys", "new", "--out", "{tmp}/k.json", "--role", "x", "--bogus"], 2, "--bogus"),
     (["owner", "create", "--data", "{tmp}/missing", "--aggregator", ADDRESS, "--aggregator-key", KEY], 2, "--data"),
+    (
+        ["owner", "create", "--data", "{file}", "--aggregator", ADDRESS, "--aggregator-key", KEY]
+        + ["--round-inputs", "kzg"],
+        2,
+        "needs --prove-rounds",
+    ),
+    (
+        ["owner", "create", "--data", "{file}", "--aggregator", ADDRESS, "--aggregator-key", KEY]
+        + ["--prove-rounds", "--prove-settlement-rows", "10", "--round-inputs", "kzg"],
+        2,
+        "reads Poseidon commitments",
+    ),
+    (
+        ["owner", "create", "--data", "{file}", "--aggregator", ADDRESS, "--aggregator-key", KEY]
+        + ["--prove-rounds", "--round-inputs", "sha3"],
+        2,
+        "sha3",
+    ),
     (["owner", "create", "--data", "{file}", "--aggregator", "0x12", "--aggregator-key", KEY], 2, "0x12"),
     (["owner", "create", "--data", "{file}", "--aggregator", ADDRESS, "--aggregator-key", "0x1"], 2, "0x1"),
     (

@@ -268,3 +268,33 @@ def test_a_trainer_checks_the_markets_verifiers_before_it_joins(proven_platform,
     )
     with pytest.raises(VerifierMismatchError):
         check_market.fn(swapped.address, TASK)
+
+
+def test_the_owner_chooses_how_a_proven_round_binds_its_models(proven_platform, round_build, hashed_round_build):
+    """KZG inputs by default in a market that proves its rounds only, Poseidon on request, and
+    Poseidon always with a proven settlement (KZG with it is refused by name)."""
+    from fedmarket.errors import ConfigError
+    from fedmarket.market_context import task_spec
+    from fedmarket_schemas.market import ModelKind, RewardSchedule
+    from fedmarket_tasks.owner import publish_market
+
+    platform = proven_platform
+    owner, aggregator = party(platform, "owner"), party(platform, "aggregator")
+    terms = dict(
+        aggregator=aggregator.address,
+        aggregator_key="0x" + aggregator.public_box_key.hex(),
+        trainers=L,
+        rounds=1,
+        participation_reward_wei=0,
+        schedule=RewardSchedule(thresholds_bps=(0,), pools_wei=(0,)),
+        schema=TASK.data_schema,
+        prove_rounds=True,
+    )
+    data = tiny_data(60, 0)
+    for inputs, kind, build in ((None, "kzg_round", round_build), ("poseidon", "round", hashed_round_build)):
+        market = publish_market(owner.address, data, ModelKind.lr, round_inputs=inputs, **terms).market
+        info = FactoryClient(platform.chain, market.factory()).verifier_info(market.round_verifier())
+        checked = check_market.fn(market.address, task_spec(market, platform.store))
+        assert info.kind == kind and checked[1].endswith(f"EZKL build {build.dir.name} at {info.halo2}")
+    with pytest.raises(ConfigError, match="reads Poseidon commitments"):
+        publish_market(owner.address, data, ModelKind.lr, round_inputs="kzg", test_rows=10, **terms)
