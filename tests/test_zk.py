@@ -106,9 +106,12 @@ def test_float_aggregate_within_one_step_of_the_proven_one():
     assert np.max(np.abs(result.aggregate - float_mean)) <= STEP
 
 
-def test_values_off_the_grid_or_out_of_range_are_refused():
+def test_values_off_the_grid_or_out_of_range_are_refused(round_build):
     with pytest.raises(ZKError, match="grid"):
         poseidon_commitment(np.array([0.1]))
+    # a KZG commitment rounds nothing: EZKL would, and the rounded model would share it
+    with pytest.raises(ZKError, match="grid"):
+        model_commitment(round_build, np.full(D, 0.1))
     with pytest.raises(ZKError, match="provable range"):
         quantize(np.array([5000.0]))
 

@@ -153,10 +153,17 @@ def test_a_market_that_proves_its_rounds_only_commits_under_kzg(proven_platform,
                 local = local + 5.0
             cid, commitment = seal_and_store(market.address, member.address, round, local, task)
             assert commitment == model_commitment(round_build, quantize(local))
+            if i == 0 and round == 2:  # committed on the grid, sealed off it: excluded, not a stall
+                context = SealContext(platform.chain.chain_id, market.address, round, member.address)
+                off_grid = encode_update(quantize(local) + 2.0**-12, task.model)
+                sealed = seal(off_grid, sender=member.box_key, recipient=market.aggregator_key(), context=context)
+                cid = str(platform.store.put(sealed))
             market.submit(member.account, round, cid, commitment)
         report = round_flow(market.address, round, aggregator.address)
         assert report.verified and market.round_state(round).verified
-        assert report.flagged == [members[-1].address] and report.benign_mask == 0b0111
+        assert report.flagged == sorted({members[-1].address} | ({members[0].address} if round == 2 else set()))
+        assert report.benign_mask == (0b0111 if round == 1 else 0b0110)
+    assert "grid" in report.flag_reasons[members[0].address] and market.excluded_mask(2) == 0b0001
 
     settled = settlement_flow(market.address, aggregator.address)
     assert not settled.verified and market.phase() == "Settled"

@@ -28,7 +28,7 @@ import torch
 from fedmarket.algorithms.outliers.proven import ProvenRoundRule, float_verdict, statement_inputs
 from fedmarket.errors import ProofMismatchError, ZKError
 from fedmarket.field import to_bytes32
-from fedmarket.fixed_point import quantize
+from fedmarket.fixed_point import on_grid, quantize
 from fedmarket.settings import Settings, load_settings
 from fedmarket.zk.ezkl.polycommit import commit_values, point_commitment, proof_commitments
 from fedmarket.zk.ezkl.poseidon import poseidon_commitment
@@ -135,6 +135,8 @@ def model_commitment(build: CircuitBuild, values: np.ndarray) -> str:
     update, the initial model, an aggregate): keccak of the KZG point its proofs carry for it, or
     its Poseidon hash under a hashed build."""
     if build.commitment == "polycommit":
+        if not on_grid(values):  # EZKL would round them: another model would share the commitment
+            raise ZKError("commitments are to values on the 2^-8 grid: quantize() first")
         return point_commitment(commit_values(build, values))
     return poseidon_commitment(values)
 
