@@ -1,7 +1,8 @@
 """A real multi-process market, driven only through the CLIs and chain events: anvil, a local
 `prefect server`, the deployments of prefect.yaml on a process work pool with a worker, the
 aggregator's chain listener, and four `fedmarket trainer run` daemons, each with its own key
-file. The market must end settled with every payout withdrawn, each round run exactly once.
+file. The market must end settled with every payout withdrawn, each round run exactly once; in
+plain and in secure aggregation (the trainers post keys, mask and reveal from their daemons).
 
 Run by `make e2e` (and by `make test`); prints the wall time and the median Prefect overhead per
 task, measured against the same server."""
@@ -20,7 +21,8 @@ from pathlib import Path
 import httpx
 import pytest
 
-from fedmarket.chain import Chain, MarketClient
+from fedmarket.chain import Chain, FactoryClient, MarketClient
+from fedmarket.market_context import task_spec
 from fedmarket.settings import Settings
 from fedmarket.store.embedded import EmbeddedStore
 from tests.helpers import REPO_ROOT
@@ -76,7 +78,8 @@ def wait_for(check, timeout: float, what: str, procs: Processes):
     raise AssertionError(f"timed out waiting for {what}\n{procs.logs()}")
 
 
-def test_market_across_processes_driven_by_chain_events(anvil_url, tmp_path):
+@pytest.mark.parametrize("aggregation", ["plain", "secure"])
+def test_market_across_processes_driven_by_chain_events(anvil_url, tmp_path, aggregation):
     started = time.monotonic()
     port = free_port()
     api = f"http://127.0.0.1:{port}/api"
@@ -130,6 +133,8 @@ def test_market_across_processes_driven_by_chain_events(anvil_url, tmp_path):
                     str(TRAINERS),
                     "--rounds",
                     str(ROUNDS),
+                    "--aggregation",
+                    aggregation,
                 ],
                 **owner_env,
             )
@@ -174,6 +179,13 @@ def test_market_across_processes_driven_by_chain_events(anvil_url, tmp_path):
 
         assert status["phase"] == "Settled"
         assert status["balance"] == 0 and set(status["owed"].values()) == {0}
+        client = MarketClient(chain, market)
+        assert task_spec(client, EmbeddedStore(tmp_path / "blocks")).aggregation == aggregation
+        if aggregation == "secure":  # every trainer keyed, and each round unmasked from their reveals
+            board = FactoryClient(chain, created["factory"]).secure_aggregation()
+            assert board.keyed_mask(market) == 2**TRAINERS - 1
+            for r in range(1, ROUNDS + 1):
+                assert len(board.share_reveals(market, r, client.creation_block())) >= TRAINERS // 2 + 1
         assert [r["finalized"] for r in status["rounds"]] == [True] * ROUNDS
         assert all(r["benign_mask"] == 2**TRAINERS - 1 for r in status["rounds"])  # four honest trainers
         runs = _flow_runs(api)
