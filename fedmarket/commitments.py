@@ -44,10 +44,19 @@ def round_circuit(market: MarketClient, model: ModelConfig, settings: Settings) 
     if adapter is None:
         return None
     info = FactoryClient(market.chain, market.factory()).verifier_info(adapter)
-    return build_round_circuit(info.trainers, parameter_count(model), settings, commitment=round_commitment(info.kind))
+    return build_round_circuit(info.trainers, parameter_count(model), settings, commitment=round_binding(info.kind))
 
 
-def round_commitment(kind: str) -> str:
+def round_commitment(market: MarketClient) -> str | None:
+    """How the market's round circuit binds its inputs ("polycommit" or "poseidon"), from its
+    round verifier's kind; None in a market whose rounds are not proven."""
+    adapter = market.round_verifier()
+    if adapter is None:
+        return None
+    return round_binding(FactoryClient(market.chain, market.factory()).verifier_info(adapter).kind)
+
+
+def round_binding(kind: str) -> str:
     """How the round circuit behind a verifier of this kind (FactoryClient.verifier_info) binds
     its inputs."""
     return "polycommit" if kind == "kzg_round" else "poseidon"

@@ -15,7 +15,6 @@ from __future__ import annotations
 from prefect import flow, get_run_logger
 
 from fedmarket.algorithms.outliers import PROVABLE_DETECTORS
-from fedmarket.chain import FactoryClient
 from fedmarket.commitments import commit, round_commitment
 from fedmarket.context import current_platform
 from fedmarket.errors import ProtocolError
@@ -86,7 +85,7 @@ def _round_flow(market: str, round: int, aggregator: str | None = None) -> Round
                 )
             kept_before = client.round_state(round - 1).benign_mask if round > 1 else 0
             code = deployed_verifier_code(platform.chain, verifier)
-            commitment = round_commitment(FactoryClient(platform.chain, client.factory()).verifier_info(verifier).kind)
+            commitment = round_commitment(client)
             proof = _heavy(
                 prove_round_step,
                 loaded.models,

@@ -7,7 +7,7 @@ from __future__ import annotations
 import numpy as np
 
 from fedmarket.chain import FactoryClient, TxResult
-from fedmarket.commitments import commit_model, round_circuit, round_commitment
+from fedmarket.commitments import commit_model, round_binding, round_circuit
 from fedmarket.context import current_platform
 from fedmarket.crypto import SealContext, seal
 from fedmarket.datacheck import check_dataset, require_valid
@@ -52,7 +52,7 @@ def check_market(market: str, spec: TaskSpec) -> list[str]:
             continue
         info = factory.verifier_info(adapter)
         if kind == "round":
-            build = build_round_circuit(info.trainers, d, platform.settings, commitment=round_commitment(info.kind))
+            build = build_round_circuit(info.trainers, d, platform.settings, commitment=round_binding(info.kind))
         else:
             if spec.test_chunk_rows is None or info.samples != spec.test_chunk_rows:
                 raise ProtocolError(

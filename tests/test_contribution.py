@@ -151,8 +151,7 @@ def test_above_the_exact_limit_permutations_estimate_it_with_errors():
 
 @settings(max_examples=25, deadline=None)
 @given(st.permutations(range(5)), st.lists(st.floats(-2, 2), min_size=5, max_size=5))
-# ties: three pairs at one distance; grouping by row order gave {t0, t1, t3} one way and
-# {t0, t2}, {t1, t3} the other
+# three close pairs at one distance: the order of the rows must not decide the groups
 @example(order=[0, 2, 1, 3, 4], values=[0.1, 0.0, 0.2, 0.0, 1.0])
 def test_permuting_trainers_permutes_their_contributions(order, values):
     names = [f"t{i}" for i in range(5)]
