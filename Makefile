@@ -7,7 +7,7 @@ export PREFECT_SERVER_ANALYTICS_ENABLED := false
 # the first ephemeral Prefect server on a fresh machine migrates a new database: more than 20 s here
 export PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS ?= 120
 
-.PHONY: setup demo test lint e2e contracts slither bench-gas bench-science clean
+.PHONY: setup demo test lint e2e e2e-load contracts slither bench-gas bench-science clean
 
 FORGE := $(CURDIR)/node_modules/.bin/forge
 
@@ -74,12 +74,17 @@ lint: setup
 # subprocesses, nodes and servers, so one worker leaves a core idle.
 test: lint
 	cd contracts && $(FORGE) test
-	$(BIN)/python -m pytest -q -n 2 --dist loadfile --no-loadscope-reorder
+	$(BIN)/python -m pytest -q -n 2 --dist loadfile --no-loadscope-reorder -m "not load"
 
 # The multi-process market alone (also part of `make test`): anvil, prefect server, worker,
 # listener and four trainer daemons; prints its wall time and the Prefect overhead per task.
 e2e: setup
 	$(BIN)/python -m pytest -q -s tests/test_e2e.py
+
+# 100 trainers (light clients, 25 per process), 3 rounds, on anvil and a real IPFS node through
+# the real flows and the listener; prints per-round latency, gas, peak memory and listener lag.
+e2e-load: setup
+	$(BIN)/python -m pytest -q -s -m load tests/test_load.py
 
 clean:
 	rm -rf $(VENV) node_modules .fedmarket

@@ -28,7 +28,7 @@ class Settings(BaseSettings):
     )
     store_dir: Path = Field(default=Path(".fedmarket/blocks"), description="embedded store directory")
     kubo_api_url: HttpUrl = Field(default="http://127.0.0.1:5001", description="Kubo RPC API base URL")
-    kubo_timeout_s: float = Field(default=30.0, description="timeout of one Kubo RPC call")
+    kubo_timeout_s: float = Field(default=30.0, description="how long the IPFS node may look for a block")
     artifacts_dir: Path = Field(
         default_factory=artifacts_dir,
         description="compiled contract artifacts; unset: the ones installed with fedmarket",

@@ -129,39 +129,39 @@ def settlement_build(tmp_path_factory, worker_id):
 @pytest.fixture(scope="session")
 def anvil_url(tmp_path_factory):
     """A real node for the session: anvil from npm `@foundry-rs/anvil`, on a free loopback port."""
-    import socket
-    import subprocess
-    import time
-
-    from tests.helpers import REPO_ROOT
+    from tests.helpers import REPO_ROOT, free_port, local_server
 
     binary = REPO_ROOT / "node_modules" / ".bin" / "anvil"
     if not binary.exists():
         pytest.fail("node_modules/.bin/anvil is missing: run `make setup`")
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    log = (tmp_path_factory.mktemp("anvil") / "anvil.log").open("w")
-    proc = subprocess.Popen(
-        [str(binary), "--host", "127.0.0.1", "--port", str(port), "--hardfork", "cancun", "--code-size-limit", "24576"],
-        stdout=log,
-        stderr=subprocess.STDOUT,
-    )
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 30
-    while True:
-        try:
-            with socket.create_connection(("127.0.0.1", port), timeout=0.5):
-                break
-        except OSError:
-            if proc.poll() is not None or time.monotonic() > deadline:
-                proc.kill()
-                pytest.fail(f"anvil did not start (exit {proc.poll()}); see {log.name}")
-            time.sleep(0.1)
-    yield url
-    proc.terminate()
-    proc.wait(timeout=10)
-    log.close()
+    port = free_port()
+    args = [
+        str(binary),
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+        "--hardfork",
+        "cancun",
+        "--code-size-limit",
+        "24576",
+    ]
+    with local_server("anvil", args, port, tmp_path_factory.mktemp("anvil")):
+        yield f"http://127.0.0.1:{port}"
+
+
+@pytest.fixture(scope="session")
+def ipfs_api_url(tmp_path_factory):
+    """A real IPFS node for the session: js-ipfs from npm (tests/ipfs/node.mjs), offline, its RPC
+    API on a free loopback port."""
+    from tests.helpers import REPO_ROOT, free_port, local_server
+
+    if not (REPO_ROOT / "node_modules" / "ipfs-core").exists():
+        pytest.fail("node_modules/ipfs-core is missing: run `make setup`")
+    root, port = tmp_path_factory.mktemp("ipfs"), free_port()
+    args = ["node", str(REPO_ROOT / "tests" / "ipfs" / "node.mjs"), str(root / "repo"), str(port)]
+    with local_server("ipfs", args, port, root):
+        yield f"http://127.0.0.1:{port}"
 
 
 @contextmanager

@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+import socket
+import subprocess
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 from eth_utils import keccak
@@ -16,6 +21,41 @@ from fedmarket_schemas.market import MarketSpec, RewardSchedule
 
 ETHER = 10**18
 REPO_ROOT = Path(__file__).resolve().parent.parent
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _listening(port: int, proc: subprocess.Popen, deadline: float) -> bool:
+    while proc.poll() is None and time.monotonic() < deadline:
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=0.5):
+                return True
+        except OSError:
+            time.sleep(0.1)
+    return False
+
+
+@contextmanager
+def local_server(name: str, args: list[str], port: int, log_dir: Path, timeout_s: float = 60) -> Iterator[Path]:
+    """Run `args`, a server that listens on loopback `port`, until the block ends; yields its log."""
+    log_path = log_dir / f"{name}.log"
+    with log_path.open("w") as log:
+        proc = subprocess.Popen(args, cwd=REPO_ROOT, stdout=log, stderr=subprocess.STDOUT)
+        if not _listening(port, proc, time.monotonic() + timeout_s):
+            proc.kill()
+            raise RuntimeError(f"{name} did not start (exit {proc.poll()}): {log_path.read_text()[-2000:]}")
+        try:
+            yield log_path
+        finally:
+            proc.terminate()
+            try:
+                proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                proc.kill()
 
 
 def party(platform: Platform, role: str, index: int = 0) -> Party:

@@ -158,7 +158,7 @@ def test_a_store_outage_mid_fetch_fails_the_round_and_blames_no_trainer(world, m
     is back the next run completes the round with everyone kept."""
     platform, market, aggregator, trainers, task, _ = world
     round = len(KILL_POINTS) + 2
-    real_get = platform.store._get
+    real_get = platform.store._get_block
     reads = []
 
     def going_away(cid):
@@ -171,12 +171,12 @@ def test_a_store_outage_mid_fetch_fails_the_round_and_blames_no_trainer(world, m
     with use_platform(platform):
         submit_round(platform, market, aggregator, trainers, task, round)
         ciphertexts = {s.cid for s in market.submissions(round)}
-        monkeypatch.setattr(platform.store, "_get", going_away)
+        monkeypatch.setattr(platform.store, "_get_block", going_away)
         with pytest.raises(StoreUnavailableError):
             round_flow(market.address, round, aggregator.address)
         assert len(reads) > 2  # the fetch step retried before giving up
         assert not market.round_state(round).finalized
-        monkeypatch.setattr(platform.store, "_get", real_get)
+        monkeypatch.setattr(platform.store, "_get_block", real_get)
         report = round_flow(market.address, round, aggregator.address)
     assert report.flagged == [] and report.benign_mask == 0b111
 

@@ -108,7 +108,7 @@ def test_a_store_outage_mid_fetch_is_nobody_s_fault(platform, monkeypatch):
     for m in members:
         market.submit(m.account, 1, str(platform.store.put(sealed_for(platform, market, m, 1, good))), commit(good))
     reads = []
-    real_get = platform.store._get
+    real_get = platform.store._get_block
 
     def going_away(cid):
         reads.append(cid)
@@ -116,9 +116,9 @@ def test_a_store_outage_mid_fetch_is_nobody_s_fault(platform, monkeypatch):
             raise StoreUnavailableError("the store went away")
         return real_get(cid)
 
-    monkeypatch.setattr(platform.store, "_get", going_away)
+    monkeypatch.setattr(platform.store, "_get_block", going_away)
     with pytest.raises(StoreUnavailableError):
         fetch_submissions.fn(market.address, aggregator.address, 1, key="unused")
-    monkeypatch.setattr(platform.store, "_get", real_get)  # back
+    monkeypatch.setattr(platform.store, "_get_block", real_get)  # back
     opened = fetch_submissions.fn(market.address, aggregator.address, 1, key="unused")
     assert opened.rejected == {} and len(opened.plaintexts) == 3

@@ -1,17 +1,55 @@
+"""The content store's contract, on the embedded store and on a real IPFS node (js-ipfs over its
+RPC API, `ipfs_api_url`), with content of one block and content chunked into a UnixFS file."""
+
 from __future__ import annotations
 
-import json
+import os
 
 import httpx
 import pytest
+from multiformats import CID
 
-from fedmarket.errors import CIDMismatchError, ContentNotFoundError, InvalidCIDError, StoreUnavailableError
-from fedmarket.store import EmbeddedStore, KuboStore, cid_for, cid_from_digest, digest_of, parse_cid
+from fedmarket.errors import CIDMismatchError, ContentNotFoundError, InvalidCIDError, StoreError, StoreUnavailableError
+from fedmarket.store import EmbeddedStore, KuboStore, cid_for, cid_from_digest, digest_of, parse_cid, unixfs
+
+SMALL = b"update bytes"
+LARGE = os.urandom(3 * unixfs.CHUNK_SIZE + 1000)  # 4 leaves under one root
+
+
+@pytest.fixture(params=["embedded", "ipfs"])
+def store(request, tmp_path):
+    if request.param == "embedded":
+        return EmbeddedStore(tmp_path / "blocks")
+    return KuboStore(request.getfixturevalue("ipfs_api_url"), timeout_s=1.0)
+
+
+def node_add(api: str, data: bytes, **params) -> CID:
+    """The CID the node's own importer gives `data` (`ipfs add --cid-version=1`)."""
+    response = httpx.post(
+        f"{api}/api/v0/add", params={"cid-version": "1", "pin": "false", **params}, files={"f": data}, timeout=120
+    )
+    return parse_cid(response.json()["Hash"])
 
 
 def test_cid_matches_ipfs_raw_block_cid():
     # `ipfs block put --cid-codec raw` of b"hello" gives this CID
     assert str(cid_for(b"hello")) == "bafkreibm6jg3ux5qumhcn2b3flc3tyu6dmlb4xa7u5bf44yegnrjhc4yeq"
+
+
+@pytest.mark.parametrize("size", [5, unixfs.CHUNK_SIZE, unixfs.CHUNK_SIZE + 1, 3_000_000])
+def test_cids_are_those_an_ipfs_node_computes(ipfs_api_url, size):
+    data = os.urandom(size)
+    assert cid_for(data) == node_add(ipfs_api_url, data)
+    assert cid_for(data).codec.name == ("raw" if size <= unixfs.CHUNK_SIZE else "dag-pb")
+
+
+@pytest.mark.parametrize(("chunks", "nodes"), [(174, 1), (175, 2 + 1), (174 * 2 + 1, 3 + 1)])
+def test_balanced_layout_matches_the_node_past_one_level(ipfs_api_url, chunks, nodes):
+    data = os.urandom(chunks * 256 - 7)
+    blocks = unixfs.encode(data, chunk_size=256)
+    assert blocks[-1].cid == node_add(ipfs_api_url, data, chunker="size-256")
+    links = [unixfs.file_links(b.data) for b in blocks if b.cid.codec.name == "dag-pb"]
+    assert len(links) == nodes and max(len(x) for x in links) == unixfs.MAX_LINKS
 
 
 def test_digest_round_trip():
@@ -20,11 +58,70 @@ def test_digest_round_trip():
     assert cid_from_digest(digest_of(cid)) == cid
 
 
-def test_embedded_put_get(tmp_path):
-    store = EmbeddedStore(tmp_path)
-    cid = store.put(b"some bytes")
-    assert store.has(cid) and store.get(str(cid)) == b"some bytes"
-    assert store.put(b"some bytes") == cid  # idempotent
+@pytest.mark.parametrize("data", [SMALL, LARGE], ids=["block", "file"])
+def test_put_get_and_the_chain_form(store, data):
+    cid = store.put(data)
+    assert cid == cid_for(data) and store.has(cid)
+    assert store.get(str(cid)) == data
+    assert store.get(cid_from_digest(digest_of(cid))) == data  # the raw-codec CID rebuilt from chain
+    assert store.put(data) == cid  # idempotent
+
+
+def test_large_content_is_blocks_that_bitswap_moves(store):
+    cid = store.put(LARGE)
+    blocks = unixfs.encode(LARGE)
+    assert len(blocks) == 5 and blocks[-1].cid == cid
+    assert all(len(b.data) <= unixfs.CHUNK_SIZE for b in blocks)
+    assert all(store.has(b.cid) for b in blocks)
+
+
+def test_missing_and_invalid_cids(store):
+    with pytest.raises(ContentNotFoundError):
+        store.get(cid_for(b"never stored"))
+    assert not store.has(cid_for(b"never stored"))
+    with pytest.raises(InvalidCIDError):
+        store.get("not-a-cid")
+    dag_pb_v0 = "QmWATWQ7fVPP2EFGu71UkfnqhYXDYH566qy47CnJDgvs8u"
+    with pytest.raises(InvalidCIDError, match="CIDv1"):
+        parse_cid(dag_pb_v0)
+
+
+def test_a_file_with_a_missing_leaf_is_not_found(store):
+    blocks = unixfs.encode(os.urandom(len(LARGE)))
+    for block in blocks[1:]:  # every block but the first leaf
+        store._put_block(block.cid, block.data, pin=False)
+    with pytest.raises(ContentNotFoundError):
+        store.get(blocks[-1].cid)
+
+
+def test_small_content_that_reads_as_a_file_root_is_refused(store):
+    root = unixfs.encode(LARGE)[-1].data
+    with pytest.raises(StoreError, match="UnixFS file node"):
+        store.put(root)
+
+
+def test_a_dag_of_other_chunks_is_not_this_content(store):
+    """Every block hashes right, but the DAG is not the one the content makes: one encoding only."""
+    data = os.urandom(5000)
+    blocks = unixfs.encode(data, chunk_size=1024)
+    for block in blocks:
+        store._put_block(block.cid, block.data, pin=False)
+    with pytest.raises(CIDMismatchError, match="does not match"):
+        store.get(blocks[-1].cid)
+
+
+def test_dag_pb_cid_of_a_raw_block_is_refused(store):
+    cid = store.put(SMALL)
+    with pytest.raises(CIDMismatchError):
+        store.get(cid.set(codec="dag-pb"))
+
+
+def test_pin_of_the_chain_form_pins_the_whole_file(ipfs_api_url):
+    store = KuboStore(ipfs_api_url, timeout_s=1.0)
+    cid = store.put(LARGE, pin=False)
+    store.pin(cid_from_digest(digest_of(cid)))
+    pins = httpx.post(f"{ipfs_api_url}/api/v0/pin/ls", params={"arg": str(cid)}).json()["Keys"]
+    assert [(parse_cid(k), v["Type"]) for k, v in pins.items()] == [(cid, "recursive")]
 
 
 def test_tampered_bytes_are_refused_and_left_in_place(tmp_path):
@@ -36,76 +133,32 @@ def test_tampered_bytes_are_refused_and_left_in_place(tmp_path):
     assert store.path_of(cid).read_bytes() == b"tampered"  # evidence kept, nothing deleted
 
 
-def test_missing_and_invalid_cids(tmp_path):
+def test_a_tampered_leaf_is_named(tmp_path):
     store = EmbeddedStore(tmp_path)
-    with pytest.raises(ContentNotFoundError):
-        store.get(cid_for(b"never stored"))
-    with pytest.raises(InvalidCIDError):
-        store.get("not-a-cid")
-    dag_pb_v0 = "QmWATWQ7fVPP2EFGu71UkfnqhYXDYH566qy47CnJDgvs8u"
-    with pytest.raises(InvalidCIDError, match="raw codec"):
-        parse_cid(dag_pb_v0)
+    cid = store.put(LARGE)
+    leaf = unixfs.encode(LARGE)[1].cid
+    store.path_of(leaf).write_bytes(b"tampered")
+    with pytest.raises(CIDMismatchError, match=str(leaf)):
+        store.get(cid)
 
 
-class FakeKubo:
-    """Speaks the subset of Kubo's RPC API the backend uses, over httpx's in-process transport.
-    It checks the request shape (POST, raw codec, sha2-256) and can be told to return other bytes."""
+def test_a_node_that_returns_other_bytes_is_caught(ipfs_api_url):
+    """The node is not trusted with the bytes: a proxy that alters every block it returns."""
+    real = httpx.Client()
 
-    def __init__(self, corrupt: bool = False):
-        self.blocks: dict[str, bytes] = {}
-        self.pins: set[str] = set()
-        self.corrupt = corrupt
+    def altering(request: httpx.Request) -> httpx.Response:
+        answer = real.send(httpx.Request(request.method, request.url, content=request.read(), headers=request.headers))
+        if request.url.path.endswith("/block/get"):
+            return httpx.Response(answer.status_code, content=b"x" + answer.content)
+        return httpx.Response(answer.status_code, content=answer.content, headers=answer.headers)
 
-    def __call__(self, request: httpx.Request) -> httpx.Response:
-        assert request.method == "POST"
-        command = request.url.path.removeprefix("/api/v0/")
-        params = dict(request.url.params)
-        if command == "block/put":
-            assert params["cid-codec"] == "raw" and params["mhtype"] == "sha2-256"
-            body = request.read()
-            data = body.split(b"\r\n\r\n", 1)[1].rsplit(b"\r\n--", 1)[0]
-            cid = str(cid_for(data))
-            self.blocks[cid] = data
-            if params.get("pin") == "true":
-                self.pins.add(cid)
-            return httpx.Response(200, json={"Key": cid, "Size": len(data)})
-        if command in ("block/get", "block/stat", "pin/add"):
-            cid = params["arg"]
-            if cid not in self.blocks:
-                return httpx.Response(500, json={"Message": "block was not found locally (offline)", "Code": 0})
-            if command == "pin/add":
-                self.pins.add(cid)
-                return httpx.Response(200, json={"Pins": [cid]})
-            if command == "block/stat":
-                return httpx.Response(200, json={"Key": cid, "Size": len(self.blocks[cid])})
-            return httpx.Response(200, content=b"x" + self.blocks[cid] if self.corrupt else self.blocks[cid])
-        return httpx.Response(404, text=json.dumps({"Message": f"unknown command {command}"}))
-
-
-def kubo(fake: FakeKubo) -> KuboStore:
-    return KuboStore("http://127.0.0.1:5001", client=httpx.Client(transport=httpx.MockTransport(fake)))
-
-
-def test_kubo_backend_round_trip_and_pin():
-    fake = FakeKubo()
-    store = kubo(fake)
-    cid = store.put(b"update bytes")
-    assert str(cid) in fake.pins
-    assert store.get(cid) == b"update bytes" and store.has(cid)
-    assert not store.has(cid_for(b"other"))
-    with pytest.raises(ContentNotFoundError):
-        store.get(cid_for(b"other"))
-
-
-def test_kubo_backend_checks_bytes_against_cid():
-    fake = FakeKubo(corrupt=True)
-    store = kubo(fake)
+    store = KuboStore(ipfs_api_url, client=httpx.Client(transport=httpx.MockTransport(altering)))
     cid = store.put(b"honest bytes")
     with pytest.raises(CIDMismatchError):
         store.get(cid)
 
 
-def test_kubo_unreachable_is_a_transient_error():
+def test_an_unreachable_node_is_a_transient_error():
     store = KuboStore("http://127.0.0.1:9", timeout_s=0.5)
     with pytest.raises(StoreUnavailableError, match="unreachable"):
         store.put(b"x")

@@ -1,4 +1,4 @@
-"""Content store: embedded CID blockstore (default) or a Kubo node, chosen by settings."""
+"""Content store: embedded CID blockstore (default) or an IPFS node (Kubo, js-ipfs), chosen by settings."""
 
 from __future__ import annotations
 

@@ -1,20 +1,22 @@
-"""Content IDs as fedmarket uses them: CIDv1, raw codec, sha2-256 (what Kubo produces for a
-single raw block). On chain a CID is stored as its 32-byte sha2-256 digest; the full CID is
-rebuilt from it because codec and hash function are fixed."""
+"""Content IDs as fedmarket uses them: CIDv1 with sha2-256, the CID `ipfs add --cid-version=1`
+gives (`unixfs`): a raw block up to 256 KiB, the dag-pb root of a UnixFS file above. On chain a
+CID is stored as its 32-byte digest and rebuilt with the raw codec; the store reads such a CID as
+the file when its block is a file's root, so both forms name the same bytes."""
 
 from __future__ import annotations
 
 from multiformats import CID, multihash
 
 from fedmarket.errors import CIDMismatchError, InvalidCIDError
+from fedmarket.store import unixfs
 
-CODEC = "raw"
-HASH = "sha2-256"
+CODECS = ("raw", "dag-pb")
+HASH = unixfs.HASH
 
 
 def cid_for(data: bytes) -> CID:
     """The CID of `data`."""
-    return CID("base32", 1, CODEC, multihash.digest(data, HASH))
+    return unixfs.cid_of(data)
 
 
 def parse_cid(value: str | CID) -> CID:
@@ -23,9 +25,9 @@ def parse_cid(value: str | CID) -> CID:
         cid = value if isinstance(value, CID) else CID.decode(value)
     except Exception as exc:  # multiformats raises several unrelated types
         raise InvalidCIDError(f"not a CID: {value!r} ({exc})") from exc
-    if cid.version != 1 or cid.codec.name != CODEC or cid.hashfun.name != HASH:
-        raise InvalidCIDError(f"{cid} is not a CIDv1 with raw codec and sha2-256 hash")
-    return cid
+    if cid.version != 1 or cid.codec.name not in CODECS or cid.hashfun.name != HASH:
+        raise InvalidCIDError(f"{cid} is not a CIDv1 with raw or dag-pb codec and sha2-256 hash")
+    return cid.set(base="base32")
 
 
 def digest_of(cid: str | CID) -> bytes:
@@ -34,15 +36,16 @@ def digest_of(cid: str | CID) -> bytes:
 
 
 def cid_from_digest(digest: bytes) -> CID:
-    """Rebuild the CID from the digest recorded on chain."""
+    """Rebuild the CID from the digest recorded on chain (raw codec: the store resolves a file)."""
     if len(digest) != 32:
         raise InvalidCIDError(f"a sha2-256 digest has 32 bytes, got {len(digest)}")
-    return CID("base32", 1, CODEC, multihash.wrap(digest, HASH))
+    return CID("base32", 1, "raw", multihash.wrap(digest, HASH))
 
 
 def verify(cid: str | CID, data: bytes) -> None:
-    """Raise CIDMismatchError unless `data` hashes to `cid`."""
+    """Raise CIDMismatchError unless `data` is the content `cid` names: same digest, and the
+    codec its size calls for (or raw, the form a CID read back from chain takes)."""
     expected = parse_cid(cid)
     actual = cid_for(data)
-    if actual != expected:
+    if actual.digest != expected.digest or expected.codec.name not in ("raw", actual.codec.name):
         raise CIDMismatchError(f"content does not match its CID: expected {expected}, bytes hash to {actual}")

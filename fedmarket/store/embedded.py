@@ -10,13 +10,14 @@ from multiformats import CID
 
 from fedmarket.errors import ContentNotFoundError, StoreUnavailableError
 from fedmarket.store.base import ContentStore
-from fedmarket.store.cid import parse_cid
+from fedmarket.store.cid import cid_from_digest, digest_of
 
 
 class EmbeddedStore(ContentStore):
-    """Blocks live at `root/<last two characters of the CID>/<CID>`; writes are atomic renames,
-    so a crash never leaves a half-written block under a valid name. Pinning is a no-op: nothing
-    here is garbage-collected."""
+    """Blocks live at `root/<last two characters of the CID>/<CID>`, named by their raw-codec CID
+    (blocks are keyed by digest, as in Kubo's blockstore); writes are atomic renames, so a crash
+    never leaves a half-written block under a valid name. Nothing here is garbage-collected:
+    pinning only checks that the block is held."""
 
     name = "embedded"
 
@@ -25,10 +26,11 @@ class EmbeddedStore(ContentStore):
         self.root.mkdir(parents=True, exist_ok=True)
 
     def path_of(self, cid: str | CID) -> Path:
-        text = str(parse_cid(cid))
+        """Where the block under `cid` lives (a file's root block, for a file)."""
+        text = str(cid_from_digest(digest_of(cid)))
         return self.root / text[-2:] / text
 
-    def _put(self, cid: CID, data: bytes, *, pin: bool) -> None:
+    def _put_block(self, cid: CID, data: bytes, *, pin: bool) -> None:
         target = self.path_of(cid)
         if target.exists():
             return
@@ -38,7 +40,7 @@ class EmbeddedStore(ContentStore):
             fh.write(data)
         os.replace(tmp, target)
 
-    def _get(self, cid: CID) -> bytes:
+    def _get_block(self, cid: CID) -> bytes:
         target = self.path_of(cid)
         try:
             return target.read_bytes()
@@ -50,6 +52,6 @@ class EmbeddedStore(ContentStore):
     def has(self, cid: str | CID) -> bool:
         return self.path_of(cid).exists()
 
-    def pin(self, cid: str | CID) -> None:
+    def _pin(self, cid: CID) -> None:
         if not self.has(cid):
             raise ContentNotFoundError(f"cannot pin {cid}: not in {self.root}")
