@@ -55,6 +55,7 @@ class _Commands(TyperGroup):
 
 
 app = typer.Typer(
+    rich_markup_mode=None,  # click's plain help: rich cuts option names to fit 80 columns
     cls=_Commands,
     help="fedmarket: a verifiable data market for federated learning on Ethereum, run by Prefect.\n\n"
     "Settings are environment variables prefixed FEDMARKET_ (see README): FEDMARKET_CHAIN_RPC_URL "

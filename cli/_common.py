@@ -16,6 +16,13 @@ from rich.table import Table
 CHAIN = "FEDMARKET_CHAIN_RPC_URL (node), FEDMARKET_STORE_BACKEND/FEDMARKET_STORE_DIR/FEDMARKET_KUBO_API_URL (store)"
 KEY = "FEDMARKET_KEY_FILE or FEDMARKET_ETH_PRIVATE_KEY (this party's key)"
 err = Console(stderr=True)
+PIPED_WIDTH = 1000  # rich's default for a pipe is 80 columns, which cuts addresses and CIDs in tables
+
+
+def stdout_console() -> Console:
+    """The console for stdout: the terminal's width, or wide enough that nothing is cut in a pipe."""
+    return Console() if sys.stdout.isatty() else Console(width=PIPED_WIDTH)
+
 
 # how trainers train, chosen by the task's owner (demo, owner create, bench data)
 BatchSize = Annotated[int | None, typer.Option(help="trainers' batch size (default 16)")]
@@ -120,10 +127,6 @@ DATA = dict(exists=True, file_okay=True, dir_okay=True, readable=True, resolve_p
 DATA_HELP = ".csv, .parquet, .npz, .safetensors, or a folder of images per label, read under the task's schema"
 
 
-def eth(wei: int) -> str:
-    return f"{wei / 10**18:.6f}"
-
-
 def int_list(value: str, option: str, minimum: int = 1) -> list[int]:
     try:
         items = [int(v) for v in value.split(",") if v.strip()]
@@ -162,4 +165,4 @@ def emit(rows: list, as_json: bool, title: str, columns: list[str], extra: dict 
                 for c in columns
             ]
         )
-    Console().print(table)
+    stdout_console().print(table)

@@ -9,6 +9,7 @@ import typer
 from fedmarket_cli._common import ADDRESS, CHAIN, KEY, print_json
 
 app = typer.Typer(
+    rich_markup_mode=None,  # click's plain help: rich cuts option names to fit 80 columns
     help="The aggregator: run a market by polling, or listen for chain events that trigger the deployments.",
     no_args_is_help=True,
 )

@@ -5,10 +5,9 @@ from __future__ import annotations
 from typing import Annotated
 
 import typer
-from rich.console import Console
 from rich.table import Table
 
-from fedmarket_cli._common import address, print_json
+from fedmarket_cli._common import address, print_json, stdout_console
 
 STYLE = {"pass": "green", "fail": "bold red", "trusted": "yellow"}
 
@@ -34,6 +33,6 @@ def audit(
             table.add_column(column)
         for check in report.checks:
             table.add_row(check.name, f"[{STYLE[check.status]}]{check.status}[/]", check.detail)
-        Console().print(table)
+        stdout_console().print(table)
     if not report.passed:
         raise typer.Exit(1)

@@ -7,7 +7,6 @@ import sys
 from typing import Annotated
 
 import typer
-from rich.console import Console
 from rich.table import Table
 
 from fedmarket_cli._common import (
@@ -18,12 +17,15 @@ from fedmarket_cli._common import (
     fmt,
     int_list,
     problems,
+    stdout_console,
     str_list,
     usage_error,
 )
 
 app = typer.Typer(
-    help='Benchmarks: each prints a table, or with --json one object {"rows": [...]}.', no_args_is_help=True
+    rich_markup_mode=None,  # click's plain help: rich cuts option names to fit 80 columns
+    help='Benchmarks: each prints a table, or with --json one object {"rows": [...]}.',
+    no_args_is_help=True,
 )
 
 
@@ -59,9 +61,9 @@ def bench_gas(
     for r in rows:
         ok = {None: "", True: "yes", False: "[red]NO[/red]"}[r.within_target]
         table.add_row(r.op, str(r.trainers), f"{r.params:,}", f"{r.gas:,}", f"{r.target:,}" if r.target else "", ok)
-    Console().print(table)
+    stdout_console().print(table)
     for n, s in spread.items():
-        Console().print(f"L={n}: per-round gas differs by {s:.4%} across model sizes (calldata bytes only)")
+        stdout_console().print(f"L={n}: per-round gas differs by {s:.4%} across model sizes (calldata bytes only)")
 
 
 @app.command("robustness")
@@ -258,7 +260,7 @@ def bench_aggregation(
             fmt(s["speedup"], "{:.1f}x"),
             f"{s['over_floor']:.1f}x",
         )
-    Console().print(table)
+    stdout_console().print(table)
 
 
 @app.command("data")

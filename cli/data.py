@@ -10,6 +10,7 @@ import typer
 from fedmarket_cli._common import INPUT_FILE, SPLIT, print_json, read_schema
 
 app = typer.Typer(
+    rich_markup_mode=None,  # click's plain help: rich cuts option names to fit 80 columns
     help="Data files: CSV, Parquet, .npz, safetensors, folders of images per label, or a shipped example "
     "(digits, breast_cancer, wine).",
     no_args_is_help=True,

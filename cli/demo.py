@@ -8,11 +8,11 @@ import time
 from typing import Annotated
 
 import typer
-from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
 from fedmarket.errors import FedMarketError
+from fedmarket.units import eth
 from fedmarket_cli._common import (
     AGGREGATION,
     MODEL,
@@ -22,8 +22,8 @@ from fedmarket_cli._common import (
     LearningRate,
     LocalEpochs,
     err,
-    eth,
     problems,
+    stdout_console,
     usage_error,
 )
 
@@ -150,7 +150,7 @@ def demo(
 
 
 def _print_human(report, elapsed: float) -> None:
-    out = Console()
+    out = stdout_console()
     out.print(f"market [bold]{report.market}[/bold] on {report.chain}, store: {report.store}")
     if report.aggregation == "secure":
         out.print(

@@ -9,7 +9,7 @@ import typer
 
 from fedmarket_cli._common import KEY, print_json
 
-app = typer.Typer(help="Key files: one per party, mode 0600.", no_args_is_help=True)
+app = typer.Typer(help="Key files: one per party, mode 0600.", no_args_is_help=True, rich_markup_mode=None)
 
 
 @app.command("new")

@@ -29,7 +29,9 @@ from fedmarket_cli._common import (
 )
 
 app = typer.Typer(
-    help="The project owner: create a market with its escrow, follow it, cancel it, withdraw.", no_args_is_help=True
+    rich_markup_mode=None,  # click's plain help: rich cuts option names to fit 80 columns
+    help="The project owner: create a market with its escrow, follow it, cancel it, withdraw.",
+    no_args_is_help=True,
 )
 
 

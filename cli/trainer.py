@@ -9,7 +9,11 @@ import typer
 
 from fedmarket_cli._common import ADDRESS, CHAIN, DATA, DATA_HELP, KEY, err, print_json
 
-app = typer.Typer(help="A trainer: register with private data, then train in every round.", no_args_is_help=True)
+app = typer.Typer(
+    help="A trainer: register with private data, then train in every round.",
+    no_args_is_help=True,
+    rich_markup_mode=None,
+)
 
 
 @app.command(

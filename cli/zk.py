@@ -6,12 +6,12 @@ import time
 from typing import Annotated
 
 import typer
-from rich.console import Console
 from rich.table import Table
 
-from fedmarket_cli._common import emit
+from fedmarket_cli._common import emit, stdout_console
 
 app = typer.Typer(
+    rich_markup_mode=None,  # click's plain help: rich cuts option names to fit 80 columns
     help="The EZKL build cache (FEDMARKET_ZK_CACHE_DIR): one build per circuit hash, each with its proving key.",
     no_args_is_help=True,
 )
@@ -28,7 +28,7 @@ def _builds_out(builds: list, as_json: bool, title: str) -> None:
         used = time.strftime("%Y-%m-%d %H:%M", time.gmtime(b.last_used))
         key = f"{b.pk_bytes / 1e9:.2f}" if b.pk_bytes else "pruned" if b.complete else "-"
         table.add_row(b.name, f"{b.bytes / 1e9:.2f}", key, used, "yes" if b.complete else "no (setup died or running)")
-    Console().print(table)
+    stdout_console().print(table)
 
 
 @app.command("cache")

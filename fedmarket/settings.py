@@ -29,6 +29,12 @@ class Settings(BaseSettings):
     store_dir: Path = Field(default=Path(".fedmarket/blocks"), description="embedded store directory")
     kubo_api_url: HttpUrl = Field(default="http://127.0.0.1:5001", description="Kubo RPC API base URL")
     kubo_timeout_s: float = Field(default=30.0, description="how long the IPFS node may look for a block")
+    ipfs_gateway_url: HttpUrl | None = Field(
+        default=None, description="IPFS gateway the UI's artifacts link CIDs through (`{url}/ipfs/{cid}`)"
+    )
+    explorer_url: HttpUrl | None = Field(
+        default=None, description="block explorer the UI's artifacts link transactions and addresses through"
+    )
     artifacts_dir: Path = Field(
         default_factory=artifacts_dir,
         description="compiled contract artifacts; unset: the ones installed with fedmarket",

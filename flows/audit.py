@@ -9,11 +9,12 @@ from prefect import flow
 from fedmarket.errors import ProtocolError
 from fedmarket_schemas.audit import AuditReport
 from fedmarket_tasks.audit import audit_market_task
-from fedmarket_tasks.report import publish_audit
+from fedmarket_tasks.report import publish_audit, tag_run
 
 
 @flow(name="fedmarket-audit", flow_run_name="audit-{market}")
 def audit_flow(market: str) -> AuditReport:
+    tag_run("auditor", market)
     report = audit_market_task(market)
     publish_audit(report)
     if not report.passed:

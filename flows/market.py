@@ -27,6 +27,7 @@ from fedmarket_schemas.market import Aggregation
 from fedmarket_schemas.rounds import RoundReport
 from fedmarket_schemas.settlement import SettlementReport
 from fedmarket_tasks.chain_ops import close_reveal, open_round
+from fedmarket_tasks.report import tag_run
 from fedmarket_tasks.secure import close_submissions, wait_for_keys
 from fedmarket_tasks.store_ops import get_bytes, put_bytes
 
@@ -64,6 +65,7 @@ def advance_flow(market: str, aggregator: str | None = None) -> str:
     platform = current_platform()
     aggregator = aggregator or platform.me.address
     client = platform.market(market)
+    tag_run("aggregator", client.address)
     phase = client.phase()
     if phase == "SeedReveal" and client.chain.now() > client.reveal_deadline():
         close_reveal(client.address, aggregator)
@@ -107,6 +109,7 @@ def market_flow(
     platform = current_platform()
     aggregator = aggregator or platform.me.address
     client = platform.market(market)
+    tag_run("aggregator", client.address)
     while client.phase() in ("Registration", "SeedReveal"):
         if advance_flow(client.address, aggregator) == "nothing":
             time.sleep(poll_s)

@@ -12,6 +12,7 @@ from fedmarket.errors import ConfigError
 from fedmarket.ml.formats import load_dataset
 from fedmarket_schemas.market import Aggregation, DataSchema, DifferentialPrivacy, TrainingConfig, model_choice
 from fedmarket_tasks.owner import DEFAULT_SCHEDULE, publish_market
+from fedmarket_tasks.report import tag_run
 
 
 @flow(name="fedmarket-owner-create", flow_run_name="create-market")
@@ -69,6 +70,7 @@ def create_market_flow(
         norm_bound=norm_bound,
     )
     market, tx = published.market, published.created
+    tag_run("owner", market.address)
     get_run_logger().info("created market %s (deposit %d wei) in %s", market.address, market.deposit(), tx.tx_hash)
     return {
         "market": market.address,

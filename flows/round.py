@@ -30,7 +30,7 @@ from fedmarket_tasks.chain_ops import exclude_submissions, finalize_round
 from fedmarket_tasks.detect import detect_outliers
 from fedmarket_tasks.load import history_before, load_round
 from fedmarket_tasks.prove import prove_round_step, proven_outliers
-from fedmarket_tasks.report import progress, publish_round
+from fedmarket_tasks.report import progress, publish_round, tag_run
 from fedmarket_tasks.secure import close_submissions, masked_epsilon, open_reveals, recover_mean, wait_for_reveals
 from fedmarket_tasks.store_ops import put_bytes
 
@@ -61,6 +61,7 @@ def _round_flow(market: str, round: int, aggregator: str | None = None) -> Round
     platform = current_platform()
     aggregator = aggregator or platform.me.address
     client = platform.market(market)
+    tag_run("aggregator", client.address, round)
     if client.round_state(round).deadline == 0:
         raise ProtocolError(f"round {round} of market {client.address} has not been opened")
     context = market_context(client, platform.store)

@@ -28,7 +28,7 @@ from fedmarket_tasks.chain_ops import settle, withdraw
 from fedmarket_tasks.contribute import assess_contributions
 from fedmarket_tasks.load import benign_models, load_round, privacy_reported, reported_epsilon
 from fedmarket_tasks.prove import prove_settlement_step, proven_contributions
-from fedmarket_tasks.report import accuracy_plot, progress, publish_settlement
+from fedmarket_tasks.report import accuracy_plot, progress, publish_settlement, tag_run
 from fedmarket_tasks.secure import masked_epsilon
 from fedmarket_tasks.store_ops import get_bytes, put_bytes
 
@@ -40,6 +40,7 @@ def settlement_flow(market: str, aggregator: str | None = None, withdraw_fee: bo
     platform = current_platform()
     aggregator = aggregator or platform.me.address
     client = platform.market(market)
+    tag_run("aggregator", client.address)
     if client.phase() not in ("Settlement", "Settled"):
         raise ProtocolError(
             f"market {client.address} is in phase {client.phase()}: settlement needs every round finalized"

@@ -20,6 +20,8 @@ from fedmarket.ml.updates import decode_update
 from fedmarket.secagg.onchain import board_of
 from fedmarket_schemas.market import Aggregation, TaskSpec
 from fedmarket_tasks.chain_ops import submit_update, withdraw
+from fedmarket_tasks.common import transient
+from fedmarket_tasks.report import tag_run
 from fedmarket_tasks.secure import mask_and_store, post_keys, reveal_shares
 from fedmarket_tasks.store_ops import get_bytes
 from fedmarket_tasks.trainer import (
@@ -53,6 +55,7 @@ def join_flow(market: str, data_path: str) -> str:
     platform = current_platform()
     me = platform.me.address
     client = platform.market(market)
+    tag_run("trainer", client.address)
     if me in client.trainers():
         return "already registered"
     spec = task_of(market)
@@ -72,6 +75,7 @@ def trainer_round_flow(market: str, round: int, data_path: str) -> str:
     platform = current_platform()
     me = platform.me.address
     client = platform.market(market)
+    tag_run("trainer", client.address, round)
     index = client.trainers().index(me)
     if client.submitted_mask(round) >> index & 1:
         return "already submitted"
@@ -112,7 +116,9 @@ def secure_duties(market: str, me: str) -> str:
 
 def follow_market(market: str, data_path: Path, *, poll_s: float, log=print) -> str:
     """The trainer daemon: act on whatever the market's phase asks of this trainer until the
-    market ends; then withdraw what is owed. Returns the final phase."""
+    market ends; then withdraw what is owed. Returns the final phase. A step that fails to reach
+    the node, the store or the Prefect API is tried again at the next poll: every step reads
+    chain state first, so a repeat does nothing twice."""
     platform = current_platform()
     me = platform.me.address
     client = platform.market(market)
@@ -121,38 +127,43 @@ def follow_market(market: str, data_path: Path, *, poll_s: float, log=print) -> 
     sitting_out: set[int] = set()  # secure aggregation: rounds this trainer holds no keys for
     secure = task_of(market).aggregation == Aggregation.secure
     while True:
-        phase = client.phase()
-        if secure and phase == "Training" and client.is_active(me) and (done := secure_duties(client.address, me)):
-            log(done)
-        if phase == "Registration" and me not in client.trainers():
-            log(join_flow(client.address, str(data_path)))
-        elif phase == "SeedReveal" and me in client.trainers() and not client.is_active(me):
-            reveal_seed(client.address, me)
-            log("revealed split seed")
-        elif phase == "Training" and client.is_active(me):
-            round = client.current_round()
-            state = client.round_state(round) if round else None
-            index = client.trainers().index(me)
-            if (
-                state
-                and not spent
-                and round not in sitting_out
-                and not state.finalized
-                and client.chain.now() <= state.deadline
-                and not client.submitted_mask(round) >> index & 1
-            ):
-                try:
-                    log(f"round {round}: " + trainer_round_flow(client.address, round, str(data_path)))
-                except PrivacyBudgetError as exc:
-                    log(f"round {round}: {exc}")
-                    spent = True
-                except SecureAggregationError as exc:  # no keys for this round: it takes part from the next
-                    log(f"round {round}: {exc}")
-                    sitting_out.add(round)
-                continue
-        elif phase in FINAL_PHASES:
-            if client.owed(me) > 0:
-                tx = withdraw(client.address, me)
-                log(f"withdrew payout in {tx.tx_hash}")
-            return phase
+        try:
+            phase = client.phase()
+            if secure and phase == "Training" and client.is_active(me) and (done := secure_duties(client.address, me)):
+                log(done)
+            if phase == "Registration" and me not in client.trainers():
+                log(join_flow(client.address, str(data_path)))
+            elif phase == "SeedReveal" and me in client.trainers() and not client.is_active(me):
+                reveal_seed(client.address, me)
+                log("revealed split seed")
+            elif phase == "Training" and client.is_active(me):
+                round = client.current_round()
+                state = client.round_state(round) if round else None
+                index = client.trainers().index(me)
+                if (
+                    state
+                    and not spent
+                    and round not in sitting_out
+                    and not state.finalized
+                    and client.chain.now() <= state.deadline
+                    and not client.submitted_mask(round) >> index & 1
+                ):
+                    try:
+                        log(f"round {round}: " + trainer_round_flow(client.address, round, str(data_path)))
+                    except PrivacyBudgetError as exc:
+                        log(f"round {round}: {exc}")
+                        spent = True
+                    except SecureAggregationError as exc:  # no keys for this round: it takes part from the next
+                        log(f"round {round}: {exc}")
+                        sitting_out.add(round)
+                    continue
+            elif phase in FINAL_PHASES:
+                if client.owed(me) > 0:
+                    tx = withdraw(client.address, me)
+                    log(f"withdrew payout in {tx.tx_hash}")
+                return phase
+        except Exception as exc:
+            if not transient(exc):
+                raise
+            log(f"{type(exc).__name__}, retried at the next poll: {exc}")
         time.sleep(poll_s)

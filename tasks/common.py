@@ -13,14 +13,25 @@ from __future__ import annotations
 
 from functools import partial
 
+import httpx
 from prefect import task
 from prefect.cache_policies import NO_CACHE
+from prefect.exceptions import PrefectHTTPStatusError
 from prefect.tasks import exponential_backoff
 
 from fedmarket.errors import ChainUnavailableError, StoreUnavailableError
 from fedmarket.settings import load_settings
 
 TRANSIENT = (ChainUnavailableError, StoreUnavailableError)
+
+
+def transient(exc: BaseException) -> bool:
+    """Whether `exc` is a failure to reach something (node, store, Prefect API) that a later try
+    may not meet: never a decision about anyone. A Prefect server answers 5xx when overloaded
+    (SQLite's "database is locked" under many concurrent runs) or restarting."""
+    if isinstance(exc, PrefectHTTPStatusError):
+        return exc.response.status_code >= 500
+    return isinstance(exc, (*TRANSIENT, httpx.TransportError))
 
 
 def retry_if_transient(task_, task_run, state) -> bool:

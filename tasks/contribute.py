@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from fedmarket.algorithms.contribution import METRICS, RoundModels, utility_of
 from fedmarket.ml.data import Dataset
-from fedmarket.ml.training import accuracy, log_likelihood
+from fedmarket.ml.training import Scorer
 from fedmarket_schemas.market import ModelConfig
 from fedmarket_schemas.settlement import ContributionReport
 from fedmarket_tasks.common import once_task
@@ -16,5 +16,6 @@ from fedmarket_tasks.common import once_task
 def assess_contributions(
     rounds: list[RoundModels], test: Dataset, model: ModelConfig, metric: str, seed: int
 ) -> ContributionReport:
-    value = {"accuracy": accuracy, "log_likelihood": log_likelihood}[utility_of(metric)]
-    return METRICS.get(metric)(rounds, lambda vector: value(vector, test, model), seed)
+    scorer = Scorer(test, model)
+    value = {"accuracy": scorer.accuracy, "log_likelihood": scorer.log_likelihood}[utility_of(metric)]
+    return METRICS.get(metric)(rounds, value, seed)

@@ -16,15 +16,34 @@ from prefect.artifacts import (
     create_table_artifact,
     update_progress_artifact,
 )
+from prefect.client.orchestration import get_client
+from prefect.context import FlowRunContext
 
+from fedmarket.context import current_platform
+from fedmarket.units import eth
 from fedmarket_schemas.audit import AuditReport
 from fedmarket_schemas.rounds import OutlierReport, RoundReport
 from fedmarket_schemas.settlement import SettlementReport
 
 
 def artifact_key(market: str, *parts: object) -> str:
-    """Artifact keys allow lowercase letters, digits and dashes only."""
-    return "-".join(["market", market.lower().removeprefix("0x")[:12], *map(str, parts)])
+    """The key of a market's artifact on the current chain; a new version each time it is
+    published (each round). Keys allow lowercase letters, digits and dashes only."""
+    chain = current_platform().chain.instance
+    return "-".join(["market", chain, market.lower().removeprefix("0x")[:12], *map(str, parts)])
+
+
+def tag_run(role: str, market: str, round: int | None = None) -> None:
+    """Tag this flow run with the role it acts in, its market, chain id and round: the UI filters
+    runs by tag (flow runs page, "Tags"). Outside a flow run, nothing to tag."""
+    run = FlowRunContext.get()
+    if run is None or run.flow_run is None:
+        return
+    tags = {f"role:{role}", f"market:{market.lower()}", f"chain:{current_platform().chain.chain_id}"}
+    if round is not None:
+        tags.add(f"round:{round}")
+    with get_client(sync_client=True) as client:
+        client.update_flow_run(run.flow_run.id, tags=sorted(set(run.flow_run.tags) | tags))
 
 
 @contextmanager
@@ -42,6 +61,24 @@ def progress(market: str, what: str, steps: int) -> Iterator:
     update_progress_artifact(artifact_id, 100.0)
 
 
+def rounded(value: float | None, digits: int = 4) -> float | None:
+    return None if value is None else round(value, digits)
+
+
+def cid_link(cid: str | None) -> str:
+    """A CID as a markdown link through the configured IPFS gateway, else as code."""
+    if not cid:
+        return "none"
+    gateway = current_platform().settings.ipfs_gateway_url
+    return f"[`{cid}`]({str(gateway).rstrip('/')}/ipfs/{cid})" if gateway else f"`{cid}`"
+
+
+def chain_link(value: str, kind: str = "tx") -> str:
+    """A transaction hash (`kind` tx) or an address as a link through the configured explorer."""
+    explorer = current_platform().settings.explorer_url
+    return f"[`{value}`]({str(explorer).rstrip('/')}/{kind}/{value})" if explorer else f"`{value}`"
+
+
 def publish_round(market: str, report: RoundReport, outliers: OutlierReport, trainers: list[str]) -> None:
     create_table_artifact(
         key=artifact_key(market, "round", report.round),
@@ -51,9 +88,9 @@ def publish_round(market: str, report: RoundReport, outliers: OutlierReport, tra
                 "submitted": t in report.submitted,
                 "flagged": t in outliers.flagged,
                 "why": outliers.reasons.get(t, ""),
-                "cross_round_cosine": outliers.cross_round_scores.get(t),
-                "cross_trainer_distance": outliers.cross_trainer_scores.get(t),
-                **({"dp_epsilon": report.dp_epsilon.get(t)} if report.dp_epsilon else {}),
+                "cross_round_cosine": rounded(outliers.cross_round_scores.get(t)),
+                "cross_trainer_distance": rounded(outliers.cross_trainer_scores.get(t)),
+                **({"dp_epsilon": rounded(report.dp_epsilon.get(t), 3)} if report.dp_epsilon else {}),
             }
             for t in trainers
         ],
@@ -63,19 +100,22 @@ def publish_round(market: str, report: RoundReport, outliers: OutlierReport, tra
         f"# Round {report.round} of market `{market}`",
         "",
         f"- validation accuracy: **{report.accuracy:.4f}**",
-        f"- global model in: `{report.model_cid}`",
-        f"- aggregate out: `{report.aggregate_cid}`",
+        f"- global model in: {cid_link(report.model_cid)}",
+        f"- aggregate out: {cid_link(report.aggregate_cid)}",
         f"- benign mask: `{report.benign_mask:#x}`; flagged: {', '.join(f'`{t}`' for t in report.flagged) or 'none'}",
         f"- proof: {'verified by ' + report.verifier if report.verified else 'none (no round verifier set: NOT proven)'}",
         "",
         "| transaction | hash | gas |",
         "|---|---|---|",
-        *[f"| {name} | `{tx}` | {report.gas_by_call.get(name, '')} |" for name, tx in report.tx_hashes.items()],
+        *[
+            f"| {name} | {chain_link(tx)} | {report.gas_by_call.get(name, '')} |"
+            for name, tx in report.tx_hashes.items()
+        ],
         "",
         "| trainer | update CID | flagged because | DP epsilon spent (reported) |",
         "|---|---|---|---|",
         *[
-            f"| `{t}` | `{report.submission_cids.get(t, '-')}` | {report.flag_reasons.get(t, '')} | {_epsilon(report.dp_epsilon, t)} |"
+            f"| {chain_link(t, 'address')} | {cid_link(report.submission_cids.get(t))} | {report.flag_reasons.get(t, '')} | {_epsilon(report.dp_epsilon, t)} |"
             for t in trainers
         ],
     ]
@@ -83,7 +123,7 @@ def publish_round(market: str, report: RoundReport, outliers: OutlierReport, tra
 
 
 def _epsilon(spent: dict[str, float], trainer: str) -> str:
-    return f"{spent[trainer]:.3f}" if trainer in spent else "-"
+    return f"{spent[trainer]:.3f}" if trainer in spent else "n/a"
 
 
 def accuracy_plot(accuracies: dict[int, float], final_accuracy: float | None = None) -> bytes:
@@ -125,11 +165,11 @@ def publish_settlement(
         table=[
             {
                 "trainer": t,
-                "not_benign_in_rounds": ", ".join(map(str, flagged_rounds.get(t, []))) or "-",
-                "contribution": report.contributions.get(t),
+                "not_benign_in_rounds": ", ".join(map(str, flagged_rounds.get(t, []))) or "none",
+                "contribution": rounded(report.contributions.get(t)),
                 "contribution_onchain": report.contributions_onchain[i],
-                "payout_wei": payouts.get(t, 0),
-                **({"dp_epsilon": report.dp_epsilon.get(t)} if report.dp_epsilon else {}),
+                "payout_eth": eth(payouts.get(t, 0)),
+                **({"dp_epsilon": rounded(report.dp_epsilon.get(t), 3)} if report.dp_epsilon else {}),
             }
             for i, t in enumerate(trainers)
         ],
@@ -144,11 +184,11 @@ def publish_settlement(
     lines = [
         f"# Market `{market}` settled",
         "",
-        f"- final test accuracy: **{report.final_accuracy:.4f}** ({report.accuracy_bps} bps); reward pool {report.reward_pool_wei} wei",
-        f"- settle transaction: `{report.tx_hash}` ({report.gas_used} gas)",
+        f"- final test accuracy: **{report.final_accuracy:.4f}** ({report.accuracy_bps} bps); reward pool {eth(report.reward_pool_wei)} ETH",
+        f"- settle transaction: {chain_link(report.tx_hash)} ({report.gas_used} gas)",
         f"- proof: {'verified by ' + report.verifier if report.verified else 'none (no settlement verifier set: NOT proven)'}",
-        f"- owner refund: {report.refund_wei} wei",
-        f"- accuracy plot: `{plot_cid}`",
+        f"- owner refund: {eth(report.refund_wei)} ETH",
+        f"- accuracy plot: {cid_link(plot_cid)}",
         *(
             [f"- DP-SGD: largest epsilon a trainer reports spent: {max(report.dp_epsilon.values()):.3f}"]
             if report.dp_epsilon
@@ -159,9 +199,9 @@ def publish_settlement(
         "|---|---|",
         *[f"| {r} | {a:.4f} |" for r, a in sorted(accuracies.items())],
         "",
-        "| account | role | payout (wei) |",
+        "| account | role | payout (ETH) |",
         "|---|---|---|",
-        *[f"| `{p.account}` | {p.role} | {p.wei} |" for p in report.payouts],
+        *[f"| {chain_link(p.account, 'address')} | {p.role} | {eth(p.wei)} |" for p in report.payouts],
     ]
     create_markdown_artifact(key=artifact_key(market, "summary"), markdown="\n".join(lines))
 

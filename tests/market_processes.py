@@ -78,10 +78,30 @@ def flow_runs(api: str) -> list[dict]:
     deployments = {d["id"]: d["name"] for d in httpx.post(f"{api}/deployments/filter", json={}).json()}
     runs = httpx.post(f"{api}/flow_runs/filter", json={"limit": 200}).json()
     return [
-        {"deployment": deployments[r["deployment_id"]], "parameters": r["parameters"], "state": r["state_type"]}
+        {
+            "deployment": deployments[r["deployment_id"]],
+            "parameters": r["parameters"],
+            "state": r["state_type"],
+            "tags": r["tags"],
+        }
         for r in runs
         if r.get("deployment_id") in deployments
     ]
+
+
+def prefect_server(procs: Processes, name: str, home: Path) -> str:
+    """Start a `prefect server` with its own database under `home`; returns its API URL."""
+    port = free_port()
+    api = f"http://127.0.0.1:{port}/api"
+    procs.start(
+        name,
+        [PREFECT, "server", "start", "--host", "127.0.0.1", "--port", str(port)],
+        PREFECT_HOME=str(home),
+        PREFECT_API_URL=api,
+        PREFECT_UI_API_URL=api,
+    )
+    wait_for(lambda: healthy(api), 90, name, procs)
+    return api
 
 
 @dataclass
@@ -120,11 +140,8 @@ def market_processes(
     """Start the server, deploy, make keys (the trainers' `trainer-{i}`), fund them, split digits,
     create the market and start the worker and the listener; everything stops when the block ends.
     `ipfs_api_url`: every party's store is that IPFS node, else an embedded store they share."""
-    port = free_port()
-    api = f"http://127.0.0.1:{port}/api"
     env = {key: value for key, value in os.environ.items() if not key.startswith(("PREFECT_", "FEDMARKET_"))} | {
         "PREFECT_HOME": str(tmp_path / "prefect"),
-        "PREFECT_API_URL": api,
         "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
         "PREFECT_LOGGING_LEVEL": "INFO",
         "PREFECT_WORKER_QUERY_SECONDS": "1",
@@ -141,8 +158,8 @@ def market_processes(
         store_settings |= {"store_backend": "kubo", "kubo_api_url": ipfs_api_url}
     procs = Processes(tmp_path, env)
     try:
-        procs.start("prefect-server", [PREFECT, "server", "start", "--host", "127.0.0.1", "--port", str(port)])
-        wait_for(lambda: healthy(api), 90, "prefect server", procs)
+        api = prefect_server(procs, "prefect-server", tmp_path / "prefect")
+        env["PREFECT_API_URL"] = api
         procs.run([PREFECT, "work-pool", "create", "fedmarket-process", "--type", "process"])
         procs.run([PREFECT, "--no-prompt", "deploy", "--all"])
 
@@ -156,8 +173,8 @@ def market_processes(
                 keys[name] = {"address": party.address, "box_public_key": "0x" + party.public_box_key.hex()}
                 keys[name]["key_file"] = str(out)
         chain = Chain.connect(Settings(chain_rpc_url=anvil_url))
-        for info in keys.values():
-            chain.fund(info["address"], 100 * 10**18)
+        for name, info in keys.items():  # the owner escrows every payout of up to 128 trainers
+            chain.fund(info["address"], (1000 if name == "owner" else 10) * 10**18)
         files = json.loads(
             procs.run([FEDMARKET, "data", "digits", "--out", str(tmp_path / "data"), "--trainers", str(trainers)])
         )

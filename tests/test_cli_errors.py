@@ -179,3 +179,40 @@ def test_a_failing_flow_prints_one_line_not_prefects_traceback(tmp_path):
     assert (
         "DataFormatError" in _one_line(done.stdout + done.stderr) and "not-a-dataset.bin" in done.stdout + done.stderr
     )
+
+
+def _commands(group, path=()):
+    for name, command in group.commands.items():
+        if hasattr(command, "commands"):
+            yield from _commands(command, (*path, name))
+        else:
+            yield (*path, name), command
+
+
+def test_help_shows_every_option_name_whole_at_80_columns():
+    """No option name cut to fit the terminal (rich's tables cut `--aggregator-k…`)."""
+    import typer.main
+
+    for path, command in _commands(typer.main.get_command(app)):
+        out = runner.invoke(app, [*path, "--help"], env={"COLUMNS": "80"}, terminal_width=80).output
+        names = [opt for param in command.params for opt in (*param.opts, *param.secondary_opts) if opt.startswith("-")]
+        missing = [name for name in names if name not in out.split()]
+        assert not missing, f"fedmarket {' '.join(path)} --help cuts {missing}"
+        assert max(map(len, out.splitlines())) <= 80, f"fedmarket {' '.join(path)} --help is wider than 80 columns"
+
+
+def test_tables_in_a_pipe_keep_addresses_and_cids_whole(capsys):
+    """Piped (not a terminal), a table keeps every cell whole: rich's 80 columns cut them."""
+    from pydantic import BaseModel
+
+    from fedmarket_cli._common import emit
+
+    class Row(BaseModel):
+        trainer: str
+        cid: str
+        score: float
+
+    row = Row(trainer="0x" + "ab" * 20, cid="bafybei" + "q" * 52, score=0.123456)
+    emit([row, row], False, "trainers", ["trainer", "cid", "score"])
+    printed = capsys.readouterr().out
+    assert row.trainer in printed and row.cid in printed and "0.1235" in printed

@@ -213,8 +213,29 @@ def test_the_audit_flow_publishes_its_table_and_fails_on_a_failed_check(demo):
                 audit_flow(report.market)
         finally:
             path.write_bytes(original)
-    table = latest_artifact(artifact_key(report.market, "audit"))
+        table = latest_artifact(artifact_key(report.market, "audit"))
     assert "content" in table.data and "FAILS" in table.description
+
+
+def test_the_ui_tables_are_rounded_in_eth_and_keyed_by_chain(demo):
+    """What a person reads in the UI: scores to 4 digits, payouts in ETH, and keys of this chain,
+    so that a second demo (another in-process EVM, the same market address) starts its own."""
+    import json
+
+    platform, report = demo
+    with use_platform(platform):
+        rounds = json.loads(latest_artifact(artifact_key(report.market, "round", 1)).data)
+        trainers = json.loads(latest_artifact(artifact_key(report.market, "trainers")).data)
+        key = artifact_key(report.market, "trainers")
+    scores = [r[c] for r in rounds for c in ("cross_round_cosine", "cross_trainer_distance") if r[c] is not None]
+    assert scores and all(s == round(s, 4) for s in scores)
+    assert {t["trainer"]: t["payout_eth"] for t in trainers} == {
+        t: f"{report.payouts.get(t, 0) / 10**18:.6f}" for t in platform.market(report.market).trainers()
+    }
+    assert all(t["not_benign_in_rounds"] != "-" for t in trainers)
+    other = make_platform(platform.settings.store_dir.parent / "other")
+    with use_platform(other):
+        assert artifact_key(report.market, "trainers") != key
 
 
 def latest_artifact(key: str):
@@ -264,3 +285,16 @@ def test_an_export_refuses_an_aggregate_whose_bytes_were_altered(demo, tmp_path)
     finally:
         path.write_bytes(original)
     assert not (tmp_path / "model.onnx").exists()
+
+
+def test_the_runs_are_tagged_with_role_market_chain_and_round(demo):
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterTags
+
+    platform, report = demo
+    tags = [f"market:{report.market.lower()}", f"chain:{platform.chain.chain_id}", "role:aggregator"]
+    with get_client(sync_client=True) as client:
+        runs = client.read_flow_runs(flow_run_filter=FlowRunFilter(tags=FlowRunFilterTags(all_=tags)))
+    rounds = {tag for run in runs for tag in run.tags if tag.startswith("round:")}
+    assert rounds == {f"round:{r}" for r in range(1, report.rounds[-1].round + 1)}
+    assert {run.name.split("-")[0] for run in runs} >= {"round", "settle"}

@@ -86,6 +86,9 @@ def test_market_across_processes_driven_by_chain_events(anvil_url, tmp_path, agg
             by_deployment.setdefault(run["deployment"], []).append(run)
         rounds = sorted(int(r["parameters"]["round"]) for r in by_deployment["round"])
         assert rounds == list(range(1, ROUNDS + 1))  # one event, one run: each round ran exactly once
+        for run_ in by_deployment["round"]:  # the UI filters runs by role, market, chain and round
+            round_tag = f"round:{run_['parameters']['round']}"
+            assert {"role:aggregator", f"market:{market.lower()}", round_tag} <= set(run_["tags"]), run_
         assert len(by_deployment["settlement"]) == 1
         assert all(r["state"] == "COMPLETED" for d in ("round", "settlement", "advance") for r in by_deployment[d])
         overhead = _task_overhead(procs)

@@ -3,7 +3,8 @@
 anvil, a real IPFS node (js-ipfs), a Prefect server with the deployments on a process work pool,
 the worker and the chain listener as in tests/test_e2e.py; the trainers are light clients, 25 per
 process (tests/load_swarm.py), each with its own key and data share, training and submitting in
-every round through the trainer daemon's code. 3 rounds; the market must end Settled with every
+every round through the trainer daemon's code, their runs on a second Prefect server (trainers
+are other parties; 100 of them on the aggregator's SQLite server lock its database). 3 rounds; the market must end Settled with every
 payout withdrawn. Prints per round the seconds from the last submission to `RoundFinalized`, the
 gas of the round's transactions, the aggregator's peak memory and the listener's lag."""
 
@@ -19,7 +20,7 @@ import psutil
 import pytest
 
 from fedmarket.chain import MarketClient
-from tests.market_processes import FEDMARKET, market_processes
+from tests.market_processes import FEDMARKET, market_processes, prefect_server
 
 TRAINERS, ROUNDS, PER_PROCESS = 100, 3, 25
 pytestmark = pytest.mark.load
@@ -60,6 +61,8 @@ def test_a_hundred_trainers_three_rounds(anvil_url, ipfs_api_url, tmp_path):
         create_args=create,
         keys_by_cli=False,
     ) as run:
+        # the trainers are other parties: their runs go to a Prefect server of their own
+        trainers_api = prefect_server(run.procs, "trainers-prefect-server", tmp_path / "trainers-prefect")
         started = time.monotonic()
         swarms = []
         for first in range(0, TRAINERS, PER_PROCESS):
@@ -74,6 +77,8 @@ def test_a_hundred_trainers_three_rounds(anvil_url, ipfs_api_url, tmp_path):
                     f"swarm-{first}",
                     [sys.executable, "-m", "tests.load_swarm", str(spec)],
                     FEDMARKET_POLL_INTERVAL_S="2",
+                    PREFECT_HOME=str(tmp_path / "trainers-prefect"),
+                    PREFECT_API_URL=trainers_api,
                 )
             )
         worker = psutil.Process(run.worker.pid)

@@ -12,6 +12,7 @@ import ast
 import logging
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 
@@ -140,6 +141,12 @@ class Chain:
 
     def timestamp(self, block: int | str = "latest") -> int:
         return int(self._read("eth_getBlockByNumber", lambda: self._w3.eth.get_block(block)["timestamp"]))
+
+    @cached_property
+    def instance(self) -> str:
+        """This chain's genesis hash, 8 hex digits: two chains (two in-process EVMs, two anvil
+        runs) that give a market the same address and chain id still differ here."""
+        return self.block_hash(0).hex().removeprefix("0x")[:8]
 
     def block_hash(self, block: int) -> bytes:
         return bytes(self._read("eth_getBlockByNumber", lambda: self._w3.eth.get_block(block)["hash"]))

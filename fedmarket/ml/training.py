@@ -47,24 +47,38 @@ def train_local(
     return state_to_vector(net.state_dict())
 
 
-@torch.no_grad()
+class Scorer:
+    """One model scored on one data set many times (every coalition a contribution measure
+    values): the network and the scaled inputs are built once, each score loads a vector."""
+
+    def __init__(self, data: Dataset, model: ModelConfig):
+        self.model = model
+        self.net = build_model(model)
+        self.net.eval()
+        self.x = torch.from_numpy(scale_inputs(data.features, model))
+        self.y = torch.from_numpy(np.asarray(data.labels)).long()
+
+    @torch.no_grad()
+    def _logits(self, vector: np.ndarray) -> torch.Tensor:
+        self.net.load_state_dict(vector_to_state(vector, self.model))
+        return self.net(self.x)
+
+    def accuracy(self, vector: np.ndarray) -> float:
+        return float((self._logits(vector).argmax(dim=1) == self.y).double().mean())
+
+    def log_likelihood(self, vector: np.ndarray) -> float:
+        """Mean log-probability the model gives each sample's true label: a smooth utility, where
+        accuracy moves in steps of one sample."""
+        log_p = torch.log_softmax(self._logits(vector), dim=1)
+        return float(log_p[torch.arange(len(self.y)), self.y].mean())
+
+
 def accuracy(vector: np.ndarray, data: Dataset, model: ModelConfig) -> float:
-    net = build_model(model)
-    net.load_state_dict(vector_to_state(vector, model))
-    net.eval()
-    logits = net(torch.from_numpy(scale_inputs(data.features, model)))
-    return float((logits.argmax(dim=1).numpy() == data.labels).mean())
+    return Scorer(data, model).accuracy(vector)
 
 
-@torch.no_grad()
 def log_likelihood(vector: np.ndarray, data: Dataset, model: ModelConfig) -> float:
-    """Mean log-probability the model gives each sample's true label: a smooth utility, where
-    accuracy moves in steps of one sample."""
-    net = build_model(model)
-    net.load_state_dict(vector_to_state(vector, model))
-    net.eval()
-    log_p = torch.log_softmax(net(torch.from_numpy(scale_inputs(data.features, model))), dim=1)
-    return float(log_p[torch.arange(len(data.labels)), torch.from_numpy(data.labels)].mean())
+    return Scorer(data, model).log_likelihood(vector)
 
 
 def initial_model(model: ModelConfig, *, seed: int) -> np.ndarray:

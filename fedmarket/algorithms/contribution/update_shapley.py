@@ -67,6 +67,12 @@ class StepValue:
             self.evaluations += 1
         return self.cache[key]
 
+    def at(self, step: np.ndarray) -> float:
+        """v of the coalition whose groups' steps sum to `step`, not cached: a random order's
+        prefixes almost never repeat, and caching them all grows with players^2."""
+        self.evaluations += 1
+        return float(self.utility(self.start + step))
+
 
 def redundant_groups(round: RoundModels, ratio: float = REDUNDANCY) -> list[list[int]]:
     """Groups of trainers whose updates are all pairwise closer than `ratio` x the round's median
@@ -116,11 +122,12 @@ def sampled_values(players: int, value: StepValue, rng: np.random.Generator) -> 
     marginal gain over PERMUTATIONS_PER_PLAYER x players orders)."""
     samples = PERMUTATIONS_PER_PLAYER * players
     total, total_sq = np.zeros(players), np.zeros(players)
+    empty = value(())
     for _ in range(samples):
-        before, prefix = value(()), []
+        before, step = empty, np.zeros_like(value.group_steps[0])
         for p in rng.permutation(players):
-            prefix.append(int(p))
-            after = value(prefix)
+            step = step + value.group_steps[p]  # the prefix's step, one group added: O(d), not O(players d)
+            after = value.at(step)
             total[p] += after - before
             total_sq[p] += (after - before) ** 2
             before = after
