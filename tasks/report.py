@@ -9,6 +9,8 @@ import io
 from collections.abc import Iterator
 from contextlib import contextmanager
 
+import httpx
+from prefect import get_run_logger
 from prefect.artifacts import (
     create_image_artifact,
     create_markdown_artifact,
@@ -42,8 +44,11 @@ def tag_run(role: str, market: str, round: int | None = None) -> None:
     tags = {f"role:{role}", f"market:{market.lower()}", f"chain:{current_platform().chain.chain_id}"}
     if round is not None:
         tags.add(f"round:{round}")
-    with get_client(sync_client=True) as client:
-        client.update_flow_run(run.flow_run.id, tags=sorted(set(run.flow_run.tags) | tags))
+    try:
+        with get_client(sync_client=True) as client:
+            client.update_flow_run(run.flow_run.id, tags=sorted(set(run.flow_run.tags) | tags))
+    except httpx.HTTPError as exc:  # tags help people filter; no run fails for want of them
+        get_run_logger().warning("run not tagged (%s): %s", ", ".join(sorted(tags)), exc)
 
 
 @contextmanager

@@ -74,3 +74,28 @@ def test_a_decided_failure_stops_the_daemon(daemon_on, tmp_path):
     with pytest.raises(PrefectHTTPStatusError):
         daemon.follow_market("0x" + "11" * 20, tmp_path, poll_s=0.01, log=lambda line: None)
     assert daemon_on == ["Settled"]
+
+
+def test_a_run_the_prefect_api_cannot_tag_still_runs(platform, monkeypatch):
+    """Tags help people filter runs; a Prefect server that answers 503 to the tagging does not
+    fail the run (a round's run would otherwise be lost to a cosmetic step)."""
+    from prefect import flow
+
+    import fedmarket_tasks.report as report
+
+    class Unreachable:
+        def __enter__(self):
+            raise prefect_error(503)
+
+        def __exit__(self, *exc):
+            return False
+
+    monkeypatch.setattr(report, "get_client", lambda sync_client: Unreachable())
+
+    @flow
+    def tagged() -> str:
+        report.tag_run("aggregator", "0x" + "11" * 20, 1)
+        return "ran"
+
+    with use_platform(platform):
+        assert tagged() == "ran"
