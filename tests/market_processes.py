@@ -182,8 +182,8 @@ def market_processes(
         create += ["--aggregator-key", keys["aggregator"]["box_public_key"], "--trainers", str(trainers)]
         create += ["--rounds", str(rounds), *create_args]
         created = json.loads(procs.run(create, FEDMARKET_KEY_FILE=keys["owner"]["key_file"]))
-        running = MarketProcesses(procs, api, chain, open_store(Settings(**store_settings)), keys, files, created)
-        running.env = env
+        content = open_store(Settings(**store_settings))
+        running = MarketProcesses(procs, api, chain, content, keys, files, created, env=env)
         aggregator_env = {
             "FEDMARKET_KEY_FILE": keys["aggregator"]["key_file"],
             "FEDMARKET_FACTORY_ADDRESS": created["factory"],

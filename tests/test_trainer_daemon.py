@@ -1,6 +1,6 @@
 """The trainer daemon (`fedmarket trainer run`) outlives what it cannot reach: a Prefect server
-that answers 503 (SQLite locked under 100 trainers, found by tests/test_load.py), a node or a
-store that is away. It stops on a decided failure."""
+that answers 503 (its SQLite database locked by many concurrent clients), a node or a store that
+is away. It stops on a decided failure."""
 
 from __future__ import annotations
 
