@@ -23,6 +23,11 @@ class Settings(BaseSettings):
     chain_log_page_blocks: int = Field(
         default=10_000, ge=1, description="most blocks one eth_getLogs request covers (public nodes cap the range)"
     )
+    chain_unreachable_s: float = Field(
+        default=15.0,
+        ge=0,
+        description="how long a JSON-RPC request retries a node it cannot reach (restarting) before it fails",
+    )
     store_backend: Literal["embedded", "kubo"] = Field(
         default="embedded", description="content store: a CID blockstore directory, or a Kubo node"
     )

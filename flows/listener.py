@@ -10,7 +10,9 @@ from prefect import flow, get_run_logger
 
 from fedmarket.chain.listener import ChainListener
 from fedmarket.context import current_platform
+from fedmarket.errors import EventDeliveryError
 from fedmarket.eventsink import PrefectEventSink
+from fedmarket_tasks.common import transient
 
 
 def listener_for(factory: str | None, markets: list[str], follow_all: bool) -> ChainListener:
@@ -43,7 +45,15 @@ def listener_flow(
     interval = current_platform().settings.poll_interval_s
     delivered, done = 0, 0
     while polls is None or done < polls:
-        count = listener.poll(sink)
+        try:
+            count = listener.poll(sink)
+        except Exception as exc:
+            # the node or the Prefect server away (restarting): the checkpoint did not move, so
+            # the next poll reads the same blocks again and delivers what this one could not
+            if not (transient(exc) or isinstance(exc, EventDeliveryError)):
+                raise
+            logger.warning("poll from block %d failed, tried again: %s", listener.checkpoint.next_block, exc)
+            count = 0
         delivered += count
         done += 1
         if count:

@@ -25,6 +25,7 @@ HEAVIEST_FIRST = (
     "test_e2e.py",
     "test_zk_chain.py",
     "test_resume.py",
+    "test_faults.py",
     "test_demo.py",
     "test_cli.py",
     "test_zk_flow.py",
@@ -129,23 +130,10 @@ def settlement_build(tmp_path_factory, worker_id):
 @pytest.fixture(scope="session")
 def anvil_url(tmp_path_factory):
     """A real node for the session: anvil from npm `@foundry-rs/anvil`, on a free loopback port."""
-    from tests.helpers import REPO_ROOT, free_port, local_server
+    from tests.helpers import anvil_args, free_port, local_server
 
-    binary = REPO_ROOT / "node_modules" / ".bin" / "anvil"
-    if not binary.exists():
-        pytest.fail("node_modules/.bin/anvil is missing: run `make setup`")
     port = free_port()
-    args = [
-        str(binary),
-        "--host",
-        "127.0.0.1",
-        "--port",
-        str(port),
-        "--hardfork",
-        "cancun",
-        "--code-size-limit",
-        "24576",
-    ]
+    args = anvil_args(port)
     with local_server("anvil", args, port, tmp_path_factory.mktemp("anvil")):
         yield f"http://127.0.0.1:{port}"
 

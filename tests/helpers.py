@@ -29,7 +29,16 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def _listening(port: int, proc: subprocess.Popen, deadline: float) -> bool:
+def anvil_args(port: int, *extra: str) -> list[str]:
+    """anvil from npm `@foundry-rs/anvil` on loopback `port`, configured as the tests need it."""
+    binary = REPO_ROOT / "node_modules" / ".bin" / "anvil"
+    if not binary.exists():
+        raise RuntimeError("node_modules/.bin/anvil is missing: run `make setup`")
+    limits = ["--hardfork", "cancun", "--code-size-limit", "24576"]
+    return [str(binary), "--host", "127.0.0.1", "--port", str(port), *limits, *extra]
+
+
+def listening(port: int, proc: subprocess.Popen, deadline: float) -> bool:
     while proc.poll() is None and time.monotonic() < deadline:
         try:
             with socket.create_connection(("127.0.0.1", port), timeout=0.5):
@@ -45,7 +54,7 @@ def local_server(name: str, args: list[str], port: int, log_dir: Path, timeout_s
     log_path = log_dir / f"{name}.log"
     with log_path.open("w") as log:
         proc = subprocess.Popen(args, cwd=REPO_ROOT, stdout=log, stderr=subprocess.STDOUT)
-        if not _listening(port, proc, time.monotonic() + timeout_s):
+        if not listening(port, proc, time.monotonic() + timeout_s):
             proc.kill()
             raise RuntimeError(f"{name} did not start (exit {proc.poll()}): {log_path.read_text()[-2000:]}")
         try:

@@ -89,9 +89,10 @@ def flow_runs(api: str) -> list[dict]:
     ]
 
 
-def prefect_server(procs: Processes, name: str, home: Path) -> str:
-    """Start a `prefect server` with its own database under `home`; returns its API URL."""
-    port = free_port()
+def prefect_server(procs: Processes, name: str, home: Path, port: int | None = None) -> str:
+    """Start a `prefect server` with its own database under `home` (on `port`, default a free
+    one; the same `home` and port: the same server restarted); returns its API URL."""
+    port = port or free_port()
     api = f"http://127.0.0.1:{port}/api"
     procs.start(
         name,
@@ -136,22 +137,29 @@ def market_processes(
     ipfs_api_url: str | None = None,
     create_args: tuple[str, ...] = (),
     keys_by_cli: bool = True,
+    env: dict[str, str] | None = None,
 ) -> Iterator[MarketProcesses]:
     """Start the server, deploy, make keys (the trainers' `trainer-{i}`), fund them, split digits,
     create the market and start the worker and the listener; everything stops when the block ends.
-    `ipfs_api_url`: every party's store is that IPFS node, else an embedded store they share."""
-    env = {key: value for key, value in os.environ.items() if not key.startswith(("PREFECT_", "FEDMARKET_"))} | {
-        "PREFECT_HOME": str(tmp_path / "prefect"),
-        "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
-        "PREFECT_LOGGING_LEVEL": "INFO",
-        "PREFECT_WORKER_QUERY_SECONDS": "1",
-        "PREFECT_WORKER_PREFETCH_SECONDS": "2",
-        "PREFECT_SERVER_SERVICES_EVENT_PERSISTER_FLUSH_INTERVAL": "0.5",
-        "FEDMARKET_CHAIN_RPC_URL": anvil_url,
-        "FEDMARKET_STORE_DIR": str(tmp_path / "blocks"),
-        "FEDMARKET_STATE_DIR": str(tmp_path / "state"),
-        "FEDMARKET_POLL_INTERVAL_S": "0.5",
-    }
+    `ipfs_api_url`: every party's store is that IPFS node, else an embedded store they share;
+    `env`: more variables for every process."""
+    extra = env or {}
+    env = (
+        {key: value for key, value in os.environ.items() if not key.startswith(("PREFECT_", "FEDMARKET_"))}
+        | {
+            "PREFECT_HOME": str(tmp_path / "prefect"),
+            "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
+            "PREFECT_LOGGING_LEVEL": "INFO",
+            "PREFECT_WORKER_QUERY_SECONDS": "1",
+            "PREFECT_WORKER_PREFETCH_SECONDS": "2",
+            "PREFECT_SERVER_SERVICES_EVENT_PERSISTER_FLUSH_INTERVAL": "0.5",
+            "FEDMARKET_CHAIN_RPC_URL": anvil_url,
+            "FEDMARKET_STORE_DIR": str(tmp_path / "blocks"),
+            "FEDMARKET_STATE_DIR": str(tmp_path / "state"),
+            "FEDMARKET_POLL_INTERVAL_S": "0.5",
+        }
+        | extra
+    )
     store_settings = {"store_dir": tmp_path / "blocks"}
     if ipfs_api_url is not None:
         env |= {"FEDMARKET_STORE_BACKEND": "kubo", "FEDMARKET_KUBO_API_URL": ipfs_api_url}

@@ -1,7 +1,8 @@
 """A real multi-process market, driven only through the CLIs and chain events: anvil, a local
 `prefect server`, the deployments of prefect.yaml on a process work pool with a worker, the
 aggregator's chain listener, and four `fedmarket trainer run` daemons, each with its own key
-file. The market must end settled with every payout withdrawn, each round run exactly once; in
+file. The market must end settled with every payout withdrawn, each round run exactly once, a
+trainer daemon killed between its last submission and its withdrawal resuming when restarted; in
 plain aggregation with every party on a real IPFS node (js-ipfs, `ipfs_api_url`), and in secure
 aggregation (the trainers post keys, mask and reveal from their daemons) on the embedded store.
 
@@ -37,14 +38,22 @@ def test_market_across_processes_driven_by_chain_events(anvil_url, tmp_path, agg
     ) as run:
         procs, api, chain, content, market, env = run.procs, run.api, run.chain, run.content, run.market, run.env
         fedmarket, files, keys, created, owner_env = FEDMARKET, run.files, run.keys, run.created, run.owner_env
-        trainers = [
-            procs.start(
-                f"trainer-{i}",
+
+        def daemon(i: int, name: str) -> subprocess.Popen:
+            return procs.start(
+                name,
                 [fedmarket, "trainer", "run", "--market", market, "--data", files["trainers"][i]],
                 FEDMARKET_KEY_FILE=keys[f"trainer-{i}"]["key_file"],
             )
-            for i in range(TRAINERS)
-        ]
+
+        trainers = [daemon(i, f"trainer-{i}") for i in range(TRAINERS)]
+        # fault: trainer 0's daemon is killed once its last update is on chain, before it can
+        # withdraw (or, in secure aggregation, reveal its shares), and started again
+        client = MarketClient(chain, market)
+        wait_for(lambda: client.submitted_mask(ROUNDS) & 1, 900, "trainer 0's last submission", procs)
+        trainers[0].kill()
+        trainers[0].wait()
+        trainers[0] = daemon(0, "trainer-0-restarted")
         wait_for(lambda: all(t.poll() is not None for t in trainers), 900, "trainers to withdraw their payouts", procs)
         assert [t.returncode for t in trainers] == [0] * TRAINERS, procs.logs()
         procs.run([fedmarket, "owner", "withdraw", "--market", market], **owner_env)
@@ -70,8 +79,9 @@ def test_market_across_processes_driven_by_chain_events(anvil_url, tmp_path, agg
             assert done.returncode == 1 and "fail" in done.stdout and "Traceback" not in done.stderr
 
         assert status["phase"] == "Settled"
+        withdrawn = client.events("Withdrawn", account=keys["trainer-0"]["address"])
+        assert len(withdrawn) == 1 and withdrawn[0]["args"]["amount"] > 0  # the restarted daemon, once
         assert status["balance"] == 0 and set(status["owed"].values()) == {0}
-        client = MarketClient(chain, market)
         assert task_spec(client, content).aggregation == aggregation
         if aggregation == "secure":  # every trainer keyed, and each round unmasked from their reveals
             board = FactoryClient(chain, created["factory"]).secure_aggregation()

@@ -7,9 +7,12 @@ commits under the KZG round circuit instead."""
 
 from __future__ import annotations
 
+import functools
+
 import numpy as np
 import pytest
 
+import fedmarket_flows.round as round_module
 from fedmarket.audit import audit_market
 from fedmarket.chain import FactoryClient, MarketLedger
 from fedmarket.context import Platform, use_platform
@@ -29,6 +32,7 @@ from fedmarket_flows.settlement import settlement_flow
 from fedmarket_schemas.market import DataSchema, ModelConfig, TaskSpec, TrainingConfig
 from fedmarket_tasks.trainer import check_market, seal_and_store
 from tests.helpers import assert_ledger_matches, create_market, party, verifier_factory
+from tests.kill_round import KILLED, run_killed
 
 L, ROUNDS = 4, 2
 TASK = TaskSpec(
@@ -134,10 +138,20 @@ def test_every_round_and_the_settlement_of_a_proven_market_are_verified_on_chain
     assert "round 1: the verifier rejects" in failed["rounds"] and "settlement" in failed
 
 
-def test_a_market_that_proves_its_rounds_only_commits_under_kzg(proven_platform, round_build):
+def counted(fn, calls: list):
+    @functools.wraps(fn)  # Prefect binds a task's parameters by the wrapped signature
+    def counting(*args, **kwargs):
+        calls.append(1)
+        return fn(*args, **kwargs)
+
+    return counting
+
+
+def test_a_market_that_proves_its_rounds_only_commits_under_kzg(proven_platform, round_build, monkeypatch):
     """Rounds proven by the round circuit with KZG-committed inputs: the trainers' commitments are
     keccak of the points the proofs carry, every round verifies on chain, the attacker is flagged,
-    the settlement is the aggregator's (unproven), and the audit re-verifies every round."""
+    the settlement is the aggregator's (unproven), and the audit re-verifies every round. Round 1's
+    first run is killed while it proves."""
     platform = proven_platform
     task = TASK.model_copy(update={"test_chunk_rows": None, "contribution": "rloo"})
     market, aggregator, members, verifier, _ = proven_market(platform, round_build, None, task)
@@ -159,7 +173,16 @@ def test_a_market_that_proves_its_rounds_only_commits_under_kzg(proven_platform,
                 sealed = seal(off_grid, sender=member.box_key, recipient=market.aggregator_key(), context=context)
                 cid = str(platform.store.put(sealed))
             market.submit(member.account, round, cid, commitment)
+        if round == 1:  # the worker's run dies while it proves: the next run proves again, sends once
+            killed = run_killed("prove", market.address, round, platform.settings, aggregator)
+            assert killed.returncode == KILLED, killed.stdout + killed.stderr
+            assert not market.round_state(round).finalized
+            proofs: list = []
+            monkeypatch.setattr(round_module.prove_round_step, "fn", counted(round_module.prove_round_step.fn, proofs))
         report = round_flow(market.address, round, aggregator.address)
+        if round == 1:
+            monkeypatch.undo()
+            assert proofs == [1] and len(market.events("RoundFinalized", round=1)) == 1
         assert report.verified and market.round_state(round).verified
         assert report.flagged == sorted({members[-1].address} | ({members[0].address} if round == 2 else set()))
         assert report.benign_mask == (0b0111 if round == 1 else 0b0110)

@@ -16,12 +16,14 @@ from functools import cached_property
 from pathlib import Path
 from typing import Any
 
+import requests
 from eth_abi import decode as abi_decode
 from eth_account import Account
 from eth_account.signers.local import LocalAccount
 from web3 import Web3
 from web3.contract.contract import Contract, ContractFunction
 from web3.exceptions import ContractLogicError, TimeExhausted, Web3Exception
+from web3.providers.rpc.utils import ExceptionRetryConfiguration
 
 from fedmarket.chain.artifacts import error_abis, load_artifact
 from fedmarket.errors import ChainError, ChainUnavailableError, ContractRevertError
@@ -60,7 +62,12 @@ class Chain:
     @classmethod
     def connect(cls, settings: Settings) -> Chain:
         if settings.chain_rpc_url:
-            w3 = Web3(Web3.HTTPProvider(settings.chain_rpc_url, request_kwargs={"timeout": 30}))
+            provider = Web3.HTTPProvider(
+                settings.chain_rpc_url,
+                request_kwargs={"timeout": 30},
+                exception_retry_configuration=_retries_within(settings.chain_unreachable_s),
+            )
+            w3 = Web3(provider)
             return cls(w3, settings.artifacts_dir, log_page_blocks=settings.chain_log_page_blocks)
         # py-evm is imported only by a process that runs the chain itself
         from eth_tester import EthereumTester
@@ -305,6 +312,16 @@ class Chain:
 
     def balance(self, address: str, block: int | str = "latest") -> int:
         return int(self._w3.eth.get_balance(Web3.to_checksum_address(address), block_identifier=block))
+
+
+def _retries_within(budget_s: float, first_s: float = 0.125) -> ExceptionRetryConfiguration:
+    """web3's retries of a request that cannot connect to the node (its default read-only methods
+    and raw transactions, which are idempotent), waiting `first_s` doubling, for at least
+    `budget_s` in all: a node restarting is waited for; one that stays away is unavailable."""
+    tries = 1
+    while first_s * (2 ** (tries - 1) - 1) < budget_s:
+        tries += 1
+    return ExceptionRetryConfiguration(errors=(requests.ConnectionError,), retries=tries, backoff_factor=first_s)
 
 
 def account_from_key(private_key: str | bytes) -> LocalAccount:
