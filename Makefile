@@ -7,7 +7,7 @@ export PREFECT_SERVER_ANALYTICS_ENABLED := false
 # the first ephemeral Prefect server on a fresh machine migrates a new database: more than 20 s here
 export PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS ?= 120
 
-.PHONY: setup demo test lint e2e e2e-load contracts slither bench-gas bench-science clean
+.PHONY: setup demo test lint e2e e2e-load ui-check contracts slither bench-gas bench-science clean
 
 FORGE := $(CURDIR)/node_modules/.bin/forge
 
@@ -74,7 +74,7 @@ lint: setup
 # subprocesses, nodes and servers, so one worker leaves a core idle.
 test: lint
 	cd contracts && $(FORGE) test
-	$(BIN)/python -m pytest -q -n 2 --dist loadfile --no-loadscope-reorder -m "not load"
+	$(BIN)/python -m pytest -q -n 2 --dist loadfile --no-loadscope-reorder -m "not load and not ui"
 
 # The multi-process market alone (also part of `make test`): anvil, prefect server, worker,
 # listener and four trainer daemons; prints its wall time and the Prefect overhead per task.
@@ -85,6 +85,13 @@ e2e: setup
 # the real flows and the listener; prints per-round latency, gas, peak memory and listener lag.
 e2e-load: setup
 	$(BIN)/python -m pytest -q -s -m load tests/test_load.py
+
+# The Prefect UI as a person sees it: the e2e market on a real server, then headless Chromium
+# (Debian's package, installed when missing) renders the runs, artifacts, deployments and
+# automations pages into build/ui-check/*.png to look at; the test checks what the pages show.
+ui-check: setup
+	command -v chromium >/dev/null || { apt-get update -qq && apt-get install -y -qq chromium; }
+	$(BIN)/python -m pytest -q -s -m ui tests/test_ui.py
 
 clean:
 	rm -rf $(VENV) node_modules .fedmarket

@@ -139,7 +139,17 @@ def demo_data(source: str, label_column: str) -> tuple[DataSchema | None, Datase
     return schema, to_dataset(table, schema)
 
 
-@flow(name="fedmarket-demo", validate_parameters=False)
+def _demo_run_name() -> str:
+    """The demo's run named by what it runs (`demo-8t-5r-plain-seed0`), not Prefect's random name."""
+    from prefect.runtime import flow_run
+
+    config = flow_run.parameters.get("config") or {}
+    c = config if isinstance(config, DemoConfig) else DemoConfig.model_validate(config)
+    proven = "-proven" if c.prove else ""
+    return f"demo-{c.trainers}t-{c.rounds}r-{c.aggregation.value}{proven}-seed{c.seed}"
+
+
+@flow(name="fedmarket-demo", flow_run_name=_demo_run_name, validate_parameters=False)
 def demo_flow(config: DemoConfig | dict | None = None, progress: Progress | None = None) -> DemoReport:
     logger = get_run_logger()
     config = config if isinstance(config, DemoConfig) else DemoConfig.model_validate(config or {})

@@ -2,7 +2,9 @@
 
 `advance_flow` does the next thing the chain says is due, and nothing when nothing is: close an
 expired seed reveal, or open the next round with the last aggregate. The deployments run
-it on chain events (prefect.yaml). `market_flow` is the same lifecycle as one polling loop, for a
+it on chain events (prefect.yaml), and `advance_all_flow` on a schedule for every market of the
+aggregator's, which also catches what no event announces (a seed reveal's deadline) and what a
+listener that was down missed. `market_flow` is the same lifecycle as one polling loop, for a
 single process (`fedmarket aggregator run`, the demo).
 """
 
@@ -13,10 +15,11 @@ from collections.abc import Callable
 
 from prefect import flow, get_run_logger
 
+from fedmarket.chain import FactoryClient
 from fedmarket.chain.market import FINAL_PHASES
 from fedmarket.commitments import commit_model, round_circuit
 from fedmarket.context import current_platform
-from fedmarket.errors import ProtocolError
+from fedmarket.errors import ConfigError, ProtocolError
 from fedmarket.fixed_point import quantize
 from fedmarket.market_context import task_spec
 from fedmarket.ml.training import initial_model
@@ -77,6 +80,25 @@ def advance_flow(market: str, aggregator: str | None = None) -> str:
     # settlement has a deployment of its own, triggered by fedmarket.market.rounds-complete
     get_run_logger().info("market %s in phase %s: nothing due", client.address, phase)
     return "nothing"
+
+
+@flow(name="fedmarket-advance-all", flow_run_name="advance-all")
+def advance_all_flow(factory: str | None = None) -> dict[str, str]:
+    """`advance_flow` in every market of `factory` (default FEDMARKET_FACTORY_ADDRESS) that this
+    process's key aggregates and that is still under way; returns what each did. Rounds opened
+    here and by the event-triggered runs are one transaction each (tasks/chain_ops.py)."""
+    platform = current_platform()
+    factory = factory or platform.settings.factory_address
+    if not factory:
+        raise ConfigError("advance-all needs the factory whose markets to follow: set FEDMARKET_FACTORY_ADDRESS")
+    me = platform.me.address
+    done = {}
+    for market in FactoryClient(platform.chain, factory).markets_aggregated_by(me):
+        phase = platform.market(market).phase()
+        if phase in ("Registration", "SeedReveal", "Training"):
+            done[market] = advance_flow(market, me)
+    get_run_logger().info("advanced %d markets: %s", len(done), done or "none under way")
+    return done
 
 
 def wait_for_submissions(market: str, round: int, *, poll_s: float = 2.0) -> None:

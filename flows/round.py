@@ -30,7 +30,7 @@ from fedmarket_tasks.chain_ops import exclude_submissions, finalize_round
 from fedmarket_tasks.detect import detect_outliers
 from fedmarket_tasks.load import history_before, load_round
 from fedmarket_tasks.prove import prove_round_step, proven_outliers
-from fedmarket_tasks.report import progress, publish_round, tag_run
+from fedmarket_tasks.report import progress, publish_round, publish_rounds, tag_run
 from fedmarket_tasks.secure import close_submissions, masked_epsilon, open_reveals, recover_mean, wait_for_reveals
 from fedmarket_tasks.store_ops import put_bytes
 
@@ -132,13 +132,30 @@ def _round_flow(market: str, round: int, aggregator: str | None = None) -> Round
         dp_epsilon={t: spent.epsilon for t, spent in loaded.models.privacy.items()},
     )
     logger.info(
-        "round %d: validation accuracy %.4f, flagged %s, verifier %s",
+        "round %d: validation accuracy %.4f, %d kept of %d submitted; finalizeRound %s (%s gas)",
         round,
         val_accuracy,
-        outliers.flagged or "none",
-        verifier or "none (round not proven)",
+        len(outliers.kept),
+        client.submitted_mask(round).bit_count(),
+        tx.tx_hash,
+        f"{tx.gas_used:,}",
     )
+    for trainer in outliers.flagged:
+        logger.info("round %d: flagged %s: %s", round, trainer, outliers.reasons.get(trainer, ""))
+    if verifier:
+        logger.info(
+            "round %d: proven (%s inputs) in %.1f s (witness %.1f s), proof %d bytes, verified by %s",
+            round,
+            proof.commitment,
+            proof.proof.prove_s,
+            proof.proof.witness_s,
+            proof.proof.size,
+            verifier,
+        )
+    else:
+        logger.info("round %d: not proven (the market names no round verifier)", round)
     publish_round(client.address, report, outliers, client.trainers())
+    publish_rounds(client, context)
     return report
 
 
@@ -212,6 +229,7 @@ def _secure_round(client, round: int, aggregator: str, context) -> RoundReport:
         list(recovery.invalid_shares) or "none",
     )
     publish_round(client.address, report, outliers, trainers)
+    publish_rounds(client, context)
     return report
 
 

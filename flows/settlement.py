@@ -19,6 +19,7 @@ from fedmarket.field import BN254_FIELD
 from fedmarket.market_context import market_context, seed_int
 from fedmarket.ml.data import decode_dataset
 from fedmarket.ml.updates import decode_update
+from fedmarket.units import eth
 from fedmarket.zk import DataChunks, deployed_verifier_code
 from fedmarket_schemas.market import Aggregation
 from fedmarket_schemas.settlement import Payout, SettlementReport
@@ -28,7 +29,14 @@ from fedmarket_tasks.chain_ops import settle, withdraw
 from fedmarket_tasks.contribute import assess_contributions
 from fedmarket_tasks.load import benign_models, load_round, privacy_reported, reported_epsilon
 from fedmarket_tasks.prove import prove_settlement_step, proven_contributions
-from fedmarket_tasks.report import accuracy_plot, progress, publish_settlement, tag_run
+from fedmarket_tasks.report import (
+    accuracy_plot,
+    progress,
+    publish_rounds,
+    publish_settlement,
+    tag_run,
+    validation_accuracies,
+)
 from fedmarket_tasks.secure import masked_epsilon
 from fedmarket_tasks.store_ops import get_bytes, put_bytes
 
@@ -124,19 +132,26 @@ def settlement_flow(market: str, aggregator: str | None = None, withdraw_fee: bo
     if withdraw_fee and client.owed(aggregator) > 0:
         withdraw(client.address, aggregator)
 
-    accuracies = {r: _validation_accuracy(client, r, context) for r in range(1, rounds + 1)}
+    accuracies = validation_accuracies(client, context)
     png = accuracy_plot(accuracies, final_accuracy)
     masks = {r: client.round_state(r).benign_mask for r in range(1, rounds + 1)}
     flagged = {t: [r for r, mask in masks.items() if not mask >> i & 1] for i, t in enumerate(trainers)}
     publish_settlement(client.address, report, trainers, accuracies, flagged, put_bytes(png), png)
+    publish_rounds(client, context, final_accuracy=final_accuracy)
     pruned = prune_results(client.address)  # settled: the opened updates are no longer needed
     logger.info(
-        "settled %s: test accuracy %.4f, %d evaluations for contributions; %d sealed result files pruned",
+        "settled %s: test accuracy %.4f, %d evaluations for contributions; settle %s (%s gas, %s); "
+        "%d sealed result files pruned",
         client.address,
         final_accuracy,
         contributions.evaluations,
+        tx.tx_hash,
+        f"{tx.gas_used:,}",
+        f"verified by {verifier}" if report.verified else "not proven",
         pruned["files"],
     )
+    for payout in payouts:
+        logger.info("payout to %s (%s): %s ETH", payout.account, payout.role, eth(payout.wei))
     return report
 
 
@@ -158,8 +173,3 @@ def _prove(client, aggregator: str, context, final_model, trainers: list[str]):
         code,
         key=f"{loaded.key}-settlement",
     )
-
-
-def _validation_accuracy(client, round: int, context) -> float:
-    cid, _ = client.aggregate_of(round)
-    return accuracy_of(decode_update(get_bytes(cid), context.spec.model), context.validation, context.spec.model)

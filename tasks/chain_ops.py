@@ -4,9 +4,11 @@ instead of sending a second one."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from fedmarket.chain import TxResult
 from fedmarket.context import current_platform
-from fedmarket.errors import ProtocolError
+from fedmarket.errors import ChainError, ChainUnavailableError, ProtocolError
 from fedmarket_schemas.rounds import Rejection
 from fedmarket_tasks.common import remote_task
 
@@ -19,12 +21,31 @@ def _account(address: str):
     return current_platform().party(address).account
 
 
+def _unless_done(send: Callable[[], TxResult], done: Callable[[], TxResult | None]) -> TxResult:
+    """Send; where the send fails because another run of the same step got there first (the
+    scheduled and the event-triggered run of one step: a revert, or the nonce that run took),
+    that run's transaction is this one's result. A node out of reach stays a retry."""
+    try:
+        return send()
+    except ChainUnavailableError:
+        raise
+    except ChainError:
+        if (found := done()) is not None:
+            return found
+        raise
+
+
 @remote_task(task_run_name="open-round-{round}")
 def open_round(market: str, aggregator: str, round: int, model_cid: str, model_commitment: str) -> TxResult:
     m = _market(market)
-    if m.current_round() >= round and (found := m.last_event("RoundOpened", round=round)):
-        return found[1]
-    return m.open_round(_account(aggregator), model_cid, model_commitment)
+
+    def opened() -> TxResult | None:
+        found = m.last_event("RoundOpened", round=round) if m.current_round() >= round else None
+        return found[1] if found else None
+
+    if (found := opened()) is not None:
+        return found
+    return _unless_done(lambda: m.open_round(_account(aggregator), model_cid, model_commitment), opened)
 
 
 @remote_task(task_run_name="close-reveal")

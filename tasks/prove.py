@@ -21,6 +21,7 @@ from fedmarket.zk import (
     build_settlement_circuit,
     check_verifier,
     chunk_rows,
+    expected_prove_s,
     prove_round,
     prove_settlement,
     rloo_subsets,
@@ -29,6 +30,7 @@ from fedmarket_schemas.market import ModelConfig
 from fedmarket_schemas.rounds import LocalModels, OutlierReport
 from fedmarket_schemas.settlement import ContributionReport
 from fedmarket_tasks.cache import round_step
+from fedmarket_tasks.report import timed_progress
 
 
 @round_step(task_run_name="prove-round-r{round}")
@@ -56,7 +58,8 @@ def prove_round_step(
     statement = RoundStatement(slots, round, domain, kept_before, start=np.asarray(start_model, dtype=np.float64))
     build = build_round_circuit(len(trainers), statement.dim, current_platform().settings, commitment=commitment)
     check_verifier(build, verifier_code)
-    return prove_round(build, statement)
+    with timed_progress(f"round {round} proof, circuit {build.name}", expected_prove_s(build.dir)):
+        return prove_round(build, statement)
 
 
 def proven_outliers(models: LocalModels, trainers: list[str], proof: RoundProof, detector: str) -> OutlierReport:
@@ -96,7 +99,8 @@ def prove_settlement_step(
     )
     build = build_settlement_circuit(len(trainers), model, len(test), current_platform().settings)
     check_verifier(build, verifier_code)
-    return prove_settlement(build, statement)
+    with timed_progress(f"settlement proof, circuit {build.name}", expected_prove_s(build.dir)):
+        return prove_settlement(build, statement)
 
 
 def proven_contributions(proof: SettlementProof, trainers: list[str]) -> ContributionReport:

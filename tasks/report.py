@@ -1,27 +1,35 @@
 """What the Prefect UI shows of every round and market: a table of trainers (submitted, flagged
-and why, contribution, payout), a markdown summary that lists every CID and transaction hash, an
-accuracy-per-round plot, and progress artifacts during long steps."""
+and why, contribution, payout), a markdown summary that lists every CID and transaction hash, the
+market's rounds side by side, an accuracy-per-round plot, and progress artifacts during long
+steps (a proof's with its elapsed and expected time)."""
 
 from __future__ import annotations
 
 import base64
+import contextvars
 import io
+import threading
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 
 import httpx
 from prefect import get_run_logger
 from prefect.artifacts import (
-    create_image_artifact,
     create_markdown_artifact,
     create_progress_artifact,
     create_table_artifact,
     update_progress_artifact,
 )
 from prefect.client.orchestration import get_client
+from prefect.client.schemas.filters import FlowFilter, FlowFilterName, FlowRunFilter, FlowRunFilterTags
 from prefect.context import FlowRunContext
+from prefect.settings import PREFECT_UI_URL
 
 from fedmarket.context import current_platform
+from fedmarket.errors import ChainUnavailableError, StoreUnavailableError
+from fedmarket.ml.training import accuracy
+from fedmarket.ml.updates import decode_update
 from fedmarket.units import eth
 from fedmarket_schemas.audit import AuditReport
 from fedmarket_schemas.rounds import OutlierReport, RoundReport
@@ -66,22 +74,151 @@ def progress(market: str, what: str, steps: int) -> Iterator:
     update_progress_artifact(artifact_id, 100.0)
 
 
+@contextmanager
+def timed_progress(what: str, expected_s: float | None, every_s: float = 5.0) -> Iterator[None]:
+    """A progress artifact for one long step that reports no steps of its own (a proof): every
+    `every_s` its elapsed time against `expected_s` (the last runs' median; None: no estimate
+    yet). It is updated from a thread that carries this context (the Prefect API settings)."""
+    started = time.monotonic()
+    artifact_id = create_progress_artifact(0.0, description=_timing(what, 0.0, expected_s))
+    stop = threading.Event()
+
+    def tick() -> None:
+        while not stop.wait(every_s):
+            elapsed = time.monotonic() - started
+            share = min(99.0, 100.0 * elapsed / expected_s) if expected_s else 0.0
+            try:
+                update_progress_artifact(artifact_id, share, description=_timing(what, elapsed, expected_s))
+            except httpx.HTTPError:  # the next tick tries again; the step goes on regardless
+                continue
+
+    thread = threading.Thread(target=contextvars.copy_context().run, args=(tick,), daemon=True)
+    thread.start()
+    outcome = "failed"
+    try:
+        yield
+        outcome = "done"
+    finally:
+        stop.set()
+        thread.join()
+        elapsed = time.monotonic() - started
+        described = f"{what}: {outcome} in {elapsed:.0f} s" + (f" (expected {expected_s:.0f} s)" if expected_s else "")
+        update_progress_artifact(artifact_id, 100.0 if outcome == "done" else 0.0, description=described)
+
+
+def _timing(what: str, elapsed: float, expected_s: float | None) -> str:
+    if expected_s is None:
+        return f"{what}: {elapsed:.0f} s elapsed (the first proof of this circuit here: no estimate yet)"
+    return f"{what}: {elapsed:.0f} s elapsed of about {expected_s:.0f} s (median of the last proofs here)"
+
+
 def rounded(value: float | None, digits: int = 4) -> float | None:
     return None if value is None else round(value, digits)
 
 
-def cid_link(cid: str | None) -> str:
-    """A CID as a markdown link through the configured IPFS gateway, else as code."""
+def cid_link(cid: str | None, *, short: bool = False) -> str:
+    """A CID as a markdown link through the configured IPFS gateway, else as code; `short`: its
+    ends only, for a table cell (the link and the trainer table keep it whole)."""
     if not cid:
         return "none"
     gateway = current_platform().settings.ipfs_gateway_url
-    return f"[`{cid}`]({str(gateway).rstrip('/')}/ipfs/{cid})" if gateway else f"`{cid}`"
+    return _linked(_shortened(cid) if short else cid, f"{str(gateway).rstrip('/')}/ipfs/{cid}" if gateway else None)
 
 
-def chain_link(value: str, kind: str = "tx") -> str:
-    """A transaction hash (`kind` tx) or an address as a link through the configured explorer."""
+def chain_link(value: str, kind: str = "tx", *, short: bool = False, text: str | None = None) -> str:
+    """A transaction hash (`kind` tx) or an address as a link through the configured explorer,
+    shown as `text`, else as the value (its ends only when `short`)."""
     explorer = current_platform().settings.explorer_url
-    return f"[`{value}`]({str(explorer).rstrip('/')}/{kind}/{value})" if explorer else f"`{value}`"
+    shown = text or (_shortened(value) if short else value)
+    return _linked(shown, f"{str(explorer).rstrip('/')}/{kind}/{value}" if explorer else None, code=text is None)
+
+
+def _shortened(value: str) -> str:
+    return f"{value[:8]}…{value[-6:]}"
+
+
+def _linked(text: str, url: str | None, *, code: bool = True) -> str:
+    # the UI's markdown shows backticks inside a link's text literally: a link is plain text
+    if url:
+        return f"[{text}]({url})"
+    return f"`{text}`" if code else text
+
+
+def validation_accuracies(client, context) -> dict[int, float]:
+    """Validation accuracy of every finalized round's aggregate, read back from the chain and the
+    store (the settlement's plot and the market's rounds artifact)."""
+    out = {}
+    for r in range(1, client.current_round() + 1):
+        if client.round_state(r).finalized:
+            cid, _ = client.aggregate_of(r)
+            model = decode_update(current_platform().store.get(cid), context.spec.model)
+            out[r] = accuracy(model, context.validation, context.spec.model)
+    return out
+
+
+def round_run_links(market: str) -> dict[int, str]:
+    """The UI page of each round's latest aggregator run of `market`, by round (none without a UI)."""
+    ui = PREFECT_UI_URL.value()
+    if not ui:
+        return {}
+    tags = [f"market:{market.lower()}", "role:aggregator"]
+    with get_client(sync_client=True) as prefect:
+        runs = prefect.read_flow_runs(
+            flow_filter=FlowFilter(name=FlowFilterName(any_=["fedmarket-round"])),
+            flow_run_filter=FlowRunFilter(tags=FlowRunFilterTags(all_=tags)),
+            limit=200,
+        )
+    links = {}
+    for run in sorted(runs, key=lambda r: r.created or 0):  # the latest run of a round wins
+        for tag in run.tags:
+            if tag.startswith("round:"):
+                round = int(tag.removeprefix("round:"))
+                links[round] = f"[run]({ui.rstrip('/')}/runs/flow-run/{run.id})"
+    return links
+
+
+def publish_rounds(client, context, *, final_accuracy: float | None = None) -> None:
+    """The market's rounds side by side, one artifact a new version of which each round and the
+    settlement publish: status, accuracy, who was kept, flagged and excluded, gas, proof, the
+    aggregate and the round's run. It reads chain, store and Prefect API again: where one is away,
+    a warning, not a failed run (the round it reports on is already on chain)."""
+    try:
+        lines = _market_lines(client, context, final_accuracy)
+    except (ChainUnavailableError, StoreUnavailableError, httpx.HTTPError) as exc:
+        get_run_logger().warning("market artifact not updated: %s", exc)
+        return
+    create_markdown_artifact(key=artifact_key(client.address, "rounds"), markdown="\n".join(lines))
+
+
+def _market_lines(client, context, final_accuracy: float | None) -> list[str]:
+    accuracies, runs = validation_accuracies(client, context), round_run_links(client.address)
+    rounds = client.round_count()
+    settled = f"; final test accuracy **{final_accuracy:.4f}**" if final_accuracy is not None else ""
+    lines = [
+        f"# Market `{client.address}`: its rounds side by side",
+        "",
+        f"- phase **{client.phase()}**, round {client.current_round()} of {rounds}{settled}",
+        f"- task {cid_link(context.spec_cid)}: detector `{context.spec.detector}`, "
+        f"aggregator `{context.spec.aggregator}`, aggregation `{context.spec.aggregation.value}`",
+        "",
+        "| round | status | accuracy (validation) | submitted | kept | flagged | excluded | gas | proof | aggregate | run |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for r in range(1, rounds + 1):
+        state = client.round_state(r)
+        submitted, excluded = client.submitted_mask(r).bit_count(), client.excluded_mask(r).bit_count()
+        if not state.finalized:
+            status = "open" if state.deadline else "not opened"
+            cells = [r, status, "", submitted or "", "", "", excluded or "", "", "", "", runs.get(r, "")]
+        else:
+            kept = state.benign_mask.bit_count()
+            _, tx = client.last_event("RoundFinalized", round=r)
+            cells = [r, "finalized", f"{accuracies[r]:.4f}", submitted, kept, max(0, submitted - kept - excluded)]
+            cells += [excluded, chain_link(tx.tx_hash, text=f"{tx.gas_used:,}")]
+            cells += ["verified" if state.verified else "not proven", cid_link(client.aggregate_of(r)[0], short=True)]
+            cells += [runs.get(r, "")]
+        lines.append("| " + " | ".join(map(str, cells)) + " |")
+    return lines
 
 
 def publish_round(market: str, report: RoundReport, outliers: OutlierReport, trainers: list[str]) -> None:
@@ -113,18 +250,22 @@ def publish_round(market: str, report: RoundReport, outliers: OutlierReport, tra
         "| transaction | hash | gas |",
         "|---|---|---|",
         *[
-            f"| {name} | {chain_link(tx)} | {report.gas_by_call.get(name, '')} |"
+            f"| {name} | {chain_link(tx, short=True)} | {_gas(report.gas_by_call.get(name))} |"
             for name, tx in report.tx_hashes.items()
         ],
         "",
         "| trainer | update CID | flagged because | DP epsilon spent (reported) |",
         "|---|---|---|---|",
         *[
-            f"| {chain_link(t, 'address')} | {cid_link(report.submission_cids.get(t))} | {report.flag_reasons.get(t, '')} | {_epsilon(report.dp_epsilon, t)} |"
+            f"| {chain_link(t, 'address', short=True)} | {cid_link(report.submission_cids.get(t), short=True)} | {report.flag_reasons.get(t, '')} | {_epsilon(report.dp_epsilon, t)} |"
             for t in trainers
         ],
     ]
     create_markdown_artifact(key=artifact_key(market, "round", report.round, "summary"), markdown="\n".join(lines))
+
+
+def _gas(used: int | None) -> str:
+    return "" if used is None else f"{used:,}"
 
 
 def _epsilon(spent: dict[str, float], trainer: str) -> str:
@@ -180,17 +321,19 @@ def publish_settlement(
         ],
         description=f"Market {market}: final test accuracy {report.final_accuracy:.4f}",
     )
-    # a data URI keeps the image in the artifact itself: the UI needs no access to our store
-    create_image_artifact(
-        image_url="data:image/png;base64," + base64.b64encode(png).decode(),
+    # embedded in markdown, a data URI keeps the image in the artifact itself (the UI needs no
+    # access to our store) without the image artifact's caption, which prints the whole URI
+    create_markdown_artifact(
         key=artifact_key(market, "accuracy"),
-        description=f"Accuracy per round of {market} (PNG also stored as {plot_cid})",
+        markdown=f"![Accuracy per round of {market}](data:image/png;base64,{base64.b64encode(png).decode()})\n\n"
+        f"The PNG is also stored as {cid_link(plot_cid)}.",
+        description=f"Accuracy per round of {market}",
     )
     lines = [
         f"# Market `{market}` settled",
         "",
         f"- final test accuracy: **{report.final_accuracy:.4f}** ({report.accuracy_bps} bps); reward pool {eth(report.reward_pool_wei)} ETH",
-        f"- settle transaction: {chain_link(report.tx_hash)} ({report.gas_used} gas)",
+        f"- settle transaction: {chain_link(report.tx_hash)} ({report.gas_used:,} gas)",
         f"- proof: {'verified by ' + report.verifier if report.verified else 'none (no settlement verifier set: NOT proven)'}",
         f"- owner refund: {eth(report.refund_wei)} ETH",
         f"- accuracy plot: {cid_link(plot_cid)}",
@@ -206,7 +349,7 @@ def publish_settlement(
         "",
         "| account | role | payout (ETH) |",
         "|---|---|---|",
-        *[f"| {chain_link(p.account, 'address')} | {p.role} | {eth(p.wei)} |" for p in report.payouts],
+        *[f"| {chain_link(p.account, 'address', short=True)} | {p.role} | {eth(p.wei)} |" for p in report.payouts],
     ]
     create_markdown_artifact(key=artifact_key(market, "summary"), markdown="\n".join(lines))
 

@@ -238,6 +238,51 @@ def test_the_ui_tables_are_rounded_in_eth_and_keyed_by_chain(demo):
         assert artifact_key(report.market, "trainers") != key
 
 
+def test_the_market_artifact_shows_its_rounds_side_by_side(demo):
+    """One artifact per market, a new version after each round and at settlement: every round's
+    row with the accuracy its round run reported, who was kept and flagged, and a link to the run."""
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterKey
+
+    platform, report = demo
+    with use_platform(platform):
+        key = artifact_key(report.market, "rounds")
+        markdown = latest_artifact(key).data
+        with get_client(sync_client=True) as client:
+            versions = client.read_artifacts(artifact_filter=ArtifactFilter(key=ArtifactFilterKey(any_=[key])))
+    assert len(versions) == len(report.rounds) + 1
+    assert f"final test accuracy **{report.final_accuracy:.4f}**" in markdown
+    rows = {
+        int(line.split("|")[1]): [c.strip() for c in line.split("|")[2:-1]]
+        for line in markdown.splitlines()
+        if line.startswith("| ") and line[2].isdigit()
+    }
+    assert sorted(rows) == [r.round for r in report.rounds]
+    for r in report.rounds:
+        status, accuracy, submitted, kept, flagged, excluded, _, proof, _, run = rows[r.round]
+        assert (status, accuracy, proof) == ("finalized", f"{r.accuracy:.4f}", "not proven")
+        assert (int(submitted), int(kept), int(flagged), int(excluded)) == (
+            len(r.submitted),
+            r.benign_mask.bit_count(),
+            len(r.flagged),
+            0,
+        )
+        assert run.startswith("[run](") and "/runs/flow-run/" in run
+        with get_client(sync_client=True) as client:  # the link leads to this round's run
+            assert client.read_flow_run(run.split("/runs/flow-run/")[1].rstrip(")")).name.startswith(
+                f"round-{r.round}-"
+            )
+
+
+def test_the_demo_run_is_named_by_what_it_runs(demo):
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import FlowFilter, FlowFilterName
+
+    with get_client(sync_client=True) as client:
+        runs = client.read_flow_runs(flow_filter=FlowFilter(name=FlowFilterName(any_=["fedmarket-demo"])))
+    assert "demo-8t-5r-plain-seed0" in {r.name for r in runs}
+
+
 def latest_artifact(key: str):
     from prefect.client.orchestration import get_client
     from prefect.client.schemas.filters import ArtifactCollectionFilter, ArtifactCollectionFilterKey

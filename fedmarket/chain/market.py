@@ -143,6 +143,14 @@ class FactoryClient:
     def markets_of(self, owner: str) -> list[str]:
         return list(self.chain.call(self.contract.functions.marketsOf(Web3.to_checksum_address(owner))))
 
+    def markets_aggregated_by(self, aggregator: str, from_block: int = 0) -> list[str]:
+        """The markets this factory created with `aggregator`, oldest first (its MarketCreated
+        logs, read in pages from `from_block`)."""
+        logs = self.chain.events(
+            self.contract, "MarketCreated", from_block, aggregator=Web3.to_checksum_address(aggregator)
+        )
+        return [log["args"]["market"] for log in logs]
+
 
 class MarketClient:
     def __init__(self, chain: Chain, address: str, block: int | str = "latest"):

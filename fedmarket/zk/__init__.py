@@ -11,7 +11,7 @@ proven with EZKL (fedmarket/zk/ezkl). Everything outside fedmarket/zk uses these
   circuit, and the build cache.
 """
 
-from fedmarket.zk.ezkl.cache import CachedBuild, cached_builds, prune
+from fedmarket.zk.ezkl.cache import CachedBuild, cached_builds, expected_prove_s, prune
 from fedmarket.zk.ezkl.deploy import (
     DeployedVerifier,
     deploy_round_verifier,
@@ -76,6 +76,7 @@ __all__ = [
     "deploy_settlement_verifier",
     "deployed_verifier_code",
     "evaluate",
+    "expected_prove_s",
     "model_commitment",
     "norm_domain",
     "poseidon_commitment",

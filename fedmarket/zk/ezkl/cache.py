@@ -13,7 +13,9 @@ nothing worth keeping and is removed whole.
 
 from __future__ import annotations
 
+import json
 import shutil
+import statistics
 import time
 from pathlib import Path
 
@@ -22,6 +24,8 @@ from pydantic import BaseModel
 from fedmarket.errors import ZKError
 
 USED = "last-used"  # touched on every cache hit; its mtime is the build's last use
+PROVE_TIMES = "prove-seconds.json"  # the last proofs' durations, for an expected time
+KEPT_TIMES = 5
 PARTIAL = ".partial"  # a setup in progress, or one that died
 PROVING_KEY = "pk.key"
 
@@ -43,6 +47,25 @@ class CachedBuild(BaseModel):
 
 def mark_used(build_dir: Path) -> None:
     (Path(build_dir) / USED).touch()
+
+
+def record_prove_time(build_dir: Path, seconds: float) -> None:
+    """Keep how long this build's proof took, among the last few (an estimate for the next)."""
+    path = Path(build_dir) / PROVE_TIMES
+    path.write_text(json.dumps([*_prove_times(path), round(seconds, 3)][-KEPT_TIMES:]))
+
+
+def expected_prove_s(build_dir: Path) -> float | None:
+    """The median of this build's last proofs on this machine; None before its first."""
+    times = _prove_times(Path(build_dir) / PROVE_TIMES)
+    return statistics.median(times) if times else None
+
+
+def _prove_times(path: Path) -> list[float]:
+    try:
+        return [float(t) for t in json.loads(path.read_text())]
+    except (OSError, ValueError, TypeError):  # none yet, or a file cut short: no estimate
+        return []
 
 
 def _last_used(path: Path) -> float:

@@ -14,6 +14,7 @@ import numpy as np
 from fedmarket.errors import ZKError
 from fedmarket.field import signed
 from fedmarket.fixed_point import on_grid
+from fedmarket.zk.ezkl.cache import record_prove_time
 from fedmarket.zk.ezkl.poseidon import felt_to_int
 from fedmarket.zk.ezkl.toolchain import CircuitBuild, call_ezkl
 
@@ -88,6 +89,7 @@ def prove_witness(w: Witness) -> Proof:
             "prove", ezkl.prove, str(path), str(build.compiled), str(build.pk), str(proof_path), str(build.srs_path)
         )
         prove_s = time.perf_counter() - started
+        record_prove_time(build.dir, prove_s)
         text = proof_path.read_text()
     produced = json.loads(text)
     hashes = [felt_to_int(h) for h in (w.data.get("processed_inputs") or {}).get("poseidon_hash", [])]

@@ -1,0 +1,61 @@
+"""The scheduled deployment (prefect.yaml `advance-all`): it advances every market under way that
+this aggregator runs, and leaves the others; where it and an event-triggered run open the same
+round at once, one transaction opens it and both runs report it."""
+
+from __future__ import annotations
+
+import pytest
+
+from fedmarket.chain import MarketClient
+from fedmarket.errors import ConfigError
+from fedmarket.simulation.enrol import enrol
+from fedmarket_flows.market import advance_all_flow
+from fedmarket_schemas.market import ModelConfig, TaskSpec
+from fedmarket_tasks.chain_ops import open_round
+from tests.helpers import create_market, party, small_spec, verifier_factory
+
+
+def markets(platform):
+    """Through one factory: two markets of this process's aggregator, one in Training and one
+    still in Registration, and one in Training of another aggregator."""
+    factory, _ = verifier_factory(platform)
+    task = str(platform.store.put(TaskSpec(model=ModelConfig()).model_dump_json().encode()))
+    training, _, aggregator, _, _ = create_market(platform, factory=factory, task_cid=task)
+    registering, *_ = create_market(platform, factory=factory, task_cid=task, register=False)
+    spec = small_spec(platform, party(platform, "other-aggregator"), task_cid=task)
+    elsewhere, _ = factory.create_market(party(platform, "owner").account, spec, spec.max_payout())
+    enrol(elsewhere, [party(platform, "trainer", i) for i in range(3)], str(platform.store.put(b"{}")))
+    platform.own = aggregator
+    return factory, training, registering, elsewhere
+
+
+def test_advance_all_opens_the_rounds_due_in_this_aggregators_markets_only(platform):
+    factory, training, registering, elsewhere = markets(platform)
+    assert factory.markets_aggregated_by(platform.me.address) == [training.address, registering.address]
+
+    done = advance_all_flow(factory.address)
+
+    assert done == {training.address: "opened-round-1", registering.address: "nothing"}
+    assert training.current_round() == 1 and elsewhere.current_round() == 0
+    assert advance_all_flow(factory.address) == {training.address: "nothing", registering.address: "nothing"}
+
+
+def test_advance_all_needs_a_factory(platform):
+    platform.own = party(platform, "aggregator")
+    with pytest.raises(ConfigError, match="FEDMARKET_FACTORY_ADDRESS"):
+        advance_all_flow()
+
+
+def test_a_round_opened_by_another_run_between_check_and_send_is_that_runs_transaction(platform, monkeypatch):
+    _, market, *_ = markets(platform)
+    model = str(platform.store.put(b"model"))
+    first = open_round(market.address, platform.me.address, 1, model, "0x" + "11" * 32)
+    # this run read the chain before the other run's transaction landed: it sends, and is refused
+    stale = [0]
+    real = MarketClient.current_round
+    monkeypatch.setattr(MarketClient, "current_round", lambda self: stale.pop() if stale else real(self))
+
+    second = open_round(market.address, platform.me.address, 1, model, "0x" + "11" * 32)
+
+    assert second.tx_hash == first.tx_hash
+    assert len(market.events("RoundOpened", round=1)) == 1
