@@ -137,7 +137,10 @@ def test_a_prefect_server_restarted_mid_round_loses_no_run_and_no_event(anvil_ur
             "FEDMARKET_STATE_DIR": str(tmp_path / "state"),
             "FEDMARKET_POLL_INTERVAL_S": "0.5",
         }
-        procs.start("listener", [FEDMARKET, "aggregator", "listen"], **aggregator_run)
+        # the listener without the Prefect client's own retries (about a minute): as in an outage
+        # longer than they last, its polls meet the server away
+        listen = [FEDMARKET, "aggregator", "listen"]
+        procs.start("listener", listen, **aggregator_run, PREFECT_CLIENT_MAX_RETRIES="0")
         step = tmp_path / "step"
         step.mkdir()
         run = procs.start(
@@ -169,7 +172,11 @@ def test_a_prefect_server_restarted_mid_round_loses_no_run_and_no_event(anvil_ur
         names = wait_for(delivered, 120, "the outage's events in the restarted server", procs)
         assert names["fedmarket.market.created"] == 1
         assert names["fedmarket.trainer.registered"] == names["fedmarket.trainer.seed-revealed"] == 3
-        assert "fedmarket.round.finalized" in {e.event for e in _events(api, market.address)}
+
+        def finalized() -> bool:
+            return "fedmarket.round.finalized" in {e.event for e in _events(api, market.address)}
+
+        wait_for(finalized, 120, "the round's RoundFinalized event in the restarted server", procs)
     finally:
         procs.stop()
 
