@@ -1,12 +1,14 @@
 """Faults outside the aggregator's own process. The chain node stopped mid-round and started
 again from its saved state (anvil `--state`), at three points of a round: each round completes,
-and no transaction is sent twice. The Prefect server restarted while a round's run is in a step
+and no transaction is sent twice; a node that takes a transaction and loses its reply is not
+taken for one that refused it. The Prefect server restarted while a round's run is in a step
 and while the chain emits events: the run completes in the restarted server, and the listener
 delivers every event of the outage."""
 
 from __future__ import annotations
 
 import functools
+import http.server
 import os
 import subprocess
 import sys
@@ -192,3 +194,49 @@ def _events(api: str, market: str) -> list:
             EventFilter(resource=EventResourceFilter(id=[f"fedmarket.market.{market}"])), limit=50
         )
     return page.events
+
+
+class LosingReplies(http.server.BaseHTTPRequestHandler):
+    """A JSON-RPC proxy to `node` that, while `lose` is set, hands one raw transaction to the
+    node and drops the connection instead of answering (a reply lost on the way back)."""
+
+    node: str
+    lose = threading.Event()
+    lost: list = []
+
+    def do_POST(self):
+        body = self.rfile.read(int(self.headers["Content-Length"]))
+        answer = httpx.post(self.node, content=body, headers={"Content-Type": "application/json"}, timeout=30)
+        if b"eth_sendRawTransaction" in body and self.lose.is_set():
+            self.lose.clear()
+            self.lost.append(answer.json())
+            self.close_connection = True
+            return  # the node has the transaction; the caller gets no reply
+        self.send_response(answer.status_code)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(answer.content)))
+        self.end_headers()
+        self.wfile.write(answer.content)
+
+    def log_message(self, *args):
+        pass
+
+
+def test_a_transaction_whose_reply_is_lost_is_the_transaction_sent(anvil_url, tmp_path):
+    handler = type("Proxy", (LosingReplies,), {"node": anvil_url, "lost": []})
+    proxy = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    threading.Thread(target=proxy.serve_forever, daemon=True).start()
+    try:
+        url = f"http://127.0.0.1:{proxy.server_address[1]}"
+        platform = Platform.from_settings(Settings(chain_rpc_url=url, store_dir=tmp_path / "blocks"))
+        with use_platform(platform):
+            market, aggregator, _, _ = digits_market(platform, "lost-reply", trainers=3, rounds=1)
+            before = sent(platform.chain, aggregator.address)
+            handler.lose.set()
+            opened = market.open_round(aggregator.account, str(platform.store.put(b"model")), "0x" + "22" * 32)
+        assert handler.lost and "result" in handler.lost[0]  # the node took it, the reply was lost
+        assert opened.tx_hash == handler.lost[0]["result"] and opened.receipt["status"] == 1
+        assert sent(platform.chain, aggregator.address) == before + 1
+        assert len(market.events("RoundOpened", round=1)) == 1
+    finally:
+        proxy.shutdown()

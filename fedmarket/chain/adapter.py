@@ -22,7 +22,7 @@ from eth_account import Account
 from eth_account.signers.local import LocalAccount
 from web3 import Web3
 from web3.contract.contract import Contract, ContractFunction
-from web3.exceptions import ContractLogicError, TimeExhausted, Web3Exception
+from web3.exceptions import ContractLogicError, TimeExhausted, TransactionNotFound, Web3Exception
 from web3.providers.rpc.utils import ExceptionRetryConfiguration
 
 from fedmarket.chain.artifacts import error_abis, load_artifact
@@ -232,10 +232,28 @@ class Chain:
             base["nonce"] = self._w3.eth.get_transaction_count(account.address, "pending")
             base["gas"] = int(fn.estimate_gas(base, self._mined_in) * 1.2) + 10_000
             signed = account.sign_transaction(fn.build_transaction(base))
-            tx_hash = self._w3.eth.send_raw_transaction(signed.raw_transaction)
+            tx_hash = self._sent(signed)
             return tx_hash, base["gas"], self._w3.eth.wait_for_transaction_receipt(tx_hash, timeout=120)
         except Exception as exc:
             raise self._translate(label, exc) from exc
+
+    def _sent(self, signed) -> bytes:
+        """Send a signed transaction; its hash. A reply lost after the node took it makes web3 send
+        it again, and the node refuses the copy ("already known", "nonce too low"): if the node
+        has the transaction, it was sent."""
+        try:
+            return self._w3.eth.send_raw_transaction(signed.raw_transaction)
+        except Exception:  # any refusal: checked against the node's own record
+            if not self._has(signed.hash):
+                raise
+            return signed.hash
+
+    def _has(self, tx_hash: bytes) -> bool:
+        try:
+            self._w3.eth.get_transaction(tx_hash)
+        except TransactionNotFound:
+            return False
+        return True
 
     def call(self, fn: ContractFunction, *, sender: str | None = None, block: int | str = "latest") -> Any:
         try:
