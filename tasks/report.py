@@ -78,20 +78,28 @@ def progress(market: str, what: str, steps: int) -> Iterator:
 def timed_progress(what: str, expected_s: float | None, every_s: float = 5.0) -> Iterator[None]:
     """A progress artifact for one long step that reports no steps of its own (a proof): every
     `every_s` its elapsed time against `expected_s` (the last runs' median; None: no estimate
-    yet). It is updated from a thread that carries this context (the Prefect API settings)."""
+    yet). It is updated from a thread that carries this context (the Prefect API settings).
+    Best-effort: an API that does not answer costs the step its progress, never its result."""
     started = time.monotonic()
-    artifact_id = create_progress_artifact(0.0, description=_timing(what, 0.0, expected_s))
     stop = threading.Event()
+
+    def show(share: float, description: str) -> None:
+        try:
+            update_progress_artifact(artifact_id, share, description=description)
+        except httpx.HTTPError:  # the next update tries again
+            pass
 
     def tick() -> None:
         while not stop.wait(every_s):
             elapsed = time.monotonic() - started
-            share = min(99.0, 100.0 * elapsed / expected_s) if expected_s else 0.0
-            try:
-                update_progress_artifact(artifact_id, share, description=_timing(what, elapsed, expected_s))
-            except httpx.HTTPError:  # the next tick tries again; the step goes on regardless
-                continue
+            show(min(99.0, 100.0 * elapsed / expected_s) if expected_s else 0.0, _timing(what, elapsed, expected_s))
 
+    try:
+        artifact_id = create_progress_artifact(0.0, description=_timing(what, 0.0, expected_s))
+    except httpx.HTTPError as exc:
+        get_run_logger().warning("no progress artifact for %s: %s", what, exc)
+        yield
+        return
     thread = threading.Thread(target=contextvars.copy_context().run, args=(tick,), daemon=True)
     thread.start()
     outcome = "failed"
@@ -102,8 +110,8 @@ def timed_progress(what: str, expected_s: float | None, every_s: float = 5.0) ->
         stop.set()
         thread.join()
         elapsed = time.monotonic() - started
-        described = f"{what}: {outcome} in {elapsed:.0f} s" + (f" (expected {expected_s:.0f} s)" if expected_s else "")
-        update_progress_artifact(artifact_id, 100.0 if outcome == "done" else 0.0, description=described)
+        expected = f" (expected {expected_s:.0f} s)" if expected_s else ""
+        show(100.0 if outcome == "done" else 0.0, f"{what}: {outcome} in {elapsed:.0f} s{expected}")
 
 
 def _timing(what: str, elapsed: float, expected_s: float | None) -> str:
@@ -169,7 +177,7 @@ def round_run_links(market: str) -> dict[int, str]:
             limit=200,
         )
     links = {}
-    for run in sorted(runs, key=lambda r: r.created or 0):  # the latest run of a round wins
+    for run in sorted(runs, key=lambda r: r.created):  # the latest run of a round wins
         for tag in run.tags:
             if tag.startswith("round:"):
                 round = int(tag.removeprefix("round:"))

@@ -68,3 +68,23 @@ def test_the_expected_time_is_the_median_of_the_last_proofs(tmp_path):
     for seconds in [50.0, 10.0, 12.0, 11.0, 13.0, 14.0]:
         record_prove_time(tmp_path, seconds)
     assert expected_prove_s(tmp_path) == 12.0  # the first of six fell out: median of 10..14
+
+
+@pytest.mark.parametrize("failing", ["create_progress_artifact", "update_progress_artifact"])
+def test_a_prefect_api_that_does_not_answer_costs_the_step_its_progress_not_its_result(monkeypatch, failing):
+    import httpx
+
+    import fedmarket_tasks.report as report
+
+    def away(*args, **kwargs):
+        raise httpx.ConnectError("the Prefect server is restarting")
+
+    monkeypatch.setattr(report, failing, away)
+
+    @flow
+    def proving() -> str:
+        with timed_progress("proof", 1.0, every_s=0.05):
+            time.sleep(0.2)
+            return "the proof"
+
+    assert proving() == "the proof"
