@@ -16,6 +16,7 @@ from collections.abc import Callable
 from prefect import flow, get_run_logger
 
 from fedmarket.chain import FactoryClient
+from fedmarket.chain.listener import Checkpoint
 from fedmarket.chain.market import FINAL_PHASES
 from fedmarket.commitments import commit_model, round_circuit
 from fedmarket.context import current_platform
@@ -82,6 +83,26 @@ def advance_flow(market: str, aggregator: str | None = None) -> str:
     return "nothing"
 
 
+def aggregated_markets(factory: str, aggregator: str) -> list[str]:
+    """The markets of `factory` that `aggregator` runs, oldest first. A schedule asks every few
+    minutes, so the factory's logs are read once and then only the blocks since (a checkpoint in
+    FEDMARKET_STATE_DIR; one unreadable is read again from block 0)."""
+    platform = current_platform()
+    chain = platform.chain
+    path = platform.settings.state_dir / f"markets-{chain.chain_id}-{factory.lower()}-{aggregator.lower()}.json"
+    try:
+        checkpoint = Checkpoint.model_validate_json(path.read_text())
+    except (OSError, ValueError):
+        checkpoint = Checkpoint(chain_id=chain.chain_id)
+    head = chain.head()
+    if checkpoint.next_block <= head:
+        found = FactoryClient(chain, factory).markets_aggregated_by(aggregator, checkpoint.next_block, head)
+        checkpoint.markets += found
+        checkpoint.next_block = head + 1
+        checkpoint.save(path)
+    return checkpoint.markets
+
+
 @flow(name="fedmarket-advance-all", flow_run_name="advance-all")
 def advance_all_flow(factory: str | None = None) -> dict[str, str]:
     """`advance_flow` in every market of `factory` (default FEDMARKET_FACTORY_ADDRESS) that this
@@ -93,7 +114,7 @@ def advance_all_flow(factory: str | None = None) -> dict[str, str]:
         raise ConfigError("advance-all needs the factory whose markets to follow: set FEDMARKET_FACTORY_ADDRESS")
     me = platform.me.address
     done = {}
-    for market in FactoryClient(platform.chain, factory).markets_aggregated_by(me):
+    for market in aggregated_markets(factory, me):
         phase = platform.market(market).phase()
         if phase in ("Registration", "SeedReveal", "Training"):
             done[market] = advance_flow(market, me)

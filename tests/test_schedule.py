@@ -4,9 +4,11 @@ round at once, one transaction opens it and both runs report it."""
 
 from __future__ import annotations
 
+import json
+
 import pytest
 
-from fedmarket.chain import MarketClient
+from fedmarket.chain import FactoryClient, MarketClient
 from fedmarket.errors import ConfigError
 from fedmarket.simulation.enrol import enrol
 from fedmarket_flows.market import advance_all_flow
@@ -26,11 +28,11 @@ def markets(platform):
     elsewhere, _ = factory.create_market(party(platform, "owner").account, spec, spec.max_payout())
     enrol(elsewhere, [party(platform, "trainer", i) for i in range(3)], str(platform.store.put(b"{}")))
     platform.own = aggregator
-    return factory, training, registering, elsewhere
+    return factory, training, registering, elsewhere, task
 
 
 def test_advance_all_opens_the_rounds_due_in_this_aggregators_markets_only(platform):
-    factory, training, registering, elsewhere = markets(platform)
+    factory, training, registering, elsewhere, _ = markets(platform)
     assert factory.markets_aggregated_by(platform.me.address) == [training.address, registering.address]
 
     done = advance_all_flow(factory.address)
@@ -38,6 +40,28 @@ def test_advance_all_opens_the_rounds_due_in_this_aggregators_markets_only(platf
     assert done == {training.address: "opened-round-1", registering.address: "nothing"}
     assert training.current_round() == 1 and elsewhere.current_round() == 0
     assert advance_all_flow(factory.address) == {training.address: "nothing", registering.address: "nothing"}
+
+
+def test_advance_all_reads_the_factory_once_then_only_the_blocks_since(platform, monkeypatch):
+    factory, training, registering, _, task = markets(platform)
+    advance_all_flow(factory.address)
+    (checkpoint,) = platform.settings.state_dir.glob("markets-*.json")
+    since = json.loads(checkpoint.read_text())["next_block"]
+    scanned = []
+    real = FactoryClient.markets_aggregated_by
+
+    def counted(self, aggregator, from_block=0, to_block="latest"):
+        scanned.append(from_block)
+        return real(self, aggregator, from_block, to_block)
+
+    monkeypatch.setattr(FactoryClient, "markets_aggregated_by", counted)
+    newer, *_ = create_market(platform, factory=factory, task_cid=task)
+
+    done = advance_all_flow(factory.address)
+
+    assert scanned == [since] and since > 1
+    assert list(done) == [training.address, registering.address, newer.address]
+    assert done[newer.address] == "opened-round-1"
 
 
 def test_advance_all_needs_a_factory(platform):

@@ -143,11 +143,11 @@ class FactoryClient:
     def markets_of(self, owner: str) -> list[str]:
         return list(self.chain.call(self.contract.functions.marketsOf(Web3.to_checksum_address(owner))))
 
-    def markets_aggregated_by(self, aggregator: str, from_block: int = 0) -> list[str]:
-        """The markets this factory created with `aggregator`, oldest first (its MarketCreated
-        logs, read in pages from `from_block`)."""
+    def markets_aggregated_by(self, aggregator: str, from_block: int = 0, to_block: int | str = "latest") -> list[str]:
+        """The markets this factory created with `aggregator` in [from_block, to_block], oldest
+        first (its MarketCreated logs, read in pages)."""
         logs = self.chain.events(
-            self.contract, "MarketCreated", from_block, aggregator=Web3.to_checksum_address(aggregator)
+            self.contract, "MarketCreated", from_block, to_block, aggregator=Web3.to_checksum_address(aggregator)
         )
         return [log["args"]["market"] for log in logs]
 
