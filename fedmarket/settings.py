@@ -47,6 +47,11 @@ class Settings(BaseSettings):
     factory_address: str | None = Field(
         default=None, description="MarketFactory to use on a real node; unset: deploy one"
     )
+    factory_from_block: int = Field(
+        default=0,
+        ge=0,
+        description="the block the factory was deployed in: where the listener and advance-all first read its logs",
+    )
     zk_cache_dir: Path = Field(
         default=Path(".fedmarket/zk"), description="EZKL builds (settings, keys, verifiers) by circuit hash"
     )

@@ -85,15 +85,15 @@ def advance_flow(market: str, aggregator: str | None = None) -> str:
 
 def aggregated_markets(factory: str, aggregator: str) -> list[str]:
     """The markets of `factory` that `aggregator` runs, oldest first. A schedule asks every few
-    minutes, so the factory's logs are read once and then only the blocks since (a checkpoint in
-    FEDMARKET_STATE_DIR; one unreadable is read again from block 0)."""
+    minutes, so the factory's logs are read once, from FEDMARKET_FACTORY_FROM_BLOCK, and then
+    only the blocks since (a checkpoint in FEDMARKET_STATE_DIR; one unreadable is read again)."""
     platform = current_platform()
     chain = platform.chain
     path = platform.settings.state_dir / f"markets-{chain.chain_id}-{factory.lower()}-{aggregator.lower()}.json"
     try:
         checkpoint = Checkpoint.model_validate_json(path.read_text())
     except (OSError, ValueError):
-        checkpoint = Checkpoint(chain_id=chain.chain_id)
+        checkpoint = Checkpoint(chain_id=chain.chain_id, next_block=platform.settings.factory_from_block)
     head = chain.head()
     if checkpoint.next_block <= head:
         found = FactoryClient(chain, factory).markets_aggregated_by(aggregator, checkpoint.next_block, head)

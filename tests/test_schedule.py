@@ -11,6 +11,7 @@ import pytest
 from fedmarket.chain import FactoryClient, MarketClient
 from fedmarket.errors import ConfigError
 from fedmarket.simulation.enrol import enrol
+from fedmarket_flows.listener import listener_for
 from fedmarket_flows.market import advance_all_flow
 from fedmarket_schemas.market import ModelConfig, TaskSpec
 from fedmarket_tasks.chain_ops import open_round
@@ -62,6 +63,17 @@ def test_advance_all_reads_the_factory_once_then_only_the_blocks_since(platform,
     assert scanned == [since] and since > 1
     assert list(done) == [training.address, registering.address, newer.address]
     assert done[newer.address] == "opened-round-1"
+
+
+def test_the_listener_and_advance_all_start_at_the_factorys_block(platform, monkeypatch):
+    """FEDMARKET_FACTORY_FROM_BLOCK: neither reads the logs of the blocks before it."""
+    factory, *_, task = markets(platform)
+    start = platform.chain.head() + 1
+    newer, *_ = create_market(platform, factory=factory, task_cid=task)
+    monkeypatch.setattr(platform.settings, "factory_from_block", start)
+
+    assert advance_all_flow(factory.address) == {newer.address: "opened-round-1"}  # the older ones unseen
+    assert listener_for(factory.address, [], follow_all=False).checkpoint.next_block == start
 
 
 def test_advance_all_needs_a_factory(platform):
