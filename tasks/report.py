@@ -155,13 +155,13 @@ def _linked(text: str, url: str | None, *, code: bool = True) -> str:
 def validation_accuracies(client, context) -> dict[int, float]:
     """Validation accuracy of every finalized round's aggregate, read back from the chain and the
     store (the settlement's plot and the market's rounds artifact)."""
-    out = {}
-    for r in range(1, client.current_round() + 1):
-        if client.round_state(r).finalized:
-            cid, _ = client.aggregate_of(r)
-            model = decode_update(current_platform().store.get(cid), context.spec.model)
-            out[r] = accuracy(model, context.validation, context.spec.model)
-    return out
+    rounds = range(1, client.current_round() + 1)
+    return {r: _accuracy_of(client.aggregate_of(r)[0], context) for r in rounds if client.round_state(r).finalized}
+
+
+def _accuracy_of(cid: str, context) -> float:
+    model = decode_update(current_platform().store.get(cid), context.spec.model)
+    return accuracy(model, context.validation, context.spec.model)
 
 
 def round_run_links(market: str) -> dict[int, str]:
@@ -199,7 +199,7 @@ def publish_rounds(client, context, *, final_accuracy: float | None = None) -> N
 
 
 def _market_lines(client, context, final_accuracy: float | None) -> list[str]:
-    accuracies, runs = validation_accuracies(client, context), round_run_links(client.address)
+    runs = round_run_links(client.address)
     rounds = client.round_count()
     settled = f"; final test accuracy **{final_accuracy:.4f}**" if final_accuracy is not None else ""
     lines = [
@@ -221,9 +221,11 @@ def _market_lines(client, context, final_accuracy: float | None) -> list[str]:
         else:
             kept = state.benign_mask.bit_count()
             _, tx = client.last_event("RoundFinalized", round=r)
-            cells = [r, "finalized", f"{accuracies[r]:.4f}", submitted, kept, max(0, submitted - kept - excluded)]
+            aggregate = client.aggregate_of(r)[0]
+            accuracy_ = _accuracy_of(aggregate, context)
+            cells = [r, "finalized", f"{accuracy_:.4f}", submitted, kept, max(0, submitted - kept - excluded)]
             cells += [excluded, chain_link(tx.tx_hash, text=f"{tx.gas_used:,}")]
-            cells += ["verified" if state.verified else "not proven", cid_link(client.aggregate_of(r)[0], short=True)]
+            cells += ["verified" if state.verified else "not proven", cid_link(aggregate, short=True)]
             cells += [runs.get(r, "")]
         lines.append("| " + " | ".join(map(str, cells)) + " |")
     return lines
