@@ -73,6 +73,19 @@ def outage_before(original, node: Node):
     return node_goes_away
 
 
+def outage_once_mined(wait_for_receipt, node: Node):
+    """The node goes away once the transaction is mined (anvil mines a moment after it accepts
+    one, and a transaction still pending at the restart is lost with the node's pool), and its
+    receipt is then read from the restarted node."""
+
+    def node_goes_away(tx_hash, *args, **kwargs):
+        wait_for_receipt(tx_hash, *args, **kwargs)
+        node.restart_in(OUTAGE_S)
+        return wait_for_receipt(tx_hash, *args, **kwargs)
+
+    return node_goes_away
+
+
 def test_the_node_restarted_mid_round_loses_nothing_and_sends_nothing_twice(tmp_path, monkeypatch):
     node = Node(tmp_path)
     try:
@@ -100,7 +113,7 @@ def test_the_node_restarted_mid_round_loses_nothing_and_sends_nothing_twice(tmp_
             sent_before = sent(chain, aggregator.address)
             eth = chain._w3.eth
             monkeypatch.setattr(
-                eth, "wait_for_transaction_receipt", outage_before(eth.wait_for_transaction_receipt, node)
+                eth, "wait_for_transaction_receipt", outage_once_mined(eth.wait_for_transaction_receipt, node)
             )
             second = round_flow(market.address, 2, aggregator.address)
             assert len(node.restarts) == 3
