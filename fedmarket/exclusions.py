@@ -36,6 +36,7 @@ from fedmarket.store import ContentStore
 from fedmarket.zk import CircuitBuild, build_norm_circuit, norm_domain, sum_is_proven, verify_norm
 from fedmarket_schemas.market import ModelConfig, TaskSpec, TrainingConfig, UpdateBounds
 from fedmarket_schemas.rounds import ExclusionReason, Rejection, Submission
+from fedmarket_schemas.trainer import PrivacySpent
 
 # most specific first: KeyMismatchError and EnvelopeError are DecryptionErrors
 _REASONS: tuple[tuple[type[Exception], ExclusionReason], ...] = (
@@ -175,14 +176,16 @@ def recheck(
     start: np.ndarray,
     circuit: CircuitBuild | None,
     training: TrainingConfig | None = None,
-) -> np.ndarray:
-    """Every check the aggregator runs on a submission, with a given key (a published one, for an
-    auditor): the usable update, or the first failure raised (one of UNUSABLE). `training`: the
-    task's, whose DP-SGD requirement the update's privacy report must meet."""
+    out: np.ndarray | None = None,
+) -> tuple[np.ndarray, PrivacySpent | None]:
+    """Every check the aggregator runs on a submission, with its envelope's key (derived by the
+    aggregator, or a published one, for an auditor): the usable update (written into `out` when
+    given: a row of the round's matrix) and, in a DP-SGD task, the privacy its trainer reports; or
+    the first failure raised (one of UNUSABLE). `training`: the task's, whose DP-SGD requirement
+    the update's privacy report must meet."""
     plaintext = open_with_key(Envelope.parse(raw), key, context)
     committed(plaintext, commitment, model, circuit)
-    vector = decode_update(plaintext, model)
+    vector = decode_update(plaintext, model, out=out)
     check_bounds(vector, start, bounds)
-    if training is not None:
-        check_privacy(plaintext, training)
-    return vector
+    spent = check_privacy(plaintext, training) if training is not None else None
+    return vector, spent

@@ -1,4 +1,4 @@
-"""One round, run by the aggregator: fetch -> validate -> exclude the unusable submissions on
+"""One round, run by the aggregator: fetch, open and validate -> exclude the unusable submissions on
 chain -> detect outliers (or prove the round) -> aggregate -> evaluate -> store the aggregate ->
 finalize on chain (sources/004, section IV.B).
 

@@ -15,11 +15,12 @@ from fedmarket_tasks.common import once_task
 
 @round_step(task_run_name="aggregate-r{models.round}")
 def aggregate(models: LocalModels, report: OutlierReport, rule: str, fallback: np.ndarray, *, key: str) -> np.ndarray:
-    """Aggregate the kept models; with none kept the global model stays as it was."""
+    """Aggregate the kept models; with none kept the global model stays as it was. The round's
+    matrix is copied only where some of its rows are left out."""
     keep = [i for i, t in enumerate(models.trainers) if t in set(report.kept)]
     if not keep:
         return fallback.copy()
-    return AGGREGATORS.get(rule)(models.matrix[keep])
+    return AGGREGATORS.get(rule)(models.matrix if len(keep) == len(models.trainers) else models.matrix[keep])
 
 
 @round_step(task_run_name="evaluate")

@@ -1,73 +1,57 @@
-"""Fetch step: read the round's submissions from chain, fetch each ciphertext by CID (bytes are
-checked against the CID), open it with the aggregator's key and the trainer's registered key, and
-check it against the trainer's on-chain commitment. A trainer whose submission fails any step is
-recorded with the reason and its evidence (fedmarket/exclusions.py) and left out, as is a CID
-first submitted elsewhere (a replay); the round goes on. A store or node that cannot be reached
-is no verdict about anyone: the step fails, Prefect retries it, and a failed step is not cached,
-so the next run fetches again."""
+"""Fetch step: the round's submissions from chain, each one taken from start to end before the
+next: its ciphertext fetched by CID (bytes are checked against the CID), opened with the
+aggregator's key and the trainer's registered key, checked against the trainer's on-chain
+commitment, decoded into its row of the round's matrix and validated (fedmarket/exclusions.py
+`recheck`: the task model's update format, finite values, the task's bounds on its entries and on
+its distance from the round's start model, and in a DP-SGD task the privacy its trainer spent
+within the task's budget). The round thus holds its matrix and one update's bytes, never every
+opened update beside the matrix.
+
+A trainer whose submission fails any check is recorded with the reason and its evidence (the
+envelope's key, once derived) and left out, as is a CID first submitted elsewhere (a replay); the
+round goes on. A store or node that cannot be reached is no verdict about anyone: the step fails,
+Prefect retries it, and a failed step is not cached, so the next run fetches again. The validated
+matrix is the step's persisted result (sealed, tasks/sealed.py): the one stored copy of the
+round's updates.
+"""
 
 from __future__ import annotations
 
-from pydantic import BaseModel
+import numpy as np
 
 from fedmarket.commitments import round_circuit
 from fedmarket.context import current_platform
-from fedmarket.crypto import Envelope, SealContext, open_with_key, submission_key
-from fedmarket.errors import ProtocolError
-from fedmarket.exclusions import UNUSABLE, committed, rejection, replayed
-from fedmarket_schemas.market import ModelConfig
-from fedmarket_schemas.rounds import Rejection
+from fedmarket.crypto import Envelope, SealContext, submission_key
+from fedmarket.exclusions import UNUSABLE, recheck, rejection, replayed
+from fedmarket_schemas.market import ModelConfig, TrainingConfig, UpdateBounds
+from fedmarket_schemas.rounds import LocalModels, Rejection
 from fedmarket_tasks.cache import round_step
 
 
-class OpenedSubmissions(BaseModel):
-    """The round's opened submissions. `plaintexts` reach the validate step in memory and are
-    never persisted: the validated matrix is the one stored copy of the updates, and a rerun
-    whose fetch step was cached reopens them with the recorded keys (`plaintext`)."""
-
-    market: str
-    round: int
-    submitted: list[str]  # every trainer with a submission on chain, in registration order
-    cids: dict[str, str] = {}  # trainer -> CID of its sealed update
-    plaintexts: dict[str, bytes]  # trainer -> opened update bytes
-    envelope_keys: dict[str, str] = {}  # trainer -> 0x hex of its envelope's key: evidence if it is excluded later
-    indices: dict[str, int]
-    rejected: dict[str, Rejection]
-
-    def __getstate__(self):
-        state = super().__getstate__()
-        return {**state, "__dict__": {**state["__dict__"], "plaintexts": {}}}
-
-    def plaintext(self, trainer: str) -> bytes:
-        """The trainer's opened update: in memory, else reopened from the store with its key."""
-        if trainer not in self.plaintexts:
-            platform = current_platform()
-            context = SealContext(platform.chain.chain_id, self.market, self.round, trainer)
-            envelope = Envelope.parse(platform.store.get(self.cids[trainer]))
-            self.plaintexts[trainer] = open_with_key(envelope, bytes.fromhex(self.envelope_keys[trainer][2:]), context)
-        return self.plaintexts[trainer]
-
-
-@round_step(remote=True, task_run_name="fetch-submissions-r{round}")
-def fetch_submissions(
-    market_address: str, aggregator: str, round: int, *, key: str, model: ModelConfig | None = None
-) -> OpenedSubmissions:
-    """`model`: the task's, needed in a market whose rounds are proven (its commitments are over
-    the decoded update's grid values)."""
+@round_step(remote=True, task_run_name="fetch-updates-r{round}")
+def fetch_updates(
+    market_address: str,
+    aggregator: str,
+    round: int,
+    model: ModelConfig,
+    bounds: UpdateBounds,
+    start_model: np.ndarray,
+    training: TrainingConfig | None = None,
+    *,
+    key: str,
+) -> LocalModels:
     platform = current_platform()
     market = platform.market(market_address)
     box_key = platform.party(aggregator).box_key
-    plaintexts: dict[str, bytes] = {}
-    keys: dict[str, str] = {}
-    indices: dict[str, int] = {}
-    rejected: dict[str, Rejection] = {}
     submissions = market.submissions(round)
     sender_keys = market.encryption_keys([s.trainer for s in submissions])
     first_seen = market.first_submissions()
-    proven = market.round_verifier() is not None
-    if proven and model is None:
-        raise ProtocolError(f"market {market.address} proves its rounds: fetching needs the task's model")
-    circuit = round_circuit(market, model, platform.settings) if proven else None
+    circuit = round_circuit(market, model, platform.settings) if market.round_verifier() is not None else None
+    matrix = np.empty((len(submissions), start_model.size))  # rows decoded in place
+    trainers: list[str] = []
+    indices: list[int] = []
+    privacy = {}
+    rejected: dict[str, Rejection] = {}
     for sub in submissions:
         if replay := replayed(sub.cid, first_seen.get(sub.cid), round, sub.trainer):
             rejected[sub.trainer] = replay
@@ -75,24 +59,33 @@ def fetch_submissions(
         context = SealContext(platform.chain.chain_id, market.address, round, sub.trainer)
         envelope_key = None
         try:
-            envelope = Envelope.parse(platform.store.get(sub.cid))
-            envelope_key = submission_key(envelope, recipient=box_key, sender=sender_keys[sub.trainer])
-            plaintext = open_with_key(envelope, envelope_key, context)
-            committed(plaintext, sub.commitment, model, circuit)
+            raw = platform.store.get(sub.cid)
+            envelope_key = submission_key(Envelope.parse(raw), recipient=box_key, sender=sender_keys[sub.trainer])
+            _, spent = recheck(
+                raw,
+                envelope_key,
+                context,
+                sub.commitment,
+                model,
+                bounds,
+                start_model,
+                circuit,
+                training,
+                out=matrix[len(trainers)],
+            )
         except UNUSABLE as exc:
             # an unreachable store re-raises here: the step fails (retried, never cached)
             rejected[sub.trainer] = rejection(exc, envelope_key)
             continue
-        plaintexts[sub.trainer] = plaintext
-        keys[sub.trainer] = "0x" + envelope_key.hex()
-        indices[sub.trainer] = sub.index
-    return OpenedSubmissions(
-        market=market.address,
+        trainers.append(sub.trainer)
+        indices.append(sub.index)
+        if spent is not None:
+            privacy[sub.trainer] = spent
+    return LocalModels(
         round=round,
-        submitted=[s.trainer for s in submissions],
-        cids={s.trainer: s.cid for s in submissions},
-        plaintexts=plaintexts,
-        envelope_keys=keys,
+        trainers=trainers,
         indices=indices,
+        matrix=matrix[: len(trainers)],  # the leading rows: contiguous, no copy
         rejected=rejected,
+        privacy=privacy,
     )

@@ -1,5 +1,5 @@
-"""A round's inputs, read back from the chain and the content store through the cached fetch and
-validate steps: what makes the aggregator stateless. A round flow can therefore run in any
+"""A round's inputs, read back from the chain and the content store through the cached fetch
+step: what makes the aggregator stateless. A round flow can therefore run in any
 process, triggered by a chain event, and a killed one can run again."""
 
 from __future__ import annotations
@@ -16,27 +16,25 @@ from fedmarket.market_context import MarketContext
 from fedmarket.ml.updates import decode_update
 from fedmarket_schemas.rounds import ExclusionReason, LocalModels, Rejection
 from fedmarket_tasks.cache import round_key
-from fedmarket_tasks.fetch import OpenedSubmissions, fetch_submissions
-from fedmarket_tasks.validate import validate_updates
+from fedmarket_tasks.fetch import fetch_updates
 
 
 @dataclass(frozen=True)
 class LoadedRound:
     key: str
-    opened: OpenedSubmissions
     models: LocalModels
     start_model: np.ndarray
 
 
 def load_round(market: MarketClient, aggregator: str, round: int, context: MarketContext) -> LoadedRound:
-    """Fetch, open and validate round `round`'s updates (cached steps) and its start model."""
-    model = context.spec.model
+    """Round `round`'s start model and its fetched, opened and validated updates (a cached step)."""
+    spec = context.spec
     key = round_key(market, round, context)
-    opened = fetch_submissions(market.address, aggregator, round, key=key, model=model)
-    start = decode_update(current_platform().store.get(market.model_cid(round)), model)
-    models = validate_updates(opened, model, context.spec.update_bounds, start, context.spec.training, key=key)
-    opened.plaintexts.clear()  # the matrix now holds them: do not keep the round's updates twice
-    return LoadedRound(key, opened, _excluded_on_chain(models, market), start)
+    start = decode_update(current_platform().store.get(market.model_cid(round)), spec.model)
+    models = fetch_updates(
+        market.address, aggregator, round, spec.model, spec.update_bounds, start, spec.training, key=key
+    )
+    return LoadedRound(key, _excluded_on_chain(models, market), start)
 
 
 def _excluded_on_chain(models: LocalModels, market: MarketClient) -> LocalModels:

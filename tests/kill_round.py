@@ -49,8 +49,7 @@ def after_landing(original):
 
 
 STEPS = {
-    "fetch": (load_module, "fetch_submissions"),
-    "validate": (load_module, "validate_updates"),
+    "fetch": (load_module, "fetch_updates"),
     "detect": (round_module, "detect_outliers"),
     "aggregate": (round_module, "aggregate"),
     "prove": (round_module, "prove_round_step"),

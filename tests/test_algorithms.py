@@ -254,6 +254,27 @@ def test_replay_check_names_free_riders_replays_and_copies():
     assert result.reasons[5].startswith("copy") and "t6" in result.reasons[5]
 
 
+@pytest.mark.parametrize("copies", [0, 1])
+def test_the_default_rule_builds_one_gram_matrix_per_round(copies, monkeypatch):
+    """Round 1 of the default rule needs pairwise distances twice (the copy check, then m-Krum's
+    reference): one Gram matrix serves both, restricted to the rows the copy check kept, and
+    the round's matrix is copied only where a row was left out."""
+    import fedmarket.algorithms.outliers.base as base
+
+    grams = []
+    monkeypatch.setattr(base, "pairwise_sq_distances", lambda x: grams.append(x) or pairwise_sq_distances(x))
+    rng = np.random.default_rng(6)
+    start = rng.normal(0, 1, 50)
+    models = start + rng.normal(0, 0.1, (8, 50))
+    models[7] = models[6] if copies else models[7]
+    result = DETECTORS.get("two_stage_guarded")(round_of(models, round=1, start=start), History())
+    assert len(grams) == 1 and grams[0] is models
+    assert sorted(result.reasons) == ([6, 7] if copies else [])
+    kept = [i for i in range(8) if i not in result.reasons]
+    subset = round_of(models, round=1, start=start).subset(np.array(kept))
+    np.testing.assert_allclose(subset.sq_distances, pairwise_sq_distances(models[kept]), rtol=1e-12)
+
+
 @given(
     st.permutations(list(range(6))),
     st.sampled_from(["two_stage", "two_stage_iterated", "two_stage_guarded", "krum", "multi_krum"]),

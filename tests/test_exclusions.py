@@ -10,6 +10,7 @@ import numpy as np
 from fedmarket.audit import audit_market
 from fedmarket.chain import MarketLedger
 from fedmarket.commitments import commit
+from fedmarket.crypto import Envelope, submission_key
 from fedmarket.ml.data import Dataset, encode_dataset
 from fedmarket.ml.training import initial_model
 from fedmarket.ml.updates import encode_update
@@ -17,7 +18,7 @@ from fedmarket_flows.market import open_next_round
 from fedmarket_flows.round import round_flow
 from fedmarket_schemas.market import DataSchema, ModelConfig, TaskSpec
 from fedmarket_schemas.rounds import ExclusionReason, Rejection
-from fedmarket_tasks.fetch import fetch_submissions
+from fedmarket_tasks.fetch import fetch_updates
 from fedmarket_tasks.trainer import seal_and_store
 from tests.helpers import create_market
 
@@ -41,9 +42,14 @@ def test_false_exclusions_are_named_by_the_audit_and_a_justified_one_passes(plat
             cid = str(platform.store.put(bytes(raw)))
         market.submit(member.account, 1, cid, commitment)
 
-    opened = fetch_submissions.fn(market.address, aggregator.address, 1, key="unused", model=TASK.model)
-    assert set(opened.rejected) == {members[3].address}
-    honest_key = opened.envelope_keys[members[0].address]
+    start_model = initial_model(TASK.model, seed=TASK.init_seed)
+    models = fetch_updates.fn(
+        market.address, aggregator.address, 1, TASK.model, TASK.update_bounds, start_model, key="unused"
+    )
+    assert set(models.rejected) == {members[3].address}
+    honest = market.submissions(1)[0]
+    envelope = Envelope.parse(platform.store.get(honest.cid))
+    honest_key = "0x" + submission_key(envelope, recipient=aggregator.box_key, sender=members[0].public_box_key).hex()
     market.exclude(
         aggregator.account,
         1,
@@ -51,7 +57,7 @@ def test_false_exclusions_are_named_by_the_audit_and_a_justified_one_passes(plat
             0: Rejection(reason=ExclusionReason.DOES_NOT_OPEN, detail="false", key=honest_key),  # its real key
             1: Rejection(reason=ExclusionReason.MALFORMED_UPDATE, detail="false", key="0x" + "5a" * 32),  # made up
             2: Rejection(reason=ExclusionReason.REPLAYED, detail="false"),  # a CID never submitted before
-            3: opened.rejected[members[3].address],  # justified, with its evidence
+            3: models.rejected[members[3].address],  # justified, with its evidence
         },
     )
 

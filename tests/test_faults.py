@@ -95,12 +95,12 @@ def test_the_node_restarted_mid_round_loses_nothing_and_sends_nothing_twice(tmp_
             market, aggregator, trainers, task = digits_market(platform, "faults", trainers=3, rounds=2)
             chain = platform.chain
 
-            # round 1: the node goes away while the updates are validated (the next chain steps
-            # wait for it), and again between finalizing and the report's reads of the chain
+            # round 1: the node goes away as the updates are fetched (the step's chain reads wait
+            # for it), and again between finalizing and the report's reads of the chain
             submit_round(market, aggregator, trainers, task, 1)
             sent_before = sent(chain, aggregator.address)
-            validate = load_module.validate_updates
-            monkeypatch.setattr(validate, "fn", outage_before(validate.fn, node))
+            fetch = load_module.fetch_updates
+            monkeypatch.setattr(fetch, "fn", outage_before(fetch.fn, node))
             monkeypatch.setattr(round_module, "_report", outage_before(round_module._report, node))
             first = round_flow(market.address, 1, aggregator.address)
             assert len(node.restarts) == 2

@@ -51,8 +51,8 @@ def test_a_round_step_cannot_lose_its_cache_key():
 
 def test_task_retries_come_from_the_settings():
     code = (
-        "import json; from fedmarket_tasks.chain_ops import open_round; from fedmarket_tasks.fetch import fetch_submissions; "
-        "print(json.dumps([open_round.retries, open_round.retry_delay_seconds, fetch_submissions.retries]))"
+        "import json; from fedmarket_tasks.chain_ops import open_round; from fedmarket_tasks.fetch import fetch_updates; "
+        "print(json.dumps([open_round.retries, open_round.retry_delay_seconds, fetch_updates.retries]))"
     )
     env = {**os.environ, "FEDMARKET_RETRIES": "4", "FEDMARKET_RETRY_DELAY_S": "0.5"}
     done = subprocess.run(

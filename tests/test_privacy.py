@@ -18,9 +18,8 @@ from fedmarket_flows.trainer import trainer_round_flow
 from fedmarket_schemas.market import ModelConfig, TaskSpec, TrainingConfig, UpdateBounds
 from fedmarket_schemas.rounds import ExclusionReason
 from fedmarket_schemas.trainer import PrivacySpent
-from fedmarket_tasks.fetch import fetch_submissions
+from fedmarket_tasks.fetch import fetch_updates
 from fedmarket_tasks.trainer import train
-from fedmarket_tasks.validate import validate_updates
 from tests.helpers import create_market
 from tests.test_round_pipeline import sealed_for
 
@@ -89,8 +88,9 @@ def test_the_aggregator_takes_only_updates_that_report_privacy_within_the_budget
         market.submit(
             member.account, 1, str(platform.store.put(sealed_for(platform, market, member, 1, update))), commit(update)
         )
-    opened = fetch_submissions.fn(market.address, aggregator.address, 1, key="unused")
-    models = validate_updates.fn(opened, MODEL, UpdateBounds(), zeros, training, key="unused")
+    models = fetch_updates.fn(
+        market.address, aggregator.address, 1, MODEL, UpdateBounds(), zeros, training, key="unused"
+    )
 
     assert models.trainers == [members[0].address]
     assert models.privacy == {members[0].address: PrivacySpent(epsilon=1.5, delta=1e-5, rounds=1)}
@@ -100,7 +100,9 @@ def test_the_aggregator_takes_only_updates_that_report_privacy_within_the_budget
     assert ["no privacy spent" in details[0].detail, "past the task's budget" in details[1].detail] == [True, True]
     assert "delta 0.001" in details[2].detail
     # a task without DP takes all four
-    plain = validate_updates.fn(opened, MODEL, UpdateBounds(), zeros, TrainingConfig(), key="unused")
+    plain = fetch_updates.fn(
+        market.address, aggregator.address, 1, MODEL, UpdateBounds(), zeros, TrainingConfig(), key="unused"
+    )
     assert len(plain.trainers) == 4 and plain.privacy == {}
 
 
@@ -132,8 +134,9 @@ def test_a_trainer_process_reports_what_it_spent_and_stops_at_its_budget(platfor
 
     market.open_round(aggregator.account, global_cid, commit(global_model))
     trainer_round_flow(market.address, 1, str(data))
-    opened = fetch_submissions.fn(market.address, aggregator.address, 1, key="unused")
-    models = validate_updates.fn(opened, MODEL, UpdateBounds(), start, task.training, key="unused")
+    models = fetch_updates.fn(
+        market.address, aggregator.address, 1, MODEL, UpdateBounds(), start, task.training, key="unused"
+    )
     assert models.privacy == {members[0].address: spent(task.training, ROWS, 1)}
 
     for other in members[1:]:

@@ -26,7 +26,7 @@ from fedmarket_tasks.cache import round_key
 from tests.digits_market import digits_market, submit_round
 from tests.kill_round import KILLED, run_killed
 
-STEPS = ["fetch", "validate", "detect", "aggregate", "evaluate"]  # the cached steps, in order
+STEPS = ["fetch", "detect", "aggregate", "evaluate"]  # the cached steps, in order
 KILL_POINTS = [*STEPS, "store", "finalize", "finalized", "report"]
 
 
@@ -52,8 +52,7 @@ def test_round_killed_at_each_step_resumes(world, kill_at, monkeypatch):
 
         calls = Counter()
         for module, name, round_of in [
-            (load_module, "fetch_submissions", lambda a, k: a[2]),
-            (load_module, "validate_updates", lambda a, k: a[0].round),
+            (load_module, "fetch_updates", lambda a, k: a[2]),
             (round_module, "detect_outliers", lambda a, k: a[0].round),
             (round_module, "aggregate", lambda a, k: a[0].round),
             (round_module, "evaluate", lambda a, k: round),
@@ -66,7 +65,7 @@ def test_round_killed_at_each_step_resumes(world, kill_at, monkeypatch):
     assert len(finalized) == 1  # never sent twice
     assert report.tx_hashes["finalizeRound"] == "0x" + bytes(finalized[0]["transactionHash"]).hex()
     assert market.round_state(round).finalized and report.benign_mask == market.round_state(round).benign_mask
-    names = ["fetch_submissions", "validate_updates", "detect_outliers", "aggregate", "evaluate"]
+    names = ["fetch_updates", "detect_outliers", "aggregate", "evaluate"]
     done_before = STEPS.index(kill_at) if kill_at in STEPS else len(STEPS)
     assert [calls[n] for n in names] == [0] * done_before + [1] * (len(STEPS) - done_before)
 

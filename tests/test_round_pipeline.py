@@ -1,4 +1,4 @@
-"""The aggregator's fetch and validate steps on bad submissions: each bad trainer is named with
+"""The aggregator's fetch step on bad submissions: each bad trainer is named with
 the reason, the good updates still come through, and nothing on chain or in the store changes."""
 
 from __future__ import annotations
@@ -15,8 +15,8 @@ from fedmarket.ml.models import parameter_count
 from fedmarket.ml.updates import encode_update
 from fedmarket_schemas.market import ModelConfig, UpdateBounds
 from fedmarket_schemas.rounds import ExclusionReason as R
-from fedmarket_tasks.fetch import fetch_submissions
-from fedmarket_tasks.validate import validate_updates
+from fedmarket_schemas.rounds import OutlierReport
+from fedmarket_tasks.fetch import fetch_updates
 from tests.helpers import create_market, snapshot
 
 MODEL = ModelConfig()
@@ -25,6 +25,11 @@ MODEL = ModelConfig()
 def sealed_for(platform, market, trainer, round, plaintext):
     context = SealContext(platform.chain.chain_id, market.address, round, trainer.address)
     return seal(plaintext, sender=trainer.box_key, recipient=market.aggregator_key(), context=context)
+
+
+def fetch(market, aggregator):
+    start = np.zeros(parameter_count(MODEL))
+    return fetch_updates.fn(market.address, aggregator.address, 1, MODEL, UpdateBounds(), start, key="unused")
 
 
 def test_bad_submissions_are_rejected_by_name(platform):
@@ -62,12 +67,11 @@ def test_bad_submissions_are_rejected_by_name(platform):
             platform.store.path_of(cid).write_bytes(envelope[:-1] + bytes([envelope[-1] ^ 1]))
 
     before = snapshot(market)
-    opened = fetch_submissions.fn(market.address, aggregator.address, 1, key="unused")
-    models = validate_updates.fn(opened, MODEL, UpdateBounds(), np.zeros(parameter_count(MODEL)), key="unused")
+    models = fetch(market, aggregator)
     assert snapshot(market) == before
 
-    assert opened.submitted == [m.address for m in members]  # rejected ones are still "submitted"
     assert models.trainers == [members[0].address]
+    assert set(models.rejected) == {m.address for m in members[1:]}
     assert models.matrix.shape == (1, parameter_count(MODEL))
     assert np.array_equal(models.matrix[0], np.zeros(parameter_count(MODEL)))  # rows decoded in place, kept exact
     rejected = {members.index(next(m for m in members if m.address == t)): r for t, r in models.rejected.items()}
@@ -118,7 +122,34 @@ def test_a_store_outage_mid_fetch_is_nobody_s_fault(platform, monkeypatch):
 
     monkeypatch.setattr(platform.store, "_get_block", going_away)
     with pytest.raises(StoreUnavailableError):
-        fetch_submissions.fn(market.address, aggregator.address, 1, key="unused")
+        fetch(market, aggregator)
     monkeypatch.setattr(platform.store, "_get_block", real_get)  # back
-    opened = fetch_submissions.fn(market.address, aggregator.address, 1, key="unused")
-    assert opened.rejected == {} and len(opened.plaintexts) == 3
+    models = fetch(market, aggregator)
+    assert models.rejected == {} and len(models.trainers) == 3
+
+
+def test_each_update_is_checked_before_the_next_is_read(platform, monkeypatch):
+    """The fetch step takes one submission from store to its row of the matrix before it reads
+    the next, so the round never holds every opened update beside the matrix; and the aggregate
+    step hands the rule the round's matrix itself when every row is kept."""
+    import fedmarket.exclusions as exclusions
+    import fedmarket_tasks.aggregate as aggregate_module
+
+    market, _, aggregator, members, _ = create_market(platform, trainers=3, rounds=1)
+    market.open_round(aggregator.account, str(platform.store.put(b"global")), commit(b"global"))
+    for k, m in enumerate(members):
+        update = encode_update(np.full(parameter_count(MODEL), 0.01 * k), MODEL)
+        market.submit(m.account, 1, str(platform.store.put(sealed_for(platform, market, m, 1, update))), commit(update))
+    events = []
+    real_get, real_decode = platform.store.get, exclusions.decode_update
+    monkeypatch.setattr(platform.store, "get", lambda cid: events.append("read") or real_get(cid))
+    monkeypatch.setattr(exclusions, "decode_update", lambda *a, **k: events.append("decoded") or real_decode(*a, **k))
+    models = fetch(market, aggregator)
+    assert events == ["read", "decoded"] * 3
+    assert [row[0] for row in models.matrix] == pytest.approx([0.0, 0.01, 0.02])
+
+    given = []
+    monkeypatch.setattr(aggregate_module.AGGREGATORS, "get", lambda rule: lambda x: given.append(x) or x.mean(axis=0))
+    everyone = OutlierReport(round=1, detector="none", kept=models.trainers, flagged=[], reasons={})
+    aggregate_module.aggregate.fn(models, everyone, "mean", models.matrix[0], key="unused")
+    assert given[0] is models.matrix

@@ -10,6 +10,7 @@ matches the task model and every value is finite.
 from __future__ import annotations
 
 import json
+import math
 import struct
 
 import numpy as np
@@ -61,13 +62,18 @@ def decode_update(data: bytes, model: ModelConfig, out: np.ndarray | None = None
     return out
 
 
+_BLOCK = 1 << 16  # values per block of a difference: a temporary that stays in cache
+
+
 def check_bounds(vector: np.ndarray, start: np.ndarray, bounds: UpdateBounds) -> None:
-    """Refuse a finite model outside the task's bounds (UpdateOutOfBoundsError, naming which)."""
-    largest = float(np.max(np.abs(vector))) if vector.size else 0.0
+    """Refuse a finite model outside the task's bounds (UpdateOutOfBoundsError, naming which).
+    No temporary the size of the model: the aggregator runs this on every update of a round."""
+    largest = max(float(vector.max()), -float(vector.min())) if vector.size else 0.0
     if largest > bounds.max_abs:
         raise UpdateOutOfBoundsError(f"an entry of magnitude {largest:.3g} is outside the task's +-{bounds.max_abs:g}")
     limit = bounds.max_norm_ratio * max(float(np.linalg.norm(start)), 1.0)
-    moved = float(np.linalg.norm(vector - start))
+    blocks = (vector[i : i + _BLOCK] - start[i : i + _BLOCK] for i in range(0, vector.size, _BLOCK))
+    moved = math.sqrt(sum(float(d @ d) for d in blocks))
     if moved > limit:
         raise UpdateOutOfBoundsError(
             f"the update's norm {moved:.3g} is over the task's {bounds.max_norm_ratio:g} x the start model's ({limit:.3g})"

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from functools import cached_property
 from typing import Protocol
 
 import numpy as np
 
+from fedmarket.algorithms.linalg import pairwise_sq_distances
 from fedmarket.algorithms.registry import Registry
 
 
@@ -19,10 +21,32 @@ class RoundInput:
     trainers: list[str]
     round: int
     start: np.ndarray
+    known_sq_distances: np.ndarray | None = None  # the models' pairwise ones, where a rule before had them
 
     @property
     def size(self) -> int:
         return int(self.models.shape[0])
+
+    @cached_property
+    def sq_distances(self) -> np.ndarray:
+        """||w_i - w_j||^2 for every pair: one Gram matrix for the round, shared by every rule
+        that runs on it (each Gram is a pass over the whole matrix)."""
+        if self.known_sq_distances is not None:
+            return self.known_sq_distances
+        return pairwise_sq_distances(self.models)
+
+    def subset(self, rows: np.ndarray) -> RoundInput:
+        """The round restricted to `rows` (ascending), its distances carried over; the matrix is
+        copied only where rows are left out."""
+        if len(rows) == self.size:
+            return self
+        return RoundInput(
+            self.models[rows],
+            [self.trainers[i] for i in rows],
+            self.round,
+            self.start,
+            self.sq_distances[np.ix_(rows, rows)],
+        )
 
 
 @dataclass

@@ -20,11 +20,7 @@ from fedmarket.algorithms.outliers.two_stage import GUARDED_RULE, detect
 def two_stage_guarded(round: RoundInput, history: History) -> Detection:
     reasons = replay_reasons(round, history)
     rest = np.array([i for i in range(round.size) if i not in reasons], dtype=np.int64)
-    inner = detect(
-        RoundInput(round.models[rest], [round.trainers[i] for i in rest], round.round, round.start),
-        history,
-        GUARDED_RULE,
-    )
+    inner = detect(round.subset(rest), history, GUARDED_RULE)
     reasons.update({int(rest[i]): why for i, why in inner.reasons.items()})
     return Detection.keeping(
         round.size,

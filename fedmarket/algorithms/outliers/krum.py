@@ -24,23 +24,32 @@ def krum_neighbours(n: int, f: int) -> int:
     return min(max(n - f - 2, 1), max(n - 1, 0))
 
 
-def krum_scores(models: np.ndarray, f: int, neighbours: int | None = None) -> np.ndarray:
-    """Sum of squared distances to the `neighbours` nearest others (default n - f - 2)."""
+def krum_scores(
+    models: np.ndarray, f: int, neighbours: int | None = None, sq_distances: np.ndarray | None = None
+) -> np.ndarray:
+    """Sum of squared distances to the `neighbours` nearest others (default n - f - 2);
+    `sq_distances`: the models' pairwise ones, where already computed."""
     n = models.shape[0]
     if n == 1:
         return np.zeros(1)
     k = krum_neighbours(n, f) if neighbours is None else neighbours
-    dist = pairwise_sq_distances(models)
+    dist = (pairwise_sq_distances(models) if sq_distances is None else sq_distances).copy()
     np.fill_diagonal(dist, np.inf)
     # partition, not sort: only the k smallest of each row matter
     return np.partition(dist, k - 1, axis=1)[:, :k].sum(axis=1)
 
 
-def multi_krum_select(models: np.ndarray, m: int, f: int | None = None, neighbours: int | None = None) -> np.ndarray:
+def multi_krum_select(
+    models: np.ndarray,
+    m: int,
+    f: int | None = None,
+    neighbours: int | None = None,
+    sq_distances: np.ndarray | None = None,
+) -> np.ndarray:
     """Row indices (ascending) of the m models with the lowest Krum scores."""
     n = models.shape[0]
     f = assumed_byzantine(n) if f is None else f
-    scores = krum_scores(models, f, neighbours)
+    scores = krum_scores(models, f, neighbours, sq_distances)
     return np.sort(np.argsort(scores, kind="stable")[: max(1, min(m, n))])
 
 
@@ -57,7 +66,7 @@ def krum_model(models: np.ndarray, f: int | None = None, neighbours: int | None 
 
 
 def _keep(round: RoundInput, m: int, label: str) -> Detection:
-    keep = set(multi_krum_select(round.models, m=m).tolist())
+    keep = set(multi_krum_select(round.models, m=m, sq_distances=round.sq_distances).tolist())
     return Detection.keeping(round.size, {i: f"not selected by {label}" for i in range(round.size) if i not in keep})
 
 

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from fedmarket.algorithms.linalg import pairwise_sq_distances, rowwise_sq_distances
+from fedmarket.algorithms.linalg import rowwise_sq_distances
 from fedmarket.algorithms.outliers.base import DETECTORS, Detection, History, RoundInput
 
 TOLERANCE = 0.01
@@ -41,7 +41,7 @@ def replay_reasons(round: RoundInput, history: History, tolerance: float = TOLER
         for i in np.flatnonzero(own <= limit):
             reasons.setdefault(int(i), f"replay: distance {own[i]:.3g} to its own previous model <= {limit:.3g}")
 
-    pairwise = np.sqrt(pairwise_sq_distances(models))
+    pairwise = np.sqrt(round.sq_distances)
     np.fill_diagonal(pairwise, np.inf)
     for i, j in zip(*np.nonzero(pairwise <= limit)):
         reasons.setdefault(int(i), f"copy: distance {pairwise[i, j]:.3g} to {round.trainers[j]}'s model <= {limit:.3g}")

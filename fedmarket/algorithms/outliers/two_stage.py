@@ -77,7 +77,7 @@ def reference_rows(round: RoundInput, history: History, exclude: set[int]) -> np
     previous_benign = [i for i, t in enumerate(round.trainers) if t in history.last_kept and i not in exclude]
     if round.round > 1 and previous_benign:
         return np.array(previous_benign, dtype=np.int64)
-    return multi_krum_select(round.models, m=reference_size(round.size))
+    return multi_krum_select(round.models, m=reference_size(round.size), sq_distances=round.sq_distances)
 
 
 def detect(round: RoundInput, history: History, rule: TwoStageRule) -> Detection:
