@@ -58,7 +58,7 @@ def model_with(params: int) -> ModelConfig:
 def funded_party(platform: Platform, role: str, index: int = 0) -> Party:
     material = f"bench-gas/{role}/{index}".encode()
     party = Party(role, account_from_key(keccak(material + b"/eth")), private_key_from_bytes(keccak(material + b"/x")))
-    platform.chain.fund(party.address, 100 * ETHER)
+    platform.chain.fund(party.address, 10 * ETHER)  # 130 parties within a dev node's 10,000 ether
     return platform.add(party)
 
 

@@ -8,6 +8,7 @@ from eth_tester import PyEVMBackend
 from eth_tester.exceptions import TransactionNotFound
 
 from fedmarket.chain.inprocess import IndexedPyEVMBackend
+from fedmarket.errors import ChainError
 from tests.helpers import create_market
 
 
@@ -46,3 +47,12 @@ def test_a_transaction_undone_by_a_snapshot_revert_is_not_found(platform):
         tester.backend.get_transaction_receipt(undone)
     with pytest.raises(TransactionNotFound):
         tester.backend.get_transaction_by_hash(b"\x01" * 32)
+
+
+def test_funding_past_the_funders_balance_is_one_chain_error(platform):
+    """A dev chain's funder short of ether (`fedmarket bench` on a node started with little) is a
+    ChainError naming the funding, not web3's own error."""
+    eth = platform.chain._w3.eth
+    more = eth.get_balance(eth.accounts[0]) + 1
+    with pytest.raises(ChainError, match=f"funding {eth.accounts[1]} with {more} wei failed"):
+        platform.chain.fund(eth.accounts[1], more)

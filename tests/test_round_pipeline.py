@@ -3,6 +3,8 @@ the reason, the good updates still come through, and nothing on chain or in the 
 
 from __future__ import annotations
 
+import threading
+
 import numpy as np
 import pytest
 import torch
@@ -128,25 +130,45 @@ def test_a_store_outage_mid_fetch_is_nobody_s_fault(platform, monkeypatch):
     assert models.rejected == {} and len(models.trainers) == 3
 
 
-def test_each_update_is_checked_before_the_next_is_read(platform, monkeypatch):
-    """The fetch step takes one submission from store to its row of the matrix before it reads
-    the next, so the round never holds every opened update beside the matrix; and the aggregate
+@pytest.mark.parametrize("threads", [1, 3])
+def test_each_update_is_checked_before_its_thread_reads_another(platform, monkeypatch, threads):
+    """The fetch step takes one submission from store to its row of the matrix before the same
+    thread reads the next, so the round never holds more opened updates than threads beside the
+    matrix; the kept rows come out in chain order whatever the threads' order. And the aggregate
     step hands the rule the round's matrix itself when every row is kept."""
-    import fedmarket.exclusions as exclusions
     import fedmarket_tasks.aggregate as aggregate_module
+    import fedmarket_tasks.fetch as fetch_module
 
-    market, _, aggregator, members, _ = create_market(platform, trainers=3, rounds=1)
+    market, _, aggregator, members, _ = create_market(platform, trainers=4, rounds=1)
     market.open_round(aggregator.account, str(platform.store.put(b"global")), commit(b"global"))
     for k, m in enumerate(members):
         update = encode_update(np.full(parameter_count(MODEL), 0.01 * k), MODEL)
-        market.submit(m.account, 1, str(platform.store.put(sealed_for(platform, market, m, 1, update))), commit(update))
-    events = []
-    real_get, real_decode = platform.store.get, exclusions.decode_update
-    monkeypatch.setattr(platform.store, "get", lambda cid: events.append("read") or real_get(cid))
-    monkeypatch.setattr(exclusions, "decode_update", lambda *a, **k: events.append("decoded") or real_decode(*a, **k))
+        sealed = str(platform.store.put(sealed_for(platform, market, m, 1, update)))
+        market.submit(m.account, 1, sealed, commit(update) if k else "0x" + "0b" * 32)  # the first: not its own
+    in_flight, most, lock = [0], [0], threading.Lock()
+    real_get, real_recheck = platform.store.get, fetch_module.recheck
+
+    def read(cid):
+        with lock:
+            in_flight[0] += 1
+            most[0] = max(most[0], in_flight[0])
+        return real_get(cid)
+
+    def checked(*args, **kwargs):
+        try:
+            return real_recheck(*args, **kwargs)
+        finally:
+            with lock:
+                in_flight[0] -= 1  # its bytes are let go
+
+    monkeypatch.setattr(fetch_module, "THREADS", threads)
+    monkeypatch.setattr(platform.store, "get", read)
+    monkeypatch.setattr(fetch_module, "recheck", checked)
     models = fetch(market, aggregator)
-    assert events == ["read", "decoded"] * 3
-    assert [row[0] for row in models.matrix] == pytest.approx([0.0, 0.01, 0.02])
+    assert most[0] <= threads
+    assert models.trainers == [m.address for m in members[1:]] and models.indices == [1, 2, 3]
+    assert [row[0] for row in models.matrix] == pytest.approx([0.01, 0.02, 0.03])
+    assert models.rejected[members[0].address].reason == R.COMMITMENT_MISMATCH
 
     given = []
     monkeypatch.setattr(aggregate_module.AGGREGATORS, "get", lambda rule: lambda x: given.append(x) or x.mean(axis=0))

@@ -106,7 +106,18 @@ def test_a_dag_of_other_chunks_is_not_this_content(store):
     blocks = unixfs.encode(data, chunk_size=1024)
     for block in blocks:
         store._put_block(block.cid, block.data, pin=False)
-    with pytest.raises(CIDMismatchError, match="does not match"):
+    with pytest.raises(CIDMismatchError, match="is not the DAG its 5000 bytes make: other chunks"):
+        store.get(blocks[-1].cid)
+
+
+def test_a_dag_of_other_links_is_not_this_content(store):
+    """The content's own leaves under another tree of nodes: also another encoding."""
+    data = os.urandom(3 * unixfs.CHUNK_SIZE + 1000)
+    blocks = unixfs.encode(data, max_links=2)
+    for block in blocks:
+        store._put_block(block.cid, block.data, pin=False)
+    assert len(blocks) > len(unixfs.encode(data))  # a deeper tree over the same four leaves
+    with pytest.raises(CIDMismatchError, match=f"make: those are {unixfs.cid_of(data)}"):
         store.get(blocks[-1].cid)
 
 

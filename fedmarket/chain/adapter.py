@@ -324,9 +324,12 @@ class Chain:
 
     def fund(self, address: str, wei: int) -> None:
         """Send ether from the dev chain's first unlocked account (eth-tester, anvil)."""
-        funder = self._w3.eth.accounts[0]
-        tx_hash = self._w3.eth.send_transaction({"from": funder, "to": address, "value": wei})
-        self._w3.eth.wait_for_transaction_receipt(tx_hash)
+        try:
+            funder = self._w3.eth.accounts[0]
+            tx_hash = self._w3.eth.send_transaction({"from": funder, "to": address, "value": wei})
+            self._w3.eth.wait_for_transaction_receipt(tx_hash)
+        except Exception as exc:  # a refusal (a funder short of ether) or a node away: named, one line
+            raise self._translate(f"funding {address} with {wei} wei", exc) from exc
 
     def balance(self, address: str, block: int | str = "latest") -> int:
         return int(self._w3.eth.get_balance(Web3.to_checksum_address(address), block_identifier=block))

@@ -40,11 +40,15 @@ def encode(data: bytes, *, chunk_size: int = CHUNK_SIZE, max_links: int = MAX_LI
     if len(data) <= chunk_size:
         return [Block(raw_cid(data), data)]
     blocks: list[Block] = []
-    level: list[tuple[CID, int, int]] = []  # (cid, file bytes under it, Tsize: block bytes under it)
     for start in range(0, len(data), chunk_size):
-        leaf = Block(raw_cid(data[start : start + chunk_size]), data[start : start + chunk_size])
-        blocks.append(leaf)
-        level.append((leaf.cid, len(leaf.data), len(leaf.data)))
+        blocks.append(Block(raw_cid(data[start : start + chunk_size]), data[start : start + chunk_size]))
+    return blocks + _nodes([(b.cid, len(b.data)) for b in blocks], max_links)
+
+
+def _nodes(leaves: list[tuple[CID, int]], max_links: int) -> list[Block]:
+    """The dag-pb nodes of the balanced layout over `leaves` (CID, bytes), the root last."""
+    blocks: list[Block] = []
+    level = [(cid, size, size) for cid, size in leaves]  # (cid, file bytes under it, Tsize: block bytes under it)
     while len(level) > 1:
         parents = []
         for start in range(0, len(level), max_links):
@@ -83,12 +87,25 @@ def file_links(block: bytes) -> list[tuple[CID, int]] | None:
 
 def assemble(cid: CID, fetch: Callable[[CID], bytes]) -> bytes:
     """The content under `cid`, fetching each block through `fetch` and checking it against its
-    CID. A raw-codec CID names a file when its block is a file node: on chain a CID is only its
-    digest, and `ContentStore.put` refuses a small content that would read as one."""
-    return b"".join(_pieces(cid, fetch, top=True))
+    CID, and the DAG against the one `encode` makes of that content (one encoding per content:
+    the same bytes never come back under two CIDs). The leaves were hashed on the way, so only
+    the few nodes above them are encoded again. A raw-codec CID names a file when its block is a
+    file node: on chain a CID is only its digest, and `ContentStore.put` refuses a small content
+    that would read as one."""
+    leaves: list[tuple[CID, int]] = []
+    data = b"".join(_pieces(cid, fetch, top=True, leaves=leaves))
+    chunks = [(start, min(start + CHUNK_SIZE, len(data))) for start in range(0, len(data), CHUNK_SIZE)] or [(0, 0)]
+    if [size for _, size in leaves] != [end - start for start, end in chunks] or any(
+        leaf.codec.name != "raw" for leaf, _ in leaves
+    ):
+        raise CIDMismatchError(f"{cid} is not the DAG its {len(data)} bytes make: other chunks")
+    root = leaves[0][0] if len(leaves) == 1 else _nodes(leaves, MAX_LINKS)[-1].cid
+    if root.digest != cid.digest:
+        raise CIDMismatchError(f"{cid} is not the DAG its {len(data)} bytes make: those are {root}")
+    return data
 
 
-def _pieces(cid: CID, fetch: Callable[[CID], bytes], *, top: bool) -> Iterator[bytes]:
+def _pieces(cid: CID, fetch: Callable[[CID], bytes], *, top: bool, leaves: list[tuple[CID, int]]) -> Iterator[bytes]:
     block = fetch(cid)
     if multihash.digest(block, HASH) != cid.digest:
         raise CIDMismatchError(f"block does not match its CID: expected {cid}, got {raw_cid(block)}")
@@ -96,11 +113,12 @@ def _pieces(cid: CID, fetch: Callable[[CID], bytes], *, top: bool) -> Iterator[b
     if links is None:
         if cid.codec.name == "dag-pb":
             raise CIDMismatchError(f"{cid} is not a UnixFS file node")
+        leaves.append((cid, len(block)))
         yield block
         return
     for child, size in links:
         got = 0
-        for piece in _pieces(child, fetch, top=False):
+        for piece in _pieces(child, fetch, top=False, leaves=leaves):
             got += len(piece)
             yield piece
         if got != size:
