@@ -70,8 +70,9 @@ def fetch_updates(
             return rejection(exc, envelope_key), None
         return None, spent
 
-    # submissions on every core (reading, hashing, opening and decoding release the GIL); one at a
-    # time where a proven market's commitments go through EZKL, whose bindings say nothing of threads
+    # submissions on every core (hashing, opening and decoding release the GIL); one at a time
+    # where a proven market's commitments go through EZKL, whose bindings say nothing of threads.
+    # A store out of reach fails the step at once: map cancels the reads not yet started.
     with ThreadPoolExecutor(THREADS if circuit is None else 1) as pool:
         checked = list(pool.map(check, range(len(submissions)), submissions))
     trainers: list[str] = []
