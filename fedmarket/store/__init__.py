@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from fedmarket.settings import Settings
 from fedmarket.store.base import ContentStore
-from fedmarket.store.cid import cid_for, cid_from_digest, digest_of, parse_cid, verify
+from fedmarket.store.cid import cid_for, cid_from_digest, digest_of, parse_cid
 from fedmarket.store.embedded import EmbeddedStore
 from fedmarket.store.kubo import KuboStore
 
@@ -24,5 +24,4 @@ __all__ = [
     "digest_of",
     "open_store",
     "parse_cid",
-    "verify",
 ]

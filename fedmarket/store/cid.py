@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from multiformats import CID, multihash
 
-from fedmarket.errors import CIDMismatchError, InvalidCIDError
+from fedmarket.errors import InvalidCIDError
 from fedmarket.store import unixfs
 
 CODECS = ("raw", "dag-pb")
@@ -40,12 +40,3 @@ def cid_from_digest(digest: bytes) -> CID:
     if len(digest) != 32:
         raise InvalidCIDError(f"a sha2-256 digest has 32 bytes, got {len(digest)}")
     return CID("base32", 1, "raw", multihash.wrap(digest, HASH))
-
-
-def verify(cid: str | CID, data: bytes) -> None:
-    """Raise CIDMismatchError unless `data` is the content `cid` names: same digest, and the
-    codec its size calls for (or raw, the form a CID read back from chain takes)."""
-    expected = parse_cid(cid)
-    actual = cid_for(data)
-    if actual.digest != expected.digest or expected.codec.name not in ("raw", actual.codec.name):
-        raise CIDMismatchError(f"content does not match its CID: expected {expected}, bytes hash to {actual}")
