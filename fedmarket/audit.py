@@ -384,7 +384,7 @@ class Audit:
         """Every check the aggregator runs on a secure round's submissions, run again on these
         trainers' public bytes: why each cannot be counted, or None."""
         context = MaskContext(self.market.chain.chain_id, self.market.address, r)
-        participants = secagg.participants(self.market, self.board, r)
+        participants = secagg.usable_keys(self.store, self.market, self.board, r)
         norm, first, size = self._norm_check(r, spec), self._first_seen(), parameter_count(spec.model)
         out = {}
         for trainer in trainers:

@@ -127,8 +127,8 @@ def masked_rejection(
     training: TrainingConfig | None = None,
 ) -> Rejection | None:
     """Why a secure-aggregation submission cannot be counted in the sum, or None. Every check
-    reads public bytes, so anyone can run it again: the trainer posted keys before the round (bit
-    of `participants`), the CID was not submitted before, its bytes are a masked model of this
+    reads public bytes, so anyone can run it again: the trainer's keys take part in the round
+    (bit of `participants`, onchain.usable_keys), the CID was not submitted before, its bytes are a masked model of this
     market and round, of the task's size, and they match the commitment on chain: its SHA-256, or
     with a norm bound (`norm`) the commitment its norm proof is for, a proof that verifies; in a
     DP-SGD task (`training`), its header reports what the task requires. A store that cannot be
@@ -137,7 +137,7 @@ def masked_rejection(
     if not participants >> index & 1:
         return Rejection(
             reason=ExclusionReason.MASKED_MALFORMED,
-            detail=f"trainer {index} posted no keys before round {round}: its masks cannot be removed",
+            detail=f"trainer {index} has no usable keys for round {round}: its masks cannot be removed",
         )
     if (replay := replayed(submission.cid, first_seen, round, submission.trainer)) is not None:
         return replay

@@ -99,6 +99,12 @@ class Settings(BaseSettings):
     poll_interval_s: float = Field(
         default=2.0, gt=0, description="how often listeners and trainer daemons poll the chain"
     )
+    secagg_check_s: float = Field(
+        default=10.0,
+        ge=0,
+        description="secure aggregation: how long the aggregator gives trainers to check newly posted key bundles "
+        "and complain, and dealers to answer, before it opens the round they first count for",
+    )
     secagg_reveal_grace_s: float = Field(
         default=30.0,
         ge=0,

@@ -32,7 +32,7 @@ from fedmarket_schemas.market import Aggregation, DataSchema, ModelKind, RewardS
 from fedmarket_schemas.rounds import RoundReport
 from fedmarket_tasks.chain_ops import submit_update, withdraw
 from fedmarket_tasks.owner import DEFAULT_SCHEDULE, ETHER, publish_market
-from fedmarket_tasks.secure import mask_and_store, post_keys, reveal_shares
+from fedmarket_tasks.secure import check_keys, mask_and_store, post_keys, reveal_shares
 from fedmarket_tasks.store_ops import get_bytes, put_bytes
 from fedmarket_tasks.trainer import check_local_data, privacy_after, register, reveal_seed, seal_and_store, train
 
@@ -261,6 +261,9 @@ def demo_flow(config: DemoConfig | dict | None = None, progress: Progress | None
         for trainer in trainers:
             if (tx := post_keys(market.address, trainer.address)) is not None:
                 gas.setdefault("postKeys", []).append(tx.gas_used)
+        for trainer in trainers:  # each checks its shares of every bundle (complaints, answers)
+            for tx in check_keys(market.address, trainer.address):
+                gas.setdefault("complain/answer", []).append(tx.gas_used)
 
     def reveal_all(round: int) -> None:  # and each round, every holder's shares
         for trainer in trainers:

@@ -32,22 +32,28 @@ from fedmarket_schemas.rounds import RoundReport
 from fedmarket_schemas.settlement import SettlementReport
 from fedmarket_tasks.chain_ops import close_reveal, open_round
 from fedmarket_tasks.report import tag_run
-from fedmarket_tasks.secure import close_submissions, wait_for_keys
+from fedmarket_tasks.secure import close_submissions, wait_for_checks, wait_for_keys
 from fedmarket_tasks.store_ops import get_bytes, put_bytes
 
 TrainerStep = Callable[[int], None]
 
 
-def open_next_round(market: str, aggregator: str) -> int | None:
+def open_next_round(market: str, aggregator: str, *, check_s: float | None = None) -> int | None:
     """Open the round after the last finalized one, with its aggregate as the global model (the
     initial model for round 1). Returns the round opened, or None if a round is still running or
-    every round is done."""
-    client = current_platform().market(market)
+    every round is done. In a secure-aggregation market it first gives the trainers `check_s`
+    (default FEDMARKET_SECAGG_CHECK_S) to complain against new key bundles and their dealers to
+    answer (tasks/secure.wait_for_checks)."""
+    platform = current_platform()
+    client = platform.market(market)
     current = client.current_round()
     if client.phase() != "Training" or current >= client.round_count():
         return None
     if current > 0 and not client.round_state(current).finalized:
         return None
+    if _secure(client):
+        check_s = platform.settings.secagg_check_s if check_s is None else check_s
+        wait_for_checks(client.address, current + 1, poll_s=platform.settings.poll_interval_s, check_s=check_s)
     if current == 0:
         spec = task_spec(client, current_platform().store)
         circuit = round_circuit(client, spec.model, current_platform().settings)
@@ -147,8 +153,8 @@ def market_flow(
     """Run every round of the market, then settle, polling the chain. `trainer_step(round)` runs
     after a round opens; the demo uses it to play the trainers in this process, real trainers run
     their own (`fedmarket trainer run`). In a secure-aggregation market, `key_step()` runs before
-    round 1, when trainers post their keys, and `reveal_step(round)` once a round's reveals are
-    open. Resumes a market already under way."""
+    round 1, when trainers post and check their keys, and `reveal_step(round)` once a round's
+    reveals are open. Resumes a market already under way."""
     platform = current_platform()
     aggregator = aggregator or platform.me.address
     client = platform.market(market)
@@ -166,7 +172,8 @@ def market_flow(
                 if key_step is not None:
                     key_step()
                 wait_for_keys(client.address, aggregator, poll_s=poll_s)
-            open_next_round(client.address, aggregator)
+            # trainers played here by `key_step` checked every bundle before it returned
+            open_next_round(client.address, aggregator, check_s=0.0 if key_step is not None else None)
             if trainer_step is not None:
                 trainer_step(round)
         if not client.round_state(round).finalized:

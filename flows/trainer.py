@@ -22,7 +22,7 @@ from fedmarket_schemas.market import Aggregation, TaskSpec
 from fedmarket_tasks.chain_ops import submit_update, withdraw
 from fedmarket_tasks.common import transient
 from fedmarket_tasks.report import tag_run
-from fedmarket_tasks.secure import mask_and_store, post_keys, reveal_shares
+from fedmarket_tasks.secure import check_keys, mask_and_store, post_keys, reveal_shares
 from fedmarket_tasks.store_ops import get_bytes
 from fedmarket_tasks.trainer import (
     check_local_data,
@@ -95,17 +95,30 @@ def trainer_round_flow(market: str, round: int, data_path: str) -> str:
     return cid
 
 
-def secure_duties(market: str, me: str) -> str:
+def secure_duties(market: str, me: str, checked: set[int] | None = None) -> str:
     """A secure-aggregation trainer's part between its rounds: post its keys while no round is
-    open, and reveal its shares for the current round once the board opened its reveals."""
+    open, check its shares of every new bundle (complain against a dealer whose shares fail) and
+    answer complaints against it; and reveal its shares for the current round once the board
+    opened its reveals. `checked`: the dealers whose bundles it checked, kept between calls."""
     client = current_platform().market(market)
     board = board_of(client)
     index = client.trainers().index(me)
     round = client.current_round()
+    checked = set() if checked is None else checked
     done = []
-    if not board.keyed_mask(client.address) >> index & 1 and (round == 0 or client.round_state(round).finalized):
-        post_keys(client.address, me)
-        done.append("posted keys")
+    if round == 0 or client.round_state(round).finalized:
+        keyed = board.keyed_mask(client.address)
+        if not keyed >> index & 1:
+            post_keys(client.address, me)
+            done.append("posted keys")
+            keyed = board.keyed_mask(client.address)
+        unchecked = {i for i in range(keyed.bit_length()) if keyed >> i & 1} - checked
+        unanswered = board.complained_mask(client.address, index) & ~board.answered_mask(client.address, index)
+        if unchecked or unanswered:
+            sent = check_keys(client.address, me)
+            checked |= unchecked
+            if sent:
+                done.append(f"sent {len(sent)} complaints or answers")
     if round and not client.round_state(round).finalized:
         fixed = board.round_reveals(client.address, round)
         if fixed.open and not fixed.revealed >> index & 1:
@@ -126,10 +139,16 @@ def follow_market(market: str, data_path: Path, *, poll_s: float, log=print) -> 
     spent = False  # the task's DP budget allows no more rounds
     sitting_out: set[int] = set()  # secure aggregation: rounds this trainer holds no keys for
     secure = task_of(market).aggregation == Aggregation.secure
+    checked: set[int] = set()  # secure aggregation: dealers whose key bundles this trainer checked
     while True:
         try:
             phase = client.phase()
-            if secure and phase == "Training" and client.is_active(me) and (done := secure_duties(client.address, me)):
+            if (
+                secure
+                and phase == "Training"
+                and client.is_active(me)
+                and (done := secure_duties(client.address, me, checked))
+            ):
                 log(done)
             if phase == "Registration" and me not in client.trainers():
                 log(join_flow(client.address, str(data_path)))

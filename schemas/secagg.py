@@ -1,6 +1,7 @@
 """What trainers publish in a secure-aggregation market (fedmarket/secagg): one key bundle each
-when training starts, and one share reveal each per round. Both are stored by CID, so anyone
-who reads them can rebuild a round's aggregate from its masked updates."""
+when training starts, one share reveal each per round, and a dealer's answer to each complaint
+against it. All are stored by CID, so anyone who reads them can rebuild a round's aggregate from
+its masked updates."""
 
 from __future__ import annotations
 
@@ -8,22 +9,24 @@ from typing import Annotated
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-Hex16 = Annotated[str, Field(pattern=r"^[0-9a-f]{32}$")]
-Hex32 = Annotated[str, Field(pattern=r"^[0-9a-f]{64}$")]
+Scalar = Annotated[str, Field(pattern=r"^[0-9a-f]{64}$", description="a secp256k1 scalar, 32 bytes")]
+Point = Annotated[str, Field(pattern=r"^0[23][0-9a-f]{64}$", description="a compressed secp256k1 point")]
 
 
 class RoundKeys(BaseModel):
-    """One dealer's public part for one round: its mask public key, hashes of its two seeds, and
-    a hash of every holder's share of each (aligned with `KeyBundle.holders`), so that a wrong
-    share or a wrong rebuilt seed is caught and attributed."""
+    """One dealer's public part for one round: the Feldman commitments to the polynomials that
+    share its two seeds (fedmarket/secagg/feldman.py), constant term first, so that every share is
+    checked and a wrong one attributed. The mask seed is also the round's mask private key, so
+    its first commitment is the mask public key."""
 
     model_config = ConfigDict(frozen=True)
 
-    mask_public_key: Hex32
-    mask_seed_hash: Hex32
-    self_seed_hash: Hex32
-    mask_share_hashes: tuple[Hex32, ...]
-    self_share_hashes: tuple[Hex32, ...]
+    mask_commitments: tuple[Point, ...]
+    self_commitments: tuple[Point, ...]
+
+    @property
+    def mask_public_key(self) -> str:
+        return self.mask_commitments[0]
 
 
 class KeyBundle(BaseModel):
@@ -31,7 +34,7 @@ class KeyBundle(BaseModel):
 
     model_config = ConfigDict(frozen=True)
 
-    version: int = 1
+    version: int = 2
     chain_id: int
     market: str
     dealer: int = Field(ge=0, description="the dealer's registration index")
@@ -48,8 +51,8 @@ class KeyBundle(BaseModel):
         if self.threshold > n or len(self.sealed) != n:
             raise ValueError(f"{n} holders need one sealed share each and a threshold of at most {n}")
         for keys in self.rounds:
-            if len(keys.mask_share_hashes) != n or len(keys.self_share_hashes) != n:
-                raise ValueError("every round needs one share hash per holder")
+            if len(keys.mask_commitments) != self.threshold or len(keys.self_commitments) != self.threshold:
+                raise ValueError(f"every round needs {self.threshold} commitments per seed, one per coefficient")
         return self
 
 
@@ -59,13 +62,13 @@ class ShareReveal(BaseModel):
 
     model_config = ConfigDict(frozen=True)
 
-    version: int = 1
+    version: int = 2
     chain_id: int
     market: str
     round: int = Field(ge=1)
     holder: int = Field(ge=0)
-    self_shares: dict[int, Hex16] = {}
-    mask_shares: dict[int, Hex16] = {}
+    self_shares: dict[int, Scalar] = {}
+    mask_shares: dict[int, Scalar] = {}
 
     @model_validator(mode="after")
     def _disjoint(self) -> ShareReveal:
@@ -73,3 +76,17 @@ class ShareReveal(BaseModel):
         if both:
             raise ValueError(f"reveals both seeds of dealers {sorted(both)}")
         return self
+
+
+class ShareAnswer(BaseModel):
+    """A dealer's answer to holder `holder`'s complaint: that holder's shares of the dealer's two
+    seeds for every round, in the clear, for anyone to check against the dealer's commitments."""
+
+    model_config = ConfigDict(frozen=True)
+
+    version: int = 2
+    chain_id: int
+    market: str
+    dealer: int = Field(ge=0)
+    holder: int = Field(ge=0)
+    shares: tuple[tuple[Scalar, Scalar], ...] = Field(description="per round from 1: (mask share, self share)")

@@ -74,6 +74,39 @@ def post_keys(market: str, trainer: str) -> TxResult | None:
     return secagg.post_bundle(platform.store, m, board, party, m.round_count())[1]
 
 
+@remote_task(task_run_name="check-keys-{trainer}")
+def check_keys(market: str, trainer: str) -> list[TxResult]:
+    """Between rounds: complain against every dealer whose shares for this trainer do not open or
+    fail their commitments, and answer every complaint against this trainer (fedmarket.secagg.
+    onchain); the transactions sent."""
+    platform = current_platform()
+    m = _market(market)
+    party = platform.party(trainer)
+    board = secagg.board_of(m)
+    return [
+        *secagg.check_dealers(platform.store, m, board, party),
+        *secagg.answer_complaints(platform.store, m, board, party),
+    ]
+
+
+def wait_for_checks(market: str, round: int, *, poll_s: float, check_s: float) -> None:
+    """Before opening `round`: if a key bundle first counts for it, give the trainers `check_s`
+    (wall) to check it and complain; then wait until every complaint that counts for the round has
+    an answer, or `check_s` more. A dealer whose complaint stays unmet sits the round out
+    (onchain.bundles): the wait bounds how long one trainer's complaint can hold a round."""
+    m = _market(market)
+    board = secagg.board_of(m)
+    if any(first == round for _, first in board.key_bundles(m.address, m.creation_block()).values()):
+        time.sleep(check_s)
+    until = time.monotonic() + check_s
+    while time.monotonic() < until:
+        complaints = board.complaints(m.address, m.creation_block())
+        answers = board.answers(m.address, m.creation_block())
+        if all(key in answers for key, first in complaints.items() if first <= round):
+            return
+        time.sleep(poll_s)
+
+
 @remote_task(task_run_name="mask-and-store-r{round}-{trainer}")
 def mask_and_store(
     market: str, trainer: str, round: int, local_model: np.ndarray, spec: TaskSpec, privacy: PrivacySpent | None = None
@@ -88,12 +121,11 @@ def mask_and_store(
     party = platform.party(trainer)
     board = secagg.board_of(m)
     index = m.trainers().index(party.address)
-    taking_part = secagg.participants(m, board, round)
-    if not taking_part >> index & 1:
+    keys = secagg.bundles(platform.store, m, board, secagg.participants(m, board, round), round)
+    if index not in keys:
         raise SecureAggregationError(
-            f"trainer {party.address} posted no keys before round {round} of {m.address}: it cannot mask this round"
+            f"trainer {party.address} has no usable keys for round {round} of {m.address}: it cannot mask this round"
         )
-    keys = secagg.bundles(platform.store, m, board, taking_part)
     model, proof = quantize(local_model), None
     if spec.norm_bound is not None:  # clip to the bound and prove it; the proof's commitment goes on chain
         start = decode_update(platform.store.get(m.model_cid(round)), spec.model)
@@ -128,11 +160,10 @@ def reveal_shares(market: str, trainer: str, round: int) -> TxResult | None:
 def check_masked(market: str, round: int, spec: TaskSpec) -> dict[int, Rejection]:
     """The round's submissions that cannot be counted, by trainer index (exclusions.masked_rejection)."""
     m = _market(market)
-    board = secagg.board_of(m)
-    taking_part = secagg.participants(m, board, round)
+    store = current_platform().store
+    taking_part = secagg.usable_keys(store, m, secagg.board_of(m), round)
     first = m.first_submissions()
     size, context = parameter_count(spec.model), _context(m, round)
-    store = current_platform().store
     out = {}
     norm = NormCheck.of(store, spec, m.model_cid(round), current_platform().settings)
     for s in m.submissions(round):

@@ -49,7 +49,12 @@ def prefect_backend():
 
 def make_platform(tmp_path) -> Platform:
     return Platform.from_settings(
-        Settings(store_dir=tmp_path / "blocks", results_dir=tmp_path / "results", state_dir=tmp_path / "state")
+        Settings(
+            store_dir=tmp_path / "blocks",
+            results_dir=tmp_path / "results",
+            state_dir=tmp_path / "state",
+            secagg_check_s=0.0,  # in-process trainers check every bundle before the round opens
+        )
     )
 
 

@@ -23,6 +23,7 @@ from fedmarket.secagg import (
     MaskContext,
     Trainer,
     decode_sum,
+    feldman,
     make_bundle,
     make_reveal,
     mask_model,
@@ -30,7 +31,6 @@ from fedmarket.secagg import (
     open_bundle_shares,
     recover_sum,
     round_secrets,
-    shamir,
     threshold_for,
 )
 from fedmarket.secagg.masks import encode_model, self_key, stream
@@ -90,14 +90,27 @@ class Market:
         ]
 
 
-def test_shamir_any_threshold_subset_rebuilds_and_fewer_do_not():
-    secret, holders = os.urandom(16), (0, 3, 5, 9, 17)
-    shares = shamir.split(secret, 3, holders)
-    assert set(shares) == set(holders)
+def test_any_threshold_of_feldman_shares_rebuilds_and_fewer_do_not():
+    secret, holders = feldman.scalar(os.urandom(32)), (0, 3, 5, 9, 17)
+    shares, commitments = feldman.deal(secret, 3, holders, os.urandom(32))
+    assert set(shares) == set(holders) and len(commitments) == 3
+    assert commitments[0] == feldman.commitment(secret)
     for subset in [(0, 3, 5), (9, 17, 0), (3, 5, 9, 17)]:
-        assert shamir.combine({h: shares[h] for h in subset}, 3) == secret
+        assert feldman.combine({h: shares[h] for h in subset}, 3) == secret
     with pytest.raises(NotEnoughSharesError):
-        shamir.combine({0: shares[0], 17: shares[17]}, 3)
+        feldman.combine({0: shares[0], 17: shares[17]}, 3)
+
+
+def test_a_share_off_the_committed_polynomial_fails_its_check():
+    shares, commitments = feldman.deal(feldman.scalar(os.urandom(32)), 3, (0, 1, 2, 3), os.urandom(32))
+    assert all(feldman.verify(shares[h], h, commitments) for h in shares)
+    assert not feldman.verify(shares[1], 2, commitments)  # another holder's share
+    assert not feldman.verify((shares[1] + 1) % feldman.ORDER, 1, commitments)
+    assert not feldman.verify(0, 1, commitments) and not feldman.verify(feldman.ORDER, 1, commitments)
+    # a polynomial of higher degree than the threshold has no commitments that pass all its shares
+    wide, wide_commitments = feldman.deal(feldman.scalar(os.urandom(32)), 4, (0, 1, 2, 3), os.urandom(32))
+    assert not feldman.verify(wide[3], 3, wide_commitments[:3])
+    assert not feldman.verify(shares[0], 0, (b"\x02" + b"\xff" * 32, *commitments[1:]))  # not a point
 
 
 def test_threshold_is_a_majority():
@@ -150,7 +163,9 @@ def test_nothing_the_aggregator_receives_correlates_with_a_trainers_model():
     views = []
     for u, y in masked.items():
         views.append(y.view(np.int64))
-        b_u = shamir.combine({r.holder: bytes.fromhex(r.self_shares[u]) for r in reveals}, market.bundles[u].threshold)
+        b_u = feldman.scalar_bytes(
+            feldman.combine({r.holder: int(r.self_shares[u], 16) for r in reveals}, market.bundles[u].threshold)
+        )
         partial = y - stream(self_key(b_u, ctx), d)
         views.append(partial.view(np.int64))
         views.append((partial.view(np.int64) >> 32).astype(np.float64))  # the high half alone
@@ -169,7 +184,7 @@ def test_a_wrong_revealed_share_is_attributed_and_the_rest_still_rebuild():
     reveals = market.reveals(1, everyone, set(), [0, 1, 2, 3])
     liar = reveals[1]
     forged = dict(liar.self_shares)
-    forged[4] = "00" * 16
+    forged[4] = "00" * 31 + "01"
     reveals[1] = liar.model_copy(update={"self_shares": forged})
     recovery = recover_sum(
         masked=masked, bundles=market.bundles, reveals=reveals, participants=everyone, context=market.context(1)
@@ -192,20 +207,37 @@ def test_too_few_reveals_cannot_unmask():
         )
 
 
-def test_a_dealer_whose_shares_do_not_rebuild_its_seed_is_named():
-    market = Market(3, rounds=1, d=16, seed=5)
-    keys = market.bundles[0].rounds[0]
-    bad = keys.model_copy(update={"self_seed_hash": "11" * 32})
-    market.bundles[0] = market.bundles[0].model_copy(update={"rounds": (bad,)})
-    everyone = set(range(3))
-    with pytest.raises(InvalidShareError, match="trainer 0's round 1 self seed"):
-        recover_sum(
-            masked=market.masked(1, sorted(everyone)),
-            bundles=market.bundles,
-            reveals=market.reveals(1, everyone, set(), [0, 1, 2]),
-            participants=everyone,
-            context=market.context(1),
-        )
+def test_a_holder_refuses_a_share_its_dealer_did_not_commit_to():
+    market = Market(3, rounds=2, d=16, seed=5)
+    bundle = market.bundles[0]
+    # the dealer commits to one polynomial for round 2's self seed and deals from another
+    other = Market(3, rounds=2, d=16, seed=6).bundles[0]
+    rounds = (
+        bundle.rounds[0],
+        bundle.rounds[1].model_copy(update={"self_commitments": other.rounds[1].self_commitments}),
+    )
+    market.bundles[0] = bundle.model_copy(update={"rounds": rounds})
+    with pytest.raises(
+        InvalidShareError, match="trainer 0 sealed trainer 2 a round 2 self share its commitments refuse"
+    ):
+        open_bundle_shares(market.bundles[0], holder=2, box_key=market.boxes[2], dealer=market.members[0])
+
+
+def test_a_dealer_who_hands_one_holder_a_share_off_its_polynomial_is_caught_when_it_opens(monkeypatch):
+    """Without commitments such a share passes until the round's recovery, where subsets of the
+    shares rebuild different seeds and the round stops; now its holder sees it at once."""
+    honest_deal = feldman.deal
+
+    def deal_off_by_one_for_holder_1(secret, threshold, holders, randomness):
+        shares, commitments = honest_deal(secret, threshold, holders, randomness)
+        return {**shares, 1: (shares[1] + 1) % feldman.ORDER}, commitments
+
+    monkeypatch.setattr(feldman, "deal", deal_off_by_one_for_holder_1)
+    market = Market(4, rounds=1, d=16, seed=7)
+    with pytest.raises(InvalidShareError, match="trainer 0 sealed trainer 1 a round 1 mask share"):
+        open_bundle_shares(market.bundles[0], holder=1, box_key=market.boxes[1], dealer=market.members[0])
+    for holder in (0, 2, 3):
+        open_bundle_shares(market.bundles[0], holder=holder, box_key=market.boxes[holder], dealer=market.members[0])
 
 
 def test_shares_sealed_to_one_holder_do_not_open_for_another():
@@ -219,7 +251,7 @@ def test_shares_sealed_to_one_holder_do_not_open_for_another():
 def test_a_reveal_of_both_seeds_of_one_dealer_is_refused():
     with pytest.raises(ValidationError, match="reveals both seeds of dealers"):
         ShareReveal(
-            chain_id=CHAIN, market=MARKET, round=1, holder=0, self_shares={3: "00" * 16}, mask_shares={3: "11" * 16}
+            chain_id=CHAIN, market=MARKET, round=1, holder=0, self_shares={3: "00" * 32}, mask_shares={3: "11" * 32}
         )
 
 
@@ -243,7 +275,7 @@ def test_a_round_on_chain_rebuilds_the_survivors_mean_from_chain_and_store_alone
 
     models = quantize(np.random.default_rng(7).normal(0, 0.3, size=(5, 650)).astype(np.float32))
     context = MaskContext(platform.chain.chain_id, market.address, 1)
-    keys = onchain.bundles(store, market, board, board.keyed_mask(market.address))
+    keys = onchain.bundles(store, market, board, board.keyed_mask(market.address), 1)
     for i in (0, 1, 2, 4):  # trainer 3 masks nothing and drops
         raw = onchain.masked_bytes(models[i], party=trainers[i], index=i, keys=keys, context=context)
         market.submit(trainers[i].account, 1, str(store.put(raw)), "0x" + "22" * 32)
@@ -295,10 +327,114 @@ def test_a_holder_still_reveals_when_one_dealer_sealed_it_garbage(platform):
     board.post_keys(trainers[2].account, market.address, str(store.put(bad.model_dump_json().encode())))
     market.open_round(aggregator.account, str(store.put(b"global 1")), "0x" + "03" * 32)
     context = MaskContext(platform.chain.chain_id, market.address, 1)
-    keys = onchain.bundles(store, market, board, board.keyed_mask(market.address))
+    keys = onchain.bundles(store, market, board, board.keyed_mask(market.address), 1)
     for i in range(3):
         raw = onchain.masked_bytes(np.zeros(8), party=trainers[i], index=i, keys=keys, context=context)
         market.submit(trainers[i].account, 1, str(store.put(raw)), "0x" + "22" * 32)
     board.open_reveals(aggregator.account, market.address, 1)
     cid, _ = onchain.reveal(store, market, board, trainers[0], 1)
     assert set(ShareReveal.model_validate_json(store.get(cid)).self_shares) == {0, 1}
+
+
+def _deal_bad_shares_to(holders: set[int], monkeypatch) -> None:
+    """From now on, every dealing hands `holders` shares off the committed polynomial."""
+    honest_deal = feldman.deal
+
+    def deal(secret, threshold, to, randomness):
+        shares, commitments = honest_deal(secret, threshold, to, randomness)
+        return {h: (y + 1) % feldman.ORDER if h in holders else y for h, y in shares.items()}, commitments
+
+    monkeypatch.setattr(feldman, "deal", deal)
+
+
+def test_a_dealer_who_deals_a_majority_bad_shares_sits_out_and_the_round_still_rebuilds(platform, monkeypatch):
+    """Without complaints such a dealer stops the round: its seeds cannot be rebuilt from the
+    two good shares it dealt, whether it then submits or drops."""
+    factory, _ = FactoryClient.deploy(platform.chain, party(platform, "deployer").account)
+    market, _, aggregator, trainers, spec = create_market(platform, trainers=5, rounds=2, factory=factory)
+    board, store = factory.secure_aggregation(), platform.store
+    for t in trainers[:4]:
+        onchain.post_bundle(store, market, board, t, rounds=spec.rounds)
+    with monkeypatch.context() as patched:
+        _deal_bad_shares_to({0, 1, 2}, patched)
+        onchain.post_bundle(store, market, board, trainers[4], rounds=spec.rounds)
+    assert [len(onchain.check_dealers(store, market, board, t)) for t in trainers] == [1, 1, 1, 0, 0]
+    assert board.complained_mask(market.address, 4) == 0b00111
+    assert onchain.answer_complaints(store, market, board, trainers[0]) == []  # nothing against trainer 0
+    assert onchain.usable_keys(store, market, board, 1) == 0b01111  # trainer 4 never answers
+
+    market.open_round(aggregator.account, str(store.put(b"global 1")), "0x" + "03" * 32)
+    models = quantize(np.random.default_rng(8).normal(0, 0.3, size=(5, 64)).astype(np.float32))
+    context = MaskContext(platform.chain.chain_id, market.address, 1)
+    keys = onchain.bundles(store, market, board, onchain.participants(market, board, 1), 1)
+    assert set(keys) == {0, 1, 2, 3}
+    for i in range(4):
+        raw = onchain.masked_bytes(models[i], party=trainers[i], index=i, keys=keys, context=context)
+        market.submit(trainers[i].account, 1, str(store.put(raw)), "0x" + "22" * 32)
+    platform.chain.advance_time(spec.round_duration_s + 1)
+    board.open_reveals(aggregator.account, market.address, 1)
+    for holder in range(5):
+        onchain.reveal(store, market, board, trainers[holder], 1)
+    mean, recovery = onchain.recover_round(store, market, board, 1, size=64)
+    assert recovery.survivors == (0, 1, 2, 3) and recovery.dropped == ()
+    assert np.array_equal(mean, quantize(models[:4].mean(axis=0)))
+
+
+def test_a_dealer_answers_a_complaint_and_its_holder_reveals_the_answered_shares(platform):
+    factory, _ = FactoryClient.deploy(platform.chain, party(platform, "deployer").account)
+    market, _, aggregator, trainers, spec = create_market(platform, trainers=3, rounds=1, factory=factory)
+    board, store = factory.secure_aggregation(), platform.store
+    for t in trainers[:2]:
+        onchain.post_bundle(store, market, board, t, rounds=1)
+    everyone = onchain.members(market)
+    honest = make_bundle(
+        secret=onchain.secret_of(trainers[2], market.address),
+        dealer=everyone[2],
+        box_key=trainers[2].box_key,
+        members=everyone,
+        rounds=1,
+        chain_id=platform.chain.chain_id,
+        market=market.address,
+    )
+    # trainer 0's envelope is trainer 1's: it does not open for trainer 0, who complains
+    garbled = honest.model_copy(update={"sealed": (honest.sealed[1], *honest.sealed[1:])})
+    board.post_keys(trainers[2].account, market.address, str(store.put(garbled.model_dump_json().encode())))
+    assert len(onchain.check_dealers(store, market, board, trainers[0])) == 1
+    assert onchain.check_dealers(store, market, board, trainers[0]) == []  # once per dealer
+    assert onchain.usable_keys(store, market, board, 1) == 0b011
+    # a false complaint against an honest dealer costs that dealer one answer
+    board.complain(trainers[1].account, market.address, 0)
+    assert [len(onchain.answer_complaints(store, market, board, t)) for t in trainers] == [1, 0, 1]
+    assert onchain.answer_complaints(store, market, board, trainers[2]) == []
+    assert onchain.usable_keys(store, market, board, 1) == 0b111
+
+    market.open_round(aggregator.account, str(store.put(b"global 1")), "0x" + "03" * 32)
+    context = MaskContext(platform.chain.chain_id, market.address, 1)
+    keys = onchain.bundles(store, market, board, onchain.participants(market, board, 1), 1)
+    models = quantize(np.random.default_rng(9).normal(0, 0.3, size=(3, 32)).astype(np.float32))
+    for i in range(3):
+        raw = onchain.masked_bytes(models[i], party=trainers[i], index=i, keys=keys, context=context)
+        market.submit(trainers[i].account, 1, str(store.put(raw)), "0x" + "22" * 32)
+    board.open_reveals(aggregator.account, market.address, 1)
+    cid, _ = onchain.reveal(store, market, board, trainers[0], 1)
+    assert set(ShareReveal.model_validate_json(store.get(cid)).self_shares) == {0, 1, 2}  # 2's from its answer
+    onchain.reveal(store, market, board, trainers[1], 1)
+    mean, recovery = onchain.recover_round(store, market, board, 1, size=32)
+    assert recovery.survivors == (0, 1, 2) and recovery.invalid_shares == ()
+    assert np.array_equal(mean, quantize(models.mean(axis=0)))
+
+
+def test_an_answer_whose_shares_fail_the_commitments_leaves_its_dealer_out(platform, monkeypatch):
+    factory, _ = FactoryClient.deploy(platform.chain, party(platform, "deployer").account)
+    market, _, _, trainers, _ = create_market(platform, trainers=3, rounds=1, factory=factory)
+    board, store = factory.secure_aggregation(), platform.store
+    for t in trainers[:2]:
+        onchain.post_bundle(store, market, board, t, rounds=1)
+    with monkeypatch.context() as patched:
+        _deal_bad_shares_to({0}, patched)
+        onchain.post_bundle(store, market, board, trainers[2], rounds=1)
+        assert [len(onchain.check_dealers(store, market, board, t)) for t in trainers] == [1, 0, 0]
+        # the dealer answers with the shares it dealt, which its commitments still refuse
+        assert len(onchain.answer_complaints(store, market, board, trainers[2])) == 1
+    assert board.answered_mask(market.address, 2) == 0b001
+    assert onchain.usable_keys(store, market, board, 1) == 0b011

@@ -191,7 +191,7 @@ def test_a_trainer_process_masks_its_model_and_sits_out_a_round_it_holds_no_keys
     masked = read_masked(platform.store.get(cid), size=parameter_count(task.model), context=context)
     assert masked.dtype == np.uint64  # a masked model, not a sealed one
     platform.own = members[2]
-    with pytest.raises(SecureAggregationError, match="posted no keys before round 1"):
+    with pytest.raises(SecureAggregationError, match="has no usable keys for round 1"):
         trainer_round_flow(market.address, 1, str(data))
     assert market.submitted_mask(1) == 0b001
 
@@ -240,3 +240,28 @@ def test_a_masked_model_reporting_more_privacy_spent_than_the_budget_is_not_coun
     over = verdict(PrivacySpent(epsilon=4.5, delta=1e-5, rounds=2))
     assert over.reason == ExclusionReason.MASKED_MALFORMED and "past the task's budget 4" in over.detail
     assert "reports no privacy spent" in verdict(None).detail
+
+
+def test_the_aggregator_opens_a_round_once_a_complaint_is_answered(platform, monkeypatch):
+    """open_next_round waits for the dealer's answer (read again after each pause), so a false
+    complaint filed before round 1 does not keep an honest dealer out of it."""
+    from fedmarket.secagg import onchain
+    from fedmarket_flows.market import open_next_round
+
+    market, _, aggregator, members, _ = publish(platform, trainers=3, rounds=1)
+    for t in members:
+        assert secure_duties(market.address, t.address) == "posted keys"
+    board = onchain.board_of(market)
+    board.complain(members[0].account, market.address, 2)
+    assert onchain.usable_keys(platform.store, market, board, 1) == 0b011
+    pauses = []
+
+    def dealer_answers_during_the_wait(seconds: float) -> None:
+        pauses.append(seconds)
+        if len(pauses) == 2:  # the check period, then one poll: trainer 2's daemon answers
+            assert secure_duties(market.address, members[2].address) == "sent 1 complaints or answers"
+
+    monkeypatch.setattr("fedmarket_tasks.secure.time.sleep", dealer_answers_during_the_wait)
+    assert open_next_round(market.address, aggregator.address, check_s=60.0) == 1
+    assert pauses[0] == 60.0 and len(pauses) == 2
+    assert onchain.usable_keys(platform.store, market, board, 1) == 0b111

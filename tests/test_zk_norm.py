@@ -116,7 +116,7 @@ def test_a_norm_bound_market_excludes_updates_without_a_valid_proof_and_voids_a_
 
         def masked(i: int, round: int, model: np.ndarray, proof=None) -> bytes:
             board = secagg.board_of(market)
-            keys = secagg.bundles(platform.store, market, board, board.keyed_mask(market.address))
+            keys = secagg.bundles(platform.store, market, board, board.keyed_mask(market.address), round)
             context = MaskContext(platform.chain.chain_id, market.address, round)
             return secagg.masked_bytes(
                 model, party=members[i], index=i, keys=keys, context=context, norm_proof=proof and proof.proof_json

@@ -6,7 +6,10 @@ pragma solidity ^0.8.28;
 /// anyone rebuild a round's aggregate without seeing one trainer's model (fedmarket/secagg,
 /// contracts/README.md "Secure aggregation"): each trainer's key bundle once, and after each
 /// round its share reveal. The board fixes, on chain and the same for everyone, who takes part in
-/// a round and who survived it, so that no honest holder reveals both seeds of one trainer.
+/// a round and who survived it, so that no honest holder reveals both seeds of one trainer. A
+/// holder whose shares fail the dealer's commitments complains, and the dealer answers with that
+/// holder's shares in the clear: readers leave out of a round every dealer with a complaint that
+/// no valid answer met before the round opened, so no dealer can deal shares that stop a round.
 interface ISecureAggregation {
     /// What the board recorded for one round of one market.
     struct RoundReveals {
@@ -21,6 +24,10 @@ interface ISecureAggregation {
     event SharesRevealed(
         address indexed market, uint32 indexed round, address indexed trainer, uint32 index, bytes32 cid
     );
+    /// Holder `holder` says dealer `dealer`'s shares for it fail their commitments; from `firstRound` on.
+    event Complained(address indexed market, uint32 indexed dealer, uint32 holder, uint32 firstRound);
+    /// Dealer `dealer` answers holder `holder`'s complaint with its shares, stored under `cid`.
+    event Answered(address indexed market, uint32 indexed dealer, uint32 holder, uint32 firstRound, bytes32 cid);
 
     error UnknownMarket(address market);
     error NotTraining(address market);
@@ -34,4 +41,9 @@ interface ISecureAggregation {
     error RevealsAlreadyOpen(address market, uint32 round);
     error RevealsNotOpen(address market, uint32 round);
     error AlreadyRevealed(address market, uint32 round, address trainer);
+    error NotKeyed(address market, uint32 dealer);
+    error OwnKeys(address market, address trainer);
+    error AlreadyComplained(address market, uint32 dealer, uint32 holder);
+    error NoComplaint(address market, uint32 dealer, uint32 holder);
+    error AlreadyAnswered(address market, uint32 dealer, uint32 holder);
 }

@@ -9,13 +9,16 @@ import {ISecureAggregation} from "./ISecureAggregation.sol";
 /// @title The secure-aggregation board of the markets one factory creates.
 /// @notice Three steps per market, read by the trainers' and the aggregator's clients and by
 /// `fedmarket audit`: {postKeys} once per trainer between rounds, {openReveals} by the aggregator
-/// once a round's submissions and exclusions are fixed, {revealShares} once per holder and round.
+/// once a round's submissions and exclusions are fixed, {revealShares} once per holder and round;
+/// and between rounds {complain} by a holder against a dealer, {answer} by that dealer.
 /// It moves no funds and changes nothing in the market: the market's own deadlines bound every
 /// round (past them the market settles without the round), so the board needs no window.
 contract SecureAggregation is ISecureAggregation {
     IMarketFactory public immutable factory;
     mapping(address => uint128) public keyedMask; // market => bit i: trainer i posted its keys
     mapping(address => mapping(uint32 => RoundReveals)) private _rounds;
+    mapping(address => mapping(uint32 => uint128)) public complainedMask; // market => dealer => bit h: h complained
+    mapping(address => mapping(uint32 => uint128)) public answeredMask; // market => dealer => bit h: answered
 
     constructor() {
         factory = IMarketFactory(msg.sender);
@@ -25,10 +28,7 @@ contract SecureAggregation is ISecureAggregation {
     /// its sealed shares, stored under `cid`. Only between rounds (before the first, or once the
     /// current one is finalized), so a round's participants are fixed when it opens.
     function postKeys(address market, bytes32 cid) external {
-        DataMarket m = _training(market);
-        if (!m.isActive(msg.sender)) revert NotActive(market, msg.sender);
-        uint32 round = m.currentRound();
-        if (round != 0 && !m.getRound(round).finalized) revert RoundInProgress(market, round);
+        (DataMarket m, uint32 round) = _betweenRounds(market);
         if (cid == bytes32(0)) revert InvalidCid();
         uint256 index = m.trainerIndex(msg.sender);
         uint128 bit = uint128(uint256(1) << index); // index < L <= 128
@@ -36,6 +36,35 @@ contract SecureAggregation is ISecureAggregation {
         if (keyed & bit != 0) revert KeysAlreadyPosted(market, msg.sender);
         keyedMask[market] = keyed | bit;
         emit KeysPosted(market, msg.sender, uint32(index), round + 1, cid);
+    }
+
+    /// @notice Say that `dealer`'s shares for the caller fail its commitments (or do not open):
+    /// once per holder and dealer, between rounds. Until the dealer answers, readers leave it out
+    /// of every round opened after this.
+    function complain(address market, uint32 dealer) external {
+        (DataMarket m, uint32 round) = _betweenRounds(market);
+        if (keyedMask[market] >> dealer & 1 == 0) revert NotKeyed(market, dealer);
+        uint32 holder = uint32(m.trainerIndex(msg.sender));
+        if (holder == dealer) revert OwnKeys(market, msg.sender);
+        uint128 bit = uint128(uint256(1) << holder);
+        uint128 complained = complainedMask[market][dealer];
+        if (complained & bit != 0) revert AlreadyComplained(market, dealer, holder);
+        complainedMask[market][dealer] = complained | bit;
+        emit Complained(market, dealer, holder, round + 1);
+    }
+
+    /// @notice Answer `holder`'s complaint with its shares in the clear, stored under `cid`: once,
+    /// by the dealer, between rounds. Readers check the shares against the dealer's commitments.
+    function answer(address market, uint32 holder, bytes32 cid) external {
+        (DataMarket m, uint32 round) = _betweenRounds(market);
+        if (cid == bytes32(0)) revert InvalidCid();
+        uint32 dealer = uint32(m.trainerIndex(msg.sender));
+        uint128 bit = uint128(uint256(1) << holder);
+        if (complainedMask[market][dealer] & bit == 0) revert NoComplaint(market, dealer, holder);
+        uint128 answered = answeredMask[market][dealer];
+        if (answered & bit != 0) revert AlreadyAnswered(market, dealer, holder);
+        answeredMask[market][dealer] = answered | bit;
+        emit Answered(market, dealer, holder, round + 1, cid);
     }
 
     /// @notice Fix round `round`'s survivors and let holders reveal: the aggregator calls it once
@@ -77,6 +106,14 @@ contract SecureAggregation is ISecureAggregation {
 
     function roundReveals(address market, uint32 round) external view returns (RoundReveals memory) {
         return _rounds[market][round];
+    }
+
+    /// An active trainer of a training market while no round is open: the current round number.
+    function _betweenRounds(address market) private view returns (DataMarket m, uint32 round) {
+        m = _training(market);
+        if (!m.isActive(msg.sender)) revert NotActive(market, msg.sender);
+        round = m.currentRound();
+        if (round != 0 && !m.getRound(round).finalized) revert RoundInProgress(market, round);
     }
 
     function _training(address market) private view returns (DataMarket m) {

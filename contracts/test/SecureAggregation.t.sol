@@ -7,7 +7,8 @@ import {ISecureAggregation} from "../src/ISecureAggregation.sol";
 import {SecureAggregation} from "../src/SecureAggregation.sol";
 import {MarketFixture} from "./utils/MarketFixture.sol";
 
-/// The secure-aggregation board: keys between rounds, reveals once a round's survivors are fixed.
+/// The secure-aggregation board: keys between rounds, reveals once a round's survivors are fixed,
+/// complaints against a dealer and its answers between rounds.
 contract SecureAggregationTest is MarketFixture {
     SecureAggregation internal board;
 
@@ -148,5 +149,87 @@ contract SecureAggregationTest is MarketFixture {
         vm.prank(trainerAddrs[127]);
         board.revealShares(address(market), round, bytes32(uint256(1)));
         assertEq(board.roundReveals(address(market), round).revealed, uint128(1) << 127, "the last bit");
+    }
+
+    function test_complaintsAndAnswersBetweenRoundsOncePerHolderAndDealer() public {
+        DataMarket market = start(4, 2);
+        for (uint256 i = 0; i < 3; ++i) _post(market, i); // trainer 3 posts no keys
+        address m = address(market);
+
+        vm.prank(trainerAddrs[0]);
+        vm.expectRevert(abi.encodeWithSelector(ISecureAggregation.NotKeyed.selector, m, 3));
+        board.complain(m, 3);
+        vm.prank(trainerAddrs[0]);
+        vm.expectRevert(abi.encodeWithSelector(ISecureAggregation.NotKeyed.selector, m, 200));
+        board.complain(m, 200);
+        vm.prank(trainerAddrs[0]);
+        vm.expectRevert(abi.encodeWithSelector(ISecureAggregation.OwnKeys.selector, m, trainerAddrs[0]));
+        board.complain(m, 0);
+        vm.prank(stranger);
+        vm.expectRevert(abi.encodeWithSelector(ISecureAggregation.NotActive.selector, m, stranger));
+        board.complain(m, 0);
+
+        // before round 1: a complaint and its answer count from round 1
+        vm.expectEmit(address(board));
+        emit ISecureAggregation.Complained(m, 0, 3, 1); // a holder without keys of its own may complain
+        vm.prank(trainerAddrs[3]);
+        board.complain(m, 0);
+        vm.prank(trainerAddrs[3]);
+        vm.expectRevert(abi.encodeWithSelector(ISecureAggregation.AlreadyComplained.selector, m, 0, 3));
+        board.complain(m, 0);
+        assertEq(board.complainedMask(m, 0), 0x8, "holder 3 against dealer 0");
+
+        vm.prank(trainerAddrs[0]);
+        vm.expectRevert(abi.encodeWithSelector(ISecureAggregation.NoComplaint.selector, m, 0, 1));
+        board.answer(m, 1, bytes32(uint256(5)));
+        vm.prank(trainerAddrs[1]); // only the dealer complained against answers
+        vm.expectRevert(abi.encodeWithSelector(ISecureAggregation.NoComplaint.selector, m, 1, 3));
+        board.answer(m, 3, bytes32(uint256(5)));
+        vm.prank(trainerAddrs[0]);
+        vm.expectRevert(abi.encodeWithSelector(ISecureAggregation.NoComplaint.selector, m, 0, 300));
+        board.answer(m, 300, bytes32(uint256(5)));
+        vm.prank(trainerAddrs[0]);
+        vm.expectRevert(ISecureAggregation.InvalidCid.selector);
+        board.answer(m, 3, bytes32(0));
+        vm.expectEmit(address(board));
+        emit ISecureAggregation.Answered(m, 0, 3, 1, bytes32(uint256(5)));
+        vm.prank(trainerAddrs[0]);
+        board.answer(m, 3, bytes32(uint256(5)));
+        vm.prank(trainerAddrs[0]);
+        vm.expectRevert(abi.encodeWithSelector(ISecureAggregation.AlreadyAnswered.selector, m, 0, 3));
+        board.answer(m, 3, bytes32(uint256(6)));
+        assertEq(board.answeredMask(m, 0), 0x8, "answered holder 3");
+
+        // mid-round: neither; once the round is finalized, both count from round 2
+        uint32 round = openRound(market);
+        vm.prank(trainerAddrs[2]);
+        vm.expectRevert(abi.encodeWithSelector(ISecureAggregation.RoundInProgress.selector, m, round));
+        board.complain(m, 1);
+        vm.prank(trainerAddrs[0]);
+        vm.expectRevert(abi.encodeWithSelector(ISecureAggregation.RoundInProgress.selector, m, round));
+        board.answer(m, 3, bytes32(uint256(6)));
+        submitMask(market, round, 0xF);
+        finalize(market, round, 0xF);
+        vm.expectEmit(address(board));
+        emit ISecureAggregation.Complained(m, 1, 2, 2);
+        vm.prank(trainerAddrs[2]);
+        board.complain(m, 1);
+        vm.expectEmit(address(board));
+        emit ISecureAggregation.Answered(m, 1, 2, 2, bytes32(uint256(7)));
+        vm.prank(trainerAddrs[1]);
+        board.answer(m, 2, bytes32(uint256(7)));
+    }
+
+    function test_everyHolderOf128ComplainsAndIsAnsweredInTheMasks() public {
+        DataMarket market = start(128, 1);
+        _post(market, 0);
+        for (uint256 h = 1; h < 128; ++h) {
+            vm.prank(trainerAddrs[h]);
+            board.complain(address(market), 0);
+            vm.prank(trainerAddrs[0]);
+            board.answer(address(market), uint32(h), bytes32(h));
+        }
+        assertEq(board.complainedMask(address(market), 0), type(uint128).max - 1, "127 holders");
+        assertEq(board.answeredMask(address(market), 0), type(uint128).max - 1, "127 answers");
     }
 }

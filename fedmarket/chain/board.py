@@ -43,6 +43,39 @@ class BoardClient:
         fn = self.contract.functions.revealShares(_address(market), round, digest_of(cid))
         return self.chain.transact(account, fn)
 
+    def complain(self, account: LocalAccount, market: str, dealer: int) -> TxResult:
+        return self.chain.transact(account, self.contract.functions.complain(_address(market), dealer))
+
+    def answer(self, account: LocalAccount, market: str, holder: int, cid: str) -> TxResult:
+        fn = self.contract.functions.answer(_address(market), holder, digest_of(cid))
+        return self.chain.transact(account, fn)
+
+    def complained_mask(self, market: str, dealer: int) -> int:
+        fn = self.contract.functions.complainedMask(_address(market), dealer)
+        return int(self.chain.call(fn, block=self.block))
+
+    def answered_mask(self, market: str, dealer: int) -> int:
+        fn = self.contract.functions.answeredMask(_address(market), dealer)
+        return int(self.chain.call(fn, block=self.block))
+
+    def complaints(self, market: str, from_block: int) -> dict[tuple[int, int], int]:
+        """(dealer, holder) -> the first round the complaint counts for."""
+        logs = self.chain.events(self.contract, "Complained", from_block, self.block, market=_address(market))
+        return {
+            (int(log["args"]["dealer"]), int(log["args"]["holder"])): int(log["args"]["firstRound"]) for log in logs
+        }
+
+    def answers(self, market: str, from_block: int) -> dict[tuple[int, int], tuple[str, int]]:
+        """(dealer, holder) -> (CID of the dealer's answer, the first round it counts for)."""
+        logs = self.chain.events(self.contract, "Answered", from_block, self.block, market=_address(market))
+        return {
+            (int(log["args"]["dealer"]), int(log["args"]["holder"])): (
+                str(cid_from_digest(bytes(log["args"]["cid"]))),
+                int(log["args"]["firstRound"]),
+            )
+            for log in logs
+        }
+
     def keyed_mask(self, market: str) -> int:
         return int(self.chain.call(self.contract.functions.keyedMask(_address(market)), block=self.block))
 

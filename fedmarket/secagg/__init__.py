@@ -2,7 +2,7 @@
 only the sum of the survivors' models (Bonawitz et al., "Practical Secure Aggregation for
 Privacy-Preserving Machine Learning", CCS 2017; OmniLytics, sources/000, aggregates this way).
 
-- `shamir`: threshold sharing of 16-byte seeds (pycryptodome's Shamir).
+- `feldman`: verifiable threshold sharing of scalar seeds (Feldman 1987, on secp256k1).
 - `masks`: the fixed-point ring, the seeded mask streams, masking and unmasking.
 - `protocol`: per-round seeds, the key bundle a trainer publishes once, the share reveal it
   publishes each round, and rebuilding a round's sum from what was published.

@@ -15,12 +15,11 @@ import struct
 from dataclasses import dataclass
 
 import numpy as np
+from coincurve import PrivateKey, PublicKey
 from cryptography.hazmat.primitives import hashes
-from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
 from cryptography.hazmat.primitives.ciphers import Cipher, algorithms
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
-from fedmarket.crypto import public_key_bytes, public_key_from_bytes
 from fedmarket.errors import CryptoError
 from fedmarket.fixed_point import FRAC_BITS, quantize
 
@@ -60,13 +59,15 @@ def stream(key: bytes, size: int) -> np.ndarray:
     return np.frombuffer(encryptor.update(bytes(8 * size)), dtype="<u8").astype(np.uint64, copy=False)
 
 
-def pair_key(own: X25519PrivateKey, peer_public: bytes, context: MaskContext) -> bytes:
-    """k_uv: the same for u and v, from their round mask keys."""
+def pair_key(own: bytes, peer_public: bytes, context: MaskContext) -> bytes:
+    """k_uv: the same for u and v, from their round mask keys (ECDH on secp256k1: `own` is a
+    32-byte scalar, `peer_public` a compressed point)."""
     try:
-        shared = own.exchange(public_key_from_bytes(peer_public))
-    except ValueError as exc:  # a small-order point
-        raise CryptoError(f"a peer's mask key cannot be used: {exc}") from exc
-    ends = sorted([public_key_bytes(own), peer_public])
+        mine = PrivateKey(own)
+        shared = PublicKey(peer_public).multiply(own).format()
+    except ValueError as exc:  # not a scalar, or not a point on the curve
+        raise CryptoError(f"a mask key cannot be used: {exc}") from exc
+    ends = sorted([mine.public_key.format(), peer_public])
     return hkdf(shared, context.info(b"pair"), salt=ends[0] + ends[1])
 
 

@@ -15,7 +15,13 @@ from safetensors.numpy import load as st_load
 from safetensors.numpy import save as st_save
 
 from fedmarket.chain import BoardClient, FactoryClient, MarketClient, TxResult
-from fedmarket.errors import DecryptionError, MalformedUpdateError, SecureAggregationError
+from fedmarket.errors import (
+    DecryptionError,
+    MalformedUpdateError,
+    SecureAggregationError,
+    StoreError,
+    StoreUnavailableError,
+)
 from fedmarket.fixed_point import quantize
 from fedmarket.identity import Party
 from fedmarket.ml.updates import header_metadata
@@ -23,6 +29,9 @@ from fedmarket.secagg.masks import MaskContext, decode_sum
 from fedmarket.secagg.protocol import (
     Recovery,
     Trainer,
+    answer_complaint,
+    answered_shares,
+    bundle_defect,
     make_bundle,
     make_reveal,
     mask_model,
@@ -31,7 +40,7 @@ from fedmarket.secagg.protocol import (
     round_secrets,
 )
 from fedmarket.store import ContentStore
-from fedmarket_schemas.secagg import KeyBundle, ShareReveal
+from fedmarket_schemas.secagg import KeyBundle, ShareAnswer, ShareReveal
 from fedmarket_schemas.trainer import PrivacySpent
 
 FORMAT = "fedmarket-masked-v1"
@@ -87,17 +96,106 @@ def post_bundle(
     return cid, board.post_keys(party.account, market.address, cid)
 
 
-def bundles(store: ContentStore, market: MarketClient, board: BoardClient, participants: int) -> dict[int, KeyBundle]:
-    """The key bundles of the trainers in the `participants` mask."""
+def bundles(
+    store: ContentStore, market: MarketClient, board: BoardClient, participants: int, round: int
+) -> dict[int, KeyBundle]:
+    """The key bundles of the trainers in the `participants` mask that take part in `round`:
+    those without a defect (`protocol.bundle_defect`) and without a complaint that counts for
+    `round` and that no valid answer counting for it met (`unmet_complaints`). All of it is
+    public, so every reader leaves out the same dealers."""
     posted = board.key_bundles(market.address, market.creation_block())
+    holders = {m.index for m in members(market)}
     out = {}
     for index, (cid, _) in posted.items():
-        if participants >> index & 1:
-            try:
-                out[index] = KeyBundle.model_validate_json(store.get(cid))
-            except ValidationError as exc:
-                raise SecureAggregationError(f"trainer {index}'s key bundle {cid} is malformed: {exc}") from None
+        if participants >> index & 1 and (bundle := _read_bundle(store, cid)) is not None:
+            defect = bundle_defect(
+                bundle,
+                chain_id=market.chain.chain_id,
+                market=market.address,
+                dealer=index,
+                holders=holders,
+                rounds=market.round_count(),
+            )
+            if defect is None:
+                out[index] = bundle
+    for dealer in unmet_complaints(store, market, board, out, round):
+        del out[dealer]
     return out
+
+
+def _read_bundle(store: ContentStore, cid: str) -> KeyBundle | None:
+    try:
+        return KeyBundle.model_validate_json(store.get(cid))
+    except StoreUnavailableError:
+        raise  # no verdict about the dealer while the store is away
+    except (StoreError, ValidationError):
+        return None
+
+
+def unmet_complaints(
+    store: ContentStore, market: MarketClient, board: BoardClient, keys: dict[int, KeyBundle], round: int
+) -> set[int]:
+    """The dealers among `keys` with a complaint counting for `round` that no answer counting for
+    it meets with shares its commitments accept."""
+    answers = board.answers(market.address, market.creation_block())
+    out = set()
+    for (dealer, holder), first in board.complaints(market.address, market.creation_block()).items():
+        if dealer in keys and first <= round:
+            answer = answers.get((dealer, holder))
+            if answer is None or answer[1] > round or _answer(store, answer[0], keys[dealer], holder) is None:
+                out.add(dealer)
+    return out
+
+
+def _answer(store: ContentStore, cid: str, bundle: KeyBundle, holder: int) -> list[tuple[bytes, bytes]] | None:
+    """The holder's shares from the dealer's answer under `cid`, or None if they fail."""
+    try:
+        return answered_shares(ShareAnswer.model_validate_json(store.get(cid)), bundle, holder)
+    except StoreUnavailableError:
+        raise
+    except (StoreError, ValidationError, SecureAggregationError):
+        return None
+
+
+def usable_keys(store: ContentStore, market: MarketClient, board: BoardClient, round: int) -> int:
+    """Mask of the trainers whose keys take part in `round` (`bundles`): every trainer masks
+    against exactly these, and only these can be survivors."""
+    return sum(1 << i for i in bundles(store, market, board, participants(market, board, round), round))
+
+
+def check_dealers(store: ContentStore, market: MarketClient, board: BoardClient, party: Party) -> list[TxResult]:
+    """Open this holder's shares of every posted bundle and complain against each dealer whose
+    shares do not open or fail its commitments (once per dealer): the complaints' transactions."""
+    by_index = {m.index: m for m in members(market)}
+    me = next(m for m in by_index.values() if m.address == party.address)
+    keys = bundles(store, market, board, board.keyed_mask(market.address), round=0)  # complaints aside
+    sent = []
+    for dealer, bundle in keys.items():
+        if dealer == me.index or board.complained_mask(market.address, dealer) >> me.index & 1:
+            continue
+        try:
+            open_bundle_shares(bundle, holder=me.index, box_key=party.box_key, dealer=by_index[dealer])
+        except (DecryptionError, SecureAggregationError):
+            sent.append(board.complain(party.account, market.address, dealer))
+    return sent
+
+
+def answer_complaints(store: ContentStore, market: MarketClient, board: BoardClient, party: Party) -> list[TxResult]:
+    """Answer every complaint against this dealer that it has not answered: the transactions."""
+    me = market.trainers().index(party.address)
+    posted = board.key_bundles(market.address, market.creation_block())
+    pending = board.complained_mask(market.address, me) & ~board.answered_mask(market.address, me)
+    if not pending or me not in posted:
+        return []
+    bundle = _read_bundle(store, posted[me][0])
+    if bundle is None:
+        raise SecureAggregationError(f"trainer {party.address}'s own key bundle {posted[me][0]} cannot be read")
+    sent = []
+    for holder in (h for h in bundle.holders if pending >> h & 1):
+        answer = answer_complaint(secret=secret_of(party, market.address), bundle=bundle, holder=holder)
+        cid = str(store.put(answer.model_dump_json().encode()))
+        sent.append(board.answer(party.account, market.address, holder, cid))
+    return sent
 
 
 def masked_bytes(
@@ -158,13 +256,17 @@ def reveal(
         raise SecureAggregationError(f"reveals of round {round} are not open")
     by_index = {m.index: m for m in members(market)}
     me = next(m for m in by_index.values() if m.address == party.address)
-    keys = bundles(store, market, board, fixed.participants)
+    keys = bundles(store, market, board, fixed.participants, round)
+    answers = board.answers(market.address, market.creation_block())
     held = {}
     for dealer, bundle in keys.items():
         try:
             shares = open_bundle_shares(bundle, holder=me.index, box_key=party.box_key, dealer=by_index[dealer])
         except (DecryptionError, SecureAggregationError):
-            continue  # a dealer who sealed this holder nothing usable gets nothing revealed by it
+            # a dealer that takes part answered this holder's complaint; else it sealed it nothing usable
+            answer = answers.get((dealer, me.index))
+            if answer is None or (shares := _answer(store, answer[0], bundle, me.index)) is None:
+                continue
         held[dealer] = shares[round - 1]
     survivors = {i for i in keys if fixed.survivors >> i & 1}
     context = MaskContext(market.chain.chain_id, market.address, round)
@@ -184,7 +286,7 @@ def recover_round(
     if not fixed.open:
         raise SecureAggregationError(f"reveals of round {round} are not open")
     context = MaskContext(market.chain.chain_id, market.address, round)
-    keys = bundles(store, market, board, fixed.participants)
+    keys = bundles(store, market, board, fixed.participants, round)
     masked = {
         s.index: read_masked(store.get(s.cid), size=size, context=context)
         for s in market.submissions(round)
