@@ -30,6 +30,7 @@ def listener_for(factory: str | None, markets: list[str], follow_all: bool) -> C
         max_blocks=settings.listener_max_blocks,
         confirmations=settings.listener_confirmations,
         start_block=settings.factory_from_block,
+        reveal_grace_s=settings.secagg_reveal_grace_s,
     )
 
 

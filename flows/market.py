@@ -32,7 +32,7 @@ from fedmarket_schemas.rounds import RoundReport
 from fedmarket_schemas.settlement import SettlementReport
 from fedmarket_tasks.chain_ops import close_reveal, open_round
 from fedmarket_tasks.report import tag_run
-from fedmarket_tasks.secure import close_submissions, wait_for_checks, wait_for_keys
+from fedmarket_tasks.secure import close_submissions, fix_split_seed, keys_ready, wait_for_checks, wait_for_keys
 from fedmarket_tasks.store_ops import get_bytes, put_bytes
 
 TrainerStep = Callable[[int], None]
@@ -70,8 +70,11 @@ def open_next_round(market: str, aggregator: str, *, check_s: float | None = Non
 
 
 @flow(name="fedmarket-advance", flow_run_name="advance-{market}")
-def advance_flow(market: str, aggregator: str | None = None) -> str:
-    """Do what is due in `market`: 'closed-reveal', 'opened-round-N', or 'nothing'."""
+def advance_flow(market: str, aggregator: str | None = None, wait: bool = True) -> str:
+    """Do what is due in `market`: 'closed-reveal', 'opened-round-N', or 'nothing'. Before round 1
+    of a secure-aggregation market it waits for every trainer's keys (at most half the window);
+    with `wait` false (runs triggered by chain events or the schedule) it returns
+    'waiting-for-keys' instead, and the listener's keys-complete or the schedule runs it again."""
     platform = current_platform()
     aggregator = aggregator or platform.me.address
     client = platform.market(market)
@@ -81,7 +84,13 @@ def advance_flow(market: str, aggregator: str | None = None) -> str:
         close_reveal(client.address, aggregator)
         return "closed-reveal"
     if phase == "Training" and client.current_round() == 0 and _secure(client):
-        wait_for_keys(client.address, aggregator, poll_s=platform.settings.poll_interval_s)
+        if wait:
+            wait_for_keys(client.address, aggregator, poll_s=platform.settings.poll_interval_s)
+        else:
+            fix_split_seed(client.address, aggregator)
+            if not keys_ready(client.address):
+                get_run_logger().info("market %s: waiting for the trainers' keys (no worker held)", client.address)
+                return "waiting-for-keys"
     if phase == "Training" and (opened := open_next_round(client.address, aggregator)) is not None:
         return f"opened-round-{opened}"
     # settlement has a deployment of its own, triggered by fedmarket.market.rounds-complete
@@ -123,7 +132,7 @@ def advance_all_flow(factory: str | None = None) -> dict[str, str]:
     for market in aggregated_markets(factory, me):
         phase = platform.market(market).phase()
         if phase in ("Registration", "SeedReveal", "Training"):
-            done[market] = advance_flow(market, me)
+            done[market] = advance_flow(market, me, wait=False)
     get_run_logger().info("advanced %d markets: %s", len(done), done or "none under way")
     return done
 

@@ -31,7 +31,14 @@ from fedmarket_tasks.detect import detect_outliers
 from fedmarket_tasks.load import history_before, load_round
 from fedmarket_tasks.prove import prove_round_step, proven_outliers
 from fedmarket_tasks.report import progress, publish_round, publish_rounds, tag_run
-from fedmarket_tasks.secure import close_submissions, masked_epsilon, open_reveals, recover_mean, wait_for_reveals
+from fedmarket_tasks.secure import (
+    close_submissions,
+    masked_epsilon,
+    open_reveals,
+    recover_mean,
+    reveals_ready,
+    wait_for_reveals,
+)
 from fedmarket_tasks.store_ops import put_bytes
 
 
@@ -55,8 +62,11 @@ def _heavy(step, *args, **kwargs):
 
 
 @flow(name="fedmarket-round", flow_run_name="round-{round}-{market}")
-def _round_flow(market: str, round: int, aggregator: str | None = None) -> RoundReport:
-    """Run round `round` of `market` as its aggregator (default: this process's own key)."""
+def _round_flow(market: str, round: int, aggregator: str | None = None, wait: bool = True) -> RoundReport | None:
+    """Run round `round` of `market` as its aggregator (default: this process's own key). In a
+    secure-aggregation market with `wait` false (the deployment's runs, triggered by chain
+    events), a round whose holders have not revealed enough is left for the listener's
+    reveals-complete or reveals-grace-passed to run again: None, and no worker held meanwhile."""
     logger = get_run_logger()
     platform = current_platform()
     aggregator = aggregator or platform.me.address
@@ -67,7 +77,7 @@ def _round_flow(market: str, round: int, aggregator: str | None = None) -> Round
     context = market_context(client, platform.store)
     spec = context.spec
     if spec.aggregation == Aggregation.secure:
-        return _secure_round(client, round, aggregator, context)
+        return _secure_round(client, round, aggregator, context, wait)
 
     with progress(client.address, f"round {round}", steps=4) as step:
         loaded = load_round(client, aggregator, round, context)
@@ -159,7 +169,7 @@ def _round_flow(market: str, round: int, aggregator: str | None = None) -> Round
     return report
 
 
-def _secure_round(client, round: int, aggregator: str, context) -> RoundReport:
+def _secure_round(client, round: int, aggregator: str, context, wait: bool = True) -> RoundReport | None:
     """A secure-aggregation round (fedmarket/secagg): exclude the submissions that cannot be
     counted (every check on public bytes), fix the survivors on the board, wait for the holders'
     share reveals, rebuild the survivors' mean from the chain and the store, finalize. No single
@@ -169,10 +179,14 @@ def _secure_round(client, round: int, aggregator: str, context) -> RoundReport:
     with progress(client.address, f"round {round}", steps=4) as step:
         close_submissions(client.address, aggregator, round, spec)
         step()
-        if not client.round_state(round).finalized:  # a rerun of a finalized round reads what was revealed
-            wait_for_reveals(
-                client.address, round, poll_s=settings.poll_interval_s, grace_s=settings.secagg_reveal_grace_s
-            )
+        grace_s = settings.secagg_reveal_grace_s
+        if client.round_state(round).finalized:  # a rerun of a finalized round reads what was revealed
+            pass
+        elif wait:
+            wait_for_reveals(client.address, round, poll_s=settings.poll_interval_s, grace_s=grace_s)
+        elif not reveals_ready(client.address, round, grace_s=grace_s):
+            get_run_logger().info("round %d: waiting for the holders' share reveals (no worker held)", round)
+            return None
         new_global, recovery, proven = recover_mean(client.address, round, spec)
         counted = recovery.survivors if proven else ()
         if not proven:  # a survivor masked another model than it proved: the round counts nobody

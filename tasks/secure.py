@@ -47,6 +47,18 @@ def fix_split_seed(market: str, caller: str) -> TxResult | None:
     return m.fix_split_seed(current_platform().party(caller).account)
 
 
+def keys_deadline(m) -> int:
+    """Chain time until which the aggregator holds round 1 for missing keys: half its window."""
+    return m.aggregator_deadline() - m.aggregator_window() // 2
+
+
+def keys_ready(market: str) -> bool:
+    """Whether round 1 may open: every active trainer posted its keys, or `keys_deadline` passed."""
+    m = _market(market)
+    active = m.active_mask()
+    return secagg.board_of(m).keyed_mask(m.address) & active == active or m.chain.now() >= keys_deadline(m)
+
+
 def wait_for_keys(market: str, aggregator: str, *, poll_s: float) -> int:
     """Before round 1: fix the split seed (so the wait cannot let its block hash expire), then wait
     until every active trainer posted its keys or half the aggregator's window to open round 1
@@ -54,12 +66,9 @@ def wait_for_keys(market: str, aggregator: str, *, poll_s: float) -> int:
     between rounds and take part from the next one."""
     m = _market(market)
     fix_split_seed(m.address, aggregator)
-    board = secagg.board_of(m)
-    active = m.active_mask()
-    until = m.aggregator_deadline() - m.aggregator_window() // 2
-    while (keyed := board.keyed_mask(m.address)) & active != active and m.chain.now() < until:
+    while not keys_ready(m.address):
         time.sleep(poll_s)
-    return keyed
+    return secagg.board_of(m).keyed_mask(m.address)
 
 
 @remote_task(task_run_name="post-keys-{trainer}")
@@ -193,28 +202,49 @@ def close_submissions(market: str, aggregator: str, round: int, spec: TaskSpec) 
         open_reveals(market, aggregator, round)
 
 
-def wait_for_reveals(market: str, round: int, *, poll_s: float, grace_s: float) -> int:
-    """Until every active trainer revealed its shares for `round`, or a majority did and `grace_s`
-    (wall) passed since; the revealed mask. SecureAggregationError if the aggregator's window
-    closes (chain time) with fewer than a majority: the sum cannot be rebuilt."""
-    m = _market(market)
-    board = secagg.board_of(m)
+def _reveals(m, round: int) -> tuple[int, int, int]:
+    """(revealed, active, needed) masks and count of `round`'s share reveals; SecureAggregationError
+    if the aggregator's window closed (chain time) with fewer than a majority: the sum cannot be
+    rebuilt."""
     active = m.active_mask()
     needed = threshold_for(active.bit_count())
+    revealed = secagg.board_of(m).round_reveals(m.address, round).revealed
+    if revealed.bit_count() < needed and m.chain.now() > m.aggregator_deadline():
+        raise SecureAggregationError(
+            f"round {round} of {m.address}: {revealed.bit_count()} of {active.bit_count()} trainers revealed "
+            f"their shares before the aggregator's window closed, {needed} are needed to rebuild the sum"
+        )
+    return revealed, active, needed
+
+
+def reveals_ready(market: str, round: int, *, grace_s: float) -> bool:
+    """Whether `round`'s sum may be rebuilt now, for a run that does not wait: every active
+    trainer revealed its shares, or a majority did `grace_s` of chain time ago (when the
+    listener's reveals-grace-passed comes)."""
+    m = _market(market)
+    revealed, active, needed = _reveals(m, round)
+    if revealed & active == active:
+        return True
+    if revealed.bit_count() < needed:
+        return False
+    majority = secagg.board_of(m).reveal_blocks(m.address, round, m.creation_block())[needed - 1]
+    return m.chain.now() >= m.chain.timestamp(majority) + grace_s
+
+
+def wait_for_reveals(market: str, round: int, *, poll_s: float, grace_s: float) -> int:
+    """Until every active trainer revealed its shares for `round`, or a majority did and `grace_s`
+    (wall: a run that waits, such as the demo's on an in-process chain whose clock stands still)
+    passed since; the revealed mask."""
+    m = _market(market)
     enough_since = None
     while True:
-        revealed = board.round_reveals(m.address, round).revealed
+        revealed, active, needed = _reveals(m, round)
         if revealed & active == active:
             return revealed
         if revealed.bit_count() >= needed:
             enough_since = enough_since or time.monotonic()
             if time.monotonic() - enough_since >= grace_s:
                 return revealed
-        elif m.chain.now() > m.aggregator_deadline():
-            raise SecureAggregationError(
-                f"round {round} of {m.address}: {revealed.bit_count()} of {active.bit_count()} trainers revealed "
-                f"their shares before the aggregator's window closed, {needed} are needed to rebuild the sum"
-            )
         time.sleep(poll_s)
 
 

@@ -142,3 +142,63 @@ def test_prefect_sink_stores_each_event_once(platform, tmp_path):
     complete = next(e for e in page.events if e.event == SUBMISSIONS_COMPLETE)
     assert complete.payload["market"] == market.address and complete.payload["round"] == 1
     assert complete.resource["fedmarket.round"] == "1"
+
+
+def test_a_secure_markets_board_gives_keys_and_reveals_triggers_once(platform, tmp_path):
+    import numpy as np
+
+    from fedmarket.chain.listener import KEYS_COMPLETE, REVEALS_COMPLETE, REVEALS_GRACE_PASSED
+    from fedmarket.secagg import MaskContext, onchain
+
+    factory, _ = FactoryClient.deploy(platform.chain, party(platform, "deployer").account)
+    market, _, aggregator, trainers, spec = create_market(platform, trainers=3, rounds=2, factory=factory)
+    board, store = factory.secure_aggregation(), platform.store
+    listener = ChainListener(platform.chain, tmp_path / "cp.json", markets=[market.address], reveal_grace_s=60)
+    sink = Recorder()
+
+    def names():
+        return [e.name for e in sink.events]
+
+    for t in trainers[:2]:
+        onchain.post_bundle(store, market, board, t, rounds=spec.rounds)
+    drain(listener, sink, 3)
+    assert names().count("fedmarket.secagg.keys-posted") == 2 and KEYS_COMPLETE not in names()
+    onchain.post_bundle(store, market, board, trainers[2], rounds=spec.rounds)
+    drain(listener, sink, 3)
+    assert names().count(KEYS_COMPLETE) == 1 and names()[-1] == KEYS_COMPLETE
+    assert {e.market for e in sink.events} == {market.address}
+
+    market.open_round(aggregator.account, cid_of(platform, b"global 1"), "0x" + "03" * 32)
+    keys = onchain.bundles(store, market, board, board.keyed_mask(market.address), 1)
+    context = MaskContext(platform.chain.chain_id, market.address, 1)
+    for i, t in enumerate(trainers):
+        raw = onchain.masked_bytes(np.zeros(8), party=t, index=i, keys=keys, context=context)
+        market.submit(t.account, 1, str(store.put(raw)), "0x" + "22" * 32)
+    board.open_reveals(aggregator.account, market.address, 1)
+    for t in trainers[:2]:  # a majority of 3
+        onchain.reveal(store, market, board, t, 1)
+    drain(listener, sink, 3)
+    assert names().count("fedmarket.secagg.shares-revealed") == 2
+    assert REVEALS_COMPLETE not in names() and REVEALS_GRACE_PASSED not in names()
+    platform.chain.advance_time(61)
+    drain(listener, sink, 3)
+    graced = [e for e in sink.events if e.name == REVEALS_GRACE_PASSED]
+    assert [(e.market, e.round) for e in graced] == [(market.address, 1)]
+    onchain.reveal(store, market, board, trainers[2], 1)  # the last holder, after the grace
+    drain(listener, sink, 3)
+    assert REVEALS_COMPLETE not in names() and names().count(REVEALS_GRACE_PASSED) == 1
+
+    # round 2: every holder reveals within the grace
+    market.finalize_round(aggregator.account, 1, cid_of(platform, b"agg 1"), "0x" + "04" * 32, 0b111)
+    market.open_round(aggregator.account, cid_of(platform, b"global 2"), "0x" + "03" * 32)
+    context = MaskContext(platform.chain.chain_id, market.address, 2)
+    for i, t in enumerate(trainers):
+        raw = onchain.masked_bytes(np.zeros(8), party=t, index=i, keys=keys, context=context)
+        market.submit(t.account, 2, str(store.put(raw)), "0x" + "22" * 32)
+    board.open_reveals(aggregator.account, market.address, 2)
+    for t in trainers:
+        onchain.reveal(store, market, board, t, 2)
+    drain(listener, sink, 3)
+    complete = [e for e in sink.events if e.name == REVEALS_COMPLETE]
+    assert [(e.market, e.round) for e in complete] == [(market.address, 2)]
+    assert names()[-1] == REVEALS_COMPLETE  # right after the reveal that completed the round

@@ -14,6 +14,7 @@ from fedmarket.fixed_point import quantize
 from fedmarket.ml.data import load_digits_dataset
 from fedmarket.ml.models import parameter_count
 from fedmarket.ml.updates import decode_update
+from fedmarket.secagg.onchain import board_of
 from fedmarket_flows.market import market_flow
 from fedmarket_flows.round import round_flow
 from fedmarket_flows.trainer import secure_duties
@@ -265,3 +266,30 @@ def test_the_aggregator_opens_a_round_once_a_complaint_is_answered(platform, mon
     assert open_next_round(market.address, aggregator.address, check_s=60.0) == 1
     assert pauses[0] == 60.0 and len(pauses) == 2
     assert onchain.usable_keys(platform.store, market, board, 1) == 0b111
+
+
+def test_event_driven_runs_end_instead_of_waiting_for_keys_or_reveals(platform):
+    """The deployments' runs (wait false): advance ends while keys are missing, the round ends
+    once its survivors are fixed, and each finishes when run again after the listener's
+    keys-complete and reveals-complete."""
+    from fedmarket_flows.market import advance_flow
+
+    market, _, aggregator, members, task = publish(platform, trainers=3, rounds=1)
+    secure_duties(market.address, members[0].address)
+    assert advance_flow(market.address, aggregator.address, wait=False) == "waiting-for-keys"
+    assert market.current_round() == 0 and market.last_event("SplitSeedFixed") is not None
+    for t in members[1:]:
+        secure_duties(market.address, t.address)
+    assert advance_flow(market.address, aggregator.address, wait=False) == "opened-round-1"
+
+    models = quantize(np.random.default_rng(3).normal(0, 0.2, (3, parameter_count(task.model))))
+    for i, t in enumerate(members):
+        submit_update(market.address, t.address, 1, *mask_and_store(market.address, t.address, 1, models[i], task))
+    assert round_flow(market.address, 1, aggregator.address, wait=False) is None
+    assert board_of(market).round_reveals(market.address, 1).open and not market.round_state(1).finalized
+    for t in members:
+        secure_duties(market.address, t.address)
+    report = round_flow(market.address, 1, aggregator.address, wait=False)
+    assert report.benign_mask == 0b111 and market.round_state(1).finalized
+    aggregate = decode_update(platform.store.get(report.aggregate_cid), task.model)
+    assert np.array_equal(aggregate, quantize(models.mean(axis=0)))

@@ -99,6 +99,13 @@ class BoardClient:
         )
         return self.chain.receipt(logs[-1]["transactionHash"]) if logs else None
 
+    def reveal_blocks(self, market: str, round: int, from_block: int) -> list[int]:
+        """The blocks of `round`'s share reveals, in chain order."""
+        logs = self.chain.events(
+            self.contract, "SharesRevealed", from_block, self.block, market=_address(market), round=round
+        )
+        return sorted(int(log["blockNumber"]) for log in logs)
+
     def share_reveals(self, market: str, round: int, from_block: int) -> dict[int, str]:
         """Holder index -> CID of its share reveal for `round`."""
         logs = self.chain.events(
