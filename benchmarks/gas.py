@@ -102,6 +102,9 @@ def _measure(platform: Platform, trainers: int, params: int) -> list[GasRow]:
     # the secure-aggregation board: every trainer deals its real key bundle before round 1
     board = factory.secure_aggregation()
     gas["postKeys"] = [onchain.post_bundle(store, market, board, t, rounds=ROUNDS)[1].gas_used for t in members]
+    if trainers > 1:  # a complaint against trainer 0's shares (false here) and trainer 0's answer
+        gas["complain"] = [board.complain(members[1].account, market.address, 0).gas_used]
+        gas["answer"] = [tx.gas_used for tx in onchain.answer_complaints(store, market, board, members[0])]
 
     model_bytes = encode_update(np.zeros(params), model)
     for r in range(1, ROUNDS + 1):
@@ -152,6 +155,7 @@ def _measure(platform: Platform, trainers: int, params: int) -> list[GasRow]:
         *([row("exclude", gas["exclude"][0])] if "exclude" in gas else []),
         row("round_total", np.mean(gas["round_total"])),
         row("postKeys", max(gas["postKeys"])),
+        *([row("complain", gas["complain"][0]), row("answer", gas["answer"][0])] if "complain" in gas else []),
         row("openReveals", gas["openReveals"][0]),
         row("revealShares", max(gas["revealShares"]), 60_000),  # a trainer's per-round extra, like submit
         row("settle", settled),

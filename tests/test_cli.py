@@ -101,6 +101,8 @@ def test_bench_gas_json(tmp_path):
     # the secure-aggregation board's steps, measured with real bundles and reveals
     reveal = [r["gas"] for r in rows if r["op"] == "revealShares"]
     assert {"postKeys", "openReveals"} <= ops and reveal and all(21_000 < g < 60_000 for g in reveal)
+    disputes = [r["gas"] for r in rows if r["op"] in ("complain", "answer")]
+    assert len(disputes) == 2 * len({(r["trainers"], r["params"]) for r in rows}) and all(g < 80_000 for g in disputes)
 
 
 def bench_run(*args) -> dict:
