@@ -55,7 +55,8 @@ def demo(
         typer.Option(
             metavar="A[,B...]",
             help="attacks the malicious trainers play, round robin: noise, sign_flip, scale, label_flip, alie, "
-            "ipm, replay, free_ride, garbage (uploads a sealed update that does not open)",
+            "ipm, replay, free_ride, garbage (uploads a sealed update that does not open), bad_shares (with "
+            "--aggregation secure: deals shares that do not open, answers no complaint)",
         ),
     ] = "noise,sign_flip,scale",
     prove: Annotated[

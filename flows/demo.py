@@ -16,6 +16,7 @@ from pydantic import BaseModel, Field, model_validator
 from fedmarket.chain import account_from_key
 from fedmarket.context import Platform, current_platform
 from fedmarket.crypto import private_key_from_bytes
+from fedmarket.errors import SecureAggregationError
 from fedmarket.identity import Party
 from fedmarket.ml.data import (
     Dataset,
@@ -91,6 +92,9 @@ class DemoConfig(BaseModel):
             raise ValueError(f"unknown attack {', '.join(unknown)} (known: {', '.join(ATTACKS.names())})")
         if self.norm_bound is not None and self.aggregation != Aggregation.secure:
             raise ValueError("a norm bound is proven in secure aggregation only: add --aggregation secure")
+        dealing = [a for a in self.attacks if a == "bad_shares"]
+        if dealing and self.aggregation != Aggregation.secure:
+            raise ValueError("the bad_shares attack deals secure-aggregation keys: add --aggregation secure")
         if self.aggregation == Aggregation.secure and self.prove:
             raise ValueError("secure aggregation has no round proofs: the round circuit reads every update")
         return self
@@ -248,7 +252,11 @@ def demo_flow(config: DemoConfig | dict | None = None, progress: Progress | None
                 local = submitted[index] = attack.craft(context)
             privacy = privacy_after(task, datasets[index], round - 1)
             if secure:
-                cid, commitment = mask_and_store(market.address, trainer.address, round, local, task, privacy)
+                try:
+                    cid, commitment = mask_and_store(market.address, trainer.address, round, local, task, privacy)
+                except SecureAggregationError:  # its keys sit the round out (unmet complaints): what it
+                    # submits is excluded, MaskedMalformed
+                    cid, commitment = seal_and_store(market.address, trainer.address, round, local, task, privacy)
             else:
                 cid, commitment = seal_and_store(market.address, trainer.address, round, local, task, privacy)
             if attack is not None and attack.on_chain:
@@ -258,11 +266,12 @@ def demo_flow(config: DemoConfig | dict | None = None, progress: Progress | None
             )
 
     def post_keys_all() -> None:  # secure aggregation: every trainer's key bundle, before round 1
-        for trainer in trainers:
-            if (tx := post_keys(market.address, trainer.address)) is not None:
+        for index, trainer in enumerate(trainers):
+            if (tx := post_keys(market.address, trainer.address, plan.get(index))) is not None:
                 gas.setdefault("postKeys", []).append(tx.gas_used)
-        for trainer in trainers:  # each checks its shares of every bundle (complaints, answers)
-            for tx in check_keys(market.address, trainer.address):
+        for index, trainer in enumerate(trainers):  # each checks its shares of every bundle and answers
+            answers = index not in plan or ATTACKS.get(plan[index]).answers_complaints
+            for tx in check_keys(market.address, trainer.address, answers):
                 gas.setdefault("complain/answer", []).append(tx.gas_used)
 
     def reveal_all(round: int) -> None:  # and each round, every holder's shares

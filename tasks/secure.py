@@ -22,6 +22,7 @@ from fedmarket.ml.models import parameter_count
 from fedmarket.ml.updates import check_privacy, decode_update
 from fedmarket.secagg import MaskContext, Recovery, threshold_for
 from fedmarket.secagg import onchain as secagg
+from fedmarket.simulation.attacks import ATTACKS
 from fedmarket.zk import build_norm_circuit, clip_to_bound, norm_domain, prove_norm
 from fedmarket_schemas.market import TaskSpec
 from fedmarket_schemas.rounds import Rejection
@@ -72,30 +73,30 @@ def wait_for_keys(market: str, aggregator: str, *, poll_s: float) -> int:
 
 
 @remote_task(task_run_name="post-keys-{trainer}")
-def post_keys(market: str, trainer: str) -> TxResult | None:
-    """Deal and post this trainer's key bundle for every round; None when it is posted already."""
+def post_keys(market: str, trainer: str, attack: str | None = None) -> TxResult | None:
+    """Deal and post this trainer's key bundle for every round; None when it is posted already.
+    `attack`: a simulated attacker's name, whose `key_bundle` is posted instead (the demo)."""
     platform = current_platform()
     m = _market(market)
     party = platform.party(trainer)
     board = secagg.board_of(m)
     if board.keyed_mask(m.address) >> m.trainers().index(party.address) & 1:
         return None
-    return secagg.post_bundle(platform.store, m, board, party, m.round_count())[1]
+    tamper = ATTACKS.get(attack).key_bundle if attack is not None else None
+    return secagg.post_bundle(platform.store, m, board, party, m.round_count(), tamper)[1]
 
 
 @remote_task(task_run_name="check-keys-{trainer}")
-def check_keys(market: str, trainer: str) -> list[TxResult]:
+def check_keys(market: str, trainer: str, answer: bool = True) -> list[TxResult]:
     """Between rounds: complain against every dealer whose shares for this trainer do not open or
     fail their commitments, and answer every complaint against this trainer (fedmarket.secagg.
-    onchain); the transactions sent."""
+    onchain; `answer` false: a simulated attacker that does not); the transactions sent."""
     platform = current_platform()
     m = _market(market)
     party = platform.party(trainer)
     board = secagg.board_of(m)
-    return [
-        *secagg.check_dealers(platform.store, m, board, party),
-        *secagg.answer_complaints(platform.store, m, board, party),
-    ]
+    sent = secagg.check_dealers(platform.store, m, board, party)
+    return sent + (secagg.answer_complaints(platform.store, m, board, party) if answer else [])
 
 
 def wait_for_checks(market: str, round: int, *, poll_s: float, check_s: float) -> None:

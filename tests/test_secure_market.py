@@ -293,3 +293,32 @@ def test_event_driven_runs_end_instead_of_waiting_for_keys_or_reveals(platform):
     assert report.benign_mask == 0b111 and market.round_state(1).finalized
     aggregate = decode_update(platform.store.get(report.aggregate_cid), task.model)
     assert np.array_equal(aggregate, quantize(models.mean(axis=0)))
+
+
+def test_a_demo_dealer_whose_shares_do_not_open_sits_out_and_the_market_settles(tmp_path):
+    """`demo --aggregation secure --attacks bad_shares`: the attacker deals a majority of its
+    holders shares that do not open and answers no complaint. Before Feldman's commitments and
+    complaints its seeds could not be rebuilt and the round stopped; now its keys sit every round
+    out, its submissions are excluded, and the others' rounds are rebuilt and audited."""
+    from fedmarket.context import use_platform
+    from fedmarket_flows.demo import DemoConfig, demo_flow
+    from tests.conftest import make_platform
+
+    with pytest.raises(ValidationError, match="add --aggregation secure"):
+        DemoConfig(trainers=4, malicious=1, attacks=("bad_shares",))
+    platform = make_platform(tmp_path)
+    config = DemoConfig(trainers=4, malicious=1, rounds=2, aggregation="secure", attacks=("bad_shares",))
+    with use_platform(platform):
+        report = demo_flow(config)
+        market = platform.market(report.market)
+        (attacker,) = report.attackers
+        index = market.trainers().index(attacker)
+        board = board_of(market)
+        assert board.complained_mask(market.address, index) == 0b1111 & ~(1 << index)  # every other holder
+        assert board.answered_mask(market.address, index) == 0
+        honest = 0b1111 & ~(1 << index)
+        for r in report.rounds:
+            assert r.benign_mask == honest and "MaskedMalformed" in r.flag_reasons[attacker]
+        assert market.phase() == "Settled" and report.contributions.get(attacker, 0) == 0
+        assert report.payouts.get(attacker, 0) == 0 < min(report.payouts[t] for t in market.trainers() if t != attacker)
+        assert audit_market(market, platform.store).passed

@@ -8,6 +8,8 @@ format, market and round, so that bytes from another market or round are refused
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import numpy as np
 from pydantic import ValidationError
 from safetensors import SafetensorError
@@ -77,10 +79,15 @@ def secret_of(party: Party, market: str) -> bytes:
 
 
 def post_bundle(
-    store: ContentStore, market: MarketClient, board: BoardClient, party: Party, rounds: int
+    store: ContentStore,
+    market: MarketClient,
+    board: BoardClient,
+    party: Party,
+    rounds: int,
+    tamper: Callable[[KeyBundle], KeyBundle] | None = None,
 ) -> tuple[str, TxResult]:
     """Deal this trainer's seeds for every round among the market's active trainers and post them:
-    the bundle's CID and the transaction."""
+    the bundle's CID and the transaction. `tamper`: what an attacker posts instead (simulation)."""
     everyone = members(market)
     me = next(m for m in everyone if m.address == party.address)
     bundle = make_bundle(
@@ -92,6 +99,8 @@ def post_bundle(
         chain_id=market.chain.chain_id,
         market=market.address,
     )
+    if tamper is not None:
+        bundle = tamper(bundle)
     cid = str(store.put(bundle.model_dump_json().encode()))
     return cid, board.post_keys(party.account, market.address, cid)
 

@@ -9,6 +9,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from fedmarket.algorithms.registry import Registry
+from fedmarket_schemas.secagg import KeyBundle
 
 
 @dataclass(frozen=True)
@@ -35,10 +36,15 @@ class Attack:
     name = "honest"
     description = "no attack"
     on_chain = False  # True: it acts on the sealed upload, which only a market has, not the simulation
+    answers_complaints = True  # in secure aggregation: whether it answers complaints against its keys
 
     def upload(self, sealed: bytes) -> bytes:
         """The bytes stored and submitted by CID in place of the sealed update."""
         return sealed
+
+    def key_bundle(self, bundle: KeyBundle) -> KeyBundle:
+        """In secure aggregation: the key bundle it posts in place of the one it dealt."""
+        return bundle
 
     def poison_labels(self, labels: np.ndarray, classes: int) -> np.ndarray:
         return labels
