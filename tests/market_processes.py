@@ -157,7 +157,7 @@ def market_processes(
             "FEDMARKET_STORE_DIR": str(tmp_path / "blocks"),
             "FEDMARKET_STATE_DIR": str(tmp_path / "state"),
             "FEDMARKET_POLL_INTERVAL_S": "0.5",
-            "FEDMARKET_SECAGG_CHECK_S": "3",
+            "FEDMARKET_SECAGG_CHECK_S": "1",
         }
         | extra
     )

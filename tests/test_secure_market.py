@@ -307,7 +307,7 @@ def test_a_demo_dealer_whose_shares_do_not_open_sits_out_and_the_market_settles(
     with pytest.raises(ValidationError, match="add --aggregation secure"):
         DemoConfig(trainers=4, malicious=1, attacks=("bad_shares",))
     platform = make_platform(tmp_path)
-    config = DemoConfig(trainers=4, malicious=1, rounds=2, aggregation="secure", attacks=("bad_shares",))
+    config = DemoConfig(trainers=4, malicious=1, rounds=1, aggregation="secure", attacks=("bad_shares",))
     with use_platform(platform):
         report = demo_flow(config)
         market = platform.market(report.market)
