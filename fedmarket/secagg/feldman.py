@@ -1,16 +1,16 @@
 """Feldman's verifiable secret sharing (Feldman, "A practical scheme for non-interactive verifiable
 secret sharing", FOCS 1987) over the group of secp256k1, through libsecp256k1 (`coincurve`).
 
-A dealer shares a scalar s with a random polynomial f of degree threshold - 1, f(0) = s; holder i
+A dealer shares a scalar s with a secret polynomial f of degree threshold - 1, f(0) = s; holder i
 gets f(i + 1) and everyone gets the commitments C_k = a_k G to f's coefficients. Anyone checks a
 share y of holder i with y G = sum_k (i + 1)^k C_k, so every share that passes lies on the one
 polynomial the commitments fix: any `threshold` of them rebuild s, and a dealer cannot hand out
 shares that rebuild different secrets. C_0 = s G reveals s only up to a discrete logarithm, so the
 secrets dealt are full-size scalars, never short seeds.
 
-Why not Shamir over GF(2^128) (pycryptodome's): no group there fits a commitment. Why secp256k1 rather than BN254 (py_ecc, pinned for EZKL's KZG points): a scalar
-multiplication costs 0.2 ms in libsecp256k1 against 24 ms in py_ecc, and a holder checks
-threshold of them per share.
+Why not Shamir over GF(2^128) (pycryptodome's): no group there fits a commitment. Why secp256k1
+rather than BN254 (py_ecc, pinned for EZKL's KZG points): a scalar multiplication costs 0.2 ms in
+libsecp256k1 against 24 ms in py_ecc, and a holder checks threshold of them per share.
 """
 
 from __future__ import annotations
@@ -25,7 +25,6 @@ from fedmarket.errors import NotEnoughSharesError
 
 ORDER = 0xFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFEBAAEDCE6AF48A03BBFD25E8CD0364141  # secp256k1's group order
 SCALAR_BYTES = 32
-POINT_BYTES = 33  # compressed
 
 
 def scalar_bytes(value: int) -> bytes:
