@@ -384,13 +384,21 @@ class Audit:
         """Every check the aggregator runs on a secure round's submissions, run again on these
         trainers' public bytes: why each cannot be counted, or None."""
         context = MaskContext(self.market.chain.chain_id, self.market.address, r)
-        participants = secagg.usable_keys(self.store, self.market, self.board, r)
+        participants, left_out = secagg.key_status(self.store, self.market, self.board, r)
         norm, first, size = self._norm_check(r, spec), self._first_seen(), parameter_count(spec.model)
         out = {}
         for trainer in trainers:
             submission = self._submission(r, trainer)
             out[trainer] = masked_rejection(
-                self.store, submission, participants, first.get(submission.cid), size, context, norm, spec.training
+                self.store,
+                submission,
+                participants,
+                first.get(submission.cid),
+                size,
+                context,
+                norm,
+                spec.training,
+                left_out,
             )
         return out
 

@@ -9,6 +9,7 @@ envelope's key could be derived, that key, which opens this one submission for a
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 import numpy as np
@@ -125,19 +126,21 @@ def masked_rejection(
     context: MaskContext,
     norm: NormCheck | None = None,
     training: TrainingConfig | None = None,
+    left_out: Mapping[int, str] | None = None,
 ) -> Rejection | None:
     """Why a secure-aggregation submission cannot be counted in the sum, or None. Every check
     reads public bytes, so anyone can run it again: the trainer's keys take part in the round
-    (bit of `participants`, onchain.usable_keys), the CID was not submitted before, its bytes are a masked model of this
+    (bit of `participants`; `left_out`: why a trainer's keys do not, onchain.key_status), the CID was not submitted before, its bytes are a masked model of this
     market and round, of the task's size, and they match the commitment on chain: its SHA-256, or
     with a norm bound (`norm`) the commitment its norm proof is for, a proof that verifies; in a
     DP-SGD task (`training`), its header reports what the task requires. A store that cannot be
     reached raises: no verdict about the trainer."""
     index, round = submission.index, context.round
     if not participants >> index & 1:
+        why = (left_out or {}).get(index, "it posted none before the round")
         return Rejection(
             reason=ExclusionReason.MASKED_MALFORMED,
-            detail=f"trainer {index} has no usable keys for round {round}: its masks cannot be removed",
+            detail=f"trainer {index} has no usable keys for round {round} ({why}): its masks cannot be removed",
         )
     if (replay := replayed(submission.cid, first_seen, round, submission.trainer)) is not None:
         return replay

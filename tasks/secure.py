@@ -171,13 +171,13 @@ def check_masked(market: str, round: int, spec: TaskSpec) -> dict[int, Rejection
     """The round's submissions that cannot be counted, by trainer index (exclusions.masked_rejection)."""
     m = _market(market)
     store = current_platform().store
-    taking_part = secagg.usable_keys(store, m, secagg.board_of(m), round)
+    taking_part, left_out = secagg.key_status(store, m, secagg.board_of(m), round)
     first = m.first_submissions()
     size, context = parameter_count(spec.model), _context(m, round)
     out = {}
     norm = NormCheck.of(store, spec, m.model_cid(round), current_platform().settings)
     for s in m.submissions(round):
-        why = masked_rejection(store, s, taking_part, first.get(s.cid), size, context, norm, spec.training)
+        why = masked_rejection(store, s, taking_part, first.get(s.cid), size, context, norm, spec.training, left_out)
         if why is not None:
             out[s.index] = why
     return out

@@ -361,7 +361,10 @@ def test_a_dealer_who_deals_a_majority_bad_shares_sits_out_and_the_round_still_r
     assert [len(onchain.check_dealers(store, market, board, t)) for t in trainers] == [1, 1, 1, 0, 0]
     assert board.complained_mask(market.address, 4) == 0b00111
     assert onchain.answer_complaints(store, market, board, trainers[0]) == []  # nothing against trainer 0
-    assert onchain.usable_keys(store, market, board, 1) == 0b01111  # trainer 4 never answers
+    assert onchain.key_status(store, market, board, 1) == (  # trainer 4 never answers
+        0b01111,
+        {4: "trainer 0's complaint against its shares has no valid answer"},
+    )
 
     market.open_round(aggregator.account, str(store.put(b"global 1")), "0x" + "03" * 32)
     models = quantize(np.random.default_rng(8).normal(0, 0.3, size=(5, 64)).astype(np.float32))
@@ -438,3 +441,30 @@ def test_an_answer_whose_shares_fail_the_commitments_leaves_its_dealer_out(platf
         assert len(onchain.answer_complaints(store, market, board, trainers[2])) == 1
     assert board.answered_mask(market.address, 2) == 0b001
     assert onchain.usable_keys(store, market, board, 1) == 0b011
+
+
+def test_a_malformed_bundle_takes_no_part_and_says_why(platform):
+    """Before, one malformed bundle stopped every round (its reader raised); now every reader
+    leaves the same dealer out, with the reason its excluded submission carries."""
+    factory, _ = FactoryClient.deploy(platform.chain, party(platform, "deployer").account)
+    market, _, _, trainers, _ = create_market(platform, trainers=4, rounds=2, factory=factory)
+    board, store = factory.secure_aggregation(), platform.store
+    onchain.post_bundle(store, market, board, trainers[0], rounds=2)
+    onchain.post_bundle(store, market, board, trainers[1], rounds=1)  # too few rounds
+    everyone = onchain.members(market)
+    short = make_bundle(  # dealt to three of the four trainers
+        secret=onchain.secret_of(trainers[2], market.address),
+        dealer=everyone[2],
+        box_key=trainers[2].box_key,
+        members=everyone[:3],
+        rounds=2,
+        chain_id=platform.chain.chain_id,
+        market=market.address,
+    )
+    board.post_keys(trainers[2].account, market.address, str(store.put(short.model_dump_json().encode())))
+    board.post_keys(trainers[3].account, market.address, str(store.put(b"not a bundle")))
+    usable, why = onchain.key_status(store, market, board, 1)
+    assert usable == 0b0001
+    assert why[1] == "its key bundle is unusable: it deals 1 of the market's 2 rounds"
+    assert why[2] == "its key bundle is unusable: it deals no shares to trainers [3]"
+    assert why[3].startswith("its key bundle bafk") and why[3].endswith("is not one")

@@ -108,28 +108,43 @@ def post_bundle(
 def bundles(
     store: ContentStore, market: MarketClient, board: BoardClient, participants: int, round: int
 ) -> dict[int, KeyBundle]:
-    """The key bundles of the trainers in the `participants` mask that take part in `round`:
-    those without a defect (`protocol.bundle_defect`) and without a complaint that counts for
-    `round` and that no valid answer counting for it met (`unmet_complaints`). All of it is
-    public, so every reader leaves out the same dealers."""
+    """The key bundles of the trainers in the `participants` mask that take part in `round`
+    (`sorted_keys`)."""
+    return sorted_keys(store, market, board, participants, round)[0]
+
+
+def sorted_keys(
+    store: ContentStore, market: MarketClient, board: BoardClient, participants: int, round: int
+) -> tuple[dict[int, KeyBundle], dict[int, str]]:
+    """The key bundles of the trainers in the `participants` mask that take part in `round`, and
+    why each other one does not: a bundle unreadable or with a defect (`protocol.bundle_defect`),
+    or a complaint that counts for `round` and that no valid answer counting for it met. All of it
+    is public, so every reader leaves out the same dealers."""
     posted = board.key_bundles(market.address, market.creation_block())
     holders = {m.index for m in members(market)}
-    out = {}
+    out, why = {}, {}
     for index, (cid, _) in posted.items():
-        if participants >> index & 1 and (bundle := _read_bundle(store, cid)) is not None:
-            defect = bundle_defect(
-                bundle,
-                chain_id=market.chain.chain_id,
-                market=market.address,
-                dealer=index,
-                holders=holders,
-                rounds=market.round_count(),
-            )
-            if defect is None:
-                out[index] = bundle
-    for dealer in unmet_complaints(store, market, board, out, round):
+        if not participants >> index & 1:
+            continue
+        if (bundle := _read_bundle(store, cid)) is None:
+            why[index] = f"its key bundle {cid} is not one"
+            continue
+        defect = bundle_defect(
+            bundle,
+            chain_id=market.chain.chain_id,
+            market=market.address,
+            dealer=index,
+            holders=holders,
+            rounds=market.round_count(),
+        )
+        if defect is None:
+            out[index] = bundle
+        else:
+            why[index] = f"its key bundle is unusable: {defect}"
+    for dealer, holder in unmet_complaints(store, market, board, out, round).items():
         del out[dealer]
-    return out
+        why[dealer] = f"trainer {holder}'s complaint against its shares has no valid answer"
+    return out, why
 
 
 def _read_bundle(store: ContentStore, cid: str) -> KeyBundle | None:
@@ -143,16 +158,16 @@ def _read_bundle(store: ContentStore, cid: str) -> KeyBundle | None:
 
 def unmet_complaints(
     store: ContentStore, market: MarketClient, board: BoardClient, keys: dict[int, KeyBundle], round: int
-) -> set[int]:
+) -> dict[int, int]:
     """The dealers among `keys` with a complaint counting for `round` that no answer counting for
-    it meets with shares its commitments accept."""
+    it meets with shares its commitments accept: dealer -> the first such complainer."""
     answers = board.answers(market.address, market.creation_block())
-    out = set()
-    for (dealer, holder), first in board.complaints(market.address, market.creation_block()).items():
-        if dealer in keys and first <= round:
+    out: dict[int, int] = {}
+    for (dealer, holder), first in sorted(board.complaints(market.address, market.creation_block()).items()):
+        if dealer in keys and first <= round and dealer not in out:
             answer = answers.get((dealer, holder))
             if answer is None or answer[1] > round or _answer(store, answer[0], keys[dealer], holder) is None:
-                out.add(dealer)
+                out[dealer] = holder
     return out
 
 
@@ -167,9 +182,16 @@ def _answer(store: ContentStore, cid: str, bundle: KeyBundle, holder: int) -> li
 
 
 def usable_keys(store: ContentStore, market: MarketClient, board: BoardClient, round: int) -> int:
-    """Mask of the trainers whose keys take part in `round` (`bundles`): every trainer masks
-    against exactly these, and only these can be survivors."""
-    return sum(1 << i for i in bundles(store, market, board, participants(market, board, round), round))
+    """Mask of the trainers whose keys take part in `round` (`key_status`)."""
+    return key_status(store, market, board, round)[0]
+
+
+def key_status(store: ContentStore, market: MarketClient, board: BoardClient, round: int) -> tuple[int, dict[int, str]]:
+    """Mask of the trainers whose keys take part in `round` (every trainer masks against exactly
+    these, and only these can be survivors), and why each trainer that posted keys for it and is
+    not among them is left out (`sorted_keys`)."""
+    keys, why = sorted_keys(store, market, board, participants(market, board, round), round)
+    return sum(1 << i for i in keys), why
 
 
 def check_dealers(store: ContentStore, market: MarketClient, board: BoardClient, party: Party) -> list[TxResult]:
