@@ -4,6 +4,7 @@ round at once, one transaction opens it and both runs report it."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 
 import pytest
@@ -14,7 +15,7 @@ from fedmarket.simulation.enrol import enrol
 from fedmarket_flows.listener import listener_for
 from fedmarket_flows.market import advance_all_flow
 from fedmarket_schemas.market import ModelConfig, TaskSpec
-from fedmarket_tasks.chain_ops import open_round
+from fedmarket_tasks.chain_ops import finalize_round, open_round
 from tests.helpers import create_market, party, small_spec, verifier_factory
 
 
@@ -95,3 +96,22 @@ def test_a_round_opened_by_another_run_between_check_and_send_is_that_runs_trans
 
     assert second.tx_hash == first.tx_hash
     assert len(market.events("RoundOpened", round=1)) == 1
+
+
+def test_a_round_finalized_by_another_run_between_check_and_send_is_that_runs_transaction(platform, monkeypatch):
+    """A secure round has two triggered runs (tasks/secure.py): where both get to finalize, the
+    one refused on chain returns the other's transaction instead of failing."""
+    _, market, *_ = markets(platform)
+    store, me = platform.store, platform.me.address
+    open_round(market.address, me, 1, str(store.put(b"model")), "0x" + "11" * 32)
+    aggregate = str(store.put(b"aggregate"))
+    platform.chain.advance_time(market.round_state(1).deadline - platform.chain.now() + 1)
+    first = finalize_round(market.address, me, 1, aggregate, "0x" + "22" * 32, 0, b"")
+    stale = [dataclasses.replace(market.round_state(1), finalized=False)]  # what the other run read
+    real = MarketClient.round_state
+    monkeypatch.setattr(MarketClient, "round_state", lambda self, r: stale.pop() if stale else real(self, r))
+
+    second = finalize_round(market.address, me, 1, aggregate, "0x" + "22" * 32, 0, b"")
+
+    assert second.tx_hash == first.tx_hash
+    assert len(market.events("RoundFinalized", round=1)) == 1
