@@ -180,13 +180,12 @@ def _secure_round(client, round: int, aggregator: str, context, wait: bool = Tru
         close_submissions(client.address, aggregator, round, spec)
         step()
         grace_s = settings.secagg_reveal_grace_s
-        if client.round_state(round).finalized:  # a rerun of a finalized round reads what was revealed
-            pass
-        elif wait:
-            wait_for_reveals(client.address, round, poll_s=settings.poll_interval_s, grace_s=grace_s)
-        elif not reveals_ready(client.address, round, grace_s=grace_s):
-            get_run_logger().info("round %d: waiting for the holders' share reveals (no worker held)", round)
-            return None
+        if not client.round_state(round).finalized:  # a rerun of a finalized round reads what was revealed
+            if wait:
+                wait_for_reveals(client.address, round, poll_s=settings.poll_interval_s, grace_s=grace_s)
+            elif not reveals_ready(client.address, round, grace_s=grace_s):
+                get_run_logger().info("round %d: waiting for the holders' share reveals (no worker held)", round)
+                return None
         new_global, recovery, proven = recover_mean(client.address, round, spec)
         counted = recovery.survivors if proven else ()
         if not proven:  # a survivor masked another model than it proved: the round counts nobody

@@ -224,8 +224,8 @@ def test_a_holder_refuses_a_share_its_dealer_did_not_commit_to():
 
 
 def test_a_dealer_who_hands_one_holder_a_share_off_its_polynomial_is_caught_when_it_opens(monkeypatch):
-    """Without commitments such a share passes until the round's recovery, where subsets of the
-    shares rebuild different seeds and the round stops; now its holder sees it at once."""
+    """Its holder sees the share is off the committed polynomial when it opens the bundle, not
+    at the round's recovery, where subsets of the shares would rebuild different seeds."""
     honest_deal = feldman.deal
 
     def deal_off_by_one_for_holder_1(secret, threshold, holders, randomness):
@@ -404,12 +404,12 @@ def test_a_dealer_answers_a_complaint_and_its_holder_reveals_the_answered_shares
     board.post_keys(trainers[2].account, market.address, str(store.put(garbled.model_dump_json().encode())))
     assert len(onchain.check_dealers(store, market, board, trainers[0])) == 1
     assert onchain.check_dealers(store, market, board, trainers[0]) == []  # once per dealer
-    assert onchain.usable_keys(store, market, board, 1) == 0b011
+    assert onchain.key_status(store, market, board, 1)[0] == 0b011
     # a false complaint against an honest dealer costs that dealer one answer
     board.complain(trainers[1].account, market.address, 0)
     assert [len(onchain.answer_complaints(store, market, board, t)) for t in trainers] == [1, 0, 1]
     assert onchain.answer_complaints(store, market, board, trainers[2]) == []
-    assert onchain.usable_keys(store, market, board, 1) == 0b111
+    assert onchain.key_status(store, market, board, 1)[0] == 0b111
 
     market.open_round(aggregator.account, str(store.put(b"global 1")), "0x" + "03" * 32)
     context = MaskContext(platform.chain.chain_id, market.address, 1)
@@ -440,12 +440,12 @@ def test_an_answer_whose_shares_fail_the_commitments_leaves_its_dealer_out(platf
         # the dealer answers with the shares it dealt, which its commitments still refuse
         assert len(onchain.answer_complaints(store, market, board, trainers[2])) == 1
     assert board.answered_mask(market.address, 2) == 0b001
-    assert onchain.usable_keys(store, market, board, 1) == 0b011
+    assert onchain.key_status(store, market, board, 1)[0] == 0b011
 
 
 def test_a_malformed_bundle_takes_no_part_and_says_why(platform):
-    """Before, one malformed bundle stopped every round (its reader raised); now every reader
-    leaves the same dealer out, with the reason its excluded submission carries."""
+    """A malformed bundle must not stop the rounds: every reader leaves the same dealer out, with
+    the reason its excluded submission carries."""
     factory, _ = FactoryClient.deploy(platform.chain, party(platform, "deployer").account)
     market, _, _, trainers, _ = create_market(platform, trainers=4, rounds=2, factory=factory)
     board, store = factory.secure_aggregation(), platform.store

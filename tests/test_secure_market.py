@@ -254,7 +254,7 @@ def test_the_aggregator_opens_a_round_once_a_complaint_is_answered(platform, mon
         assert secure_duties(market.address, t.address) == "posted keys"
     board = onchain.board_of(market)
     board.complain(members[0].account, market.address, 2)
-    assert onchain.usable_keys(platform.store, market, board, 1) == 0b011
+    assert onchain.key_status(platform.store, market, board, 1)[0] == 0b011
     pauses = []
 
     def dealer_answers_during_the_wait(seconds: float) -> None:
@@ -265,7 +265,7 @@ def test_the_aggregator_opens_a_round_once_a_complaint_is_answered(platform, mon
     monkeypatch.setattr("fedmarket_tasks.secure.time.sleep", dealer_answers_during_the_wait)
     assert open_next_round(market.address, aggregator.address, check_s=60.0) == 1
     assert pauses[0] == 60.0 and len(pauses) == 2
-    assert onchain.usable_keys(platform.store, market, board, 1) == 0b111
+    assert onchain.key_status(platform.store, market, board, 1)[0] == 0b111
 
 
 def test_event_driven_runs_end_instead_of_waiting_for_keys_or_reveals(platform):
@@ -296,10 +296,10 @@ def test_event_driven_runs_end_instead_of_waiting_for_keys_or_reveals(platform):
 
 
 def test_a_demo_dealer_whose_shares_do_not_open_sits_out_and_the_market_settles(tmp_path):
-    """`demo --aggregation secure --attacks bad_shares`: the attacker deals a majority of its
-    holders shares that do not open and answers no complaint. Before Feldman's commitments and
-    complaints its seeds could not be rebuilt and the round stopped; now its keys sit every round
-    out, its submissions are excluded, and the others' rounds are rebuilt and audited."""
+    """`demo --aggregation secure --attack bad_shares`: the attacker deals a majority of its
+    holders shares that do not open and answers no complaint, so its seeds could never be rebuilt;
+    its keys sit every round out, its submissions are excluded, and the others' rounds are
+    rebuilt and audited."""
     from fedmarket.context import use_platform
     from fedmarket_flows.demo import DemoConfig, demo_flow
     from tests.conftest import make_platform

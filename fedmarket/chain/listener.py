@@ -324,7 +324,8 @@ class ChainListener:
         if revealed & active == active:
             ident = uuid.uuid5(NAMESPACE, f"{self.chain.chain_id}/{market}/{round}/reveals-complete")
             return ChainEvent(ident, REVEALS_COMPLETE, market, end, round)
-        if revealed.bit_count() >= active.bit_count() // 2 + 1 and key not in self.checkpoint.reveal_majorities:
+        majority = active.bit_count() // 2 + 1  # the sharing threshold (secagg.threshold_for, a layer above)
+        if revealed.bit_count() >= majority and key not in self.checkpoint.reveal_majorities:
             self.checkpoint.reveal_majorities[key] = self.chain.timestamp(end)
         return None
 

@@ -9,8 +9,8 @@ shares that rebuild different secrets. C_0 = s G reveals s only up to a discrete
 secrets dealt are full-size scalars, never short seeds.
 
 Why not Shamir over GF(2^128) (pycryptodome's): no group there fits a commitment. Why secp256k1
-rather than BN254 (py_ecc, pinned for EZKL's KZG points): a scalar multiplication costs 0.2 ms in
-libsecp256k1 against 24 ms in py_ecc, and a holder checks threshold of them per share.
+rather than BN254 (py_ecc, pinned for EZKL's KZG points): libsecp256k1 is compiled and py_ecc is
+pure Python, and a holder checks `threshold` scalar multiplications per share.
 """
 
 from __future__ import annotations

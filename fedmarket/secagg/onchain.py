@@ -181,11 +181,6 @@ def _answer(store: ContentStore, cid: str, bundle: KeyBundle, holder: int) -> li
         return None
 
 
-def usable_keys(store: ContentStore, market: MarketClient, board: BoardClient, round: int) -> int:
-    """Mask of the trainers whose keys take part in `round` (`key_status`)."""
-    return key_status(store, market, board, round)[0]
-
-
 def key_status(store: ContentStore, market: MarketClient, board: BoardClient, round: int) -> tuple[int, dict[int, str]]:
     """Mask of the trainers whose keys take part in `round` (every trainer masks against exactly
     these, and only these can be survivors), and why each trainer that posted keys for it and is
