@@ -70,6 +70,7 @@ class ZKRow(BaseModel):
     proof_bytes: int
     verify_gas: int
     market_gas: int | None = Field(description="the market's whole finalizeRound with the proof (round rows)")
+    rounds: int = Field(1, description="settlement: its proofs, one per round; times and gas are their sums")
     frac_bits: int
 
 
@@ -190,8 +191,7 @@ def _proving_market(platform: Platform, build: CircuitBuild, statement: RoundSta
 
 def _prove_settlement(statement: SettlementStatement, samples: int, settings: Settings) -> tuple[SettlementProof, int]:
     build = build_settlement_circuit(statement.trainers, statement.model, samples, settings)
-    round_build = build_round_circuit(statement.trainers, statement.final.size, settings)
-    return prove_settlement(build, statement, round_build), _peak_rss()
+    return prove_settlement(build, statement), _peak_rss()
 
 
 def _setup_settlement(trainers: int, model: ModelConfig, samples: int, settings: Settings) -> tuple[dict, int, bool]:
@@ -201,45 +201,54 @@ def _setup_settlement(trainers: int, model: ModelConfig, samples: int, settings:
 
 
 def run_settlement(
-    trainers: int, samples: int, kind: ModelKind = ModelKind.lr, settings: Settings | None = None
+    trainers: int, samples: int, kind: ModelKind = ModelKind.lr, settings: Settings | None = None, rounds: int = 1
 ) -> ZKRow:
-    """The settlement circuit on the final round of `trained_round`'s models, their mean as the
-    final model, and `samples` rows of the owner's digits as the test chunk."""
+    """A proven settlement of `rounds` rounds: one proof per round (DataMarket.proveContributions),
+    each over that round's models (`trained_round` with seed r), the last round's mean as the final
+    model, and the round's own chunk of `samples` rows of the owner's digits (taken in turn, from
+    the start again past the end). Times and gas are the proofs' sums; peak RSS the largest."""
     settings = settings or load_settings()
     model = ModelConfig(kind=kind)
-    _, models = trained_round(trainers, kind)
+    trained = [trained_round(trainers, kind, seed=r)[1] for r in range(rounds)]
+    final = quantize(np.mean(trained[-1], axis=0))
     owner, _ = owner_split(load_digits_dataset(), owner_fraction=0.2, seed=0)
     mask = (1 << trainers) - 1
-    statement = SettlementStatement(
-        models,
-        quantize(np.mean(models, axis=0)),
-        chunk_rows(owner.subset(np.arange(samples)), model),
-        rloo_subsets(12345, mask, trainers),
-        1,
-        model,
-    )
+    statements = [
+        SettlementStatement(
+            models,
+            final,
+            chunk_rows(owner.subset(np.arange(r * samples, (r + 1) * samples) % len(owner)), model),
+            rloo_subsets(12345 + r, mask, trainers),
+            1,
+            model,
+        )
+        for r, models in enumerate(trained)
+    ]
     report, setup_rss, cached = _in_child(_setup_settlement, trainers, model, samples, settings)
-    proof, prove_rss = _in_child(_prove_settlement, statement, samples, settings)
+    proven = [_in_child(_prove_settlement, statement, samples, settings) for statement in statements]
     build = build_settlement_circuit(trainers, model, samples, settings)
     chain = Chain.connect(Settings())
     deployer = account_from_key(keccak(b"bench-zk/deployer"))
     chain.fund(deployer.address, 10**20)
     halo2, _ = chain.deploy_artifact(deployer, verifier_artifact(build))
-    verify_gas = halo2.functions.verifyProof(proof.proof.proof, proof.proof.instances).estimate_gas()
+    verify_gas = sum(
+        halo2.functions.verifyProof(proof.proof.proof, proof.proof.instances).estimate_gas() for proof, _ in proven
+    )
     return ZKRow(
         circuit="settlement",
         trainers=trainers,
         model=kind.value,
-        params=statement.circuit().dim,
+        params=statements[0].circuit().dim,
         **_shape(build),
         setup_s=float(report["setup_s"]),
         setup_cached=cached,
-        witness_s=proof.proof.witness_s,
-        prove_s=proof.proof.prove_s,
-        peak_rss_bytes=max(setup_rss, prove_rss),
+        witness_s=sum(proof.proof.witness_s for proof, _ in proven),
+        prove_s=sum(proof.proof.prove_s for proof, _ in proven),
+        peak_rss_bytes=max(setup_rss, *(rss for _, rss in proven)),
         pk_bytes=int(report["pk_bytes"]),
-        proof_bytes=proof.proof.size,
+        proof_bytes=proven[0][0].proof.size,
         verify_gas=int(verify_gas),
         market_gas=None,
+        rounds=rounds,
         frac_bits=FRAC_BITS,
     )

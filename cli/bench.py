@@ -163,7 +163,10 @@ def bench_contribution(
 def bench_zk(
     trainers: Annotated[str, typer.Option(help="comma-separated numbers of trainers L (2 to 128), e.g. 8,16,32")] = "8",
     model: Annotated[str, typer.Option(help="lr or mlp, trained on digits")] = "lr",
-    test_rows: Annotated[int, typer.Option(min=2, help="rows of the settlement's test chunk (the paper: 100)")] = 100,
+    test_rows: Annotated[
+        int, typer.Option(min=2, help="rows of each settlement proof's test chunk, one chunk per round")
+    ] = 100,
+    rounds: Annotated[int, typer.Option(min=1, help="settlement: the market's rounds, one proof each")] = 1,
     circuits: Annotated[str, typer.Option(help="comma-separated: round, settlement")] = "round,settlement",
     commitment: Annotated[
         str,
@@ -198,7 +201,7 @@ def bench_zk(
         if "round" in chosen:
             rows.extend(run_round(size, ModelKind(kind), commitment=c) for c in commitments)
         if "settlement" in chosen:
-            rows.append(run_settlement(size, test_rows, ModelKind(kind)))
+            rows.append(run_settlement(size, test_rows, ModelKind(kind), rounds=rounds))
     emit(
         rows,
         as_json,
@@ -221,6 +224,7 @@ def bench_zk(
             "proof_bytes",
             "verify_gas",
             "market_gas",
+            "rounds",
             "frac_bits",
         ],
     )

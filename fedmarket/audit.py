@@ -14,7 +14,7 @@ from functools import cached_property
 from pydantic import ValidationError
 
 from fedmarket.algorithms.contribution import inclusion, to_onchain
-from fedmarket.chain import SETTLEMENT_STEP, MarketClient, MarketLedger
+from fedmarket.chain import MarketClient, MarketLedger, contribution_step
 from fedmarket.chain.ledger import LedgerRound
 from fedmarket.commitments import commit, commit_model, round_circuit
 from fedmarket.context import current_platform
@@ -40,7 +40,7 @@ from fedmarket.ml.updates import decode_update, encode_update
 from fedmarket.secagg import MaskContext
 from fedmarket.secagg import onchain as secagg
 from fedmarket.store import ContentStore
-from fedmarket.zk import CircuitBuild
+from fedmarket.zk import CircuitBuild, round_rloo_seed
 from fedmarket_schemas.audit import AuditCheck, AuditReport
 from fedmarket_schemas.market import Aggregation
 from fedmarket_schemas.rounds import ExclusionReason, Rejection, Submission
@@ -534,37 +534,29 @@ class Audit:
         detail = "; ".join(problems) or f"{len(finalized)} round proofs verify against {verifier}"
         yield AuditCheck(name="rounds", status="fail" if problems else "pass", detail=detail)
 
-    def settlement_instances(self) -> list[int]:
+    def contribution_instances(self, r: int) -> list[int]:
+        """Round r's contribution proof instances rebuilt from the ledger (contracts/README.md)."""
         ledger = self.ledger
-        final = ledger.rounds[int(ledger.spec["rounds"])]
-        by_trainer = _slot_commitments(final)
+        entry, final = ledger.rounds[r], ledger.rounds[int(ledger.spec["rounds"])]
+        by_trainer = _slot_commitments(entry)
+        accuracy, contributions = ledger.proven[r]
         return [
-            self.market.domain(SETTLEMENT_STEP),
+            self.market.domain(contribution_step(r)),
             _hex_int(ledger.spec["dataCommitment"]),
             _hex_int(final.aggregate_commitment),
-            int.from_bytes(self.market.rloo_seed(), "big") % BN254_FIELD,
-            int(ledger.accuracy_bps or 0),
-            final.benign_mask,
+            round_rloo_seed(self.market.rloo_seed(), r),
+            accuracy,
+            entry.benign_mask,
+            r,
             *[by_trainer.get(t, 0) for t in ledger.trainers],
-            *[c % BN254_FIELD for c in ledger.contributions],
+            *[c % BN254_FIELD for c in contributions],
         ]
 
     def settlement(self) -> Iterator[AuditCheck]:
         if self.ledger.phase != "Settled":
             return
         if self.proven_settlement:
-            verifier = self.market.settlement_verifier() or ""
-
-            def check(args: dict, proof: bytes) -> str | None:
-                if self.market.verifier_accepts(verifier, proof, self.settlement_instances()):
-                    return None
-                return "the settlement verifier rejects its proof with the instances rebuilt from the chain"
-
-            problems = self._proofs("Settled", check)
-            detail = (
-                "; ".join(problems) or f"the settlement proof (accuracy, contributions) verifies against {verifier}"
-            )
-            yield AuditCheck(name="settlement", status="fail" if problems else "pass", detail=detail)
+            yield self._proven_settlement()
             return
         yield from self._accuracy()
         if self.secure:
@@ -575,6 +567,34 @@ class Audit:
             status="trusted",
             detail="no settlement verifier: contributions are measured on updates only the aggregator can open",
         )
+
+    def _proven_settlement(self) -> AuditCheck:
+        """Every round's contribution proof verifies, and the settlement paid their sums and the
+        mean of their accuracies."""
+        ledger, verifier = self.ledger, self.market.settlement_verifier() or ""
+
+        def check(args: dict, proof: bytes) -> str | None:
+            r = int(args["round"])
+            if self.market.verifier_accepts(verifier, proof, self.contribution_instances(r)):
+                return None
+            return f"round {r}: the settlement verifier rejects its contribution proof with the instances rebuilt from the chain"
+
+        problems = self._proofs("ContributionsProven", check)
+        rounds = int(ledger.spec["rounds"])
+        if sorted(ledger.proven) != list(range(1, rounds + 1)):
+            problems.append(f"contributions proven for rounds {sorted(ledger.proven)} of {rounds}")
+        else:
+            sums = [sum(v[i] for _, v in ledger.proven.values()) for i in range(len(ledger.trainers))]
+            accuracy = sum(a for a, _ in ledger.proven.values()) // rounds
+            if (ledger.accuracy_bps, ledger.contributions) != (accuracy, sums):
+                problems.append(
+                    f"settled at {ledger.accuracy_bps} bps with {ledger.contributions}; the proven rounds give "
+                    f"{accuracy} bps and {sums}"
+                )
+        detail = "; ".join(problems) or (
+            f"{rounds} contribution proofs verify against {verifier}, and the settlement paid their sums"
+        )
+        return AuditCheck(name="settlement", status="fail" if problems else "pass", detail=detail)
 
     def _accuracy(self) -> Iterator[AuditCheck]:
         """The final aggregate's accuracy on the test split the chain fixes, from the owner's data."""

@@ -44,8 +44,8 @@ def market_context(market: MarketClient, store: ContentStore) -> MarketContext:
     spec = task_spec(market, store)
     seed = seed_int(market.split_seed())
     data = decode_dataset(store.get(data_cid))
-    if spec.test_chunk_rows:  # a proven settlement's committed chunks
-        validation, test = split_by_chunks(data, spec.test_chunk_rows, market.split_seed())
+    if spec.test_chunk_rows:  # a proven settlement's committed chunks, one per round
+        validation, test = split_by_chunks(data, spec.test_chunk_rows, market.split_seed(), market.round_count())
     else:
         validation, test = validation_test_split(data, validation_fraction=spec.validation_fraction, seed=seed)
     return MarketContext(spec, spec_cid, data_cid, seed, validation, test)

@@ -12,23 +12,22 @@ from __future__ import annotations
 from prefect import flow, get_run_logger
 
 from fedmarket.algorithms.contribution import PROVEN_CONTRIBUTION, inclusion, to_onchain
-from fedmarket.chain import SETTLEMENT_STEP
+from fedmarket.chain import contribution_step
 from fedmarket.context import current_platform
 from fedmarket.errors import ProtocolError
-from fedmarket.field import BN254_FIELD
 from fedmarket.market_context import market_context, seed_int
 from fedmarket.ml.data import decode_dataset
 from fedmarket.ml.updates import decode_update
 from fedmarket.units import eth
-from fedmarket.zk import DataChunks, deployed_verifier_code
+from fedmarket.zk import DataChunks, deployed_verifier_code, round_rloo_seed, round_test_chunk
 from fedmarket_schemas.market import Aggregation
 from fedmarket_schemas.settlement import Payout, SettlementReport
 from fedmarket_tasks.aggregate import accuracy_of
 from fedmarket_tasks.cache import prune_results
-from fedmarket_tasks.chain_ops import settle, withdraw
+from fedmarket_tasks.chain_ops import prove_contributions, settle, withdraw
 from fedmarket_tasks.contribute import assess_contributions
 from fedmarket_tasks.load import benign_models, load_round, privacy_reported, reported_epsilon
-from fedmarket_tasks.prove import prove_settlement_step, proven_contributions
+from fedmarket_tasks.prove import prove_contributions_step, proven_contributions
 from fedmarket_tasks.report import (
     accuracy_plot,
     progress,
@@ -59,10 +58,10 @@ def settlement_flow(market: str, aggregator: str | None = None, withdraw_fee: bo
 
     proven = client.settlement_verifier() is not None
     secure = spec.aggregation == Aggregation.secure
-    # every round's benign models, the float RLOO's input; a proof needs the last only, and a
-    # secure market has none to read
+    # every round's benign models, the float measure's input; a proven market reads each round in
+    # its own proof, and a secure market has none to read
     reads_rounds = not proven and not secure
-    with progress(client.address, "settlement", steps=(rounds if reads_rounds else 0) + 2) as step:
+    with progress(client.address, "settlement", steps=(0 if secure else rounds) + 2) as step:
         history, dp_epsilon = [], {}
         if reads_rounds:
             for r in range(1, rounds + 1):
@@ -82,20 +81,19 @@ def settlement_flow(market: str, aggregator: str | None = None, withdraw_fee: bo
                     f"market {client.address} proves its settlement, which pays {PROVEN_CONTRIBUTION}, "
                     f"but its task names {spec.contribution!r}"
                 )
-            # proven: accuracy and contributions are the circuit's outputs (final-round RLOO on
-            # the committed test chunk, fedmarket/zk/settlement_circuit.py)
-            proof = _prove(client, aggregator, context, final_model, trainers)
-            accuracy_bps, onchain = proof.accuracy_bps, proof.contributions
-            contributions = proven_contributions(proof, trainers)
-            chunks = DataChunks.of(decode_dataset(get_bytes(context.data_cid)), spec.test_chunk_rows, spec.model)
-            calldata = proof.calldata(client.split_seed(), chunks)
+            # proven: accuracy and contributions are the circuits' outputs, one proof per round
+            # (RLOO on the round's committed test chunk, fedmarket/zk/settlement_circuit.py),
+            # summed by the contract
+            accuracy_bps, per_round = _prove(client, aggregator, context, final_model, trainers, step)
+            onchain = [sum(vector[i] for vector in per_round) for i in range(len(trainers))]
+            contributions = proven_contributions(per_round, trainers)
         elif secure:  # no single model exists: who was counted, per round
             for r in range(1, rounds + 1):  # and, in a DP-SGD task, what each last reported
                 dp_epsilon.update(masked_epsilon(client.address, r, spec))
             accuracy_bps = int(final_accuracy * 10_000)
             masks = [client.round_state(r).benign_mask for r in range(1, rounds + 1)]
             contributions = inclusion.of_masks(masks, trainers)
-            onchain, calldata = to_onchain(contributions, trainers), b""
+            onchain = to_onchain(contributions, trainers)
         else:
             accuracy_bps = int(final_accuracy * 10_000)
             # the RLOO subsets come from a seed the contract fixes (split seed + final model), not
@@ -106,9 +104,8 @@ def settlement_flow(market: str, aggregator: str | None = None, withdraw_fee: bo
             # only kept (benign) trainers have contributions; the contract refuses a positive share
             # for a trainer never benign, so a wrong vector fails there rather than being clamped here
             onchain = to_onchain(contributions, trainers)
-            calldata = b""
         step()
-        tx = settle(client.address, aggregator, accuracy_bps, onchain, calldata)
+        tx = settle(client.address, aggregator, accuracy_bps, onchain)
         step()
 
     credited, _ = client.last_event("Settled")
@@ -155,21 +152,38 @@ def settlement_flow(market: str, aggregator: str | None = None, withdraw_fee: bo
     return report
 
 
-def _prove(client, aggregator: str, context, final_model, trainers: list[str]):
-    rounds = client.round_count()
-    loaded = load_round(client, aggregator, rounds, context)
-    seed = int.from_bytes(client.rloo_seed(), "big") % BN254_FIELD
-    mask = client.round_state(rounds).benign_mask
+def _prove(client, aggregator: str, context, final_model, trainers: list[str], step) -> tuple[int, list[list[int]]]:
+    """Prove and record every round's contributions, in order: (the final model's accuracy over
+    the rounds' test chunks, in bps as the contract averages it; each round's vector). A round
+    already recorded on chain is read back, not proven again."""
+    spec, rounds = context.spec, client.round_count()
+    data = decode_dataset(get_bytes(context.data_cid))
+    chunks = DataChunks.of(data, spec.test_chunk_rows, spec.model, rounds)
     code = deployed_verifier_code(current_platform().chain, client.settlement_verifier())
-    return prove_settlement_step(
-        loaded.models,
-        trainers,
-        final_model,
-        context.test,
-        mask,
-        seed,
-        client.domain(SETTLEMENT_STEP),
-        context.spec.model,
-        code,
-        key=f"{loaded.key}-settlement",
-    )
+    split_seed, rloo_seed = client.split_seed(), client.rloo_seed()
+    accuracies, per_round = [], []
+    for r in range(1, rounds + 1):
+        if (recorded := client.last_event("ContributionsProven", round=r)) is not None:
+            accuracy, vector = int(recorded[0]["accuracyBps"]), [int(c) for c in recorded[0]["contributions"]]
+        else:
+            loaded = load_round(client, aggregator, r, context)
+            proof = prove_contributions_step(
+                loaded.models,
+                trainers,
+                final_model,
+                round_test_chunk(data, spec.test_chunk_rows, split_seed, r, rounds),
+                client.round_state(r).benign_mask,
+                round_rloo_seed(rloo_seed, r),
+                client.domain(contribution_step(r)),
+                spec.model,
+                code,
+                r,
+                key=f"{loaded.key}-contributions",
+            )
+            calldata = proof.calldata(split_seed, chunks)
+            prove_contributions(client.address, aggregator, r, proof.accuracy_bps, proof.contributions, calldata)
+            accuracy, vector = proof.accuracy_bps, proof.contributions
+        accuracies.append(accuracy)
+        per_round.append(vector)
+        step()
+    return sum(accuracies) // rounds, per_round

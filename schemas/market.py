@@ -342,7 +342,7 @@ class MarketSpec(BaseModel):
 
     @model_validator(mode="after")
     def _settlement_needs_proven_rounds(self) -> MarketSpec:
-        # the settlement circuit hashes the final round's models and the final model with
+        # the settlement circuit hashes each round's models and the final model with
         # Poseidon: only a market whose rounds are proven commits to them that way
         if int(self.settlement_verifier, 16) != 0 and int(self.round_verifier, 16) == 0:
             raise ValueError(

@@ -107,12 +107,30 @@ def finalize_round(
     return _unless_done(send, finalized)
 
 
+@remote_task(task_run_name="prove-contributions-r{round}")
+def prove_contributions(
+    market: str, aggregator: str, round: int, accuracy_bps: int, contributions: list[int], proof: bytes
+) -> TxResult:
+    """Round `round`'s proven contributions; a rerun finds the transaction that recorded them."""
+    m = _market(market)
+
+    def proven() -> TxResult | None:
+        found = m.last_event("ContributionsProven", round=round)
+        return found[1] if found else None
+
+    if (found := proven()) is not None:
+        return found
+    return _unless_done(
+        lambda: m.prove_contributions(_account(aggregator), round, accuracy_bps, contributions, proof), proven
+    )
+
+
 @remote_task(task_run_name="settle")
-def settle(market: str, aggregator: str, accuracy_bps: int, contributions: list[int], proof: bytes) -> TxResult:
+def settle(market: str, aggregator: str, accuracy_bps: int, contributions: list[int]) -> TxResult:
     m = _market(market)
     if m.phase() == "Settled":
         return m.last_event("Settled")[1]
-    return m.settle(_account(aggregator), accuracy_bps, contributions, proof)
+    return m.settle(_account(aggregator), accuracy_bps, contributions)
 
 
 @remote_task(task_run_name="withdraw-{account}")

@@ -67,8 +67,8 @@ def publish_market(
     """Check the owner's data against the task's expectations, store task and data by CID, and
     create the market through the factory (FEDMARKET_FACTORY_ADDRESS, else a new one) with the
     largest possible payout in escrow. `prove_rounds`: reference the round circuit's verifier for
-    this L and model; `test_rows` (with `prove_rounds`): prove settlement too, on a test chunk of
-    that many rows (fedmarket/zk/settlement_proof.py); `round_inputs`: "kzg" (the default without
+    this L and model; `test_rows` (with `prove_rounds`): prove settlement too, each round on its own
+    test chunk of that many rows (fedmarket/zk/settlement_proof.py); `round_inputs`: "kzg" (the default without
     `test_rows`) or "poseidon" (the only one with it), how the round circuit binds the models
     (fedmarket/zk/round_proof.py). Circuits are built and verifiers deployed
     once per circuit and chain. `detector`: the outlier rule by registered name (default: the
@@ -129,15 +129,15 @@ def publish_market(
         factory = FactoryClient(platform.chain, platform.settings.factory_address)
     else:
         factory, _ = FactoryClient.deploy(platform.chain, owner.account)
+    # one test chunk per round and one to validate, checked before any circuit is built
+    chunks = DataChunks.of(data, test_rows, task.model, terms["rounds"]) if test_rows is not None else None
     if prove_rounds:
         # hashed inputs where the settlement is proven too: its circuit reads Poseidon commitments
         poseidon = test_rows is not None or round_inputs == "poseidon"
         commitment = "poseidon" if poseidon else "polycommit"
         terms["round_verifier"] = _round_verifier(factory, owner, task, terms["trainers"], commitment)
-    if test_rows is not None:
-        chunks, terms["settlement_verifier"] = _settlement_verifier(
-            factory, owner, task, data, terms["trainers"], test_rows
-        )
+    if chunks is not None:
+        terms["settlement_verifier"] = _settlement_verifier(factory, owner, task, terms["trainers"], test_rows)
         data_commitment = chunks.commitment
     spec = MarketSpec(
         task_cid=str(platform.store.put(task.model_dump_json().encode())),
@@ -155,8 +155,6 @@ def _round_verifier(factory: FactoryClient, owner: Party, task: TaskSpec, traine
     return deploy_round_verifier(factory, owner.account, build, trainers).adapter
 
 
-def _settlement_verifier(factory: FactoryClient, owner: Party, task: TaskSpec, data: Dataset, trainers: int, rows: int):
-    """(the owner's chunk commitments, the settlement verifier's address)."""
-    chunks = DataChunks.of(data, rows, task.model)
+def _settlement_verifier(factory: FactoryClient, owner: Party, task: TaskSpec, trainers: int, rows: int) -> str:
     build = build_settlement_circuit(trainers, task.model, rows, current_platform().settings)
-    return chunks, deploy_settlement_verifier(factory, owner.account, build, trainers, rows).adapter
+    return deploy_settlement_verifier(factory, owner.account, build, trainers, rows).adapter

@@ -1,9 +1,9 @@
 """Proving steps, in markets with verifiers. A round: the statement of the task's proven rule
 (`two_stage_proven`) over every registered trainer's slot, proven with the circuit built for the
 market's shape (cached by circuit hash, set up once); the mask and the aggregate that go on chain
-are the proof's (round_proof.prove_round says where they may differ from the float rule's). Settlement: the statement of
-fedmarket/zk/settlement_circuit.py; the accuracy and contributions that go on chain are the
-proof's outputs."""
+are the proof's (round_proof.prove_round says where they may differ from the float rule's).
+Settlement: the statement of fedmarket/zk/settlement_circuit.py, once per round; the accuracy and
+contributions that go on chain are the proofs' outputs."""
 
 from __future__ import annotations
 
@@ -71,8 +71,8 @@ def proven_outliers(models: LocalModels, trainers: list[str], proof: RoundProof,
     return OutlierReport(round=models.round, detector=detector, kept=kept, flagged=sorted(reasons), reasons=reasons)
 
 
-@round_step(task_run_name="prove-settlement")
-def prove_settlement_step(
+@round_step(task_run_name="prove-contributions-r{round}")
+def prove_contributions_step(
     models: LocalModels,
     trainers: list[str],
     final_model: np.ndarray,
@@ -82,12 +82,13 @@ def prove_settlement_step(
     domain: int,
     model: ModelConfig,
     verifier_code: bytes,
+    round: int,
     *,
     key: str,
 ) -> SettlementProof:
-    """The settlement statement over the final round's slots, the final model, the test chunk and
-    the RLOO subsets the contract derives from `seed` (rlooSeed mod FIELD) and the final mask;
-    `verifier_code` as for prove_round_step, of the settlement verifier."""
+    """The settlement statement over round `round`'s slots, the final model, the round's test
+    chunk and the RLOO subsets the contract derives from `seed` (the round's, round_rloo_seed)
+    and the round's mask; `verifier_code` as for prove_round_step, of the settlement verifier."""
     rows = dict(zip(models.trainers, models.matrix))
     statement = SettlementStatement(
         [rows.get(t) for t in trainers],
@@ -99,17 +100,18 @@ def prove_settlement_step(
     )
     build = build_settlement_circuit(len(trainers), model, len(test), current_platform().settings)
     check_verifier(build, verifier_code)
-    with timed_progress(f"settlement proof, circuit {build.name}", expected_prove_s(build.dir)):
+    with timed_progress(f"round {round} contributions proof, circuit {build.name}", expected_prove_s(build.dir)):
         return prove_settlement(build, statement)
 
 
-def proven_contributions(proof: SettlementProof, trainers: list[str]) -> ContributionReport:
-    """The proof's contribution vector (final-round RLOO, correct-count differences)."""
-    total = {t: float(c) for t, c in zip(trainers, proof.contributions)}
+def proven_contributions(per_round: list[list[int]], trainers: list[str]) -> ContributionReport:
+    """Every round's proven contribution vector (RLOO, correct-count differences) and their sums."""
+    rounds = [{t: float(c) for t, c in zip(trainers, vector)} for vector in per_round]
+    total = {t: float(sum(vector[i] for vector in per_round)) for i, t in enumerate(trainers)}
     return ContributionReport(
         method=PROVEN_CONTRIBUTION,
-        per_round=[total],
+        per_round=rounds,
         total=total,
-        evaluations=2 * len(trainers) + 1,
+        evaluations=(2 * len(trainers) + 1) * len(per_round),
         utility="correct count",
     )

@@ -42,7 +42,7 @@ TASK = TaskSpec(
     data_schema=DataSchema(feature_count=3, labels=(0, 1)),
     test_chunk_rows=10,
     detector="two_stage_proven",
-    contribution="rloo_final_round_counts",
+    contribution="rloo_round_counts",
 )
 
 
@@ -120,7 +120,11 @@ def test_every_round_and_the_settlement_of_a_proven_market_are_verified_on_chain
     settled = settlement_flow(market.address, aggregator.address)
     assert settled.verified and settled.verifier == settlement_verifier
     assert market.phase() == "Settled"
-    assert settled.contributions_onchain[-1] == 0  # flagged in the final round: in no subset
+    assert settled.contributions_onchain[-1] == 0  # flagged in every round: in no subset
+    # one contribution proof per round, and the settlement pays their sums
+    proven = [market.last_event("ContributionsProven", round=r)[0] for r in range(1, ROUNDS + 1)]
+    sums = [sum(int(p["contributions"][i]) for p in proven) for i in range(L)]
+    assert settled.contributions_onchain == sums
     payouts = {p.account: p.wei for p in settled.payouts}
     assert payouts[members[-1].address] == 0  # flagged every round: no participation reward either
     assert settled.accuracy_bps == market.last_event("Settled")[0]["accuracyBps"]
@@ -135,7 +139,9 @@ def test_every_round_and_the_settlement_of_a_proven_market_are_verified_on_chain
     lying = MarketLedger.rebuild(market)  # a mask and a contribution no proof was made for
     lying.rounds[1].benign_mask, lying.contributions[0] = 0b1111, lying.contributions[0] + 1
     failed = {c.name: c.detail for c in audit_market(market, platform.store, ledger=lying).failures()}
-    assert "round 1: the verifier rejects" in failed["rounds"] and "settlement" in failed
+    assert "round 1: the verifier rejects" in failed["rounds"]
+    assert "round 1: the settlement verifier rejects" in failed["settlement"]
+    assert "the proven rounds give" in failed["settlement"]
 
 
 def counted(fn, calls: list):

@@ -95,6 +95,12 @@ contract DataMarket is IDataMarket, Initializable, ReentrancyGuardTransient {
     address public settlementVerifier;
     uint16[] private _accuracyThresholds;
     uint256[] private _rewardPools;
+    // slot: a proven settlement's progress, round by round
+    uint32 public provenRounds; // rounds whose contributions are proven, from round 1 on
+    uint64 public provenAccuracySum; // their accuracies' sum, in bps (< 2^64 for MAX_ROUNDS)
+    /// Per trainer, the proven rounds' contributions summed: each is within +-MAX_CONTRIBUTION,
+    /// so their sum cannot overflow.
+    int256[MAX_TRAINERS] private _provenContributions;
 
     address[] private _trainers;
     mapping(address => Member) private _members;
@@ -481,7 +487,8 @@ contract DataMarket is IDataMarket, Initializable, ReentrancyGuardTransient {
     }
 
     /// @notice Binds a proof to this chain, this market and one step (round number, or
-    /// `type(uint32).max` for settlement), so a proof cannot be replayed elsewhere.
+    /// `type(uint32).max - round` for round `round`'s contribution proof), so a proof cannot be
+    /// replayed elsewhere.
     function domain(uint32 step) public view returns (uint256) {
         return uint256(keccak256(abi.encode(block.chainid, address(this), step))) % FIELD;
     }
@@ -504,34 +511,72 @@ contract DataMarket is IDataMarket, Initializable, ReentrancyGuardTransient {
         return keccak256(abi.encode(splitSeed, modelCommitment));
     }
 
-    /// @notice Public instances of the settlement proof (layout in contracts/README.md):
-    /// [domain, dataCommitment, final model commitment, RLOO seed, accuracy, final round's mask,
-    ///  final round's commitments (zero where excluded)..., contributions...]
-    function settlementInstances(uint16 accuracyBps, int256[] calldata contributions)
+    /// @notice Public instances of round `round`'s contribution proof (layout in contracts/README.md):
+    /// [domain, dataCommitment, final model commitment, round's RLOO seed, accuracy, round's mask,
+    ///  round, round's commitments (zero where excluded)..., contributions...]
+    function contributionInstances(uint32 round, uint16 accuracyBps, int256[] calldata contributions)
         public
         view
         returns (uint256[] memory instances)
     {
         uint256 n = trainerCount;
         uint256 m = contributions.length;
-        instances = new uint256[](n + m + 6);
-        instances[0] = domain(type(uint32).max);
+        instances = new uint256[](n + m + 7);
+        instances[0] = domain(type(uint32).max - round);
         instances[1] = uint256(dataCommitment); // < FIELD, checked at creation
         instances[2] = uint256(modelCommitment);
         // slither-disable-next-line weak-prng
-        instances[3] = uint256(rlooSeed()) % FIELD;
+        instances[3] = uint256(keccak256(abi.encode(rlooSeed(), round))) % FIELD;
         instances[4] = accuracyBps;
-        instances[5] = _rounds[roundCount].benignMask;
-        _slotCommitments(roundCount, instances, 6);
+        instances[5] = _rounds[round].benignMask;
+        instances[6] = round;
+        _slotCommitments(round, instances, 7);
         for (uint256 i = 0; i < m; ++i) {
-            instances[6 + n + i] = _toField(i, contributions[i]);
+            instances[7 + n + i] = _toField(i, contributions[i]);
+        }
+    }
+
+    /// @notice In a market whose settlement is proven: record round `round`'s RLOO contributions
+    /// and the final model's accuracy on that round's test chunk, once the settlement verifier
+    /// accepts `proof` for {contributionInstances}. Rounds are proven in order, all before
+    /// {settle}, which pays their sums: every round counts, as in sources/004 eq. (2). Each
+    /// proven round reopens the aggregator's window, so T proofs get T windows, and no more.
+    function proveContributions(
+        uint32 round,
+        uint16 accuracyBps,
+        int256[] calldata contributions,
+        bytes calldata proof
+    ) external onlyAggregator inPhase(Phase.Settlement) nonReentrant {
+        address verifier = settlementVerifier;
+        if (verifier == address(0)) revert SettlementNotProven();
+        if (block.timestamp > aggregatorDeadline) revert AggregatorWindowClosed(aggregatorDeadline);
+        uint32 next = provenRounds + 1;
+        if (round != next || round > roundCount) revert ContributionsOutOfOrder(round, next);
+        if (accuracyBps > BPS) revert InvalidAccuracy(accuracyBps);
+        uint256 n = trainerCount;
+        if (contributions.length != n) revert ContributionsLengthMismatch(n, contributions.length);
+
+        // Effects first, then the verifier call: a rejected proof reverts all of it. Values out
+        // of +-MAX_CONTRIBUTION are refused when the instances are built.
+        for (uint256 i = 0; i < n; ++i) {
+            int256 c = contributions[i];
+            if (c != 0) _provenContributions[i] += c;
+        }
+        provenRounds = next;
+        provenAccuracySum += accuracyBps;
+        aggregatorDeadline = uint64(block.timestamp) + aggregatorWindow;
+        emit ContributionsProven(round, accuracyBps, contributions);
+        if (!_accepts(verifier, proof, contributionInstances(round, accuracyBps, contributions))) {
+            revert ProofRejected();
         }
     }
 
     /// @notice Credit every payout by eq. (5) of sources/004 and refund the owner the rest.
+    /// In a market whose settlement is proven, every round's contributions must be proven first
+    /// ({proveContributions}) and the claim must be their sums and the mean of their accuracies.
     /// @param accuracyBps final test accuracy in basis points; picks alpha from the schedule.
     /// @param contributions one signed contribution per trainer, in registration order.
-    function settle(uint16 accuracyBps, int256[] calldata contributions, bytes calldata proof)
+    function settle(uint16 accuracyBps, int256[] calldata contributions)
         external
         onlyAggregator
         inPhase(Phase.Settlement)
@@ -541,6 +586,8 @@ contract DataMarket is IDataMarket, Initializable, ReentrancyGuardTransient {
         if (accuracyBps > BPS) revert InvalidAccuracy(accuracyBps);
         uint256 n = trainerCount;
         if (contributions.length != n) revert ContributionsLengthMismatch(n, contributions.length);
+        bool verified = settlementVerifier != address(0);
+        if (verified) _checkProven(accuracyBps, contributions);
 
         uint256[] memory payouts = _benignRoundCounts();
         uint256 positiveSum = 0;
@@ -568,13 +615,19 @@ contract DataMarket is IDataMarket, Initializable, ReentrancyGuardTransient {
         _undistributed = 0;
         phase = Phase.Settled;
         finalAccuracyBps = accuracyBps;
-        bool verified = settlementVerifier != address(0);
         emit Settled(accuracyBps, pool, contributions, payouts, aggregatorFee, refund, verified);
+    }
 
-        // Effects first, then the verifier call: a rejected proof reverts all of it.
-        if (verified) {
-            uint256[] memory instances = settlementInstances(accuracyBps, contributions);
-            if (!_accepts(settlementVerifier, proof, instances)) revert ProofRejected();
+    /// @dev A proven settlement's claim: every round proven, the mean of their accuracies (each
+    /// the final model's on one round's chunk of equal size) and the sums of their contributions.
+    function _checkProven(uint16 accuracyBps, int256[] calldata contributions) private view {
+        uint32 rounds = roundCount;
+        if (provenRounds != rounds) revert ContributionsNotProven(provenRounds, rounds);
+        uint16 accuracy = uint16(provenAccuracySum / rounds);
+        if (accuracyBps != accuracy) revert AccuracyNotProven(accuracy);
+        for (uint256 i = 0; i < contributions.length; ++i) {
+            int256 proven = _provenContributions[i];
+            if (contributions[i] != proven) revert ContributionNotProven(i, proven);
         }
     }
 
@@ -769,10 +822,6 @@ contract DataMarket is IDataMarket, Initializable, ReentrancyGuardTransient {
 
     function rewardSchedule() external view returns (uint16[] memory thresholds, uint256[] memory pools) {
         return (_accuracyThresholds, _rewardPools);
-    }
-
-    function isVerified() external view returns (bool) {
-        return roundVerifier != address(0) && settlementVerifier != address(0);
     }
 
     /// EZKL's felt encoding of a signed value, negatives as FIELD - |value|: one element per

@@ -8,17 +8,19 @@ import {Math} from "@openzeppelin/contracts/utils/math/Math.sol";
 /// @notice The settlement circuit of fedmarket/zk/settlement_circuit.py for `trainers` slots and a
 /// test chunk of `samples` rows (fedmarket/zk/settlement_proof.py).
 ///
-/// Market instances (DataMarket.settlementInstances), 2L + 6 values:
-///   [domain, dataCommitment, final model, rlooSeed mod FIELD, accuracy (bps), final mask,
-///    cur_0..cur_{L-1} (final round), contribution_0..contribution_{L-1}]
+/// One proof per round (DataMarket.proveContributions). Market instances
+/// (DataMarket.contributionInstances), 2L + 7 values:
+///   [domain, dataCommitment, final model, round's RLOO seed, accuracy (bps), round's mask, round,
+///    cur_0..cur_{L-1} (the round's), contribution_0..contribution_{L-1}]
 /// Circuit instances, L^2 + 2L + 10:
 ///   [h(W_0)..h(W_{L-1}), h(final model), h(test chunk), h(public),
 ///    correct, C_0..C_{L-1}, subsets (L x L, row by row), domain limbs (6)]
 /// `free` = [correct, splitSeed, h(public), K, chunk hash_0..chunk hash_{K-1}, h(W_i) for each
-/// absent slot i in order]. Checked here: keccak(splitSeed, final model) is the market's rlooSeed
-/// (so splitSeed is the market's), keccak(abi.encode(chunk hashes)) is its data commitment, the
-/// test chunk is chunk `splitSeed mod K`, and accuracy == correct * 10,000 / samples. The RLOO
-/// subsets are derived here from rlooSeed and the final mask, as settlement_proof.rloo_subsets.
+/// absent slot i in order]. Checked here: keccak(keccak(splitSeed, final model), round) is the
+/// round's RLOO seed (so splitSeed is the market's), keccak(abi.encode(chunk hashes)) is its data
+/// commitment, the test chunk is chunk `(splitSeed + round - 1) mod K` (one chunk per round, all
+/// distinct while T < K), and accuracy == correct * 10,000 / samples. The RLOO subsets are
+/// derived here from the round's seed and mask, as settlement_proof.rloo_subsets.
 contract EzklSettlementVerifier is EzklCircuitVerifier {
     uint256 public immutable trainers;
     uint256 public immutable samples;
@@ -35,18 +37,19 @@ contract EzklSettlementVerifier is EzklCircuitVerifier {
         returns (bool ok, uint256[] memory c)
     {
         uint256 n = trainers;
-        if (m.length != 2 * n + 6 || free.length < 4) return (false, c);
-        if (m[5] >> n != 0) return (false, c);
+        if (m.length != 2 * n + 7 || free.length < 4) return (false, c);
+        if (m[5] >> n != 0 || m[6] == 0) return (false, c);
         uint256 correct = free[0];
         if (correct > samples || m[4] != (correct * 10_000) / samples) return (false, c);
-        if (uint256(keccak256(abi.encode(free[1], m[2]))) % FIELD != m[3]) return (false, c);
-        (bool chunksOk, uint256 testHash, uint256 used) = _testChunk(m[1], free);
+        bytes32 marketSeed = keccak256(abi.encode(free[1], m[2]));
+        if (uint256(keccak256(abi.encode(marketSeed, m[6]))) % FIELD != m[3]) return (false, c);
+        (bool chunksOk, uint256 testHash, uint256 used) = _testChunk(m[1], free, m[6] - 1);
         if (!chunksOk) return (false, c);
 
         c = new uint256[](n * n + 2 * n + 4 + DOMAIN_LIMBS);
         for (uint256 i = 0; i < n; ++i) {
-            (c[i], used) = _slotHash(m[6 + i], free, used);
-            c[n + 4 + i] = m[6 + n + i];
+            (c[i], used) = _slotHash(m[7 + i], free, used);
+            c[n + 4 + i] = m[7 + n + i];
         }
         if (used != free.length) return (false, c); // also false when the free values ran out
         c[n] = m[2];
@@ -59,8 +62,8 @@ contract EzklSettlementVerifier is EzklCircuitVerifier {
     }
 
     /// @dev The test chunk's hash: `free[4..4+K)` must hash to the data commitment; the chunk is
-    /// `splitSeed mod K`. Returns the index of the first free value after the chunk hashes.
-    function _testChunk(uint256 dataCommitment, uint256[] memory free)
+    /// `(splitSeed + offset) mod K`. Returns the index of the first free value after the chunk hashes.
+    function _testChunk(uint256 dataCommitment, uint256[] memory free, uint256 offset)
         private
         pure
         returns (bool ok, uint256 testHash, uint256 next)
@@ -72,7 +75,7 @@ contract EzklSettlementVerifier is EzklCircuitVerifier {
             chunks[j] = free[4 + j];
         }
         if (uint256(keccak256(abi.encode(chunks))) % FIELD != dataCommitment) return (false, 0, 0);
-        return (true, chunks[free[1] % k], 4 + k);
+        return (true, chunks[(free[1] % k + offset % k) % k], 4 + k);
     }
 
     /// @dev RLOO subsets (sources/004 eq. (2)): benign trainer i with `size - 1` other benign

@@ -84,6 +84,8 @@ interface IDataMarket {
     event RoundFinalized(
         uint32 indexed round, bytes32 aggregateCid, bytes32 aggregateCommitment, uint128 benignMask, bool verified
     );
+    /// A round's contributions and the final model's accuracy on that round's test chunk, proven.
+    event ContributionsProven(uint32 indexed round, uint16 accuracyBps, int256[] contributions);
     event Settled(
         uint16 accuracyBps,
         uint256 rewardPool,
@@ -158,6 +160,11 @@ interface IDataMarket {
     error ContributionForNeverBenignTrainer(address trainer);
     error InvalidAccuracy(uint16 accuracyBps);
     error ProofRejected();
+    error SettlementNotProven();
+    error ContributionsOutOfOrder(uint32 round, uint32 expected);
+    error ContributionsNotProven(uint32 proven, uint32 rounds);
+    error AccuracyNotProven(uint16 proven);
+    error ContributionNotProven(uint256 index, int256 proven);
     // payments
     error NothingToWithdraw(address account);
 }

@@ -26,6 +26,9 @@ contract MarketFactory is IMarketFactory {
     address[] private _markets;
     mapping(address => address[]) private _marketsByOwner;
     mapping(address => bool) public isMarket;
+    /// A contribution proof's instances hold the L x L RLOO subsets, which its adapter derives in
+    /// memory: past 64 trainers that alone passes half a block (test/DataMarket.gas.t.sol).
+    uint32 public constant MAX_SETTLEMENT_TRAINERS = 64;
     mapping(address => VerifierInfo) private _verifiers;
 
     constructor() {
@@ -72,7 +75,7 @@ contract MarketFactory is IMarketFactory {
         external
         returns (address adapter)
     {
-        if (trainers == 0 || trainers > DataMarket(implementation).MAX_TRAINERS() || samples == 0) {
+        if (trainers == 0 || trainers > MAX_SETTLEMENT_TRAINERS || samples == 0) {
             revert InvalidVerifierShape(trainers, samples);
         }
         adapter = address(new EzklSettlementVerifier(halo2, trainers, samples));

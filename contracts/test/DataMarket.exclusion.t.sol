@@ -128,9 +128,9 @@ contract DataMarketExclusionTest is MarketFixture {
         vm.stopPrank();
 
         int256[] memory c = new int256[](3);
-        uint256[] memory settlement = market.settlementInstances(9000, c);
-        assertEq(settlement[6], uint256(commitmentOf(round, 0)), "final round: trainer 0");
-        assertEq(settlement[8], 0, "final round: trainer 2 absent");
+        uint256[] memory settlement = market.contributionInstances(round, 9000, c);
+        assertEq(settlement[7], uint256(commitmentOf(round, 0)), "the round's contributions: trainer 0");
+        assertEq(settlement[9], 0, "the round's contributions: trainer 2 absent");
     }
 
     /// Excluded every round, a trainer earns nothing; the market still ends with every wei paid.
@@ -147,7 +147,7 @@ contract DataMarketExclusionTest is MarketFixture {
         int256[] memory c = new int256[](3);
         (c[0], c[2]) = (1, 1);
         vm.prank(aggregator);
-        market.settle(9500, c, "");
+        market.settle(9500, c);
         assertEq(market.benignRounds(1), 0, "never benign");
         assertEq(market.owed(trainerAt(1)), 0, "excluded every round: nothing");
         assertEq(market.owed(trainerAt(0)), 2 * RP + POOL_HIGH / 2, "the others are paid");

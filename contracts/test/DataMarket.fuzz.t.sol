@@ -36,7 +36,7 @@ contract DataMarketFuzzTest is MarketFixture {
             if (c[i] > 0) positive += uint256(c[i]);
         }
         vm.prank(aggregator);
-        market.settle(accuracy, c, "");
+        market.settle(accuracy, c);
 
         uint256 pool = accuracy >= 9000 ? POOL_HIGH : accuracy >= 8000 ? POOL_LOW : 0;
         uint256 paid;
@@ -72,7 +72,7 @@ contract DataMarketFuzzTest is MarketFixture {
             assertEq(market.activeMask(), revealed, "active == revealed");
             playRound(market, revealed, uint128(revealed));
             vm.prank(aggregator);
-            market.settle(9000, new int256[](l), "");
+            market.settle(9000, new int256[](l));
         }
         withdrawAll(market);
     }

@@ -181,7 +181,7 @@ contract MarketHandler {
     }
 
     function _settle(address from, uint16 accuracy, int256[] memory c) private {
-        if (_call(from, abi.encodeCall(DataMarket.settle, (accuracy, c, "")))) {
+        if (_call(from, abi.encodeCall(DataMarket.settle, (accuracy, c)))) {
             settled = true;
             settledContributions = c;
         }

@@ -228,7 +228,7 @@ contract DataMarketTest is MarketFixture {
         int256[] memory c = new int256[](3);
         c[0] = 1;
         c[2] = 1;
-        market.settle(9500, c, "");
+        market.settle(9500, c);
         assertEq(market.owed(trainerAt(1)), 0, "excluded trainer earns nothing");
         assertEq(market.owed(trainerAt(0)), RP + POOL_HIGH / 2, "trainer 0");
         withdrawAll(market);
@@ -354,7 +354,7 @@ contract DataMarketTest is MarketFixture {
         int256[] memory c = new int256[](4);
         (c[0], c[1], c[2], c[3]) = (3, 1, -2, 0);
         vm.prank(aggregator);
-        market.settle(9100, c, "");
+        market.settle(9100, c);
         assertEq(market.owed(trainerAt(0)), 0.02 ether + 0.375 ether, "trainer 0");
         assertEq(market.owed(trainerAt(1)), 0.02 ether + 0.125 ether, "trainer 1");
         assertEq(market.owed(trainerAt(2)), 0.01 ether, "trainer 2: round 1 only");
@@ -372,7 +372,7 @@ contract DataMarketTest is MarketFixture {
         int256[] memory c = new int256[](2);
         (c[0], c[1]) = (1, 1);
         vm.prank(aggregator);
-        market.settle(7999, c, "");
+        market.settle(7999, c);
         assertEq(market.owed(trainerAt(0)), RP, "participation only");
         assertEq(market.owed(owner), required(2, 1) - 2 * RP - FEE, "pool refunded");
     }
@@ -384,11 +384,11 @@ contract DataMarketTest is MarketFixture {
         c[2] = 5;
         vm.startPrank(aggregator);
         vm.expectRevert(abi.encodeWithSelector(IDataMarket.ContributionForNeverBenignTrainer.selector, trainerAt(2)));
-        market.settle(9000, c, "");
+        market.settle(9000, c);
         vm.expectRevert(abi.encodeWithSelector(IDataMarket.ContributionsLengthMismatch.selector, 3, 2));
-        market.settle(9000, new int256[](2), "");
+        market.settle(9000, new int256[](2));
         vm.expectRevert(abi.encodeWithSelector(IDataMarket.InvalidAccuracy.selector, 10001));
-        market.settle(10001, new int256[](3), "");
+        market.settle(10001, new int256[](3));
         vm.stopPrank();
     }
 
@@ -452,80 +452,136 @@ contract DataMarketTest is MarketFixture {
     }
 
     /// A settlement market over chunks (c0, c1) of 20 test rows, ready to settle with 17 correct.
+    /// A 2-trainer, 2-round market with proven rounds and settlement, every round finalized.
     function _settlementMarket(PinnedVerifier halo2) private returns (DataMarket market, EzklCircuitVerifier sv) {
         sv = EzklCircuitVerifier(factory.deploySettlementVerifier(halo2, 2, 20));
         PinnedVerifier rounds = new PinnedVerifier();
         address rv = factory.deployRoundVerifier(rounds, 2);
-        IDataMarket.Spec memory s = spec(2, 1, rv, address(sv));
-        uint256[] memory chunks = new uint256[](2);
-        (chunks[0], chunks[1]) = (101, 102);
+        IDataMarket.Spec memory s = spec(2, 2, rv, address(sv));
+        uint256[] memory chunks = new uint256[](3);
+        (chunks[0], chunks[1], chunks[2]) = (101, 102, 103);
         s.dataCommitment = bytes32(uint256(keccak256(abi.encode(chunks))) % market_FIELD());
-        market = createWith(s, required(2, 1));
+        market = createWith(s, required(2, 2));
         registerAll(market);
         revealAll(market);
-        uint32 round = openRound(market);
-        submitMask(market, round, 3);
-        bytes memory roundProof = pinThrough(rounds, EzklCircuitVerifier(rv), market.roundInstances(round, bytes32(uint256(1001)), 3), _roundFree());
-        vm.prank(aggregator);
-        market.finalizeRound(round, keccak256("agg"), bytes32(uint256(1001)), 3, roundProof);
+        for (uint32 r = 1; r <= 2; ++r) {
+            uint32 round = openRound(market);
+            submitMask(market, round, 3);
+            uint128 kept = r == 1 ? 3 : 1; // trainer 1 flagged in round 2
+            bytes32 agg = bytes32(uint256(1000 + r));
+            bytes memory roundProof =
+                pinThrough(rounds, EzklCircuitVerifier(rv), market.roundInstances(round, agg, kept), _roundFree());
+            vm.prank(aggregator);
+            market.finalizeRound(round, keccak256(abi.encode("agg", r)), agg, kept, roundProof);
+        }
     }
 
     function _settlementFree(DataMarket market) private view returns (uint256[] memory free) {
-        free = new uint256[](6); // [correct, splitSeed, h(public), K, chunk hashes]
-        (free[0], free[1], free[2], free[3], free[4], free[5]) = (17, uint256(market.splitSeed()), 13, 2, 101, 102);
+        free = new uint256[](7); // [correct, splitSeed, h(public), K, chunk hashes]
+        (free[0], free[1], free[2], free[3]) = (17, uint256(market.splitSeed()), 13, 3);
+        (free[4], free[5], free[6]) = (101, 102, 103);
     }
 
-    function test_settlementProofBindsAccuracyAndContributions() public {
+    function _contributions(int256 a, int256 b) private pure returns (int256[] memory c) {
+        c = new int256[](2);
+        (c[0], c[1]) = (a, b);
+    }
+
+    function test_contributionProofBindsItsRound() public {
         PinnedVerifier halo2 = new PinnedVerifier();
         (DataMarket market, EzklCircuitVerifier sv) = _settlementMarket(halo2);
-        int256[] memory c = new int256[](2);
-        (c[0], c[1]) = (7, -3);
-        uint256[] memory inst = market.settlementInstances(8500, c);
-        assertEq(inst[0], market.domain(type(uint32).max), "domain");
-        assertEq(inst[2], 1001, "final model commitment");
-        assertEq(inst[3], uint256(market.rlooSeed()) % market.FIELD(), "rloo seed");
+        int256[] memory c = _contributions(7, -3);
+        uint256[] memory inst = market.contributionInstances(1, 8500, c);
+        assertEq(inst[0], market.domain(type(uint32).max - 1), "domain of round 1's contributions");
+        assertEq(inst[2], 1002, "final model commitment");
+        assertEq(inst[3], uint256(keccak256(abi.encode(market.rlooSeed(), uint32(1)))) % market.FIELD(), "seed");
         assertEq(inst[4], 8500, "accuracy");
-        assertEq(inst[5], 3, "final round's benign mask");
-        assertEq(inst[6], uint256(commitmentOf(1, 0)), "final round's commitment of trainer 0");
-        assertEq(inst[9], market.FIELD() - 3, "negative contribution as a field element");
-        bytes memory proof = pinThrough(halo2, sv, inst, _settlementFree(market));
+        assertEq(inst[5], 3, "round 1's benign mask");
+        assertEq(inst[6], 1, "round");
+        assertEq(inst[7], uint256(commitmentOf(1, 0)), "round 1's commitment of trainer 0");
+        assertEq(inst[10], market.FIELD() - 3, "negative contribution as a field element");
+        assertEq(market.contributionInstances(2, 8500, c)[5], 1, "round 2's benign mask");
 
+        // one test chunk per round, consecutive from the split seed's
+        uint256 first = uint256(market.splitSeed()) % 3;
+        (, uint256[] memory one) = sv.circuitInstancesFor(inst, _settlementFree(market), hex"01");
+        (, uint256[] memory two) = sv.circuitInstancesFor(market.contributionInstances(2, 8500, c), _settlementFree(market), hex"01");
+        assertEq(one[3], 101 + first, "round 1's test chunk");
+        assertEq(two[3], 101 + (first + 1) % 3, "round 2's test chunk");
+
+        bytes memory proof = pinThrough(halo2, sv, inst, _settlementFree(market));
         vm.startPrank(aggregator);
         vm.expectRevert(IDataMarket.ProofRejected.selector);
-        market.settle(9500, c, proof); // forged accuracy
-        (c[0], c[1]) = (3, 1);
+        market.proveContributions(1, 9500, c, proof); // forged accuracy
         vm.expectRevert(IDataMarket.ProofRejected.selector);
-        market.settle(8500, c, proof); // forged contributions
-        (c[0], c[1]) = (7, -3);
-        market.settle(8500, c, proof);
+        market.proveContributions(1, 8500, _contributions(3, 1), proof); // forged contributions
+        vm.expectRevert(abi.encodeWithSelector(IDataMarket.ContributionsOutOfOrder.selector, 2, 1));
+        market.proveContributions(2, 8500, c, proof); // round 2 first
+        market.proveContributions(1, 8500, c, proof);
+        // round 1's proof does not prove round 2: other commitments, mask, seed, chunk and domain
+        vm.expectRevert(IDataMarket.ProofRejected.selector);
+        market.proveContributions(2, 8500, c, proof);
         vm.stopPrank();
-        assertEq(market.owed(trainerAt(0)), RP + POOL_LOW, "all of the pool to the only positive contributor");
+        assertEq(market.provenRounds(), 1, "round 1 proven");
     }
 
-    /// One honest proof cannot settle another contribution vector: (7, 3) and (7, 3 - FIELD) were
+    function test_provenSettlementPaysTheSumOverEveryRound() public {
+        PinnedVerifier halo2 = new PinnedVerifier();
+        (DataMarket market, EzklCircuitVerifier sv) = _settlementMarket(halo2);
+        int256[] memory one = _contributions(7, -3);
+        int256[] memory two = _contributions(2, 0);
+        vm.startPrank(aggregator);
+        market.proveContributions(1, 8500, one, pinThrough(halo2, sv, market.contributionInstances(1, 8500, one), _settlementFree(market)));
+        vm.expectRevert(abi.encodeWithSelector(IDataMarket.ContributionsNotProven.selector, 1, 2));
+        market.settle(8500, one); // round 2 left out
+
+        uint256[] memory free = _settlementFree(market);
+        free[0] = 18; // 9,000 bps on round 2's chunk
+        market.proveContributions(2, 9000, two, pinThrough(halo2, sv, market.contributionInstances(2, 9000, two), free));
+        vm.expectRevert(abi.encodeWithSelector(IDataMarket.ContributionsOutOfOrder.selector, 3, 3));
+        market.proveContributions(3, 9000, two, hex"01");
+        vm.expectRevert(abi.encodeWithSelector(IDataMarket.AccuracyNotProven.selector, 8750));
+        market.settle(9000, _contributions(9, -3));
+        vm.expectRevert(abi.encodeWithSelector(IDataMarket.ContributionNotProven.selector, 0, 9));
+        market.settle(8750, one); // round 1's alone
+        market.settle(8750, _contributions(9, -3));
+        vm.stopPrank();
+        assertEq(market.owed(trainerAt(0)), 2 * RP + POOL_LOW, "all of the pool to the only positive contributor");
+        assertEq(market.owed(trainerAt(1)), RP, "one benign round");
+        withdrawAll(market);
+    }
+
+    function test_unprovenMarketsHaveNoContributionProofs() public {
+        DataMarket market = start(2, 1);
+        playRound(market, 3, 3);
+        vm.prank(aggregator);
+        vm.expectRevert(IDataMarket.SettlementNotProven.selector);
+        market.proveContributions(1, 9000, _contributions(1, 1), hex"01");
+    }
+
+    /// One honest proof cannot prove another contribution vector: (7, 3) and (7, 3 - FIELD) were
     /// the same instances, and the second paid trainer 1 nothing.
     function test_aContributionAliasedByTheFieldIsRefused() public {
         PinnedVerifier halo2 = new PinnedVerifier();
         (DataMarket market, EzklCircuitVerifier sv) = _settlementMarket(halo2);
-        int256[] memory c = new int256[](2);
-        (c[0], c[1]) = (7, 3);
-        bytes memory proof = pinThrough(halo2, sv, market.settlementInstances(8500, c), _settlementFree(market));
+        int256[] memory c = _contributions(7, 3);
+        bytes memory proof = pinThrough(halo2, sv, market.contributionInstances(1, 8500, c), _settlementFree(market));
         int256 aliased = 3 - int256(market.FIELD());
         c[1] = aliased;
         vm.expectRevert(abi.encodeWithSelector(IDataMarket.ContributionOutOfRange.selector, 1, aliased));
-        market.settlementInstances(8500, c);
+        market.contributionInstances(1, 8500, c);
         vm.prank(aggregator);
         vm.expectRevert(abi.encodeWithSelector(IDataMarket.ContributionOutOfRange.selector, 1, aliased));
-        market.settle(8500, c, proof);
+        market.proveContributions(1, 8500, c, proof);
         int256 tooLarge = market.MAX_CONTRIBUTION() + 1;
         c[1] = tooLarge;
         vm.prank(aggregator);
         vm.expectRevert(abi.encodeWithSelector(IDataMarket.ContributionOutOfRange.selector, 1, tooLarge));
-        market.settle(8500, c, proof);
+        market.proveContributions(1, 8500, c, proof);
         c[1] = 3;
         vm.prank(aggregator);
-        market.settle(8500, c, proof);
-        assertEq(market.owed(trainerAt(1)), RP + POOL_LOW * 3 / 10, "trainer 1 paid its share");
+        market.proveContributions(1, 8500, c, proof);
+        assertEq(market.provenRounds(), 1, "the honest vector is proven");
     }
 
     function test_unprovenSettlementAlsoBoundsContributions() public {
@@ -535,7 +591,7 @@ contract DataMarketTest is MarketFixture {
         (c[0], c[1]) = (type(int256).min, 1);
         vm.prank(aggregator);
         vm.expectRevert(abi.encodeWithSelector(IDataMarket.ContributionOutOfRange.selector, 0, type(int256).min));
-        market.settle(9000, c, "");
+        market.settle(9000, c);
     }
 
     function test_proofFromAnotherMarketIsRejected() public {
@@ -579,6 +635,9 @@ contract DataMarketTest is MarketFixture {
         );
         vm.expectRevert(abi.encodeWithSelector(IMarketFactory.NoVerifierCode.selector, stranger));
         factory.deployRoundVerifier(IProofVerifier(stranger), 2);
+        uint32 tooMany = factory.MAX_SETTLEMENT_TRAINERS() + 1;
+        vm.expectRevert(abi.encodeWithSelector(IMarketFactory.InvalidVerifierShape.selector, tooMany, 10));
+        factory.deploySettlementVerifier(halo2, tooMany, 10);
 
         address rv = factory.deployRoundVerifier(halo2, 2);
         IMarketFactory.VerifierInfo memory info = factory.verifierInfo(rv);
@@ -608,7 +667,7 @@ contract DataMarketTest is MarketFixture {
 
     function test_unverifiedMarketSaysSo() public {
         DataMarket market = start(2, 1);
-        assertTrue(!market.isVerified(), "no verifiers");
+        assertTrue(market.roundVerifier() == address(0) && market.settlementVerifier() == address(0), "no verifiers");
         playRound(market, 3, 3);
         assertTrue(!market.getRound(1).verified, "round unverified");
     }
@@ -648,7 +707,7 @@ contract DataMarketTest is MarketFixture {
         vm.warp(aggregatorDeadline + 1);
         vm.prank(aggregator);
         vm.expectRevert(abi.encodeWithSelector(IDataMarket.AggregatorWindowClosed.selector, aggregatorDeadline));
-        market.settle(9000, new int256[](2), "");
+        market.settle(9000, new int256[](2));
         market.forceSettle();
         assertEq(market.owed(trainerAt(1)), RP, "participation");
         withdrawAll(market);
@@ -661,7 +720,7 @@ contract DataMarketTest is MarketFixture {
         vm.prank(aggregator);
         int256[] memory c = new int256[](3);
         c[0] = 10;
-        market.settle(9000, c, "");
+        market.settle(9000, c);
         assertEq(market.owed(trainerAt(0)), RP + POOL_HIGH, "the only contributor");
         assertEq(market.owed(trainerAt(1)), 0, "stalled trainer");
         withdrawAll(market);
@@ -671,7 +730,7 @@ contract DataMarketTest is MarketFixture {
         DataMarket market = start(2, 1);
         playRound(market, 3, 3);
         vm.prank(aggregator);
-        market.settle(9000, new int256[](2), "");
+        market.settle(9000, new int256[](2));
         vm.warp(block.timestamp + 365 days);
         vm.expectRevert(abi.encodeWithSelector(IDataMarket.CannotForceSettle.selector, IDataMarket.Phase.Settled));
         market.forceSettle();
@@ -724,7 +783,7 @@ contract DataMarketTest is MarketFixture {
         int256[] memory c = new int256[](3);
         (c[0], c[2]) = (1, 1);
         vm.prank(aggregator);
-        market.settle(9500, c, "");
+        market.settle(9500, c);
         assertEq(market.owed(trainerAt(2)), 0.1 ether + RP + POOL_HIGH / 2, "bond and payout");
         assertEq(market.owed(trainerAt(0)), RP + POOL_HIGH / 2, "bond already withdrawn");
         withdrawAll(market);
@@ -762,7 +821,7 @@ contract DataMarketTest is MarketFixture {
         int256[] memory c = new int256[](2);
         c[0] = 1;
         vm.prank(aggregator);
-        market.settle(9000, c, "");
+        market.settle(9000, c);
         uint256 owedBefore = market.owed(address(evil));
         vm.expectRevert(); // the re-entrant withdraw makes the transfer fail
         evil.withdraw();
@@ -789,7 +848,7 @@ contract DataMarketTest is MarketFixture {
         vm.expectRevert(abi.encodeWithSelector(IDataMarket.NotAggregator.selector, caller));
         market.finalizeRound(1, bytes32(uint256(1)), bytes32(uint256(1)), 0, "");
         vm.expectRevert(abi.encodeWithSelector(IDataMarket.NotAggregator.selector, caller));
-        market.settle(0, new int256[](2), "");
+        market.settle(0, new int256[](2));
         vm.stopPrank();
     }
 
@@ -807,7 +866,7 @@ contract DataMarketTest is MarketFixture {
         DataMarket market = start(2, 1);
         playRound(market, 3, 3);
         vm.prank(aggregator);
-        market.settle(9000, new int256[](2), "");
+        market.settle(9000, new int256[](2));
         vm.prank(caller);
         vm.expectRevert(abi.encodeWithSelector(IDataMarket.NothingToWithdraw.selector, caller));
         market.withdraw();

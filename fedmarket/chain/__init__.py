@@ -4,16 +4,15 @@ from fedmarket.chain.adapter import Chain, TxResult, account_from_key
 from fedmarket.chain.board import BoardClient, RoundReveals
 from fedmarket.chain.ledger import MarketLedger
 from fedmarket.chain.market import (
-    SETTLEMENT_STEP,
     FactoryClient,
     MarketClient,
     RoundState,
     VerifierInfo,
+    contribution_step,
     seed_commitment,
 )
 
 __all__ = [
-    "SETTLEMENT_STEP",
     "BoardClient",
     "Chain",
     "FactoryClient",
@@ -24,5 +23,6 @@ __all__ = [
     "TxResult",
     "VerifierInfo",
     "account_from_key",
+    "contribution_step",
     "seed_commitment",
 ]

@@ -58,6 +58,8 @@ class MarketLedger:
     rounds: dict[int, LedgerRound] = field(default_factory=dict)
     accuracy_bps: int | None = None
     contributions: list[int] = field(default_factory=list)
+    # a proven settlement's rounds: round -> (accuracy bps on its chunk, contributions)
+    proven: dict[int, tuple[int, list[int]]] = field(default_factory=dict)
     reward_pool: int = 0
     payouts: list[int] = field(default_factory=list)  # per trainer, as settled or aborted
     aggregator_fee: int = 0
@@ -180,6 +182,9 @@ class MarketLedger:
         r.benign_mask = int(a["benignMask"])
         if r.round == self.spec.get("rounds"):
             self.phase = "Settlement"
+
+    def _on_ContributionsProven(self, a: dict) -> None:
+        self.proven[int(a["round"])] = (int(a["accuracyBps"]), [int(c) for c in a["contributions"]])
 
     def _on_Settled(self, a: dict) -> None:
         self.phase = "Settled"

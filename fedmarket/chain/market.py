@@ -21,7 +21,9 @@ PHASES = ("Registration", "SeedReveal", "Training", "Settlement", "Settled", "Ca
 FINAL_PHASES = ("Settled", "Cancelled", "Aborted")  # nothing left but withdrawals
 
 
-SETTLEMENT_STEP = 2**32 - 1  # DataMarket.domain's step for the settlement proof (type(uint32).max)
+def contribution_step(round: int) -> int:
+    """DataMarket.domain's step for round `round`'s contribution proof (type(uint32).max - round)."""
+    return 2**32 - 1 - round
 
 
 def hex32(value: bytes) -> str:
@@ -209,10 +211,13 @@ class MarketClient:
         ]
         return self.chain.transact(account, self._f.exclude(round, entries))
 
-    def settle(
-        self, account: LocalAccount, accuracy_bps: int, contributions: list[int], proof: bytes = b""
+    def settle(self, account: LocalAccount, accuracy_bps: int, contributions: list[int]) -> TxResult:
+        return self.chain.transact(account, self._f.settle(accuracy_bps, contributions))
+
+    def prove_contributions(
+        self, account: LocalAccount, round: int, accuracy_bps: int, contributions: list[int], proof: bytes
     ) -> TxResult:
-        return self.chain.transact(account, self._f.settle(accuracy_bps, contributions, proof))
+        return self.chain.transact(account, self._f.proveContributions(round, accuracy_bps, contributions, proof))
 
     def cancel(self, account: LocalAccount) -> TxResult:
         return self.chain.transact(account, self._f.cancel())
@@ -328,6 +333,10 @@ class MarketClient:
     def rloo_seed(self) -> bytes:
         return bytes(self._read("rlooSeed"))
 
+    def proven_rounds(self) -> int:
+        """Rounds whose contributions are proven on chain, from round 1 on."""
+        return int(self._read("provenRounds"))
+
     def model_commitment(self) -> str:
         return hex32(self._read("modelCommitment"))
 
@@ -343,7 +352,7 @@ class MarketClient:
         return None if int(address, 16) == 0 else address
 
     def domain(self, step: int) -> int:
-        """The value a proof for round `step` (or settlement, 2^32 - 1) binds to this market."""
+        """The value a proof for round `step` (or for contributions, `contribution_step`) binds to this market."""
         return int(self._read("domain", step))
 
     def round_state(self, round: int) -> RoundState:

@@ -4,8 +4,9 @@ proven with EZKL (fedmarket/zk/ezkl). Everything outside fedmarket/zk uses these
 - the round statement (round_circuit, round_proof): the outlier rule's mask and the aggregate;
 - the norm-bound statement (norm_proof): a secure-aggregation trainer's update norm, under its
   commitment;
-- the settlement statement (settlement_circuit, settlement_proof): accuracy and contributions,
-  bound to the owner's committed test chunk and the contract's RLOO subsets;
+- the settlement statement (settlement_circuit, settlement_proof), one proof per round:
+  accuracy and contributions, bound to the owner's committed test chunks and the contract's
+  RLOO subsets;
 - commitments to grid values (a proven market's model commitment opens with the round circuit's
   KZG point and the Poseidon hash the settlement circuit uses), the verifiers deployed for a
   circuit, and the build cache.
@@ -48,6 +49,8 @@ from fedmarket.zk.settlement_proof import (
     chunk_rows,
     prove_settlement,
     rloo_subsets,
+    round_rloo_seed,
+    round_test_chunk,
     split_by_chunks,
 )
 
@@ -86,6 +89,8 @@ __all__ = [
     "prove_settlement",
     "prune",
     "rloo_subsets",
+    "round_rloo_seed",
+    "round_test_chunk",
     "split_by_chunks",
     "sum_is_proven",
     "verifier_artifact",

@@ -1,12 +1,12 @@
 """The settlement statement as a torch module (logistic regression and one-hidden-layer ReLU MLP
 tasks), exported to ONNX for EZKL and run in float64 as the same computation.
 
-Statement (sources/004, section III.A eq. (2) and section IV.C, "ZKPs for contribution
-assessment": accuracy of a secret model on a committed data set, repeated for the RLOO coalitions):
-for the final round's L slots W_i (hashed: the commitments on chain), the final model (hashed:
-the market's model commitment), the test chunk (hashed: one chunk of the owner's committed data,
-features and one-hot labels on the 2^-8 grid) and the public RLOO subsets S (row i: the subset
-drawn for benign trainer i, containing i; zero for others),
+Statement, one per round r (sources/004, section III.A eq. (2) and section IV.C, "ZKPs for
+contribution assessment": accuracy of a secret model on a committed data set, repeated for the
+RLOO coalitions): for round r's L slots W_i (hashed: the commitments on chain), the final model
+(hashed: the market's model commitment), round r's test chunk (hashed: one chunk of the owner's
+committed data, features and one-hot labels on the 2^-8 grid) and the public RLOO subsets S
+(row i: the subset drawn for trainer i, benign in round r, containing i; zero for others),
 - correct(m) = #{test samples whose true class's logit is strictly above every other class's},
 - outputs: correct(final model), and C_i = correct(avg of S_i's models) - correct(avg of
   S_i \\ {i}'s models) for every slot (0 outside the benign set).
@@ -17,9 +17,14 @@ from logits that are the average's times a positive constant, so the predicted c
 - MLP (Linear, ReLU, Linear): with Z = sum(W1) x + sum(b1) = k (the average's pre-activation) and
   ReLU positively homogeneous, sum(W2) relu(Z) + k sum(b2) is k^2 times the average's logits.
 
+The contract sums C_i over every round, as the paper does, and averages the final model's
+accuracy over the rounds' chunks (of equal size: the accuracy on all of them, each chunk's
+floored to basis points).
+
 Departures from sources/004, each for the circuit's sake:
-- contributions are measured on the final round's models only (the paper sums RLOO over rounds):
-  proving every round's coalitions at settlement would multiply the circuit by T;
+- each round is scored on its own test chunk of `samples` rows, not on the whole test set: a
+  proof's memory grows with its rows, and T proofs of n rows fit this machine where one of T n
+  rows does not (the T chunks together are the test set);
 - C_i is a difference of correct counts on the test chunk, not of accuracies, and it is not
   normalised: the contract pays by C_i^+ / sum_j C_j^+, which is invariant to the scale;
 - a tie between the true class and another counts as wrong (torch's argmax would pick the lower

@@ -1,16 +1,19 @@
 """The settlement statement in float and as a proof (fedmarket/zk/settlement_circuit.py), and the
-two things it is bound to besides the models: the owner's test chunk and the RLOO subsets.
+two things it is bound to besides the models: the owner's test chunks and the RLOO subsets.
+A proven settlement is one such proof per round (DataMarket.proveContributions), summed on chain.
 
-- **Test chunk.** In a market whose settlement is proven, the owner's data is cut into K chunks
+- **Test chunks.** In a market whose settlement is proven, the owner's data is cut into K chunks
   of `samples` rows (the remainder only ever validates); the owner commits at creation to
   `keccak256(abi.encode(uint256[] chunkHashes)) mod FIELD`, each chunk hash being EZKL's Poseidon
-  hash of the chunk on the 2^-8 grid (features / 16 and one-hot labels). The test chunk is
-  `splitSeed mod K`, fixed by the trainers' commit-reveal; every other row validates. The
-  settlement adapter (contracts/src/EzklSettlementVerifier.sol) checks both hashes and the index.
-- **RLOO subsets** (sources/004 section III.A): for each benign trainer i of the final round,
-  i plus `size - 1` other benign trainers, `size = min(N, max(2, ceil(log2 N)))` as
-  fedmarket/algorithms/contribution/rloo.py, drawn without replacement by `keccak256(abi.encode(seed, i, r)) mod
-  remaining` with `seed = rlooSeed mod FIELD`; the adapter derives the same matrix in Solidity.
+  hash of the chunk on the 2^-8 grid (features / 16 and one-hot labels). Round r scores chunk
+  `(splitSeed + r - 1) mod K`, from the seed the trainers' commit-reveal fixes; the T rounds'
+  chunks are the test set (distinct: K > T is checked at creation), every other row validates.
+  The settlement adapter (contracts/src/EzklSettlementVerifier.sol) checks both hashes and the index.
+- **RLOO subsets** (sources/004 section III.A): for each benign trainer i of round r, i plus
+  `size - 1` other benign trainers, `size = min(N, max(2, ceil(log2 N)))` as
+  fedmarket/algorithms/contribution/rloo.py, drawn without replacement by
+  `keccak256(abi.encode(seed, i, k)) mod remaining` with the round's seed
+  `keccak256(abi.encode(rlooSeed, r)) mod FIELD`; the adapter derives the same matrix in Solidity.
 """
 
 from __future__ import annotations
@@ -45,10 +48,14 @@ def chunk_rows(data: Dataset, model: ModelConfig) -> np.ndarray:
     return rows
 
 
-def chunk_count(data: Dataset, samples: int) -> int:
+def chunk_count(data: Dataset, samples: int, rounds: int = 1) -> int:
+    """K: the owner's rows in chunks of `samples`; one test chunk per round and one to validate."""
     count = len(data) // samples
-    if count < 2:
-        raise ZKError(f"{len(data)} owner rows make fewer than two test chunks of {samples}")
+    if count < rounds + 1:
+        raise ZKError(
+            f"{len(data)} owner rows make {count} test chunks of {samples}; a proven settlement of "
+            f"{rounds} rounds scores one chunk per round and validates on another, so it needs {rounds + 1}"
+        )
     return count
 
 
@@ -58,25 +65,40 @@ class DataChunks:
     commitment: str  # the market's data commitment, bytes32 hex
 
     @classmethod
-    def of(cls, data: Dataset, samples: int, model: ModelConfig) -> DataChunks:
+    def of(cls, data: Dataset, samples: int, model: ModelConfig, rounds: int = 1) -> DataChunks:
         rows = chunk_rows(data, model)
         hashes = [
             int(poseidon_commitment(rows[k * samples : (k + 1) * samples]), 16)
-            for k in range(chunk_count(data, samples))
+            for k in range(chunk_count(data, samples, rounds))
         ]
         digest = int.from_bytes(keccak(encode(["uint256[]"], [hashes])), "big") % BN254_FIELD
         return cls(hashes, "0x" + digest.to_bytes(32, "big").hex())
 
 
-def test_chunk_index(split_seed: bytes, chunks: int) -> int:
-    return int.from_bytes(split_seed, "big") % chunks
+def test_chunk_index(split_seed: bytes, chunks: int, round: int) -> int:
+    """The chunk round `round` (1-based) scores: consecutive from the split seed's."""
+    return (int.from_bytes(split_seed, "big") % chunks + round - 1) % chunks
 
 
-def split_by_chunks(data: Dataset, samples: int, split_seed: bytes) -> tuple[Dataset, Dataset]:
-    """(validation, test): the test chunk the seed picks, and every other row."""
-    index = test_chunk_index(split_seed, chunk_count(data, samples))
-    test = np.arange(index * samples, (index + 1) * samples)
+def _chunk(data: Dataset, samples: int, index: int) -> np.ndarray:
+    return np.arange(index * samples, (index + 1) * samples)
+
+
+def round_test_chunk(data: Dataset, samples: int, split_seed: bytes, round: int, rounds: int) -> Dataset:
+    """The rows round `round`'s contributions are scored on."""
+    return data.subset(_chunk(data, samples, test_chunk_index(split_seed, chunk_count(data, samples, rounds), round)))
+
+
+def split_by_chunks(data: Dataset, samples: int, split_seed: bytes, rounds: int) -> tuple[Dataset, Dataset]:
+    """(validation, test): the rounds' test chunks in round order, and every other row."""
+    count = chunk_count(data, samples, rounds)
+    test = np.concatenate([_chunk(data, samples, test_chunk_index(split_seed, count, r)) for r in range(1, rounds + 1)])
     return data.subset(np.setdiff1d(np.arange(len(data)), test)), data.subset(test)
+
+
+def round_rloo_seed(rloo_seed: bytes, round: int) -> int:
+    """The seed of round `round`'s RLOO subsets (DataMarket.contributionInstances)."""
+    return int.from_bytes(keccak(encode(["bytes32", "uint256"], [rloo_seed, round])), "big") % BN254_FIELD
 
 
 def rloo_subsets(seed: int, mask: int, trainers: int) -> np.ndarray:
@@ -98,7 +120,7 @@ def rloo_subsets(seed: int, mask: int, trainers: int) -> np.ndarray:
 
 @dataclass(frozen=True)
 class SettlementStatement:
-    models: list[np.ndarray | None]  # the final round's slots, on the grid
+    models: list[np.ndarray | None]  # one round's slots, on the grid
     final: np.ndarray
     test: np.ndarray  # chunk_rows of the test chunk
     subsets: np.ndarray
@@ -138,7 +160,7 @@ class SettlementProof:
         return self.correct * 10_000 // self.samples
 
     def calldata(self, split_seed: bytes, chunks: DataChunks) -> bytes:
-        """The `proof` argument of `settle` (contracts/src/EzklSettlementVerifier.sol): the Halo2
+        """The `proof` argument of `proveContributions` (contracts/src/EzklSettlementVerifier.sol): the Halo2
         proof and [correct, splitSeed, h(public), K, chunk hashes..., hashes of absent slots...]."""
         hashes, slots = self.proof.input_hashes, len(self.present)
         free = [self.correct, int.from_bytes(split_seed, "big"), hashes[slots + 2], len(chunks.hashes), *chunks.hashes]

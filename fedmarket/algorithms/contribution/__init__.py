@@ -18,9 +18,10 @@ from fedmarket.algorithms.contribution.base import (
 )
 
 DEFAULT_METRIC = "update_shapley"
-# what a proven settlement measures: the settlement circuit's final-round RLOO on correct counts
-# (fedmarket/zk/settlement_circuit.py), computed by the circuit, not registered as a float metric
-PROVEN_CONTRIBUTION = "rloo_final_round_counts"
+# what a proven settlement measures: the settlement circuit's RLOO on correct counts, one proof per
+# round, summed on chain (fedmarket/zk/settlement_circuit.py); computed by the circuit, not
+# registered as a float metric
+PROVEN_CONTRIBUTION = "rloo_round_counts"
 
 __all__ = [
     "DEFAULT_METRIC",
