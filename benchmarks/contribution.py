@@ -27,7 +27,7 @@ from fedmarket.ml.training import accuracy, initial_model, log_likelihood, train
 from fedmarket_schemas.market import ModelConfig, TrainingConfig
 
 SCENARIOS = ("iid", "label_disjoint", "rare_labels", "duplicated", "noisy_labels")
-METHODS = ("update_shapley", "rloo", "loo", "shapley", "gtg_shapley")
+METHODS = ("update_loo", "update_shapley", "rloo", "loo", "shapley", "gtg_shapley")
 
 
 class ContributionRow(BaseModel):

@@ -121,8 +121,9 @@ def bench_contribution(
         str, typer.Option(help="comma-separated: iid, label_disjoint, rare_labels, duplicated, noisy_labels")
     ] = "iid,label_disjoint,rare_labels,duplicated,noisy_labels",
     methods: Annotated[
-        str, typer.Option(help="comma-separated: update_shapley (the default), rloo, loo, shapley, gtg_shapley")
-    ] = "update_shapley,rloo,loo,shapley,gtg_shapley",
+        str,
+        typer.Option(help="comma-separated: update_loo (the default), update_shapley, rloo, loo, shapley, gtg_shapley"),
+    ] = "update_loo,update_shapley,rloo,loo,shapley,gtg_shapley",
     trainers: Annotated[str, typer.Option(help="comma-separated numbers of trainers")] = "5,8",
     seeds: Annotated[str, typer.Option(help="comma-separated seeds (data split and training)")] = "0,1,2",
     rounds: Annotated[int, typer.Option(min=1, help="FedAvg rounds valued")] = 5,

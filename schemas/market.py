@@ -197,7 +197,7 @@ class TaskSpec(BaseModel):
         "mean", description="aggregation rule, by registered name (fedmarket/algorithms/aggregators)"
     )
     contribution: str = Field(
-        "update_shapley", description="contribution metric, by registered name (fedmarket/algorithms/contribution)"
+        "update_loo", description="contribution metric, by registered name (fedmarket/algorithms/contribution)"
     )
     validation_fraction: float = Field(0.5, gt=0, lt=1, description="share of the owner's data used for validation")
     update_bounds: UpdateBounds = UpdateBounds()

@@ -1,4 +1,4 @@
-"""Contribution step: the task's registered metric (default `update_shapley`; sources/004's RLOO
+"""Contribution step: the task's registered metric (default `update_loo`; sources/004's RLOO
 as `rloo`) over the benign models of every round, valued on the test set by the utility the
 metric names (accuracy, or the log-likelihood)."""
 

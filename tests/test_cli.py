@@ -157,7 +157,7 @@ def test_bench_contribution_json():
         "--scenarios",
         "rare_labels",
         "--methods",
-        "update_shapley,shapley",
+        "update_loo,shapley",
         "--rounds",
         "2",
         "--trainers",
@@ -168,17 +168,17 @@ def test_bench_contribution_json():
     rows, fairness = proc["rows"], proc["fairness"]
     keys = {"scenario", "trainers", "seed", "method", "trainer", "contribution", "std_error", "evaluations"}
     assert all(set(r) == keys for r in rows)
-    for method in ("update_shapley", "shapley"):
+    for method in ("update_loo", "shapley"):
         mine = [r for r in rows if r["method"] == method]
         assert sorted(r["trainer"] for r in mine) == [1, 2, 3, 4, 5]
         values = [r["contribution"] for r in mine]  # C_i / sum_j C_j, or / sum_j |C_j| when that sum is <= 0
         assert abs(sum(values) - 1.0) < 1e-9 or abs(sum(map(abs, values)) - 1.0) < 1e-9
     assert next(r for r in rows if r["method"] == "shapley")["evaluations"] == 2 * 2**5
     assert {(f["scenario"], f["trainers"], f["method"]) for f in fairness} == {
-        ("rare_labels", 5, "update_shapley"),
+        ("rare_labels", 5, "update_loo"),
         ("rare_labels", 5, "shapley"),
     }
-    rare = next(f for f in fairness if f["method"] == "update_shapley")
+    rare = next(f for f in fairness if f["method"] == "update_loo")
     assert rare["meets"]  # the rare-label trainer is among the top two
 
 

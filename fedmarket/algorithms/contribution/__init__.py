@@ -6,6 +6,7 @@ from fedmarket.algorithms.contribution import (  # noqa: F401  (registration)
     loo,
     rloo,
     shapley,
+    update_loo,
     update_shapley,
 )
 from fedmarket.algorithms.contribution.base import (
@@ -17,7 +18,7 @@ from fedmarket.algorithms.contribution.base import (
     utility_of,
 )
 
-DEFAULT_METRIC = "update_shapley"
+DEFAULT_METRIC = "update_loo"
 # what a proven settlement measures: the settlement circuit's RLOO on correct counts, one proof per
 # round, summed on chain (fedmarket/zk/settlement_circuit.py); computed by the circuit, not
 # registered as a float metric

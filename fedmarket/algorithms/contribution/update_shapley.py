@@ -1,6 +1,6 @@
-"""`update_shapley`, the market's default contribution measure: the Shapley value of each
-trainer's update in its round's FedAvg step, valued by the test set's log-likelihood, summed over
-rounds.
+"""`update_shapley`: the Shapley value of each trainer's update in its round's FedAvg step,
+valued by the test set's log-likelihood, summed over rounds (`update_loo`, the default, values the
+same game at the whole round only, and says why).
 
 In round t, start model w and updates d_i = w_i - w, the N benign trainers play as G players:
 each group of near-duplicate updates (`redundant_groups`; a lone trainer is a group of one) plays
