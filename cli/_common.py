@@ -25,7 +25,7 @@ def stdout_console() -> Console:
 
 
 # how trainers train, chosen by the task's owner (demo, owner create, bench data)
-BatchSize = Annotated[int | None, typer.Option(help="trainers' batch size (default 16)")]
+BatchSize = Annotated[int | None, typer.Option(help="trainers' batch size (default 16; cnn 8)")]
 LearningRate = Annotated[
     float | None, typer.Option(help="trainers' learning rate (default: lr 1.0, mlp 0.3, cnn and module 0.1)")
 ]
