@@ -551,6 +551,27 @@ contract DataMarketTest is MarketFixture {
         withdrawAll(market);
     }
 
+    /// Each proven round reopens the aggregator's window; an aggregator that stalls between proofs
+    /// is forced out, and every wei stays claimable.
+    function test_aStallBetweenContributionProofsEndsInForcedSettlement() public {
+        PinnedVerifier halo2 = new PinnedVerifier();
+        (DataMarket market, EzklCircuitVerifier sv) = _settlementMarket(halo2);
+        int256[] memory one = _contributions(7, -3);
+        bytes memory proof = pinThrough(halo2, sv, market.contributionInstances(1, 8500, one), _settlementFree(market));
+        vm.warp(market.aggregatorDeadline() - 1);
+        vm.prank(aggregator);
+        market.proveContributions(1, 8500, one, proof);
+        uint64 deadline = market.aggregatorDeadline();
+        assertEq(deadline, block.timestamp + market.aggregatorWindow(), "window reopened");
+        vm.warp(deadline + 1);
+        vm.prank(aggregator);
+        vm.expectRevert(abi.encodeWithSelector(IDataMarket.AggregatorWindowClosed.selector, deadline));
+        market.proveContributions(2, 8500, one, hex"01");
+        market.forceSettle();
+        assertEq(uint256(market.phase()), uint256(IDataMarket.Phase.Aborted), "forced out");
+        withdrawAll(market);
+    }
+
     function test_unprovenMarketsHaveNoContributionProofs() public {
         DataMarket market = start(2, 1);
         playRound(market, 3, 3);
