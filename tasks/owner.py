@@ -123,14 +123,14 @@ def publish_market(
     training = (training or task.training).model_copy(update={"dp": privacy})
     task = task.model_copy(update={"model": pin_architecture(task.model), "training": training})
     require_valid(check_dataset(data.features, data.labels, task.data_schema, dataset="owner"))
+    # one test chunk per round and one to validate, checked before anything is built or sent
+    chunks = DataChunks.of(data, test_rows, task.model, terms["rounds"]) if test_rows is not None else None
     raw = encode_dataset(data)
     data_commitment = commit(raw)
     if platform.settings.factory_address:
         factory = FactoryClient(platform.chain, platform.settings.factory_address)
     else:
         factory, _ = FactoryClient.deploy(platform.chain, owner.account)
-    # one test chunk per round and one to validate, checked before any circuit is built
-    chunks = DataChunks.of(data, test_rows, task.model, terms["rounds"]) if test_rows is not None else None
     if prove_rounds:
         # hashed inputs where the settlement is proven too: its circuit reads Poseidon commitments
         poseidon = test_rows is not None or round_inputs == "poseidon"

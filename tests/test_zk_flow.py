@@ -17,7 +17,7 @@ from fedmarket.audit import audit_market
 from fedmarket.chain import FactoryClient, MarketLedger
 from fedmarket.context import Platform, use_platform
 from fedmarket.crypto import SealContext, seal
-from fedmarket.errors import ProtocolError, VerifierMismatchError
+from fedmarket.errors import ProtocolError, VerifierMismatchError, ZKError
 from fedmarket.fixed_point import STEP, quantize
 from fedmarket.ml.data import Dataset, encode_dataset
 from fedmarket.ml.training import train_local
@@ -334,3 +334,8 @@ def test_the_owner_chooses_how_a_proven_round_binds_its_models(proven_platform, 
         assert info.kind == kind and checked[1].endswith(f"EZKL build {build.dir.name} at {info.halo2}")
     with pytest.raises(ConfigError, match="reads Poseidon commitments"):
         publish_market(owner.address, data, ModelKind.lr, round_inputs="kzg", test_rows=10, **terms)
+    # a proven settlement of 6 rounds needs 7 chunks of 10 rows: refused before any transaction
+    head = platform.chain.head()
+    with pytest.raises(ZKError, match="a proven settlement of 6 rounds .* needs 7"):
+        publish_market(owner.address, data, ModelKind.lr, test_rows=10, **{**terms, "rounds": 6})
+    assert platform.chain.head() == head
