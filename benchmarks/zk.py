@@ -183,7 +183,9 @@ def _proving_market(platform: Platform, build: CircuitBuild, statement: RoundSta
     )
     market, _ = factory.create_market(owner.account, spec, spec.max_payout())
     enrol(market, members, str(platform.store.put(b'{"bench": "zk"}')))
-    market.open_round(aggregator.account, str(platform.store.put(start.tobytes())), model_commitment(build, start))
+    market.open_round(
+        aggregator.account, str(platform.store.put(start.tobytes())), model_commitment(build, start, global_model=True)
+    )
     for t, model in zip(members, statement.models):
         market.submit(t.account, 1, str(platform.store.put(model.tobytes())), model_commitment(build, model))
     return market, aggregator, deployed

@@ -246,11 +246,11 @@ class Audit:
             return None  # the content check names it
 
     def _model(self, cid: str, commitment: str, spec, what: str) -> str | None:
-        """Why the model under `cid` is not the committed one, or None."""
+        """Why the global model under `cid` is not the committed one, or None."""
         try:
             plaintext = self.store.get(cid)
             vector = decode_update(plaintext, spec.model)
-            actual = commit_model(vector, plaintext, circuit=self.round_circuit)
+            actual = commit_model(vector, plaintext, circuit=self.round_circuit, global_model=True)
         except UNREADABLE as exc:
             return f"{what} ({cid}) cannot be read as the task's model: {exc}"
         return None if actual == commitment else f"{what} ({cid}) commits to {actual}, the chain says {commitment}"

@@ -30,11 +30,16 @@ def commit(data: bytes) -> str:
     return to_bytes32(int.from_bytes(hashlib.sha256(data).digest(), "big") % BN254_FIELD)
 
 
-def commit_model(vector: np.ndarray | None, plaintext: bytes, *, circuit: CircuitBuild | None) -> str:
+def commit_model(
+    vector: np.ndarray | None, plaintext: bytes, *, circuit: CircuitBuild | None, global_model: bool = False
+) -> str:
     """The commitment to a model whose encoding is `plaintext`: in a proven market, whose round
-    circuit is `circuit`, over its grid values (a vector off the grid raises ZKError), else
-    sha2-256 of the bytes."""
-    return commit(plaintext) if circuit is None else model_commitment(circuit, vector)
+    circuit is `circuit`, over its grid values (a vector off the grid raises ZKError; a
+    `global_model`, the initial model or an aggregate, as the circuit hashes those), else sha2-256
+    of the bytes."""
+    if circuit is None:
+        return commit(plaintext)
+    return model_commitment(circuit, vector, global_model=global_model)
 
 
 def round_circuit(market: MarketClient, model: ModelConfig, settings: Settings) -> CircuitBuild | None:

@@ -44,7 +44,7 @@ def export_final_model(market: MarketClient, store: ContentStore, path: Path) ->
     plaintext = store.get(cid)
     vector = decode_update(plaintext, context.spec.model)
     circuit = round_circuit(market, context.spec.model, current_platform().settings)
-    if commit_model(vector, plaintext, circuit=circuit) != commitment:
+    if commit_model(vector, plaintext, circuit=circuit, global_model=True) != commitment:
         raise CommitmentMismatchError(f"round {last}'s aggregate {cid} does not open to the chain's commitment")
     onnx_bytes = to_onnx(vector, context.spec.model)
     data = context.validation

@@ -61,7 +61,7 @@ def open_next_round(market: str, aggregator: str, *, check_s: float | None = Non
         on_grid = circuit is not None or spec.aggregation == Aggregation.secure  # the models its circuits read
         start = quantize(start) if on_grid else start
         plaintext = encode_update(start, spec.model)
-        cid, commitment = put_bytes(plaintext), commit_model(start, plaintext, circuit=circuit)
+        cid, commitment = put_bytes(plaintext), commit_model(start, plaintext, circuit=circuit, global_model=True)
     else:
         cid, commitment = client.aggregate_of(current)  # the same bytes, already stored
         get_bytes(cid)  # fails loudly if the store lost it, before trainers are sent looking

@@ -97,10 +97,12 @@ def attacked_round(attack: str, seed: int, round: int):
 
 
 @pytest.mark.parametrize("attack", model_attacks())
-def test_the_float_twin_is_the_circuit_under_every_attack(round_build, attack):
+@pytest.mark.parametrize("build", ["round_build", "hashed_round_build"])  # KZG inputs; hashed, global models packed
+def test_the_float_twin_is_the_circuit_under_every_attack(request, build, attack):
+    circuit = request.getfixturevalue(build)
     for round in (1, 2):
         statement = attacked_round(attack, seed=11, round=round)
-        mask, valid = circuit_verdict(round_build, statement)
+        mask, valid = circuit_verdict(circuit, statement)
         assert mask == evaluate(statement).mask, (attack, round)
         assert valid, (attack, round)  # the float aggregate is within the circuit's bound
 

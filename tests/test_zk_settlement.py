@@ -17,7 +17,7 @@ from fedmarket.fixed_point import quantize
 from fedmarket.ml.data import Dataset
 from fedmarket.ml.models import build_model, vector_to_state
 from fedmarket.settings import Settings
-from fedmarket.zk import RoundStatement, poseidon_commitment, prove_round
+from fedmarket.zk import RoundStatement, packed_commitment, poseidon_commitment, prove_round
 from fedmarket.zk.ezkl.deploy import deploy_round_verifier, deploy_settlement_verifier
 from fedmarket.zk.settlement_proof import (
     DataChunks,
@@ -93,7 +93,7 @@ def _ready_to_settle(platform, hashed_round_build, settlement_build, rounds: lis
     )
     start, kept = quantize(np.zeros(rounds[0][0].size)), 0
     for r, models in enumerate(rounds, start=1):
-        market.open_round(aggregator.account, cid_of(platform, f"start {r}".encode()), poseidon_commitment(start))
+        market.open_round(aggregator.account, cid_of(platform, f"start {r}".encode()), packed_commitment(start))
         for member, model in zip(members, models):
             market.submit(member.account, r, cid_of(platform, model.tobytes()), poseidon_commitment(model))
         rp = prove_round(hashed_round_build, RoundStatement(models, r, market.domain(r), kept, start=start))

@@ -12,9 +12,11 @@ import {Math} from "@openzeppelin/contracts/utils/math/Math.sol";
 /// (DataMarket.contributionInstances), 2L + 7 values:
 ///   [domain, dataCommitment, final model, round's RLOO seed, accuracy (bps), round's mask, round,
 ///    cur_0..cur_{L-1} (the round's), contribution_0..contribution_{L-1}]
-/// Circuit instances, L^2 + 2L + 10:
+/// Circuit instances, L^2 + 2L + 11:
 ///   [h(W_0)..h(W_{L-1}), h(final model), h(test chunk), h(public),
-///    correct, C_0..C_{L-1}, subsets (L x L, row by row), domain limbs (6)]
+///    correct, C_0..C_{L-1}, subsets (L x L, row by row), domain limbs (6), unpacked = 1]
+/// h(final model) is the hash of the model packed two values per element (fedmarket/packing.py),
+/// as the round circuit hashes its aggregate; `unpacked` says the packing was read uniquely.
 /// `free` = [correct, splitSeed, h(public), K, chunk hash_0..chunk hash_{K-1}, h(W_i) for each
 /// absent slot i in order]. Checked here: keccak(keccak(splitSeed, final model), round) is the
 /// round's RLOO seed (so splitSeed is the market's), keccak(abi.encode(chunk hashes)) is its data
@@ -46,7 +48,7 @@ contract EzklSettlementVerifier is EzklCircuitVerifier {
         (bool chunksOk, uint256 testHash, uint256 used) = _testChunk(m[1], free, m[6] - 1);
         if (!chunksOk) return (false, c);
 
-        c = new uint256[](n * n + 2 * n + 4 + DOMAIN_LIMBS);
+        c = new uint256[](n * n + 2 * n + 5 + DOMAIN_LIMBS);
         for (uint256 i = 0; i < n; ++i) {
             (c[i], used) = _slotHash(m[7 + i], free, used);
             c[n + 4 + i] = m[7 + n + i];
@@ -58,6 +60,7 @@ contract EzklSettlementVerifier is EzklCircuitVerifier {
         c[n + 3] = correct;
         _subsets(m[3], m[5], c, 2 * n + 4);
         _domainLimbs(m[0], c, n * n + 2 * n + 4);
+        c[n * n + 2 * n + 4 + DOMAIN_LIMBS] = 1;
         ok = true;
     }
 

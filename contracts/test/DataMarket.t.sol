@@ -508,6 +508,8 @@ contract DataMarketTest is MarketFixture {
         (, uint256[] memory two) = sv.circuitInstancesFor(market.contributionInstances(2, 8500, c), _settlementFree(market), hex"01");
         assertEq(one[3], 101 + first, "round 1's test chunk");
         assertEq(two[3], 101 + (first + 1) % 3, "round 2's test chunk");
+        assertEq(one.length, 2 * 2 + 2 * 2 + 11, "L^2 + 2L + 11 circuit instances");
+        assertEq(one[one.length - 1], 1, "the final model unpacked");
 
         bytes memory proof = pinThrough(halo2, sv, inst, _settlementFree(market));
         vm.startPrank(aggregator);

@@ -19,7 +19,7 @@ from fedmarket.zk.ezkl.deploy import (
     deploy_settlement_verifier,
     deployed_verifier_code,
 )
-from fedmarket.zk.ezkl.poseidon import poseidon_commitment
+from fedmarket.zk.ezkl.poseidon import packed_commitment, poseidon_commitment
 from fedmarket.zk.ezkl.prover import Proof, prove, verify_locally
 from fedmarket.zk.ezkl.toolchain import CircuitBuild, RunArgs, build_circuit
 from fedmarket.zk.ezkl.verifier import check_verifier, verifier_artifact
@@ -82,6 +82,7 @@ __all__ = [
     "expected_prove_s",
     "model_commitment",
     "norm_domain",
+    "packed_commitment",
     "poseidon_commitment",
     "prove",
     "prove_norm",

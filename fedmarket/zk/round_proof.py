@@ -12,9 +12,10 @@ The circuit binds its inputs one of two ways (`build_round_circuit`'s `commitmen
 model's commitment on chain is what that way makes of it (`model_commitment`):
 - "polycommit": under KZG commitments its proof carries (EZKL `polycommit`), keccak of the point
   on chain. Hashing the inputs with Poseidon in the circuit took more rows than its arithmetic.
-- "poseidon": each input hashed in the circuit, the hash on chain. A market that proves its
-  settlement needs it: the settlement circuit reads Poseidon commitments, and a KZG point is
-  tied to its circuit's domain, so one point cannot bind both proofs.
+- "poseidon": each input hashed in the circuit, the hash on chain; the start model and the
+  aggregate hashed two values per element (fedmarket/packing.py), which brings L = 8 within 2^18
+  rows. A market that proves its settlement needs it: the settlement circuit reads Poseidon
+  commitments, and a KZG point is tied to its circuit's domain, so one point cannot bind both proofs.
 """
 
 from __future__ import annotations
@@ -31,7 +32,7 @@ from fedmarket.field import to_bytes32
 from fedmarket.fixed_point import on_grid, quantize
 from fedmarket.settings import Settings, load_settings
 from fedmarket.zk.ezkl.polycommit import commit_values, point_commitment, proof_commitments
-from fedmarket.zk.ezkl.poseidon import poseidon_commitment
+from fedmarket.zk.ezkl.poseidon import packed_commitment, poseidon_commitment
 from fedmarket.zk.ezkl.prover import Proof, circuit_outputs, prove_witness, witness
 from fedmarket.zk.ezkl.toolchain import CircuitBuild, RunArgs, build_circuit
 from fedmarket.zk.ezkl.verifier import market_proof
@@ -67,12 +68,12 @@ class RoundStatement:
     def kept_before_flags(self) -> list[bool]:
         return [bool(self.kept_before >> i & 1) for i in range(self.trainers)]
 
-    def circuit(self) -> ProvenRoundRule:
-        return ProvenRoundRule(self.trainers, self.dim).double()
+    def circuit(self, packed: bool) -> ProvenRoundRule:
+        return ProvenRoundRule(self.trainers, self.dim, packed).double()
 
-    def inputs(self, aggregate: np.ndarray, roots: np.ndarray) -> list[np.ndarray]:
+    def inputs(self, aggregate: np.ndarray, roots: np.ndarray, packed: bool) -> list[np.ndarray]:
         return statement_inputs(
-            self.models, self.start, self.round == 1, self.kept_before_flags, self.domain, aggregate, roots
+            self.models, self.start, self.round == 1, self.kept_before_flags, self.domain, aggregate, roots, packed
         )
 
 
@@ -130,22 +131,28 @@ class RoundProof:
         return market_proof(self.proof.proof, free)
 
 
-def model_commitment(build: CircuitBuild, values: np.ndarray) -> str:
-    """The commitment a market whose rounds `build` proves records for a model on the grid (an
-    update, the initial model, an aggregate): keccak of the KZG point its proofs carry for it, or
-    its Poseidon hash under a hashed build."""
+def model_commitment(build: CircuitBuild, values: np.ndarray, *, global_model: bool = False) -> str:
+    """The commitment a market whose rounds `build` proves records for a model on the grid: keccak
+    of the KZG point its proofs carry for it, or under a hashed build its Poseidon hash, of the
+    values packed in pairs for a `global_model` (the initial model, an aggregate), one per element
+    for an update."""
     if build.commitment == "polycommit":
         if not on_grid(values):  # EZKL would round them: another model would share the commitment
             raise ZKError("commitments are to values on the 2^-8 grid: quantize() first")
         return point_commitment(commit_values(build, values))
-    return poseidon_commitment(values)
+    return packed_commitment(values) if global_model else poseidon_commitment(values)
+
+
+def _packed(build: CircuitBuild) -> bool:
+    """Whether the build's circuit takes the global models packed: a hashed build does."""
+    return build.commitment == "poseidon"
 
 
 def circuit_verdict(build: CircuitBuild, statement: RoundStatement) -> tuple[list[bool], bool]:
     """The circuit's mask and `valid` for the float statement's aggregate and roots, from the
     witness alone (what the proof would carry; no proving)."""
     result = evaluate(statement)
-    _, _, mask, (valid,) = circuit_outputs(build, statement.inputs(result.aggregate, result.roots))
+    _, _, mask, (valid,) = circuit_outputs(build, statement.inputs(result.aggregate, result.roots, _packed(build)))
     return [bool(m) for m in mask], valid == 1
 
 
@@ -155,7 +162,7 @@ def prove_round(build: CircuitBuild, statement: RoundStatement) -> RoundProof:
     verifies: the round is aggregated again under it rather than left unproven, so no trainer can
     stall a round by sitting on a threshold. The mask is read from the witness: one proof either way."""
     result = evaluate(statement)
-    w = witness(build, statement.inputs(result.aggregate, result.roots))
+    w = witness(build, statement.inputs(result.aggregate, result.roots, _packed(build)))
     circuit_mask = [bool(m) for m in w.outputs[2]]
     if circuit_mask != result.mask and any(circuit_mask):
         log.warning(
@@ -165,7 +172,7 @@ def prove_round(build: CircuitBuild, statement: RoundStatement) -> RoundProof:
             result.mask,
         )
         result = _under_mask(statement, result, circuit_mask)
-        w = witness(build, statement.inputs(result.aggregate, result.roots))
+        w = witness(build, statement.inputs(result.aggregate, result.roots, _packed(build)))
     proof = prove_witness(w)
     _, _, final_mask, (valid,) = proof.outputs
     if [bool(m) for m in final_mask] != result.mask:
@@ -194,16 +201,18 @@ def build_round_circuit(
     if commitment not in ("polycommit", "poseidon"):
         raise ZKError(f"round inputs are committed by polycommit or poseidon, not {commitment!r}")
     settings = settings or load_settings()
+    packed = commitment == "poseidon"
     statement = RoundStatement([np.zeros(dim)] * trainers, 1, 0, start=np.zeros(dim))
-    example = _tensors(statement.inputs(np.zeros(dim), np.zeros(2 * trainers + 1)))
+    example = _tensors(statement.inputs(np.zeros(dim), np.zeros(2 * trainers + 1), packed))
     return build_circuit(
         f"round-L{trainers}-d{dim}" + ("-kzg" if commitment == "polycommit" else ""),
-        statement.circuit(),
+        statement.circuit(packed),
         example,
         settings.zk_cache_dir,
         srs_path=settings.zk_srs_path,
         run_args=RunArgs(
             num_inner_cols=settings.zk_columns,
             input_visibility="polycommit" if commitment == "polycommit" else "hashed",
+            rebase_frac_zero_constants=True,  # products with integral constants need no rescale
         ),
     )

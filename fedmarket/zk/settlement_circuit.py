@@ -4,7 +4,7 @@ tasks), exported to ONNX for EZKL and run in float64 as the same computation.
 Statement, one per round r (sources/004, section III.A eq. (2) and section IV.C, "ZKPs for
 contribution assessment": accuracy of a secret model on a committed data set, repeated for the
 RLOO coalitions): for round r's L slots W_i (hashed: the commitments on chain), the final model
-(hashed: the market's model commitment), round r's test chunk (hashed: one chunk of the owner's
+(hashed two values per element: the market's model commitment), round r's test chunk (hashed: one chunk of the owner's
 committed data, features and one-hot labels on the 2^-8 grid) and the public RLOO subsets S
 (row i: the subset drawn for trainer i, benign in round r, containing i; zero for others),
 - correct(m) = #{test samples whose true class's logit is strictly above every other class's},
@@ -49,14 +49,19 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from fedmarket.fixed_point import FRAC_BITS
+from fedmarket.packing import always_one, packed_size, unpack_pairs
+
 
 class SettlementCircuit(nn.Module):
-    """forward(*models, final, test, public) -> (correct, contributions, subsets, domain)
+    """forward(*models, final, test, public) -> (correct, contributions, subsets, domain, unpacked)
 
     models: L tensors [1, d] in torch's parameter order (LR: weight rows, then bias; MLP with
-    `hidden` units: first weight rows, first bias, second weight rows, second bias); final: [1, d];
-    test: [n, f + c] (features, then the one-hot label); public: [1, L * L + DOMAIN_LIMBS] (the
-    subset matrix row by row as 0/1, then the domain limbs). `hidden` None: logistic regression."""
+    `hidden` units: first weight rows, first bias, second weight rows, second bias); final:
+    [1, ceil(d / 2)], the final model packed two values per element as the round circuit hashes
+    a global model (fedmarket/packing.py); test: [n, f + c] (features, then the one-hot label);
+    public: [1, L * L + DOMAIN_LIMBS] (the subset matrix row by row as 0/1, then the domain
+    limbs). `hidden` None: logistic regression. unpacked: 1 when every packed element unpacks."""
 
     def __init__(self, trainers: int, features: int, classes: int, samples: int, hidden: int | None = None):
         super().__init__()
@@ -72,14 +77,22 @@ class SettlementCircuit(nn.Module):
         self.register_buffer("no_final", torch.zeros(trainers, 1, dtype=torch.float64))
 
     @property
+    def scale_rebase_multiplier(self) -> int:
+        """EZKL's, chosen so that no product is rescaled: LR's x W stay at scale 16, the MLP's
+        second-layer products at 24."""
+        return 2 if self.hidden is None else 3
+
+    @property
     def dim(self) -> int:
         f, c, h = self.features, self.classes, self.hidden
         return c * (f + 1) if h is None else h * (f + 1) + c * (h + 1)
 
     def forward(self, *inputs: torch.Tensor):
         L = self.trainers
-        models, (final, test, public) = inputs[:L], inputs[L:]
-        dtype = final.dtype
+        models, (packed, test, public) = inputs[:L], inputs[L:]
+        dtype = packed.dtype
+        final, ok = unpack_pairs(packed, self.dim, always_one(public[:, :1]), FRAC_BITS * self.scale_rebase_multiplier)
+        unpacked = (ok.sum(dim=1, keepdim=True) > packed_size(self.dim) - 0.5).to(dtype)
         subsets = (public[:, : L * L] > 0.5).to(dtype).reshape(L, L)  # [i, j]: j in S_i
         # coalition k as 0/1 weights over [final, W_1..W_L]: the final model, each S_i, each S_i \ {i}
         no_final = self.no_final.to(dtype)
@@ -94,7 +107,7 @@ class SettlementCircuit(nn.Module):
         correct = self.correct_counts(torch.cat([final, *models], dim=0), members, test)  # [1, 1 + 2L]
         contributions = correct[:, 1 : 1 + L] - correct[:, 1 + L :]
         domain = public[:, L * L :]
-        return correct[:, :1], contributions, subsets.reshape(1, L * L), domain
+        return correct[:, :1], contributions, subsets.reshape(1, L * L), domain, unpacked
 
     def correct_counts(self, models: torch.Tensor, members: torch.Tensor, test: torch.Tensor) -> torch.Tensor:
         """[1, K]: test samples each coalition (the average of its members' models, `members` [K, M]

@@ -30,6 +30,7 @@ from fedmarket.field import BN254_FIELD
 from fedmarket.fixed_point import domain_limbs, on_grid
 from fedmarket.ml.data import Dataset, scale_inputs
 from fedmarket.ml.models import parameter_count
+from fedmarket.packing import pack_pairs
 from fedmarket.settings import Settings, load_settings
 from fedmarket.zk.ezkl.poseidon import poseidon_commitment
 from fedmarket.zk.ezkl.prover import Proof, prove
@@ -140,7 +141,7 @@ class SettlementStatement:
         public = np.concatenate([self.subsets.ravel(), domain_limbs(self.domain)]).reshape(1, -1)
         return [
             *slots,
-            np.asarray(self.final, dtype=np.float64).reshape(1, d),
+            pack_pairs(self.final).reshape(1, -1),
             np.asarray(self.test, dtype=np.float64),
             public,
         ]
@@ -171,7 +172,7 @@ class SettlementProof:
 def evaluate(statement: SettlementStatement) -> tuple[int, list[int]]:
     """The float statement: (correct count of the final model, contributions)."""
     with torch.no_grad():
-        correct, contributions, _, _ = statement.circuit()(
+        correct, contributions, _, _, _ = statement.circuit()(
             *[torch.from_numpy(np.ascontiguousarray(a)) for a in statement.inputs()]
         )
     return int(correct.item()), [int(v) for v in contributions.numpy()[0]]
@@ -182,7 +183,9 @@ def prove_settlement(build: CircuitBuild, statement: SettlementStatement) -> Set
     contributions must equal the float ones (`ProofMismatchError` otherwise)."""
     float_correct, float_contributions = evaluate(statement)
     proof = prove(build, statement.inputs())
-    (correct,), contributions = proof.outputs[0], proof.outputs[1]
+    (correct,), contributions, (unpacked,) = proof.outputs[0], proof.outputs[1], proof.outputs[4]
+    if unpacked != 1:
+        raise ProofMismatchError("the circuit could not unpack the final model: it is not a packed grid model")
     if correct != float_correct or list(contributions) != float_contributions:
         raise ProofMismatchError(
             f"in-circuit correct count {correct} and contributions {contributions} differ from the float "
@@ -218,11 +221,10 @@ def build_settlement_circuit(
         example,
         settings.zk_cache_dir,
         srs_path=settings.zk_srs_path,
-        # exact: no product is rescaled (scale 16 at most for LR, 24 for the MLP's second layer) and
-        # 0/1 constants are at scale 0
+        # exact: no product is rescaled and 0/1 constants are at scale 0
         run_args=RunArgs(
             num_inner_cols=settings.zk_columns,
-            scale_rebase_multiplier=2 if circuit.hidden is None else 3,
+            scale_rebase_multiplier=circuit.scale_rebase_multiplier,
             rebase_frac_zero_constants=True,
         ),
     )

@@ -81,6 +81,7 @@ from fedmarket.algorithms.outliers.krum import krum_neighbours
 from fedmarket.algorithms.outliers.replay import TOLERANCE
 from fedmarket.algorithms.outliers.two_stage import reference_size
 from fedmarket.fixed_point import STEP, domain_limbs, quantize
+from fedmarket.packing import always_one, pack_pairs, packed_size, unpack_pairs
 
 PASSES = 3  # the guarded rule's passes (two_stage.GUARDED_RULE)
 GUARD = 1.75  # the masking ratio (two_stage.GUARDED_RULE has 1.5; see the departures above)
@@ -125,17 +126,19 @@ def _rank(values: torch.Tensor, among: torch.Tensor) -> torch.Tensor:
 class ProvenRoundRule(nn.Module):
     """forward(*models, start, aggregate, roots, public) -> (flags, domain, mask, valid)
 
-    models: L tensors [1, d]; start: [1, d], the round's global model; aggregate: [1, d];
+    models: L tensors [1, d]; start: [1, d], the round's global model; aggregate: [1, d]; with
+    `packed`, start and aggregate are [1, ceil(d / 2)], two values per element (fedmarket/packing.py);
     roots: [1, 2L + 1] = [s_1..s_L (distances), r_1..r_L (model norms), r_start]; public:
     [1, 1 + 2L + DOMAIN_LIMBS] = [first, present_1..L, kept_last_round_1..L, domain limbs].
     Outputs: flags = [first, present, kept last round] and mask and valid as 0/1 (scale 0), the
     domain limbs echoed (24-bit integers at scale 8: a limb x enters as x / 2^8), so the public
-    tensor is pinned by the outputs and its commitment needs no check.
+    tensor is pinned by the outputs and its commitment needs no check. Packed, valid also requires
+    every packed element to unpack.
     """
 
-    def __init__(self, trainers: int, dim: int):
+    def __init__(self, trainers: int, dim: int, packed: bool = False):
         super().__init__()
-        self.trainers, self.dim = trainers, dim
+        self.trainers, self.dim, self.packed = trainers, dim, packed
         L = trainers
         idx = torch.arange(L + 1)
         self.register_buffer("diagonal", torch.eye(L + 1).double())
@@ -154,7 +157,8 @@ class ProvenRoundRule(nn.Module):
         L = self.trainers
         v = self.screen(*inputs)
         W, present, active = v["W"], v["present"], v["active"]
-        aggregate, roots = inputs[L + 1], inputs[L + 2]
+        aggregate, unpacked = self._global_model(inputs[L + 1], inputs[-1])
+        roots = inputs[L + 2]
         dtype = W.dtype
 
         # every root the prover supplied, checked within the circuit's rounding on each side
@@ -171,7 +175,11 @@ class ProvenRoundRule(nn.Module):
         residual = kept * aggregate - mask @ W
         agg_ok = ((residual + residual).abs() <= kept * STEP).to(dtype)
         checks = root_ok.sum(dim=1, keepdim=True) + agg_ok.sum(dim=1, keepdim=True)  # all 2L + 1 + d hold
-        valid = (checks > 2 * L + 1 + self.dim - 0.5).to(dtype)
+        required = 2 * L + 1 + self.dim
+        if self.packed:  # and every packed element of the start model and the aggregate unpacks
+            checks = checks + v["unpacked"].sum(dim=1, keepdim=True) + unpacked.sum(dim=1, keepdim=True)
+            required += 2 * packed_size(self.dim)
+        valid = (checks > required - 0.5).to(dtype)
         domain = inputs[-1][:, 2 * L + 1 :]
         return v["flags"], domain, mask, valid
 
@@ -180,7 +188,8 @@ class ProvenRoundRule(nn.Module):
         cross-round and the direction checks, and y_i = ||m u_i - R||^2 to the reference (the
         distance roots in `inputs` are not read, so the prover computes them from this)."""
         L = self.trainers
-        models, start, roots, public = inputs[:L], inputs[L], inputs[L + 2], inputs[-1]
+        models, roots, public = inputs[:L], inputs[L + 2], inputs[-1]
+        start, unpacked = self._global_model(inputs[L], public)
         dtype = public.dtype
         flags = (public[:, : 2 * L + 1] > 0.5).to(dtype)  # [1, 1 + 2L]
         first, present, kept_before = flags[:, :1], flags[:, 1 : L + 1], flags[:, L + 1 :]
@@ -236,7 +245,15 @@ class ProvenRoundRule(nn.Module):
             "copies": copies,
             "turned": turned,
             "away": away,
+            "unpacked": unpacked,
         }
+
+    def _global_model(self, model: torch.Tensor, public: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """A global model input as [1, d], with its unpacking checks when it comes packed
+        (fedmarket/packing.py: the hashed build's start model and aggregate)."""
+        if not self.packed:
+            return model, None
+        return unpack_pairs(model, self.dim, always_one(public[:, :1]))
 
     def _of_n(self, table: str, n: torch.Tensor) -> torch.Tensor:
         """table[n] for a count n in 1..L ([1, 1]); 0 for n = 0."""
@@ -310,16 +327,19 @@ def statement_inputs(
     domain: int,
     aggregate: np.ndarray,
     roots: np.ndarray,
+    packed: bool = False,
 ) -> list[np.ndarray]:
-    """The module's inputs for slots on the grid (None: no submission), in its order."""
+    """The module's inputs for slots on the grid (None: no submission), in its order; with
+    `packed`, the start model and the aggregate two values per element (ProvenRoundRule(packed))."""
     dim = int(np.asarray(start).size)
     models = [np.zeros((1, dim)) if m is None else np.asarray(m, dtype=np.float64).reshape(1, dim) for m in slots]
     present = [0.0 if m is None else 1.0 for m in slots]
     public = np.concatenate([[1.0 if first else 0.0], present, [float(k) for k in kept_before], domain_limbs(domain)])
+    pack = pack_pairs if packed else lambda model: np.asarray(model, dtype=np.float64)
     return [
         *models,
-        np.asarray(start, dtype=np.float64).reshape(1, dim),
-        np.asarray(aggregate).reshape(1, dim),
+        pack(start).reshape(1, -1),
+        pack(aggregate).reshape(1, -1),
         np.asarray(roots).reshape(1, -1),
         public.reshape(1, -1),
     ]

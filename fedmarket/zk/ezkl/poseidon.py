@@ -10,6 +10,7 @@ import numpy as np
 from fedmarket.errors import ZKError
 from fedmarket.field import to_bytes32
 from fedmarket.fixed_point import FRAC_BITS, on_grid
+from fedmarket.packing import pack_pairs
 
 
 def felts(values: np.ndarray) -> list[str]:
@@ -21,6 +22,12 @@ def felts(values: np.ndarray) -> list[str]:
 def felt_to_int(felt: str) -> int:
     """Field element (EZKL's little-endian hex) as an integer in [0, FIELD)."""
     return int.from_bytes(bytes.fromhex(felt.removeprefix("0x")), "little")
+
+
+def packed_commitment(values: np.ndarray) -> str:
+    """The commitment to a global model under a hashed build: the Poseidon hash of its values packed
+    two per element (fedmarket/packing.py), as the round and settlement circuits hash it."""
+    return poseidon_commitment(pack_pairs(values))
 
 
 def poseidon_commitment(values: np.ndarray) -> str:

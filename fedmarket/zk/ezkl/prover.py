@@ -15,7 +15,7 @@ from fedmarket.errors import ZKError
 from fedmarket.field import signed
 from fedmarket.fixed_point import on_grid
 from fedmarket.zk.ezkl.cache import record_prove_time
-from fedmarket.zk.ezkl.poseidon import felt_to_int
+from fedmarket.zk.ezkl.poseidon import felt_to_int, felts
 from fedmarket.zk.ezkl.toolchain import CircuitBuild, call_ezkl
 
 
@@ -53,13 +53,15 @@ class Witness:
 
 
 def witness(build: CircuitBuild, inputs: list[np.ndarray]) -> Witness:
-    """The witness for `inputs` (grid values, one array per circuit input)."""
+    """The witness for `inputs` (grid values, one array per circuit input). They reach EZKL as
+    field elements: it would read floats through float32, which holds a packed element
+    (fedmarket/packing.py) only approximately."""
     for i, values in enumerate(inputs):
         if not on_grid(values):
             raise ZKError(f"input {i} of circuit {build.name} is not on the 2^-8 grid")
     with tempfile.TemporaryDirectory(prefix="fedmarket-witness-") as tmp:
         data, path = Path(tmp, "input.json"), Path(tmp, "witness.json")
-        data.write_text(json.dumps({"input_data": [np.asarray(v, dtype=np.float64).ravel().tolist() for v in inputs]}))
+        data.write_text(json.dumps({"input_data": [felts(v) for v in inputs]}))
         started = time.perf_counter()
         # inputs under KZG commitments: the witness carries them, made with the build's keys
         keys = {"vk_path": str(build.vk), "srs_path": str(build.srs_path)} if build.commitment == "polycommit" else {}
