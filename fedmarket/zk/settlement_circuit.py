@@ -31,17 +31,19 @@ Departures from sources/004, each for the circuit's sake:
   index); the empty coalition has all-zero logits and so counts nothing correct.
 
 Layout for the circuit's sake (exact in every step, so the proven counts equal the float ones):
-- whatever is linear in the model is computed once per model (final + L slots) and combined per
-  coalition with the 0/1 subset matrix: the LR logits (9 products per sample at L = 8 where
-  combining weights first needs 17), the MLP's pre-activations; only the MLP's ReLU and second
-  layer run per coalition;
+- whatever is linear in the model is computed once per slot model and combined per coalition
+  with the 0/1 subset matrix: the LR logits (8 products per sample at L = 8 where combining
+  weights first needs 16), the MLP's pre-activations; only the MLP's ReLU and second layer run
+  per coalition. The final model is scored on its own: it arrives packed, and unpacked it sits
+  at the rebase scale (fedmarket/packing.py), so its products are rescaled (exactly: its
+  values are multiples of 2^-8);
 - LR: each model's true-class logit is subtracted before the combination, so a coalition's rivals
   are the classes whose margin is >= 0, the true class itself included (its margin is exactly 0):
   correct means exactly one such class, and no product with the labels is taken per coalition;
 - the circuit is built with integral constants at scale 0 and no product rescaled
   (settlement_proof.build_settlement_circuit: `scale_rebase_multiplier` 2 for LR, whose products
   x W stay at scale 16; 3 for the MLP, whose second-layer products are at scale 24), so nothing
-  is rounded.
+  is rounded: the final model's rescales divide out factors its grid values carry.
 """
 
 from __future__ import annotations
@@ -73,8 +75,7 @@ class SettlementCircuit(nn.Module):
             hidden,
         )
         self.register_buffer("not_self", 1.0 - torch.eye(trainers, dtype=torch.float64))
-        self.register_buffer("final_only", torch.eye(1, trainers + 1, dtype=torch.float64))  # [1, L + 1]
-        self.register_buffer("no_final", torch.zeros(trainers, 1, dtype=torch.float64))
+        self.register_buffer("alone", torch.ones(1, 1, dtype=torch.float64))  # one model, one coalition
 
     @property
     def scale_rebase_multiplier(self) -> int:
@@ -94,20 +95,15 @@ class SettlementCircuit(nn.Module):
         final, ok = unpack_pairs(packed, self.dim, always_one(public[:, :1]), FRAC_BITS * self.scale_rebase_multiplier)
         unpacked = (ok.sum(dim=1, keepdim=True) > packed_size(self.dim) - 0.5).to(dtype)
         subsets = (public[:, : L * L] > 0.5).to(dtype).reshape(L, L)  # [i, j]: j in S_i
-        # coalition k as 0/1 weights over [final, W_1..W_L]: the final model, each S_i, each S_i \ {i}
-        no_final = self.no_final.to(dtype)
-        members = torch.cat(
-            [
-                self.final_only.to(dtype),
-                torch.cat([no_final, subsets], dim=1),
-                torch.cat([no_final, subsets * self.not_self.to(dtype)], dim=1),
-            ],
-            dim=0,
-        )  # [1 + 2L, L + 1]
-        correct = self.correct_counts(torch.cat([final, *models], dim=0), members, test)  # [1, 1 + 2L]
-        contributions = correct[:, 1 : 1 + L] - correct[:, 1 + L :]
+        # coalition k as 0/1 weights over W_1..W_L: each S_i, then each S_i \ {i}
+        members = torch.cat([subsets, subsets * self.not_self.to(dtype)], dim=0)  # [2L, L]
+        counts = self.correct_counts(torch.cat(models, dim=0), members, test)  # [1, 2L]
+        # the final model on its own: unpacked, it sits at the rebase scale, and combined with the
+        # slots it would lift every slot's products past it (a rescale each)
+        correct = self.correct_counts(final, self.alone.to(dtype), test)  # [1, 1]
+        contributions = counts[:, :L] - counts[:, L:]
         domain = public[:, L * L :]
-        return correct[:, :1], contributions, subsets.reshape(1, L * L), domain, unpacked
+        return correct, contributions, subsets.reshape(1, L * L), domain, unpacked
 
     def correct_counts(self, models: torch.Tensor, members: torch.Tensor, test: torch.Tensor) -> torch.Tensor:
         """[1, K]: test samples each coalition (the average of its members' models, `members` [K, M]
