@@ -85,9 +85,9 @@ def owner_create(
         typer.Option(
             parser=choice("kzg", "poseidon"),
             metavar="kzg|poseidon",
-            help="with --prove-rounds: how the round circuit binds the models, under KZG commitments (the default: "
-            "about half the proving time and memory, more verification gas) or Poseidon-hashed (the only choice "
-            "with --prove-settlement-rows, whose circuit reads Poseidon commitments); `fedmarket bench zk` compares them",
+            help="with --prove-rounds: how the round circuit binds the models, Poseidon-hashed (the default, and the only "
+            "choice with --prove-settlement-rows, whose circuit reads Poseidon commitments) or under KZG commitments "
+            "(faster proving, more verification gas); `fedmarket bench zk` compares them",
         ),
     ] = None,
     schema: Annotated[

@@ -68,8 +68,8 @@ def publish_market(
     create the market through the factory (FEDMARKET_FACTORY_ADDRESS, else a new one) with the
     largest possible payout in escrow. `prove_rounds`: reference the round circuit's verifier for
     this L and model; `test_rows` (with `prove_rounds`): prove settlement too, each round on its own
-    test chunk of that many rows (fedmarket/zk/settlement_proof.py); `round_inputs`: "kzg" (the default without
-    `test_rows`) or "poseidon" (the only one with it), how the round circuit binds the models
+    test chunk of that many rows (fedmarket/zk/settlement_proof.py); `round_inputs`: "poseidon" (the
+    default, and the only one with `test_rows`) or "kzg", how the round circuit binds the models
     (fedmarket/zk/round_proof.py). Circuits are built and verifiers deployed
     once per circuit and chain. `detector`: the outlier rule by registered name (default: the
     proven rule in a proven market, else DEFAULT_DETECTOR); a proven market refuses a rule no
@@ -132,9 +132,9 @@ def publish_market(
     else:
         factory, _ = FactoryClient.deploy(platform.chain, owner.account)
     if prove_rounds:
-        # hashed inputs where the settlement is proven too: its circuit reads Poseidon commitments
-        poseidon = test_rows is not None or round_inputs == "poseidon"
-        commitment = "poseidon" if poseidon else "polycommit"
+        # hashed inputs unless KZG is asked for (never with a proven settlement: its circuit reads
+        # Poseidon commitments): at L = 8 they verify for less gas, KZG proves faster
+        commitment = "polycommit" if round_inputs == "kzg" else "poseidon"
         terms["round_verifier"] = _round_verifier(factory, owner, task, terms["trainers"], commitment)
     if chunks is not None:
         terms["settlement_verifier"] = _settlement_verifier(factory, owner, task, terms["trainers"], test_rows)

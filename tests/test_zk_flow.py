@@ -307,7 +307,7 @@ def test_a_trainer_checks_the_markets_verifiers_before_it_joins(proven_platform,
 
 
 def test_the_owner_chooses_how_a_proven_round_binds_its_models(proven_platform, round_build, hashed_round_build):
-    """KZG inputs by default in a market that proves its rounds only, Poseidon on request, and
+    """Poseidon inputs by default in a market that proves its rounds only, KZG on request, and
     Poseidon always with a proven settlement (KZG with it is refused by name)."""
     from fedmarket.errors import ConfigError
     from fedmarket.market_context import task_spec
@@ -327,7 +327,7 @@ def test_the_owner_chooses_how_a_proven_round_binds_its_models(proven_platform, 
         prove_rounds=True,
     )
     data = tiny_data(60, 0)
-    for inputs, kind, build in ((None, "kzg_round", round_build), ("poseidon", "round", hashed_round_build)):
+    for inputs, kind, build in ((None, "round", hashed_round_build), ("kzg", "kzg_round", round_build)):
         market = publish_market(owner.address, data, ModelKind.lr, round_inputs=inputs, **terms).market
         info = FactoryClient(platform.chain, market.factory()).verifier_info(market.round_verifier())
         checked = check_market.fn(market.address, task_spec(market, platform.store))
