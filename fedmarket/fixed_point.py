@@ -26,9 +26,15 @@ def quantize(values: np.ndarray) -> np.ndarray:
     values = np.asarray(values, dtype=np.float64)
     if not np.all(np.isfinite(values)):
         raise ZKError("cannot quantise non-finite values")
+    check_provable(values)
+    return _round(values)
+
+
+def check_provable(values: np.ndarray) -> None:
+    """ZKError unless every value is within the circuits' range, +-MAX_ABS."""
+    values = np.asarray(values, dtype=np.float64)
     if values.size and float(np.abs(values).max()) >= MAX_ABS:
         raise ZKError(f"value {float(np.abs(values).max()):.4g} is outside the provable range +-2^{MAX_ABS_BITS}")
-    return _round(values)
 
 
 def _round(values: np.ndarray) -> np.ndarray:

@@ -19,7 +19,7 @@ import numpy as np
 import torch
 
 from fedmarket.errors import ZKError
-from fedmarket.fixed_point import FRAC_BITS, MAX_ABS, MAX_ABS_BITS, STEP, on_grid
+from fedmarket.fixed_point import FRAC_BITS, MAX_ABS_BITS, STEP, check_provable, on_grid
 
 PAIR_BITS = 20  # the second value's place, in grid steps
 OFFSET = 1 << (MAX_ABS_BITS + FRAC_BITS)  # 2^18 steps: the first value moved to [0, 2^19)
@@ -35,8 +35,7 @@ def pack_pairs(values: np.ndarray) -> np.ndarray:
     values = np.asarray(values, dtype=np.float64).ravel()
     if not on_grid(values):
         raise ZKError("only values on the 2^-8 grid pack: quantize() first")
-    if values.size and float(np.abs(values).max()) >= MAX_ABS:
-        raise ZKError(f"value {float(np.abs(values).max()):.4g} is outside the provable range +-2^{MAX_ABS_BITS}")
+    check_provable(values)
     steps = np.rint(values / STEP).astype(np.int64)
     if steps.size % 2:
         steps = np.append(steps, 0)

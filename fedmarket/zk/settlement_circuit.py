@@ -4,9 +4,10 @@ tasks), exported to ONNX for EZKL and run in float64 as the same computation.
 Statement, one per round r (sources/004, section III.A eq. (2) and section IV.C, "ZKPs for
 contribution assessment": accuracy of a secret model on a committed data set, repeated for the
 RLOO coalitions): for round r's L slots W_i (hashed: the commitments on chain), the final model
-(hashed two values per element: the market's model commitment), round r's test chunk (hashed: one chunk of the owner's
-committed data, features and one-hot labels on the 2^-8 grid) and the public RLOO subsets S
-(row i: the subset drawn for trainer i, benign in round r, containing i; zero for others),
+(hashed two values per element: the market's model commitment), round r's test chunk (hashed:
+one chunk of the owner's committed data, features and one-hot labels on the 2^-8 grid) and the
+public RLOO subsets S (row i: the subset drawn for trainer i, benign in round r, containing i;
+zero for others),
 - correct(m) = #{test samples whose true class's logit is strictly above every other class's},
 - outputs: correct(final model), and C_i = correct(avg of S_i's models) - correct(avg of
   S_i \\ {i}'s models) for every slot (0 outside the benign set).
