@@ -14,7 +14,7 @@ from hypothesis.extra.numpy import arrays
 from fedmarket.algorithms.linalg import pairwise_sq_distances, row_statistics, rowwise_sq_distances, update_cosines
 from fedmarket.algorithms.outliers import DETECTORS, History, RoundInput
 from fedmarket.algorithms.outliers.krum import krum_model, krum_scores, multi_krum_average, multi_krum_select
-from fedmarket.algorithms.outliers.two_stage import GUARDED_RULE, _remove_beyond_boundary
+from fedmarket.algorithms.outliers.two_stage import GUARDED_RULE, _remove_beyond_boundary, detect
 from fedmarket.simulation.attacks import ATTACKS, AttackContext
 
 POINTS = np.array([[0.0, 0.0], [1.0, 0.0], [0.0, 1.0], [10.0, 10.0]])
@@ -165,7 +165,8 @@ def test_update_cosines_exact():
 def test_guarded_rule_removes_an_update_pointing_away_unless_half_do():
     """Honest updates share +0.5 along the first axis and spread 1 each along another; the flipped
     one is -0.5 along the first: as far from the honest mean as each of them, and at cosine 1 with
-    its own last model, so only the direction check removes it. With 3 of 6 flipped it stands down."""
+    its own last model, so only the vote (cosine -0.45 with every honest update) and, without it,
+    the direction check remove it. With 3 of 6 flipped both stand down."""
     start = np.zeros(5)
     start[0] = 10.0
 
@@ -180,12 +181,15 @@ def test_guarded_rule_removes_an_update_pointing_away_unless_half_do():
     models = np.array([*honest, model(-0.5)])
     last_round = start + 0.9 * (models - start)  # kept whole: the reference is their mean
     result = DETECTORS.get("two_stage_guarded")(round_of(models, round=2, start=start), history_after(last_round))
-    assert result.reasons == {6: "update cosine -1.000 to the reference's < -0.2"}
+    assert result.reasons == {6: "update at a cosine < -0.3 with 6 of the 6 other updates"}
     assert result.cross_trainer_scores == pytest.approx({i: 1.0 for i in range(7)})
+    no_vote = dataclasses.replace(GUARDED_RULE, vote_cosine=None)
+    result = detect(round_of(models, round=2, start=start), history_after(last_round), no_vote)
+    assert result.reasons == {6: "update cosine -1.000 to the reference's < -0.2"}
     half = np.array([*honest[:3], *(model(-0.5, axis, 0.05) for axis in (1, 2, 3))])  # not copies
     last_round = start + 0.9 * (half - start)
     result = DETECTORS.get("two_stage_guarded")(round_of(half, round=2, start=start), history_after(last_round))
-    assert not any("update cosine" in why or "replay" in why for why in result.reasons.values())
+    assert not any("cosine" in why or "replay" in why for why in result.reasons.values())
 
 
 def test_guarded_rule_widens_its_guard_with_the_rounds_spread():
@@ -252,6 +256,39 @@ def test_replay_check_names_free_riders_replays_and_copies():
     assert sorted(result.reasons) == [1, 2, 5, 6]
     assert result.reasons[1].startswith("free-riding") and result.reasons[2].startswith("replay")
     assert result.reasons[5].startswith("copy") and "t6" in result.reasons[5]
+
+
+def test_near_copies_are_closer_than_the_median_nearest_neighbour():
+    """Six models on their own axes, two more 0.3 apart around 0.7 on a seventh: the six's nearest is
+    the pair, at sqrt(1 + 0.49 + 0.0225) = 1.23, the median; the pair's is 0.3 <= 0.25 x 1.23, so
+    both go, and nobody else; 0.4 apart, neither does."""
+    start = np.zeros(8)
+
+    def round_with(gap):
+        models = np.array([start + np.eye(8)[i] for i in range(6)] + [start + 0.7 * np.eye(8)[6]] * 2)
+        models[6, 7] += gap / 2
+        models[7, 7] -= gap / 2
+        return round_of(models, start=start)
+
+    result = DETECTORS.get("replay")(round_with(0.3), History())
+    assert sorted(result.reasons) == [6, 7]
+    assert result.reasons[6] == "near-copy: distance 0.3 to t7's model <= 0.25 x the median nearest distance 1.23"
+    assert DETECTORS.get("replay")(round_with(0.4), History()).reasons == {}
+
+
+def test_the_vote_removes_a_minority_against_the_majority_and_stands_down_for_two_camps():
+    """Updates u_i along their own axes plus 1 along the first; two colluders at -2 along the first
+    (cosine -0.63 with every honest one, 0.8 with each other) are outvoted, 5 of 6 others each;
+    with four of them against four honest, each side outvotes the other and the vote stands down."""
+    start = np.zeros(10)
+    honest = [start + np.eye(10)[0] + np.eye(10)[i] for i in range(1, 5)]
+    colluders = [start - 2 * np.eye(10)[0] + np.eye(10)[i] for i in range(5, 9)]
+    rule = dataclasses.replace(GUARDED_RULE, direction_cosine=None, passes=0)
+    result = detect(round_of(np.array([*honest, *colluders[:2]]), start=start), History(), rule)
+    assert result.reasons == {4: "update at a cosine < -0.3 with 4 of the 5 other updates"} | {
+        5: "update at a cosine < -0.3 with 4 of the 5 other updates"
+    }
+    assert detect(round_of(np.array([*honest, *colluders]), start=start), History(), rule).reasons == {}
 
 
 @pytest.mark.parametrize("copies", [0, 1])

@@ -23,14 +23,14 @@ TARGETS = {  # attack -> trainers that attack in the scenario it targets (source
 }
 
 
-# Non-identical colluders and attacks tuned against the rule: in the suite and the robustness
-# bench, not yet stopped by any rule of the market (issue 25 stays open on them).
-UNDEFENDED = {"alie_noisy", "ipm_noisy", "min_max", "tailored"}
+# Non-identical colluders and attacks tuned against the rule: they are not all removed (the
+# tuned ones pass by design), but with the near-copy check and the vote they no longer move the model.
+ADAPTIVE = {"alie_noisy", "ipm_noisy", "min_max", "tailored"}
 
 
 def test_the_default_detector_is_the_guarded_rule():
     assert TaskSpec().detector == "two_stage_guarded"
-    assert set(TARGETS) | UNDEFENDED == set(model_attacks())
+    assert set(TARGETS) | ADAPTIVE == set(model_attacks())
 
 
 @pytest.mark.parametrize("attack", sorted(TARGETS))
@@ -38,6 +38,17 @@ def test_default_detector_catches_each_attack(attack):
     result = simulate(Scenario(attack=attack, malicious=TARGETS[attack], rounds=4, seed=1))
     assert result.cross_trainer_accuracy() == 1.0, [r.detection.reasons for r in result.rounds]
     assert result.honest_kept() >= 0.95
+    assert result.final_accuracy > 0.85
+
+
+@pytest.mark.parametrize("detector", ["two_stage_guarded", "two_stage_proven"])
+@pytest.mark.parametrize("attack", sorted(ADAPTIVE))
+def test_adaptive_colluders_do_not_take_the_model(attack, detector):
+    """On Dirichlet shares the jittered colluders captured m-Krum's reference in round 1 and the
+    AGR-tailored push took both rules' models to 0.10 accuracy (before the near-copy check and
+    the vote); now every honest trainer is kept and the model trains."""
+    result = simulate(Scenario(attack=attack, split="dirichlet", rounds=4, detector=detector))
+    assert result.honest_kept() >= 0.95, [r.detection.reasons for r in result.rounds]
     assert result.final_accuracy > 0.85
 
 

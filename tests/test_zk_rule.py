@@ -57,10 +57,30 @@ def test_a_model_turned_from_the_global_one_is_removed_after_round_one():
     assert not reasons(models, start, round=1)[3].startswith("cross-round")  # stage 1 needs a last round
 
 
-def test_a_flipped_update_is_removed_by_its_direction():
+def test_a_near_copy_is_removed_with_its_original():
+    start, models = honest_round(6, trainers=8)
+    models[3] = quantize(models[1] + 0.02)  # 0.057 apart: past the copy tolerance, not the near-copy cut
+    why = [w.split(":")[0] for w in reasons(models, start)]
+    assert why == ["", "near-copy", "", "near-copy", "", "", "", ""]
+    models[3] = quantize(models[1] + 0.1)  # as far as the honest models are from each other
+    assert reasons(models, start) == [""] * 8
+
+
+def test_a_flipped_update_is_outvoted():
     start, models = honest_round(4)
     models[3] = quantize(2 * start - models[3])  # w = start - (local - start)
-    assert reasons(models, start, round=2, kept_before=0b0111)[3].startswith("update points away")
+    assert reasons(models, start, round=2, kept_before=0b0111)[3].startswith("update at a cosine < -0.3")
+
+
+def test_an_update_the_vote_keeps_is_removed_by_its_direction():
+    """Honest updates 0.5 along the first axis and 1 along their own (cosine 0.2 between them); the
+    last is -0.5 along the first and 1.5 along its own: cosine -0.14 with each honest one, so the
+    vote keeps it, and u . R = -0.75 < 0 with R the sum of last round's three."""
+    start, eye = np.zeros(D), np.eye(D)
+    models = [0.5 * eye[0] + eye[i] for i in (1, 2, 3)] + [-0.5 * eye[0] + 1.5 * eye[4]]
+    assert reasons(models, start, round=2, kept_before=0b0111) == [""] * 3 + [
+        "update points away from the reference's (proven rule)"
+    ]
 
 
 def test_a_far_model_is_removed_by_the_guarded_distance_passes():

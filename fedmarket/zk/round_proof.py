@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
-from fedmarket.algorithms.outliers.proven import ProvenRoundRule, float_verdict, statement_inputs
+from fedmarket.algorithms.outliers.proven import ProvenRoundRule, float_verdict, root_count, statement_inputs
 from fedmarket.errors import ProofMismatchError, ZKError
 from fedmarket.field import to_bytes32
 from fedmarket.fixed_point import on_grid, quantize
@@ -203,7 +203,7 @@ def build_round_circuit(
     settings = settings or load_settings()
     packed = commitment == "poseidon"
     statement = RoundStatement([np.zeros(dim)] * trainers, 1, 0, start=np.zeros(dim))
-    example = _tensors(statement.inputs(np.zeros(dim), np.zeros(2 * trainers + 1), packed))
+    example = _tensors(statement.inputs(np.zeros(dim), np.zeros(root_count(trainers)), packed))
     return build_circuit(
         f"round-L{trainers}-d{dim}" + ("-kzg" if commitment == "polycommit" else ""),
         statement.circuit(packed),

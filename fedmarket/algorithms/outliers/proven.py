@@ -10,13 +10,19 @@ contract's model commitment, last round's aggregate) and the previous benign mas
 With u_i = W_i - start and m the size of the reference set:
 - present_i: slot i submitted this round and was not excluded (public, fixed by the contract);
   an absent slot counts nowhere, so its commitment needs no check;
-- replay (replay.py): free-riders, ||u_i|| <= TOLERANCE x the median update norm, and copies,
-  ||W_i - W_j|| within the same bound, are removed;
+- replay (replay.py): free-riders, ||u_i|| <= TOLERANCE x the median update norm, copies,
+  ||W_i - W_j|| within the same bound, and near-copies, a nearest neighbour within NEAR_COPY x the
+  median nearest-neighbour distance, are removed;
 - cross-round (after round 1): cos(W_i, start) < COSINE removes the model, as stage 1 of
   sources/004 (section III.B) with its threshold 0.3;
 - reference set: the trainers kept last round (public mask) still active, else (round 1, or none
   left) the m-Krum selection of the active ones (two_stage.reference_rows: m = reference_size(n),
   Krum's neighbour count krum.krum_neighbours with f the largest minority);
+- vote: an update at a cosine below VOTE_COSINE with more than half of the other active updates is
+  removed, and leaves the reference, unless half of the active updates or more are
+  (two_stage.GUARDED_RULE's vote, one per trainer whatever its norm, so scaled colluders cannot
+  outweigh an honest majority), tested as 10 u_i . u_j < -3 q_i q_j with the prover's update-norm
+  roots q;
 - direction: u_i . R < 0, R the sum of the reference's updates, removes the model and it leaves
   the reference, unless half of the active models or more point away (then the reference is what
   was captured, by colluders pushing against the honest update, and the check stands down);
@@ -54,7 +60,11 @@ Departures from sources/004 and from `two_stage_guarded`, each for the circuit's
   replay.py's for an odd count), and min(x, median) bounds the scaled value for the range checks;
 - distances are measured as m u_i - R instead of W_i - R / m: the same distances times m, and
   the cut is scale-invariant, so the mask is the same without a division by a variable m;
-- ties in Krum's neighbour and score orders go to the lower index, as krum.py.
+- ties in Krum's neighbour and score orders go to the lower index, as krum.py;
+- the reference set is chosen before the vote and loses the outvoted models (the default keeps
+  round 1's m-Krum choice whole); chosen after it, from fewer models, m-Krum's m shrinks and honest
+  rare-data trainers fell to the distance cut (MLP Dirichlet `sign_flip`: honest kept 0.92 against
+  1.0).
 
 The public tensor also carries the market's domain (chain, market, round; its low 144 bits as 6
 limbs of 24 bits), echoed as outputs, so a proof made for one round of one market verifies nowhere
@@ -78,7 +88,7 @@ from torch import nn
 from fedmarket.algorithms.aggregators.base import assumed_byzantine
 from fedmarket.algorithms.outliers.base import DETECTORS, Detection, History, RoundInput
 from fedmarket.algorithms.outliers.krum import krum_neighbours
-from fedmarket.algorithms.outliers.replay import TOLERANCE
+from fedmarket.algorithms.outliers.replay import NEAR_COPY, TOLERANCE
 from fedmarket.algorithms.outliers.two_stage import reference_size
 from fedmarket.fixed_point import STEP, domain_limbs, quantize
 from fedmarket.packing import always_one, pack_pairs, packed_size, unpack_pairs
@@ -90,6 +100,13 @@ GUARD = 1.75  # the masking ratio (two_stage.GUARDED_RULE has 1.5; see the depar
 SPREAD = round(2.5 * 1.4826 / STEP) * STEP
 TOLERANCE_INV_SQ = 1.0 / TOLERANCE**2  # replay.TOLERANCE, squared and moved to the other side
 COSINE = 0.3  # stage 1's threshold (two_stage.PAPER_THRESHOLD), tested as 10 W.start < 3 |W| |start|
+VOTE_COSINE = -0.3  # two_stage.GUARDED_RULE.vote_cosine, tested as 10 u_i.u_j < -3 |u_i| |u_j|
+NEAR_COPY_SQ = NEAR_COPY**2  # on the grid (1/16): squared distances against the squared bound
+
+
+def root_count(trainers: int) -> int:
+    """How many roots the prover supplies: L distances, L + 1 model norms, L update norms."""
+    return 3 * trainers + 1
 
 
 def root_slack(trainers: int) -> float:
@@ -104,6 +121,7 @@ def root_slack(trainers: int) -> float:
 # ||W_i||^2 = ||u_i||^2 + 2 u_i.start + ||start||^2 weighs four rounded Gram entries; plus one step
 # for each square of the root, as in root_slack
 NORM_SLACK = (4 + 2) * STEP
+UPDATE_NORM_SLACK = (1 + 2) * STEP  # ||u_i||^2 is one Gram entry
 
 
 def grid_sqrt(y: np.ndarray) -> np.ndarray:
@@ -128,7 +146,8 @@ class ProvenRoundRule(nn.Module):
 
     models: L tensors [1, d]; start: [1, d], the round's global model; aggregate: [1, d]; with
     `packed`, start and aggregate are [1, ceil(d / 2)], two values per element (fedmarket/packing.py);
-    roots: [1, 2L + 1] = [s_1..s_L (distances), r_1..r_L (model norms), r_start]; public:
+    roots: [1, 3L + 1] = [s_1..s_L (distances), r_1..r_L (model norms), r_start, q_1..q_L (update
+    norms)]; public:
     [1, 1 + 2L + DOMAIN_LIMBS] = [first, present_1..L, kept_last_round_1..L, domain limbs].
     Outputs: flags = [first, present, kept last round] and mask and valid as 0/1 (scale 0), the
     domain limbs echoed (24-bit integers at scale 8: a limb x enters as x / 2^8), so the public
@@ -164,7 +183,12 @@ class ProvenRoundRule(nn.Module):
         # every root the prover supplied, checked within the circuit's rounding on each side
         s = roots[:, :L] * present
         root_ok = torch.cat(
-            [_root_ok(s, v["y"], root_slack(L)), _root_ok(roots[:, L:], v["model_sq"], NORM_SLACK)], dim=1
+            [
+                _root_ok(s, v["y"], root_slack(L)),
+                _root_ok(roots[:, L : 2 * L + 1], v["model_sq"], NORM_SLACK),
+                _root_ok(roots[:, 2 * L + 1 :] * present, v["norms"] * present, UPDATE_NORM_SLACK),
+            ],
+            dim=1,
         )
 
         for pass_no in range(PASSES):
@@ -174,8 +198,8 @@ class ProvenRoundRule(nn.Module):
         kept = mask.sum(dim=1, keepdim=True)
         residual = kept * aggregate - mask @ W
         agg_ok = ((residual + residual).abs() <= kept * STEP).to(dtype)
-        checks = root_ok.sum(dim=1, keepdim=True) + agg_ok.sum(dim=1, keepdim=True)  # all 2L + 1 + d hold
-        required = 2 * L + 1 + self.dim
+        checks = root_ok.sum(dim=1, keepdim=True) + agg_ok.sum(dim=1, keepdim=True)  # all 3L + 1 + d hold
+        required = root_count(L) + self.dim
         if self.packed:  # and every packed element of the start model and the aggregate unpacks
             checks = checks + v["unpacked"].sum(dim=1, keepdim=True) + unpacked.sum(dim=1, keepdim=True)
             required += 2 * packed_size(self.dim)
@@ -208,21 +232,42 @@ class ProvenRoundRule(nn.Module):
         free = present * (_at_most(norms, scale) * TOLERANCE_INV_SQ <= scale).to(dtype)
         near = (pair * (_at_most(D, scale) * TOLERANCE_INV_SQ <= scale).to(dtype)).sum(dim=1, keepdim=True).T
         copies = (present - free) * (near > 0.5).to(dtype)
-        active = present - free - copies
+        # near-copies: the nearest present neighbour within NEAR_COPY of the median nearest distance
+        nearest = pair * (_rank(D, pair) < 0.5).to(dtype)
+        partnered = (pair.sum(dim=1, keepdim=True).T > 0.5).to(dtype)
+        nearest_sq = (nearest * D).sum(dim=1, keepdim=True).T  # [1, L]
+        close = (nearest_sq <= NEAR_COPY_SQ * self._median(nearest_sq, partnered)).to(dtype)
+        near_copies = (present - free - copies) * partnered * close
+        active = present - free - copies - near_copies
 
         # cross-round (after round 1): cos(W_i, start) < COSINE, start being last round's aggregate;
         # 10 W.start < 3 r_i r_start with the prover's norm roots (COSINE = 3 / 10)
         model_start = toward_start + start_sq  # [1, L]: W_i . start
         model_sq = torch.cat([norms + 2.0 * toward_start + start_sq, start_sq], dim=1)  # ||W_i||^2, ||start||^2
-        r_model, r_start = roots[:, L : 2 * L], roots[:, 2 * L :]
+        r_model, r_start = roots[:, L : 2 * L], roots[:, 2 * L : 2 * L + 1]
         later = (first < 0.5).to(dtype)  # a comparison, so 0/1 at scale 0 (1.0 - first is not)
         turned = active * later * (10.0 * model_start < 3.0 * r_model * r_start).to(dtype)
         active = active - turned
 
+        # the reference is chosen before the vote and loses the outvoted models: chosen after, from
+        # fewer models, m-Krum's m shrinks with them and the honest distances spread wider
+        selected = self._reference(D, active, kept_before, first)
+
+        # vote: below VOTE_COSINE with more than half of the other active updates (at least 3
+        # active), 10 u_i.u_j < -3 q_i q_j with the prover's update-norm roots q
+        q = roots[:, 2 * L + 1 :]
+        against = (10.0 * U < (10.0 * VOTE_COSINE) * (q.T * q)).to(dtype)
+        votes = (active.T * active * self.not_self.to(dtype) * against).sum(dim=1, keepdim=True).T
+        n_active = active.sum(dim=1, keepdim=True)
+        outvoted = active * (votes + votes > n_active - 0.5).to(dtype) * (n_active > 2.5).to(dtype)
+        # a majority: where half of the active models or more are outvoted (two camps), none is
+        outvoted = outvoted * (2.0 * outvoted.sum(dim=1, keepdim=True) < n_active).to(dtype)
+        active = active - outvoted
+        selected = selected - selected * outvoted
+
         # direction: an update pointing away from the reference's (u_i . R < 0) is removed, and the
         # reference taken again without it; unless that is half of the active models or more,
         # which says the reference itself was captured (colluders pushing against the honest)
-        selected = self._reference(D, active, kept_before, first)
         away = active * (selected @ U < 0).to(dtype)
         minority = (2.0 * away.sum(dim=1, keepdim=True) < active.sum(dim=1, keepdim=True)).to(dtype)
         away = away * minority
@@ -241,9 +286,12 @@ class ProvenRoundRule(nn.Module):
             "active": active,
             "y": y,
             "model_sq": model_sq,
+            "norms": norms,
             "free": free,
             "copies": copies,
+            "near_copies": near_copies,
             "turned": turned,
+            "outvoted": outvoted,
             "away": away,
             "unpacked": unpacked,
         }
@@ -364,7 +412,9 @@ def float_verdict(
     start = np.asarray(start, dtype=np.float64).ravel()
     rule = ProvenRoundRule(len(slots), start.size).double()
     models = [np.zeros_like(start) if m is None else np.asarray(m, dtype=np.float64).ravel() for m in slots]
-    norm_roots = grid_sqrt([*(float(m @ m) for m in models), float(start @ start)])
+    norm_roots = grid_sqrt(
+        [*(float(m @ m) for m in models), float(start @ start), *(float((m - start) @ (m - start)) for m in models)]
+    )
 
     def run(distance_roots: np.ndarray):
         roots = np.concatenate([distance_roots, norm_roots])
@@ -377,7 +427,9 @@ def float_verdict(
         roots = np.concatenate([grid_sqrt(y), norm_roots])
         _, _, mask, _ = rule(*run(roots[: len(slots)]))
     mask = mask.numpy()[0] > 0.5
-    why = {name: screen[name].numpy()[0] > 0.5 for name in ("free", "copies", "turned", "away")}
+    why = {
+        name: screen[name].numpy()[0] > 0.5 for name in ("free", "copies", "near_copies", "turned", "outvoted", "away")
+    }
     reasons = [
         ""
         if mask[i] or slots[i] is None
@@ -385,8 +437,12 @@ def float_verdict(
         if why["free"][i]
         else "copy: within the tolerance of another model (proven rule)"
         if why["copies"][i]
+        else f"near-copy: nearest model within {NEAR_COPY:g} x the median nearest distance (proven rule)"
+        if why["near_copies"][i]
         else f"cross-round: cosine with the global model < {COSINE} (proven rule)"
         if why["turned"][i]
+        else f"update at a cosine < {VOTE_COSINE:g} with most other updates (proven rule)"
+        if why["outvoted"][i]
         else "update points away from the reference's (proven rule)"
         if why["away"][i]
         else f"distance {roots[i]:.4g} (x m) to the reference above mu + sigma (proven rule)"

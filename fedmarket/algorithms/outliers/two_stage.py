@@ -27,7 +27,11 @@ average; with fewer than 3 models stage 2 cannot fit sigma and keeps everyone.
   honest majority the median is an honest trainer's; under DP-SGD honest models drift with the
   noise, all below the paper's 0.3, while without DP the median is near 1 and the paper's
   threshold binds as before;
-- removes an update pointing away from the reference's (cosine under -0.2), unless half of the
+- removes an update outvoted by the others: at a cosine under -0.3 with more than half of the
+  other active updates, unless half of the active ones or more are (one vote per trainer, whatever its norm, so colluders who push against
+  the honest update cannot outweigh an honest majority by scaling, as they capture a reference
+  average: Shejwalkar and Houmansadr's AGR-tailored attack, NDSS 2021);
+- then removes an update pointing away from the reference's (cosine under -0.2), unless half of the
   active ones or more do (then the reference itself was captured): a sign flip or a min-max
   colluder can sit within the distance guard, not on the honest side;
 - widens the guard where the round's honest spread is wide: a model goes only beyond both 1.5x
@@ -46,7 +50,7 @@ from functools import partial
 
 import numpy as np
 
-from fedmarket.algorithms.linalg import row_statistics, update_cosines
+from fedmarket.algorithms.linalg import row_statistics, rowwise_sq_distances, update_cosines
 from fedmarket.algorithms.outliers.base import DETECTORS, Detection, History, RoundInput
 from fedmarket.algorithms.outliers.krum import multi_krum_select
 
@@ -65,6 +69,7 @@ class TwoStageRule:
     median_cosine_ratio: float | None = None  # stage 1 fails a trainer only below this x the median too
     direction_cosine: float | None = None  # remove updates at a cosine below this to the reference's
     spread_guard: float | None = None  # the guard is also at least median + this x 1.4826 MAD
+    vote_cosine: float | None = None  # remove updates below this cosine with most other active ones
 
 
 def reference_size(n: int) -> int:
@@ -98,6 +103,8 @@ def detect(round: RoundInput, history: History, rule: TwoStageRule) -> Detection
     reasons: dict[int, str] = {}
     if rule.remove_cross_round_failures:
         reasons = {i: f"cross-round cosine {cross_round[i]:.3f} < {threshold:.3g}" for i in sorted(failed)}
+    if rule.vote_cosine is not None and n >= 3:
+        reasons.update(_outvoted(round, reasons, rule.vote_cosine))
     if rule.direction_cosine is not None and n >= 3:
         reasons.update(_pointing_away(round, reference, reasons, rule.direction_cosine))
     sq_distances = stats.sq_distances
@@ -121,6 +128,30 @@ def detect(round: RoundInput, history: History, rule: TwoStageRule) -> Detection
         cross_trainer_scores=scores,
         boundary=boundary,
     )
+
+
+def _outvoted(round: RoundInput, reasons: dict[int, str], limit: float) -> dict[int, str]:
+    """Active updates at a cosine below `limit` with more than half of the other active updates
+    (where at least 3 are active, and none where half of them or more are: two camps);
+    the inner products come from the round's pairwise distances and the update norms
+    (u_i . u_j = (|u_i|^2 + |u_j|^2 - |w_i - w_j|^2) / 2), so no second Gram matrix."""
+    active = np.array([i for i in range(round.size) if i not in reasons], dtype=np.int64)
+    if len(active) < 3:
+        return {}
+    models = np.asarray(round.models, dtype=np.float64)[active]
+    sq_norms = rowwise_sq_distances(models, round.start[None, :], np.zeros(len(active), dtype=np.int64))
+    inner = 0.5 * (sq_norms[:, None] + sq_norms[None, :] - round.sq_distances[np.ix_(active, active)])
+    lengths = np.sqrt(sq_norms)
+    against = inner < limit * np.outer(lengths, lengths)
+    np.fill_diagonal(against, False)
+    votes = against.sum(axis=1)
+    if 2 * int((2 * votes > len(active) - 1).sum()) >= len(active):
+        return {}  # two camps, no majority: the vote stands down
+    return {
+        int(i): f"update at a cosine < {limit:g} with {votes[k]} of the {len(active) - 1} other updates"
+        for k, i in enumerate(active)
+        if 2 * votes[k] > len(active) - 1
+    }
 
 
 def _pointing_away(round: RoundInput, reference: np.ndarray, reasons: dict[int, str], limit: float) -> dict[int, str]:
@@ -172,6 +203,7 @@ GUARDED_RULE = TwoStageRule(
     median_cosine_ratio=0.5,
     direction_cosine=-0.2,
     spread_guard=2.5,
+    vote_cosine=-0.3,
 )
 
 DETECTORS.register("two_stage")(partial(detect, rule=PAPER_RULE))
