@@ -291,6 +291,27 @@ def test_the_vote_removes_a_minority_against_the_majority_and_stands_down_for_tw
     assert detect(round_of(np.array([*honest, *colluders]), start=start), History(), rule).reasons == {}
 
 
+def test_the_default_rule_allocates_nothing_matrix_sized():
+    """At L x d = 20 x 200,000 (32 MB) a later round of the default rule allocates a few MB (its
+    Gram matrix blocks and per-row temporaries), never a copy of the rows it reads."""
+    import tracemalloc
+
+    rng = np.random.default_rng(9)
+    start = rng.normal(size=200_000)
+    models = start + 0.5 * rng.normal(size=start.size) + 0.1 * rng.normal(size=(20, start.size))
+    names = [f"t{i}" for i in range(20)]
+    history = History()
+    history.update(RoundInput(models, names, 1, start), names)
+    later = RoundInput(models + 0.01, names, 2, start)
+    tracemalloc.start()
+    try:
+        DETECTORS.get("two_stage_guarded")(later, history)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < models.nbytes / 4
+
+
 @pytest.mark.parametrize("copies", [0, 1])
 def test_the_default_rule_builds_one_gram_matrix_per_round(copies, monkeypatch):
     """Round 1 of the default rule needs pairwise distances twice (the copy check, then m-Krum's

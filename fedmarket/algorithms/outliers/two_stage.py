@@ -50,7 +50,7 @@ from functools import partial
 
 import numpy as np
 
-from fedmarket.algorithms.linalg import row_statistics, rowwise_sq_distances, update_cosines
+from fedmarket.algorithms.linalg import row_statistics, update_cosines
 from fedmarket.algorithms.outliers.base import DETECTORS, Detection, History, RoundInput
 from fedmarket.algorithms.outliers.krum import multi_krum_select
 
@@ -104,7 +104,7 @@ def detect(round: RoundInput, history: History, rule: TwoStageRule) -> Detection
     if rule.remove_cross_round_failures:
         reasons = {i: f"cross-round cosine {cross_round[i]:.3f} < {threshold:.3g}" for i in sorted(failed)}
     if rule.vote_cosine is not None and n >= 3:
-        reasons.update(_outvoted(round, reasons, rule.vote_cosine))
+        reasons.update(_outvoted(round, reasons, rule.vote_cosine, stats.sq_norms))
     if rule.direction_cosine is not None and n >= 3:
         reasons.update(_pointing_away(round, reference, reasons, rule.direction_cosine))
     sq_distances = stats.sq_distances
@@ -130,18 +130,20 @@ def detect(round: RoundInput, history: History, rule: TwoStageRule) -> Detection
     )
 
 
-def _outvoted(round: RoundInput, reasons: dict[int, str], limit: float) -> dict[int, str]:
+def _outvoted(round: RoundInput, reasons: dict[int, str], limit: float, sq_norms: np.ndarray) -> dict[int, str]:
     """Active updates at a cosine below `limit` with more than half of the other active updates
     (where at least 3 are active, and none where half of them or more are: two camps);
     the inner products come from the round's pairwise distances and the update norms
-    (u_i . u_j = (|u_i|^2 + |u_j|^2 - |w_i - w_j|^2) / 2), so no second Gram matrix."""
+    (u_i . u_j = (|u_i|^2 + |u_j|^2 - |w_i - w_j|^2) / 2), so no second Gram matrix; the update
+    norms from the models' (`sq_norms`) and one gemv with the start model."""
     active = np.array([i for i in range(round.size) if i not in reasons], dtype=np.int64)
     if len(active) < 3:
         return {}
-    models = np.asarray(round.models, dtype=np.float64)[active]
-    sq_norms = rowwise_sq_distances(models, round.start[None, :], np.zeros(len(active), dtype=np.int64))
-    inner = 0.5 * (sq_norms[:, None] + sq_norms[None, :] - round.sq_distances[np.ix_(active, active)])
-    lengths = np.sqrt(sq_norms)
+    start = round.start
+    sq_updates = np.maximum(sq_norms - 2.0 * (np.asarray(round.models, dtype=np.float64) @ start) + start @ start, 0.0)
+    sq_updates = sq_updates[active]  # indexing the matrix by `active` would copy it
+    inner = 0.5 * (sq_updates[:, None] + sq_updates[None, :] - round.sq_distances[np.ix_(active, active)])
+    lengths = np.sqrt(sq_updates)
     against = inner < limit * np.outer(lengths, lengths)
     np.fill_diagonal(against, False)
     votes = against.sum(axis=1)
