@@ -63,8 +63,7 @@ Departures from sources/004 and from `two_stage_guarded`, each for the circuit's
 - ties in Krum's neighbour and score orders go to the lower index, as krum.py;
 - the reference set is chosen before the vote and loses the outvoted models (the default keeps
   round 1's m-Krum choice whole); chosen after it, from fewer models, m-Krum's m shrinks and honest
-  rare-data trainers fell to the distance cut (MLP Dirichlet `sign_flip`: honest kept 0.92 against
-  1.0).
+  rare-data trainers fall to the distance cut (the `sign_flip` rows under Dirichlet).
 
 The public tensor also carries the market's domain (chain, market, round; its low 144 bits as 6
 limbs of 24 bits), echoed as outputs, so a proof made for one round of one market verifies nowhere

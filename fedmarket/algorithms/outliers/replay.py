@@ -20,9 +20,8 @@ Limitations of Federated Learning in Sybil Settings", RAID 2020) flags sybils by
 a model whose nearest neighbour is within NEAR_COPY x the median nearest-neighbour distance of the
 round is removed. Departures: FoolsGold down-weights by cosine over each client's history; this
 keeps the market's one-round view and removes. The median is an honest trainer's while the
-colluders are a minority; honest nearest neighbours in high dimension sit near it (measured on
-digits, 8 trainers: never below 0.4 x the median update norm, while 0.05 of noise puts colluders
-at 0.07 x), so the cut leaves them alone.
+colluders are a minority, and honest nearest-neighbour distances in high dimension concentrate
+near it, so the cut leaves them alone.
 """
 
 from __future__ import annotations
@@ -77,5 +76,5 @@ def near_copies(round: RoundInput, pairwise: np.ndarray) -> dict[int, str]:
 
 @DETECTORS.register("replay")
 def replay(round: RoundInput, history: History) -> Detection:
-    """Remove free-riders, replays and copies; keep everything else."""
+    """Remove free-riders, replays, copies and near-copies; keep everything else."""
     return Detection.keeping(round.size, replay_reasons(round, history))

@@ -28,9 +28,10 @@ average; with fewer than 3 models stage 2 cannot fit sigma and keeps everyone.
   noise, all below the paper's 0.3, while without DP the median is near 1 and the paper's
   threshold binds as before;
 - removes an update outvoted by the others: at a cosine under -0.3 with more than half of the
-  other active updates, unless half of the active ones or more are (one vote per trainer, whatever its norm, so colluders who push against
-  the honest update cannot outweigh an honest majority by scaling, as they capture a reference
-  average: Shejwalkar and Houmansadr's AGR-tailored attack, NDSS 2021);
+  other active updates, unless half of the active ones or more are (two camps). One vote per
+  trainer, whatever its norm: colluders who push against the honest update (Shejwalkar and
+  Houmansadr's AGR-tailored attack, NDSS 2021) can outweigh an honest majority in a reference
+  average by scaling their push, not in a vote;
 - then removes an update pointing away from the reference's (cosine under -0.2), unless half of the
   active ones or more do (then the reference itself was captured): a sign flip or a min-max
   colluder can sit within the distance guard, not on the honest side;
