@@ -278,7 +278,7 @@ def test_near_copies_are_closer_than_the_median_nearest_neighbour():
 
 def test_the_vote_removes_a_minority_against_the_majority_and_stands_down_for_two_camps():
     """Updates u_i along their own axes plus 1 along the first; two colluders at -2 along the first
-    (cosine -0.63 with every honest one, 0.8 with each other) are outvoted, 5 of 6 others each;
+    (cosine -0.63 with every honest one, 0.8 with each other) are outvoted, by 4 of their 5 others;
     with four of them against four honest, each side outvotes the other and the vote stands down."""
     start = np.zeros(10)
     honest = [start + np.eye(10)[0] + np.eye(10)[i] for i in range(1, 5)]
