@@ -1,6 +1,6 @@
 """Two grid values per field element, for a global model (the initial model, each aggregate)
-hashed by a circuit: EZKL's Poseidon hashes one element per permutation, about 41 rows, so a model
-hashed in pairs costs half the rows, and the round circuit of 8 trainers fits 2^18 rows.
+hashed by a circuit: EZKL's Poseidon hashes one element per permutation, so a model hashed in
+pairs costs half the hashing rows.
 
 A pair (a, b) of grid values, as integers of grid steps A, B with |A|, |B| < 2^18 (the provable
 range, fixed_point.MAX_ABS), is the element P = (A + 2^18) + 2^20 B. The circuit takes P and

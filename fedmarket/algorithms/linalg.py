@@ -124,16 +124,29 @@ def row_statistics(
     return RowStatistics(sq_norms, dots, previous_sq, sq_distances)
 
 
-def update_cosines(models: np.ndarray, start: np.ndarray, reference: np.ndarray) -> np.ndarray:
+def update_sq_norms(models: np.ndarray, start: np.ndarray, sq_norms: np.ndarray | None = None) -> np.ndarray:
+    """||w_i - s||^2 for every row from ||w_i||^2 (`sq_norms`, where a caller has them) and one
+    gemv with the start model s: no copy of the matrix."""
+    models = np.asarray(models, dtype=np.float64)
+    if sq_norms is None:
+        sq_norms = np.einsum("ij,ij->i", models, models)
+    return np.maximum(sq_norms - 2.0 * (models @ start) + start @ start, 0.0)
+
+
+def update_cosines(
+    models: np.ndarray, start: np.ndarray, reference: np.ndarray, sq_updates: np.ndarray | None = None
+) -> np.ndarray:
     """cos(w_i - s, m - s) for every row, m the mean of the `reference` rows and s the start
-    model (0 where either update is zero): three gemvs, no copy of the matrix."""
+    model (0 where either update is zero); `sq_updates`: update_sq_norms, where a caller has them.
+    Two or three gemvs, no copy of the matrix."""
     models = np.asarray(models, dtype=np.float64)
     weights = np.zeros(models.shape[0])
     weights[reference] = 1.0 / len(reference)
     direction = weights @ models - start
     along = models @ direction - start @ direction
-    sq_updates = np.einsum("ij,ij->i", models, models) - 2.0 * (models @ start) + start @ start
-    denominator = np.sqrt(np.maximum(sq_updates, 0.0) * (direction @ direction))
+    if sq_updates is None:
+        sq_updates = update_sq_norms(models, start)
+    denominator = np.sqrt(sq_updates * (direction @ direction))
     return np.divide(along, denominator, out=np.zeros_like(along), where=denominator > 0)
 
 

@@ -13,9 +13,9 @@ model's commitment on chain is what that way makes of it (`model_commitment`):
 - "polycommit": under KZG commitments its proof carries (EZKL `polycommit`), keccak of the point
   on chain. Hashing the inputs with Poseidon in the circuit took more rows than its arithmetic.
 - "poseidon": each input hashed in the circuit, the hash on chain; the start model and the
-  aggregate hashed two values per element (fedmarket/packing.py), which brings L = 8 within 2^18
-  rows. A market that proves its settlement needs it: the settlement circuit reads Poseidon
-  commitments, and a KZG point is tied to its circuit's domain, so one point cannot bind both proofs.
+  aggregate hashed two values per element (fedmarket/packing.py), half their hashing rows. A
+  market that proves its settlement needs it: the settlement circuit reads Poseidon commitments,
+  and a KZG point is tied to its circuit's domain, so one point cannot bind both proofs.
 """
 
 from __future__ import annotations
@@ -143,16 +143,19 @@ def model_commitment(build: CircuitBuild, values: np.ndarray, *, global_model: b
     return packed_commitment(values) if global_model else poseidon_commitment(values)
 
 
-def _packed(build: CircuitBuild) -> bool:
-    """Whether the build's circuit takes the global models packed: a hashed build does."""
-    return build.commitment == "poseidon"
+def _packed(commitment: str) -> bool:
+    """Whether a round circuit whose inputs are bound by `commitment` takes the global models
+    packed: a hashed one does."""
+    return commitment == "poseidon"
 
 
 def circuit_verdict(build: CircuitBuild, statement: RoundStatement) -> tuple[list[bool], bool]:
     """The circuit's mask and `valid` for the float statement's aggregate and roots, from the
     witness alone (what the proof would carry; no proving)."""
     result = evaluate(statement)
-    _, _, mask, (valid,) = circuit_outputs(build, statement.inputs(result.aggregate, result.roots, _packed(build)))
+    _, _, mask, (valid,) = circuit_outputs(
+        build, statement.inputs(result.aggregate, result.roots, _packed(build.commitment))
+    )
     return [bool(m) for m in mask], valid == 1
 
 
@@ -162,7 +165,7 @@ def prove_round(build: CircuitBuild, statement: RoundStatement) -> RoundProof:
     verifies: the round is aggregated again under it rather than left unproven, so no trainer can
     stall a round by sitting on a threshold. The mask is read from the witness: one proof either way."""
     result = evaluate(statement)
-    w = witness(build, statement.inputs(result.aggregate, result.roots, _packed(build)))
+    w = witness(build, statement.inputs(result.aggregate, result.roots, _packed(build.commitment)))
     circuit_mask = [bool(m) for m in w.outputs[2]]
     if circuit_mask != result.mask and any(circuit_mask):
         log.warning(
@@ -172,7 +175,7 @@ def prove_round(build: CircuitBuild, statement: RoundStatement) -> RoundProof:
             result.mask,
         )
         result = _under_mask(statement, result, circuit_mask)
-        w = witness(build, statement.inputs(result.aggregate, result.roots, _packed(build)))
+        w = witness(build, statement.inputs(result.aggregate, result.roots, _packed(build.commitment)))
     proof = prove_witness(w)
     _, _, final_mask, (valid,) = proof.outputs
     if [bool(m) for m in final_mask] != result.mask:
@@ -201,7 +204,7 @@ def build_round_circuit(
     if commitment not in ("polycommit", "poseidon"):
         raise ZKError(f"round inputs are committed by polycommit or poseidon, not {commitment!r}")
     settings = settings or load_settings()
-    packed = commitment == "poseidon"
+    packed = _packed(commitment)
     statement = RoundStatement([np.zeros(dim)] * trainers, 1, 0, start=np.zeros(dim))
     example = _tensors(statement.inputs(np.zeros(dim), np.zeros(root_count(trainers)), packed))
     return build_circuit(
