@@ -21,7 +21,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 
-from fedmarket.algorithms.linalg import THREADS
+from fedmarket.algorithms.linalg import THREADS, fresh_array
 from fedmarket.commitments import round_circuit
 from fedmarket.context import current_platform
 from fedmarket.crypto import Envelope, SealContext, submission_key
@@ -51,7 +51,7 @@ def fetch_updates(
     sender_keys = market.encryption_keys([s.trainer for s in submissions])
     first_seen = market.first_submissions()
     circuit = round_circuit(market, model, platform.settings) if market.round_verifier() is not None else None
-    matrix = np.empty((len(submissions), start_model.size))  # row k: submission k's, then compacted
+    matrix = fresh_array((len(submissions), start_model.size))  # row k: submission k's, then compacted
 
     def check(k: int, sub) -> tuple[Rejection | None, PrivacySpent | None]:
         """Submission k into row k: its rejection, or what its trainer reports spent."""

@@ -4,6 +4,7 @@ they target (synthetic rounds here; real training in tests/test_attacks.py)."""
 from __future__ import annotations
 
 import dataclasses
+import os
 
 import numpy as np
 import pytest
@@ -11,7 +12,13 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 
-from fedmarket.algorithms.linalg import pairwise_sq_distances, row_statistics, rowwise_sq_distances, update_cosines
+from fedmarket.algorithms.linalg import (
+    fresh_array,
+    pairwise_sq_distances,
+    row_statistics,
+    rowwise_sq_distances,
+    update_cosines,
+)
 from fedmarket.algorithms.outliers import DETECTORS, History, RoundInput
 from fedmarket.algorithms.outliers.krum import krum_model, krum_scores, multi_krum_average, multi_krum_select
 from fedmarket.algorithms.outliers.two_stage import GUARDED_RULE, _remove_beyond_boundary, detect
@@ -377,3 +384,31 @@ def test_one_huge_update_does_not_blind_the_default_detector(magnitude):
     trainers = [f"t{i}" for i in range(8)]
     result = DETECTORS.get("two_stage_guarded")(RoundInput(models, trainers, 1, start), History())
     assert result.kept == [0, 1, 2, 4, 5, 6, 7]
+
+
+def _vm_flags(array: np.ndarray) -> list[str]:
+    """The kernel's VmFlags of the mapping that holds the middle of `array` (/proc/self/smaps;
+    numpy advises only the whole huge pages inside an array, which splits its mapping)."""
+    address, mapping = array.__array_interface__["data"][0] + array.nbytes // 2, None
+    with open("/proc/self/smaps") as smaps:
+        for line in smaps:
+            head = line.split()[0]
+            if "-" in head and not head.endswith(":"):
+                low, high = (int(part, 16) for part in head.split("-"))
+                mapping = low <= address < high
+            elif mapping and head == "VmFlags:":
+                return line.split()[1:]
+    raise AssertionError("no mapping holds the array")
+
+
+@pytest.mark.skipif(not os.path.exists("/proc/self/smaps"), reason="Linux: reads the kernel's mappings")
+def test_a_rounds_matrix_is_zeroed_and_never_advised_huge_pages():
+    """numpy advises huge pages on a large array (with THP defrag "madvise", its first touch may
+    compact memory for seconds); the round's matrix comes without that advice."""
+    matrix = fresh_array((64, 1 << 16))
+    assert matrix.shape == (64, 1 << 16) and matrix.dtype == np.float64 and matrix.flags.writeable
+    assert not matrix.any()
+    matrix[3, 5] = 1.5
+    assert matrix.sum() == 1.5 and "hg" not in _vm_flags(matrix)
+    if os.environ.get("NUMPY_MADVISE_HUGEPAGE", "1") != "0":
+        assert "hg" in _vm_flags(np.empty((64, 1 << 16)))  # what numpy's own allocation gets

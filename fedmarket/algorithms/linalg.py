@@ -8,6 +8,8 @@ arithmetic (`fedmarket bench aggregation` times each kernel against the peers an
 
 from __future__ import annotations
 
+import math
+import mmap
 import os
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -16,6 +18,18 @@ import numpy as np
 
 BLOCK_COLUMNS = 8192  # 100 rows x 8192 float64 = 6.5 MB: a block stays in the last-level cache
 THREADS = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+
+
+def fresh_array(shape: tuple[int, ...], dtype=np.float64) -> np.ndarray:
+    """A zeroed array in base pages, for a round's models. numpy advises huge pages on every
+    large array, and where the kernel compacts memory to serve them (THP defrag "madvise" with RAM
+    full of page cache) the first touch of 800 MB takes seconds, not a fraction of one. numpy has
+    no per-array switch for that advice, so the pages come from an anonymous private mapping,
+    which gets none."""
+    dtype = np.dtype(dtype)
+    count = math.prod(shape)
+    pages = mmap.mmap(-1, max(count * dtype.itemsize, 1), flags=mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS)
+    return np.frombuffer(pages, dtype=dtype, count=count).reshape(shape)
 
 
 def column_blocks(d: int, block: int = BLOCK_COLUMNS) -> list[slice]:
