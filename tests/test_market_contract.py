@@ -432,4 +432,15 @@ def test_a_rounds_per_trainer_reads_are_one_batch_on_a_node(any_platform, monkey
     keys = market.encryption_keys([m.address for m in members])
     assert [s.commitment for s in submissions] == [market.commitment_of(1, i) for i in range(3)] == [COMMITMENT] * 3
     assert keys == {m.address: m.public_box_key for m in members}
-    assert batches == ([] if any_platform.chain.in_process else [3, 3])
+    opened = market.last_event("RoundOpened", round=1)[1].block_number
+    gas = market.submission_gas(1, from_block=opened)
+    logs = market.events("UpdateSubmitted", round=1)
+    assert gas == sum(any_platform.chain.receipt(log["transactionHash"]).gas_used for log in logs) > 3 * 21_000
+    assert batches == ([] if any_platform.chain.in_process else [3, 3, 3])
+    # a revert inside a batch is the contract's named error, as in a single call
+    stranger = party(any_platform, "stranger").address
+    with pytest.raises(ContractRevertError) as refused:
+        any_platform.chain.call_many(market.contract, "trainerIndex", [(members[0].address,), (stranger,)])
+    assert refused.value.error_name == "NotRegistered"
+    indices = any_platform.chain.call_many(market.contract, "trainerIndex", [(m.address,) for m in members])
+    assert indices == [0, 1, 2]

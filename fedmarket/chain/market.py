@@ -256,8 +256,9 @@ class MarketClient:
 
     def encryption_keys(self, trainers: list[str]) -> dict[str, bytes]:
         """Each trainer's registered key, read in one batch."""
-        calls = [self._f.encryptionKeyOf(Web3.to_checksum_address(t)) for t in trainers]
-        return {t: bytes(k) for t, k in zip(trainers, self.chain.call_many(calls, block=self.block))}
+        calls = [(Web3.to_checksum_address(t),) for t in trainers]
+        keys = self.chain.call_many(self.contract, "encryptionKeyOf", calls, block=self.block)
+        return {t: bytes(k) for t, k in zip(trainers, keys)}
 
     def spec_cid(self) -> str:
         return str(cid_from_digest(bytes(self._read("specCid"))))
@@ -392,8 +393,8 @@ class MarketClient:
         index_of = {t: i for i, t in enumerate(trainers)}
         out = []
         logs = self.events("UpdateSubmitted", round=round)
-        calls = [self._f.commitmentOf(round, index_of[log["args"]["trainer"]]) for log in logs]
-        stored = [hex32(c) for c in self.chain.call_many(calls, block=self.block)]
+        calls = [(round, index_of[log["args"]["trainer"]]) for log in logs]
+        stored = [hex32(c) for c in self.chain.call_many(self.contract, "commitmentOf", calls, block=self.block)]
         for log, in_storage in zip(logs, stored):
             trainer = log["args"]["trainer"]
             index = index_of[trainer]
@@ -461,7 +462,7 @@ class MarketClient:
     def submission_gas(self, round: int, from_block: int) -> int:
         """Gas the trainers spent on `submit` in this round, read from the events' receipts."""
         logs = self.events("UpdateSubmitted", from_block=from_block, round=round)
-        return sum(self.chain.receipt(log["transactionHash"]).gas_used for log in logs)
+        return sum(r.gas_used for r in self.chain.receipts([log["transactionHash"] for log in logs]))
 
     def balance(self) -> int:
         return self.chain.balance(self.address, self.block)
