@@ -27,7 +27,26 @@ def opened_like(rows: int, dim: int, seed: int) -> np.ndarray:
     return np.random.default_rng(seed).normal(size=(rows, dim)).astype(np.float32).astype(np.float64)
 
 
-def test_arrays_and_bytes_round_trip_over_many_frames(tmp_path, monkeypatch):
+@pytest.fixture(params=["direct", "page cache"])
+def sink(request, monkeypatch):
+    """Results written with O_DIRECT where the file system takes it, and through the page cache."""
+    real, used = vault_module._set_direct, []
+    if request.param == "direct":
+        monkeypatch.setattr(vault_module, "_set_direct", lambda fd, on: used.append(real(fd, on)) or used[-1])
+    else:
+        monkeypatch.setattr(vault_module, "_set_direct", lambda fd, on: False)
+    return used
+
+
+def _takes_direct(folder) -> bool:
+    try:
+        os.close(os.open(folder / "probe", os.O_WRONLY | os.O_CREAT | getattr(os, "O_DIRECT", 0)))
+    except OSError:
+        return False
+    return hasattr(os, "O_DIRECT")
+
+
+def test_arrays_and_bytes_round_trip_over_many_frames(tmp_path, monkeypatch, sink):
     monkeypatch.setattr(vault_module, "FRAME", 1000)
     vault = Vault(tmp_path, KEY)
     updates, mean = opened_like(3, 1001, 0), np.random.default_rng(1).normal(size=777)
@@ -37,13 +56,15 @@ def test_arrays_and_bytes_round_trip_over_many_frames(tmp_path, monkeypatch):
     assert back.dtype == np.float64 and np.array_equal(back, updates)
     name, stored = vault.put_array("r1", mean)  # not float32 values: kept as float64
     assert stored == "<f8" and np.array_equal(vault.get_array("r1", name, stored, "<f8", mean.shape), mean)
-    blob = os.urandom(5000)
-    assert vault.get_bytes("r1", vault.put_bytes("r1", blob)) == blob
+    for blob in (os.urandom(5000), os.urandom(3000), b""):  # a short last frame, whole frames, none
+        assert vault.get_bytes("r1", vault.put_bytes("r1", blob)) == blob
     name, stored = vault.put_array("r1", np.zeros((0, 4)))
     assert vault.get_array("r1", name, stored, "<f8", (0, 4)).shape == (0, 4)
+    if sink and _takes_direct(tmp_path):
+        assert True in sink and False in sink  # whole blocks went out direct, the tails not
 
 
-def test_an_altered_truncated_or_foreign_result_does_not_open(tmp_path, monkeypatch):
+def test_an_altered_truncated_or_foreign_result_does_not_open(tmp_path, monkeypatch, sink):
     monkeypatch.setattr(vault_module, "FRAME", 1000)
     blob = os.urandom(3500)  # four frames
     name = Vault(tmp_path, KEY).put_bytes("r1", blob)
@@ -52,10 +73,14 @@ def test_an_altered_truncated_or_foreign_result_does_not_open(tmp_path, monkeypa
     assert blob not in sealed and blob[:64] not in sealed
     with pytest.raises(ResultsError, match="another results key"):
         Vault(tmp_path, bytes(32)).get_bytes("r1", name)
-    for damaged in (sealed[:100] + bytes([sealed[100] ^ 1]) + sealed[101:], sealed[: len(sealed) - 1004]):
+    flipped = sealed[:100] + bytes([sealed[100] ^ 1]) + sealed[101:]
+    for damaged in (flipped, sealed[: len(sealed) - 1004], sealed[: len(sealed) - 10]):  # a frame short
         path.write_bytes(damaged)
         with pytest.raises(ResultsError, match=f"r1/{name} does not open"):
             Vault(tmp_path, KEY).get_bytes("r1", name)
+    path.write_bytes(sealed[:8])
+    with pytest.raises(ResultsError, match="holds no frame"):
+        Vault(tmp_path, KEY).get_bytes("r1", name)
     path.unlink()
     with pytest.raises(ResultsError, match="missing"):
         Vault(tmp_path, KEY).get_bytes("r1", name)
