@@ -14,6 +14,7 @@ takes it (`_Sink`, `_Source`).
 
 from __future__ import annotations
 
+import errno
 import fcntl
 import hashlib
 import mmap
@@ -114,7 +115,8 @@ class Vault:
             flat[at : at + part.size] = part
             at += part.size
         if at != flat.size:
-            raise ResultsError(f"sealed result {round_key}/{name} holds more or fewer than {flat.size} values")
+            held = at if at < flat.size else "more"
+            raise ResultsError(f"sealed result {round_key}/{name} holds {held} values, expected {flat.size}")
         return out
 
     def remove(self, round_key: str) -> tuple[int, int]:
@@ -233,7 +235,12 @@ class _Sink:
         with memoryview(self._buffer) as view:
             written = 0
             while written < size:
-                written += os.write(self._fd, view[written:size])
+                try:
+                    written += os.write(self._fd, view[written:size])
+                except OSError as exc:  # a file system that takes the flag but not the writes
+                    if not self._direct or exc.errno != errno.EINVAL:
+                        raise
+                    self._direct = _set_direct(self._fd, False)
         self._buffer.move(0, size, self._used - size)
         self._used -= size
 
@@ -276,7 +283,13 @@ class _Source:
         with memoryview(self._buffer) as view:
             while self._end - self._start < size and not self._done:
                 room = (len(self._buffer) - self._end) // self.BLOCK * self.BLOCK
-                got = os.readv(self._fd, [view[self._end : self._end + room]])
+                try:
+                    got = os.readv(self._fd, [view[self._end : self._end + room]])
+                except OSError as exc:  # as in _Sink._flush
+                    if not self._direct or exc.errno != errno.EINVAL:
+                        raise
+                    self._direct = _set_direct(self._fd, False)
+                    continue
                 self._done = got < room  # a short read: the end of the file
                 self._end += got
 

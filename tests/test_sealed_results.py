@@ -3,6 +3,8 @@ loaded back exactly on a rerun, refused when altered, and pruned."""
 
 from __future__ import annotations
 
+import errno
+import fcntl
 import os
 import stat
 
@@ -137,3 +139,27 @@ def test_a_round_step_stores_its_updates_once_sealed_and_a_rerun_reads_them_back
     assert prune([key]) == (len(stored) + 1, disk + record_size)
     assert not (platform.settings.results_dir / key).exists() and not records[0].exists()
     assert np.array_equal(run_step(1, key).matrix, first.matrix) and calls.count(1) == 2  # pruned: recomputed
+
+
+def test_a_file_system_that_takes_o_direct_but_refuses_its_io_is_written_through_the_cache(tmp_path, monkeypatch):
+    """Some file systems accept the flag and then refuse aligned reads and writes (EINVAL): the
+    vault turns the flag off and carries on."""
+    if not _takes_direct(tmp_path):
+        pytest.skip("this file system refuses O_DIRECT when opened: the other path")
+    refused = []
+
+    def refusing(real):
+        def call(fd, *args):
+            if fcntl.fcntl(fd, fcntl.F_GETFL) & os.O_DIRECT:
+                refused.append(real.__name__)
+                raise OSError(errno.EINVAL, "Invalid argument")
+            return real(fd, *args)
+
+        return call
+
+    monkeypatch.setattr(vault_module.os, "write", refusing(os.write))
+    monkeypatch.setattr(vault_module.os, "readv", refusing(os.readv))
+    monkeypatch.setattr(vault_module, "FRAME", 1000)
+    vault, blob = Vault(tmp_path, KEY), os.urandom(20_000)
+    assert vault.get_bytes("r1", vault.put_bytes("r1", blob)) == blob
+    assert refused == ["write", "readv"]
