@@ -199,8 +199,8 @@ class Vault:
 class _Sink:
     """A new file written in order through one page-aligned buffer, in whole blocks with O_DIRECT
     where the file system takes it (the tail, and everywhere else, through the page cache). A
-    sealed result is written once and read back at most once or twice; through the page cache,
-    on a VM whose RAM is full of cache, its 400 MB cost seconds of reclaim, direct a quarter of one."""
+    sealed result is written once and read back at most once or twice, so it has no use for the
+    page cache, whose growth on a VM with its RAM full of cache costs more than the disk."""
 
     BLOCK = 4096  # what O_DIRECT aligns buffers, lengths and offsets to (any logical block size divides it)
 

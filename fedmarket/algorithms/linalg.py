@@ -23,9 +23,8 @@ THREADS = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else 
 def fresh_array(shape: tuple[int, ...], dtype=np.float64) -> np.ndarray:
     """A zeroed array in base pages, for a round's models. numpy advises huge pages on every
     large array, and where the kernel compacts memory to serve them (THP defrag "madvise" with RAM
-    full of page cache) the first touch of 800 MB takes seconds, not a fraction of one. numpy has
-    no per-array switch for that advice, so the pages come from an anonymous private mapping,
-    which gets none."""
+    full of page cache) the first touch of a round's matrix stalls on it. numpy has no per-array
+    switch for that advice, so the pages come from an anonymous private mapping, which gets none."""
     dtype = np.dtype(dtype)
     count = math.prod(shape)
     pages = mmap.mmap(-1, max(count * dtype.itemsize, 1), flags=mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS)

@@ -268,7 +268,7 @@ class Chain:
         batch on a node (a round's per-trainer reads are otherwise hundreds of round trips), one by
         one in process (eth-tester has no batches, and no round trips to save). The batch is
         encoded and decoded with eth-abi: web3 validates a contract's whole ABI, hashing every
-        selector, for each call it builds, which made a batch of 100 reads 30 times slower."""
+        selector, for each call it builds, which costs far more than the batch's round trip."""
         if self.in_process or len(args) < 2:
             return [self.call(getattr(contract.functions, name)(*a), block=block) for a in args]
         selector, inputs, outputs = self._signature(contract, name)
