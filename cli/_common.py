@@ -29,7 +29,11 @@ BatchSize = Annotated[int | None, typer.Option(help="trainers' batch size (defau
 LearningRate = Annotated[
     float | None, typer.Option(help="trainers' learning rate (default: lr 1.0, mlp 0.3, cnn and module 0.1)")
 ]
-LocalEpochs = Annotated[int | None, typer.Option(help="epochs each trainer trains per round (default 5)")]
+LocalEpochs = Annotated[int | None, typer.Option(help="epochs each trainer trains per round, at least (default 5)")]
+MinLocalSteps = Annotated[
+    int | None,
+    typer.Option(help="SGD steps each trainer takes per round, at least: small shares train more epochs (default 100)"),
+]
 
 
 def print_json(payload: dict) -> None:

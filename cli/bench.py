@@ -13,6 +13,7 @@ from fedmarket_cli._common import (
     BUILTIN_MODEL,
     BatchSize,
     LearningRate,
+    MinLocalSteps,
     emit,
     fmt,
     int_list,
@@ -277,14 +278,18 @@ def bench_data(
     model: Annotated[str, typer.Option(**BUILTIN_MODEL, help="lr | mlp | cnn")] = "lr",
     malicious: Annotated[int, typer.Option(min=0, max=3, help="attacking trainers of the 8 (their rows are lost)")] = 0,
     rounds: Annotated[int, typer.Option(min=1, help="market rounds")] = 5,
+    seeds: Annotated[
+        str, typer.Option(metavar="S[,S...]", help="seeds of the owner's split and the shares, a row each")
+    ] = "0",
     batch_size: BatchSize = None,
     learning_rate: LearningRate = None,
+    min_local_steps: MinLocalSteps = None,
     as_json: Annotated[bool, typer.Option("--json", help='print {"rows": [...]}')] = False,
 ) -> None:
     """The demo market (8 trainers, 5 rounds by default) on each data set against centralised training of
     the same model on all trainers' rows (as many epochs as a trainer trains in the market); both
-    scored on the owner's held-out data. Target, without attackers: gap within 2 points. Reads
-    the FEDMARKET_* settings (a temporary store)."""
+    scored on the owner's held-out data, a row per seed. Target, without attackers: gap within 2
+    points. Reads the FEDMARKET_* settings (a temporary store)."""
     import tempfile
     from pathlib import Path
 
@@ -294,6 +299,12 @@ def bench_data(
     sources = [s.strip() for s in data.split(",") if s.strip()]
     if not sources:
         raise usage_error("--data", "no data set named")
+    try:
+        seed_list = tuple(int(s) for s in seeds.split(",") if s.strip())
+    except ValueError:
+        raise usage_error("--seeds", f"{seeds!r} is not a comma-separated list of integers") from None
+    if not seed_list:
+        raise usage_error("--seeds", "no seed named")
     with tempfile.TemporaryDirectory(prefix="fedmarket-bench-data-") as tmp:
         try:
             rows = run(
@@ -303,8 +314,10 @@ def bench_data(
                 malicious,
                 Path(tmp),
                 rounds=rounds,
+                seeds=seed_list,
                 batch_size=batch_size,
                 learning_rate=learning_rate,
+                min_local_steps=min_local_steps,
             )
         except ValueError as exc:
             raise usage_error("options", problems(exc)) from None
@@ -314,10 +327,12 @@ def bench_data(
         "market against centralised training (accuracy on the owner's held-out data)",
         [
             "data",
+            "seed",
             "model",
             "rounds",
             "batch_size",
             "learning_rate",
+            "local_epochs",
             "rows",
             "features",
             "classes",

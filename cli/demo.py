@@ -21,6 +21,7 @@ from fedmarket_cli._common import (
     BatchSize,
     LearningRate,
     LocalEpochs,
+    MinLocalSteps,
     err,
     problems,
     stdout_console,
@@ -66,6 +67,7 @@ def demo(
     batch_size: BatchSize = None,
     learning_rate: LearningRate = None,
     local_epochs: LocalEpochs = None,
+    min_local_steps: MinLocalSteps = None,
     dp_epsilon: Annotated[
         float | None,
         typer.Option(
@@ -107,6 +109,7 @@ def demo(
             batch_size=batch_size,
             learning_rate=learning_rate,
             local_epochs=local_epochs,
+            min_local_steps=min_local_steps,
         )
     except ValueError as exc:
         raise usage_error("options", problems(exc)) from None

@@ -21,6 +21,7 @@ from fedmarket_cli._common import (
     BatchSize,
     LearningRate,
     LocalEpochs,
+    MinLocalSteps,
     choice,
     print_json,
     problems,
@@ -100,6 +101,7 @@ def owner_create(
     batch_size: BatchSize = None,
     learning_rate: LearningRate = None,
     local_epochs: LocalEpochs = None,
+    min_local_steps: MinLocalSteps = None,
     dp_noise_multiplier: Annotated[
         float | None,
         typer.Option(
@@ -117,7 +119,12 @@ def owner_create(
     from fedmarket_flows.owner import create_market_flow
     from fedmarket_schemas.market import DifferentialPrivacy, ModelKind, TrainingConfig
 
-    chosen = {"batch_size": batch_size, "learning_rate": learning_rate, "local_epochs": local_epochs}
+    chosen = {
+        "batch_size": batch_size,
+        "learning_rate": learning_rate,
+        "local_epochs": local_epochs,
+        "min_local_steps": min_local_steps,
+    }
     training = {k: v for k, v in chosen.items() if v is not None}
     privacy = None
     try:

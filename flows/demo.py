@@ -68,13 +68,15 @@ class DemoConfig(BaseModel):
     )
     batch_size: int | None = Field(None, gt=0, description="trainers' batch size; unset: the model's default")
     learning_rate: float | None = Field(None, gt=0, description="unset: the model's default")
-    local_epochs: int | None = Field(None, gt=0, description="epochs each trainer trains a round; unset: 5")
+    local_epochs: int | None = Field(None, gt=0, description="epochs each trainer trains a round, at least; unset: 5")
+    min_local_steps: int | None = Field(None, ge=0, description="SGD steps each trainer takes a round, at least")
 
     def training(self) -> TrainingConfig:
         overrides = {
             "batch_size": self.batch_size,
             "learning_rate": self.learning_rate,
             "local_epochs": self.local_epochs,
+            "min_local_steps": self.min_local_steps,
         }
         return TrainingConfig.for_model(self.model, **{k: v for k, v in overrides.items() if v is not None})
 

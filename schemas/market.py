@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import re
 from enum import Enum
 
@@ -93,9 +94,16 @@ class DifferentialPrivacy(BaseModel):
 
 
 class TrainingConfig(BaseModel):
+    """How every trainer trains a round. A round is at least `local_epochs` epochs and at least
+    `min_local_steps` SGD steps: a share of a few dozen rows takes a few steps an epoch, and a
+    market of such shares would end its rounds well short of training on the pooled rows. Shares
+    large enough for the steps train `local_epochs` epochs; every share takes about as many steps
+    as the others, so none pulls the mean by training longer."""
+
     model_config = ConfigDict(frozen=True)
 
     local_epochs: int = Field(5, gt=0)
+    min_local_steps: int = Field(100, ge=0, description="SGD steps a trainer takes each round at least")
     batch_size: int = Field(16, gt=0)
     learning_rate: float = Field(1.0, gt=0)
     weight_decay: float = Field(0.0, ge=0)
@@ -110,6 +118,14 @@ class TrainingConfig(BaseModel):
         rates = {ModelKind.lr: 1.0, ModelKind.mlp: 0.3, ModelKind.cnn: 0.1, ModelKind.module: 0.1}
         batches = {ModelKind.cnn: 8}
         return cls(**{"learning_rate": rates[kind], "batch_size": batches.get(kind, 16), **overrides})
+
+    def batches_per_epoch(self, rows: int) -> int:
+        return math.ceil(rows / self.batch_size)
+
+    def epochs_for(self, rows: int) -> int:
+        """Epochs a trainer of `rows` rows trains each round: `local_epochs`, or as many more as
+        `min_local_steps` takes."""
+        return max(self.local_epochs, math.ceil(self.min_local_steps / self.batches_per_epoch(rows)))
 
 
 def _check_range(low: Range, high: Range, count: int, what: str) -> None:

@@ -98,6 +98,8 @@ BAD = [
     ),
     (["demo", "--learning-rate", "-1"], 2, "learning_rate"),
     (["bench", "data", "--batch-size", "0"], 2, "batch_size"),
+    (["bench", "data", "--seeds", "0,x"], 2, "--seeds"),
+    (["demo", "--min-local-steps", "-1"], 2, "min_local_steps"),
     (["owner", "status", "--market", "0x12"], 2, "0x12"),
     (["owner", "status"], 2, "--market"),
     (["owner", "cancel", "--market", "market"], 2, "market"),

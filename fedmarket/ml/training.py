@@ -23,7 +23,7 @@ def train_local(
     private_seed: int | None = None,
     accountant: RDPAccountant | None = None,
 ) -> np.ndarray:
-    """Start from the global model, train `training.local_epochs` epochs, return the local model.
+    """Start from the global model, train `training.epochs_for` the share's rows, return the local model.
     A task with `training.dp` trains with DP-SGD (fedmarket.ml.privacy), whose sampling and noise
     are secret unless `private_seed` fixes them (simulations); `accountant` collects its steps."""
     generator = torch.Generator().manual_seed(seed)
@@ -37,7 +37,7 @@ def train_local(
         train_private(net, optimiser, x, y, training, seed=private_seed, accountant=accountant)
         return state_to_vector(net.state_dict())
     net.train()
-    for _ in range(training.local_epochs):
+    for _ in range(training.epochs_for(len(y))):
         order = torch.randperm(len(y), generator=generator)
         for start in range(0, len(y), training.batch_size):
             batch = order[start : start + training.batch_size]
