@@ -9,6 +9,9 @@ CID, committed). In the same process it then measures:
   that name them are not timed: on the in-process EVM they alone cost more than the floor);
 - the round flow (fetch, open, validate, detect, aggregate, evaluate, store, finalize) through
   Prefect with its persisted, sealed results, and each of its task runs as Prefect recorded it;
+  the flow call's wall time, and apart from it the run's own duration as Prefect recorded it
+  (`run_s`): the call also waits for the engine's teardown, whose heartbeat thread sleeps in
+  1-second steps, so the call returns on the first whole second of the run after its end;
 - the flow's peak resident memory (sampled from /proc every 10 ms; Linux only), absolute and
   above the process's before the flow, and the bytes it wrote to disk (/proc/self/io).
 """
@@ -52,7 +55,8 @@ class RoundRow(BaseModel):
     floor_s: float
     ratio: float
     calls: int = 1
-    peak_rss_gb: float | None = None  # "round" rows only
+    run_s: float | None = None  # "round" rows only: Running to Completed, as Prefect recorded it
+    peak_rss_gb: float | None = None
     peak_added_gb: float | None = None
     matrix_gb: float | None = None  # L x d float64
     disk_written_mb: float | None = None
@@ -130,10 +134,12 @@ def _measure(platform: Platform, trainers: int, params: int) -> list[RoundRow]:
             trainers=trainers, params=d, step=step, seconds=s, floor_s=floor_s, ratio=s / floor_s, calls=calls, **extra
         )
 
-    steps = [row(name, s, calls) for name, (s, calls) in _task_times(state.state_details.flow_run_id).items()]
+    times, run_s = _run_times(state.state_details.flow_run_id)
+    steps = [row(name, s, calls) for name, (s, calls) in times.items()]
     whole = row(
         "round",
         seconds,
+        run_s=run_s,
         peak_rss_gb=peak.peak / 1e9,
         peak_added_gb=(peak.peak - rss_before) / 1e9,
         matrix_gb=trainers * d * 8 / 1e9,
@@ -158,9 +164,10 @@ def _floor(platform: Platform, market, aggregator) -> tuple[float, int]:
     return time.perf_counter() - began, total
 
 
-def _task_times(flow_run_id, wait_s: float = 30.0) -> dict[str, tuple[float, int]]:
+def _run_times(flow_run_id, wait_s: float = 30.0) -> tuple[dict[str, tuple[float, int]], float | None]:
     """Each task run's wall time as Prefect recorded it (start to end, result persisted),
-    summed by name without the round; waits for the records' end times to arrive."""
+    summed by name without the round, and the flow run's own; waits for the records' end times
+    to arrive."""
     from prefect.client.orchestration import get_client
     from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId
 
@@ -168,7 +175,9 @@ def _task_times(flow_run_id, wait_s: float = 30.0) -> dict[str, tuple[float, int
     with get_client(sync_client=True) as client:
         while True:
             runs = client.read_task_runs(flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[flow_run_id])))
-            if all(r.end_time is not None for r in runs) or time.monotonic() > deadline:
+            flow_run = client.read_flow_run(flow_run_id)
+            ended = flow_run.end_time is not None and all(r.end_time is not None for r in runs)
+            if ended or time.monotonic() > deadline:
                 break
             time.sleep(0.5)
     times: dict[str, tuple[float, int]] = {}
@@ -178,7 +187,8 @@ def _task_times(flow_run_id, wait_s: float = 30.0) -> dict[str, tuple[float, int
         name = re.sub(r"-r\d+$", "", r.name)
         s, n = times.get(name, (0.0, 0))
         times[name] = (s + (r.end_time - r.start_time).total_seconds(), n + 1)
-    return times
+    recorded = flow_run.start_time is not None and flow_run.end_time is not None
+    return times, (flow_run.end_time - flow_run.start_time).total_seconds() if recorded else None
 
 
 def _rss() -> int:
