@@ -165,7 +165,7 @@ def _round_flow(market: str, round: int, aggregator: str | None = None, wait: bo
     else:
         logger.info("round %d: not proven (the market names no round verifier)", round)
     publish_round(client.address, report, outliers, client.trainers())
-    publish_rounds(client, context)
+    publish_rounds(client, context, measured={aggregate_cid: val_accuracy})
     return report
 
 
@@ -242,7 +242,7 @@ def _secure_round(client, round: int, aggregator: str, context, wait: bool = Tru
         list(recovery.invalid_shares) or "none",
     )
     publish_round(client.address, report, outliers, trainers)
-    publish_rounds(client, context)
+    publish_rounds(client, context, measured={aggregate_cid: val_accuracy})
     return report
 
 

@@ -7,7 +7,11 @@ from __future__ import annotations
 
 import base64
 import contextvars
+import hashlib
 import io
+import itertools
+import json
+import os
 import threading
 import time
 from collections.abc import Iterator
@@ -23,6 +27,7 @@ from prefect.artifacts import (
 )
 from prefect.client.orchestration import get_client
 from prefect.client.schemas.filters import FlowFilter, FlowFilterName, FlowRunFilter, FlowRunFilterTags
+from prefect.client.schemas.sorting import FlowRunSort
 from prefect.context import FlowRunContext
 from prefect.settings import PREFECT_UI_URL
 
@@ -154,77 +159,132 @@ def _linked(text: str, url: str | None, *, code: bool = True) -> str:
 
 def validation_accuracies(client, context) -> dict[int, float]:
     """Validation accuracy of every finalized round's aggregate, read back from the chain and the
-    store (the settlement's plot and the market's rounds artifact)."""
-    rounds = range(1, client.current_round() + 1)
-    return {r: _accuracy_of(client.aggregate_of(r)[0], context) for r in rounds if client.round_state(r).finalized}
+    store, or the aggregator's memo of them (the settlement's plot)."""
+    numbers = list(range(1, client.current_round() + 1))
+    finalized = [r for r, state in zip(numbers, client.round_states(numbers)) if state.finalized]
+    aggregates = client.finalized_rounds()
+    accuracies = AccuracyMemo(context).of([aggregates[r][0] for r in finalized])
+    return {r: accuracies[aggregates[r][0]] for r in finalized}
 
 
-def _accuracy_of(cid: str, context) -> float:
-    model = decode_update(current_platform().store.get(cid), context.spec.model)
-    return accuracy(model, context.validation, context.spec.model)
+class AccuracyMemo:
+    """Validation accuracy of a market's aggregates, by CID, in a small JSON file in the
+    aggregator's state directory: an aggregate's accuracy on the market's validation split never
+    changes, so the market artifact, republished every round, evaluates each aggregate once and
+    not once a round. Keyed by the task, the owner's data and the split seed; a file that is
+    missing or unreadable only means evaluating again."""
+
+    def __init__(self, context):
+        key = hashlib.sha256(f"{context.spec_cid}/{context.data_cid}/{context.split_seed}".encode()).hexdigest()
+        self.path = current_platform().settings.state_dir / "accuracy" / f"{key[:32]}.json"
+        self.context = context
+        try:
+            self.known: dict[str, float] = {str(k): float(v) for k, v in json.loads(self.path.read_text()).items()}
+        except (OSError, ValueError, AttributeError):
+            self.known = {}
+
+    def of(self, cids: list[str], new: dict[str, float] | None = None) -> dict[str, float]:
+        """Accuracy of each of `cids`; `new`: accuracies the caller has just measured."""
+        missing = {cid for cid in cids if cid not in self.known and cid not in (new or {})}
+        found = {**(new or {}), **{cid: self._evaluate(cid) for cid in sorted(missing)}}
+        if set(found) - set(self.known):
+            self.known.update(found)
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            partial = self.path.with_suffix(f".{os.getpid()}.tmp")
+            partial.write_text(json.dumps(self.known))
+            partial.replace(self.path)  # atomic: a reader sees the old memo or the new one
+        return {cid: self.known[cid] for cid in cids}
+
+    def _evaluate(self, cid: str) -> float:
+        spec = self.context.spec
+        return accuracy(
+            decode_update(current_platform().store.get(cid), spec.model), self.context.validation, spec.model
+        )
+
+
+RUN_PAGE = 200  # flow runs read a page at a time
 
 
 def round_run_links(market: str) -> dict[int, str]:
-    """The UI page of each round's latest aggregator run of `market`, by round (none without a UI)."""
+    """The UI page of each round's latest aggregator run of `market`, by round (none without a UI):
+    every run, newest first, page by page."""
     ui = PREFECT_UI_URL.value()
     if not ui:
         return {}
     tags = [f"market:{market.lower()}", "role:aggregator"]
+    links: dict[int, str] = {}
     with get_client(sync_client=True) as prefect:
-        runs = prefect.read_flow_runs(
-            flow_filter=FlowFilter(name=FlowFilterName(any_=["fedmarket-round"])),
-            flow_run_filter=FlowRunFilter(tags=FlowRunFilterTags(all_=tags)),
-            limit=200,
-        )
-    links = {}
-    for run in sorted(runs, key=lambda r: r.created):  # the latest run of a round wins
-        for tag in run.tags:
-            if tag.startswith("round:"):
-                round = int(tag.removeprefix("round:"))
-                links[round] = f"[run]({ui.rstrip('/')}/runs/flow-run/{run.id})"
+        for offset in itertools.count(0, RUN_PAGE):
+            runs = prefect.read_flow_runs(
+                flow_filter=FlowFilter(name=FlowFilterName(any_=["fedmarket-round"])),
+                flow_run_filter=FlowRunFilter(tags=FlowRunFilterTags(all_=tags)),
+                sort=FlowRunSort.EXPECTED_START_TIME_DESC,
+                limit=RUN_PAGE,
+                offset=offset,
+            )
+            for run in runs:
+                for tag in run.tags:
+                    if tag.startswith("round:"):  # newest first: a round's latest run wins
+                        links.setdefault(
+                            int(tag.removeprefix("round:")), f"[run]({ui.rstrip('/')}/runs/flow-run/{run.id})"
+                        )
+            if len(runs) < RUN_PAGE:
+                return links
     return links
 
 
-def publish_rounds(client, context, *, final_accuracy: float | None = None) -> None:
+def publish_rounds(
+    client, context, *, final_accuracy: float | None = None, measured: dict[str, float] | None = None
+) -> None:
     """The market's rounds side by side, one artifact a new version of which each round and the
     settlement publish: status, accuracy, who was kept, flagged and excluded, gas, proof, the
-    aggregate and the round's run. It reads chain, store and Prefect API again: where one is away,
+    aggregate and the round's run. `measured`: aggregate CID -> validation accuracy the caller
+    has just computed. It reads chain, store and Prefect API again, in batches: where one is away,
     a warning, not a failed run (the round it reports on is already on chain)."""
     try:
-        lines = _market_lines(client, context, final_accuracy)
+        lines = _market_lines(client, context, final_accuracy, measured)
     except (ChainUnavailableError, StoreUnavailableError, httpx.HTTPError) as exc:
         get_run_logger().warning("market artifact not updated: %s", exc)
         return
     create_markdown_artifact(key=artifact_key(client.address, "rounds"), markdown="\n".join(lines))
 
 
-def _market_lines(client, context, final_accuracy: float | None) -> list[str]:
+def _market_lines(client, context, final_accuracy: float | None, measured: dict[str, float] | None) -> list[str]:
     runs = round_run_links(client.address)
-    rounds = client.round_count()
+    numbers = list(range(1, client.round_count() + 1))
     settled = f"; final test accuracy **{final_accuracy:.4f}**" if final_accuracy is not None else ""
     lines = [
         f"# Market `{client.address}`: its rounds side by side",
         "",
-        f"- phase **{client.phase()}**, round {client.current_round()} of {rounds}{settled}",
+        f"- phase **{client.phase()}**, round {client.current_round()} of {len(numbers)}{settled}",
         f"- task {cid_link(context.spec_cid)}: detector `{context.spec.detector}`, "
         f"aggregator `{context.spec.aggregator}`, aggregation `{context.spec.aggregation.value}`",
         "",
         "| round | status | accuracy (validation) | submitted | kept | flagged | excluded | gas | proof | aggregate | run |",
         "|---|---|---|---|---|---|---|---|---|---|---|",
     ]
-    for r in range(1, rounds + 1):
-        state = client.round_state(r)
-        submitted, excluded = client.submitted_mask(r).bit_count(), client.excluded_mask(r).bit_count()
-        if not state.finalized:
+    states = client.round_states(numbers)
+    submitted_masks, excluded_masks = client.masks("submittedMask", numbers), client.masks("excludedMask", numbers)
+    finalized = {r: found for r, found in client.finalized_rounds().items() if states[r - 1].finalized}
+    gas = {r: tx.gas_used for r, tx in zip(finalized, client.chain.receipts([tx for _, tx in finalized.values()]))}
+    accuracies = AccuracyMemo(context).of([cid for cid, _ in finalized.values()], measured)
+    for r, state, submitted_mask, excluded_mask in zip(numbers, states, submitted_masks, excluded_masks):
+        submitted, excluded = submitted_mask.bit_count(), excluded_mask.bit_count()
+        if r not in finalized:
             status = "open" if state.deadline else "not opened"
             cells = [r, status, "", submitted or "", "", "", excluded or "", "", "", "", runs.get(r, "")]
         else:
+            aggregate, tx_hash = finalized[r]
             kept = state.benign_mask.bit_count()
-            _, tx = client.last_event("RoundFinalized", round=r)
-            aggregate = client.aggregate_of(r)[0]
-            accuracy_ = _accuracy_of(aggregate, context)
-            cells = [r, "finalized", f"{accuracy_:.4f}", submitted, kept, max(0, submitted - kept - excluded)]
-            cells += [excluded, chain_link(tx.tx_hash, text=f"{tx.gas_used:,}")]
+            cells = [
+                r,
+                "finalized",
+                f"{accuracies[aggregate]:.4f}",
+                submitted,
+                kept,
+                max(0, submitted - kept - excluded),
+            ]
+            cells += [excluded, chain_link(tx_hash, text=f"{gas[r]:,}")]
             cells += ["verified" if state.verified else "not proven", cid_link(aggregate, short=True)]
             cells += [runs.get(r, "")]
         lines.append("| " + " | ".join(map(str, cells)) + " |")

@@ -343,3 +343,28 @@ def test_the_runs_are_tagged_with_role_market_chain_and_round(demo):
     rounds = {tag for run in runs for tag in run.tags if tag.startswith("round:")}
     assert rounds == {f"round:{r}" for r in range(1, report.rounds[-1].round + 1)}
     assert {run.name.split("-")[0] for run in runs} >= {"round", "settle"}
+
+
+def test_the_market_artifact_evaluates_each_aggregate_once(demo, monkeypatch):
+    """The rounds artifact is republished every round; each aggregate's validation accuracy comes
+    from the aggregator's memo after its round measured it, so republishing evaluates nothing. A
+    lost memo costs one evaluation per finalized round, and gives the same figures."""
+    from fedmarket.market_context import market_context
+    from fedmarket_tasks.report import AccuracyMemo, _market_lines
+
+    platform, report = demo
+    with use_platform(platform):
+        client = platform.market(report.market)
+        context = market_context(client, platform.store)
+        memo = AccuracyMemo(context)
+        assert [memo.known[r.aggregate_cid] for r in report.rounds] == [r.accuracy for r in report.rounds]
+        with monkeypatch.context() as m:
+            m.setattr(AccuracyMemo, "_evaluate", lambda self, cid: pytest.fail(f"aggregate {cid} evaluated again"))
+            lines = _market_lines(client, context, None, None)
+        memo.path.unlink()
+        evaluated = []
+        original = AccuracyMemo._evaluate
+        monkeypatch.setattr(AccuracyMemo, "_evaluate", lambda self, cid: evaluated.append(cid) or original(self, cid))
+        assert _market_lines(client, context, None, None) == lines
+    assert sorted(evaluated) == sorted(r.aggregate_cid for r in report.rounds)
+    assert all(f"| {r.accuracy:.4f} |" in "\n".join(lines) for r in report.rounds)

@@ -12,7 +12,7 @@ from fedmarket.audit import audit_market, ledger_differences
 from fedmarket.chain import FactoryClient, seed_commitment
 from fedmarket.chain.ledger import MarketLedger
 from fedmarket.context import Platform, use_platform
-from fedmarket.errors import ContractRevertError, FedMarketError
+from fedmarket.errors import ContractRevertError, FedMarketError, ProtocolError
 from fedmarket.field import BN254_FIELD
 from fedmarket.settings import Settings
 from tests.helpers import assert_ledger_matches, cid_of, create_market, party, small_spec, snapshot
@@ -25,12 +25,25 @@ def submit_all(platform, market, members, round):
         market.submit(t.account, round, cid_of(platform, f"update {round} {i}".encode()), COMMITMENT)
 
 
+def counted_batches(platform, monkeypatch) -> list[int]:
+    """The size of each JSON-RPC batch the platform's node is sent from now on (none in process)."""
+    provider, batches = platform.chain._w3.provider, []
+    if hasattr(provider, "make_batch_request"):
+        original = provider.make_batch_request
+        monkeypatch.setattr(
+            provider, "make_batch_request", lambda requests: batches.append(len(requests)) or original(requests)
+        )
+    return batches
+
+
 def open_round(platform, market, aggregator, round=1):
     market.open_round(aggregator.account, cid_of(platform, f"global {round}".encode()), "0x" + "03" * 32)
 
 
 def finalize(platform, market, aggregator, round, mask):
-    market.finalize_round(aggregator.account, round, cid_of(platform, f"agg {round}".encode()), "0x" + "04" * 32, mask)
+    return market.finalize_round(
+        aggregator.account, round, cid_of(platform, f"agg {round}".encode()), "0x" + "04" * 32, mask
+    )
 
 
 def expect_revert(name, call):
@@ -415,19 +428,32 @@ def test_bonds_are_returned_at_the_reveal_and_forfeited_without_one(any_platform
     assert market.balance() == market.total_owed() + market.undistributed()
 
 
+def test_a_markets_per_round_reads_are_one_batch_on_a_node(any_platform, monkeypatch):
+    """Every round's state and masks, and every finalized round's aggregate: what the per-round
+    reads give, in a JSON-RPC batch each on a node and one scan of the finalize events."""
+    market, _, aggregator, members, _ = create_market(any_platform)
+    open_round(any_platform, market, aggregator)
+    submit_all(any_platform, market, members, 1)
+    tx = finalize(any_platform, market, aggregator, 1, 0b011)
+    open_round(any_platform, market, aggregator, round=2)
+    batches = counted_batches(any_platform, monkeypatch)
+    states = market.round_states([1, 2])
+    submitted, excluded = market.masks("submittedMask", [1, 2]), market.masks("excludedMask", [1, 2])
+    assert batches == ([] if any_platform.chain.in_process else [2, 2, 2])
+    assert states == [market.round_state(1), market.round_state(2)] and [s.finalized for s in states] == [True, False]
+    assert submitted == [0b111, 0] and excluded == [0, 0]
+    assert market.finalized_rounds() == {1: (market.aggregate_of(1)[0], tx.tx_hash)}
+    with pytest.raises(ProtocolError, match="benignMask is not a per-round mask"):
+        market.masks("benignMask", [1])
+
+
 def test_a_rounds_per_trainer_reads_are_one_batch_on_a_node(any_platform, monkeypatch):
     """Submissions and registered keys: what one read per trainer gives, in one JSON-RPC batch on
     a node (one by one in process, where there are no round trips)."""
     market, _, aggregator, members, _ = create_market(any_platform)
     open_round(any_platform, market, aggregator)
     submit_all(any_platform, market, members, 1)
-    provider = any_platform.chain._w3.provider
-    batches = []
-    if hasattr(provider, "make_batch_request"):
-        original = provider.make_batch_request
-        monkeypatch.setattr(
-            provider, "make_batch_request", lambda requests: batches.append(len(requests)) or original(requests)
-        )
+    batches = counted_batches(any_platform, monkeypatch)
     submissions = market.submissions(1)
     keys = market.encryption_keys([m.address for m in members])
     assert [s.commitment for s in submissions] == [market.commitment_of(1, i) for i in range(3)] == [COMMITMENT] * 3

@@ -360,6 +360,28 @@ class MarketClient:
         deadline, finalized, verified, benign_mask = self._read("getRound", round)
         return RoundState(round, int(deadline), bool(finalized), bool(verified), int(benign_mask))
 
+    def round_states(self, rounds: list[int]) -> list[RoundState]:
+        """`round_state` of each of `rounds`, in order: one batch on a node."""
+        rows = self.chain.call_many(self.contract, "getRound", [(r,) for r in rounds], block=self.block)
+        return [RoundState(r, int(d), bool(f), bool(v), int(m)) for r, (d, f, v, m) in zip(rounds, rows)]
+
+    def masks(self, name: str, rounds: list[int]) -> list[int]:
+        """`submittedMask` or `excludedMask` (`name`) of each of `rounds`, in order: one batch."""
+        if name not in ("submittedMask", "excludedMask"):
+            raise ProtocolError(f"{name} is not a per-round mask of the market")
+        return [int(m) for m in self.chain.call_many(self.contract, name, [(r,) for r in rounds], block=self.block)]
+
+    def finalized_rounds(self) -> dict[int, tuple[str, str]]:
+        """Round -> (aggregate CID, hash of the transaction that finalized it), from one scan of
+        the RoundFinalized events (the latest of a round wins)."""
+        return {
+            int(log["args"]["round"]): (
+                str(cid_from_digest(bytes(log["args"]["aggregateCid"]))),
+                "0x" + bytes(log["transactionHash"]).hex(),
+            )
+            for log in self.events("RoundFinalized")
+        }
+
     def submitted_mask(self, round: int) -> int:
         return int(self._read("submittedMask", round))
 
