@@ -91,7 +91,7 @@ def settlement_flow(market: str, aggregator: str | None = None, withdraw_fee: bo
             for r in range(1, rounds + 1):  # and, in a DP-SGD task, what each last reported
                 dp_epsilon.update(masked_epsilon(client.address, r, spec))
             accuracy_bps = int(final_accuracy * 10_000)
-            masks = [client.round_state(r).benign_mask for r in range(1, rounds + 1)]
+            masks = [state.benign_mask for state in client.round_states(list(range(1, rounds + 1)))]
             contributions = inclusion.of_masks(masks, trainers)
             onchain = to_onchain(contributions, trainers)
         else:
@@ -131,7 +131,7 @@ def settlement_flow(market: str, aggregator: str | None = None, withdraw_fee: bo
 
     accuracies = validation_accuracies(client, context)
     png = accuracy_plot(accuracies, final_accuracy)
-    masks = {r: client.round_state(r).benign_mask for r in range(1, rounds + 1)}
+    masks = {state.round: state.benign_mask for state in client.round_states(list(range(1, rounds + 1)))}
     flagged = {t: [r for r, mask in masks.items() if not mask >> i & 1] for i, t in enumerate(trainers)}
     publish_settlement(client.address, report, trainers, accuracies, flagged, put_bytes(png), png)
     publish_rounds(client, context, final_accuracy=final_accuracy)
