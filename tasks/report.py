@@ -6,6 +6,7 @@ steps (a proof's with its elapsed and expected time)."""
 from __future__ import annotations
 
 import base64
+import contextlib
 import contextvars
 import hashlib
 import io
@@ -29,6 +30,8 @@ from prefect.client.orchestration import get_client
 from prefect.client.schemas.filters import FlowFilter, FlowFilterName, FlowRunFilter, FlowRunFilterTags
 from prefect.client.schemas.sorting import FlowRunSort
 from prefect.context import FlowRunContext
+from prefect.exceptions import MissingContextError
+from prefect.logging import get_logger
 from prefect.settings import PREFECT_UI_URL
 
 from fedmarket.context import current_platform
@@ -39,6 +42,14 @@ from fedmarket.units import eth
 from fedmarket_schemas.audit import AuditReport
 from fedmarket_schemas.rounds import OutlierReport, RoundReport
 from fedmarket_schemas.settlement import SettlementReport
+
+
+def _logger():
+    """The run's logger (its lines show on the run's page), or the module's outside a run."""
+    try:
+        return get_run_logger()
+    except MissingContextError:
+        return get_logger("fedmarket.report")
 
 
 def artifact_key(market: str, *parts: object) -> str:
@@ -189,11 +200,21 @@ class AccuracyMemo:
         found = {**(new or {}), **{cid: self._evaluate(cid) for cid in sorted(missing)}}
         if set(found) - set(self.known):
             self.known.update(found)
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            partial = self.path.with_suffix(f".{os.getpid()}.tmp")
-            partial.write_text(json.dumps(self.known))
-            partial.replace(self.path)  # atomic: a reader sees the old memo or the new one
+            self._save()
         return {cid: self.known[cid] for cid in cids}
+
+    def _save(self) -> None:
+        """Atomically (a reader sees the old memo or the new one); a memo that cannot be written
+        costs evaluations later, never the run that measured them."""
+        partial = self.path.with_suffix(f".{os.getpid()}.tmp")
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            partial.write_text(json.dumps(self.known))
+            partial.replace(self.path)
+        except OSError as exc:
+            with contextlib.suppress(OSError):
+                partial.unlink(missing_ok=True)
+            _logger().warning("accuracy memo %s not written: %s", self.path, exc)
 
     def _evaluate(self, cid: str) -> float:
         spec = self.context.spec

@@ -88,3 +88,21 @@ def test_a_prefect_api_that_does_not_answer_costs_the_step_its_progress_not_its_
             return "the proof"
 
     assert proving() == "the proof"
+
+
+def test_an_accuracy_memo_that_cannot_be_written_costs_evaluations_not_the_run(platform, monkeypatch, caplog):
+    """The memo's directory cannot be made (a file is in its place): the accuracies are still
+    given, and the next memo evaluates again."""
+    from types import SimpleNamespace
+
+    from fedmarket_tasks.report import AccuracyMemo
+
+    (platform.settings.state_dir / "accuracy").parent.mkdir(parents=True, exist_ok=True)
+    (platform.settings.state_dir / "accuracy").write_text("not a directory")
+    context = SimpleNamespace(spec_cid="bafyspec", data_cid="bafydata", split_seed=7)
+    evaluated = []
+    monkeypatch.setattr(AccuracyMemo, "_evaluate", lambda self, cid: evaluated.append(cid) or 0.5)
+    assert AccuracyMemo(context).of(["bafyone"], {"bafytwo": 0.75}) == {"bafyone": 0.5}
+    assert AccuracyMemo(context).of(["bafyone", "bafytwo"]) == {"bafyone": 0.5, "bafytwo": 0.5}
+    assert evaluated == ["bafyone", "bafyone", "bafytwo"]
+    assert "accuracy memo" in caplog.text and "not written" in caplog.text
