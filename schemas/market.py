@@ -94,8 +94,8 @@ class DifferentialPrivacy(BaseModel):
 
 
 class TrainingConfig(BaseModel):
-    """How every trainer trains a round. A round is at least `local_epochs` epochs and at least
-    `min_local_steps` SGD steps: a share of a few dozen rows takes a few steps an epoch, and a
+    """How every trainer trains a round. A round is at least `local_epochs` epochs and, without
+    DP-SGD, at least `min_local_steps` SGD steps: a share of a few dozen rows takes a few steps an epoch, and a
     market of such shares would end its rounds well short of training on the pooled rows. Shares
     large enough for the steps train `local_epochs` epochs; every share takes about as many steps
     as the others, so none pulls the mean by training longer."""
@@ -124,7 +124,10 @@ class TrainingConfig(BaseModel):
 
     def epochs_for(self, rows: int) -> int:
         """Epochs a trainer of `rows` rows trains each round: `local_epochs`, or as many more as
-        `min_local_steps` takes."""
+        `min_local_steps` takes. Under DP-SGD, `local_epochs`: every step spends the budget, and
+        the noise a longer round needs for the same epsilon costs more than the steps give."""
+        if self.dp is not None:
+            return self.local_epochs
         return max(self.local_epochs, math.ceil(self.min_local_steps / self.batches_per_epoch(rows)))
 
 

@@ -1,5 +1,5 @@
-"""Local training's length: at least `local_epochs` epochs and at least `min_local_steps` SGD steps
-a round, so a small share trains as long as a large one."""
+"""Local training's length: at least `local_epochs` epochs and, without DP-SGD, at least
+`min_local_steps` SGD steps a round, so a small share trains as long as a large one."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import pytest
 
 from fedmarket.ml.data import load_digits_dataset
 from fedmarket.ml.training import initial_model, train_local
-from fedmarket_schemas.market import ModelConfig, TrainingConfig
+from fedmarket_schemas.market import DifferentialPrivacy, ModelConfig, TrainingConfig
 
 MODEL = ModelConfig()
 
@@ -23,6 +23,7 @@ MODEL = ModelConfig()
         (50, {"min_local_steps": 0}, 5),
         (50, {"local_epochs": 30}, 30),
         (50, {"batch_size": 50}, 100),
+        (50, {"dp": DifferentialPrivacy(noise_multiplier=1.0, epsilon_budget=4.0)}, 5),  # no floor under DP
     ],
 )
 def test_a_round_is_local_epochs_or_the_floor_on_steps_whichever_is_longer(rows, fields, epochs):

@@ -7,14 +7,15 @@ noise multiplier and clipping norm, so that the detector compares updates noised
 owner knows what each update gives away; and a trainer refuses a round that would take it past
 the task's budget.
 
-A trainer trains `epochs_for(rows)` epochs of Poisson-sampled batches each round, at Opacus's
-sample rate 1 / ceil(rows / batch_size), so what it has spent after r rounds follows from the task and
+A trainer trains `local_epochs` epochs of Poisson-sampled batches each round, at Opacus's sample
+rate 1 / ceil(rows / batch_size), so what it has spent after r rounds follows from the task and
 its row count alone: it is recomputed from the rounds the chain says it trained in, and needs no
 state that a restart could lose.
 """
 
 from __future__ import annotations
 
+import math
 import secrets
 import warnings
 
@@ -31,16 +32,16 @@ from fedmarket_schemas.market import DifferentialPrivacy, TrainingConfig
 from fedmarket_schemas.trainer import PrivacySpent
 
 
-def steps_per_round(rows: int, training: TrainingConfig) -> int:
-    return training.batches_per_epoch(rows) * training.epochs_for(rows)
+def batches_per_epoch(rows: int, training: TrainingConfig) -> int:
+    return math.ceil(rows / training.batch_size)
 
 
 def spent(training: TrainingConfig, rows: int, rounds: int) -> PrivacySpent:
     """(epsilon, delta) after `rounds` rounds of DP-SGD training on `rows` rows."""
     dp = _required(training)
+    per_epoch = batches_per_epoch(rows, training)
     accountant = RDPAccountant()
-    rate = 1 / training.batches_per_epoch(rows)
-    accountant.history = [(dp.noise_multiplier, rate, steps_per_round(rows, training) * rounds)]
+    accountant.history = [(dp.noise_multiplier, 1 / per_epoch, per_epoch * training.local_epochs * rounds)]
     return PrivacySpent(epsilon=accountant.get_epsilon(dp.delta), delta=dp.delta, rounds=rounds)
 
 
@@ -61,13 +62,14 @@ def for_budget(
 ) -> DifferentialPrivacy:
     """The smallest noise multiplier that lets a trainer of `rows` rows (the smallest share: larger
     ones spend less) train all `rounds` rounds within `epsilon` (Opacus's search, to 0.01)."""
+    per_epoch = batches_per_epoch(rows, training)
     with warnings.catch_warnings():  # the search probes noise levels far off the answer, at the alphas' edge
         warnings.filterwarnings("ignore", message="Optimal order is the")
         noise = get_noise_multiplier(
             target_epsilon=epsilon,
             target_delta=delta,
-            sample_rate=1 / training.batches_per_epoch(rows),
-            steps=steps_per_round(rows, training) * rounds,
+            sample_rate=1 / per_epoch,
+            steps=per_epoch * training.local_epochs * rounds,
             accountant="rdp",
         )
     return DifferentialPrivacy(noise_multiplier=noise, max_grad_norm=max_grad_norm, delta=delta, epsilon_budget=epsilon)
@@ -112,7 +114,7 @@ def train_private(
             noise_generator=generator,
         )
         private_net.train()
-        for _ in range(training.epochs_for(len(y))):
+        for _ in range(training.local_epochs):
             for xb, yb in private_loader:
                 private_optimiser.zero_grad()
                 loss_fn(private_net(xb), yb).backward()
