@@ -95,10 +95,10 @@ class DifferentialPrivacy(BaseModel):
 
 class TrainingConfig(BaseModel):
     """How every trainer trains a round. A round is at least `local_epochs` epochs and, without
-    DP-SGD, at least `min_local_steps` SGD steps: a share of a few dozen rows takes a few steps an epoch, and a
-    market of such shares would end its rounds well short of training on the pooled rows. Shares
-    large enough for the steps train `local_epochs` epochs; every share takes about as many steps
-    as the others, so none pulls the mean by training longer."""
+    DP-SGD, at least `min_local_steps` SGD steps: a share of a few dozen rows takes a few steps an
+    epoch, and a market of such shares would end its rounds well short of training on the pooled
+    rows. Shares large enough for the steps train `local_epochs` epochs; every share takes about
+    as many steps as the others, so none pulls the mean by training longer."""
 
     model_config = ConfigDict(frozen=True)
 
@@ -120,6 +120,7 @@ class TrainingConfig(BaseModel):
         return cls(**{"learning_rate": rates[kind], "batch_size": batches.get(kind, 16), **overrides})
 
     def batches_per_epoch(self, rows: int) -> int:
+        """Minibatches an epoch over `rows` rows takes (the last one may be short)."""
         return math.ceil(rows / self.batch_size)
 
     def epochs_for(self, rows: int) -> int:

@@ -15,7 +15,6 @@ state that a restart could lose.
 
 from __future__ import annotations
 
-import math
 import secrets
 import warnings
 
@@ -33,7 +32,7 @@ from fedmarket_schemas.trainer import PrivacySpent
 
 
 def batches_per_epoch(rows: int, training: TrainingConfig) -> int:
-    return math.ceil(rows / training.batch_size)
+    return training.batches_per_epoch(rows)
 
 
 def spent(training: TrainingConfig, rows: int, rounds: int) -> PrivacySpent:

@@ -23,7 +23,7 @@ def train_local(
     private_seed: int | None = None,
     accountant: RDPAccountant | None = None,
 ) -> np.ndarray:
-    """Start from the global model, train `training.epochs_for` the share's rows, return the local model.
+    """Start from the global model, train `training.epochs_for(rows)` epochs, return the local model.
     A task with `training.dp` trains with DP-SGD (fedmarket.ml.privacy), whose sampling and noise
     are secret unless `private_seed` fixes them (simulations); `accountant` collects its steps."""
     generator = torch.Generator().manual_seed(seed)
