@@ -7,10 +7,20 @@ import os
 
 import httpx
 import pytest
-from multiformats import CID
+from multiformats import CID, multihash
 
 from fedmarket.errors import CIDMismatchError, ContentNotFoundError, InvalidCIDError, StoreError, StoreUnavailableError
-from fedmarket.store import EmbeddedStore, KuboStore, cid_for, cid_from_digest, digest_of, parse_cid, unixfs
+from fedmarket.store import (
+    EmbeddedStore,
+    KuboStore,
+    cid_for,
+    cid_from_digest,
+    cid_text,
+    digest_of,
+    parse_cid,
+    sha256_digest,
+    unixfs,
+)
 
 SMALL = b"update bytes"
 LARGE = os.urandom(3 * unixfs.CHUNK_SIZE + 1000)  # 4 leaves under one root
@@ -56,6 +66,32 @@ def test_digest_round_trip():
     cid = cid_for(b"payload")
     assert len(digest_of(cid)) == 32
     assert cid_from_digest(digest_of(cid)) == cid
+
+
+def test_cid_text_is_the_text_multiformats_prints():
+    assert cid_text(digest_of(cid_for(b"hello"))) == "bafkreibm6jg3ux5qumhcn2b3flc3tyu6dmlb4xa7u5bf44yegnrjhc4yeq"
+    for digest in [bytes(32), b"\xff" * 32, *(os.urandom(32) for _ in range(50))]:
+        assert cid_text(digest) == str(cid_from_digest(digest))
+    with pytest.raises(InvalidCIDError, match="32 bytes"):
+        cid_text(bytes(31))
+
+
+def test_sha256_digest_reads_the_multihash_of_either_codec():
+    file_root = cid_for(LARGE)
+    assert file_root.codec.name == "dag-pb" and sha256_digest(file_root) == bytes(file_root.raw_digest)
+    assert sha256_digest(cid_for(SMALL)) == digest_of(cid_for(SMALL))
+    other = CID("base32", 1, "raw", multihash.digest(SMALL, "sha2-512"))
+    assert sha256_digest(other) is None
+
+
+def test_embedded_blocks_are_named_by_their_raw_cid(tmp_path):
+    store = EmbeddedStore(tmp_path)
+    root = store.put(LARGE)
+    name = str(cid_from_digest(digest_of(root)))
+    assert store.path_of(root) == store.path_of(str(root)) == tmp_path / name[-2:] / name
+    assert sorted(p.name for p in tmp_path.glob("*/b*")) == sorted(
+        str(cid_from_digest(bytes(b.cid.raw_digest))) for b in unixfs.encode(LARGE)
+    )
 
 
 @pytest.mark.parametrize("data", [SMALL, LARGE], ids=["block", "file"])

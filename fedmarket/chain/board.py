@@ -9,7 +9,7 @@ from eth_account.signers.local import LocalAccount
 from web3 import Web3
 
 from fedmarket.chain.adapter import Chain, TxResult
-from fedmarket.store.cid import cid_from_digest, digest_of
+from fedmarket.store.cid import cid_text, digest_of
 
 
 @dataclass(frozen=True)
@@ -70,7 +70,7 @@ class BoardClient:
         logs = self.chain.events(self.contract, "Answered", from_block, self.block, market=_address(market))
         return {
             (int(log["args"]["dealer"]), int(log["args"]["holder"])): (
-                str(cid_from_digest(bytes(log["args"]["cid"]))),
+                cid_text(bytes(log["args"]["cid"])),
                 int(log["args"]["firstRound"]),
             )
             for log in logs
@@ -88,7 +88,7 @@ class BoardClient:
         """Trainer index -> (CID of its key bundle, first round it masks in)."""
         logs = self.chain.events(self.contract, "KeysPosted", from_block, self.block, market=_address(market))
         return {
-            int(log["args"]["index"]): (str(cid_from_digest(bytes(log["args"]["cid"]))), int(log["args"]["firstRound"]))
+            int(log["args"]["index"]): (cid_text(bytes(log["args"]["cid"])), int(log["args"]["firstRound"]))
             for log in logs
         }
 
@@ -111,7 +111,7 @@ class BoardClient:
         logs = self.chain.events(
             self.contract, "SharesRevealed", from_block, self.block, market=_address(market), round=round
         )
-        return {int(log["args"]["index"]): str(cid_from_digest(bytes(log["args"]["cid"]))) for log in logs}
+        return {int(log["args"]["index"]): cid_text(bytes(log["args"]["cid"])) for log in logs}
 
 
 def _address(value: str) -> str:

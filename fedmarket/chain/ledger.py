@@ -16,11 +16,11 @@ from web3 import Web3
 
 from fedmarket.chain.market import MarketClient, hex32
 from fedmarket.errors import ProtocolError
-from fedmarket.store.cid import cid_from_digest
+from fedmarket.store.cid import cid_text
 
 
 def _cid(digest: bytes) -> str:
-    return str(cid_from_digest(bytes(digest)))
+    return cid_text(bytes(digest))
 
 
 @dataclass

@@ -13,7 +13,7 @@ from web3.logs import DISCARD as _DISCARD
 from fedmarket.chain.adapter import Chain, TxResult
 from fedmarket.chain.board import BoardClient
 from fedmarket.errors import ChainError, ChainUnavailableError, ProtocolError
-from fedmarket.store.cid import cid_from_digest, digest_of
+from fedmarket.store.cid import cid_text, digest_of
 from fedmarket_schemas.market import MarketSpec
 from fedmarket_schemas.rounds import Rejection, Submission
 
@@ -261,10 +261,10 @@ class MarketClient:
         return {t: bytes(k) for t, k in zip(trainers, keys)}
 
     def spec_cid(self) -> str:
-        return str(cid_from_digest(bytes(self._read("specCid"))))
+        return cid_text(bytes(self._read("specCid")))
 
     def data_cid(self) -> str:
-        return str(cid_from_digest(bytes(self._read("dataCid"))))
+        return cid_text(bytes(self._read("dataCid")))
 
     def round_count(self) -> int:
         return int(self._read("roundCount"))
@@ -376,7 +376,7 @@ class MarketClient:
         the RoundFinalized events (the latest of a round wins)."""
         return {
             int(log["args"]["round"]): (
-                str(cid_from_digest(bytes(log["args"]["aggregateCid"]))),
+                cid_text(bytes(log["args"]["aggregateCid"])),
                 "0x" + bytes(log["transactionHash"]).hex(),
             )
             for log in self.events("RoundFinalized")
@@ -394,7 +394,7 @@ class MarketClient:
         same CID replays bytes sealed for that one."""
         first: dict[str, tuple[int, str]] = {}
         for log in self.events("UpdateSubmitted"):
-            cid = str(cid_from_digest(bytes(log["args"]["cid"])))
+            cid = cid_text(bytes(log["args"]["cid"]))
             first.setdefault(cid, (int(log["args"]["round"]), log["args"]["trainer"]))
         return first
 
@@ -406,7 +406,7 @@ class MarketClient:
         logs = self.events("RoundOpened", round=round)
         if not logs:
             raise ProtocolError(f"round {round} of market {self.address} has not been opened")
-        return str(cid_from_digest(bytes(logs[-1]["args"]["modelCid"])))
+        return cid_text(bytes(logs[-1]["args"]["modelCid"]))
 
     def submissions(self, round: int) -> list[Submission]:
         """This round's submissions: CIDs from the events, each checked against the commitment the
@@ -428,7 +428,7 @@ class MarketClient:
                     round=round,
                     trainer=trainer,
                     index=index,
-                    cid=str(cid_from_digest(bytes(log["args"]["cid"]))),
+                    cid=cid_text(bytes(log["args"]["cid"])),
                     commitment=commitment,
                 )
             )
@@ -455,7 +455,7 @@ class MarketClient:
         if found is None:
             raise ProtocolError(f"round {round} of market {self.address} is not finalized")
         args, _ = found
-        return str(cid_from_digest(bytes(args["aggregateCid"]))), hex32(args["aggregateCommitment"])
+        return cid_text(bytes(args["aggregateCid"])), hex32(args["aggregateCommitment"])
 
     def call_that_emitted(self, log) -> tuple[str, dict]:
         """(function name, arguments) of the market call whose transaction emitted `log`."""

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from fedmarket.settings import Settings
 from fedmarket.store.base import ContentStore
-from fedmarket.store.cid import cid_for, cid_from_digest, digest_of, parse_cid
+from fedmarket.store.cid import cid_for, cid_from_digest, cid_text, digest_of, parse_cid, sha256_digest
 from fedmarket.store.embedded import EmbeddedStore
 from fedmarket.store.kubo import KuboStore
 
@@ -21,7 +21,9 @@ __all__ = [
     "KuboStore",
     "cid_for",
     "cid_from_digest",
+    "cid_text",
     "digest_of",
     "open_store",
     "parse_cid",
+    "sha256_digest",
 ]

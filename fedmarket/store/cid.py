@@ -5,6 +5,8 @@ the file when its block is a file's root, so both forms name the same bytes."""
 
 from __future__ import annotations
 
+import base64
+
 from multiformats import CID, multihash
 
 from fedmarket.errors import InvalidCIDError
@@ -40,3 +42,22 @@ def cid_from_digest(digest: bytes) -> CID:
     if len(digest) != 32:
         raise InvalidCIDError(f"a sha2-256 digest has 32 bytes, got {len(digest)}")
     return CID("base32", 1, "raw", multihash.wrap(digest, HASH))
+
+
+_RAW_PREFIX = bytes(cid_from_digest(bytes(32)))[:-32]  # CIDv1, raw codec, sha2-256 multihash header
+
+
+def cid_text(digest: bytes) -> str:
+    """`str(cid_from_digest(digest))` through the standard library's base32: multiformats checks
+    every character of its base32 in Python, which costs more than reading the block it names,
+    and every block read and every CID read from chain names one."""
+    if len(digest) != 32:
+        raise InvalidCIDError(f"a sha2-256 digest has 32 bytes, got {len(digest)}")
+    return "b" + base64.b32encode(_RAW_PREFIX + digest).decode("ascii").lower().rstrip("=")
+
+
+def sha256_digest(cid: CID) -> bytes | None:
+    """The 32-byte digest of a sha2-256 CID, read from its multihash without decoding it again
+    (as `cid_text`, for every block read); None for any other hash."""
+    digest = cid.digest
+    return digest[len(unixfs.HASH_HEADER) :] if digest[: len(unixfs.HASH_HEADER)] == unixfs.HASH_HEADER else None

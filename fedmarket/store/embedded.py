@@ -10,7 +10,7 @@ from multiformats import CID
 
 from fedmarket.errors import ContentNotFoundError, StoreUnavailableError
 from fedmarket.store.base import ContentStore
-from fedmarket.store.cid import cid_from_digest, digest_of
+from fedmarket.store.cid import cid_text, digest_of, sha256_digest
 
 
 class EmbeddedStore(ContentStore):
@@ -27,7 +27,8 @@ class EmbeddedStore(ContentStore):
 
     def path_of(self, cid: str | CID) -> Path:
         """Where the block under `cid` lives (a file's root block, for a file)."""
-        text = str(cid_from_digest(digest_of(cid)))
+        digest = sha256_digest(cid) if isinstance(cid, CID) else None
+        text = cid_text(digest if digest is not None else digest_of(cid))
         return self.root / text[-2:] / text
 
     def _put_block(self, cid: CID, data: bytes, *, pin: bool) -> None:
