@@ -10,8 +10,8 @@ CID, committed). In the same process it then measures:
 - the round flow (fetch, open, validate, detect, aggregate, evaluate, store, finalize) through
   Prefect with its persisted, sealed results, and each of its task runs as Prefect recorded it;
   the flow call's wall time, and apart from it the run's own duration as Prefect recorded it
-  (`run_s`): the call also waits for the engine's teardown, whose heartbeat thread sleeps in
-  1-second steps, so the call returns on the first whole second of the run after its end;
+  (`run_s`): the call also waits for the engine's teardown (with flow heartbeats on, up to a
+  second: cli/_common.py `short_runs`);
 - the flow's peak resident memory (sampled from /proc every 10 ms; Linux only), absolute and
   above the process's before the flow, and the bytes it wrote to disk (/proc/self/io).
 """

@@ -3,7 +3,9 @@ settings named in the help texts."""
 
 from __future__ import annotations
 
+import functools
 import json
+import os
 import sys
 from pathlib import Path
 from typing import Annotated
@@ -17,6 +19,30 @@ CHAIN = "FEDMARKET_CHAIN_RPC_URL (node), FEDMARKET_STORE_BACKEND/FEDMARKET_STORE
 KEY = "FEDMARKET_KEY_FILE or FEDMARKET_ETH_PRIVATE_KEY (this party's key)"
 err = Console(stderr=True)
 PIPED_WIDTH = 1000  # rich's default for a pipe is 80 columns, which cuts addresses and CIDs in tables
+
+
+def short_runs(command):
+    """For a command whose flows run in this process and end with it (a demo, a bench, a one-off
+    step): they send Prefect no heartbeats unless PREFECT_FLOWS_HEARTBEAT_FREQUENCY asks for them.
+    Prefect 3.8 sends one every 180 s by default, and at the end of each run joins the thread
+    that sends them, which sleeps in whole seconds: each flow call would return up to a second
+    after its run ended, which is most of a short flow's time. Heartbeats let Prefect tell a
+    crashed run from a live one; the long-running commands (`aggregator run`, `aggregator
+    listen`, `trainer run`) and every deployment's runs keep them."""
+
+    @functools.wraps(command)
+    def run(*args, **kwargs):
+        if any(name in os.environ for name in HEARTBEAT_SETTINGS):
+            return command(*args, **kwargs)
+        from prefect.settings import temporary_settings
+
+        with temporary_settings(updates={"flows.heartbeat_frequency": None}):
+            return command(*args, **kwargs)
+
+    return run
+
+
+HEARTBEAT_SETTINGS = ("PREFECT_FLOWS_HEARTBEAT_FREQUENCY", "PREFECT_RUNNER_HEARTBEAT_FREQUENCY")
 
 
 def stdout_console() -> Console:

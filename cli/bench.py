@@ -18,6 +18,7 @@ from fedmarket_cli._common import (
     fmt,
     int_list,
     problems,
+    short_runs,
     stdout_console,
     str_list,
     usage_error,
@@ -270,6 +271,7 @@ def bench_aggregation(
 
 
 @app.command("data")
+@short_runs
 def bench_data(
     data: Annotated[
         str, typer.Option(help="comma-separated data sets: digits, breast_cancer, wine, or files")
@@ -345,6 +347,7 @@ def bench_data(
 
 
 @app.command("round")
+@short_runs
 def bench_round(
     trainers: Annotated[str, typer.Option(help="comma-separated numbers of trainers L (at most 128)")] = "10,100",
     params: Annotated[str, typer.Option(help="comma-separated model sizes (parameters, about)")] = "10000,1000000",

@@ -24,11 +24,13 @@ from fedmarket_cli._common import (
     MinLocalSteps,
     err,
     problems,
+    short_runs,
     stdout_console,
     usage_error,
 )
 
 
+@short_runs
 def demo(
     trainers: Annotated[int, typer.Option(help="number of trainers L")] = 8,
     malicious: Annotated[int, typer.Option(help="how many trainers attack (noise, sign flip, scale, ...)")] = 3,

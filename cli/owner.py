@@ -26,6 +26,7 @@ from fedmarket_cli._common import (
     print_json,
     problems,
     read_schema,
+    short_runs,
     usage_error,
 )
 
@@ -43,6 +44,7 @@ app = typer.Typer(
     "FEDMARKET_FACTORY_ADDRESS (unset: deploys a factory); with --prove-rounds also FEDMARKET_ZK_CACHE_DIR and "
     "FEDMARKET_ZK_SRS_PATH (unset: an SRS from gen_srs, NOT FOR PRODUCTION).",
 )
+@short_runs
 def owner_create(
     data_file: Annotated[
         Path,

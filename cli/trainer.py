@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from fedmarket_cli._common import ADDRESS, CHAIN, DATA, DATA_HELP, KEY, err, print_json
+from fedmarket_cli._common import ADDRESS, CHAIN, DATA, DATA_HELP, KEY, err, print_json, short_runs
 
 app = typer.Typer(
     help="A trainer: register with private data, then train in every round.",
@@ -20,6 +20,7 @@ app = typer.Typer(
     "register",
     help=f"Check the local data against the market's task and register with a seed commitment. Reads {KEY}, {CHAIN}, PREFECT_API_URL.",
 )
+@short_runs
 def trainer_register(
     market: Annotated[str, typer.Option(**ADDRESS, help="market address")],
     data_file: Annotated[Path, typer.Option("--data", **DATA, help=f"this trainer's private data: {DATA_HELP}")],

@@ -12,6 +12,7 @@ os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "120")
 os.environ.setdefault("FEDMARKET_RETRY_DELAY_S", "0.05")
 
 import pytest
+from prefect.settings import temporary_settings
 from prefect.testing.utilities import prefect_test_harness
 
 from fedmarket.context import Platform, use_platform
@@ -43,7 +44,10 @@ def pytest_collection_modifyitems(items):
 
 @pytest.fixture(scope="session", autouse=True)
 def prefect_backend():
-    with prefect_test_harness(server_startup_timeout=60):
+    with (
+        prefect_test_harness(server_startup_timeout=60),
+        temporary_settings(updates={"flows.heartbeat_frequency": None}),
+    ):
         yield
 
 

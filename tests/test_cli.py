@@ -23,6 +23,22 @@ def breast_cancer_csv(path: Path) -> Path:
     return path
 
 
+def test_short_commands_run_their_flows_without_heartbeats(monkeypatch):
+    """Prefect joins a run's heartbeat thread, which sleeps in whole seconds, as the run ends: a
+    command whose flows end with it turns heartbeats off, unless its user asked for them."""
+    from prefect.settings import get_current_settings, temporary_settings
+
+    from fedmarket_cli._common import HEARTBEAT_SETTINGS, short_runs
+
+    heartbeat = short_runs(lambda: get_current_settings().flows.heartbeat_frequency)
+    for name in HEARTBEAT_SETTINGS:
+        monkeypatch.delenv(name, raising=False)
+    with temporary_settings(updates={"flows.heartbeat_frequency": 180}):
+        assert heartbeat() is None
+        monkeypatch.setenv("PREFECT_FLOWS_HEARTBEAT_FREQUENCY", "180")
+        assert heartbeat() == 180
+
+
 def test_demo_json(tmp_path):
     """A market on a user's CSV file (`--data`, text labels) with a garbage trainer (`--attack
     garbage`): excluded every round with its reason, paid nothing, and the market still settles
