@@ -132,6 +132,7 @@ def test_build_is_cached_by_circuit_hash(round_build):
     settings = Settings(zk_cache_dir=round_build.dir.parent)
     again = build_round_circuit(L, D, settings)
     assert again.dir == round_build.dir and again.setup_report == round_build.setup_report
+    assert not again.built_now  # `bench norm` reports setup by it
     other = build_round_circuit(L + 1, D, settings)
     assert other.digest != round_build.digest
 
@@ -150,7 +151,7 @@ def test_one_circuit_and_srs_give_one_verifying_key_on_every_build(round_build, 
         for choice in columns:
             shutil.copy(choice, cache)
         build = build_round_circuit(L, D, Settings(zk_cache_dir=cache, zk_srs_path=round_build.srs_path))
-        assert build.dir.name == round_build.dir.name
+        assert build.dir.name == round_build.dir.name and build.built_now
         assert build.vk.read_bytes() == round_build.vk.read_bytes(), f"build {i}"
     deployed = verifier_artifact(round_build)["deployedBytecode"]
     assert verifier_artifact(build)["deployedBytecode"] == deployed  # what eth_getCode returns, rebuilt

@@ -17,7 +17,7 @@ import shutil
 import tempfile
 import time
 import warnings
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import ezkl
@@ -85,6 +85,7 @@ class CircuitBuild:
     dir: Path
     srs_path: Path
     srs_origin: str
+    built_now: bool = field(default=False, compare=False)  # set up by this call, not found in the cache
 
     @property
     def onnx(self) -> Path:
@@ -221,7 +222,7 @@ def build_circuit(
     work.rename(target)
     mark_used(target)
     log.info("built circuit %s (%s): logrows %d, setup %.1f s", name, digest[:16], logrows, setup_s)
-    return CircuitBuild(name, digest, target, srs, origin)
+    return CircuitBuild(name, digest, target, srs, origin, built_now=True)
 
 
 def _setup_again(build: CircuitBuild) -> None:
