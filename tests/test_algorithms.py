@@ -14,9 +14,11 @@ from hypothesis.extra.numpy import arrays
 
 from fedmarket.algorithms.linalg import (
     fresh_array,
+    gram,
     pairwise_sq_distances,
     row_statistics,
     rowwise_sq_distances,
+    sq_distances_to_mean,
     update_cosines,
 )
 from fedmarket.algorithms.outliers import DETECTORS, History, RoundInput
@@ -165,7 +167,7 @@ def test_guarded_rule_keeps_models_turned_by_dp_noise_and_removes_the_turned_awa
 def test_update_cosines_exact():
     # start (1, 1); reference rows 0 and 1 average to (3, 1): direction (2, 0)
     models = np.array([[2.0, 1.0], [4.0, 1.0], [1.0, 3.0], [0.0, 1.0], [1.0, 1.0]])
-    cosines = update_cosines(models, np.array([1.0, 1.0]), np.array([0, 1]))
+    cosines = update_cosines(gram(models, np.array([1.0, 1.0])), np.array([0, 1]))
     assert cosines == pytest.approx([1.0, 1.0, 0.0, -1.0, 0.0])  # the last update is zero
 
 
@@ -327,7 +329,7 @@ def test_the_default_rule_builds_one_gram_matrix_per_round(copies, monkeypatch):
     import fedmarket.algorithms.outliers.base as base
 
     grams = []
-    monkeypatch.setattr(base, "pairwise_sq_distances", lambda x: grams.append(x) or pairwise_sq_distances(x))
+    monkeypatch.setattr(base, "gram", lambda x, centre: grams.append(x) or gram(x, centre))
     rng = np.random.default_rng(6)
     start = rng.normal(0, 1, 50)
     models = start + rng.normal(0, 0.1, (8, 50))
@@ -412,3 +414,34 @@ def test_a_rounds_matrix_is_zeroed_and_never_advised_huge_pages():
     assert matrix.sum() == 1.5 and "hg" not in _vm_flags(matrix)
     if os.environ.get("NUMPY_MADVISE_HUGEPAGE", "1") != "0":
         assert "hg" in _vm_flags(np.empty((64, 1 << 16)))  # what numpy's own allocation gets
+
+
+@pytest.mark.parametrize("centre", [np.zeros(2), np.array([1.0, 1.0])])
+def test_distances_to_the_reference_mean_from_a_gram_about_any_centre(centre):
+    # the rows and reference of test_row_statistics_exact: mean (0.5, 1)
+    models = np.array([[3.0, 4.0], [1.0, 0.0], [0.0, 2.0]])
+    assert sq_distances_to_mean(gram(models, centre), np.array([1, 2])).tolist() == [15.25, 1.25, 1.25]
+
+
+def test_a_gram_over_many_column_blocks_is_the_direct_product_and_restores_blas_threads():
+    """Wide enough that the blocks are shared between threads (each running BLAS on one)."""
+    from threadpoolctl import threadpool_info
+
+    from fedmarket.algorithms.linalg import BLOCK_COLUMNS
+
+    rng = np.random.default_rng(7)
+    x = rng.normal(size=(5, 5 * BLOCK_COLUMNS + 17))
+    centre = rng.normal(size=x.shape[1])
+    threads = [info["num_threads"] for info in threadpool_info()]
+    np.testing.assert_allclose(gram(x, centre), (x - centre) @ (x - centre).T, rtol=1e-12)
+    assert [info["num_threads"] for info in threadpool_info()] == threads
+
+
+def test_the_round_input_has_each_update_norm_and_every_distance_from_one_gram():
+    start = np.array([1.0, 1.0])
+    models = np.array([[4.0, 5.0], [1.0, 1.0], [1.0, 3.0]])
+    round = round_of(models, start=start)
+    assert round.sq_updates.tolist() == [25.0, 0.0, 4.0]
+    assert round.sq_distances.tolist() == [[0.0, 25.0, 13.0], [25.0, 0.0, 4.0], [13.0, 4.0, 0.0]]
+    kept = round.subset(np.array([0, 2]))
+    assert kept.sq_updates.tolist() == [25.0, 4.0] and kept.sq_distances.tolist() == [[0.0, 13.0], [13.0, 0.0]]

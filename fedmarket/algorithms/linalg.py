@@ -15,6 +15,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 import numpy as np
+from threadpoolctl import threadpool_limits
 
 BLOCK_COLUMNS = 8192  # 100 rows x 8192 float64 = 6.5 MB: a block stays in the last-level cache
 THREADS = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
@@ -48,46 +49,83 @@ def centre_row(x: np.ndarray) -> int:
     return int(np.argsort(norms, kind="stable")[(len(norms) - 1) // 2])
 
 
+def gram(x: np.ndarray, centre: np.ndarray) -> np.ndarray:
+    """(x_i - centre) . (x_j - centre) for every pair of rows of `x`.
+
+    Each block of columns is centred in cache into a buffer the thread reuses (a fresh temporary
+    per block would fault its pages in again), and its Gram is a symmetric rank-k update (numpy
+    calls BLAS syrk for `c @ c.T`), half the flops of a general product. The blocks are shared
+    between the threads this process may run on, each running BLAS on one thread: the centring
+    then runs on every core too, where threaded BLAS alone leaves it to one. The BLAS thread limit
+    is the process's while the threads run (threadpoolctl has no per-thread one).
+    """
+    x, centre = np.asarray(x, dtype=np.float64), np.asarray(centre, dtype=np.float64)
+    n = x.shape[0]
+    blocks = column_blocks(x.shape[1])
+    if n == 0:
+        return np.zeros((0, 0))
+
+    def work(part: list[slice]) -> np.ndarray:
+        out, buffer = np.zeros((n, n)), np.empty((n, BLOCK_COLUMNS))
+        for cols in part:
+            c = buffer[:, : cols.stop - cols.start]
+            np.subtract(x[:, cols], centre[cols], out=c)
+            out += c @ c.T
+        return out
+
+    if THREADS == 1 or len(blocks) < 2 * THREADS:
+        return work(blocks)
+    with threadpool_limits(limits=1), ThreadPoolExecutor(THREADS) as pool:
+        return sum(pool.map(work, [blocks[k::THREADS] for k in range(THREADS)]))
+
+
 def centered_gram(x: np.ndarray) -> np.ndarray:
     """Gram matrix of the rows of `x` after subtracting the median-norm row (`centre_row`).
-
     Centering does not change any pairwise distance, and it removes the cancellation that
-    ||a||^2 + ||b||^2 - 2 a.b suffers when models are large and close together. Each block is
-    centered in cache, and its Gram is a symmetric rank-k update (numpy calls BLAS syrk for
-    `c @ c.T`), half the flops of a general product.
-    """
+    ||a||^2 + ||b||^2 - 2 a.b suffers when models are large and close together."""
     x = np.asarray(x, dtype=np.float64)
     if x.shape[0] == 0:
         return np.zeros((0, 0))
-    centre = x[centre_row(x)]
-
-    def block_gram(cols: slice) -> np.ndarray:
-        c = x[:, cols] - centre[cols]
-        return c @ c.T
-
-    # sequential: BLAS already runs each block's syrk on every core; threads on top oversubscribe
-    return sum(block_gram(cols) for cols in column_blocks(x.shape[1]))
+    return gram(x, x[centre_row(x)])
 
 
-def gram_to_sq_distances(gram: np.ndarray) -> np.ndarray:
-    sq = np.diag(gram)
-    return np.maximum(sq[:, None] + sq[None, :] - 2.0 * gram, 0.0)
+def gram_to_sq_distances(centred: np.ndarray) -> np.ndarray:
+    sq = np.diag(centred)
+    return np.maximum(sq[:, None] + sq[None, :] - 2.0 * centred, 0.0)
 
 
-def pairwise_sq_distances(x: np.ndarray) -> np.ndarray:
-    """||x_i - x_j||^2 for all pairs: from one centred Gram matrix, and from the difference itself
-    for the pairs where the Gram form cancelled too far to trust (near-copies of large rows), so
-    every distance has float64's relative accuracy for any finite input."""
-    x = np.asarray(x, dtype=np.float64)
-    gram = centered_gram(x)
-    distances = gram_to_sq_distances(gram)
-    sq = np.diag(gram)
+def sq_distances_from_gram(x: np.ndarray, centred: np.ndarray) -> np.ndarray:
+    """||x_i - x_j||^2 for all pairs from `centred`, the Gram matrix of the rows about any one
+    centre, and from the difference itself for the pairs where the Gram form cancelled too far
+    to trust (rows close together and far from the centre)."""
+    distances = gram_to_sq_distances(centred)
+    sq = np.diag(centred)
     suspect = np.triu(distances <= CANCELLATION * (sq[:, None] + sq[None, :]), k=1)
     for i, j in zip(*np.nonzero(suspect)):
         diff = x[i] - x[j]
         distances[i, j] = distances[j, i] = diff @ diff
     np.fill_diagonal(distances, 0.0)
     return distances
+
+
+def pairwise_sq_distances(x: np.ndarray) -> np.ndarray:
+    """||x_i - x_j||^2 for all pairs: from one centred Gram matrix, and from the difference itself
+    where that cancelled (near-copies of large rows), so every distance has float64's relative
+    accuracy for any finite input."""
+    x = np.asarray(x, dtype=np.float64)
+    return sq_distances_from_gram(x, centered_gram(x))
+
+
+def sq_distances_to_mean(centred: np.ndarray, reference: np.ndarray) -> np.ndarray:
+    """||x_i - m||^2 for every row, m the mean of the `reference` rows, from the Gram matrix of
+    the rows about any centre c: |x_i - c|^2 - 2 (x_i - c).(m - c) + |m - c|^2, no pass over
+    the rows."""
+    if len(reference) == 0:
+        return np.zeros(centred.shape[0])
+    weights = np.zeros(centred.shape[0])
+    weights[reference] = 1.0 / len(reference)
+    along = centred @ weights
+    return np.maximum(np.diag(centred) - 2.0 * along + weights @ along, 0.0)
 
 
 @dataclass(frozen=True)
@@ -137,29 +175,13 @@ def row_statistics(
     return RowStatistics(sq_norms, dots, previous_sq, sq_distances)
 
 
-def update_sq_norms(models: np.ndarray, start: np.ndarray, sq_norms: np.ndarray | None = None) -> np.ndarray:
-    """||w_i - s||^2 for every row from ||w_i||^2 (`sq_norms`, where a caller has them) and one
-    gemv with the start model s: no copy of the matrix."""
-    models = np.asarray(models, dtype=np.float64)
-    if sq_norms is None:
-        sq_norms = np.einsum("ij,ij->i", models, models)
-    return np.maximum(sq_norms - 2.0 * (models @ start) + start @ start, 0.0)
-
-
-def update_cosines(
-    models: np.ndarray, start: np.ndarray, reference: np.ndarray, sq_updates: np.ndarray | None = None
-) -> np.ndarray:
-    """cos(w_i - s, m - s) for every row, m the mean of the `reference` rows and s the start
-    model (0 where either update is zero); `sq_updates`: update_sq_norms, where a caller has them.
-    Two or three gemvs, no copy of the matrix."""
-    models = np.asarray(models, dtype=np.float64)
-    weights = np.zeros(models.shape[0])
+def update_cosines(updates: np.ndarray, reference: np.ndarray) -> np.ndarray:
+    """cos(w_i - s, m - s) for every row, m the mean of the `reference` rows, from the Gram matrix
+    of the updates w_i - s (`gram(models, s)`); 0 where either update is zero."""
+    weights = np.zeros(updates.shape[0])
     weights[reference] = 1.0 / len(reference)
-    direction = weights @ models - start
-    along = models @ direction - start @ direction
-    if sq_updates is None:
-        sq_updates = update_sq_norms(models, start)
-    denominator = np.sqrt(sq_updates * (direction @ direction))
+    along = updates @ weights
+    denominator = np.sqrt(np.diag(updates) * (weights @ along))
     return np.divide(along, denominator, out=np.zeros_like(along), where=denominator > 0)
 
 

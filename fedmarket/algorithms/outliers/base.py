@@ -8,7 +8,7 @@ from typing import Protocol
 
 import numpy as np
 
-from fedmarket.algorithms.linalg import pairwise_sq_distances
+from fedmarket.algorithms.linalg import gram, sq_distances_from_gram
 from fedmarket.algorithms.registry import Registry
 
 
@@ -22,18 +22,33 @@ class RoundInput:
     round: int
     start: np.ndarray
     known_sq_distances: np.ndarray | None = None  # the models' pairwise ones, where a rule before had them
+    known_update_gram: np.ndarray | None = None  # and their `update_gram`
 
     @property
     def size(self) -> int:
         return int(self.models.shape[0])
 
     @cached_property
+    def update_gram(self) -> np.ndarray:
+        """(w_i - start) . (w_j - start) for every pair: one Gram matrix for the round, shared by
+        every rule that runs on it (each Gram is a pass over the whole matrix). Centred on the
+        start model, as fedmarket/algorithms/linalg.centered_gram on a row: the honest updates
+        are small whatever a minority of rows holds, so the distances keep their digits."""
+        if self.known_update_gram is not None:
+            return self.known_update_gram
+        return gram(self.models, self.start)
+
+    @cached_property
     def sq_distances(self) -> np.ndarray:
-        """||w_i - w_j||^2 for every pair: one Gram matrix for the round, shared by every rule
-        that runs on it (each Gram is a pass over the whole matrix)."""
+        """||w_i - w_j||^2 for every pair, from `update_gram`."""
         if self.known_sq_distances is not None:
             return self.known_sq_distances
-        return pairwise_sq_distances(self.models)
+        return sq_distances_from_gram(np.asarray(self.models, dtype=np.float64), self.update_gram)
+
+    @property
+    def sq_updates(self) -> np.ndarray:
+        """||w_i - start||^2: the Gram's diagonal, sums of squares with no cancellation."""
+        return np.diag(self.update_gram)
 
     def subset(self, rows: np.ndarray) -> RoundInput:
         """The round restricted to `rows` (ascending), its distances carried over; the matrix is
@@ -46,6 +61,7 @@ class RoundInput:
             self.round,
             self.start,
             self.sq_distances[np.ix_(rows, rows)],
+            self.update_gram[np.ix_(rows, rows)],
         )
 
 

@@ -40,7 +40,7 @@ def replay_reasons(round: RoundInput, history: History, tolerance: float = TOLER
     if n == 0:
         return {}
     models = np.asarray(round.models, dtype=np.float64)
-    update_norms = np.sqrt(rowwise_sq_distances(models, round.start[None, :], np.zeros(n, dtype=np.int64)))
+    update_norms = np.sqrt(round.sq_updates)
     scale = float(np.median(update_norms))
     limit = tolerance * scale
     reasons: dict[int, str] = {}

@@ -51,7 +51,7 @@ from functools import partial
 
 import numpy as np
 
-from fedmarket.algorithms.linalg import row_statistics, update_cosines, update_sq_norms
+from fedmarket.algorithms.linalg import row_statistics, sq_distances_to_mean, update_cosines
 from fedmarket.algorithms.outliers.base import DETECTORS, Detection, History, RoundInput
 from fedmarket.algorithms.outliers.krum import multi_krum_select
 
@@ -90,10 +90,13 @@ def detect(round: RoundInput, history: History, rule: TwoStageRule) -> Detection
     models, n = np.asarray(round.models, dtype=np.float64), round.size
     previous_rows = history.rows_for(round.trainers) if round.round > 1 else np.full(n, -1)
     reference = reference_rows(round, history, exclude=set())
-    stats = row_statistics(models, history.last_models, previous_rows, reference)
-
-    cosines = stats.cosines()
-    cross_round = {int(i): float(cosines[i]) for i in np.flatnonzero(previous_rows >= 0)}
+    cross_round: dict[int, float] = {}
+    if round.round > 1:
+        stats = row_statistics(models, history.last_models, previous_rows, reference)
+        cosines, sq_distances = stats.cosines(), stats.sq_distances
+        cross_round = {int(i): float(cosines[i]) for i in np.flatnonzero(previous_rows >= 0)}
+    else:  # round 1: the m-Krum reference built the round's Gram matrix, which has every distance
+        sq_distances = sq_distances_to_mean(round.update_gram, reference)
     threshold = rule.threshold
     if rule.median_cosine_ratio is not None and cross_round:
         threshold = min(threshold, rule.median_cosine_ratio * float(np.median(list(cross_round.values()))))
@@ -104,13 +107,10 @@ def detect(round: RoundInput, history: History, rule: TwoStageRule) -> Detection
     reasons: dict[int, str] = {}
     if rule.remove_cross_round_failures:
         reasons = {i: f"cross-round cosine {cross_round[i]:.3f} < {threshold:.3g}" for i in sorted(failed)}
-    if (rule.vote_cosine is not None or rule.direction_cosine is not None) and n >= 3:
-        sq_updates = update_sq_norms(round.models, round.start, stats.sq_norms)  # one gemv for both checks
-        if rule.vote_cosine is not None:
-            reasons.update(_outvoted(round, reasons, rule.vote_cosine, sq_updates))
-        if rule.direction_cosine is not None:
-            reasons.update(_pointing_away(round, reference, reasons, rule.direction_cosine, sq_updates))
-    sq_distances = stats.sq_distances
+    if rule.vote_cosine is not None and n >= 3:
+        reasons.update(_outvoted(round, reasons, rule.vote_cosine))
+    if rule.direction_cosine is not None and n >= 3:
+        reasons.update(_pointing_away(round, reference, reasons, rule.direction_cosine))
     if round.round > 1 and reasons and set(reference.tolist()) & set(reasons):
         # the reference must not average in the models just removed: one more pass (round 1's
         # m-Krum reference is the round's own choice, and stays)
@@ -133,18 +133,15 @@ def detect(round: RoundInput, history: History, rule: TwoStageRule) -> Detection
     )
 
 
-def _outvoted(round: RoundInput, reasons: dict[int, str], limit: float, sq_updates: np.ndarray) -> dict[int, str]:
+def _outvoted(round: RoundInput, reasons: dict[int, str], limit: float) -> dict[int, str]:
     """Active updates at a cosine below `limit` with more than half of the other active updates
-    (where at least 3 are active, and none where half of them or more are: two camps);
-    the inner products come from the round's pairwise distances and the update norms
-    (u_i . u_j = (|u_i|^2 + |u_j|^2 - |w_i - w_j|^2) / 2, `sq_updates` the |u_i|^2), so no second
-    Gram matrix."""
+    (where at least 3 are active, and none where half of them or more are: two camps); the inner
+    products u_i . u_j are the round's update Gram matrix."""
     active = np.array([i for i in range(round.size) if i not in reasons], dtype=np.int64)
     if len(active) < 3:
         return {}
-    sq = sq_updates[active]  # indexing the matrix by `active` would copy it
-    inner = 0.5 * (sq[:, None] + sq[None, :] - round.sq_distances[np.ix_(active, active)])
-    lengths = np.sqrt(sq)
+    inner = round.update_gram[np.ix_(active, active)]  # indexing the matrix by `active` would copy it
+    lengths = np.sqrt(np.diag(inner))
     against = inner < limit * np.outer(lengths, lengths)
     np.fill_diagonal(against, False)
     votes = against.sum(axis=1)
@@ -157,12 +154,10 @@ def _outvoted(round: RoundInput, reasons: dict[int, str], limit: float, sq_updat
     }
 
 
-def _pointing_away(
-    round: RoundInput, reference: np.ndarray, reasons: dict[int, str], limit: float, sq_updates: np.ndarray
-) -> dict[int, str]:
+def _pointing_away(round: RoundInput, reference: np.ndarray, reasons: dict[int, str], limit: float) -> dict[int, str]:
     """Active updates whose cosine to the reference's update is below `limit`; none where half of
     the active updates or more are (the reference would be the captured side)."""
-    cosines = update_cosines(round.models, round.start, reference, sq_updates)
+    cosines = update_cosines(round.update_gram, reference)
     active = [i for i in range(round.size) if i not in reasons]
     away = [i for i in active if cosines[i] < limit]
     if 2 * len(away) >= len(active):
