@@ -21,6 +21,7 @@ import mmap
 import os
 import shutil
 import struct
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -197,28 +198,34 @@ class Vault:
 
 
 class _Sink:
-    """A new file written in order through one page-aligned buffer, in whole blocks with O_DIRECT
+    """A new file written in order through two page-aligned buffers, in whole blocks with O_DIRECT
     where the file system takes it (the tail, and everywhere else, through the page cache). A
     sealed result is written once and read back at most once or twice, so it has no use for the
-    page cache, whose growth on a VM with its RAM full of cache costs more than the disk."""
+    page cache, whose growth on a VM with its RAM full of cache costs more than the disk. One
+    buffer is written by a thread of its own while the caller seals the next frame into the
+    other: the disk and the sealing overlap."""
 
     BLOCK = 4096  # what O_DIRECT aligns buffers, lengths and offsets to (any logical block size divides it)
 
     def __init__(self, path: Path, largest: int):
         self._fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
         self._direct = _set_direct(self._fd, True)
-        self._buffer = mmap.mmap(-1, largest + 2 * self.BLOCK)  # page-aligned
-        self._used = 0
+        self._buffers = [mmap.mmap(-1, largest + 2 * self.BLOCK) for _ in range(2)]  # page-aligned
+        self._buffer, self._used = self._buffers[0], 0
+        self._writer = ThreadPoolExecutor(1, thread_name_prefix="vault-writer")
+        self._pending: Future | None = None
 
     def __enter__(self) -> _Sink:
         return self
 
     def __exit__(self, kind, *_) -> None:
         try:
+            self._wait()
             if kind is None:
                 self._flush(whole=False)
         finally:
-            os.close(self._fd)  # the buffer goes with the last view of it
+            self._writer.shutdown(wait=True)
+            os.close(self._fd)  # the buffers go with the last views of them
 
     def reserve(self, size: int) -> memoryview:
         """The next `size` bytes of the file, to fill before the next call."""
@@ -228,11 +235,29 @@ class _Sink:
         return memoryview(self._buffer)[start : self._used]
 
     def _flush(self, whole: bool) -> None:
-        """Write the buffer: its whole blocks (the rest moves to its start), or all of it."""
+        """Write the buffer: its whole blocks from the writer thread (the rest moves to the start
+        of the other buffer, which the caller fills meanwhile), or all of it, now."""
+        self._wait()  # the other buffer's write: done before the caller fills it again
         size = self._used - self._used % self.BLOCK if whole and self._direct else self._used
-        if not whole and self._direct and size % self.BLOCK:
-            self._direct = _set_direct(self._fd, False)
-        with memoryview(self._buffer) as view:
+        if not whole:
+            if self._direct and size % self.BLOCK:
+                self._direct = _set_direct(self._fd, False)
+            self._write(self._buffer, size)
+            self._used = 0
+            return
+        full, self._buffer = self._buffer, self._buffers[self._buffers[0] is self._buffer]
+        rest = self._used - size
+        self._buffer[:rest] = full[size : self._used]
+        self._used = rest
+        self._pending = self._writer.submit(self._write, full, size)
+
+    def _wait(self) -> None:
+        if self._pending is not None:
+            pending, self._pending = self._pending, None
+            pending.result()  # the write's error, if it had one
+
+    def _write(self, buffer: mmap.mmap, size: int) -> None:
+        with memoryview(buffer) as view:
             written = 0
             while written < size:
                 try:
@@ -241,8 +266,6 @@ class _Sink:
                     if not self._direct or exc.errno != errno.EINVAL:
                         raise
                     self._direct = _set_direct(self._fd, False)
-        self._buffer.move(0, size, self._used - size)
-        self._used -= size
 
 
 class _Source:

@@ -163,3 +163,25 @@ def test_a_file_system_that_takes_o_direct_but_refuses_its_io_is_written_through
     vault, blob = Vault(tmp_path, KEY), os.urandom(20_000)
     assert vault.get_bytes("r1", vault.put_bytes("r1", blob)) == blob
     assert refused == ["write", "readv"]
+
+
+def test_a_write_that_fails_in_the_writer_thread_fails_the_put_and_leaves_no_file(tmp_path, monkeypatch):
+    """Frames are written by a thread of their own while the next is sealed: a disk that fills
+    up there fails the put itself, and no partial file is left to be read as a result."""
+    writes, real = [], os.write
+
+    def filling(fd, data):
+        writes.append(len(data))
+        if len(writes) == 3:
+            raise OSError(errno.ENOSPC, "No space left on device")
+        return real(fd, data)
+
+    monkeypatch.setattr(vault_module.os, "write", filling)
+    monkeypatch.setattr(vault_module, "FRAME", 4096)
+    vault = Vault(tmp_path, KEY)
+    with pytest.raises(OSError, match="No space left"):
+        vault.put_array("r1", np.arange(20_000, dtype=np.float64))
+    assert len(writes) == 3 and list((tmp_path / "r1").iterdir()) == []
+    monkeypatch.setattr(vault_module.os, "write", real)  # the disk has room again: nothing stale in the way
+    name, stored = vault.put_array("r1", np.arange(20_000, dtype=np.float64))
+    assert np.array_equal(vault.get_array("r1", name, stored, "<f8", (20_000,)), np.arange(20_000, dtype=np.float64))
