@@ -52,12 +52,12 @@ def centre_row(x: np.ndarray) -> int:
 def gram(x: np.ndarray, centre: np.ndarray) -> np.ndarray:
     """(x_i - centre) . (x_j - centre) for every pair of rows of `x`.
 
-    Each block of columns is centred in cache into a buffer the thread reuses (a fresh temporary
-    per block would fault its pages in again), and its Gram is a symmetric rank-k update (numpy
-    calls BLAS syrk for `c @ c.T`), half the flops of a general product. The blocks are shared
-    between the threads this process may run on, each running BLAS on one thread: the centring
-    then runs on every core too, where threaded BLAS alone leaves it to one. The BLAS thread limit
-    is the process's while the threads run (threadpoolctl has no per-thread one).
+    Each block of columns is centred in cache, into a buffer its thread reuses, and its Gram is a
+    symmetric rank-k update (numpy calls BLAS syrk for `c @ c.T`), half the flops of a general
+    product. The blocks are shared between the threads this process may run on, each running
+    BLAS on one thread: the centring then runs on every core too, where threaded BLAS alone
+    leaves it to one. The BLAS thread limit is the process's while the threads run (threadpoolctl
+    has no per-thread one).
     """
     x, centre = np.asarray(x, dtype=np.float64), np.asarray(centre, dtype=np.float64)
     n = x.shape[0]
