@@ -24,24 +24,16 @@ from fedmarket.settings import Settings
 # first, would start the one-test multi-process market last.
 HEAVIEST_FIRST = (
     "test_e2e.py",
-    "test_zk_flow.py",
-    "test_secure_market.py",
-    "test_zk_settlement.py",
     "test_zk_chain.py",
-    "test_zk_norm.py",
-    "test_cli.py",
-    "test_zk.py",
-    "test_demo.py",
-    "test_faults.py",
-    "test_attacks.py",
-    "test_market_contract.py",
     "test_resume.py",
-    "test_packing.py",
-    "test_zk_cache.py",
+    "test_faults.py",
+    "test_demo.py",
+    "test_cli.py",
+    "test_zk_flow.py",
+    "test_zk_settlement.py",
+    "test_zk.py",
     "test_zk_rule.py",
-    "test_privacy.py",
-    "test_listener.py",
-    "test_secagg.py",
+    "test_zk_norm.py",
 )
 
 
