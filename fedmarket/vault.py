@@ -8,8 +8,8 @@ are stored raw (a float64 array whose values are all float32, as opened updates 
 as float32 and restored exactly), in frames of `FRAME` bytes so that sealing and opening never
 copy a whole array: `cryptography` has no streaming AEAD, so each frame is one AES-GCM message
 whose associated data binds the file, the frame's position and whether it is the last. Files go
-to and from the disk through one aligned buffer each way, with O_DIRECT where the file system
-takes it (`_Sink`, `_Source`).
+to the disk through two aligned buffers (one written while the next frame is sealed) and come
+back through one, with O_DIRECT where the file system takes it (`_Sink`, `_Source`).
 """
 
 from __future__ import annotations
