@@ -140,7 +140,7 @@ def _outvoted(round: RoundInput, reasons: dict[int, str], limit: float) -> dict[
     active = np.array([i for i in range(round.size) if i not in reasons], dtype=np.int64)
     if len(active) < 3:
         return {}
-    inner = round.update_gram[np.ix_(active, active)]  # indexing the matrix by `active` would copy it
+    inner = round.update_gram[np.ix_(active, active)]
     lengths = np.sqrt(np.diag(inner))
     against = inner < limit * np.outer(lengths, lengths)
     np.fill_diagonal(against, False)
