@@ -3,6 +3,10 @@ from __future__ import annotations
 import os
 from contextlib import contextmanager
 
+# The two xdist workers share two cores: one OpenMP and BLAS thread each, inherited by every
+# subprocess, else torch's waiting OpenMP threads spin against the other worker's and a small
+# training step runs many times slower. Set before numpy and torch load.
+os.environ.setdefault("OMP_NUM_THREADS", "1")
 os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
 os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")
 # CLI subprocesses (demo, bench) start an ephemeral Prefect server: its first start on a fresh

@@ -425,16 +425,18 @@ def test_distances_to_the_reference_mean_from_a_gram_about_any_centre(centre):
 
 def test_a_gram_over_many_column_blocks_is_the_direct_product_and_restores_blas_threads():
     """Wide enough that the blocks are shared between threads (each running BLAS on one)."""
-    from threadpoolctl import threadpool_info
+    from threadpoolctl import threadpool_info, threadpool_limits
 
     from fedmarket.algorithms.linalg import BLOCK_COLUMNS
 
     rng = np.random.default_rng(7)
     x = rng.normal(size=(5, 5 * BLOCK_COLUMNS + 17))
     centre = rng.normal(size=x.shape[1])
-    threads = [info["num_threads"] for info in threadpool_info()]
-    np.testing.assert_allclose(gram(x, centre), (x - centre) @ (x - centre).T, rtol=1e-12)
-    assert [info["num_threads"] for info in threadpool_info()] == threads
+    with threadpool_limits(limits=2):  # not 1, which the tests' OMP_NUM_THREADS sets, nor gram's
+        threads = [info["num_threads"] for info in threadpool_info()]
+        assert set(threads) == {2}
+        np.testing.assert_allclose(gram(x, centre), (x - centre) @ (x - centre).T, rtol=1e-12)
+        assert [info["num_threads"] for info in threadpool_info()] == threads
 
 
 def test_the_round_input_has_each_update_norm_and_every_distance_from_one_gram():
