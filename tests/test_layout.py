@@ -155,3 +155,20 @@ def test_an_installed_wheel_runs_a_market_without_the_checkout(wheel, tmp_path):
     assert package.startswith(str(target)) and artifacts.startswith(str(target))
     ops = {row["op"] for row in json.loads(payload)["rows"]}
     assert {"createMarket", "submit", "finalizeRound", "settle", "withdraw"} <= ops
+
+
+def test_a_flow_run_or_cli_process_loads_opacus_and_sklearn_only_where_it_uses_them():
+    """Every flow run and CLI call is a new process: Opacus (torch.distributed) and scikit-learn
+    are 1.3 s of its start, so the round, settlement and CLI modules import them lazily."""
+    code = (
+        "import sys, fedmarket_cli, fedmarket_flows.round, fedmarket_flows.settlement, fedmarket_flows.trainer\n"
+        "print(sorted(m for m in ('opacus', 'sklearn') if m in sys.modules))\n"
+        "from fedmarket.ml.data import load_digits_dataset\n"
+        "from fedmarket.ml.privacy import spent\n"
+        "from fedmarket_schemas.market import DifferentialPrivacy, TrainingConfig\n"
+        "load_digits_dataset(); dp = DifferentialPrivacy(noise_multiplier=1.0, epsilon_budget=8)\n"
+        "spent(TrainingConfig(dp=dp), 100, 1)\n"
+        "print(sorted(m for m in ('opacus', 'sklearn') if m in sys.modules))\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], cwd=REPO_ROOT, capture_output=True, text=True, check=True)
+    assert done.stdout.split("\n")[:2] == ["[]", "['opacus', 'sklearn']"]

@@ -8,7 +8,6 @@ from dataclasses import dataclass
 import numpy as np
 from safetensors import SafetensorError
 from safetensors.numpy import load, save
-from sklearn.datasets import load_digits
 
 from fedmarket.errors import DataValidationError
 from fedmarket_schemas.market import ModelConfig
@@ -32,6 +31,8 @@ class Dataset:
 
 def load_digits_dataset() -> Dataset:
     """All 1,797 digits with raw intensities 0..16; models normalise (see `normalise`)."""
+    from sklearn.datasets import load_digits  # 0.7 s of imports, for the processes that load data
+
     bunch = load_digits()
     return Dataset(bunch.data.astype(np.float32), bunch.target.astype(np.int64))
 

@@ -17,18 +17,18 @@ from __future__ import annotations
 
 import secrets
 import warnings
+from typing import TYPE_CHECKING
 
 import torch
-from opacus import PrivacyEngine
-from opacus.accountants import RDPAccountant
-from opacus.accountants.utils import get_noise_multiplier
-from opacus.validators import ModuleValidator
 from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
 from fedmarket.errors import ConfigError, PrivacyBudgetError
 from fedmarket_schemas.market import DifferentialPrivacy, TrainingConfig
 from fedmarket_schemas.trainer import PrivacySpent
+
+if TYPE_CHECKING:  # opacus loads torch.distributed (0.6 s): imported by the functions that use it
+    from opacus.accountants import RDPAccountant
 
 
 def batches_per_epoch(rows: int, training: TrainingConfig) -> int:
@@ -37,6 +37,8 @@ def batches_per_epoch(rows: int, training: TrainingConfig) -> int:
 
 def spent(training: TrainingConfig, rows: int, rounds: int) -> PrivacySpent:
     """(epsilon, delta) after `rounds` rounds of DP-SGD training on `rows` rows."""
+    from opacus.accountants import RDPAccountant
+
     dp = _required(training)
     per_epoch = batches_per_epoch(rows, training)
     accountant = RDPAccountant()
@@ -61,6 +63,8 @@ def for_budget(
 ) -> DifferentialPrivacy:
     """The smallest noise multiplier that lets a trainer of `rows` rows (the smallest share: larger
     ones spend less) train all `rounds` rounds within `epsilon` (Opacus's search, to 0.01)."""
+    from opacus.accountants.utils import get_noise_multiplier
+
     per_epoch = batches_per_epoch(rows, training)
     with warnings.catch_warnings():  # the search probes noise levels far off the answer, at the alphas' edge
         warnings.filterwarnings("ignore", message="Optimal order is the")
@@ -89,6 +93,9 @@ def train_private(
     given (simulations): a seed anyone can derive would let them subtract the noise. Opacus's
     secure mode needs torchcsprng, which has no build for this torch. `accountant` collects the
     steps taken (tests compare it with `spent`)."""
+    from opacus import PrivacyEngine
+    from opacus.validators import ModuleValidator
+
     dp = _required(training)
     problems = ModuleValidator.validate(net, strict=False)
     if problems:

@@ -2,15 +2,19 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import numpy as np
 import torch
-from opacus.accountants import RDPAccountant
 from torch import nn
 
 from fedmarket.ml.data import Dataset, scale_inputs
 from fedmarket.ml.models import build_model, state_to_vector, vector_to_state
 from fedmarket.ml.privacy import train_private
 from fedmarket_schemas.market import ModelConfig, TrainingConfig
+
+if TYPE_CHECKING:
+    from opacus.accountants import RDPAccountant
 
 
 def train_local(
