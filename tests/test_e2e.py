@@ -4,7 +4,8 @@ aggregator's chain listener, and four `fedmarket trainer run` daemons, each with
 file. The market must end settled with every payout withdrawn, each round run exactly once, a
 trainer daemon killed between its last submission and its withdrawal resuming when restarted; in
 plain aggregation with every party on a real IPFS node (js-ipfs, `ipfs_api_url`), and in secure
-aggregation (the trainers post keys, mask and reveal from their daemons) on the embedded store.
+aggregation (the trainers post keys, mask and reveal from their daemons) on the embedded store,
+over one round.
 
 Run by `make e2e` (and by `make test`); prints the wall time and the median Prefect overhead per
 task, measured against the same server."""
@@ -24,17 +25,18 @@ from fedmarket.market_context import task_spec
 from fedmarket.store import EmbeddedStore
 from tests.market_processes import FEDMARKET, Processes, flow_runs, market_processes, wait_for
 
-TRAINERS, ROUNDS = 4, 2
+TRAINERS = 4
 pytestmark = pytest.mark.e2e
 
 
-@pytest.mark.parametrize(("aggregation", "store"), [("plain", "ipfs"), ("secure", "embedded")])
-def test_market_across_processes_driven_by_chain_events(anvil_url, tmp_path, aggregation, store, request):
+# secure aggregation in one round: tests/test_secure_market.py runs its later rounds in one process
+@pytest.mark.parametrize(("aggregation", "store", "rounds"), [("plain", "ipfs", 2), ("secure", "embedded", 1)])
+def test_market_across_processes_driven_by_chain_events(anvil_url, tmp_path, aggregation, store, rounds, request):
     started = time.monotonic()
     ipfs = request.getfixturevalue("ipfs_api_url") if store == "ipfs" else None
     create_args = ("--aggregation", aggregation)
     with market_processes(
-        tmp_path, anvil_url, trainers=TRAINERS, rounds=ROUNDS, ipfs_api_url=ipfs, create_args=create_args
+        tmp_path, anvil_url, trainers=TRAINERS, rounds=rounds, ipfs_api_url=ipfs, create_args=create_args
     ) as run:
         procs, api, chain, content, market, env = run.procs, run.api, run.chain, run.content, run.market, run.env
         fedmarket, files, keys, created, owner_env = FEDMARKET, run.files, run.keys, run.created, run.owner_env
@@ -50,7 +52,7 @@ def test_market_across_processes_driven_by_chain_events(anvil_url, tmp_path, agg
         # fault: trainer 0's daemon is killed once its last update is on chain, before it can
         # withdraw (or, in secure aggregation, reveal its shares), and started again
         client = MarketClient(chain, market)
-        wait_for(lambda: client.submitted_mask(ROUNDS) & 1, 900, "trainer 0's last submission", procs)
+        wait_for(lambda: client.submitted_mask(rounds) & 1, 900, "trainer 0's last submission", procs)
         trainers[0].kill()
         trainers[0].wait()
         trainers[0] = daemon(0, "trainer-0-restarted")
@@ -72,7 +74,7 @@ def test_market_across_processes_driven_by_chain_events(anvil_url, tmp_path, agg
         assert audit["passed"], audit
         assert {c["name"]: c["status"] for c in audit["checks"]}["accuracy"] == "pass"
         if isinstance(content, EmbeddedStore):  # a real node's blocks cannot be altered in place
-            final_cid, _ = MarketClient(chain, market).aggregate_of(ROUNDS)
+            final_cid, _ = MarketClient(chain, market).aggregate_of(rounds)
             aggregate = content.path_of(final_cid)
             aggregate.write_bytes(aggregate.read_bytes()[:-1] + b"\0")
             done = subprocess.run([fedmarket, "audit", market], env=env, capture_output=True, text=True, timeout=300)
@@ -86,19 +88,19 @@ def test_market_across_processes_driven_by_chain_events(anvil_url, tmp_path, agg
         if aggregation == "secure":  # every trainer keyed, and each round unmasked from their reveals
             board = FactoryClient(chain, created["factory"]).secure_aggregation()
             assert board.keyed_mask(market) == 2**TRAINERS - 1
-            for r in range(1, ROUNDS + 1):
+            for r in range(1, rounds + 1):
                 assert len(board.share_reveals(market, r, client.creation_block())) >= TRAINERS // 2 + 1
-        assert [r["finalized"] for r in status["rounds"]] == [True] * ROUNDS
+        assert [r["finalized"] for r in status["rounds"]] == [True] * rounds
         assert all(r["benign_mask"] == 2**TRAINERS - 1 for r in status["rounds"])  # four honest trainers
         runs = flow_runs(api)
         by_deployment: dict[str, list[dict]] = {}
         for run in runs:
             by_deployment.setdefault(run["deployment"], []).append(run)
-        rounds = sorted(int(r["parameters"]["round"]) for r in by_deployment["round"])
+        round_runs = sorted(int(r["parameters"]["round"]) for r in by_deployment["round"])
         # one event, one run: a plain round runs once; a secure one twice, the first ending once it
         # has fixed the survivors (no worker held for the reveals), the second on reveals-complete
         runs_per_round = 2 if aggregation == "secure" else 1
-        assert rounds == sorted(list(range(1, ROUNDS + 1)) * runs_per_round)
+        assert round_runs == sorted(list(range(1, rounds + 1)) * runs_per_round)
         for run_ in by_deployment["round"]:  # the UI filters runs by role, market, chain and round
             round_tag = f"round:{run_['parameters']['round']}"
             assert {"role:aggregator", f"market:{market.lower()}", round_tag} <= set(run_["tags"]), run_
@@ -106,7 +108,7 @@ def test_market_across_processes_driven_by_chain_events(anvil_url, tmp_path, agg
         assert all(r["state"] == "COMPLETED" for d in ("round", "settlement", "advance") for r in by_deployment[d])
         overhead = _task_overhead(procs)
         print(
-            f"\nE2E: wall {wall_s:.1f} s for {ROUNDS} rounds with {TRAINERS} trainer processes; "
+            f"\nE2E: wall {wall_s:.1f} s for {rounds} round(s) with {TRAINERS} trainer processes; "
             f"flow runs {', '.join(f'{d}={len(v)}' for d, v in sorted(by_deployment.items()))}; "
             f"median Prefect overhead per task {overhead * 1000:.1f} ms"
         )
