@@ -67,7 +67,13 @@ def pair_key(own: bytes, peer_public: bytes, context: MaskContext) -> bytes:
         shared = PublicKey(peer_public).multiply(own).format()
     except ValueError as exc:  # not a scalar, or not a point on the curve
         raise CryptoError(f"a mask key cannot be used: {exc}") from exc
-    ends = sorted([mine.public_key.format(), peer_public])
+    return pair_key_from_point(shared, mine.public_key.format(), peer_public, context)
+
+
+def pair_key_from_point(shared: bytes, one_public: bytes, other_public: bytes, context: MaskContext) -> bytes:
+    """k_uv from the pair's shared ECDH point (compressed) and its two mask public keys, in either
+    order: as each member derives it, or as anyone does from a revealed point (`dleq`)."""
+    ends = sorted([one_public, other_public])
     return hkdf(shared, context.info(b"pair"), salt=ends[0] + ends[1])
 
 
