@@ -37,7 +37,7 @@ from fedmarket.market_context import market_context, task_spec
 from fedmarket.ml.models import parameter_count
 from fedmarket.ml.training import accuracy, initial_model
 from fedmarket.ml.updates import decode_update, encode_update
-from fedmarket.secagg import MaskContext
+from fedmarket.secagg import MaskContext, ring_for
 from fedmarket.secagg import onchain as secagg
 from fedmarket.store import ContentStore
 from fedmarket.zk import CircuitBuild, round_rloo_seed
@@ -431,7 +431,7 @@ class Audit:
             count += 1
             try:
                 mean, recovery = secagg.recover_round(
-                    self.store, self.market, self.board, r, parameter_count(spec.model)
+                    self.store, self.market, self.board, r, parameter_count(spec.model), ring_for(spec.norm_bound)
                 )
             except SecureAggregationError as exc:
                 wrong.append(f"round {r}: its sum cannot be rebuilt: {exc}")

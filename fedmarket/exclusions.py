@@ -30,7 +30,7 @@ from fedmarket.errors import (
 )
 from fedmarket.ml.models import parameter_count
 from fedmarket.ml.updates import check_bounds, check_privacy, decode_update
-from fedmarket.secagg import MaskContext
+from fedmarket.secagg import BN254, Z64, MaskContext
 from fedmarket.secagg.onchain import read_masked, read_norm_proof
 from fedmarket.settings import Settings
 from fedmarket.store import ContentStore
@@ -111,10 +111,10 @@ class NormCheck:
         )
 
     def sum_holds(self, store: ContentStore, counted: list[Submission], total: np.ndarray) -> bool:
-        """Whether the rebuilt sum `total` (ring words) of the `counted` submissions is the sum of
+        """Whether the rebuilt sum `total` (field elements) of the `counted` submissions is the sum of
         the models their norm proofs commit to: else one of them masked another model than it proved."""
         proofs = [read_norm_proof(store.get(s.cid)) for s in counted]
-        return sum_is_proven(self.build, proofs, np.asarray(total).view(np.int64))
+        return sum_is_proven(self.build, proofs, BN254.integers(total))
 
 
 def masked_rejection(
@@ -151,7 +151,7 @@ def masked_rejection(
     except StoreError as exc:
         return Rejection(reason=ExclusionReason.UNAVAILABLE, detail=f"{type(exc).__name__}: {exc}")
     try:
-        read_masked(raw, size=size, context=context)
+        read_masked(raw, size=size, context=context, ring=Z64 if norm is None else BN254)
         if training is not None:
             check_privacy(raw, training)
     except UpdateError as exc:  # malformed, or a privacy report the task refuses

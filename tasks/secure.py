@@ -20,7 +20,7 @@ from fedmarket.exclusions import NormCheck, masked_rejection
 from fedmarket.fixed_point import quantize
 from fedmarket.ml.models import parameter_count
 from fedmarket.ml.updates import check_privacy, decode_update
-from fedmarket.secagg import MaskContext, Recovery, threshold_for
+from fedmarket.secagg import MaskContext, Recovery, ring_for, threshold_for
 from fedmarket.secagg import onchain as secagg
 from fedmarket.simulation.attacks import ATTACKS
 from fedmarket.zk import build_norm_circuit, clip_to_bound, norm_domain, prove_norm
@@ -150,6 +150,7 @@ def mask_and_store(
         context=_context(m, round),
         norm_proof=proof.proof_json if proof else None,
         privacy=privacy,
+        ring=ring_for(spec.norm_bound),
     )
     return str(platform.store.put(raw)), proof.commitment if proof else commit(raw)
 
@@ -256,7 +257,8 @@ def recover_mean(market: str, round: int, spec: TaskSpec) -> tuple[np.ndarray, R
     models the survivors proved (NormCheck.sum_holds)."""
     platform = current_platform()
     m = _market(market)
-    mean, recovery = secagg.recover_round(platform.store, m, secagg.board_of(m), round, parameter_count(spec.model))
+    size, ring = parameter_count(spec.model), ring_for(spec.norm_bound)
+    mean, recovery = secagg.recover_round(platform.store, m, secagg.board_of(m), round, size, ring)
     norm = NormCheck.of(platform.store, spec, m.model_cid(round), platform.settings)
     if norm is None:
         return mean, recovery, True

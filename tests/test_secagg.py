@@ -33,7 +33,7 @@ from fedmarket.secagg import (
     round_secrets,
     threshold_for,
 )
-from fedmarket.secagg.masks import encode_model, self_key, stream
+from fedmarket.secagg.masks import BN254, Z64, Ring, encode_model, self_key, stream
 from fedmarket_schemas.rounds import ExclusionReason, Rejection
 from fedmarket_schemas.secagg import ShareReveal
 from tests.helpers import create_market, party
@@ -66,11 +66,13 @@ class Market:
     def context(self, round: int) -> MaskContext:
         return MaskContext(CHAIN, MARKET, round)
 
-    def masked(self, round: int, senders: list[int]) -> dict[int, np.ndarray]:
+    def masked(self, round: int, senders: list[int], ring: Ring = Z64) -> dict[int, np.ndarray]:
         ctx = self.context(round)
         peers = {i: bytes.fromhex(b.rounds[round - 1].mask_public_key) for i, b in self.bundles.items()}
         return {
-            u: mask_model(self.models[u], secrets=round_secrets(self.secrets[u], ctx), me=u, peers=peers, context=ctx)
+            u: mask_model(
+                self.models[u], secrets=round_secrets(self.secrets[u], ctx), me=u, peers=peers, context=ctx, ring=ring
+            )
             for u in senders
         }
 
@@ -129,18 +131,24 @@ def test_masks_cancel_when_everyone_sends():
     assert np.array_equal(recovery.total.view(np.int64), encode_model(market.models).sum(axis=0))
 
 
-def test_eight_trainers_two_dropping_after_masking_give_the_survivors_mean():
+@pytest.mark.parametrize("ring", [Z64, BN254], ids=lambda r: r.name)
+def test_eight_trainers_two_dropping_after_masking_give_the_survivors_mean(ring):
     market = Market(8, rounds=2, d=650, seed=1)
     everyone, dropped = set(range(8)), {2, 6}
     survivors = everyone - dropped
     # the two dropped trainers masked too, but their masked models never arrive
-    masked = {u: y for u, y in market.masked(2, sorted(everyone)).items() if u in survivors}
+    masked = {u: y for u, y in market.masked(2, sorted(everyone), ring).items() if u in survivors}
     reveals = market.reveals(2, survivors, dropped, sorted(survivors)[:5])  # a threshold of holders
     recovery = recover_sum(
-        masked=masked, bundles=market.bundles, reveals=reveals, participants=everyone, context=market.context(2)
+        masked=masked,
+        bundles=market.bundles,
+        reveals=reveals,
+        participants=everyone,
+        context=market.context(2),
+        ring=ring,
     )
     assert recovery.survivors == (0, 1, 3, 4, 5, 7) and recovery.dropped == (2, 6)
-    mean = decode_sum(recovery.total) / len(survivors)
+    mean = decode_sum(recovery.total, ring) / len(survivors)
     plain = market.models[sorted(survivors)].mean(axis=0)
     assert np.max(np.abs(mean - plain)) < 1e-12  # grid values sum exactly; only the division rounds
     assert not np.allclose(mean, market.models.mean(axis=0), atol=1e-3)
@@ -301,6 +309,13 @@ def test_a_round_on_chain_rebuilds_the_survivors_mean_from_chain_and_store_alone
     other = onchain.masked_bytes(models[0], party=trainers[0], index=0, keys=keys, context=market_round(context, 2))
     with pytest.raises(MalformedUpdateError, match="not for"):
         onchain.read_masked(other, size=650, context=context)
+    # nor one masked in Z_2^64 where the market masks in BN254's field (a norm-bound market), or back
+    own = onchain.masked_bytes(models[0], party=trainers[0], index=0, keys=keys, context=context)
+    field = onchain.masked_bytes(models[0], party=trainers[0], index=0, keys=keys, context=context, ring=BN254)
+    for raw, ring in ((own, BN254), (field, Z64)):
+        with pytest.raises(MalformedUpdateError, match="not for"):
+            onchain.read_masked(raw, size=650, context=context, ring=ring)
+    assert len(onchain.read_masked(field, size=650, context=context, ring=BN254)) == 650
 
 
 def market_round(context: MaskContext, round: int) -> MaskContext:
@@ -468,3 +483,23 @@ def test_a_malformed_bundle_takes_no_part_and_says_why(platform):
     assert why[1] == "its key bundle is unusable: it deals 1 of the market's 2 rounds"
     assert why[2] == "its key bundle is unusable: it deals no shares to trainers [3]"
     assert why[3].startswith("its key bundle bafk") and why[3].endswith("is not one")
+
+
+def test_a_field_masked_model_is_stored_as_words_of_elements_and_read_back_only_as_such():
+    from fedmarket.field import BN254_FIELD
+
+    market = Market(3, rounds=1, d=5, seed=4)
+    (y,) = market.masked(1, [0], BN254).values()
+    words = BN254.to_words(y)
+    assert words.shape == (5, 4) and words.dtype == np.uint64
+    assert list(BN254.from_words(words, 5)) == list(y)
+    assert all(0 <= v < BN254_FIELD for v in y)
+    over = words.copy()
+    over[2] = [0xFFFFFFFFFFFFFFFF] * 4  # 2^256 - 1: not an element
+    with pytest.raises(MalformedUpdateError, match="not elements of BN254"):
+        BN254.from_words(over, 5)
+    for wrong, size in ((words, 6), (words.reshape(-1), 5), (np.zeros(5, dtype=np.uint64), 5)):
+        with pytest.raises(MalformedUpdateError, match="field elements of 4 uint64 words"):
+            BN254.from_words(wrong, size)
+    with pytest.raises(MalformedUpdateError, match="5 uint64 words"):
+        Z64.from_words(words, 5)

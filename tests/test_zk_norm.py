@@ -74,6 +74,38 @@ def test_a_proof_whose_claimed_norm_was_altered_does_not_verify(norm_build, prov
         verify_norm(norm_build, "{}", commitment=proof.commitment, start=start, domain=DOMAIN, bound=5.0)
 
 
+def test_one_trainers_field_masked_model_is_checked_against_its_proof_and_its_masks_commitments(norm_build, proved):
+    """The equation that names a trainer whose masked model is not its proven one: in BN254's
+    field, C(y) - C(0) = (C(W) - C(0)) + sum s (C(r) - C(0)) over its masks r with signs s, on
+    commitments alone. In Z_2^64 the masks wrap around 2^64, and the same check fails."""
+    from fedmarket.secagg import BN254, Z64
+    from fedmarket.zk.ezkl.polycommit import combines_to, commit_elements, commit_values
+
+    start, model, proof = proved
+    keys, signs = [bytes([k]) * 32 for k in (1, 2, 3)], (1, -1, 1)
+    zero = commit_values(norm_build, np.zeros(D))
+
+    def masked(ring, values, chosen=keys, signs=signs):
+        y = ring.encode(values)
+        for key, sign in zip(chosen, signs, strict=True):
+            ring.apply(y, key, sign)
+        return y
+
+    masks = [(s, commit_elements(norm_build, BN254.stream(k, D))) for k, s in zip(keys, signs, strict=True)]
+    y = commit_elements(norm_build, masked(BN254, model))
+    assert combines_to(y, [(1, proof.point), *masks], zero)
+    # another model under the same masks, or a mask other than the one its commitment is to
+    assert not combines_to(commit_elements(norm_build, masked(BN254, model + STEP)), [(1, proof.point), *masks], zero)
+    other = masked(BN254, model, [keys[0], keys[1], bytes([9]) * 32])
+    assert not combines_to(commit_elements(norm_build, other), [(1, proof.point), *masks], zero)
+    # three positive masks in Z_2^64 wrap (their sum passes 2^64), and the equation no longer holds
+    streams = [Z64.stream(k, D) for k in keys]
+    assert max(sum(int(r[i]) for r in streams) for i in range(D)) >= 2**64
+    wrapped = [(1, commit_elements(norm_build, r)) for r in streams]
+    z = commit_elements(norm_build, masked(Z64, model, signs=(1, 1, 1)))
+    assert not combines_to(z, [(1, proof.point), *wrapped], zero)
+
+
 def test_clipping_brings_an_update_within_the_bound_on_the_grid():
     rng = np.random.default_rng(0)
     start = quantize(rng.normal(0, 1, 650))
@@ -88,7 +120,7 @@ def test_a_norm_bound_market_excludes_updates_without_a_valid_proof_and_voids_a_
     from fedmarket.context import Platform
     from fedmarket.ml.models import parameter_count
     from fedmarket.ml.updates import decode_update
-    from fedmarket.secagg import MaskContext
+    from fedmarket.secagg import BN254, MaskContext
     from fedmarket.secagg import onchain as secagg
     from fedmarket_flows.market import market_flow
     from fedmarket_flows.trainer import secure_duties
@@ -119,7 +151,13 @@ def test_a_norm_bound_market_excludes_updates_without_a_valid_proof_and_voids_a_
             keys = secagg.bundles(platform.store, market, board, board.keyed_mask(market.address), round)
             context = MaskContext(platform.chain.chain_id, market.address, round)
             return secagg.masked_bytes(
-                model, party=members[i], index=i, keys=keys, context=context, norm_proof=proof and proof.proof_json
+                model,
+                party=members[i],
+                index=i,
+                keys=keys,
+                context=context,
+                norm_proof=proof and proof.proof_json,
+                ring=BN254,
             )
 
         def play(round: int) -> None:

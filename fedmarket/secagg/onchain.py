@@ -2,8 +2,10 @@
 trainer publishes and what anyone reads back to rebuild a round's aggregate (the aggregator, and
 `fedmarket audit` after it).
 
-A masked model is stored as safetensors: one uint64 tensor "masked" and metadata naming the
-format, market and round, so that bytes from another market or round are refused by name.
+A masked model is stored as safetensors: one uint64 tensor "masked" (a word per element in
+Z_2^64, four per element of BN254's field in a norm-bound market: `masks.ring_for`) and metadata
+naming the format, market and round, so that bytes from another ring, market or round are
+refused by name.
 """
 
 from __future__ import annotations
@@ -27,7 +29,7 @@ from fedmarket.errors import (
 from fedmarket.fixed_point import quantize
 from fedmarket.identity import Party
 from fedmarket.ml.updates import header_metadata
-from fedmarket.secagg.masks import MaskContext, decode_sum
+from fedmarket.secagg.masks import Z64, MaskContext, Ring, decode_sum
 from fedmarket.secagg.protocol import (
     Recovery,
     Trainer,
@@ -45,7 +47,6 @@ from fedmarket.store import ContentStore
 from fedmarket_schemas.secagg import KeyBundle, ShareAnswer, ShareReveal
 from fedmarket_schemas.trainer import PrivacySpent
 
-FORMAT = "fedmarket-masked-v1"
 NORM_PROOF = "norm_proof"
 
 
@@ -233,16 +234,18 @@ def masked_bytes(
     context: MaskContext,
     norm_proof: str | None = None,
     privacy: PrivacySpent | None = None,
+    ring: Ring = Z64,
 ) -> bytes:
-    """This trainer's masked model for `context`'s round, with every participant's keys;
+    """This trainer's masked model for `context`'s round in `ring`, with every participant's keys;
     `norm_proof`: its norm-bound proof file, stored beside it under the same CID; `privacy`: in a
     DP-SGD task, what it has spent, in the header as a plain update reports it (`"dp"`)."""
     peers = {i: bytes.fromhex(b.rounds[context.round - 1].mask_public_key) for i, b in keys.items()}
     secrets = round_secrets(secret_of(party, context.market), context)
-    tensors = {"masked": mask_model(model, secrets=secrets, me=index, peers=peers, context=context)}
+    masked = mask_model(model, secrets=secrets, me=index, peers=peers, context=context, ring=ring)
+    tensors = {"masked": ring.to_words(masked)}
     if norm_proof is not None:
         tensors[NORM_PROOF] = np.frombuffer(norm_proof.encode(), dtype=np.uint8)
-    metadata = {"format": FORMAT, "market": context.market.lower(), "round": str(context.round)}
+    metadata = {"format": ring.format, "market": context.market.lower(), "round": str(context.round)}
     if privacy is not None:
         metadata["dp"] = privacy.model_dump_json()
     return st_save(tensors, metadata=metadata)
@@ -257,19 +260,17 @@ def read_norm_proof(raw: bytes) -> str:
         raise MalformedUpdateError(f"no norm proof is stored with the masked model: {exc}") from None
 
 
-def read_masked(raw: bytes, *, size: int, context: MaskContext) -> np.ndarray:
-    """A stored masked model for `context`'s round (MalformedUpdateError otherwise)."""
+def read_masked(raw: bytes, *, size: int, context: MaskContext, ring: Ring = Z64) -> np.ndarray:
+    """A stored masked model for `context`'s round in `ring` (MalformedUpdateError otherwise)."""
     try:
         tensor = st_load(raw)["masked"]
     except (SafetensorError, KeyError, ValueError) as exc:
         raise MalformedUpdateError(f"not a masked model: {exc}") from None
     metadata = {k: v for k, v in header_metadata(raw).items() if k != "dp"}  # DP: checked by the task's terms
-    expected = {"format": FORMAT, "market": context.market.lower(), "round": str(context.round)}
+    expected = {"format": ring.format, "market": context.market.lower(), "round": str(context.round)}
     if metadata != expected:
         raise MalformedUpdateError(f"a masked model for {metadata}, not for {expected}")
-    if tensor.dtype != np.uint64 or tensor.shape != (size,):
-        raise MalformedUpdateError(f"a masked model has {size} uint64 words, got {tensor.dtype} {tensor.shape}")
-    return tensor
+    return ring.from_words(tensor, size)
 
 
 def reveal(
@@ -304,17 +305,17 @@ def reveal(
 
 
 def recover_round(
-    store: ContentStore, market: MarketClient, board: BoardClient, round: int, size: int
+    store: ContentStore, market: MarketClient, board: BoardClient, round: int, size: int, ring: Ring = Z64
 ) -> tuple[np.ndarray, Recovery]:
-    """The survivors' mean model of `round`, rounded onto the 2^-8 grid, and how it was rebuilt,
-    from the chain and the store alone."""
+    """The survivors' mean model of `round`, rounded onto the 2^-8 grid, and how it was rebuilt
+    (masked in `ring`), from the chain and the store alone."""
     fixed = board.round_reveals(market.address, round)
     if not fixed.open:
         raise SecureAggregationError(f"reveals of round {round} are not open")
     context = MaskContext(market.chain.chain_id, market.address, round)
     keys = bundles(store, market, board, fixed.participants, round)
     masked = {
-        s.index: read_masked(store.get(s.cid), size=size, context=context)
+        s.index: read_masked(store.get(s.cid), size=size, context=context, ring=ring)
         for s in market.submissions(round)
         if fixed.survivors >> s.index & 1
     }
@@ -326,8 +327,10 @@ def recover_round(
             continue  # a holder's unreadable reveal counts as no reveal
         if shares.holder == holder and shares.round == round and shares.market.lower() == market.address.lower():
             reveals.append(shares)
-    recovery = recover_sum(masked=masked, bundles=keys, reveals=reveals, participants=set(keys), context=context)
+    recovery = recover_sum(
+        masked=masked, bundles=keys, reveals=reveals, participants=set(keys), context=context, ring=ring
+    )
     if not recovery.survivors:
         raise SecureAggregationError(f"round {round} has no survivors to aggregate")
     # on the grid, as every model of the market, so the next round's norm proofs can read it
-    return quantize(decode_sum(recovery.total) / len(recovery.survivors)), recovery
+    return quantize(decode_sum(recovery.total, ring) / len(recovery.survivors)), recovery

@@ -48,7 +48,7 @@ from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
 from fedmarket.crypto import Envelope, SealContext, open_with_key, seal, submission_key
 from fedmarket.errors import InvalidShareError, SecureAggregationError
 from fedmarket.secagg import feldman
-from fedmarket.secagg.masks import MaskContext, apply, encode_model, hkdf, pair_key, self_key
+from fedmarket.secagg.masks import Z64, MaskContext, Ring, hkdf, pair_key, self_key
 from fedmarket_schemas.secagg import KeyBundle, RoundKeys, ShareAnswer, ShareReveal
 
 MASK, SELF = b"mask", b"self"
@@ -79,7 +79,7 @@ class Trainer:
 
 @dataclass(frozen=True)
 class Recovery:
-    """A round's unmasked sum (ring words) and what was found on the way."""
+    """A round's unmasked sum (ring elements) and what was found on the way."""
 
     total: np.ndarray
     survivors: tuple[int, ...]
@@ -239,15 +239,21 @@ def share_is_valid(keys: RoundKeys, kind: bytes, holder: int, share: bytes) -> b
 
 
 def mask_model(
-    model: np.ndarray, *, secrets: RoundSecrets, me: int, peers: dict[int, bytes], context: MaskContext
+    model: np.ndarray,
+    *,
+    secrets: RoundSecrets,
+    me: int,
+    peers: dict[int, bytes],
+    context: MaskContext,
+    ring: Ring = Z64,
 ) -> np.ndarray:
-    """y = x + PRG(b) + sum over the other participants v of s(me, v) PRG(k_me,v), as uint64;
+    """y = x + PRG(b) + sum over the other participants v of s(me, v) PRG(k_me,v), in `ring`;
     `peers`: each participant's round mask public key (this trainer's own is skipped)."""
-    masked = encode_model(model).view(np.uint64)
-    apply(masked, self_key(secrets.self_seed, context), +1)
+    masked = ring.encode(model)
+    ring.apply(masked, self_key(secrets.self_seed, context), +1)
     for v, public in sorted(peers.items()):
         if v != me:
-            apply(masked, pair_key(secrets.mask_seed, public, context), +1 if me < v else -1)
+            ring.apply(masked, pair_key(secrets.mask_seed, public, context), +1 if me < v else -1)
     return masked
 
 
@@ -280,8 +286,9 @@ def recover_sum(
     reveals: list[ShareReveal],
     participants: set[int],
     context: MaskContext,
+    ring: Ring = Z64,
 ) -> Recovery:
-    """The sum of the survivors' encoded models (uint64 ring words) from their masked models, the
+    """The sum of the survivors' encoded models (in `ring`) from their masked models, the
     participants' bundles and the holders' reveals. A revealed share that its dealer's commitments
     refuse is left out and reported; NotEnoughSharesError when fewer than the threshold pass."""
     survivors, dropped = set(masked), participants - set(masked)
@@ -306,13 +313,13 @@ def recover_sum(
         # shares the commitments accept lie on one polynomial: they rebuild the committed seed
         return feldman.scalar_bytes(feldman.combine(valid, bundle.threshold))
 
-    total = np.zeros(next(iter(masked.values())).size if masked else 0, dtype=np.uint64)
+    total = ring.zeros(next(iter(masked.values())).size if masked else 0)
     for u in sorted(survivors):
-        total += masked[u]
-        apply(total, self_key(rebuild(u, SELF), context), -1)
+        ring.add(total, masked[u])
+        ring.apply(total, self_key(rebuild(u, SELF), context), -1)
     for v in sorted(dropped):
         own = rebuild(v, MASK)  # its mask private key, whose public key is its first commitment
         for u in sorted(survivors):
             peer = bytes.fromhex(bundles[u].rounds[t - 1].mask_public_key)
-            apply(total, pair_key(own, peer, context), -1 if u < v else +1)
+            ring.apply(total, pair_key(own, peer, context), -1 if u < v else +1)
     return Recovery(total, tuple(sorted(survivors)), tuple(sorted(dropped)), tuple(invalid))

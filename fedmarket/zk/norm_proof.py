@@ -18,13 +18,16 @@ verifying key, each commitment and output against what it knows, and the norm ag
 Once the round's sum S of the survivors' models is rebuilt, the commitments close the gap between
 what was proven and what was masked: KZG commitments add up (C(a) + C(b) = C(a + b) + C(0) as
 EZKL lays inputs out), so sum_u C(W_u) = C(S) + (n - 1) C(0) holds exactly when the masked models
-add up to the proven ones (`sum_is_proven`).
+add up to the proven ones (`sum_is_proven`). Such a market masks in BN254's field
+(fedmarket/secagg/masks.py), where one trainer's masked model y also satisfies C(y) - C(0) =
+(C(W) - C(0)) + sum s (C(r) - C(0)) over its masks r (`polycommit.combines_to`): checkable per
+trainer from commitments to its masks.
 
 Departures: RoFL proves the bound on the very vector that is aggregated, through Pedersen
 commitments homomorphic with its masking, so a cheating client is named; ELSA splits the check
-across two servers. Here the sum check tells that some survivor masked another model than it
-proved, not which one: the round then counts nobody and keeps the global model (no poisoned
-mean reaches the chain, but one cheater can void a round).
+across two servers. Here, so far, the sum check tells that some survivor masked another model
+than it proved, not which one: the round then counts nobody and keeps the global model (no
+poisoned mean reaches the chain, but one cheater can void a round).
 """
 
 from __future__ import annotations
@@ -41,7 +44,7 @@ from fedmarket.errors import ZKError
 from fedmarket.field import signed, to_bytes32
 from fedmarket.fixed_point import STEP, domain_limbs, on_grid, quantize
 from fedmarket.settings import Settings, load_settings
-from fedmarket.zk.ezkl.polycommit import commit_values, proof_commitments, sums_to
+from fedmarket.zk.ezkl.polycommit import combines_to, commit_values, proof_commitments
 from fedmarket.zk.ezkl.poseidon import felt_to_int
 from fedmarket.zk.ezkl.prover import Proof, prove, verify_file
 from fedmarket.zk.ezkl.toolchain import CircuitBuild, RunArgs, build_circuit
@@ -159,4 +162,5 @@ def sum_is_proven(build: CircuitBuild, proofs: list[str], total: np.ndarray) -> 
     of the models these verified proofs commit to."""
     points = [proof_commitments(p, 1)[0] for p in proofs]
     values = np.asarray(total, dtype=np.float64) * STEP
-    return sums_to(points, commit_values(build, values), commit_values(build, np.zeros_like(values)))
+    zero = commit_values(build, np.zeros_like(values))
+    return combines_to(commit_values(build, values), [(1, p) for p in points], zero)

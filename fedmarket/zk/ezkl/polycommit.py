@@ -1,6 +1,6 @@
 """KZG commitments to circuit inputs (`input_visibility="polycommit"`), as EZKL makes them: the
-points a proof carries, the same points computed from known values, their sums, and the market
-commitment to a point.
+points a proof carries, the same points computed from known values or field elements, their
+linear combinations, and the market commitment to a point.
 
 EZKL lays an input out in the Lagrange basis over the circuit's domain and fills the rows halo2
 keeps unusable with 1 (`PolyCommitChip::commit`, `Blind::default()`), so a commitment is affine
@@ -15,7 +15,7 @@ import json
 import ezkl
 import numpy as np
 from eth_utils import keccak
-from py_ecc.optimized_bn128 import FQ, add, eq, is_on_curve, multiply
+from py_ecc.optimized_bn128 import FQ, Z1, add, eq, is_on_curve, multiply, neg
 from py_ecc.optimized_bn128 import b as CURVE_B
 
 from fedmarket.errors import ZKError
@@ -28,11 +28,21 @@ POINT_BYTES = 64
 
 def commit_values(build: CircuitBuild, values: np.ndarray) -> bytes:
     """The commitment EZKL's proof carries for an input of these grid values (one column)."""
+    return _commit(build, felts(values))
+
+
+def commit_elements(build: CircuitBuild, elements) -> bytes:
+    """The commitment to an input of these field elements (integers, reduced): a model masked in
+    BN254's field, or a mask stream."""
+    return _commit(build, [(int(e) % BN254_FIELD).to_bytes(32, "little").hex() for e in elements])
+
+
+def _commit(build: CircuitBuild, message: list[str]) -> bytes:
     points = call_ezkl(
-        "kzg_commit", ezkl.kzg_commit, felts(values), str(build.vk), str(build.settings_path), str(build.srs_path)
+        "kzg_commit", ezkl.kzg_commit, message, str(build.vk), str(build.settings_path), str(build.srs_path)
     )
     if len(points) != 1:
-        raise ZKError(f"{np.asarray(values).size} values span {len(points)} columns of circuit {build.name}")
+        raise ZKError(f"{len(message)} values span {len(points)} columns of circuit {build.name}")
     return _encode(points[0])
 
 
@@ -55,15 +65,15 @@ def point_commitment(point: bytes) -> str:
     return to_bytes32(int.from_bytes(keccak(point), "big") % BN254_FIELD)
 
 
-def sums_to(points: list[bytes], total: bytes, zero: bytes) -> bool:
-    """Whether the commitments `points` are to values that add up to those of `total`:
-    sum(points) = total + (len(points) - 1) x zero, `zero` being the commitment to zeros."""
-    parsed = [_decode(p) for p in points]
-    left = parsed[0]
-    for p in parsed[1:]:
-        left = add(left, p)
-    right = add(_decode(total), multiply(_decode(zero), len(points) - 1)) if len(points) > 1 else _decode(total)
-    return eq(left, right)
+def combines_to(total: bytes, terms: list[tuple[int, bytes]], zero: bytes) -> bool:
+    """Whether the values under `total` are sum(c x values under point) over `terms` (c, point),
+    in the field: C(v) - C(0) is linear in v, `zero` being C(0), the commitment to zeros."""
+    minus_zero = neg(_decode(zero))
+    right = Z1
+    for c, point in terms:
+        part = multiply(add(_decode(point), minus_zero), abs(c))
+        right = add(right, part if c >= 0 else neg(part))
+    return eq(add(_decode(total), minus_zero), right)
 
 
 def _encode(point) -> bytes:
