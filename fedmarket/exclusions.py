@@ -30,11 +30,22 @@ from fedmarket.errors import (
 )
 from fedmarket.ml.models import parameter_count
 from fedmarket.ml.updates import check_bounds, check_privacy, decode_update
-from fedmarket.secagg import BN254, Z64, MaskContext
-from fedmarket.secagg.onchain import read_masked, read_norm_proof
+from fedmarket.secagg import BN254, Z64, MaskContext, Recovery
+from fedmarket.secagg.masks import pair_key, self_key
+from fedmarket.secagg.onchain import read_masked, read_norm_proof, read_pair_commitments
 from fedmarket.settings import Settings
 from fedmarket.store import ContentStore
-from fedmarket.zk import CircuitBuild, build_norm_circuit, norm_domain, sum_is_proven, verify_norm
+from fedmarket.zk import (
+    CircuitBuild,
+    build_norm_circuit,
+    combines_to,
+    commit_elements,
+    commit_values,
+    norm_domain,
+    proof_commitments,
+    sum_is_proven,
+    verify_norm,
+)
 from fedmarket_schemas.market import ModelConfig, TaskSpec, TrainingConfig, UpdateBounds
 from fedmarket_schemas.rounds import ExclusionReason, Rejection, Submission
 from fedmarket_schemas.trainer import PrivacySpent
@@ -115,6 +126,77 @@ class NormCheck:
         the models their norm proofs commit to: else one of them masked another model than it proved."""
         proofs = [read_norm_proof(store.get(s.cid)) for s in counted]
         return sum_is_proven(self.build, proofs, BN254.integers(total))
+
+    def attribute(
+        self,
+        store: ContentStore,
+        counted: list[Submission],
+        recovery: Recovery,
+        publics: Mapping[int, bytes],
+        context: MaskContext,
+    ) -> Attribution:
+        """Which of the `counted` survivors masked another model than it proved (`masked_cheaters`)."""
+        raws = {s.index: store.get(s.cid) for s in counted}
+        return masked_cheaters(self.build, raws, recovery, publics, context, self.start.size)
+
+
+@dataclass(frozen=True)
+class Attribution:
+    """Who, among a norm-bound round's survivors, masked another model than it proved."""
+
+    named: Mapping[int, str]  # survivor -> why
+    disputed: tuple[tuple[int, int], ...]  # pairs whose commitments to their stream differ
+
+
+def masked_cheaters(
+    build: CircuitBuild,
+    raws: Mapping[int, bytes],
+    recovery: Recovery,
+    publics: Mapping[int, bytes],
+    context: MaskContext,
+    size: int,
+) -> Attribution:
+    """Check each survivor's masked model y (BN254's field, `raws` by survivor) on its own:
+    C(y) - C(0) must be (C(W) - C(0)) + (C(b) - C(0)) + sum_v s(u, v) (C(k_uv) - C(0)), W the model
+    its norm proof commits to, b its self mask (from its seed rebuilt from the reveals) and k_uv
+    its pair streams with every other participant v (`publics`: their round mask public keys). A
+    pair with a dropped trainer is computed from that trainer's rebuilt seed; a pair of survivors
+    is what both stored (`read_pair_commitments`): where they differ, one of them lies and neither
+    is checked (a point reveal, `secagg.dleq`, settles which). An honest survivor is never named,
+    its terms all being true; a cheater is, unless it hides behind a pair it disputes."""
+    zero = commit_values(build, np.zeros(size))
+
+    def stream_commitment(key: bytes) -> bytes:
+        return commit_elements(build, BN254.stream(key, size))
+
+    named: dict[int, str] = {}
+    claims: dict[int, dict[int, bytes]] = {}
+    for u, raw in raws.items():
+        try:
+            claims[u] = read_pair_commitments(raw)
+        except MalformedUpdateError as exc:
+            named[u] = str(exc)
+    disputed = sorted(
+        (u, v) for u in claims for v in claims if u < v and claims[u].get(v, b"") != claims[v].get(u, b"-")
+    )
+    for u in sorted(claims):
+        terms = [
+            (1, proof_commitments(read_norm_proof(raws[u]), 1)[0]),
+            (1, stream_commitment(self_key(recovery.self_seeds[u], context))),
+        ]
+        for v in sorted(set(publics) - {u}):
+            if v in recovery.mask_seeds:  # dropped: the pair's stream from its rebuilt seed
+                point = stream_commitment(pair_key(recovery.mask_seeds[v], publics[u], context))
+            elif v in claims and (min(u, v), max(u, v)) not in disputed:
+                point = claims[u][v]
+            else:  # disputed, or a survivor named for storing no commitments: unsettled
+                break
+            terms.append((1 if u < v else -1, point))
+        else:
+            masked = commit_elements(build, read_masked(raws[u], size=size, context=context, ring=BN254))
+            if not combines_to(masked, terms, zero):
+                named[u] = "its masked model is not the model its norm proof commits to plus its masks"
+    return Attribution(named, tuple(disputed))
 
 
 def masked_rejection(

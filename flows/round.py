@@ -186,7 +186,7 @@ def _secure_round(client, round: int, aggregator: str, context, wait: bool = Tru
             elif not reveals_ready(client.address, round, grace_s=grace_s):
                 get_run_logger().info("round %d: waiting for the holders' share reveals (no worker held)", round)
                 return None
-        new_global, recovery, proven = recover_mean(client.address, round, spec)
+        new_global, recovery, proven, attribution = recover_mean(client.address, round, spec)
         counted = recovery.survivors if proven else ()
         if not proven:  # a survivor masked another model than it proved: the round counts nobody
             new_global = decode_update(current_platform().store.get(client.model_cid(round)), spec.model)
@@ -209,6 +209,12 @@ def _secure_round(client, round: int, aggregator: str, context, wait: bool = Tru
         reasons.setdefault(trainers[i], "dropped: not among the survivors the board fixed")
     for i in set(recovery.survivors) - set(counted):
         reasons[trainers[i]] = "voided: the survivors' masked models do not add up to the models they proved"
+    if attribution is not None:  # each survivor's masked model checked on its own
+        for i, why in attribution.named.items():
+            reasons[trainers[i]] = f"voided, named: {why}"
+        for u, v in attribution.disputed:
+            for i, j in ((u, v), (v, u)):
+                reasons[trainers[i]] += f"; its pair mask with trainer {j} is disputed, so it was not checked"
     outliers = OutlierReport(
         round=round,
         detector="none (secure aggregation)",

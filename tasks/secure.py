@@ -9,6 +9,7 @@ chain and the store alone: it never holds a single trainer's model.
 from __future__ import annotations
 
 import time
+from functools import partial
 
 import numpy as np
 
@@ -16,14 +17,14 @@ from fedmarket.chain import TxResult
 from fedmarket.commitments import commit
 from fedmarket.context import current_platform
 from fedmarket.errors import SecureAggregationError
-from fedmarket.exclusions import NormCheck, masked_rejection
+from fedmarket.exclusions import Attribution, NormCheck, masked_rejection
 from fedmarket.fixed_point import quantize
 from fedmarket.ml.models import parameter_count
 from fedmarket.ml.updates import check_privacy, decode_update
 from fedmarket.secagg import MaskContext, Recovery, ring_for, threshold_for
 from fedmarket.secagg import onchain as secagg
 from fedmarket.simulation.attacks import ATTACKS
-from fedmarket.zk import build_norm_circuit, clip_to_bound, norm_domain, prove_norm
+from fedmarket.zk import build_norm_circuit, clip_to_bound, commit_elements, norm_domain, prove_norm
 from fedmarket_schemas.market import TaskSpec
 from fedmarket_schemas.rounds import Rejection
 from fedmarket_schemas.trainer import PrivacySpent
@@ -136,12 +137,13 @@ def mask_and_store(
         raise SecureAggregationError(
             f"trainer {party.address} has no usable keys for round {round} of {m.address}: it cannot mask this round"
         )
-    model, proof = quantize(local_model), None
+    model, proof, commit_mask = quantize(local_model), None, None
     if spec.norm_bound is not None:  # clip to the bound and prove it; the proof's commitment goes on chain
         start = decode_update(platform.store.get(m.model_cid(round)), spec.model)
         model = clip_to_bound(model, start, spec.norm_bound)
         build = build_norm_circuit(parameter_count(spec.model), platform.settings)
         proof = prove_norm(build, model, start, norm_domain(m.chain.chain_id, m.address, round, party.address))
+        commit_mask = partial(commit_elements, build)  # each pair's stream, so its model is checked alone
     raw = secagg.masked_bytes(
         model,
         party=party,
@@ -151,6 +153,7 @@ def mask_and_store(
         norm_proof=proof.proof_json if proof else None,
         privacy=privacy,
         ring=ring_for(spec.norm_bound),
+        commit_mask=commit_mask,
     )
     return str(platform.store.put(raw)), proof.commitment if proof else commit(raw)
 
@@ -251,19 +254,24 @@ def wait_for_reveals(market: str, round: int, *, poll_s: float, grace_s: float) 
 
 
 @once_task(task_run_name="recover-r{round}")
-def recover_mean(market: str, round: int, spec: TaskSpec) -> tuple[np.ndarray, Recovery, bool]:
-    """The survivors' mean model of `round`, how it was rebuilt (fedmarket.secagg.onchain), and
-    whether it may be counted: with a norm bound, only if the rebuilt sum is the sum of the
-    models the survivors proved (NormCheck.sum_holds)."""
+def recover_mean(market: str, round: int, spec: TaskSpec) -> tuple[np.ndarray, Recovery, bool, Attribution | None]:
+    """The survivors' mean model of `round`, how it was rebuilt (fedmarket.secagg.onchain),
+    whether it may be counted (with a norm bound, only if the rebuilt sum is the sum of the models
+    the survivors proved: NormCheck.sum_holds) and, when it may not, who is named for masking
+    another model than it proved (NormCheck.attribute)."""
     platform = current_platform()
     m = _market(market)
     size, ring = parameter_count(spec.model), ring_for(spec.norm_bound)
-    mean, recovery = secagg.recover_round(platform.store, m, secagg.board_of(m), round, size, ring)
+    board = secagg.board_of(m)
+    mean, recovery = secagg.recover_round(platform.store, m, board, round, size, ring)
     norm = NormCheck.of(platform.store, spec, m.model_cid(round), platform.settings)
     if norm is None:
-        return mean, recovery, True
+        return mean, recovery, True, None
     counted = [s for s in m.submissions(round) if s.index in recovery.survivors]
-    return mean, recovery, norm.sum_holds(platform.store, counted, recovery.total)
+    if norm.sum_holds(platform.store, counted, recovery.total):
+        return mean, recovery, True, None
+    publics = secagg.mask_publics(platform.store, m, board, round)
+    return mean, recovery, False, norm.attribute(platform.store, counted, recovery, publics, _context(m, round))
 
 
 def masked_epsilon(market: str, round: int, spec: TaskSpec) -> dict[str, float]:

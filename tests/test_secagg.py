@@ -19,6 +19,7 @@ from fedmarket.errors import (
     NotEnoughSharesError,
 )
 from fedmarket.fixed_point import quantize
+from fedmarket.identity import Party
 from fedmarket.secagg import (
     MaskContext,
     Trainer,
@@ -42,13 +43,20 @@ CHAIN, MARKET = 31337, "0x" + "ab" * 20
 
 
 class Market:
-    """`n` trainers who dealt their keys for `rounds` rounds, as the chain would list them."""
+    """`n` trainers who dealt their keys for `rounds` rounds, as the chain would list them;
+    `parties`: theirs, whose secrets `onchain.masked_bytes` derives, else random keys."""
 
-    def __init__(self, n: int, rounds: int = 2, d: int = 650, seed: int = 0):
+    def __init__(self, n: int, rounds: int = 2, d: int = 650, seed: int = 0, parties: list[Party] | None = None):
         rng = np.random.default_rng(seed)
-        self.boxes = [generate_private_key() for _ in range(n)]
-        self.secrets = [os.urandom(32) for _ in range(n)]
-        self.members = [Trainer(i, "0x" + f"{i + 1:040x}", public_key_bytes(k)) for i, k in enumerate(self.boxes)]
+        if parties is None:
+            self.boxes = [generate_private_key() for _ in range(n)]
+            self.secrets = [os.urandom(32) for _ in range(n)]
+            addresses = ["0x" + f"{i + 1:040x}" for i in range(n)]
+        else:
+            self.boxes = [p.box_key for p in parties]
+            self.secrets = [onchain.secret_of(p, MARKET) for p in parties]
+            addresses = [p.address for p in parties]
+        self.members = [Trainer(i, a, public_key_bytes(k)) for i, (a, k) in enumerate(zip(addresses, self.boxes))]
         self.bundles = {
             m.index: make_bundle(
                 secret=self.secrets[m.index],

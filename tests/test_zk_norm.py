@@ -106,6 +106,87 @@ def test_one_trainers_field_masked_model_is_checked_against_its_proof_and_its_ma
     assert not combines_to(z, [(1, proof.point), *wrapped], zero)
 
 
+def test_a_survivor_whose_masked_model_is_not_its_proven_one_is_named_and_no_honest_one_is(norm_build, proved):
+    """Five trainers mask in BN254's field with commitments to their pair streams; trainer 4 drops
+    after masking. Trainer 2 masks another model than it proves: named. Trainer 1 stores a false
+    commitment to its pair with trainer 3: that pair is disputed and neither is checked (a point
+    reveal settles it). No honest survivor is named."""
+    from fedmarket.chain import account_from_key
+    from fedmarket.crypto import private_key_from_bytes
+    from fedmarket.exclusions import masked_cheaters
+    from fedmarket.identity import Party
+    from fedmarket.secagg import BN254, recover_sum
+    from fedmarket.secagg import onchain as secagg
+    from fedmarket.zk import commit_elements
+    from tests.test_secagg import Market
+
+    start, _, _ = proved
+    parties = [
+        Party("trainer", account_from_key(bytes([i + 1]) * 32), private_key_from_bytes(bytes([i + 9]) * 32))
+        for i in range(5)
+    ]
+    market = Market(5, rounds=1, d=D, seed=5, parties=parties)
+    context = market.context(1)
+    commit_mask = lambda stream: commit_elements(norm_build, stream)  # noqa: E731
+
+    def masked(u: int, proven: np.ndarray, sent: np.ndarray) -> bytes:
+        domain = norm_domain(context.chain_id, context.market, 1, parties[u].address)
+        proof = prove_norm(norm_build, proven, start, domain)
+        return secagg.masked_bytes(
+            sent,
+            party=parties[u],
+            index=u,
+            keys=market.bundles,
+            context=context,
+            norm_proof=proof.proof_json,
+            ring=BN254,
+            commit_mask=commit_mask,
+        )
+
+    models = quantize(start + 0.2 * np.sign(market.models))  # within any bound the test uses
+    raws = {u: masked(u, models[u], models[u]) for u in (0, 1, 3)}
+    raws[2] = masked(2, models[2], quantize(2 * start - models[2]))  # proves one model, masks another
+    lie = secagg.read_pair_commitments(raws[1])
+    lie[3] = commit_mask(BN254.stream(bytes(32), D))
+    raws[1] = _with_pair_commitments(raws[1], lie)
+
+    everyone, survivors = set(range(5)), {0, 1, 2, 3}
+    reveals = market.reveals(1, survivors, {4}, [0, 1, 2])
+    masks = {u: secagg.read_masked(raw, size=D, context=context, ring=BN254) for u, raw in raws.items()}
+    recovery = recover_sum(
+        masked=masks, bundles=market.bundles, reveals=reveals, participants=everyone, context=context, ring=BN254
+    )
+    assert sorted(recovery.self_seeds) == [0, 1, 2, 3] and sorted(recovery.mask_seeds) == [4]
+    publics = {i: bytes.fromhex(b.rounds[0].mask_public_key) for i, b in market.bundles.items()}
+    found = masked_cheaters(norm_build, raws, recovery, publics, context, D)
+    assert dict(found.named) == {2: "its masked model is not the model its norm proof commits to plus its masks"}
+    assert found.disputed == ((1, 3),)
+    # without the lie every survivor is checked, and still only trainer 2 is named
+    honest_1 = masked(1, models[1], models[1])
+    fair = masked_cheaters(norm_build, {**raws, 1: honest_1}, recovery, publics, context, D)
+    assert list(fair.named) == [2] and fair.disputed == ()
+    # a masked model that stores no pair commitments names its trainer
+    bare = _with_pair_commitments(raws[0], None)
+    assert (
+        "no commitments to its pair masks"
+        in masked_cheaters(norm_build, {**raws, 0: bare}, recovery, publics, context, D).named[0]
+    )
+
+
+def _with_pair_commitments(raw: bytes, claims: dict[int, bytes] | None) -> bytes:
+    """The stored masked model with other pair commitments (None: none at all)."""
+    from safetensors.numpy import load, save
+
+    from fedmarket.ml.updates import header_metadata
+
+    tensors, metadata = load(raw), header_metadata(raw)
+    del tensors["pair_commitments"], metadata["pair_peers"]
+    if claims is not None:
+        tensors["pair_commitments"] = np.frombuffer(b"".join(claims.values()), dtype=np.uint8).reshape(len(claims), 64)
+        metadata["pair_peers"] = json.dumps(list(claims))
+    return save(tensors, metadata=metadata)
+
+
 def test_clipping_brings_an_update_within_the_bound_on_the_grid():
     rng = np.random.default_rng(0)
     start = quantize(rng.normal(0, 1, 650))
@@ -122,6 +203,7 @@ def test_a_norm_bound_market_excludes_updates_without_a_valid_proof_and_voids_a_
     from fedmarket.ml.updates import decode_update
     from fedmarket.secagg import BN254, MaskContext
     from fedmarket.secagg import onchain as secagg
+    from fedmarket.zk import commit_elements
     from fedmarket_flows.market import market_flow
     from fedmarket_flows.trainer import secure_duties
     from fedmarket_tasks.chain_ops import submit_update
@@ -158,6 +240,7 @@ def test_a_norm_bound_market_excludes_updates_without_a_valid_proof_and_voids_a_
                 context=context,
                 norm_proof=proof and proof.proof_json,
                 ring=BN254,
+                commit_mask=lambda stream: commit_elements(norm_build, stream),
             )
 
         def play(round: int) -> None:
@@ -216,10 +299,15 @@ def test_a_norm_bound_market_excludes_updates_without_a_valid_proof_and_voids_a_
         aggregate = decode_update(platform.store.get(reports[0].aggregate_cid), task.model)
         assert np.linalg.norm(aggregate - start) <= 1.0 + STEP  # the survivors clipped to the bound
 
-        # round 2: every proof verifies, but the masked models do not add up to the proven ones
+        # round 2: every proof verifies, but the masked models do not add up to the proven ones;
+        # each masked model checked on its own names trainer 2
         second = reports[1]
         assert second.benign_mask == 0 and second.aggregate_cid == reports[0].aggregate_cid
-        assert all("voided" in second.flag_reasons[t.address] for t in members)
+        assert second.flag_reasons[members[2].address] == (
+            "voided, named: its masked model is not the model its norm proof commits to plus its masks"
+        )
+        for i in (0, 1, 3):
+            assert second.flag_reasons[members[i].address].startswith("voided: the survivors' masked models")
         assert check_masked.fn(market.address, 2, task) == {}
         audit = audit_market(market, platform.store)
         assert audit.passed and all(c.status == "pass" for c in audit.checks), audit.checks

@@ -10,6 +10,7 @@ refused by name.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 
 import numpy as np
@@ -29,7 +30,7 @@ from fedmarket.errors import (
 from fedmarket.fixed_point import quantize
 from fedmarket.identity import Party
 from fedmarket.ml.updates import header_metadata
-from fedmarket.secagg.masks import Z64, MaskContext, Ring, decode_sum
+from fedmarket.secagg.masks import Z64, MaskContext, Ring, decode_sum, pair_key
 from fedmarket.secagg.protocol import (
     Recovery,
     Trainer,
@@ -44,10 +45,12 @@ from fedmarket.secagg.protocol import (
     round_secrets,
 )
 from fedmarket.store import ContentStore
+from fedmarket.zk import POINT_BYTES
 from fedmarket_schemas.secagg import KeyBundle, ShareAnswer, ShareReveal
 from fedmarket_schemas.trainer import PrivacySpent
 
 NORM_PROOF = "norm_proof"
+PAIR_COMMITMENTS, PAIR_PEERS = "pair_commitments", "pair_peers"
 
 
 def board_of(market: MarketClient) -> BoardClient:
@@ -235,10 +238,13 @@ def masked_bytes(
     norm_proof: str | None = None,
     privacy: PrivacySpent | None = None,
     ring: Ring = Z64,
+    commit_mask: Callable[[np.ndarray], bytes] | None = None,
 ) -> bytes:
     """This trainer's masked model for `context`'s round in `ring`, with every participant's keys;
     `norm_proof`: its norm-bound proof file, stored beside it under the same CID; `privacy`: in a
-    DP-SGD task, what it has spent, in the header as a plain update reports it (`"dp"`)."""
+    DP-SGD task, what it has spent, in the header as a plain update reports it (`"dp"`);
+    `commit_mask`: in a norm-bound market, the KZG commitment to a stream, stored for each pair's
+    stream so that its masked model can be checked on its own (`exclusions.masked_cheaters`)."""
     peers = {i: bytes.fromhex(b.rounds[context.round - 1].mask_public_key) for i, b in keys.items()}
     secrets = round_secrets(secret_of(party, context.market), context)
     masked = mask_model(model, secrets=secrets, me=index, peers=peers, context=context, ring=ring)
@@ -248,7 +254,28 @@ def masked_bytes(
     metadata = {"format": ring.format, "market": context.market.lower(), "round": str(context.round)}
     if privacy is not None:
         metadata["dp"] = privacy.model_dump_json()
+    if commit_mask is not None:
+        others = [v for v in sorted(peers) if v != index]
+        claims = [commit_mask(ring.stream(pair_key(secrets.mask_seed, peers[v], context), model.size)) for v in others]
+        tensors[PAIR_COMMITMENTS] = np.frombuffer(b"".join(claims), dtype=np.uint8).reshape(len(others), POINT_BYTES)
+        metadata[PAIR_PEERS] = json.dumps(others)
     return st_save(tensors, metadata=metadata)
+
+
+def read_pair_commitments(raw: bytes) -> dict[int, bytes]:
+    """Peer -> the commitment to the pair's mask stream stored with a masked model
+    (MalformedUpdateError if there are none, or they are malformed)."""
+    try:
+        peers = json.loads(header_metadata(raw)[PAIR_PEERS])
+        tensor = st_load(raw)[PAIR_COMMITMENTS]
+    except (SafetensorError, KeyError, ValueError, TypeError) as exc:
+        raise MalformedUpdateError(
+            f"no commitments to its pair masks are stored with the masked model: {exc}"
+        ) from None
+    valid = isinstance(peers, list) and all(type(v) is int and v >= 0 for v in peers) and len(set(peers)) == len(peers)
+    if not valid or tensor.dtype != np.uint8 or tensor.shape != (len(peers), POINT_BYTES):
+        raise MalformedUpdateError("the commitments to its pair masks are malformed")
+    return {v: tensor[i].tobytes() for i, v in enumerate(peers)}
 
 
 def read_norm_proof(raw: bytes) -> str:
@@ -266,7 +293,8 @@ def read_masked(raw: bytes, *, size: int, context: MaskContext, ring: Ring = Z64
         tensor = st_load(raw)["masked"]
     except (SafetensorError, KeyError, ValueError) as exc:
         raise MalformedUpdateError(f"not a masked model: {exc}") from None
-    metadata = {k: v for k, v in header_metadata(raw).items() if k != "dp"}  # DP: checked by the task's terms
+    # DP: checked by the task's terms; pair commitments: by `read_pair_commitments`
+    metadata = {k: v for k, v in header_metadata(raw).items() if k not in ("dp", PAIR_PEERS)}
     expected = {"format": ring.format, "market": context.market.lower(), "round": str(context.round)}
     if metadata != expected:
         raise MalformedUpdateError(f"a masked model for {metadata}, not for {expected}")
@@ -302,6 +330,12 @@ def reveal(
     )
     cid = str(store.put(shares.model_dump_json().encode()))
     return cid, board.reveal_shares(party.account, market.address, round, cid)
+
+
+def mask_publics(store: ContentStore, market: MarketClient, board: BoardClient, round: int) -> dict[int, bytes]:
+    """Each participant's round mask public key for `round`, as the board fixed its participants."""
+    keys = bundles(store, market, board, board.round_reveals(market.address, round).participants, round)
+    return {i: bytes.fromhex(b.rounds[round - 1].mask_public_key) for i, b in keys.items()}
 
 
 def recover_round(

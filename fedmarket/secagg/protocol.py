@@ -40,7 +40,8 @@ Departures, and why:
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 
 import numpy as np
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
@@ -85,6 +86,8 @@ class Recovery:
     survivors: tuple[int, ...]
     dropped: tuple[int, ...]
     invalid_shares: tuple[tuple[int, int, str], ...] = ()  # (holder, dealer, seed kind)
+    self_seeds: Mapping[int, bytes] = field(default_factory=dict)  # rebuilt, by survivor
+    mask_seeds: Mapping[int, bytes] = field(default_factory=dict)  # rebuilt, by dropped trainer
 
 
 def round_secrets(secret: bytes, context: MaskContext) -> RoundSecrets:
@@ -314,12 +317,14 @@ def recover_sum(
         return feldman.scalar_bytes(feldman.combine(valid, bundle.threshold))
 
     total = ring.zeros(next(iter(masked.values())).size if masked else 0)
+    self_seeds, mask_seeds = {}, {}
     for u in sorted(survivors):
         ring.add(total, masked[u])
-        ring.apply(total, self_key(rebuild(u, SELF), context), -1)
+        self_seeds[u] = rebuild(u, SELF)
+        ring.apply(total, self_key(self_seeds[u], context), -1)
     for v in sorted(dropped):
-        own = rebuild(v, MASK)  # its mask private key, whose public key is its first commitment
+        own = mask_seeds[v] = rebuild(v, MASK)  # its mask private key, whose public key is its first commitment
         for u in sorted(survivors):
             peer = bytes.fromhex(bundles[u].rounds[t - 1].mask_public_key)
             ring.apply(total, pair_key(own, peer, context), -1 if u < v else +1)
-    return Recovery(total, tuple(sorted(survivors)), tuple(sorted(dropped)), tuple(invalid))
+    return Recovery(total, tuple(sorted(survivors)), tuple(sorted(dropped)), tuple(invalid), self_seeds, mask_seeds)

@@ -19,6 +19,7 @@ from fedmarket.zk.ezkl.deploy import (
     deploy_settlement_verifier,
     deployed_verifier_code,
 )
+from fedmarket.zk.ezkl.polycommit import POINT_BYTES, combines_to, commit_elements, commit_values, proof_commitments
 from fedmarket.zk.ezkl.poseidon import packed_commitment, poseidon_commitment
 from fedmarket.zk.ezkl.prover import Proof, prove, verify_locally
 from fedmarket.zk.ezkl.toolchain import CircuitBuild, RunArgs, build_circuit
@@ -60,6 +61,7 @@ __all__ = [
     "DataChunks",
     "DeployedVerifier",
     "NormProof",
+    "POINT_BYTES",
     "Proof",
     "RoundProof",
     "RoundStatement",
@@ -75,6 +77,9 @@ __all__ = [
     "chunk_rows",
     "circuit_verdict",
     "clip_to_bound",
+    "combines_to",
+    "commit_elements",
+    "commit_values",
     "deploy_round_verifier",
     "deploy_settlement_verifier",
     "deployed_verifier_code",
@@ -84,6 +89,7 @@ __all__ = [
     "norm_domain",
     "packed_commitment",
     "poseidon_commitment",
+    "proof_commitments",
     "prove",
     "prove_norm",
     "prove_round",
@@ -95,6 +101,6 @@ __all__ = [
     "split_by_chunks",
     "sum_is_proven",
     "verifier_artifact",
-    "verify_norm",
     "verify_locally",
+    "verify_norm",
 ]

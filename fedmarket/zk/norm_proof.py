@@ -20,14 +20,15 @@ what was proven and what was masked: KZG commitments add up (C(a) + C(b) = C(a +
 EZKL lays inputs out), so sum_u C(W_u) = C(S) + (n - 1) C(0) holds exactly when the masked models
 add up to the proven ones (`sum_is_proven`). Such a market masks in BN254's field
 (fedmarket/secagg/masks.py), where one trainer's masked model y also satisfies C(y) - C(0) =
-(C(W) - C(0)) + sum s (C(r) - C(0)) over its masks r (`polycommit.combines_to`): checkable per
-trainer from commitments to its masks.
+(C(W) - C(0)) + sum s (C(r) - C(0)) over its masks r (`polycommit.combines_to`): checked per
+trainer from commitments to its masks (`exclusions.masked_cheaters`).
 
 Departures: RoFL proves the bound on the very vector that is aggregated, through Pedersen
 commitments homomorphic with its masking, so a cheating client is named; ELSA splits the check
-across two servers. Here, so far, the sum check tells that some survivor masked another model
-than it proved, not which one: the round then counts nobody and keeps the global model (no
-poisoned mean reaches the chain, but one cheater can void a round).
+across two servers. Here the sum check voids the round (it counts nobody and keeps the global
+model, so no poisoned mean reaches the chain), then each survivor is checked on its own and a
+cheater is named, unless it disputes a pair's mask commitment; a named trainer can still void
+the round it cheats in.
 """
 
 from __future__ import annotations
