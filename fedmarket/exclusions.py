@@ -31,8 +31,8 @@ from fedmarket.errors import (
 from fedmarket.ml.models import parameter_count
 from fedmarket.ml.updates import check_bounds, check_privacy, decode_update
 from fedmarket.secagg import BN254, Z64, MaskContext, Recovery
-from fedmarket.secagg.masks import pair_key, self_key
-from fedmarket.secagg.onchain import read_masked, read_norm_proof, read_pair_commitments
+from fedmarket.secagg.masks import pair_key, pair_key_from_point, self_key
+from fedmarket.secagg.onchain import read_masked, read_norm_proof, read_pair_commitments, revealed_points
 from fedmarket.settings import Settings
 from fedmarket.store import ContentStore
 from fedmarket.zk import (
@@ -48,6 +48,7 @@ from fedmarket.zk import (
 )
 from fedmarket_schemas.market import ModelConfig, TaskSpec, TrainingConfig, UpdateBounds
 from fedmarket_schemas.rounds import ExclusionReason, Rejection, Submission
+from fedmarket_schemas.secagg import ShareReveal
 from fedmarket_schemas.trainer import PrivacySpent
 
 # most specific first: KeyMismatchError and EnvelopeError are DecryptionErrors
@@ -134,10 +135,13 @@ class NormCheck:
         recovery: Recovery,
         publics: Mapping[int, bytes],
         context: MaskContext,
+        reveals: list[ShareReveal],
     ) -> Attribution:
-        """Which of the `counted` survivors masked another model than it proved (`masked_cheaters`)."""
+        """Which of the `counted` survivors masked another model than it proved (`masked_cheaters`),
+        with the pair points verified in the round's `reveals`."""
         raws = {s.index: store.get(s.cid) for s in counted}
-        return masked_cheaters(self.build, raws, recovery, publics, context, self.start.size)
+        points = revealed_points(reveals, publics, context)
+        return masked_cheaters(self.build, raws, recovery, publics, context, self.start.size, points)
 
 
 @dataclass(frozen=True)
@@ -155,15 +159,18 @@ def masked_cheaters(
     publics: Mapping[int, bytes],
     context: MaskContext,
     size: int,
+    points: Mapping[tuple[int, int], bytes] | None = None,
 ) -> Attribution:
     """Check each survivor's masked model y (BN254's field, `raws` by survivor) on its own:
     C(y) - C(0) must be (C(W) - C(0)) + (C(b) - C(0)) + sum_v s(u, v) (C(k_uv) - C(0)), W the model
     its norm proof commits to, b its self mask (from its seed rebuilt from the reveals) and k_uv
     its pair streams with every other participant v (`publics`: their round mask public keys). A
     pair with a dropped trainer is computed from that trainer's rebuilt seed; a pair of survivors
-    is what both stored (`read_pair_commitments`): where they differ, one of them lies and neither
-    is checked (a point reveal, `secagg.dleq`, settles which). An honest survivor is never named,
-    its terms all being true; a cheater is, unless it hides behind a pair it disputes."""
+    is what both stored (`read_pair_commitments`). Where the two differ, one of them lies: a
+    verified point reveal of the pair (`points`, by pair, `onchain.revealed_points`) gives the
+    pair's stream and names the one whose commitment is not its; without one the pair stays
+    disputed and neither is checked. An honest survivor is never named, its terms all being true;
+    a cheater is, unless it hides behind a pair that nobody settles."""
     zero = commit_values(build, np.zeros(size))
 
     def stream_commitment(key: bytes) -> bytes:
@@ -176,10 +183,19 @@ def masked_cheaters(
             claims[u] = read_pair_commitments(raw)
         except MalformedUpdateError as exc:
             named[u] = str(exc)
-    disputed = sorted(
-        (u, v) for u in claims for v in claims if u < v and claims[u].get(v, b"") != claims[v].get(u, b"-")
-    )
-    for u in sorted(claims):
+    truth: dict[tuple[int, int], bytes] = {}  # pairs of survivors: the commitment to their stream
+    disputed = []
+    for u, v in ((u, v) for u in sorted(claims) for v in sorted(claims) if u < v):
+        if (claim := claims[u].get(v)) is not None and claim == claims[v].get(u):
+            truth[u, v] = claim
+        elif (point := (points or {}).get((u, v))) is not None:
+            truth[u, v] = stream_commitment(pair_key_from_point(point, publics[u], publics[v], context))
+            for a, b in ((u, v), (v, u)):
+                if claims[a].get(b) != truth[u, v]:
+                    named[a] = f"its commitment to its pair mask with trainer {b} is not that mask's"
+        else:
+            disputed.append((u, v))
+    for u in sorted(set(claims) - set(named)):
         terms = [
             (1, proof_commitments(read_norm_proof(raws[u]), 1)[0]),
             (1, stream_commitment(self_key(recovery.self_seeds[u], context))),
@@ -187,8 +203,8 @@ def masked_cheaters(
         for v in sorted(set(publics) - {u}):
             if v in recovery.mask_seeds:  # dropped: the pair's stream from its rebuilt seed
                 point = stream_commitment(pair_key(recovery.mask_seeds[v], publics[u], context))
-            elif v in claims and (min(u, v), max(u, v)) not in disputed:
-                point = claims[u][v]
+            elif (pair := (min(u, v), max(u, v))) in truth:
+                point = truth[pair]
             else:  # disputed, or a survivor named for storing no commitments: unsettled
                 break
             terms.append((1 if u < v else -1, point))

@@ -56,9 +56,22 @@ class KeyBundle(BaseModel):
         return self
 
 
+class PairPoint(BaseModel):
+    """A pair's shared mask point and the Chaum-Pedersen proof that its revealer made it with its
+    own mask key (fedmarket/secagg/dleq.py): challenge and response as scalars."""
+
+    model_config = ConfigDict(frozen=True)
+
+    point: Point
+    challenge: Scalar
+    response: Scalar
+
+
 class ShareReveal(BaseModel):
     """What one holder reveals after round `round`: its share of each surviving dealer's self-mask
-    seed and of each dropped dealer's mask seed (never both for one dealer), by dealer index."""
+    seed and of each dropped dealer's mask seed (never both for one dealer), by dealer index; in a
+    norm-bound market, also its shared mask point with each peer whose stored commitment to their
+    pair's stream differs from its own, to settle which of the two lies."""
 
     model_config = ConfigDict(frozen=True)
 
@@ -69,6 +82,7 @@ class ShareReveal(BaseModel):
     holder: int = Field(ge=0)
     self_shares: dict[int, Scalar] = {}
     mask_shares: dict[int, Scalar] = {}
+    pair_points: dict[int, PairPoint] = {}
 
     @model_validator(mode="after")
     def _disjoint(self) -> ShareReveal:

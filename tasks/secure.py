@@ -271,7 +271,9 @@ def recover_mean(market: str, round: int, spec: TaskSpec) -> tuple[np.ndarray, R
     if norm.sum_holds(platform.store, counted, recovery.total):
         return mean, recovery, True, None
     publics = secagg.mask_publics(platform.store, m, board, round)
-    return mean, recovery, False, norm.attribute(platform.store, counted, recovery, publics, _context(m, round))
+    reveals = secagg.read_reveals(platform.store, m, board, round)
+    found = norm.attribute(platform.store, counted, recovery, publics, _context(m, round), reveals)
+    return mean, recovery, False, found
 
 
 def masked_epsilon(market: str, round: int, spec: TaskSpec) -> dict[str, float]:

@@ -161,6 +161,30 @@ def test_a_survivor_whose_masked_model_is_not_its_proven_one_is_named_and_no_hon
     found = masked_cheaters(norm_build, raws, recovery, publics, context, D)
     assert dict(found.named) == {2: "its masked model is not the model its norm proof commits to plus its masks"}
     assert found.disputed == ((1, 3),)
+    # trainer 3 reveals the pair's point: the pair is settled, trainer 1's commitment named false
+    # and trainer 3 checked; a point trainer 1 "reveals" without its key is ignored
+    from fedmarket.secagg import round_secrets
+    from fedmarket.secagg.dleq import reveal_point
+    from fedmarket_schemas.secagg import PairPoint, ShareReveal
+
+    def point_reveal(holder: int, peer: int, seed: bytes) -> ShareReveal:
+        proof = reveal_point(seed, publics[peer], context.info(secagg.POINT_LABEL))
+        pp = PairPoint(point=proof.point.hex(), challenge=f"{proof.challenge:064x}", response=f"{proof.response:064x}")
+        return ShareReveal(
+            chain_id=context.chain_id, market=context.market, round=1, holder=holder, pair_points={peer: pp}
+        )
+
+    seed_3 = round_secrets(market.secrets[3], context).mask_seed
+    forged = point_reveal(1, 3, bytes([7]) * 32)  # another key than trainer 1's: its proof fails
+    assert secagg.revealed_points([forged], publics, context) == {}
+    points = secagg.revealed_points([forged, point_reveal(3, 1, seed_3)], publics, context)
+    assert list(points) == [(1, 3)]
+    settled = masked_cheaters(norm_build, raws, recovery, publics, context, D, points)
+    assert dict(settled.named) == {
+        1: "its commitment to its pair mask with trainer 3 is not that mask's",
+        2: "its masked model is not the model its norm proof commits to plus its masks",
+    }
+    assert settled.disputed == ()
     # without the lie every survivor is checked, and still only trainer 2 is named
     honest_1 = masked(1, models[1], models[1])
     fair = masked_cheaters(norm_build, {**raws, 1: honest_1}, recovery, publics, context, D)
@@ -278,6 +302,10 @@ def test_a_norm_bound_market_excludes_updates_without_a_valid_proof_and_voids_a_
             domain = norm_domain(platform.chain.chain_id, market.address, 2, members[2].address)
             proof = prove_norm(norm_build, proven, second, domain)
             raw = masked(2, 2, clip_to_bound(2 * second - models[2], second, 1.0), proof)
+            # and hides behind its pair with trainer 0: a false commitment to that pair's stream
+            lie = secagg.read_pair_commitments(raw)
+            lie[0] = commit_elements(norm_build, BN254.stream(bytes(32), D))
+            raw = _with_pair_commitments(raw, lie)
             submit_update(market.address, members[2].address, 2, str(platform.store.put(raw)), proof.commitment)
 
         def duties(round: int | None = None) -> None:
@@ -300,11 +328,15 @@ def test_a_norm_bound_market_excludes_updates_without_a_valid_proof_and_voids_a_
         assert np.linalg.norm(aggregate - start) <= 1.0 + STEP  # the survivors clipped to the bound
 
         # round 2: every proof verifies, but the masked models do not add up to the proven ones;
-        # each masked model checked on its own names trainer 2
+        # trainer 0's daemon revealed its pair point with trainer 2, which names trainer 2
         second = reports[1]
         assert second.benign_mask == 0 and second.aggregate_cid == reports[0].aggregate_cid
+        board = secagg.board_of(market)
+        reveals = secagg.read_reveals(platform.store, market, board, 2)
+        # (trainer 2's daemon, which runs the honest code, reveals it too)
+        assert {r.holder: set(r.pair_points) for r in reveals if r.pair_points} == {0: {2}, 2: {0}}
         assert second.flag_reasons[members[2].address] == (
-            "voided, named: its masked model is not the model its norm proof commits to plus its masks"
+            "voided, named: its commitment to its pair mask with trainer 0 is not that mask's"
         )
         for i in (0, 1, 3):
             assert second.flag_reasons[members[i].address].startswith("voided: the survivors' masked models")

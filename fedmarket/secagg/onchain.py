@@ -11,7 +11,7 @@ refused by name.
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 
 import numpy as np
 from pydantic import ValidationError
@@ -30,6 +30,8 @@ from fedmarket.errors import (
 from fedmarket.fixed_point import quantize
 from fedmarket.identity import Party
 from fedmarket.ml.updates import header_metadata
+from fedmarket.secagg import feldman
+from fedmarket.secagg.dleq import PointReveal, reveal_point, verify_point
 from fedmarket.secagg.masks import Z64, MaskContext, Ring, decode_sum, pair_key
 from fedmarket.secagg.protocol import (
     Recovery,
@@ -46,11 +48,12 @@ from fedmarket.secagg.protocol import (
 )
 from fedmarket.store import ContentStore
 from fedmarket.zk import POINT_BYTES
-from fedmarket_schemas.secagg import KeyBundle, ShareAnswer, ShareReveal
+from fedmarket_schemas.secagg import KeyBundle, PairPoint, ShareAnswer, ShareReveal
 from fedmarket_schemas.trainer import PrivacySpent
 
 NORM_PROOF = "norm_proof"
 PAIR_COMMITMENTS, PAIR_PEERS = "pair_commitments", "pair_peers"
+POINT_LABEL = b"pair-point"  # what a pair point's proof is bound to, with chain, market and round
 
 
 def board_of(market: MarketClient) -> BoardClient:
@@ -328,8 +331,77 @@ def reveal(
     shares = make_reveal(
         held=held, holder=me.index, survivors=survivors, dropped=set(keys) - survivors, context=context
     )
+    if points := disputed_points(store, market, board, party, me.index, survivors, context):
+        shares = shares.model_copy(update={"pair_points": points})
     cid = str(store.put(shares.model_dump_json().encode()))
     return cid, board.reveal_shares(party.account, market.address, round, cid)
+
+
+def read_reveals(store: ContentStore, market: MarketClient, board: BoardClient, round: int) -> list[ShareReveal]:
+    """The holders' share reveals of `round` posted on the board; an unreadable one, or one for
+    another holder, round or market, counts as none."""
+    reveals = []
+    for holder, cid in board.share_reveals(market.address, round, market.creation_block()).items():
+        try:
+            shares = ShareReveal.model_validate_json(store.get(cid))
+        except ValidationError:
+            continue
+        if shares.holder == holder and shares.round == round and shares.market.lower() == market.address.lower():
+            reveals.append(shares)
+    return reveals
+
+
+def revealed_points(
+    reveals: list[ShareReveal], publics: Mapping[int, bytes], context: MaskContext
+) -> dict[tuple[int, int], bytes]:
+    """Pair (lower index first) -> its shared mask point, from every point reveal whose
+    Chaum-Pedersen proof verifies for its holder and that peer (`dleq`); others are ignored."""
+    out = {}
+    for shares in reveals:
+        for peer, pp in shares.pair_points.items():
+            if shares.holder not in publics or peer not in publics or peer == shares.holder:
+                continue
+            reveal = PointReveal(bytes.fromhex(pp.point), int(pp.challenge, 16), int(pp.response, 16))
+            if verify_point(reveal, publics[shares.holder], publics[peer], context.info(POINT_LABEL)):
+                out[min(peer, shares.holder), max(peer, shares.holder)] = reveal.point
+    return out
+
+
+def disputed_points(
+    store: ContentStore,
+    market: MarketClient,
+    board: BoardClient,
+    party: Party,
+    me: int,
+    survivors: set[int],
+    context: MaskContext,
+) -> dict[int, PairPoint]:
+    """This survivor's shared mask point, proven, with each surviving peer whose stored commitment
+    to their pair's stream differs from its own: what settles which of the two lies
+    (`exclusions.masked_cheaters`). None outside a norm-bound market (no commitments stored), and
+    none with a peer that stored no commitments at all (that alone names it): a point discloses
+    its pair's stream."""
+    cids = {s.index: s.cid for s in market.submissions(context.round)}
+    try:
+        mine = read_pair_commitments(store.get(cids[me])) if me in survivors and me in cids else {}
+    except MalformedUpdateError:
+        return {}
+    seed = round_secrets(secret_of(party, market.address), context).mask_seed
+    publics = mask_publics(store, market, board, context.round)
+    out = {}
+    for v in sorted(survivors & set(cids) & set(mine) - {me}):
+        try:
+            theirs = read_pair_commitments(store.get(cids[v]))
+        except MalformedUpdateError:
+            continue
+        if theirs.get(me) != mine[v]:
+            proof = reveal_point(seed, publics[v], context.info(POINT_LABEL))
+            out[v] = PairPoint(
+                point=proof.point.hex(),
+                challenge=feldman.scalar_bytes(proof.challenge).hex(),
+                response=feldman.scalar_bytes(proof.response).hex(),
+            )
+    return out
 
 
 def mask_publics(store: ContentStore, market: MarketClient, board: BoardClient, round: int) -> dict[int, bytes]:
@@ -353,14 +425,7 @@ def recover_round(
         for s in market.submissions(round)
         if fixed.survivors >> s.index & 1
     }
-    reveals = []
-    for holder, cid in board.share_reveals(market.address, round, market.creation_block()).items():
-        try:
-            shares = ShareReveal.model_validate_json(store.get(cid))
-        except ValidationError:
-            continue  # a holder's unreadable reveal counts as no reveal
-        if shares.holder == holder and shares.round == round and shares.market.lower() == market.address.lower():
-            reveals.append(shares)
+    reveals = read_reveals(store, market, board, round)
     recovery = recover_sum(
         masked=masked, bundles=keys, reveals=reveals, participants=set(keys), context=context, ring=ring
     )
