@@ -30,7 +30,7 @@ from fedmarket.errors import (
     UpdateError,
     ZKError,
 )
-from fedmarket.exclusions import UNUSABLE, NormCheck, masked_rejection, recheck, rejection, replayed
+from fedmarket.exclusions import UNUSABLE, NormCheck, masked_rejection, named_cheaters, recheck, rejection, replayed
 from fedmarket.field import BN254_FIELD
 from fedmarket.fixed_point import quantize
 from fedmarket.market_context import market_context, task_spec
@@ -386,6 +386,7 @@ class Audit:
         context = MaskContext(self.market.chain.chain_id, self.market.address, r)
         participants, left_out = secagg.key_status(self.store, self.market, self.board, r)
         norm, first, size = self._norm_check(r, spec), self._first_seen(), parameter_count(spec.model)
+        named = named_cheaters(self.store, self.market, spec, r, current_platform().settings)
         out = {}
         for trainer in trainers:
             submission = self._submission(r, trainer)
@@ -399,6 +400,7 @@ class Audit:
                 norm,
                 spec.training,
                 left_out,
+                named,
             )
         return out
 

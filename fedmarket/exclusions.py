@@ -14,6 +14,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from fedmarket.chain import MarketClient
 from fedmarket.commitments import commit, commit_model
 from fedmarket.crypto import Envelope, SealContext, open_with_key
 from fedmarket.errors import (
@@ -22,6 +23,7 @@ from fedmarket.errors import (
     EnvelopeError,
     KeyMismatchError,
     MalformedUpdateError,
+    SecureAggregationError,
     StoreError,
     StoreUnavailableError,
     UpdateError,
@@ -32,7 +34,16 @@ from fedmarket.ml.models import parameter_count
 from fedmarket.ml.updates import check_bounds, check_privacy, decode_update
 from fedmarket.secagg import BN254, Z64, MaskContext, Recovery
 from fedmarket.secagg.masks import pair_key, pair_key_from_point, self_key
-from fedmarket.secagg.onchain import read_masked, read_norm_proof, read_pair_commitments, revealed_points
+from fedmarket.secagg.onchain import (
+    board_of,
+    mask_publics,
+    read_masked,
+    read_norm_proof,
+    read_pair_commitments,
+    read_reveals,
+    recover_round,
+    revealed_points,
+)
 from fedmarket.settings import Settings
 from fedmarket.store import ContentStore
 from fedmarket.zk import (
@@ -215,6 +226,37 @@ def masked_cheaters(
     return Attribution(named, tuple(disputed))
 
 
+def named_cheaters(
+    store: ContentStore, market: MarketClient, spec: TaskSpec, before: int, settings: Settings
+) -> dict[int, tuple[int, str]]:
+    """Trainer index -> (round, why) for every trainer named in a norm-bound round before `before`
+    for masking another model than it proved (`masked_cheaters`), first naming kept. Re-derived
+    from public bytes, the chain and the board, so anyone checks the exclusions it causes; only
+    rounds that counted nobody can name anyone."""
+    if spec.norm_bound is None:
+        return {}
+    board = board_of(market)
+    size, out = parameter_count(spec.model), {}
+    for r in range(1, before):
+        state = market.round_state(r)
+        if not state.finalized or state.benign_mask != 0 or not board.round_reveals(market.address, r).open:
+            continue
+        try:
+            _, recovery = recover_round(store, market, board, r, size, BN254)
+        except SecureAggregationError:
+            continue  # nothing to rebuild: nobody survived
+        norm = NormCheck.of(store, spec, market.model_cid(r), settings)
+        counted = [s for s in market.submissions(r) if s.index in recovery.survivors]
+        if norm is None or norm.sum_holds(store, counted, recovery.total):
+            continue
+        context = MaskContext(market.chain.chain_id, market.address, r)
+        publics = mask_publics(store, market, board, r)
+        found = norm.attribute(store, counted, recovery, publics, context, read_reveals(store, market, board, r))
+        for index, why in found.named.items():
+            out.setdefault(index, (r, why))
+    return out
+
+
 def masked_rejection(
     store: ContentStore,
     submission: Submission,
@@ -225,14 +267,16 @@ def masked_rejection(
     norm: NormCheck | None = None,
     training: TrainingConfig | None = None,
     left_out: Mapping[int, str] | None = None,
+    named: Mapping[int, tuple[int, str]] | None = None,
 ) -> Rejection | None:
     """Why a secure-aggregation submission cannot be counted in the sum, or None. Every check
     reads public bytes, so anyone can run it again: the trainer's keys take part in the round
     (bit of `participants`; `left_out`: why a trainer's keys do not, onchain.key_status), the CID was not submitted before, its bytes are a masked model of this
     market and round, of the task's size, and they match the commitment on chain: its SHA-256, or
     with a norm bound (`norm`) the commitment its norm proof is for, a proof that verifies; in a
-    DP-SGD task (`training`), its header reports what the task requires. A store that cannot be
-    reached raises: no verdict about the trainer."""
+    DP-SGD task (`training`), its header reports what the task requires; and it was not named in
+    an earlier round (`named`, `named_cheaters`). A store that cannot be reached raises: no
+    verdict about the trainer."""
     index, round = submission.index, context.round
     if not participants >> index & 1:
         why = (left_out or {}).get(index, "it posted none before the round")
@@ -240,6 +284,9 @@ def masked_rejection(
             reason=ExclusionReason.MASKED_MALFORMED,
             detail=f"trainer {index} has no usable keys for round {round} ({why}): its masks cannot be removed",
         )
+    if named and index in named:
+        earlier, why = named[index]
+        return Rejection(reason=ExclusionReason.MASKED_MALFORMED, detail=f"named in round {earlier}: {why}")
     if (replay := replayed(submission.cid, first_seen, round, submission.trainer)) is not None:
         return replay
     try:

@@ -17,7 +17,7 @@ from fedmarket.chain import TxResult
 from fedmarket.commitments import commit
 from fedmarket.context import current_platform
 from fedmarket.errors import SecureAggregationError
-from fedmarket.exclusions import Attribution, NormCheck, masked_rejection
+from fedmarket.exclusions import Attribution, NormCheck, masked_rejection, named_cheaters
 from fedmarket.fixed_point import quantize
 from fedmarket.ml.models import parameter_count
 from fedmarket.ml.updates import check_privacy, decode_update
@@ -179,9 +179,13 @@ def check_masked(market: str, round: int, spec: TaskSpec) -> dict[int, Rejection
     first = m.first_submissions()
     size, context = parameter_count(spec.model), _context(m, round)
     out = {}
-    norm = NormCheck.of(store, spec, m.model_cid(round), current_platform().settings)
+    settings = current_platform().settings
+    norm = NormCheck.of(store, spec, m.model_cid(round), settings)
+    named = named_cheaters(store, m, spec, round, settings)
     for s in m.submissions(round):
-        why = masked_rejection(store, s, taking_part, first.get(s.cid), size, context, norm, spec.training, left_out)
+        why = masked_rejection(
+            store, s, taking_part, first.get(s.cid), size, context, norm, spec.training, left_out, named
+        )
         if why is not None:
             out[s.index] = why
     return out

@@ -221,7 +221,9 @@ def test_clipping_brings_an_update_within_the_bound_on_the_grid():
     assert np.array_equal(clip_to_bound(near, start, 3.0), near)
 
 
-def test_a_norm_bound_market_excludes_updates_without_a_valid_proof_and_voids_a_round_that_cheats(tmp_path, norm_build):
+def test_a_norm_bound_market_excludes_updates_without_a_valid_proof_and_names_and_excludes_a_cheater(
+    tmp_path, norm_build
+):
     from fedmarket.context import Platform
     from fedmarket.ml.models import parameter_count
     from fedmarket.ml.updates import decode_update
@@ -246,7 +248,7 @@ def test_a_norm_bound_market_excludes_updates_without_a_valid_proof_and_voids_a_
     schema = DataSchema(feature_count=3, labels=(0, 1))
     with use_platform(platform):
         market, _, aggregator, members, task = publish(
-            platform, trainers=4, rounds=2, data=data, schema=schema, norm_bound=1.0
+            platform, trainers=4, rounds=3, data=data, schema=schema, norm_bound=1.0
         )
         assert parameter_count(task.model) == D
         start = None
@@ -271,6 +273,15 @@ def test_a_norm_bound_market_excludes_updates_without_a_valid_proof_and_voids_a_
             nonlocal start
             if round == 2:
                 return cheat()
+            if round == 3:  # everyone masks and proves honestly
+                for i in range(4):
+                    submit_update(
+                        market.address,
+                        members[i].address,
+                        3,
+                        *mask_and_store(market.address, members[i].address, 3, models[i], task),
+                    )
+                return None
             start = decode_update(platform.store.get(market.model_cid(1)), task.model)
             for i in (0, 2):  # both models are beyond the bound: their trainers clip them
                 far = models[i] if i == 0 else start + 10 * (models[i] - start)
@@ -341,9 +352,18 @@ def test_a_norm_bound_market_excludes_updates_without_a_valid_proof_and_voids_a_
         for i in (0, 1, 3):
             assert second.flag_reasons[members[i].address].startswith("voided: the survivors' masked models")
         assert check_masked.fn(market.address, 2, task) == {}
+
+        # round 3: the named trainer is excluded (a dropout: its masks removed, its model unseen), and
+        # the honest three are counted
+        third = reports[2]
+        assert third.benign_mask == 0b1011
+        assert third.flag_reasons[members[2].address] == "excluded: MaskedMalformed"
+        assert check_masked.fn(market.address, 3, task)[2].detail == (
+            "named in round 2: its commitment to its pair mask with trainer 0 is not that mask's"
+        )
         audit = audit_market(market, platform.store)
         assert audit.passed and all(c.status == "pass" for c in audit.checks), audit.checks
-        assert "2 exclusions re-checked" in {c.name: c for c in audit.checks}["exclusions"].detail
+        assert "3 exclusions re-checked" in {c.name: c for c in audit.checks}["exclusions"].detail
 
 
 def test_bench_norm_prints_what_a_proof_costs(norm_build, monkeypatch):

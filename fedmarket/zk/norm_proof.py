@@ -27,8 +27,8 @@ Departures: RoFL proves the bound on the very vector that is aggregated, through
 commitments homomorphic with its masking, so a cheating client is named; ELSA splits the check
 across two servers. Here the sum check voids the round (it counts nobody and keeps the global
 model, so no poisoned mean reaches the chain), then each survivor is checked on its own and a
-cheater is named (a pair disputing its mask's commitment is settled by a point reveal); a named
-trainer can still void the round it cheats in.
+cheater is named (a pair disputing its mask's commitment is settled by a point reveal) and
+excluded from every later round; it can still void the one round it is named in.
 """
 
 from __future__ import annotations
