@@ -98,11 +98,11 @@ def apply(values: np.ndarray, key: bytes, sign: int) -> None:
 
 
 class Ring:
-    """Z_2^64: models as uint64 words (`encode_model`), streams by `stream`."""
+    """Where a market's masked models live, and the default: Z_2^64, models as uint64 words
+    (`encode_model`), streams by `stream`. `FieldRing` overrides each operation."""
 
     name = "z2^64"
-    format = "fedmarket-masked-v1"
-    words = 1  # uint64 words per element, stored
+    format = "fedmarket-masked-v1"  # the stored format's name, refused by the other ring
 
     def encode(self, model: np.ndarray) -> np.ndarray:
         return encode_model(model).view(np.uint64)
@@ -139,7 +139,6 @@ class FieldRing(Ring):
 
     name = "bn254"
     format = "fedmarket-masked-bn254-v1"
-    words = 4
 
     def encode(self, model: np.ndarray) -> np.ndarray:
         return np.array([int(v) % BN254_FIELD for v in encode_model(model)], dtype=object)
