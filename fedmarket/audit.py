@@ -133,6 +133,7 @@ class Audit:
         self.proven_settlement = market.settlement_verifier() is not None
         self._secure: bool | None = None
         self._norms: dict[int, NormCheck | None] = {}
+        self._named: dict[int, dict[int, tuple[int, str]]] = {}
 
     @cached_property
     def round_circuit(self) -> CircuitBuild | None:
@@ -386,7 +387,7 @@ class Audit:
         context = MaskContext(self.market.chain.chain_id, self.market.address, r)
         participants, left_out = secagg.key_status(self.store, self.market, self.board, r)
         norm, first, size = self._norm_check(r, spec), self._first_seen(), parameter_count(spec.model)
-        named = named_cheaters(self.store, self.market, spec, r, current_platform().settings)
+        named = self._named_before(r, spec)
         out = {}
         for trainer in trainers:
             submission = self._submission(r, trainer)
@@ -408,6 +409,13 @@ class Audit:
         cid, commitment = self.ledger.rounds[r].submissions[trainer]
         index = self.ledger.trainers.index(trainer)
         return Submission(round=r, trainer=trainer, index=index, cid=cid, commitment=commitment)
+
+    def _named_before(self, r: int, spec) -> dict[int, tuple[int, str]]:
+        """The trainers named before round r (`named_cheaters`), derived once per round: each
+        re-check of an exclusion or a counted submission asks again."""
+        if r not in self._named:
+            self._named[r] = named_cheaters(self.store, self.market, spec, r, current_platform().settings)
+        return self._named[r]
 
     def _norm_check(self, r: int, spec) -> NormCheck | None:
         """Round r's norm-bound check (None without a bound), made once per round."""

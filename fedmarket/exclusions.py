@@ -182,7 +182,7 @@ def masked_cheaters(
     pair's stream and names the one whose commitment is not its; without one the pair stays
     disputed and neither is checked. An honest survivor is never named, its terms all being true;
     a cheater is, unless it hides behind a pair that nobody settles."""
-    zero = commit_values(build, np.zeros(size))
+    zero, points = commit_values(build, np.zeros(size)), points or {}
 
     def stream_commitment(key: bytes) -> bytes:
         return commit_elements(build, BN254.stream(key, size))
@@ -199,7 +199,7 @@ def masked_cheaters(
     for u, v in ((u, v) for u in sorted(claims) for v in sorted(claims) if u < v):
         if (claim := claims[u].get(v)) is not None and claim == claims[v].get(u):
             truth[u, v] = claim
-        elif (point := (points or {}).get((u, v))) is not None:
+        elif (point := points.get((u, v))) is not None:
             truth[u, v] = stream_commitment(pair_key_from_point(point, publics[u], publics[v], context))
             for a, b in ((u, v), (v, u)):
                 if claims[a].get(b) != truth[u, v]:

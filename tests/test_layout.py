@@ -159,7 +159,7 @@ def test_an_installed_wheel_runs_a_market_without_the_checkout(wheel, tmp_path):
 
 def test_a_flow_run_or_cli_process_loads_opacus_and_sklearn_only_where_it_uses_them():
     """Every flow run and CLI call is a new process: Opacus (torch.distributed) and scikit-learn
-    are 1.3 s of its start, so the round, settlement and CLI modules import them lazily."""
+    are a large part of its start, so the round, settlement and CLI modules import them lazily."""
     code = (
         "import sys, fedmarket_cli, fedmarket_flows.round, fedmarket_flows.settlement, fedmarket_flows.trainer\n"
         "print(sorted(m for m in ('opacus', 'sklearn') if m in sys.modules))\n"

@@ -31,7 +31,7 @@ class Dataset:
 
 def load_digits_dataset() -> Dataset:
     """All 1,797 digits with raw intensities 0..16; models normalise (see `normalise`)."""
-    from sklearn.datasets import load_digits  # 0.7 s of imports, for the processes that load data
+    from sklearn.datasets import load_digits  # a heavy import: only the processes that load data pay it
 
     bunch = load_digits()
     return Dataset(bunch.data.astype(np.float32), bunch.target.astype(np.int64))

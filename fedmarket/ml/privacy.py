@@ -27,7 +27,7 @@ from fedmarket.errors import ConfigError, PrivacyBudgetError
 from fedmarket_schemas.market import DifferentialPrivacy, TrainingConfig
 from fedmarket_schemas.trainer import PrivacySpent
 
-if TYPE_CHECKING:  # opacus loads torch.distributed (0.6 s): imported by the functions that use it
+if TYPE_CHECKING:  # opacus loads torch.distributed: imported by the functions that use it
     from opacus.accountants import RDPAccountant
 
 

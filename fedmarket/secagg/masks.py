@@ -61,10 +61,14 @@ def decode_sum(total: np.ndarray, ring: Ring | None = None) -> np.ndarray:
     return (ring or Z64).integers(total).astype(np.float64) / (1 << FRAC_BITS)
 
 
+def keystream(key: bytes, length: int) -> bytes:
+    """`length` bytes of ChaCha20 keystream under a 32-byte key (zero nonce: one stream per key)."""
+    return Cipher(algorithms.ChaCha20(key, b"\0" * 16), mode=None).encryptor().update(bytes(length))
+
+
 def stream(key: bytes, size: int) -> np.ndarray:
-    """`size` uint64 words of ChaCha20 keystream under a 32-byte key (zero nonce: one stream per key)."""
-    encryptor = Cipher(algorithms.ChaCha20(key, b"\0" * 16), mode=None).encryptor()
-    return np.frombuffer(encryptor.update(bytes(8 * size)), dtype="<u8").astype(np.uint64, copy=False)
+    """`size` uint64 words of keystream."""
+    return np.frombuffer(keystream(key, 8 * size), dtype="<u8").astype(np.uint64, copy=False)
 
 
 def pair_key(own: bytes, peer_public: bytes, context: MaskContext) -> bytes:
@@ -147,8 +151,7 @@ class FieldRing(Ring):
         return np.array([0] * size, dtype=object)
 
     def stream(self, key: bytes, size: int) -> np.ndarray:
-        encryptor = Cipher(algorithms.ChaCha20(key, b"\0" * 16), mode=None).encryptor()
-        raw = encryptor.update(bytes(40 * size))
+        raw = keystream(key, 40 * size)
         return np.array(
             [int.from_bytes(raw[40 * i : 40 * i + 40], "little") % BN254_FIELD for i in range(size)], dtype=object
         )
