@@ -89,16 +89,48 @@ def test_later_rounds_measure_against_last_rounds_benign_trainers(round_build):
     assert fallback.mask == evaluate(RoundStatement(slots, 1, domain=2, start=START)).mask == [True, True, False, False]
 
 
-def test_rank_orders_by_value_then_by_index():
+def test_smallest_orders_by_value_then_by_index():
     import torch
 
-    from fedmarket.algorithms.outliers.proven import _rank
+    from fedmarket.algorithms.outliers.proven import _smallest
 
     values = torch.tensor([[3.0, 1.0, 3.0, 2.0]], dtype=torch.float64) * STEP
     everyone = torch.ones(1, 4, dtype=torch.float64)
-    assert _rank(values, everyone).tolist() == [[2.0, 0.0, 3.0, 1.0]]  # the tie at 3 goes to slot 0
+    assert _smallest(values, everyone, 1.0).tolist() == [[0.0, 1.0, 0.0, 0.0]]
+    two = torch.tensor([[2.0]], dtype=torch.float64)
+    assert _smallest(values, everyone, two).tolist() == [[0.0, 1.0, 0.0, 1.0]]
+    assert _smallest(values, everyone, two + 1).tolist() == [[1.0, 1.0, 0.0, 1.0]]  # the tie at 3 goes to slot 0
     without_1 = torch.tensor([[1.0, 0.0, 1.0, 1.0]], dtype=torch.float64)
-    assert _rank(values, without_1).tolist() == [[1.0, 0.0, 2.0, 0.0]]
+    assert _smallest(values, without_1, 1.0).tolist() == [[0.0, 0.0, 0.0, 1.0]]
+    assert _smallest(values, without_1, two).tolist() == [[1.0, 0.0, 0.0, 1.0]]
+    assert _smallest(values, without_1, two * 0).tolist() == [[0.0, 0.0, 0.0, 0.0]]
+    assert _smallest(values, without_1, two * 2).tolist() == without_1.tolist()  # k past the count: all
+
+
+def test_smallest_and_median_agree_with_ranking_every_value():
+    """The sorting network picks what ranking each value against every other did, ties included."""
+    import torch
+
+    from fedmarket.algorithms.outliers.proven import ProvenRoundRule, _smallest
+
+    rng = np.random.default_rng(3)
+    rule = ProvenRoundRule(7, 4).double()
+    for _ in range(200):
+        values = torch.from_numpy(rng.integers(0, 6, size=(7, 7)) * STEP)
+        among = torch.from_numpy(rng.integers(0, 2, size=(7, 7)).astype(np.float64))
+        k = float(rng.integers(0, 8))  # the circuit asks for at most L
+        smaller = (values.unsqueeze(-1) > values.unsqueeze(-2)) | (
+            (values.unsqueeze(-1) == values.unsqueeze(-2)) & (torch.arange(7)[:, None] > torch.arange(7)[None, :])
+        )
+        rank = (smaller.double() * among.unsqueeze(-2)).sum(dim=-1)  # [i, j]: among l before j in row i
+        expected = among * (rank < k).double()
+        assert torch.equal(_smallest(values, among, torch.tensor([[k]], dtype=torch.float64)), expected)
+        if k == 1.0:
+            assert torch.equal(_smallest(values, among, 1.0), expected)
+        row, mask = values[:1], among[:1]
+        chosen = np.sort(row[mask > 0.5].numpy())
+        median = float(np.median(chosen)) if chosen.size else 0.0
+        assert rule._median(row, mask).item() == median
 
 
 def test_float_aggregate_within_one_step_of_the_proven_one():

@@ -38,8 +38,12 @@ With u_i = W_i - start and m the size of the reference set:
   k agg = sum of the k kept models, each entry within k/2 steps, the rounding of a mean).
 
 Every statistic comes from one Gram matrix of [u_1..u_L, start]: distances, norms, Krum's pairwise
-distances, the direction's and the cosine's inner products. The only products over the L x d
-entries are that Gram matrix and the aggregate's `mask @ W`, so hashing the inputs with Poseidon
+distances, the direction's and the cosine's inner products. Its (L + 1)(L + 2) / 2 distinct
+entries are each one dot product (`gram`), half of what X @ X.T multiplies; EZKL's Freivalds
+check would do it in O(L d), but its verifier is over EIP-170 (fedmarket/zk/ezkl/toolchain.py).
+Medians and Krum's orders are read off sorting networks (order.py): O(L log^2 L) comparisons
+per ordered row, where ranking every value against every other took L^2 (L^3 for Krum's rows).
+The only products over the L x d entries are that Gram matrix and the aggregate's `mask @ W`, so hashing the inputs with Poseidon
 takes more rows than the arithmetic; under KZG-committed inputs only the arithmetic is left
 (`fedmarket bench zk` reports both). No product multiplies more
 than two model-sized values, so the range checks bound the same magnitudes as the distances'.
@@ -87,6 +91,7 @@ from torch import nn
 from fedmarket.algorithms.aggregators.base import assumed_byzantine
 from fedmarket.algorithms.outliers.base import DETECTORS, Detection, History, RoundInput
 from fedmarket.algorithms.outliers.krum import krum_neighbours
+from fedmarket.algorithms.outliers.order import above_the_rest, extreme_last, sort_last
 from fedmarket.algorithms.outliers.replay import NEAR_COPY, TOLERANCE
 from fedmarket.algorithms.outliers.two_stage import reference_size
 from fedmarket.fixed_point import STEP, domain_limbs, quantize
@@ -128,16 +133,28 @@ def grid_sqrt(y: np.ndarray) -> np.ndarray:
     return np.floor(np.sqrt(np.maximum(np.asarray(y, dtype=np.float64), 0.0)) / STEP) * STEP
 
 
-def _rank(values: torch.Tensor, among: torch.Tensor) -> torch.Tensor:
-    """rank[..., j] = #{l in `among`: values[..., l] < values[..., j], ties to the lower l}.
-
-    One strict comparison per pair: on grid values (multiples of a step) L v + l step orders by
-    value, then by index l < L, which is the tie rule (half the comparisons of testing <= for
-    l < j and < for l > j, and no Equal, whose 0/1 EZKL 23 gives the input's scale)."""
+def _tied(values: torch.Tensor) -> torch.Tensor:
+    """L v + l step along the last axis: on grid values (multiples of a step) this orders by value,
+    then by index l < L, the tie rule of Krum's orders (krum.py), with every value distinct."""
     L = values.shape[-1]
-    tied = values * float(L) + torch.arange(L, dtype=values.dtype) * STEP
-    before = (tied.unsqueeze(-1) < tied.unsqueeze(-2)).to(values.dtype)  # [..., l, j]
-    return (before * among.unsqueeze(-1)).sum(dim=-2)
+    return values * float(L) + torch.arange(L, dtype=values.dtype) * STEP
+
+
+def _smallest(values: torch.Tensor, among: torch.Tensor, k: torch.Tensor | float) -> torch.Tensor:
+    """0/1 along the last axis: the k smallest of values[among] (all of them if fewer), ties to the
+    lower index. The k-th smallest is read off a sorting network (order.py), then each value is
+    compared with it once: n log^2 n comparisons a row, where ranking every value took n^2.
+    k is at most the axis length, as every count the rule asks for is."""
+    tied = _tied(values)
+    dtype = values.dtype
+    if isinstance(k, float) and k == 1.0:
+        kth = extreme_last(above_the_rest(tied, among, STEP))
+    else:
+        at = torch.arange(int(values.shape[-1]), dtype=dtype)
+        ordered = sort_last(above_the_rest(tied, among, STEP))
+        kth = (ordered * ((at > k - 1.5).to(dtype) * (at < k - 0.5).to(dtype))).sum(dim=-1, keepdim=True)
+        among = among * (k > 0.5).to(dtype)
+    return among * (tied <= kth).to(dtype)
 
 
 class ProvenRoundRule(nn.Module):
@@ -168,6 +185,7 @@ class ProvenRoundRule(nn.Module):
             "low_of_n": [(n - 1) // 2 for n in range(1, L + 1)],  # the median's two middle ranks
             "high_of_n": [n // 2 for n in range(1, L + 1)],
         }
+        self.register_buffer("gram_index", gram_index(L + 1))
         for name, values in per_n.items():
             self.register_buffer(name, torch.tensor([[float(v) for v in values]], dtype=torch.float64))
 
@@ -217,9 +235,11 @@ class ProvenRoundRule(nn.Module):
         flags = (public[:, : 2 * L + 1] > 0.5).to(dtype)  # [1, 1 + 2L]
         first, present, kept_before = flags[:, :1], flags[:, 1 : L + 1], flags[:, L + 1 :]
         # absent slots are not zeroed: every use below is masked by `present` (or a subset of it)
-        W = torch.cat(models, dim=0)  # [L, d]
-        X = torch.cat([W - start, start], dim=0)  # [L + 1, d]: the updates, then the start model
-        H = X @ X.T  # the only product over the L x d entries besides the aggregate's
+        # [L, d], concatenated along d: stacked along L, the exporter splits `mask @ W` into one
+        # product and sum per slot
+        W = torch.cat(models, dim=1).reshape(L, self.dim)
+        # of the updates and the start model: the only product over the L x d entries besides the aggregate's
+        H = gram([m - start for m in models] + [start], self.gram_index)
         U, toward_start, start_sq = H[:L, :L], H[L:, :L], H[L:, L:]  # u_i.u_j, u_i.start, ||start||^2
         norms = (H * self.diagonal.to(dtype)).sum(dim=0, keepdim=True)[:, :L]  # [1, L]: ||u_i||^2
         D = norms.T + norms - 2.0 * U  # [L, L]: squared distances between the models
@@ -232,7 +252,7 @@ class ProvenRoundRule(nn.Module):
         near = (pair * (_at_most(D, scale) * TOLERANCE_INV_SQ <= scale).to(dtype)).sum(dim=1, keepdim=True).T
         copies = (present - free) * (near > 0.5).to(dtype)
         # near-copies: the nearest present neighbour within NEAR_COPY of the median nearest distance
-        nearest = pair * (_rank(D, pair) < 0.5).to(dtype)
+        nearest = _smallest(D, pair, 1.0)
         partnered = (pair.sum(dim=1, keepdim=True).T > 0.5).to(dtype)
         nearest_sq = (nearest * D).sum(dim=1, keepdim=True).T  # [1, L]
         close = (nearest_sq <= NEAR_COPY_SQ * self._median(nearest_sq, partnered)).to(dtype)
@@ -311,12 +331,14 @@ class ProvenRoundRule(nn.Module):
     def _median(self, values: torch.Tensor, among: torch.Tensor) -> torch.Tensor:
         """Median of values[among] ([1, 1]): the mean of the two middle ranks (one when n is odd)."""
         n = among.sum(dim=1, keepdim=True)
-        rank = _rank(values, among)
+        dtype = values.dtype
+        ordered = sort_last(above_the_rest(values, among, STEP))
+        position = self.counts.to(dtype) - 1.0
         middle = 0.0
         for table in ("low_of_n", "high_of_n"):
             at = self._of_n(table, n)
-            middle = middle + among * (rank > at - 0.5).to(values.dtype) * (rank < at + 0.5).to(values.dtype)
-        return 0.5 * (middle * values).sum(dim=1, keepdim=True)
+            middle = middle + (position > at - 0.5).to(dtype) * (position < at + 0.5).to(dtype)
+        return 0.5 * (middle * ordered).sum(dim=1, keepdim=True) * (n > 0.5).to(dtype)
 
     def _beyond(self, s: torch.Tensor, active: torch.Tensor, minimum: int) -> torch.Tensor:
         """One guarded pass of Algorithm 1 over the active slots, if at least `minimum` are:
@@ -344,12 +366,29 @@ class ProvenRoundRule(nn.Module):
         dtype = D.dtype
         n = among.sum(dim=1, keepdim=True)
         pair = among.T * among * self.not_self.to(dtype)
-        nearest = pair * (_rank(D, pair) < self._of_n("k_of_n", n)).to(dtype)
+        nearest = _smallest(D, pair, self._of_n("k_of_n", n))
         score = (nearest * D).sum(dim=1, keepdim=True).T  # [1, L]
-        krum = among * (_rank(score, among) < self._of_n("m_of_n", n)).to(dtype)
+        krum = _smallest(score, among, self._of_n("m_of_n", n))
         benign = kept_before * among
         use_krum = (first + (benign.sum(dim=1, keepdim=True) < 0.5).to(dtype) > 0.5).to(dtype)
         return benign + use_krum * (krum - benign)
+
+
+def gram_index(rows: int) -> torch.Tensor:
+    """For each Gram entry (i, j), its place among the products of the rows i <= j in order."""
+    index = torch.empty(rows, rows, dtype=torch.long)
+    pairs = [(i, j) for i in range(rows) for j in range(i, rows)]
+    for place, (i, j) in enumerate(pairs):
+        index[i, j] = index[j, i] = place
+    return index
+
+
+def gram(rows: list[torch.Tensor], index: torch.Tensor) -> torch.Tensor:
+    """The Gram matrix of `rows` ([1, d] each), each distinct entry one dot product placed by
+    `index` (gram_index; a gather with constant indices adds no rows to the circuit)."""
+    n = len(rows)
+    products = [rows[i] @ rows[j].T for i in range(n) for j in range(i, n)]
+    return torch.cat(products, dim=1).reshape(-1)[index.reshape(-1)].reshape(n, n)
 
 
 def _at_most(values: torch.Tensor, bound: torch.Tensor) -> torch.Tensor:
