@@ -142,6 +142,33 @@ def test_float_aggregate_within_one_step_of_the_proven_one():
     assert np.max(np.abs(result.aggregate - float_mean)) <= STEP
 
 
+@pytest.mark.parametrize("build", ["round_build", "hashed_round_build"])
+def test_a_round_that_keeps_nobody_keeps_its_global_model(request, build):
+    """Every model a free rider: the mask is empty, and the only aggregate the circuit accepts
+    is the start model (k agg = sum of none holds for any aggregate, so it is checked apart)."""
+    from fedmarket.algorithms.outliers.proven import float_verdict
+    from fedmarket.zk.ezkl.prover import circuit_outputs
+
+    circuit = request.getfixturevalue(build)
+    start = quantize(np.linspace(-1.0, 1.0, D))
+    statement = RoundStatement([start.copy() for _ in range(L)], 2, domain=1, kept_before=0b1111, start=start)
+    roots = float_verdict(statement.models, start, False, statement.kept_before_flags, 1).roots
+    packed = build == "hashed_round_build"
+
+    def outputs(aggregate):
+        _, _, mask, (valid,) = circuit_outputs(circuit, statement.inputs(aggregate, roots, packed))
+        return mask, valid
+
+    assert outputs(start) == ([0] * L, 1)
+    assert outputs(quantize(start + STEP))[1] == 0
+    assert outputs(np.zeros(D))[1] == 0
+    if not packed:  # and the prover proves that round rather than leave it unproven
+        proof = prove_round(circuit, statement)
+        assert proof.benign_mask == 0 and np.array_equal(proof.aggregate, start)
+        assert proof.aggregate_commitment == model_commitment(circuit, start)
+        assert verify_locally(circuit, proof.proof)
+
+
 def test_values_off_the_grid_or_out_of_range_are_refused(round_build):
     with pytest.raises(ZKError, match="grid"):
         poseidon_commitment(np.array([0.1]))

@@ -90,10 +90,11 @@ def evaluate(statement: RoundStatement) -> RoundResult:
     verdict = float_verdict(
         statement.models, statement.start, statement.round == 1, statement.kept_before_flags, statement.domain
     )
-    if not verdict.mask.any():
-        raise ZKError("the rule kept no model: nothing to aggregate")
+    mask = [bool(k) for k in verdict.mask]
+    if not any(mask):  # the global model stays as it was, as in an unproven round (the circuit requires it)
+        return RoundResult(mask, quantize(statement.start), verdict.roots, verdict.reasons)
     models = np.stack([statement.models[i] for i in np.flatnonzero(verdict.mask)])
-    return RoundResult([bool(k) for k in verdict.mask], quantize(models.mean(axis=0)), verdict.roots, verdict.reasons)
+    return RoundResult(mask, quantize(models.mean(axis=0)), verdict.roots, verdict.reasons)
 
 
 def _tensors(arrays: list[np.ndarray]) -> list[torch.Tensor]:

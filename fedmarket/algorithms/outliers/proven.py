@@ -35,7 +35,8 @@ With u_i = W_i - start and m the size of the reference set:
   or rare-label shares do, the cut moves out with them);
 - mask = the models still active (public output); valid: every root checks and the aggregate is
   the benign average, proven as a product (the paper's "trainers pre-divide" is replaced by
-  k agg = sum of the k kept models, each entry within k/2 steps, the rounding of a mean).
+  k agg = sum of the k kept models, each entry within k/2 steps, the rounding of a mean; a
+  round that keeps nobody must aggregate to its start model).
 
 Every statistic comes from one Gram matrix of [u_1..u_L, start]: distances, norms, Krum's pairwise
 distances, the direction's and the cosine's inner products. Its (L + 1)(L + 2) / 2 distinct
@@ -186,6 +187,9 @@ class ProvenRoundRule(nn.Module):
             "high_of_n": [n // 2 for n in range(1, L + 1)],
         }
         self.register_buffer("gram_index", gram_index(L + 1))
+        # the aggregate's weights over the models and the start model: mask @ widen + nobody * start_slot
+        self.register_buffer("widen", torch.eye(L, L + 1).double())
+        self.register_buffer("start_slot", (idx == L).double()[None, :])
         for name, values in per_n.items():
             self.register_buffer(name, torch.tensor([[float(v) for v in values]], dtype=torch.float64))
 
@@ -213,7 +217,12 @@ class ProvenRoundRule(nn.Module):
 
         mask = active
         kept = mask.sum(dim=1, keepdim=True)
-        residual = kept * aggregate - mask @ W
+        # a round that keeps nobody keeps its global model: k agg = sum of none holds for any
+        # aggregate, so there the start model stands in as the one model kept
+        nobody = (kept < 0.5).to(dtype)
+        # (a product with constants, not a concatenation, which the exporter would split again)
+        weights = mask @ self.widen.to(dtype) + nobody * self.start_slot.to(dtype)  # [1, L + 1]
+        residual = (kept + nobody) * aggregate - weights @ W
         agg_ok = ((residual + residual).abs() <= kept * STEP).to(dtype)
         checks = root_ok.sum(dim=1, keepdim=True) + agg_ok.sum(dim=1, keepdim=True)  # all 3L + 1 + d hold
         required = root_count(L) + self.dim
@@ -235,9 +244,9 @@ class ProvenRoundRule(nn.Module):
         flags = (public[:, : 2 * L + 1] > 0.5).to(dtype)  # [1, 1 + 2L]
         first, present, kept_before = flags[:, :1], flags[:, 1 : L + 1], flags[:, L + 1 :]
         # absent slots are not zeroed: every use below is masked by `present` (or a subset of it)
-        # [L, d], concatenated along d: stacked along L, the exporter splits `mask @ W` into one
-        # product and sum per slot
-        W = torch.cat(models, dim=1).reshape(L, self.dim)
+        # [L + 1, d]: the models, then the start model, concatenated along d: stacked along L, the
+        # exporter splits the aggregate's product into one product and sum per slot
+        W = torch.cat([*models, start], dim=1).reshape(L + 1, self.dim)
         # of the updates and the start model: the only product over the L x d entries besides the aggregate's
         H = gram([m - start for m in models] + [start], self.gram_index)
         U, toward_start, start_sq = H[:L, :L], H[L:, :L], H[L:, L:]  # u_i.u_j, u_i.start, ||start||^2
