@@ -27,11 +27,13 @@ from fedmarket.commitments import commit
 from fedmarket.context import Platform
 from fedmarket.fixed_point import FRAC_BITS, quantize
 from fedmarket.ml.data import load_digits_dataset, owner_split, split_iid
+from fedmarket.ml.models import parameter_count
 from fedmarket.ml.training import initial_model, train_local
 from fedmarket.settings import Settings, load_settings
 from fedmarket.simulation.enrol import enrol
 from fedmarket.zk import (
     CircuitBuild,
+    CircuitShape,
     RoundProof,
     RoundStatement,
     SettlementProof,
@@ -44,6 +46,8 @@ from fedmarket.zk import (
     prove_round,
     prove_settlement,
     rloo_subsets,
+    round_circuit,
+    settlement_circuit_spec,
     verifier_artifact,
 )
 from fedmarket_benchmarks.gas import funded_party as _party
@@ -61,14 +65,15 @@ class ZKRow(BaseModel):
     arith_rows: int = Field(description="rows of the circuit's own arithmetic at its column count")
     commitment: str = Field(description="how the inputs are bound: poseidon (hashed) or polycommit (KZG)")
     columns: int
-    setup_s: float
-    setup_cached: bool
-    witness_s: float
-    prove_s: float
-    peak_rss_bytes: int
-    pk_bytes: int
-    proof_bytes: int
-    verify_gas: int
+    # the rest are None in a layout-only row (`--layout`: sized, not set up or proven)
+    setup_s: float | None
+    setup_cached: bool | None
+    witness_s: float | None
+    prove_s: float | None
+    peak_rss_bytes: int | None
+    pk_bytes: int | None
+    proof_bytes: int | None
+    verify_gas: int | None
     market_gas: int | None = Field(description="the market's whole finalizeRound with the proof (round rows)")
     rounds: int = Field(1, description="settlement: its proofs, one per round; times and gas are their sums")
     frac_bits: int
@@ -150,15 +155,41 @@ def run_round(
     )
 
 
-def _shape(build: CircuitBuild) -> dict:
-    return {
-        "logrows": build.logrows,
-        "rows": 1 << build.logrows,
-        "hash_rows": build.hash_rows,
-        "arith_rows": build.arith_rows,
-        "commitment": build.commitment,
-        "columns": build.columns,
-    }
+def _shape(build: CircuitBuild | CircuitShape) -> dict:
+    shape = build if isinstance(build, CircuitShape) else build.shape
+    return {"rows": 1 << shape.logrows, **dataclasses.asdict(shape)}
+
+
+def layout_round(
+    trainers: int, kind: ModelKind, settings: Settings | None = None, commitment: str = "polycommit"
+) -> ZKRow:
+    """The round circuit's shape alone (EZKL's settings, no setup or proof): sizes past this
+    machine's memory can still be reported."""
+    settings = settings or load_settings()
+    spec = round_circuit(trainers, parameter_count(ModelConfig(kind=kind)), settings.zk_columns, commitment)
+    return _layout_row("round", trainers, kind, spec.shape(settings.zk_cache_dir))
+
+
+def layout_settlement(trainers: int, samples: int, kind: ModelKind, settings: Settings | None = None) -> ZKRow:
+    """The settlement circuit's shape alone, as layout_round."""
+    settings = settings or load_settings()
+    spec = settlement_circuit_spec(trainers, ModelConfig(kind=kind), samples, settings.zk_columns)
+    return _layout_row("settlement", trainers, kind, spec.shape(settings.zk_cache_dir))
+
+
+def _layout_row(circuit: str, trainers: int, kind: ModelKind, shape: CircuitShape) -> ZKRow:
+    unmeasured = ("setup_s", "setup_cached", "witness_s", "prove_s", "peak_rss_bytes", "pk_bytes", "proof_bytes")
+    return ZKRow(
+        circuit=circuit,
+        trainers=trainers,
+        model=kind.value,
+        params=parameter_count(ModelConfig(kind=kind)),
+        **_shape(shape),
+        **dict.fromkeys(unmeasured),
+        verify_gas=None,
+        market_gas=None,
+        frac_bits=FRAC_BITS,
+    )
 
 
 def _proving_market(platform: Platform, build: CircuitBuild, statement: RoundStatement, start: np.ndarray):

@@ -178,6 +178,14 @@ def bench_zk(
             "their rounds only) or poseidon (markets that prove their settlement too)"
         ),
     ] = "polycommit",
+    layout: Annotated[
+        bool,
+        typer.Option(
+            "--layout",
+            help="only lay the circuits out (EZKL's settings): rows, hash_rows, arith_rows and columns, with no "
+            "setup or proof, for sizes past this machine's memory",
+        ),
+    ] = False,
     as_json: Annotated[
         bool, typer.Option("--json", help='print {"rows": [{circuit, trainers, model, setup_s, prove_s, ...}, ...]}')
     ] = False,
@@ -190,7 +198,7 @@ def bench_zk(
     and how inputs are committed (poseidon or polycommit).
     FEDMARKET_ZK_COLUMNS sets the columns per op (unset: chosen per circuit). SRS: gen_srs
     (NOT FOR PRODUCTION) unless FEDMARKET_ZK_SRS_PATH names a ceremony file."""
-    from fedmarket_benchmarks.zk import run_round, run_settlement
+    from fedmarket_benchmarks.zk import layout_round, layout_settlement, run_round, run_settlement
     from fedmarket_schemas.market import ModelKind
 
     (kind,) = str_list(model, "--model", ["lr", "mlp"])  # the settlement circuit scores these
@@ -199,12 +207,14 @@ def bench_zk(
     if max(sizes) > 128:
         raise usage_error("--trainers", "a market holds at most 128 trainers")
     commitments = str_list(commitment, "--commitment", ["polycommit", "poseidon"])
+    round_row, settlement_row = (layout_round, layout_settlement) if layout else (run_round, run_settlement)
     rows = []
     for size in sizes:
         if "round" in chosen:
-            rows.extend(run_round(size, ModelKind(kind), commitment=c) for c in commitments)
+            rows.extend(round_row(size, ModelKind(kind), commitment=c) for c in commitments)
         if "settlement" in chosen:
-            rows.append(run_settlement(size, test_rows, ModelKind(kind), rounds=rounds))
+            more = {} if layout else {"rounds": rounds}
+            rows.append(settlement_row(size, test_rows, ModelKind(kind), **more))
     emit(
         rows,
         as_json,

@@ -134,6 +134,43 @@ def bench_json(*args):
     return bench_run(*args)["rows"]
 
 
+def test_bench_zk_layout_sizes_circuits_without_setting_them_up(tmp_path):
+    cli = Path(sys.executable).parent / "fedmarket"
+    args = [
+        "bench",
+        "zk",
+        "--layout",
+        "--trainers",
+        "2,3",
+        "--circuits",
+        "round",
+        "--commitment",
+        "polycommit,poseidon",
+    ]
+    proc = subprocess.run(
+        [str(cli), *args, "--json"],
+        cwd=REPO_ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env={**os.environ, "FEDMARKET_ZK_CACHE_DIR": str(tmp_path)},
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    rows = json.loads(proc.stdout)["rows"]
+    assert [(r["trainers"], r["commitment"]) for r in rows] == [
+        (2, "polycommit"),
+        (2, "poseidon"),
+        (3, "polycommit"),
+        (3, "poseidon"),
+    ]
+    for r in rows:
+        assert r["rows"] == 2 ** r["logrows"] and 0 < r["arith_rows"] <= r["rows"] and r["hash_rows"] < r["rows"]
+        assert (r["hash_rows"] > 0) == (r["commitment"] == "poseidon")
+        assert r["setup_s"] is r["prove_s"] is r["verify_gas"] is None
+    assert rows[2]["arith_rows"] > rows[0]["arith_rows"]  # a third slot adds rows
+    assert not [p for p in tmp_path.iterdir() if p.is_dir()]  # nothing was set up (no build, no SRS)
+
+
 def test_bench_robustness_json():
     rows = bench_json(
         "robustness",

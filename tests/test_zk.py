@@ -196,6 +196,16 @@ def test_build_is_cached_by_circuit_hash(round_build):
     assert other.digest != round_build.digest
 
 
+def test_a_circuits_layout_is_the_shape_of_its_build(round_build, hashed_round_build):
+    """`bench zk --layout` sizes a circuit without setting it up: the same shape its build has."""
+    from fedmarket.zk import round_circuit
+
+    for build, commitment in ((round_build, "polycommit"), (hashed_round_build, "poseidon")):
+        shape = round_circuit(L, D, None, commitment).shape(build.dir.parent)
+        assert shape == build.shape
+        assert (shape.commitment, shape.hash_rows > 0) == (commitment, commitment == "poseidon")
+
+
 def test_one_circuit_and_srs_give_one_verifying_key_on_every_build(round_build, tmp_path):
     """EZKL lists range checks in hash-set order, which sets their tables' columns; the toolchain
     sorts them, so fresh builds of the tiny round circuit with its SRS all give the session build's

@@ -22,7 +22,7 @@ from fedmarket.zk.ezkl.deploy import (
 from fedmarket.zk.ezkl.polycommit import POINT_BYTES, combines_to, commit_elements, commit_values, proof_commitments
 from fedmarket.zk.ezkl.poseidon import packed_commitment, poseidon_commitment
 from fedmarket.zk.ezkl.prover import Proof, prove, verify_locally
-from fedmarket.zk.ezkl.toolchain import CircuitBuild, RunArgs, build_circuit
+from fedmarket.zk.ezkl.toolchain import CircuitBuild, CircuitShape, CircuitSpec, RunArgs, build_circuit
 from fedmarket.zk.ezkl.verifier import check_verifier, verifier_artifact
 from fedmarket.zk.norm_proof import (
     NormProof,
@@ -41,6 +41,7 @@ from fedmarket.zk.round_proof import (
     evaluate,
     model_commitment,
     prove_round,
+    round_circuit,
 )
 from fedmarket.zk.settlement_proof import (
     DataChunks,
@@ -52,12 +53,15 @@ from fedmarket.zk.settlement_proof import (
     rloo_subsets,
     round_rloo_seed,
     round_test_chunk,
+    settlement_circuit_spec,
     split_by_chunks,
 )
 
 __all__ = [
     "CachedBuild",
     "CircuitBuild",
+    "CircuitShape",
+    "CircuitSpec",
     "DataChunks",
     "DeployedVerifier",
     "NormProof",
@@ -96,8 +100,10 @@ __all__ = [
     "prove_settlement",
     "prune",
     "rloo_subsets",
+    "round_circuit",
     "round_rloo_seed",
     "round_test_chunk",
+    "settlement_circuit_spec",
     "split_by_chunks",
     "sum_is_proven",
     "verifier_artifact",

@@ -34,7 +34,7 @@ from fedmarket.settings import Settings, load_settings
 from fedmarket.zk.ezkl.polycommit import commit_values, point_commitment, proof_commitments
 from fedmarket.zk.ezkl.poseidon import packed_commitment, poseidon_commitment
 from fedmarket.zk.ezkl.prover import Proof, circuit_outputs, prove_witness, witness
-from fedmarket.zk.ezkl.toolchain import CircuitBuild, RunArgs, build_circuit
+from fedmarket.zk.ezkl.toolchain import CircuitBuild, CircuitSpec, RunArgs
 from fedmarket.zk.ezkl.verifier import market_proof
 
 log = logging.getLogger(__name__)
@@ -202,21 +202,23 @@ def build_round_circuit(
     """The round circuit for L = `trainers` slots of `dim` parameters, its inputs bound by
     `commitment` ("polycommit" or "poseidon", the module docstring), from the build cache
     (`FEDMARKET_ZK_CACHE_DIR`) and SRS (`FEDMARKET_ZK_SRS_PATH`, else gen_srs) in the settings."""
+    settings = settings or load_settings()
+    return round_circuit(trainers, dim, settings.zk_columns, commitment).build(
+        settings.zk_cache_dir, settings.zk_srs_path
+    )
+
+
+def round_circuit(trainers: int, dim: int, columns: int | None, commitment: str = "polycommit") -> CircuitSpec:
+    """The round circuit before it is built (`.shape` lays it out without setting it up)."""
     if commitment not in ("polycommit", "poseidon"):
         raise ZKError(f"round inputs are committed by polycommit or poseidon, not {commitment!r}")
-    settings = settings or load_settings()
     packed = _packed(commitment)
     statement = RoundStatement([np.zeros(dim)] * trainers, 1, 0, start=np.zeros(dim))
     example = _tensors(statement.inputs(np.zeros(dim), np.zeros(root_count(trainers)), packed))
-    return build_circuit(
-        f"round-L{trainers}-d{dim}" + ("-kzg" if commitment == "polycommit" else ""),
-        statement.circuit(packed),
-        example,
-        settings.zk_cache_dir,
-        srs_path=settings.zk_srs_path,
-        run_args=RunArgs(
-            num_inner_cols=settings.zk_columns,
-            input_visibility="polycommit" if commitment == "polycommit" else "hashed",
-            rebase_frac_zero_constants=True,  # products with integral constants need no rescale
-        ),
+    run_args = RunArgs(
+        num_inner_cols=columns,
+        input_visibility="polycommit" if commitment == "polycommit" else "hashed",
+        rebase_frac_zero_constants=True,  # products with integral constants need no rescale
     )
+    name = f"round-L{trainers}-d{dim}" + ("-kzg" if commitment == "polycommit" else "")
+    return CircuitSpec(name, statement.circuit(packed), example, run_args)

@@ -34,7 +34,7 @@ from fedmarket.packing import pack_pairs
 from fedmarket.settings import Settings, load_settings
 from fedmarket.zk.ezkl.poseidon import poseidon_commitment
 from fedmarket.zk.ezkl.prover import Proof, prove
-from fedmarket.zk.ezkl.toolchain import CircuitBuild, RunArgs, build_circuit
+from fedmarket.zk.ezkl.toolchain import CircuitBuild, CircuitSpec, RunArgs
 from fedmarket.zk.ezkl.verifier import market_proof
 from fedmarket.zk.settlement_circuit import SettlementCircuit
 from fedmarket_schemas.market import ModelConfig, ModelKind
@@ -208,6 +208,12 @@ def build_settlement_circuit(
     trainers: int, model: ModelConfig, samples: int, settings: Settings | None = None
 ) -> CircuitBuild:
     settings = settings or load_settings()
+    spec = settlement_circuit_spec(trainers, model, samples, settings.zk_columns)
+    return spec.build(settings.zk_cache_dir, settings.zk_srs_path)
+
+
+def settlement_circuit_spec(trainers: int, model: ModelConfig, samples: int, columns: int | None) -> CircuitSpec:
+    """The settlement circuit before it is built (`.shape` lays it out without setting it up)."""
     circuit = settlement_circuit(trainers, model, samples)
     d, f, c = parameter_count(model), model.in_features, model.classes
     statement = SettlementStatement(
@@ -215,16 +221,10 @@ def build_settlement_circuit(
     )
     example = [torch.from_numpy(np.ascontiguousarray(a)) for a in statement.inputs()]
     shape = f"f{f}-c{c}" if circuit.hidden is None else f"mlp{circuit.hidden}-f{f}-c{c}"
-    return build_circuit(
-        f"settlement-L{trainers}-{shape}-n{samples}",
-        circuit,
-        example,
-        settings.zk_cache_dir,
-        srs_path=settings.zk_srs_path,
-        # exact: no product is rescaled and 0/1 constants are at scale 0
-        run_args=RunArgs(
-            num_inner_cols=settings.zk_columns,
-            scale_rebase_multiplier=circuit.scale_rebase_multiplier,
-            rebase_frac_zero_constants=True,
-        ),
+    # exact: no product is rescaled and 0/1 constants are at scale 0
+    run_args = RunArgs(
+        num_inner_cols=columns,
+        scale_rebase_multiplier=circuit.scale_rebase_multiplier,
+        rebase_frac_zero_constants=True,
     )
+    return CircuitSpec(f"settlement-L{trainers}-{shape}-n{samples}", circuit, example, run_args)

@@ -77,6 +77,29 @@ class RunArgs:
 
 
 @dataclass(frozen=True)
+class CircuitShape:
+    """Where a circuit's rows go, read from EZKL's settings (before any setup)."""
+
+    logrows: int
+    columns: int
+    hash_rows: int  # rows of the Poseidon chip that hashes the inputs (0 under polycommit)
+    arith_rows: int  # rows of the graph's own arithmetic: its assignments over its columns
+    commitment: str  # how the inputs are bound: "poseidon" (hashes are instances) or "polycommit" (KZG)
+
+    @classmethod
+    def of(cls, settings: dict) -> CircuitShape:
+        run_args = settings["run_args"]
+        columns = int(run_args["num_inner_cols"])
+        return cls(
+            logrows=int(run_args["logrows"]),
+            columns=columns,
+            hash_rows=int((settings.get("module_sizes") or {}).get("poseidon", [0])[0]),
+            arith_rows=-(-int(settings["total_assignments"]) // columns),
+            commitment="polycommit" if run_args.get("input_visibility") == "KZGCommit" else "poseidon",
+        )
+
+
+@dataclass(frozen=True)
 class CircuitBuild:
     """A built circuit in the cache: paths of its artefacts and what setup cost."""
 
@@ -123,20 +146,28 @@ class CircuitBuild:
         return json.loads((self.dir / "ready").read_text())
 
     @property
+    def shape(self) -> CircuitShape:
+        return CircuitShape.of(self.settings())
+
+    @property
     def commitment(self) -> str:
-        """How the inputs are bound: "poseidon" (hashed, the hashes are instances) or "polycommit"
-        (KZG commitments in the proof)."""
-        return "polycommit" if self.settings()["run_args"].get("input_visibility") == "KZGCommit" else "poseidon"
+        return self.shape.commitment
 
-    @property
-    def hash_rows(self) -> int:
-        """Rows of the Poseidon chip that hashes the inputs (0 under polycommit)."""
-        return int((self.settings().get("module_sizes") or {}).get("poseidon", [0])[0])
 
-    @property
-    def arith_rows(self) -> int:
-        """Rows of the graph's own arithmetic: its assignments over its columns."""
-        return -(-int(self.settings()["total_assignments"]) // self.columns)
+@dataclass(frozen=True)
+class CircuitSpec:
+    """A circuit before it is built: its cache name, torch module, example inputs and run arguments."""
+
+    name: str
+    module: torch.nn.Module
+    example: list[torch.Tensor]
+    run_args: RunArgs
+
+    def build(self, cache_dir: Path, srs_path: Path | None = None) -> CircuitBuild:
+        return build_circuit(self.name, self.module, self.example, cache_dir, run_args=self.run_args, srs_path=srs_path)
+
+    def shape(self, cache_dir: Path) -> CircuitShape:
+        return lay_out(self.module, self.example, cache_dir, run_args=self.run_args)
 
 
 def export_onnx(module: torch.nn.Module, example: list[torch.Tensor]) -> bytes:
@@ -223,6 +254,23 @@ def build_circuit(
     mark_used(target)
     log.info("built circuit %s (%s): logrows %d, setup %.1f s", name, digest[:16], logrows, setup_s)
     return CircuitBuild(name, digest, target, srs, origin, built_now=True)
+
+
+def lay_out(
+    module: torch.nn.Module, example: list[torch.Tensor], cache_dir: Path, *, run_args: RunArgs = RunArgs()
+) -> CircuitShape:
+    """The shape `build_circuit` would give the module, from EZKL's settings alone: no compile,
+    no SRS, no setup, so a circuit past this machine's memory can still be sized. EZKL's count
+    of assignments can come out a few apart between calls on the same circuit."""
+    onnx_bytes = export_onnx(module, example)
+    if run_args.num_inner_cols is None:
+        run_args = replace(run_args, num_inner_cols=choose_columns(onnx_bytes, run_args, Path(cache_dir)))
+    with tempfile.TemporaryDirectory(prefix="fedmarket-layout-") as tmp:
+        onnx, path = Path(tmp, "circuit.onnx"), Path(tmp, "settings.json")
+        onnx.write_bytes(onnx_bytes)
+        call_ezkl("gen_settings", ezkl.gen_settings, str(onnx), str(path), py_run_args=run_args.tocall_ezkl())
+        _fix_settings(path)
+        return CircuitShape.of(json.loads(path.read_text()))
 
 
 def _setup_again(build: CircuitBuild) -> None:
