@@ -44,10 +44,10 @@ entries are each one dot product (`gram`), half of what X @ X.T multiplies; EZKL
 check would do it in O(L d), but its verifier is over EIP-170 (fedmarket/zk/ezkl/toolchain.py).
 Medians and Krum's orders are read off sorting networks (order.py): O(L log^2 L) comparisons
 per ordered row, where ranking every value against every other took L^2 (L^3 for Krum's rows).
-The only products over the L x d entries are that Gram matrix and the aggregate's `mask @ W`, so hashing the inputs with Poseidon
-takes more rows than the arithmetic; under KZG-committed inputs only the arithmetic is left
-(`fedmarket bench zk` reports both). No product multiplies more
-than two model-sized values, so the range checks bound the same magnitudes as the distances'.
+The only products over the L x d entries are that Gram matrix and the aggregate's `mask @ W`.
+Under KZG-committed inputs the arithmetic and the inputs' range checks set the domain; hashed with
+Poseidon, the hashing does (`fedmarket bench zk` reports both). No product multiplies more than
+two model-sized values, so the range checks bound the same magnitudes as the distances'.
 
 Departures from sources/004 and from `two_stage_guarded`, each for the circuit's sake, with what
 `fedmarket bench robustness` measures of them (rows `two_stage_proven`):
