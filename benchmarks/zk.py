@@ -141,7 +141,7 @@ def run_round(
         trainers=trainers,
         model=kind.value,
         params=statement.dim,
-        **_shape(build),
+        **_shape(build.shape),
         setup_s=float(report["setup_s"]),
         setup_cached=cached,
         witness_s=proof.proof.witness_s,
@@ -155,8 +155,7 @@ def run_round(
     )
 
 
-def _shape(build: CircuitBuild | CircuitShape) -> dict:
-    shape = build if isinstance(build, CircuitShape) else build.shape
+def _shape(shape: CircuitShape) -> dict:
     return {"rows": 1 << shape.logrows, **dataclasses.asdict(shape)}
 
 
@@ -272,7 +271,7 @@ def run_settlement(
         trainers=trainers,
         model=kind.value,
         params=statements[0].circuit().dim,
-        **_shape(build),
+        **_shape(build.shape),
         setup_s=float(report["setup_s"]),
         setup_cached=cached,
         witness_s=sum(proof.proof.witness_s for proof, _ in proven),

@@ -92,16 +92,16 @@ def test_later_rounds_measure_against_last_rounds_benign_trainers(round_build):
 def test_smallest_orders_by_value_then_by_index():
     import torch
 
-    from fedmarket.algorithms.outliers.proven import _smallest
+    from fedmarket.algorithms.outliers.proven import _least, _smallest
 
     values = torch.tensor([[3.0, 1.0, 3.0, 2.0]], dtype=torch.float64) * STEP
     everyone = torch.ones(1, 4, dtype=torch.float64)
-    assert _smallest(values, everyone, 1.0).tolist() == [[0.0, 1.0, 0.0, 0.0]]
+    assert _least(values, everyone).tolist() == [[0.0, 1.0, 0.0, 0.0]]
     two = torch.tensor([[2.0]], dtype=torch.float64)
     assert _smallest(values, everyone, two).tolist() == [[0.0, 1.0, 0.0, 1.0]]
     assert _smallest(values, everyone, two + 1).tolist() == [[1.0, 1.0, 0.0, 1.0]]  # the tie at 3 goes to slot 0
     without_1 = torch.tensor([[1.0, 0.0, 1.0, 1.0]], dtype=torch.float64)
-    assert _smallest(values, without_1, 1.0).tolist() == [[0.0, 0.0, 0.0, 1.0]]
+    assert _least(values, without_1).tolist() == [[0.0, 0.0, 0.0, 1.0]]
     assert _smallest(values, without_1, two).tolist() == [[1.0, 0.0, 0.0, 1.0]]
     assert _smallest(values, without_1, two * 0).tolist() == [[0.0, 0.0, 0.0, 0.0]]
     assert _smallest(values, without_1, two * 2).tolist() == without_1.tolist()  # k past the count: all
@@ -111,7 +111,7 @@ def test_smallest_and_median_agree_with_ranking_every_value():
     """The sorting network picks what ranking each value against every other did, ties included."""
     import torch
 
-    from fedmarket.algorithms.outliers.proven import ProvenRoundRule, _smallest
+    from fedmarket.algorithms.outliers.proven import ProvenRoundRule, _least, _smallest
 
     rng = np.random.default_rng(3)
     rule = ProvenRoundRule(7, 4).double()
@@ -126,7 +126,7 @@ def test_smallest_and_median_agree_with_ranking_every_value():
         expected = among * (rank < k).double()
         assert torch.equal(_smallest(values, among, torch.tensor([[k]], dtype=torch.float64)), expected)
         if k == 1.0:
-            assert torch.equal(_smallest(values, among, 1.0), expected)
+            assert torch.equal(_least(values, among), expected)
         row, mask = values[:1], among[:1]
         chosen = np.sort(row[mask > 0.5].numpy())
         median = float(np.median(chosen)) if chosen.size else 0.0

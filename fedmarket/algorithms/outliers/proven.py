@@ -141,21 +141,23 @@ def _tied(values: torch.Tensor) -> torch.Tensor:
     return values * float(L) + torch.arange(L, dtype=values.dtype) * STEP
 
 
-def _smallest(values: torch.Tensor, among: torch.Tensor, k: torch.Tensor | float) -> torch.Tensor:
+def _smallest(values: torch.Tensor, among: torch.Tensor, k: torch.Tensor) -> torch.Tensor:
     """0/1 along the last axis: the k smallest of values[among] (all of them if fewer), ties to the
     lower index. The k-th smallest is read off a sorting network (order.py), then each value is
     compared with it once: n log^2 n comparisons a row, where ranking every value took n^2.
     k is at most the axis length, as every count the rule asks for is."""
     tied = _tied(values)
     dtype = values.dtype
-    if isinstance(k, float) and k == 1.0:
-        kth = extreme_last(above_the_rest(tied, among, STEP))
-    else:
-        at = torch.arange(int(values.shape[-1]), dtype=dtype)
-        ordered = sort_last(above_the_rest(tied, among, STEP))
-        kth = (ordered * ((at > k - 1.5).to(dtype) * (at < k - 0.5).to(dtype))).sum(dim=-1, keepdim=True)
-        among = among * (k > 0.5).to(dtype)
-    return among * (tied <= kth).to(dtype)
+    at = torch.arange(int(values.shape[-1]), dtype=dtype)
+    ordered = sort_last(above_the_rest(tied, among, STEP))
+    kth = (ordered * ((at > k - 1.5).to(dtype) * (at < k - 0.5).to(dtype))).sum(dim=-1, keepdim=True)
+    return among * (k > 0.5).to(dtype) * (tied <= kth).to(dtype)
+
+
+def _least(values: torch.Tensor, among: torch.Tensor) -> torch.Tensor:
+    """_smallest with k = 1, from a tournament (n comparisons a row) instead of a sort."""
+    tied = _tied(values)
+    return among * (tied <= extreme_last(above_the_rest(tied, among, STEP))).to(values.dtype)
 
 
 class ProvenRoundRule(nn.Module):
@@ -261,7 +263,7 @@ class ProvenRoundRule(nn.Module):
         near = (pair * (_at_most(D, scale) * TOLERANCE_INV_SQ <= scale).to(dtype)).sum(dim=1, keepdim=True).T
         copies = (present - free) * (near > 0.5).to(dtype)
         # near-copies: the nearest present neighbour within NEAR_COPY of the median nearest distance
-        nearest = _smallest(D, pair, 1.0)
+        nearest = _least(D, pair)
         partnered = (pair.sum(dim=1, keepdim=True).T > 0.5).to(dtype)
         nearest_sq = (nearest * D).sum(dim=1, keepdim=True).T  # [1, L]
         close = (nearest_sq <= NEAR_COPY_SQ * self._median(nearest_sq, partnered)).to(dtype)

@@ -135,11 +135,11 @@ class CircuitBuild:
 
     @property
     def logrows(self) -> int:
-        return int(self.settings()["run_args"]["logrows"])
+        return self.shape.logrows
 
     @property
     def columns(self) -> int:
-        return int(self.settings()["run_args"]["num_inner_cols"])
+        return self.shape.columns
 
     @property
     def setup_report(self) -> dict:
@@ -226,10 +226,7 @@ def build_circuit(
     build = CircuitBuild(name, digest, work, Path(), "")
     build.onnx.write_bytes(onnx_bytes)
     started = time.perf_counter()
-    call_ezkl(
-        "gen_settings", ezkl.gen_settings, str(build.onnx), str(build.settings_path), py_run_args=run_args.tocall_ezkl()
-    )
-    _fix_settings(build.settings_path)
+    _gen_settings(build.onnx, build.settings_path, run_args)
     call_ezkl("compile_circuit", ezkl.compile_circuit, str(build.onnx), str(build.compiled), str(build.settings_path))
     logrows = build.logrows
     srs_started = time.perf_counter()
@@ -268,8 +265,7 @@ def lay_out(
     with tempfile.TemporaryDirectory(prefix="fedmarket-layout-") as tmp:
         onnx, path = Path(tmp, "circuit.onnx"), Path(tmp, "settings.json")
         onnx.write_bytes(onnx_bytes)
-        call_ezkl("gen_settings", ezkl.gen_settings, str(onnx), str(path), py_run_args=run_args.tocall_ezkl())
-        _fix_settings(path)
+        _gen_settings(onnx, path, run_args)
         return CircuitShape.of(json.loads(path.read_text()))
 
 
@@ -313,9 +309,7 @@ def choose_columns(onnx_bytes: bytes, run_args: RunArgs, cache_dir: Path) -> int
         onnx.write_bytes(onnx_bytes)
         for columns in AUTO_COLUMNS:
             path = Path(tmp, f"settings-{columns}.json")
-            args = replace(run_args, num_inner_cols=columns).tocall_ezkl()
-            call_ezkl("gen_settings", ezkl.gen_settings, str(onnx), str(path), py_run_args=args)
-            _fix_settings(path)
+            _gen_settings(onnx, path, replace(run_args, num_inner_cols=columns))
             logrows[columns] = int(json.loads(path.read_text())["run_args"]["logrows"])
     best = min(AUTO_COLUMNS, key=lambda c: (logrows[c], c))
     cache_dir.mkdir(parents=True, exist_ok=True)
@@ -326,6 +320,11 @@ def choose_columns(onnx_bytes: bytes, run_args: RunArgs, cache_dir: Path) -> int
 # rows halo2 keeps for blinding and the last row; the range-check table needs 2^14 rows
 _RESERVED_ROWS = 64
 _MIN_LOGROWS = 15
+
+
+def _gen_settings(onnx: Path, settings_path: Path, run_args: RunArgs) -> None:
+    call_ezkl("gen_settings", ezkl.gen_settings, str(onnx), str(settings_path), py_run_args=run_args.tocall_ezkl())
+    _fix_settings(settings_path)
 
 
 def _fix_settings(settings_path: Path) -> None:
