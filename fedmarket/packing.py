@@ -7,7 +7,9 @@ range, fixed_point.MAX_ABS), is the element P = (A + 2^18) + 2^20 B. The circuit
 unpacks it: B = round(P / 2^20), as EZKL rounds a product it brings back to its working scale
 (a range-checked division: |P - 2^20 B| < 2^20), and A + 2^18 = P - 2^20 B, which the circuit
 requires to be >= 0. The range check alone admits B + 1 as well; that choice leaves
-P - 2^20 (B + 1) < 0, so with the check exactly one pair unpacks from each P.
+P - 2^20 (B + 1) < 0, so with the check exactly one pair unpacks from each P. The check is
+|x| - x = 0 for x = A + 2^18 rather than a comparison: an absolute value costs EZKL one
+decomposition, a comparison a decomposition and two zero tests.
 
 Updates stay one value per element: unpacking costs the circuit about as many rows as hashing the
 second value saves, and only the global models need the room.
@@ -44,8 +46,9 @@ def pack_pairs(values: np.ndarray) -> np.ndarray:
 
 
 def unpack_pairs(packed: torch.Tensor, dim: int, one: torch.Tensor, rebase_scale: int = FRAC_BITS):
-    """(values [1, dim], ok [1, packed_size(dim)]) from packed elements [1, packed_size(dim)]; ok is
-    1 where the first value's offset form is >= 0 (the check that makes the unpacking unique).
+    """(values [1, dim], short [1, packed_size(dim)]) from packed elements [1, packed_size(dim)];
+    short is 0 where the first value's offset form x is >= 0 (the check that makes the unpacking
+    unique) and |x| - x > 0 where it is not: a circuit requires their sum to be 0.
 
     `one`: a circuit value equal to 1 at scale 0, whose product forces EZKL's rounding rebase to
     `rebase_scale` (the circuit's input scale times its scale_rebase_multiplier); a division by a
@@ -57,9 +60,9 @@ def unpack_pairs(packed: torch.Tensor, dim: int, one: torch.Tensor, rebase_scale
     else:
         quotient = torch.round(packed / float(1 << (PAIR_BITS - FRAC_BITS))) * STEP
     first = packed - quotient * float(1 << PAIR_BITS)
-    ok = (first >= 0).to(packed.dtype)
+    short = first.abs() - first
     values = torch.stack([first - OFFSET * STEP, quotient], dim=-1).reshape(packed.shape[0], -1)[:, :dim]
-    return values, ok
+    return values, short
 
 
 def always_one(value: torch.Tensor) -> torch.Tensor:

@@ -169,6 +169,49 @@ def test_a_round_that_keeps_nobody_keeps_its_global_model(request, build):
         assert verify_locally(circuit, proof.proof)
 
 
+@pytest.mark.parametrize("build", ["round_build", "hashed_round_build"])
+def test_the_aggregate_must_round_the_kept_mean_on_every_entry(request, build):
+    """k agg = sum of the k kept models within k/2 steps on every entry; 2 steps off on one entry,
+    either way, and the circuit's valid is 0."""
+    from fedmarket.zk.ezkl.prover import circuit_outputs
+
+    circuit = request.getfixturevalue(build)
+    statement = RoundStatement(models(5), 1, domain=1, start=START)
+    result = evaluate(statement)
+
+    def valid(aggregate):
+        inputs = statement.inputs(aggregate, result.roots, build == "hashed_round_build")
+        return circuit_outputs(circuit, inputs)[-1][0]
+
+    assert sum(result.mask) == 3 and valid(result.aggregate) == 1
+    for delta in (2 * STEP, -2 * STEP):
+        off = result.aggregate.copy()
+        off[5] += delta
+        assert valid(off) == 0
+
+
+def test_a_start_model_element_that_unpacks_the_second_way_is_not_valid():
+    """Packed (fedmarket/packing.py), an element whose first value sits past its range unpacks with
+    its quotient rounded up and its first value below zero. A prover who takes that reading, with
+    roots and aggregate for the model it reads, still gets valid 0. In float, which rounds as EZKL
+    does (the circuit equals the float module: tests/test_zk_rule.py; a value this far out leaves
+    the rule's range checks in circuit, tests/test_packing.py unpacks it on a build)."""
+    from fedmarket.packing import OFFSET, PAIR_BITS, pack_pairs
+    from fedmarket.zk.round_proof import _tensors
+
+    element = (2 * OFFSET + 5 + (7 << PAIR_BITS)) * STEP
+    read = START.copy()
+    read[:2] = (5 - (1 << PAIR_BITS) + OFFSET) * STEP, 8 * STEP  # its first value and quotient, as read
+    statement = RoundStatement(models(5), 1, domain=1, start=read)
+    result = evaluate(statement)
+    inputs = statement.inputs(result.aggregate, result.roots, False)
+    inputs[L] = pack_pairs(START).reshape(1, -1)
+    inputs[L + 1] = pack_pairs(result.aggregate).reshape(1, -1)
+    inputs[L][0, 0] = element
+    outputs = statement.circuit(True)(*_tensors(inputs))
+    assert outputs[2].tolist() == [[float(k) for k in result.mask]] and outputs[-1].item() == 0
+
+
 def test_values_off_the_grid_or_out_of_range_are_refused(round_build):
     with pytest.raises(ZKError, match="grid"):
         poseidon_commitment(np.array([0.1]))

@@ -52,8 +52,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from fedmarket.fixed_point import FRAC_BITS
-from fedmarket.packing import always_one, packed_size, unpack_pairs
+from fedmarket.fixed_point import FRAC_BITS, STEP
+from fedmarket.packing import always_one, unpack_pairs
 
 
 class SettlementCircuit(nn.Module):
@@ -93,8 +93,10 @@ class SettlementCircuit(nn.Module):
         L = self.trainers
         models, (packed, test, public) = inputs[:L], inputs[L:]
         dtype = packed.dtype
-        final, ok = unpack_pairs(packed, self.dim, always_one(public[:, :1]), FRAC_BITS * self.scale_rebase_multiplier)
-        unpacked = (ok.sum(dim=1, keepdim=True) > packed_size(self.dim) - 0.5).to(dtype)
+        final, short = unpack_pairs(
+            packed, self.dim, always_one(public[:, :1]), FRAC_BITS * self.scale_rebase_multiplier
+        )
+        unpacked = (short.sum(dim=1, keepdim=True) < STEP).to(dtype)
         subsets = (public[:, : L * L] > 0.5).to(dtype).reshape(L, L)  # [i, j]: j in S_i
         # coalition k as 0/1 weights over W_1..W_L: each S_i, then each S_i \ {i}
         members = torch.cat([subsets, subsets * self.not_self.to(dtype)], dim=0)  # [2L, L]

@@ -96,7 +96,7 @@ from fedmarket.algorithms.outliers.order import above_the_rest, extreme_last, so
 from fedmarket.algorithms.outliers.replay import NEAR_COPY, TOLERANCE
 from fedmarket.algorithms.outliers.two_stage import reference_size
 from fedmarket.fixed_point import STEP, domain_limbs, quantize
-from fedmarket.packing import always_one, pack_pairs, packed_size, unpack_pairs
+from fedmarket.packing import always_one, pack_pairs, unpack_pairs
 
 PASSES = 3  # the guarded rule's passes (two_stage.GUARDED_RULE)
 GUARD = 1.75  # the masking ratio (two_stage.GUARDED_RULE has 1.5; see the departures above)
@@ -199,7 +199,7 @@ class ProvenRoundRule(nn.Module):
         L = self.trainers
         v = self.screen(*inputs)
         W, present, active = v["W"], v["present"], v["active"]
-        aggregate, unpacked = self._global_model(inputs[L + 1], inputs[-1])
+        aggregate, aggregate_short = self._global_model(inputs[L + 1], inputs[-1])
         roots = inputs[L + 2]
         dtype = W.dtype
 
@@ -225,13 +225,16 @@ class ProvenRoundRule(nn.Module):
         # (a product with constants, not a concatenation, which the exporter would split again)
         weights = mask @ self.widen.to(dtype) + nobody * self.start_slot.to(dtype)  # [1, L + 1]
         residual = (kept + nobody) * aggregate - weights @ W
-        agg_ok = ((residual + residual).abs() <= kept * STEP).to(dtype)
-        checks = root_ok.sum(dim=1, keepdim=True) + agg_ok.sum(dim=1, keepdim=True)  # all 3L + 1 + d hold
-        required = root_count(L) + self.dim
+        # |2 residual| <= k steps on every entry, as x = k steps - |2 residual| >= 0: |x| - x is 0
+        # where it holds and positive where not (half a comparison's rows, packing.py)
+        within = kept * STEP - (residual + residual).abs()
+        short = (within.abs() - within).sum(dim=1, keepdim=True)
         if self.packed:  # and every packed element of the start model and the aggregate unpacks
-            checks = checks + v["unpacked"].sum(dim=1, keepdim=True) + unpacked.sum(dim=1, keepdim=True)
-            required += 2 * packed_size(self.dim)
-        valid = (checks > required - 0.5).to(dtype)
+            short = short + v["start_short"].sum(dim=1, keepdim=True) + aggregate_short.sum(dim=1, keepdim=True)
+        # every root checks, and nothing falls short: each term is >= 0 and below 2^43 steps (the
+        # range checks' bound on |x|), so their sum is 0 only if every one is
+        checks = root_ok.sum(dim=1, keepdim=True) + (short < STEP).to(dtype)
+        valid = (checks > root_count(L) + 0.5).to(dtype)
         domain = inputs[-1][:, 2 * L + 1 :]
         return v["flags"], domain, mask, valid
 
@@ -241,7 +244,7 @@ class ProvenRoundRule(nn.Module):
         distance roots in `inputs` are not read, so the prover computes them from this)."""
         L = self.trainers
         models, roots, public = inputs[:L], inputs[L + 2], inputs[-1]
-        start, unpacked = self._global_model(inputs[L], public)
+        start, start_short = self._global_model(inputs[L], public)
         dtype = public.dtype
         flags = (public[:, : 2 * L + 1] > 0.5).to(dtype)  # [1, 1 + 2L]
         first, present, kept_before = flags[:, :1], flags[:, 1 : L + 1], flags[:, L + 1 :]
@@ -323,12 +326,12 @@ class ProvenRoundRule(nn.Module):
             "turned": turned,
             "outvoted": outvoted,
             "away": away,
-            "unpacked": unpacked,
+            "start_short": start_short,
         }
 
     def _global_model(self, model: torch.Tensor, public: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
-        """A global model input as [1, d], with its unpacking checks when it comes packed
-        (fedmarket/packing.py: the hashed build's start model and aggregate)."""
+        """A global model input as [1, d], with how far each element falls short of unpacking when
+        it comes packed (fedmarket/packing.py: the hashed build's start model and aggregate)."""
         if not self.packed:
             return model, None
         return unpack_pairs(model, self.dim, always_one(public[:, :1]))
