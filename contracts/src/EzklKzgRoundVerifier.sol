@@ -6,8 +6,8 @@ import {IProofVerifier} from "./IProofVerifier.sol";
 
 /// @notice The round circuit of fedmarket/algorithms/outliers/proven.py for `trainers` slots, its
 /// inputs under KZG commitments that the proof carries (EZKL `polycommit`) instead of hashed:
-/// the proof opens with one point (x, y) per input, W_0..W_{L-1}, start model, aggregate, roots,
-/// public tensor, and a model's commitment on chain is keccak256(abi.encode(x, y)) mod FIELD
+/// the proof opens with one point (x, y) per input, W_0..W_{L-1}, start model, aggregate, hints
+/// (the prover's roots and the public values, one input), and a model's commitment on chain is keccak256(abi.encode(x, y)) mod FIELD
 /// (fedmarket/zk/ezkl/polycommit.py). A market that also proves its settlement uses the hashed
 /// round circuit (EzklRoundVerifier): the settlement circuit reads Poseidon commitments.
 ///
@@ -18,8 +18,8 @@ import {IProofVerifier} from "./IProofVerifier.sol";
 ///    mask_0..mask_{L-1}, valid = 1]
 /// Each present slot's point, the start model's and the aggregate's must be the commitment on
 /// chain. A slot with no commitment (no submission, or excluded) is absent: present = 0, and the
-/// circuit masks it out everywhere, so its point is left unchecked; so are the points of the roots
-/// (the circuit checks them) and of the public tensor (pinned by the outputs). `free` is empty.
+/// circuit masks it out everywhere, so its point is left unchecked; so is the hints' point (the
+/// circuit checks the roots, the outputs pin the public values). `free` is empty.
 contract EzklKzgRoundVerifier is EzklCircuitVerifier {
     uint256 public immutable trainers;
 
@@ -34,7 +34,7 @@ contract EzklKzgRoundVerifier is EzklCircuitVerifier {
         returns (bool ok, uint256[] memory c)
     {
         uint256 n = trainers;
-        if (m.length != n + 6 || free.length != 0 || proof.length < (n + 4) * POINT_BYTES) return (false, c);
+        if (m.length != n + 6 || free.length != 0 || proof.length < (n + 3) * POINT_BYTES) return (false, c);
         uint256 mask = m[n + 4];
         uint256 before = m[n + 5];
         if (mask >> n != 0 || before >> n != 0) return (false, c);

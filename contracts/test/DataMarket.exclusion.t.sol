@@ -107,8 +107,8 @@ contract DataMarketExclusionTest is MarketFixture {
 
         uint256[] memory present = market.roundInstances(round, bytes32(uint256(555)), 3);
         assertEq(present[4], uint256(commitmentOf(round, 2)), "trainer 2's commitment before");
-        uint256[] memory free = new uint256[](2); // h(roots), h(public)
-        (free[0], free[1]) = (11, 12);
+        uint256[] memory free = new uint256[](1); // h(hints)
+        free[0] = 11;
         bytes memory overPresent = pinThrough(halo2, rv, present, free);
 
         vm.prank(aggregator);
@@ -121,8 +121,8 @@ contract DataMarketExclusionTest is MarketFixture {
         vm.startPrank(aggregator);
         vm.expectRevert(IDataMarket.ProofRejected.selector);
         market.finalizeRound(round, keccak256("agg"), bytes32(uint256(555)), 3, overPresent);
-        uint256[] memory absent = new uint256[](3); // h(W_2) of the absent slot, h(roots), h(public)
-        (absent[0], absent[1], absent[2]) = (99, 11, 12);
+        uint256[] memory absent = new uint256[](2); // h(W_2) of the absent slot, h(hints)
+        (absent[0], absent[1]) = (99, 11);
         bytes memory proof = pinThrough(halo2, rv, inst, absent);
         market.finalizeRound(round, keccak256("agg"), bytes32(uint256(555)), 3, proof);
         vm.stopPrank();

@@ -74,8 +74,8 @@ contract DataMarketGasTest is MarketFixture {
         uint32 round = openRound(market);
         uint256 everyone = (uint256(1) << l) - 1;
         submitMask(market, round, everyone);
-        uint256[] memory roundFree = new uint256[](2); // h(roots), h(public): every slot present
-        (roundFree[0], roundFree[1]) = (11, 12);
+        uint256[] memory roundFree = new uint256[](1); // h(hints): every slot present
+        roundFree[0] = 11;
         bytes32 agg = bytes32(uint256(1001));
         bytes memory roundProof =
             pinThrough(rounds, EzklCircuitVerifier(rv), market.roundInstances(round, agg, uint128(everyone)), roundFree);

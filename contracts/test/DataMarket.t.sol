@@ -395,8 +395,8 @@ contract DataMarketTest is MarketFixture {
     // ------------------------------------------------------------ proof hooks
 
     function _roundFree() private pure returns (uint256[] memory free) {
-        free = new uint256[](2); // h(roots), h(public): every slot present
-        (free[0], free[1]) = (11, 12);
+        free = new uint256[](1); // h(hints): every slot present
+        free[0] = 11;
     }
 
     function test_roundProofMustMatchTheContractsOwnInstances() public {

@@ -40,13 +40,13 @@ contract KzgRoundVerifierTest is MarketFixture {
         }
     }
 
-    /// The proof's leading points: W_0, W_1, W_2 (absent: any), start, aggregate, roots, public.
+    /// The proof's leading points: W_0, W_1, W_2 (absent: any), start, aggregate, hints.
     function _points(bytes memory absent) private pure returns (bytes memory points) {
         (bytes memory w0,) = _point(abi.encode("update", uint256(0)));
         (bytes memory w1,) = _point(abi.encode("update", uint256(1)));
         (bytes memory start,) = _point("start");
         (bytes memory agg,) = _point("aggregate");
-        points = bytes.concat(w0, w1, absent, start, agg, new bytes(128), hex"c0ffee");
+        points = bytes.concat(w0, w1, absent, start, agg, new bytes(64), hex"c0ffee");
     }
 
     function test_aProofMustCarryTheCommittedModels() public {
@@ -75,7 +75,7 @@ contract KzgRoundVerifierTest is MarketFixture {
         }
         (ok,) = rv.circuitInstancesFor(inst, none, _points(abi.encode(uint256(7), uint256(8))));
         assertTrue(ok, "an absent slot's point is free");
-        (ok,) = rv.circuitInstancesFor(inst, none, new bytes(7 * 64 - 1));
+        (ok,) = rv.circuitInstancesFor(inst, none, new bytes(6 * 64 - 1));
         assertTrue(!ok, "a proof too short to carry its input points");
         uint256[] memory one = new uint256[](1);
         (ok,) = rv.circuitInstancesFor(inst, one, points);

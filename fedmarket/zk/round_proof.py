@@ -124,11 +124,11 @@ class RoundProof:
     def calldata(self) -> bytes:
         """The `proof` argument of `finalizeRound`: the Halo2 proof and the instances the statement
         leaves free. Under polycommit none (contracts/src/EzklKzgRoundVerifier.sol); hashed
-        (EzklRoundVerifier.sol): the hashes of absent slots, of the roots and of the public tensor."""
+        (EzklRoundVerifier.sol): the hashes of absent slots and of the hints (roots and public values)."""
         if self.commitment == "polycommit":
             return market_proof(self.proof.proof, [])
         hashes, slots = self.proof.input_hashes, len(self.mask)
-        free = [hashes[i] for i in range(slots) if not self.present[i]] + hashes[slots + 2 : slots + 4]
+        free = [hashes[i] for i in range(slots) if not self.present[i]] + [hashes[slots + 2]]
         return market_proof(self.proof.proof, free)
 
 

@@ -70,7 +70,7 @@ Departures from sources/004 and from `two_stage_guarded`, each for the circuit's
   round 1's m-Krum choice whole); chosen after it, from fewer models, m-Krum's m shrinks and honest
   rare-data trainers fall to the distance cut (the `sign_flip` rows under Dirichlet).
 
-The public tensor also carries the market's domain (chain, market, round; its low 144 bits as 6
+The public values also carry the market's domain (chain, market, round; its low 144 bits as 6
 limbs of 24 bits), echoed as outputs, so a proof made for one round of one market verifies nowhere
 else.
 
@@ -161,13 +161,14 @@ def _least(values: torch.Tensor, among: torch.Tensor) -> torch.Tensor:
 
 
 class ProvenRoundRule(nn.Module):
-    """forward(*models, start, aggregate, roots, public) -> (flags, domain, mask, valid)
+    """forward(*models, start, aggregate, hints) -> (flags, domain, mask, valid)
 
     models: L tensors [1, d]; start: [1, d], the round's global model; aggregate: [1, d]; with
     `packed`, start and aggregate are [1, ceil(d / 2)], two values per element (fedmarket/packing.py);
-    roots: [1, 3L + 1] = [s_1..s_L (distances), r_1..r_L (model norms), r_start, q_1..q_L (update
-    norms)]; public:
-    [1, 1 + 2L + DOMAIN_LIMBS] = [first, present_1..L, kept_last_round_1..L, domain limbs].
+    hints: the roots, then the public values, as one input (one commitment, checked by neither
+    adapter: the circuit checks the roots, the outputs pin the public values), [1, 3L + 1 + 1 + 2L +
+    DOMAIN_LIMBS]: roots [s_1..s_L (distances), r_1..r_L (model norms), r_start, q_1..q_L (update
+    norms)], public [first, present_1..L, kept_last_round_1..L, domain limbs].
     Outputs: flags = [first, present, kept last round] and mask and valid as 0/1 (scale 0), the
     domain limbs echoed (24-bit integers at scale 8: a limb x enters as x / 2^8), so the public
     tensor is pinned by the outputs and its commitment needs no check. Packed, valid also requires
@@ -199,8 +200,8 @@ class ProvenRoundRule(nn.Module):
         L = self.trainers
         v = self.screen(*inputs)
         W, present, active = v["W"], v["present"], v["active"]
-        aggregate, aggregate_short = self._global_model(inputs[L + 1], inputs[-1])
-        roots = inputs[L + 2]
+        roots, public = self._hints(inputs[-1])
+        aggregate, aggregate_short = self._global_model(inputs[L + 1], public)
         dtype = W.dtype
 
         # every root the prover supplied, checked within the circuit's rounding on each side
@@ -235,7 +236,7 @@ class ProvenRoundRule(nn.Module):
         # range checks' bound on |x|), so their sum is 0 only if every one is
         checks = root_ok.sum(dim=1, keepdim=True) + (short < STEP).to(dtype)
         valid = (checks > root_count(L) + 0.5).to(dtype)
-        domain = inputs[-1][:, 2 * L + 1 :]
+        domain = public[:, 2 * L + 1 :]
         return v["flags"], domain, mask, valid
 
     def screen(self, *inputs: torch.Tensor) -> dict[str, torch.Tensor]:
@@ -243,7 +244,7 @@ class ProvenRoundRule(nn.Module):
         cross-round and the direction checks, and y_i = ||m u_i - R||^2 to the reference (the
         distance roots in `inputs` are not read, so the prover computes them from this)."""
         L = self.trainers
-        models, roots, public = inputs[:L], inputs[L + 2], inputs[-1]
+        models, (roots, public) = inputs[:L], self._hints(inputs[-1])
         start, start_short = self._global_model(inputs[L], public)
         dtype = public.dtype
         flags = (public[:, : 2 * L + 1] > 0.5).to(dtype)  # [1, 1 + 2L]
@@ -328,6 +329,11 @@ class ProvenRoundRule(nn.Module):
             "away": away,
             "start_short": start_short,
         }
+
+    def _hints(self, hints: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(roots, public) from the hints input."""
+        count = root_count(self.trainers)
+        return hints[:, :count], hints[:, count:]
 
     def _global_model(self, model: torch.Tensor, public: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
         """A global model input as [1, d], with how far each element falls short of unpacking when
@@ -436,13 +442,8 @@ def statement_inputs(
     present = [0.0 if m is None else 1.0 for m in slots]
     public = np.concatenate([[1.0 if first else 0.0], present, [float(k) for k in kept_before], domain_limbs(domain)])
     pack = pack_pairs if packed else lambda model: np.asarray(model, dtype=np.float64)
-    return [
-        *models,
-        pack(start).reshape(1, -1),
-        pack(aggregate).reshape(1, -1),
-        np.asarray(roots).reshape(1, -1),
-        public.reshape(1, -1),
-    ]
+    hints = np.concatenate([np.asarray(roots, dtype=np.float64).ravel(), public])
+    return [*models, pack(start).reshape(1, -1), pack(aggregate).reshape(1, -1), hints.reshape(1, -1)]
 
 
 @dataclass(frozen=True)
