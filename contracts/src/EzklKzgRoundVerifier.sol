@@ -7,8 +7,8 @@ import {IProofVerifier} from "./IProofVerifier.sol";
 /// @notice The round circuit of fedmarket/algorithms/outliers/proven.py for `trainers` slots, its
 /// inputs under KZG commitments that the proof carries (EZKL `polycommit`) instead of hashed:
 /// the proof opens with one point (x, y) per input, W_0..W_{L-1}, start model, aggregate, hints
-/// (the prover's roots and the public values, one input), and a model's commitment on chain is keccak256(abi.encode(x, y)) mod FIELD
-/// (fedmarket/zk/ezkl/polycommit.py). A market that also proves its settlement uses the hashed
+/// (the prover's roots and the public values, one input), and a model's commitment on chain is
+/// keccak256(abi.encode(x, y)) mod FIELD (fedmarket/zk/ezkl/polycommit.py). A market that also proves its settlement uses the hashed
 /// round circuit (EzklRoundVerifier): the settlement circuit reads Poseidon commitments.
 ///
 /// Market instances (DataMarket.roundInstances), L + 6 values:
