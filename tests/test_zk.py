@@ -89,29 +89,89 @@ def test_later_rounds_measure_against_last_rounds_benign_trainers(round_build):
     assert fallback.mask == evaluate(RoundStatement(slots, 1, domain=2, start=START)).mask == [True, True, False, False]
 
 
+def _select(values, among, k):
+    """_smallest at the prover's threshold (_kth), checked to miss nothing."""
+    from fedmarket.algorithms.outliers.proven import _kth, _smallest
+
+    chosen, miss = _smallest(values, among, k, _kth(values, among, k))
+    assert not miss.any()
+    return chosen
+
+
 def test_smallest_orders_by_value_then_by_index():
     import torch
 
-    from fedmarket.algorithms.outliers.proven import _least, _smallest
+    from fedmarket.algorithms.outliers.proven import _least
 
     values = torch.tensor([[3.0, 1.0, 3.0, 2.0]], dtype=torch.float64) * STEP
     everyone = torch.ones(1, 4, dtype=torch.float64)
     assert _least(values, everyone).tolist() == [[0.0, 1.0, 0.0, 0.0]]
     two = torch.tensor([[2.0]], dtype=torch.float64)
-    assert _smallest(values, everyone, two).tolist() == [[0.0, 1.0, 0.0, 1.0]]
-    assert _smallest(values, everyone, two + 1).tolist() == [[1.0, 1.0, 0.0, 1.0]]  # the tie at 3 goes to slot 0
+    assert _select(values, everyone, two).tolist() == [[0.0, 1.0, 0.0, 1.0]]
+    assert _select(values, everyone, two + 1).tolist() == [[1.0, 1.0, 0.0, 1.0]]  # the tie at 3 goes to slot 0
     without_1 = torch.tensor([[1.0, 0.0, 1.0, 1.0]], dtype=torch.float64)
     assert _least(values, without_1).tolist() == [[0.0, 0.0, 0.0, 1.0]]
-    assert _smallest(values, without_1, two).tolist() == [[1.0, 0.0, 0.0, 1.0]]
-    assert _smallest(values, without_1, two * 0).tolist() == [[0.0, 0.0, 0.0, 0.0]]
-    assert _smallest(values, without_1, two * 2).tolist() == without_1.tolist()  # k past the count: all
+    assert _select(values, without_1, two).tolist() == [[1.0, 0.0, 0.0, 1.0]]
+    assert _select(values, without_1, two * 0).tolist() == [[0.0, 0.0, 0.0, 0.0]]
+    assert _select(values, without_1, two * 2).tolist() == without_1.tolist()  # k past the count: all
+
+
+def test_an_order_threshold_that_selects_another_set_misses():
+    """Tied values 12, 5, 14, 11 (4 v + index steps): for k = 2 every threshold from 11 up to below
+    12 selects slots 1 and 3; one step lower selects one, 12 selects three: each misses by one."""
+    import torch
+
+    from fedmarket.algorithms.outliers.proven import _smallest
+
+    values = torch.tensor([[3.0, 1.0, 3.0, 2.0]], dtype=torch.float64) * STEP
+    everyone = torch.ones(1, 4, dtype=torch.float64)
+    two = torch.tensor([[2.0]], dtype=torch.float64)
+    for steps, chosen, miss in [
+        (11, [0, 1, 0, 1], 0),
+        (11.5, [0, 1, 0, 1], 0),
+        (10, [0, 1, 0, 0], 1),
+        (12, [1, 1, 0, 1], 1),
+    ]:
+        got, missed = _smallest(values, everyone, two, torch.tensor([[steps * STEP]], dtype=torch.float64))
+        assert (got.tolist(), missed.item()) == ([[float(c) for c in chosen]], miss), steps
+
+
+@pytest.mark.parametrize("seed", [1, 3])
+def test_the_order_thresholds_are_the_circuits_own(round_build, seed):
+    """Models a few steps apart (round 1: Krum chooses the reference). EZKL rounds each Gram entry
+    onto the grid, moving the squared distances by up to two steps and with them Krum's orders:
+    thresholds read off float64's distances miss in the circuit, while those of the screen run as
+    the circuit computes (mode "grid", what the prover supplies) select exactly."""
+    import torch
+
+    from fedmarket.algorithms.outliers.proven import ProvenRoundRule
+    from fedmarket.zk import round_proof
+    from fedmarket.zk.ezkl.prover import circuit_outputs
+
+    rng = np.random.default_rng(seed)
+    start = quantize(rng.normal(0.0, 0.05, D))
+    statement = RoundStatement([quantize(start + rng.normal(0.0, 0.02, D)) for _ in range(L)], 1, 1, start=start)
+    result = evaluate(statement)
+    inputs = statement.inputs(result.aggregate, result.advice, False)
+    # at a few steps the circuit may choose another reference than float64 does: prove_round then
+    # proves the circuit's mask, aggregated under it
+    _, _, mask, _ = circuit_outputs(round_build, inputs)
+    result = round_proof._under_mask(statement, result, [m == 1 for m in mask])
+    inputs = statement.inputs(result.aggregate, result.advice, False)
+    assert circuit_outputs(round_build, inputs)[3] == [1]
+    tensors = [torch.from_numpy(np.ascontiguousarray(a, dtype=np.float64)) for a in inputs]
+    with torch.no_grad():
+        float_order = ProvenRoundRule(L, D, mode="float").double().screen(*tensors)["order"].numpy()[0]
+    advice = np.concatenate([result.roots, quantize(float_order)])
+    assert circuit_outputs(round_build, statement.inputs(result.aggregate, advice, False))[3] == [0]
 
 
 def test_smallest_and_median_agree_with_ranking_every_value():
-    """The sorting network picks what ranking each value against every other did, ties included."""
+    """The order thresholds and the sorting network pick what ranking each value against every
+    other did, ties included."""
     import torch
 
-    from fedmarket.algorithms.outliers.proven import ProvenRoundRule, _least, _smallest
+    from fedmarket.algorithms.outliers.proven import ProvenRoundRule, _least
 
     rng = np.random.default_rng(3)
     rule = ProvenRoundRule(7, 4).double()
@@ -124,7 +184,7 @@ def test_smallest_and_median_agree_with_ranking_every_value():
         )
         rank = (smaller.double() * among.unsqueeze(-2)).sum(dim=-1)  # [i, j]: among l before j in row i
         expected = among * (rank < k).double()
-        assert torch.equal(_smallest(values, among, torch.tensor([[k]], dtype=torch.float64)), expected)
+        assert torch.equal(_select(values, among, torch.tensor([[k]], dtype=torch.float64)), expected)
         if k == 1.0:
             assert torch.equal(_least(values, among), expected)
         row, mask = values[:1], among[:1]
@@ -152,11 +212,11 @@ def test_a_round_that_keeps_nobody_keeps_its_global_model(request, build):
     circuit = request.getfixturevalue(build)
     start = quantize(np.linspace(-1.0, 1.0, D))
     statement = RoundStatement([start.copy() for _ in range(L)], 2, domain=1, kept_before=0b1111, start=start)
-    roots = float_verdict(statement.models, start, False, statement.kept_before_flags, 1).roots
+    advice = float_verdict(statement.models, start, False, statement.kept_before_flags, 1).advice
     packed = build == "hashed_round_build"
 
     def outputs(aggregate):
-        _, _, mask, (valid,) = circuit_outputs(circuit, statement.inputs(aggregate, roots, packed))
+        _, _, mask, (valid,) = circuit_outputs(circuit, statement.inputs(aggregate, advice, packed))
         return mask, valid
 
     assert outputs(start) == ([0] * L, 1)
@@ -180,7 +240,7 @@ def test_the_aggregate_must_round_the_kept_mean_on_every_entry(request, build):
     result = evaluate(statement)
 
     def valid(aggregate):
-        inputs = statement.inputs(aggregate, result.roots, build == "hashed_round_build")
+        inputs = statement.inputs(aggregate, result.advice, build == "hashed_round_build")
         return circuit_outputs(circuit, inputs)[-1][0]
 
     assert sum(result.mask) == 3 and valid(result.aggregate) == 1
@@ -204,7 +264,7 @@ def test_a_start_model_element_that_unpacks_the_second_way_is_not_valid():
     read[:2] = (5 - (1 << PAIR_BITS) + OFFSET) * STEP, 8 * STEP  # its first value and quotient, as read
     statement = RoundStatement(models(5), 1, domain=1, start=read)
     result = evaluate(statement)
-    inputs = statement.inputs(result.aggregate, result.roots, False)
+    inputs = statement.inputs(result.aggregate, result.advice, False)
     inputs[L] = pack_pairs(START).reshape(1, -1)
     inputs[L + 1] = pack_pairs(result.aggregate).reshape(1, -1)
     inputs[L][0, 0] = element

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from fedmarket.algorithms.outliers import PROVEN_DETECTOR
-from fedmarket.fixed_point import quantize
+from fedmarket.fixed_point import STEP, quantize
 from fedmarket.simulation.attacks import ATTACKS, AttackContext, model_attacks
 from fedmarket.simulation.federated import Scenario, simulate
 from fedmarket.zk import RoundStatement, circuit_verdict, evaluate, prove_round, round_proof, verify_locally
@@ -149,6 +149,26 @@ def test_where_float_and_circuit_part_the_circuits_mask_is_proven(round_build, m
     assert len(proved) == 1  # the circuit's mask is read from the witness, not from a first proof
     assert proof.mask == [True, True, True, False] and proof.reasons[2] == ""
     assert np.max(np.abs(proof.aggregate - np.mean(rows[:3], axis=0))) <= 2.0**-9
+    assert verify_locally(round_build, proof.proof)
+
+
+def test_a_round_whose_reference_the_circuit_rounds_otherwise_is_provable(round_build):
+    """Updates a few steps long, slot 0's four times the others'. EZKL's rounding of the Gram
+    entries makes the circuit choose another reference than float64, so its distances differ
+    from float64's by far more than the roots' slack: the prover's distance roots are the
+    circuit's own (the screen run in mode "grid"), and the circuit's mask is proven (with float64's
+    roots the round could not be proven at all)."""
+    start = np.array([3, -2, 19, 7, 0, 13, -23, -4]) * STEP
+    updates = [
+        [8, -56, -40, 20, 36, -16, 4, -4],
+        [1, 2, -4, 12, 10, 2, 13, -15],
+        [4, -4, 2, 6, 5, 17, -6, -3],
+        [-2, 1, -1, 1, -5, -3, -15, 7],
+    ]
+    statement = RoundStatement([start + np.array(u) * STEP for u in updates], 1, 5, start=start)
+    assert evaluate(statement).mask == [True, True, True, False]
+    proof = prove_round(round_build, statement)
+    assert proof.mask == [False, False, True, True]
     assert verify_locally(round_build, proof.proof)
 
 

@@ -26,7 +26,13 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
-from fedmarket.algorithms.outliers.proven import ProvenRoundRule, float_verdict, root_count, statement_inputs
+from fedmarket.algorithms.outliers.proven import (
+    ProvenRoundRule,
+    advice_count,
+    float_verdict,
+    root_count,
+    statement_inputs,
+)
 from fedmarket.errors import ProofMismatchError, ZKError
 from fedmarket.field import to_bytes32
 from fedmarket.fixed_point import on_grid, quantize
@@ -71,9 +77,9 @@ class RoundStatement:
     def circuit(self, packed: bool) -> ProvenRoundRule:
         return ProvenRoundRule(self.trainers, self.dim, packed).double()
 
-    def inputs(self, aggregate: np.ndarray, roots: np.ndarray, packed: bool) -> list[np.ndarray]:
+    def inputs(self, aggregate: np.ndarray, advice: np.ndarray, packed: bool) -> list[np.ndarray]:
         return statement_inputs(
-            self.models, self.start, self.round == 1, self.kept_before_flags, self.domain, aggregate, roots, packed
+            self.models, self.start, self.round == 1, self.kept_before_flags, self.domain, aggregate, advice, packed
         )
 
 
@@ -81,8 +87,12 @@ class RoundStatement:
 class RoundResult:
     mask: list[bool]
     aggregate: np.ndarray  # on the grid
-    roots: np.ndarray
+    advice: np.ndarray  # the prover's roots and order thresholds (ProvenVerdict.advice)
     reasons: list[str]  # per slot, why it was left out ("" if kept or absent)
+
+    @property
+    def roots(self) -> np.ndarray:
+        return self.advice[: root_count(len(self.mask))]
 
 
 def evaluate(statement: RoundStatement) -> RoundResult:
@@ -92,9 +102,9 @@ def evaluate(statement: RoundStatement) -> RoundResult:
     )
     mask = [bool(k) for k in verdict.mask]
     if not any(mask):  # the global model stays as it was, as in an unproven round (the circuit requires it)
-        return RoundResult(mask, quantize(statement.start), verdict.roots, verdict.reasons)
+        return RoundResult(mask, quantize(statement.start), verdict.advice, verdict.reasons)
     models = np.stack([statement.models[i] for i in np.flatnonzero(verdict.mask)])
-    return RoundResult(mask, quantize(models.mean(axis=0)), verdict.roots, verdict.reasons)
+    return RoundResult(mask, quantize(models.mean(axis=0)), verdict.advice, verdict.reasons)
 
 
 def _tensors(arrays: list[np.ndarray]) -> list[torch.Tensor]:
@@ -124,7 +134,7 @@ class RoundProof:
     def calldata(self) -> bytes:
         """The `proof` argument of `finalizeRound`: the Halo2 proof and the instances the statement
         leaves free. Under polycommit none (contracts/src/EzklKzgRoundVerifier.sol); hashed
-        (EzklRoundVerifier.sol): the hashes of absent slots and of the hints (roots and public values)."""
+        (EzklRoundVerifier.sol): the hashes of absent slots and of the hints (advice and public values)."""
         if self.commitment == "polycommit":
             return market_proof(self.proof.proof, [])
         hashes, slots = self.proof.input_hashes, len(self.mask)
@@ -151,11 +161,11 @@ def _packed(commitment: str) -> bool:
 
 
 def circuit_verdict(build: CircuitBuild, statement: RoundStatement) -> tuple[list[bool], bool]:
-    """The circuit's mask and `valid` for the float statement's aggregate and roots, from the
+    """The circuit's mask and `valid` for the float statement's aggregate and advice, from the
     witness alone (what the proof would carry; no proving)."""
     result = evaluate(statement)
     _, _, mask, (valid,) = circuit_outputs(
-        build, statement.inputs(result.aggregate, result.roots, _packed(build.commitment))
+        build, statement.inputs(result.aggregate, result.advice, _packed(build.commitment))
     )
     return [bool(m) for m in mask], valid == 1
 
@@ -166,7 +176,7 @@ def prove_round(build: CircuitBuild, statement: RoundStatement) -> RoundProof:
     verifies: the round is aggregated again under it rather than left unproven, so no trainer can
     stall a round by sitting on a threshold. The mask is read from the witness: one proof either way."""
     result = evaluate(statement)
-    w = witness(build, statement.inputs(result.aggregate, result.roots, _packed(build.commitment)))
+    w = witness(build, statement.inputs(result.aggregate, result.advice, _packed(build.commitment)))
     circuit_mask = [bool(m) for m in w.outputs[2]]
     if circuit_mask != result.mask and any(circuit_mask):
         log.warning(
@@ -176,13 +186,13 @@ def prove_round(build: CircuitBuild, statement: RoundStatement) -> RoundProof:
             result.mask,
         )
         result = _under_mask(statement, result, circuit_mask)
-        w = witness(build, statement.inputs(result.aggregate, result.roots, _packed(build.commitment)))
+        w = witness(build, statement.inputs(result.aggregate, result.advice, _packed(build.commitment)))
     proof = prove_witness(w)
     _, _, final_mask, (valid,) = proof.outputs
     if [bool(m) for m in final_mask] != result.mask:
         raise ProofMismatchError(f"in-circuit mask {final_mask} differs from the float mask {result.mask}")
     if valid != 1:
-        raise ProofMismatchError("the circuit rejected the aggregate or the square roots")
+        raise ProofMismatchError("the circuit rejected the aggregate, the square roots or the order thresholds")
     present = [m is not None for m in statement.models]
     return RoundProof(proof, result.mask, present, result.aggregate, result.reasons, build.commitment)
 
@@ -193,7 +203,7 @@ def _under_mask(statement: RoundStatement, result: RoundResult, mask: list[bool]
         "" if k else why or "left out by the circuit's rounding at a threshold (proven rule)"
         for k, why in zip(mask, result.reasons)
     ]
-    return RoundResult(mask, quantize(models.mean(axis=0)), result.roots, reasons)
+    return RoundResult(mask, quantize(models.mean(axis=0)), result.advice, reasons)
 
 
 def build_round_circuit(
@@ -214,7 +224,7 @@ def round_circuit(trainers: int, dim: int, columns: int | None, commitment: str 
         raise ZKError(f"round inputs are committed by polycommit or poseidon, not {commitment!r}")
     packed = _packed(commitment)
     statement = RoundStatement([np.zeros(dim)] * trainers, 1, 0, start=np.zeros(dim))
-    example = _tensors(statement.inputs(np.zeros(dim), np.zeros(root_count(trainers)), packed))
+    example = _tensors(statement.inputs(np.zeros(dim), np.zeros(advice_count(trainers)), packed))
     run_args = RunArgs(
         num_inner_cols=columns,
         input_visibility="polycommit" if commitment == "polycommit" else "hashed",

@@ -42,8 +42,14 @@ Every statistic comes from one Gram matrix of [u_1..u_L, start]: distances, norm
 distances, the direction's and the cosine's inner products. Its (L + 1)(L + 2) / 2 distinct
 entries are each one dot product (`gram`), half of what X @ X.T multiplies; EZKL's Freivalds
 check would do it in O(L d), but its verifier is over EIP-170 (fedmarket/zk/ezkl/toolchain.py).
-Medians and Krum's orders are read off sorting networks (order.py): O(L log^2 L) comparisons
-per ordered row, where ranking every value against every other took L^2 (L^3 for Krum's rows).
+Medians are read off sorting networks (order.py): O(L log^2 L) comparisons per ordered row,
+where ranking every value against every other took L^2. Krum's orders (the k nearest of each
+slot, the m best scores) are the prover's: one threshold per row, supplied with the roots, and
+the circuit checks that exactly min(k, n) values lie at or below it, one comparison per value.
+The prover computes the thresholds from the screen as the circuit rounds it (mode "grid", which
+rounds each rescaled product as EZKL does), so they are the circuit's own, and so are the
+distance roots it supplies: a reference the circuit's rounding chooses otherwise than float64
+is still provable.
 The only products over the L x d entries are that Gram matrix and the aggregate's `mask @ W`.
 Under KZG-committed inputs the arithmetic and the inputs' range checks set the domain; hashed with
 Poseidon, the hashing does (`fedmarket bench zk` reports both). No product multiplies more than
@@ -114,6 +120,17 @@ def root_count(trainers: int) -> int:
     return 3 * trainers + 1
 
 
+def advice_count(trainers: int) -> int:
+    """How many values the prover supplies: the roots, then the thresholds of Krum's orders (one
+    per slot's neighbours, one for the scores)."""
+    return root_count(trainers) + trainers + 1
+
+
+def _grid(x: torch.Tensor) -> torch.Tensor:
+    """x rounded onto the grid, half away from zero: what EZKL makes of a product it rescales."""
+    return torch.sign(x) * torch.floor(x.abs() / STEP + 0.5) * STEP
+
+
 def root_slack(trainers: int) -> float:
     """How far the circuit's y may sit from the exact one: EZKL rounds each Gram entry onto the
     grid once (within a step), and y weighs m^2 + 2 m m + m^2 = 4 m^2 such entries with m <= L;
@@ -141,21 +158,37 @@ def _tied(values: torch.Tensor) -> torch.Tensor:
     return values * float(L) + torch.arange(L, dtype=values.dtype) * STEP
 
 
-def _smallest(values: torch.Tensor, among: torch.Tensor, k: torch.Tensor) -> torch.Tensor:
-    """0/1 along the last axis: the k smallest of values[among] (all of them if fewer), ties to the
-    lower index. The k-th smallest is read off a sorting network (order.py), then each value is
-    compared with it once: n log^2 n comparisons a row, where ranking every value took n^2.
-    k is at most the axis length, as every count the rule asks for is."""
-    tied = _tied(values)
+def _smallest(
+    values: torch.Tensor, among: torch.Tensor, k: torch.Tensor, threshold: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """(chosen, miss): chosen is 0/1 along the last axis, values[among] at or below `threshold` (one
+    per row, the prover's: _kth); miss is |count - min(k, n)| per row, n = |among|. Values tied by
+    index are distinct, so miss is 0 exactly when chosen is the k smallest of values[among] (all
+    of them if fewer), ties to the lower index. n comparisons a row, where reading the k-th off a
+    sorting network (order.py) took about n log^2 n / 4 comparators."""
     dtype = values.dtype
-    at = torch.arange(int(values.shape[-1]), dtype=dtype)
-    ordered = sort_last(above_the_rest(tied, among, STEP))
-    kth = (ordered * ((at > k - 1.5).to(dtype) * (at < k - 0.5).to(dtype))).sum(dim=-1, keepdim=True)
-    return among * (k > 0.5).to(dtype) * (tied <= kth).to(dtype)
+    chosen = among * (_tied(values) <= threshold).to(dtype)
+    n = among.sum(dim=-1, keepdim=True)
+    want = n + (k - n) * (k < n).to(dtype)
+    return chosen, (chosen.sum(dim=-1, keepdim=True) - want).abs()
+
+
+def _kth(values: torch.Tensor, among: torch.Tensor, k: torch.Tensor) -> torch.Tensor:
+    """The prover's threshold for _smallest, per row: the k-th smallest of the tied values[among],
+    the largest if fewer, a step below them all for k = 0, 0 on an empty row. Never exported."""
+    tied = _tied(values)
+    members = among > 0.5
+    ordered = torch.where(members, tied, torch.inf).sort(dim=-1).values
+    n = members.sum(dim=-1, keepdim=True)
+    want = torch.minimum(k.round().long().expand_as(n), n)
+    kth = ordered.gather(-1, (want - 1).clamp(min=0))
+    below = ordered[..., :1] - STEP
+    return torch.where(n == 0, torch.zeros_like(kth), torch.where(want == 0, below, kth))
 
 
 def _least(values: torch.Tensor, among: torch.Tensor) -> torch.Tensor:
-    """_smallest with k = 1, from a tournament (n comparisons a row) instead of a sort."""
+    """0/1 along the last axis: the smallest of values[among], ties to the lower index, by a
+    tournament (n comparisons a row, about what a threshold's check costs)."""
     tied = _tied(values)
     return among * (tied <= extreme_last(above_the_rest(tied, among, STEP))).to(values.dtype)
 
@@ -165,19 +198,26 @@ class ProvenRoundRule(nn.Module):
 
     models: L tensors [1, d]; start: [1, d], the round's global model; aggregate: [1, d]; with
     `packed`, start and aggregate are [1, ceil(d / 2)], two values per element (fedmarket/packing.py);
-    hints: the roots, then the public values, as one input (one commitment, checked by neither
-    adapter: the circuit checks the roots, the outputs pin the public values), [1, 3L + 1 + 1 + 2L +
-    DOMAIN_LIMBS]: roots [s_1..s_L (distances), r_1..r_L (model norms), r_start, q_1..q_L (update
-    norms)], public [first, present_1..L, kept_last_round_1..L, domain limbs].
+    hints: the prover's advice, then the public values, as one input (one commitment, checked by
+    neither adapter: the circuit checks the advice, the outputs pin the public values),
+    [1, 4L + 2 + 1 + 2L + DOMAIN_LIMBS]: roots [s_1..s_L (distances), r_1..r_L (model norms),
+    r_start, q_1..q_L (update norms)], order [t_1..t_L (Krum's neighbours), t (Krum's scores)],
+    public [first, present_1..L, kept_last_round_1..L, domain limbs].
+    `mode`: "circuit" reads the order thresholds from the hints (the exported module); "float"
+    derives them from its own values (_kth: the rule in float64); "grid" derives them too, with
+    every product the screen rescales rounded as EZKL rounds it (_grid), so that its thresholds
+    and distances are the circuit's own (float_verdict).
     Outputs: flags = [first, present, kept last round] and mask and valid as 0/1 (scale 0), the
     domain limbs echoed (24-bit integers at scale 8: a limb x enters as x / 2^8), so the public
     tensor is pinned by the outputs and its commitment needs no check. Packed, valid also requires
     every packed element to unpack.
     """
 
-    def __init__(self, trainers: int, dim: int, packed: bool = False):
+    def __init__(self, trainers: int, dim: int, packed: bool = False, mode: str = "circuit"):
         super().__init__()
-        self.trainers, self.dim, self.packed = trainers, dim, packed
+        if mode not in ("circuit", "float", "grid"):
+            raise ValueError(f"mode is circuit, float or grid, not {mode!r}")
+        self.trainers, self.dim, self.packed, self.mode = trainers, dim, packed, mode
         L = trainers
         idx = torch.arange(L + 1)
         self.register_buffer("diagonal", torch.eye(L + 1).double())
@@ -200,7 +240,7 @@ class ProvenRoundRule(nn.Module):
         L = self.trainers
         v = self.screen(*inputs)
         W, present, active = v["W"], v["present"], v["active"]
-        roots, public = self._hints(inputs[-1])
+        roots, _, public = self._hints(inputs[-1])
         aggregate, aggregate_short = self._global_model(inputs[L + 1], public)
         dtype = W.dtype
 
@@ -229,7 +269,8 @@ class ProvenRoundRule(nn.Module):
         # |2 residual| <= k steps on every entry, as x = k steps - |2 residual| >= 0: |x| - x is 0
         # where it holds and positive where not (half a comparison's rows, packing.py)
         within = kept * STEP - (residual + residual).abs()
-        short = (within.abs() - within).sum(dim=1, keepdim=True)
+        # and every order threshold selects as many as it must
+        short = (within.abs() - within).sum(dim=1, keepdim=True) + v["miss"]
         if self.packed:  # and every packed element of the start model and the aggregate unpacks
             short = short + v["start_short"].sum(dim=1, keepdim=True) + aggregate_short.sum(dim=1, keepdim=True)
         # every root checks, and nothing falls short: each term is >= 0 and below 2^43 steps (the
@@ -244,7 +285,7 @@ class ProvenRoundRule(nn.Module):
         cross-round and the direction checks, and y_i = ||m u_i - R||^2 to the reference (the
         distance roots in `inputs` are not read, so the prover computes them from this)."""
         L = self.trainers
-        models, (roots, public) = inputs[:L], self._hints(inputs[-1])
+        models, (roots, order, public) = inputs[:L], self._hints(inputs[-1])
         start, start_short = self._global_model(inputs[L], public)
         dtype = public.dtype
         flags = (public[:, : 2 * L + 1] > 0.5).to(dtype)  # [1, 1 + 2L]
@@ -254,7 +295,7 @@ class ProvenRoundRule(nn.Module):
         # exporter splits the aggregate's product into one product and sum per slot
         W = torch.cat([*models, start], dim=1).reshape(L + 1, self.dim)
         # of the updates and the start model: the only product over the L x d entries besides the aggregate's
-        H = gram([m - start for m in models] + [start], self.gram_index)
+        H = gram([m - start for m in models] + [start], self.gram_index, self._rescaled)
         U, toward_start, start_sq = H[:L, :L], H[L:, :L], H[L:, L:]  # u_i.u_j, u_i.start, ||start||^2
         norms = (H * self.diagonal.to(dtype)).sum(dim=0, keepdim=True)[:, :L]  # [1, L]: ||u_i||^2
         D = norms.T + norms - 2.0 * U  # [L, L]: squared distances between the models
@@ -270,7 +311,7 @@ class ProvenRoundRule(nn.Module):
         nearest = _least(D, pair)
         partnered = (pair.sum(dim=1, keepdim=True).T > 0.5).to(dtype)
         nearest_sq = (nearest * D).sum(dim=1, keepdim=True).T  # [1, L]
-        close = (nearest_sq <= NEAR_COPY_SQ * self._median(nearest_sq, partnered)).to(dtype)
+        close = (nearest_sq <= self._rescaled(NEAR_COPY_SQ * self._median(nearest_sq, partnered))).to(dtype)
         near_copies = (present - free - copies) * partnered * close
         active = present - free - copies - near_copies
 
@@ -280,17 +321,17 @@ class ProvenRoundRule(nn.Module):
         model_sq = torch.cat([norms + 2.0 * toward_start + start_sq, start_sq], dim=1)  # ||W_i||^2, ||start||^2
         r_model, r_start = roots[:, L : 2 * L], roots[:, 2 * L : 2 * L + 1]
         later = (first < 0.5).to(dtype)  # a comparison, so 0/1 at scale 0 (1.0 - first is not)
-        turned = active * later * (10.0 * model_start < 3.0 * r_model * r_start).to(dtype)
+        turned = active * later * (10.0 * model_start < self._rescaled(3.0 * r_model * r_start)).to(dtype)
         active = active - turned
 
         # the reference is chosen before the vote and loses the outvoted models: chosen after, from
         # fewer models, m-Krum's m shrinks with them and the honest distances spread wider
-        selected = self._reference(D, active, kept_before, first)
+        selected, order, miss = self._reference(D, active, kept_before, first, order)
 
         # vote: below VOTE_COSINE with more than half of the other active updates (at least 3
         # active), 10 u_i.u_j < -3 q_i q_j with the prover's update-norm roots q
         q = roots[:, 2 * L + 1 :]
-        against = (10.0 * U < (10.0 * VOTE_COSINE) * (q.T * q)).to(dtype)
+        against = (10.0 * U < (10.0 * VOTE_COSINE) * self._rescaled(q.T * q)).to(dtype)
         votes = (active.T * active * self.not_self.to(dtype) * against).sum(dim=1, keepdim=True).T
         n_active = active.sum(dim=1, keepdim=True)
         outvoted = active * (votes + votes > n_active - 0.5).to(dtype) * (n_active > 2.5).to(dtype)
@@ -328,12 +369,22 @@ class ProvenRoundRule(nn.Module):
             "outvoted": outvoted,
             "away": away,
             "start_short": start_short,
+            "order": order,
+            "miss": miss,
         }
 
-    def _hints(self, hints: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """(roots, public) from the hints input."""
-        count = root_count(self.trainers)
-        return hints[:, :count], hints[:, count:]
+    def _hints(self, hints: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """(roots, order thresholds, public) from the hints input."""
+        roots, advice = root_count(self.trainers), advice_count(self.trainers)
+        return hints[:, :roots], hints[:, roots:advice], hints[:, advice:]
+
+    def _rescaled(self, product: torch.Tensor) -> torch.Tensor:
+        """A product EZKL rescales, as the circuit has it in "grid" mode (_grid), else as it is."""
+        return _grid(product) if self.mode == "grid" else product
+
+    def _threshold(self, values: torch.Tensor, among: torch.Tensor, k: torch.Tensor, hint: torch.Tensor):
+        """The order threshold _smallest compares with: the hint in the circuit, else derived."""
+        return hint if self.mode == "circuit" else _kth(values, among, k)
 
     def _global_model(self, model: torch.Tensor, public: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
         """A global model input as [1, d], with how far each element falls short of unpacking when
@@ -358,7 +409,7 @@ class ProvenRoundRule(nn.Module):
         for table in ("low_of_n", "high_of_n"):
             at = self._of_n(table, n)
             middle = middle + (position > at - 0.5).to(dtype) * (position < at + 0.5).to(dtype)
-        return 0.5 * (middle * ordered).sum(dim=1, keepdim=True) * (n > 0.5).to(dtype)
+        return self._rescaled(0.5 * (middle * ordered).sum(dim=1, keepdim=True)) * (n > 0.5).to(dtype)
 
     def _beyond(self, s: torch.Tensor, active: torch.Tensor, minimum: int) -> torch.Tensor:
         """One guarded pass of Algorithm 1 over the active slots, if at least `minimum` are:
@@ -379,19 +430,27 @@ class ProvenRoundRule(nn.Module):
         guarded = (s + s > 2.0 * GUARD * median).to(dtype) * (deviation > SPREAD * mad).to(dtype)
         return active * beyond * guarded * (n > minimum - 0.5).to(dtype)
 
-    def _reference(self, D: torch.Tensor, among: torch.Tensor, kept_before: torch.Tensor, first: torch.Tensor):
-        """The reference set within `among`: last round's kept trainers, else (round 1, or none of
-        them left) the m-Krum selection (m = reference_size(n), n = |among|) by the squared
-        distances D."""
+    def _reference(
+        self, D: torch.Tensor, among: torch.Tensor, kept_before: torch.Tensor, first: torch.Tensor, order: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """(reference, thresholds, miss): the reference set within `among`, last round's kept
+        trainers, else (round 1, or none of them left) the m-Krum selection (m = reference_size(n),
+        n = |among|) by the squared distances D; the order thresholds it used ([1, L + 1], the
+        hints' `order` in the circuit) and how far they miss (0 when each selects the k smallest)."""
         dtype = D.dtype
+        L = self.trainers
         n = among.sum(dim=1, keepdim=True)
         pair = among.T * among * self.not_self.to(dtype)
-        nearest = _smallest(D, pair, self._of_n("k_of_n", n))
+        k, m = self._of_n("k_of_n", n), self._of_n("m_of_n", n)
+        neighbours = self._threshold(D, pair, k, order[:, :L].T)  # [L, 1]
+        nearest, miss = _smallest(D, pair, k, neighbours)
         score = (nearest * D).sum(dim=1, keepdim=True).T  # [1, L]
-        krum = _smallest(score, among, self._of_n("m_of_n", n))
+        scores = self._threshold(score, among, m, order[:, L:])
+        krum, krum_miss = _smallest(score, among, m, scores)
         benign = kept_before * among
         use_krum = (first + (benign.sum(dim=1, keepdim=True) < 0.5).to(dtype) > 0.5).to(dtype)
-        return benign + use_krum * (krum - benign)
+        thresholds = torch.cat([neighbours.T, scores], dim=1)
+        return benign + use_krum * (krum - benign), thresholds, miss.sum(dim=0, keepdim=True) + krum_miss
 
 
 def gram_index(rows: int) -> torch.Tensor:
@@ -403,11 +462,12 @@ def gram_index(rows: int) -> torch.Tensor:
     return index
 
 
-def gram(rows: list[torch.Tensor], index: torch.Tensor) -> torch.Tensor:
-    """The Gram matrix of `rows` ([1, d] each), each distinct entry one dot product placed by
-    `index` (gram_index; a gather with constant indices adds no rows to the circuit)."""
+def gram(rows: list[torch.Tensor], index: torch.Tensor, rescaled=lambda product: product) -> torch.Tensor:
+    """The Gram matrix of `rows` ([1, d] each), each distinct entry one dot product (`rescaled`,
+    ProvenRoundRule._rescaled) placed by `index` (gram_index; a gather with constant indices adds
+    no rows to the circuit)."""
     n = len(rows)
-    products = [rows[i] @ rows[j].T for i in range(n) for j in range(i, n)]
+    products = [rescaled(rows[i] @ rows[j].T) for i in range(n) for j in range(i, n)]
     return torch.cat(products, dim=1).reshape(-1)[index.reshape(-1)].reshape(n, n)
 
 
@@ -432,46 +492,52 @@ def statement_inputs(
     kept_before: list[bool],
     domain: int,
     aggregate: np.ndarray,
-    roots: np.ndarray,
+    advice: np.ndarray,
     packed: bool = False,
 ) -> list[np.ndarray]:
-    """The module's inputs for slots on the grid (None: no submission), in its order; with
-    `packed`, the start model and the aggregate two values per element (ProvenRoundRule(packed))."""
+    """The module's inputs for slots on the grid (None: no submission), in its order, `advice` the
+    prover's roots and order thresholds (ProvenVerdict.advice); with `packed`, the start model and
+    the aggregate two values per element (ProvenRoundRule(packed))."""
     dim = int(np.asarray(start).size)
     models = [np.zeros((1, dim)) if m is None else np.asarray(m, dtype=np.float64).reshape(1, dim) for m in slots]
     present = [0.0 if m is None else 1.0 for m in slots]
     public = np.concatenate([[1.0 if first else 0.0], present, [float(k) for k in kept_before], domain_limbs(domain)])
     pack = pack_pairs if packed else lambda model: np.asarray(model, dtype=np.float64)
-    hints = np.concatenate([np.asarray(roots, dtype=np.float64).ravel(), public])
+    hints = np.concatenate([np.asarray(advice, dtype=np.float64).ravel(), public])
     return [*models, pack(start).reshape(1, -1), pack(aggregate).reshape(1, -1), hints.reshape(1, -1)]
 
 
 @dataclass(frozen=True)
 class ProvenVerdict:
-    """The rule in float64 over one round's slots: the mask, the roots the prover supplies
-    (grid_sqrt(y)), the squared distances y and, per slot, why it was left out ("" if kept)."""
+    """The rule in float64 over one round's slots: the mask, its roots (grid_sqrt(y)), the squared
+    distances y, per slot why it was left out ("" if kept), and the advice the prover supplies
+    the circuit: roots and order thresholds as the circuit computes them (float_verdict)."""
 
     mask: np.ndarray
     roots: np.ndarray
     y: np.ndarray
     reasons: list[str]
+    advice: np.ndarray
 
 
 def float_verdict(
     slots: list[np.ndarray | None], start: np.ndarray, first: bool, kept_before: list[bool], domain: int = 0
 ) -> ProvenVerdict:
-    """The module run in float64 over grid slots, with the roots the prover supplies: the norm
-    roots from the inputs, then the distance roots from the screen's y."""
+    """The module run in float64 over grid slots, with the roots it needs: the norm roots from the
+    inputs, then the distance roots from the screen's y. The prover's advice comes from the screen
+    run as the circuit computes it (mode "grid"): its order thresholds, and distance roots that
+    check against its y (_circuit_roots), so that where the circuit's rounding parts from float64
+    before the distances (a model within a step of a threshold), the circuit's mask is provable."""
     start = np.asarray(start, dtype=np.float64).ravel()
-    rule = ProvenRoundRule(len(slots), start.size).double()
+    rule = ProvenRoundRule(len(slots), start.size, mode="float").double()
     models = [np.zeros_like(start) if m is None else np.asarray(m, dtype=np.float64).ravel() for m in slots]
     norm_roots = grid_sqrt(
         [*(float(m @ m) for m in models), float(start @ start), *(float((m - start) @ (m - start)) for m in models)]
     )
 
     def run(distance_roots: np.ndarray):
-        roots = np.concatenate([distance_roots, norm_roots])
-        inputs = statement_inputs(slots, start, first, kept_before, domain, np.zeros_like(start), roots)
+        advice = np.concatenate([distance_roots, norm_roots, np.zeros(len(slots) + 1)])  # order: derived
+        inputs = statement_inputs(slots, start, first, kept_before, domain, np.zeros_like(start), advice)
         return [torch.from_numpy(np.ascontiguousarray(a, dtype=np.float64)) for a in inputs]
 
     with torch.no_grad():
@@ -479,6 +545,9 @@ def float_verdict(
         y = screen["y"].numpy()[0]
         roots = np.concatenate([grid_sqrt(y), norm_roots])
         _, _, mask, _ = rule(*run(roots[: len(slots)]))
+        circuit = ProvenRoundRule(len(slots), start.size, mode="grid").double().screen(*run(roots[: len(slots)]))
+        distance_roots = _circuit_roots(roots[: len(slots)], circuit["y"].numpy()[0], root_slack(len(slots)))
+        advice = np.concatenate([distance_roots, norm_roots, circuit["order"].numpy()[0]])
     mask = mask.numpy()[0] > 0.5
     why = {
         name: screen[name].numpy()[0] > 0.5 for name in ("free", "copies", "near_copies", "turned", "outvoted", "away")
@@ -501,7 +570,15 @@ def float_verdict(
         else f"distance {roots[i]:.4g} (x m) to the reference above mu + sigma (proven rule)"
         for i in range(len(slots))
     ]
-    return ProvenVerdict(mask, roots, y, reasons)
+    return ProvenVerdict(mask, roots, y, reasons, advice)
+
+
+def _circuit_roots(roots: np.ndarray, y: np.ndarray, slack: float) -> np.ndarray:
+    """float64's distance roots where they check against the circuit's y (a step inside the slack,
+    for the rounding of their squares), so that the circuit's passes compare what float64's do;
+    elsewhere (the circuit measured from another reference) the roots of the circuit's y."""
+    fits = (roots * roots <= y + slack - STEP) & ((roots + STEP) ** 2 >= y - slack + STEP)
+    return np.where(fits, roots, grid_sqrt(y))
 
 
 @DETECTORS.register(PROVEN_DETECTOR)
