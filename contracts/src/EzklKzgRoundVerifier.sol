@@ -7,7 +7,7 @@ import {IProofVerifier} from "./IProofVerifier.sol";
 /// @notice The round circuit of fedmarket/algorithms/outliers/proven.py for `trainers` slots, its
 /// inputs under KZG commitments that the proof carries (EZKL `polycommit`) instead of hashed:
 /// the proof opens with one point (x, y) per input, W_0..W_{L-1}, start model, aggregate, hints
-/// (the prover's roots and the public values, one input), and a model's commitment on chain is
+/// (the prover's advice and the public values, one input), and a model's commitment on chain is
 /// keccak256(abi.encode(x, y)) mod FIELD (fedmarket/zk/ezkl/polycommit.py). A market that also proves its settlement uses the hashed
 /// round circuit (EzklRoundVerifier): the settlement circuit reads Poseidon commitments.
 ///
@@ -19,7 +19,7 @@ import {IProofVerifier} from "./IProofVerifier.sol";
 /// Each present slot's point, the start model's and the aggregate's must be the commitment on
 /// chain. A slot with no commitment (no submission, or excluded) is absent: present = 0, and the
 /// circuit masks it out everywhere, so its point is left unchecked; so is the hints' point (the
-/// circuit checks the roots, the outputs pin the public values). `free` is empty.
+/// circuit checks the advice, the outputs pin the public values). `free` is empty.
 contract EzklKzgRoundVerifier is EzklCircuitVerifier {
     uint256 public immutable trainers;
 

@@ -12,12 +12,13 @@ import {IProofVerifier} from "./IProofVerifier.sol";
 ///   [h(W_0)..h(W_{L-1}), h(start), h(aggregate), h(hints),
 ///    first, present_0..present_{L-1}, kept_0..kept_{L-1} (previous mask), domain limbs (6),
 ///    mask_0..mask_{L-1}, valid = 1]
-/// where the hints are the prover's roots and the public values, one input.
+/// where the hints are the prover's advice (square roots, Krum's order thresholds) and the
+/// public values, one input.
 /// h(start) is the contract's model commitment the round opened with: the circuit measures every
 /// update from it. A slot with no commitment (no submission) is absent: present = 0 and its hash
 /// is free (the circuit masks that slot out everywhere).
 /// `free` = [h(W_i) for each absent slot i, in order, h(hints)]; the hints' hash is free because
-/// the circuit checks the roots and the outputs pin the public values.
+/// the circuit checks the advice and the outputs pin the public values.
 contract EzklRoundVerifier is EzklCircuitVerifier {
     uint256 public immutable trainers;
 
