@@ -172,6 +172,25 @@ def test_a_round_whose_reference_the_circuit_rounds_otherwise_is_provable(round_
     assert verify_locally(round_build, proof.proof)
 
 
+def test_a_round_the_circuits_rounding_empties_is_proven_keeping_its_global_model(round_build):
+    """Updates two or three steps long, round 2: float64 keeps all four, while the circuit, its
+    norms rounded onto the grid, finds them all within the free-rider tolerance and keeps nobody.
+    The round is proven under the circuit's mask, the global model kept as the circuit requires,
+    rather than left unprovable (it was: the aggregate was the float mean)."""
+    start = np.array([-15, -3, 1, 2, 0, -3, -4, -1]) * STEP
+    updates = [
+        [1, -2, 0, 2, 1, -1, -4, 2],
+        [3, 2, -3, -5, 4, 4, 1, -3],
+        [1, -3, 2, 3, -3, 1, 1, 1],
+        [-2, 0, 2, -3, 0, 3, 2, 2],
+    ]
+    statement = RoundStatement([start + np.array(u) * STEP for u in updates], 2, 5, 0, start=start)
+    assert evaluate(statement).mask == [True] * 4
+    proof = prove_round(round_build, statement)
+    assert proof.mask == [False] * 4 and np.array_equal(proof.aggregate, start)
+    assert verify_locally(round_build, proof.proof)
+
+
 def test_the_spread_guard_keeps_a_far_model_where_the_honest_spread_is_wide():
     """The guarded rule's second guard (median + SPREAD MADs): with distances spread as small or
     rare-label shares spread them, 4.2 is past mu + sigma (3.40) and 1.75 x the median (3.85) but

@@ -178,7 +178,7 @@ def prove_round(build: CircuitBuild, statement: RoundStatement) -> RoundProof:
     result = evaluate(statement)
     w = witness(build, statement.inputs(result.aggregate, result.advice, _packed(build.commitment)))
     circuit_mask = [bool(m) for m in w.outputs[2]]
-    if circuit_mask != result.mask and any(circuit_mask):
+    if circuit_mask != result.mask:
         log.warning(
             "round %d: the circuit's mask %s differs from the float one %s; proving it",
             statement.round,
@@ -198,12 +198,15 @@ def prove_round(build: CircuitBuild, statement: RoundStatement) -> RoundProof:
 
 
 def _under_mask(statement: RoundStatement, result: RoundResult, mask: list[bool]) -> RoundResult:
-    models = np.stack([statement.models[i] for i, k in enumerate(mask) if k])
+    """The round aggregated under the circuit's mask: the mean of the models it keeps, or, where it
+    keeps nobody, the global model as it was (what the circuit then requires)."""
+    kept = [statement.models[i] for i, k in enumerate(mask) if k]
+    aggregate = quantize(np.mean(kept, axis=0)) if kept else quantize(statement.start)
     reasons = [
         "" if k else why or "left out by the circuit's rounding at a threshold (proven rule)"
         for k, why in zip(mask, result.reasons)
     ]
-    return RoundResult(mask, quantize(models.mean(axis=0)), result.advice, reasons)
+    return RoundResult(mask, aggregate, result.advice, reasons)
 
 
 def build_round_circuit(
