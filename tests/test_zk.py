@@ -206,13 +206,12 @@ def test_float_aggregate_within_one_step_of_the_proven_one():
 def test_a_round_that_keeps_nobody_keeps_its_global_model(request, build):
     """Every model a free rider: the mask is empty, and the only aggregate the circuit accepts
     is the start model (k agg = sum of none holds for any aggregate, so it is checked apart)."""
-    from fedmarket.algorithms.outliers.proven import float_verdict
     from fedmarket.zk.ezkl.prover import circuit_outputs
 
     circuit = request.getfixturevalue(build)
     start = quantize(np.linspace(-1.0, 1.0, D))
     statement = RoundStatement([start.copy() for _ in range(L)], 2, domain=1, kept_before=0b1111, start=start)
-    advice = float_verdict(statement.models, start, False, statement.kept_before_flags, 1).advice
+    advice = evaluate(statement).advice
     packed = build == "hashed_round_build"
 
     def outputs(aggregate):

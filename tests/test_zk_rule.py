@@ -156,8 +156,7 @@ def test_a_round_whose_reference_the_circuit_rounds_otherwise_is_provable(round_
     """Updates a few steps long, slot 0's four times the others'. EZKL's rounding of the Gram
     entries makes the circuit choose another reference than float64, so its distances differ
     from float64's by far more than the roots' slack: the prover's distance roots are the
-    circuit's own (the screen run in mode "grid"), and the circuit's mask is proven (with float64's
-    roots the round could not be proven at all)."""
+    circuit's own (the screen run in mode "grid"), and the circuit's mask is proven."""
     start = np.array([3, -2, 19, 7, 0, 13, -23, -4]) * STEP
     updates = [
         [8, -56, -40, 20, 36, -16, 4, -4],
@@ -176,7 +175,7 @@ def test_a_round_the_circuits_rounding_empties_is_proven_keeping_its_global_mode
     """Updates two or three steps long, round 2: float64 keeps all four, while the circuit, its
     norms rounded onto the grid, finds them all within the free-rider tolerance and keeps nobody.
     The round is proven under the circuit's mask, the global model kept as the circuit requires,
-    rather than left unprovable (it was: the aggregate was the float mean)."""
+    rather than left unprovable."""
     start = np.array([-15, -3, 1, 2, 0, -3, -4, -1]) * STEP
     updates = [
         [1, -2, 0, 2, 1, -1, -4, 2],

@@ -29,6 +29,7 @@ import torch
 from fedmarket.algorithms.outliers.proven import (
     ProvenRoundRule,
     advice_count,
+    circuit_advice,
     float_verdict,
     root_count,
     statement_inputs,
@@ -87,7 +88,7 @@ class RoundStatement:
 class RoundResult:
     mask: list[bool]
     aggregate: np.ndarray  # on the grid
-    advice: np.ndarray  # the prover's roots and order thresholds (ProvenVerdict.advice)
+    advice: np.ndarray  # the prover's roots and order thresholds (circuit_advice)
     reasons: list[str]  # per slot, why it was left out ("" if kept or absent)
 
     @property
@@ -96,15 +97,15 @@ class RoundResult:
 
 
 def evaluate(statement: RoundStatement) -> RoundResult:
-    """The float statement: the module run in float64 with the prover's grid roots."""
-    verdict = float_verdict(
-        statement.models, statement.start, statement.round == 1, statement.kept_before_flags, statement.domain
-    )
+    """The float statement: the module run in float64, and the advice the circuit is given."""
+    rule = (statement.models, statement.start, statement.round == 1, statement.kept_before_flags, statement.domain)
+    verdict = float_verdict(*rule)
+    advice = circuit_advice(*rule, verdict.roots)
     mask = [bool(k) for k in verdict.mask]
     if not any(mask):  # the global model stays as it was, as in an unproven round (the circuit requires it)
-        return RoundResult(mask, quantize(statement.start), verdict.advice, verdict.reasons)
+        return RoundResult(mask, quantize(statement.start), advice, verdict.reasons)
     models = np.stack([statement.models[i] for i in np.flatnonzero(verdict.mask)])
-    return RoundResult(mask, quantize(models.mean(axis=0)), verdict.advice, verdict.reasons)
+    return RoundResult(mask, quantize(models.mean(axis=0)), advice, verdict.reasons)
 
 
 def _tensors(arrays: list[np.ndarray]) -> list[torch.Tensor]:

@@ -206,7 +206,7 @@ class ProvenRoundRule(nn.Module):
     `mode`: "circuit" reads the order thresholds from the hints (the exported module); "float"
     derives them from its own values (_kth: the rule in float64); "grid" derives them too, with
     every product the screen rescales rounded as EZKL rounds it (_grid), so that its thresholds
-    and distances are the circuit's own (float_verdict).
+    and distances are the circuit's own (circuit_advice).
     Outputs: flags = [first, present, kept last round] and mask and valid as 0/1 (scale 0), the
     domain limbs echoed (24-bit integers at scale 8: a limb x enters as x / 2^8), so the public
     tensor is pinned by the outputs and its commitment needs no check. Packed, valid also requires
@@ -496,7 +496,7 @@ def statement_inputs(
     packed: bool = False,
 ) -> list[np.ndarray]:
     """The module's inputs for slots on the grid (None: no submission), in its order, `advice` the
-    prover's roots and order thresholds (ProvenVerdict.advice); with `packed`, the start model and
+    prover's roots and order thresholds (circuit_advice); with `packed`, the start model and
     the aggregate two values per element (ProvenRoundRule(packed))."""
     dim = int(np.asarray(start).size)
     models = [np.zeros((1, dim)) if m is None else np.asarray(m, dtype=np.float64).reshape(1, dim) for m in slots]
@@ -507,27 +507,31 @@ def statement_inputs(
     return [*models, pack(start).reshape(1, -1), pack(aggregate).reshape(1, -1), hints.reshape(1, -1)]
 
 
+def _rule_inputs(
+    slots: list[np.ndarray | None], start: np.ndarray, first: bool, kept_before: list[bool], domain: int, advice
+) -> list[torch.Tensor]:
+    """statement_inputs as float64 tensors, with a zero aggregate (neither the screen nor the mask
+    reads it)."""
+    inputs = statement_inputs(slots, start, first, kept_before, domain, np.zeros_like(start), advice)
+    return [torch.from_numpy(np.ascontiguousarray(a, dtype=np.float64)) for a in inputs]
+
+
 @dataclass(frozen=True)
 class ProvenVerdict:
-    """The rule in float64 over one round's slots: the mask, its roots (grid_sqrt(y)), the squared
-    distances y, per slot why it was left out ("" if kept), and the advice the prover supplies
-    the circuit: roots and order thresholds as the circuit computes them (float_verdict)."""
+    """The rule in float64 over one round's slots: the mask, the roots it used (grid_sqrt(y)), the
+    squared distances y and, per slot, why it was left out ("" if kept)."""
 
     mask: np.ndarray
     roots: np.ndarray
     y: np.ndarray
     reasons: list[str]
-    advice: np.ndarray
 
 
 def float_verdict(
     slots: list[np.ndarray | None], start: np.ndarray, first: bool, kept_before: list[bool], domain: int = 0
 ) -> ProvenVerdict:
     """The module run in float64 over grid slots, with the roots it needs: the norm roots from the
-    inputs, then the distance roots from the screen's y. The prover's advice comes from the screen
-    run as the circuit computes it (mode "grid"): its order thresholds, and distance roots that
-    check against its y (_circuit_roots), so that where the circuit's rounding parts from float64
-    before the distances (a model within a step of a threshold), the circuit's mask is provable."""
+    inputs, then the distance roots from the screen's y."""
     start = np.asarray(start, dtype=np.float64).ravel()
     rule = ProvenRoundRule(len(slots), start.size, mode="float").double()
     models = [np.zeros_like(start) if m is None else np.asarray(m, dtype=np.float64).ravel() for m in slots]
@@ -537,17 +541,13 @@ def float_verdict(
 
     def run(distance_roots: np.ndarray):
         advice = np.concatenate([distance_roots, norm_roots, np.zeros(len(slots) + 1)])  # order: derived
-        inputs = statement_inputs(slots, start, first, kept_before, domain, np.zeros_like(start), advice)
-        return [torch.from_numpy(np.ascontiguousarray(a, dtype=np.float64)) for a in inputs]
+        return _rule_inputs(slots, start, first, kept_before, domain, advice)
 
     with torch.no_grad():
         screen = rule.screen(*run(np.zeros(len(slots))))
         y = screen["y"].numpy()[0]
         roots = np.concatenate([grid_sqrt(y), norm_roots])
         _, _, mask, _ = rule(*run(roots[: len(slots)]))
-        circuit = ProvenRoundRule(len(slots), start.size, mode="grid").double().screen(*run(roots[: len(slots)]))
-        distance_roots = _circuit_roots(roots[: len(slots)], circuit["y"].numpy()[0], root_slack(len(slots)))
-        advice = np.concatenate([distance_roots, norm_roots, circuit["order"].numpy()[0]])
     mask = mask.numpy()[0] > 0.5
     why = {
         name: screen[name].numpy()[0] > 0.5 for name in ("free", "copies", "near_copies", "turned", "outvoted", "away")
@@ -570,15 +570,35 @@ def float_verdict(
         else f"distance {roots[i]:.4g} (x m) to the reference above mu + sigma (proven rule)"
         for i in range(len(slots))
     ]
-    return ProvenVerdict(mask, roots, y, reasons, advice)
+    return ProvenVerdict(mask, roots, y, reasons)
 
 
-def _circuit_roots(roots: np.ndarray, y: np.ndarray, slack: float) -> np.ndarray:
-    """float64's distance roots where they check against the circuit's y (a step inside the slack,
-    for the rounding of their squares), so that the circuit's passes compare what float64's do;
-    elsewhere (the circuit measured from another reference) the roots of the circuit's y."""
-    fits = (roots * roots <= y + slack - STEP) & ((roots + STEP) ** 2 >= y - slack + STEP)
-    return np.where(fits, roots, grid_sqrt(y))
+def circuit_advice(
+    slots: list[np.ndarray | None],
+    start: np.ndarray,
+    first: bool,
+    kept_before: list[bool],
+    domain: int,
+    roots: np.ndarray,
+) -> np.ndarray:
+    """What the prover supplies the circuit beside the inputs, from the screen run as the circuit
+    computes it (mode "grid"): the roots, the distance roots float64's (`roots`, ProvenVerdict)
+    where they check against the circuit's y (a step inside the slack, for the rounding of their
+    squares), so that the circuit's passes compare what float64's do, else the roots of the
+    circuit's y (where its rounding chose another reference); then Krum's order thresholds."""
+    L = len(slots)
+    start = np.asarray(start, dtype=np.float64).ravel()
+    advice = np.concatenate([roots, np.zeros(L + 1)])  # order: derived
+    with torch.no_grad():
+        screen = (
+            ProvenRoundRule(L, start.size, mode="grid")
+            .double()
+            .screen(*_rule_inputs(slots, start, first, kept_before, domain, advice))
+        )
+    y, slack = screen["y"].numpy()[0], root_slack(L)
+    distance = roots[:L]
+    fits = (distance * distance <= y + slack - STEP) & ((distance + STEP) ** 2 >= y - slack + STEP)
+    return np.concatenate([np.where(fits, distance, grid_sqrt(y)), roots[L:], screen["order"].numpy()[0]])
 
 
 @DETECTORS.register(PROVEN_DETECTOR)
