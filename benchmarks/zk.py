@@ -40,18 +40,25 @@ from fedmarket.zk import (
     SettlementStatement,
     build_round_circuit,
     build_settlement_circuit,
+    build_split_round,
     chunk_rows,
     deploy_round_verifier,
+    deploy_split_round_verifier,
     model_commitment,
     prove_round,
     prove_settlement,
+    prove_split_round,
     rloo_subsets,
     round_circuit,
     settlement_circuit_spec,
+    split_commitment,
+    split_round_circuits,
+    split_round_verdict,
     verifier_artifact,
+    verify_split_round,
 )
 from fedmarket_benchmarks.gas import funded_party as _party
-from fedmarket_schemas.market import MarketSpec, ModelConfig, ModelKind, RewardSchedule, TrainingConfig
+from fedmarket_schemas.market import ZERO_ADDRESS, MarketSpec, ModelConfig, ModelKind, RewardSchedule, TrainingConfig
 
 
 class ZKRow(BaseModel):
@@ -74,8 +81,11 @@ class ZKRow(BaseModel):
     pk_bytes: int | None
     proof_bytes: int | None
     verify_gas: int | None
-    market_gas: int | None = Field(description="the market's whole finalizeRound with the proof (round rows)")
+    market_gas: int | None = Field(
+        description="the market's whole finalizeRound with the proof (round rows); round-rule: the split adapter's check"
+    )
     rounds: int = Field(1, description="settlement: its proofs, one per round; times and gas are their sums")
+    chunks: int = Field(1, description="a round proven by parameter chunks: chunk proofs, times and gas their sums")
     frac_bits: int
 
 
@@ -176,7 +186,101 @@ def layout_settlement(trainers: int, samples: int, kind: ModelKind, settings: Se
     return _layout_row("settlement", trainers, kind, spec.shape(settings.zk_cache_dir))
 
 
-def _layout_row(circuit: str, trainers: int, kind: ModelKind, shape: CircuitShape) -> ZKRow:
+def _setup_split(trainers: int, dim: int, chunks: int, settings: Settings, commitment: str):
+    started = time.time()
+    builds = build_split_round(trainers, dim, chunks, settings, commitment=commitment)
+    reports = [b.setup_report for b in (builds.chunk, builds.rule)]
+    return reports, _peak_rss(), [(b.dir / "ready").stat().st_mtime < started for b in (builds.chunk, builds.rule)]
+
+
+def _prove_split(statement: RoundStatement, chunks: int, settings: Settings, commitment: str):
+    builds = build_split_round(statement.trainers, statement.dim, chunks, settings, commitment=commitment)
+    return prove_split_round(builds, statement), _peak_rss()
+
+
+def run_split_round(
+    trainers: int, kind: ModelKind, chunks: int, settings: Settings | None = None, commitment: str = "polycommit"
+) -> list[ZKRow]:
+    """A round proven by `chunks` parameter chunks (fedmarket/zk/round_split.py): a row for its
+    chunk proofs (times and gas their sums) and one for its rule proof; peak RSS is the largest of
+    the setups and of all the proofs, proven one after another in one child process. verify_gas is
+    each generated verifier's alone; the rule row's market_gas is the split adapter's whole check
+    (EzklSplitRoundVerifier: every proof and the chunks' commitments) given a market's instances:
+    the factory does not deploy that adapter yet, so no market's finalizeRound calls it."""
+    settings = settings or load_settings()
+    start, models = trained_round(trainers, kind)
+    statement = RoundStatement(models, 1, domain=1, start=start)
+    reports, setup_rss, cached = _in_child(_setup_split, trainers, statement.dim, chunks, settings, commitment)
+    builds = build_split_round(trainers, statement.dim, chunks, settings, commitment=commitment)
+    with tempfile.TemporaryDirectory() as tmp:
+        platform = Platform.from_settings(Settings(store_dir=Path(tmp) / "blocks", zk_cache_dir=settings.zk_cache_dir))
+        deployer = _party(platform, "deployer")
+        market, _, deployed = _market_over(
+            platform,
+            statement,
+            start,
+            lambda factory, owner: None,
+            lambda values, global_model=False: split_commitment(
+                builds.chunk, values, chunks, global_model=global_model
+            ),
+        )
+        adapter = deploy_split_round_verifier(
+            platform.chain, deployer.account, builds.rule, builds.chunk, trainers, chunks
+        )
+        statement = dataclasses.replace(statement, domain=market.domain(1))
+        proof, prove_rss = _in_child(_prove_split, statement, chunks, settings, commitment)
+        if not verify_split_round(builds, proof, statement):
+            raise AssertionError("the split round's proofs do not verify or do not link")
+        gas = []
+        for build, proofs in ((builds.chunk, proof.chunk_proofs), (builds.rule, [proof.rule_proof])):
+            halo2, _ = platform.chain.deploy_artifact(deployer.account, verifier_artifact(build))
+            gas.append(sum(halo2.functions.verifyProof(p.proof, p.instances).estimate_gas() for p in proofs))
+        aggregate = split_commitment(builds.chunk, proof.aggregate, chunks, global_model=True)
+        instances = market.round_instances(1, aggregate, proof.benign_mask)
+        accepted, adapter_gas = split_round_verdict(
+            platform.chain, deployer.account, adapter.adapter, proof.calldata(), instances
+        )
+        if not accepted:
+            raise AssertionError("the split adapter did not accept the round")
+    parts = (("round-chunk", builds.chunk, proof.chunk_proofs), ("round-rule", builds.rule, [proof.rule_proof]))
+    return [
+        ZKRow(
+            circuit=circuit,
+            trainers=trainers,
+            model=kind.value,
+            params=statement.dim,
+            **_shape(build.shape),
+            setup_s=float(report["setup_s"]),
+            setup_cached=was_cached,
+            witness_s=sum(p.witness_s for p in proofs),
+            prove_s=sum(p.prove_s for p in proofs),
+            peak_rss_bytes=max(setup_rss, prove_rss),
+            pk_bytes=int(report["pk_bytes"]),
+            proof_bytes=sum(p.size for p in proofs),
+            verify_gas=int(verify_gas),
+            market_gas=adapter_gas if circuit == "round-rule" else None,
+            chunks=chunks,
+            frac_bits=FRAC_BITS,
+        )
+        for (circuit, build, proofs), report, was_cached, verify_gas in zip(parts, reports, cached, gas)
+    ]
+
+
+def layout_split_round(
+    trainers: int, kind: ModelKind, chunks: int, settings: Settings | None = None, commitment: str = "polycommit"
+) -> list[ZKRow]:
+    """The shapes of a split round's chunk circuit and rule circuit, as layout_round."""
+    settings = settings or load_settings()
+    specs = split_round_circuits(
+        trainers, parameter_count(ModelConfig(kind=kind)), chunks, settings.zk_columns, commitment
+    )
+    return [
+        _layout_row(circuit, trainers, kind, spec.shape(settings.zk_cache_dir), chunks=chunks)
+        for circuit, spec in zip(("round-chunk", "round-rule"), specs)
+    ]
+
+
+def _layout_row(circuit: str, trainers: int, kind: ModelKind, shape: CircuitShape, chunks: int = 1) -> ZKRow:
     unmeasured = ("setup_s", "setup_cached", "witness_s", "prove_s", "peak_rss_bytes", "pk_bytes", "proof_bytes")
     return ZKRow(
         circuit=circuit,
@@ -187,6 +291,7 @@ def _layout_row(circuit: str, trainers: int, kind: ModelKind, shape: CircuitShap
         **dict.fromkeys(unmeasured),
         verify_gas=None,
         market_gas=None,
+        chunks=chunks,
         frac_bits=FRAC_BITS,
     )
 
@@ -194,10 +299,22 @@ def _layout_row(circuit: str, trainers: int, kind: ModelKind, shape: CircuitShap
 def _proving_market(platform: Platform, build: CircuitBuild, statement: RoundStatement, start: np.ndarray):
     """A market whose rounds are proven, its L trainers registered, round 1 open and every
     statement model submitted by its commitment (fedmarket.zk.model_commitment)."""
+    return _market_over(
+        platform,
+        statement,
+        start,
+        lambda factory, owner: deploy_round_verifier(factory, owner, build, statement.trainers),
+        lambda values, global_model=False: model_commitment(build, values, global_model=global_model),
+    )
+
+
+def _market_over(platform: Platform, statement: RoundStatement, start: np.ndarray, deploy, commitment):
+    """As _proving_market, its round verifier `deploy(factory, owner account)` and a model's
+    commitment `commitment(values, global_model=...)`."""
     owner, aggregator = _party(platform, "owner"), _party(platform, "aggregator")
     members = [_party(platform, "trainer", i) for i in range(statement.trainers)]
     factory, _ = FactoryClient.deploy(platform.chain, owner.account)
-    deployed = deploy_round_verifier(factory, owner.account, build, statement.trainers)
+    deployed = deploy(factory, owner.account)  # None: a market whose rounds are not proven
     spec = MarketSpec(
         task_cid=str(platform.store.put(b'{"bench": "zk"}')),
         data_cid=str(platform.store.put(b"owner data")),
@@ -209,15 +326,15 @@ def _proving_market(platform: Platform, build: CircuitBuild, statement: RoundSta
         participation_reward_wei=10**15,
         aggregator_fee_wei=10**16,
         schedule=RewardSchedule(thresholds_bps=(5000,), pools_wei=(10**17,)),
-        round_verifier=deployed.adapter,
+        round_verifier=deployed.adapter if deployed else ZERO_ADDRESS,
     )
     market, _ = factory.create_market(owner.account, spec, spec.max_payout())
     enrol(market, members, str(platform.store.put(b'{"bench": "zk"}')))
     market.open_round(
-        aggregator.account, str(platform.store.put(start.tobytes())), model_commitment(build, start, global_model=True)
+        aggregator.account, str(platform.store.put(start.tobytes())), commitment(start, global_model=True)
     )
     for t, model in zip(members, statement.models):
-        market.submit(t.account, 1, str(platform.store.put(model.tobytes())), model_commitment(build, model))
+        market.submit(t.account, 1, str(platform.store.put(model.tobytes())), commitment(model))
     return market, aggregator, deployed
 
 

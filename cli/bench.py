@@ -178,6 +178,14 @@ def bench_zk(
             "their rounds only) or poseidon (markets that prove their settlement too)"
         ),
     ] = "polycommit",
+    chunks: Annotated[
+        int,
+        typer.Option(
+            min=1,
+            help="round: prove it in this many parameter chunks, a chunk proof each and a rule proof over them "
+            "(rows round-chunk and round-rule); 1: one proof",
+        ),
+    ] = 1,
     layout: Annotated[
         bool,
         typer.Option(
@@ -198,8 +206,17 @@ def bench_zk(
     and how inputs are committed (poseidon or polycommit).
     FEDMARKET_ZK_COLUMNS sets the columns per op (unset: chosen per circuit). SRS: gen_srs
     (NOT FOR PRODUCTION) unless FEDMARKET_ZK_SRS_PATH names a ceremony file."""
-    from fedmarket_benchmarks.zk import layout_round, layout_settlement, run_round, run_settlement
-    from fedmarket_schemas.market import ModelKind
+    from fedmarket.algorithms.outliers.proven import chunk_size
+    from fedmarket.ml.models import parameter_count
+    from fedmarket_benchmarks.zk import (
+        layout_round,
+        layout_settlement,
+        layout_split_round,
+        run_round,
+        run_settlement,
+        run_split_round,
+    )
+    from fedmarket_schemas.market import ModelConfig, ModelKind
 
     (kind,) = str_list(model, "--model", ["lr", "mlp"])  # the settlement circuit scores these
     chosen = str_list(circuits, "--circuits", ["round", "settlement"])
@@ -208,9 +225,18 @@ def bench_zk(
         raise usage_error("--trainers", "a market holds at most 128 trainers")
     commitments = str_list(commitment, "--commitment", ["polycommit", "poseidon"])
     round_row, settlement_row = (layout_round, layout_settlement) if layout else (run_round, run_settlement)
+    split_rows = layout_split_round if layout else run_split_round
+    if chunks > 1:
+        try:
+            chunk_size(parameter_count(ModelConfig(kind=ModelKind(kind))), chunks)
+        except ValueError as exc:
+            raise usage_error("--chunks", str(exc)) from None
     rows = []
     for size in sizes:
-        if "round" in chosen:
+        if "round" in chosen and chunks > 1:
+            for c in commitments:
+                rows.extend(split_rows(size, ModelKind(kind), chunks, commitment=c))
+        elif "round" in chosen:
             rows.extend(round_row(size, ModelKind(kind), commitment=c) for c in commitments)
         if "settlement" in chosen:
             more = {} if layout else {"rounds": rounds}
@@ -238,6 +264,7 @@ def bench_zk(
             "verify_gas",
             "market_gas",
             "rounds",
+            "chunks",
             "frac_bits",
         ],
     )

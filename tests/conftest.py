@@ -35,6 +35,7 @@ HEAVIEST_FIRST = (
     "test_cli.py",
     "test_zk_flow.py",
     "test_zk_settlement.py",
+    "test_zk_split.py",
     "test_zk.py",
     "test_zk_rule.py",
     "test_zk_norm.py",

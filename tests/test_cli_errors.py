@@ -32,6 +32,7 @@ BAD = [
     (["bench", "robustness", "--models", "cnn"], 2, "cnn"),
     (["bench", "contribution", "--methods", "banzhaf"], 2, "banzhaf"),
     (["bench", "zk", "--model", "cnn"], 2, "cnn"),
+    (["bench", "zk", "--chunks", "400"], 2, "--chunks"),
     (["bench", "aggregation", "--params", "ten"], 2, "--params"),
     (["zk", "prune", "--unused-days", "-1"], 2, "--unused-days"),
     (["data", "digits", "--out", "{tmp}", "--split", "skewed"], 2, "skewed"),

@@ -156,7 +156,7 @@ def test_the_order_thresholds_are_the_circuits_own(round_build, seed):
     # at a few steps the circuit may choose another reference than float64 does: prove_round then
     # proves the circuit's mask, aggregated under it
     _, _, mask, _ = circuit_outputs(round_build, inputs)
-    result = round_proof._under_mask(statement, result, [m == 1 for m in mask])
+    result = round_proof.under_mask(statement, result, [m == 1 for m in mask])
     inputs = statement.inputs(result.aggregate, result.advice, False)
     assert circuit_outputs(round_build, inputs)[3] == [1]
     tensors = [torch.from_numpy(np.ascontiguousarray(a, dtype=np.float64)) for a in inputs]

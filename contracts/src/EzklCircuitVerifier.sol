@@ -20,13 +20,20 @@ abstract contract EzklCircuitVerifier is IProofVerifier {
         halo2 = halo2_;
     }
 
-    function verifyProof(bytes calldata proof, uint256[] calldata instances) external returns (bool) {
+    function verifyProof(bytes calldata proof, uint256[] calldata instances) external virtual returns (bool) {
         (bytes memory halo2Proof, uint256[] memory free) = abi.decode(proof, (bytes, uint256[]));
         (bool ok, uint256[] memory circuitInstances) = circuitInstancesFor(instances, free, halo2Proof);
-        if (!ok) return false;
-        // The generated verifier reverts on a proof it rejects: that is a `false` here, so the
-        // market reports every rejection the same way (`ProofRejected`).
-        try halo2.verifyProof(halo2Proof, circuitInstances) returns (bool success) {
+        return ok && _accepts(halo2, halo2Proof, circuitInstances);
+    }
+
+    /// @dev Whether the generated verifier `verifier` accepts the proof. It reverts on a proof it
+    /// rejects: that is a `false` here, so the market reports every rejection the same way
+    /// (`ProofRejected`).
+    function _accepts(IProofVerifier verifier, bytes memory halo2Proof, uint256[] memory circuitInstances)
+        internal
+        returns (bool)
+    {
+        try verifier.verifyProof(halo2Proof, circuitInstances) returns (bool success) {
             return success;
         } catch {
             return false;

@@ -356,6 +356,10 @@ class MarketClient:
         """The value a proof for round `step` (or for contributions, `contribution_step`) binds to this market."""
         return int(self._read("domain", step))
 
+    def round_instances(self, round: int, aggregate_commitment: str, benign_mask: int) -> list[int]:
+        """The instances the market gives its round verifier for this claim (DataMarket.roundInstances)."""
+        return [int(v) for v in self._read("roundInstances", round, b32(aggregate_commitment), benign_mask)]
+
     def round_state(self, round: int) -> RoundState:
         deadline, finalized, verified, benign_mask = self._read("getRound", round)
         return RoundState(round, int(deadline), bool(finalized), bool(verified), int(benign_mask))

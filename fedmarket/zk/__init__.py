@@ -2,6 +2,7 @@
 proven with EZKL (fedmarket/zk/ezkl). Everything outside fedmarket/zk uses these names only.
 
 - the round statement (round_circuit, round_proof): the outlier rule's mask and the aggregate;
+  past one proof's memory, proven by parameter chunks (round_split);
 - the norm-bound statement (norm_proof): a secure-aggregation trainer's update norm, under its
   commitment;
 - the settlement statement (settlement_circuit, settlement_proof), one proof per round:
@@ -17,7 +18,9 @@ from fedmarket.zk.ezkl.deploy import (
     DeployedVerifier,
     deploy_round_verifier,
     deploy_settlement_verifier,
+    deploy_split_round_verifier,
     deployed_verifier_code,
+    split_round_verdict,
 )
 from fedmarket.zk.ezkl.polycommit import POINT_BYTES, combines_to, commit_elements, commit_values, proof_commitments
 from fedmarket.zk.ezkl.poseidon import packed_commitment, poseidon_commitment
@@ -42,6 +45,16 @@ from fedmarket.zk.round_proof import (
     model_commitment,
     prove_round,
     round_circuit,
+)
+from fedmarket.zk.round_split import (
+    SplitBuilds,
+    SplitRoundProof,
+    build_split_round,
+    chunk_commitments,
+    prove_split_round,
+    split_commitment,
+    split_round_circuits,
+    verify_split_round,
 )
 from fedmarket.zk.settlement_proof import (
     DataChunks,
@@ -72,12 +85,16 @@ __all__ = [
     "RunArgs",
     "SettlementProof",
     "SettlementStatement",
+    "SplitBuilds",
+    "SplitRoundProof",
     "build_circuit",
     "build_norm_circuit",
     "build_round_circuit",
     "build_settlement_circuit",
+    "build_split_round",
     "cached_builds",
     "check_verifier",
+    "chunk_commitments",
     "chunk_rows",
     "circuit_verdict",
     "clip_to_bound",
@@ -86,6 +103,7 @@ __all__ = [
     "commit_values",
     "deploy_round_verifier",
     "deploy_settlement_verifier",
+    "deploy_split_round_verifier",
     "deployed_verifier_code",
     "evaluate",
     "expected_prove_s",
@@ -98,6 +116,7 @@ __all__ = [
     "prove_norm",
     "prove_round",
     "prove_settlement",
+    "prove_split_round",
     "prune",
     "rloo_subsets",
     "round_circuit",
@@ -105,8 +124,12 @@ __all__ = [
     "round_test_chunk",
     "settlement_circuit_spec",
     "split_by_chunks",
+    "split_commitment",
+    "split_round_circuits",
+    "split_round_verdict",
     "sum_is_proven",
     "verifier_artifact",
     "verify_locally",
     "verify_norm",
+    "verify_split_round",
 ]

@@ -96,11 +96,12 @@ class RoundResult:
         return self.advice[: root_count(len(self.mask))]
 
 
-def evaluate(statement: RoundStatement) -> RoundResult:
-    """The float statement: the module run in float64, and the advice the circuit is given."""
+def evaluate(statement: RoundStatement, chunks: int = 1) -> RoundResult:
+    """The float statement: the module run in float64, and the advice the circuit is given (its
+    Gram matrix proven in `chunks` parameter chunks, fedmarket/zk/round_split.py)."""
     rule = (statement.models, statement.start, statement.round == 1, statement.kept_before_flags, statement.domain)
     verdict = float_verdict(*rule)
-    advice = circuit_advice(*rule, verdict.roots)
+    advice = circuit_advice(*rule, verdict.roots, chunks)
     mask = [bool(k) for k in verdict.mask]
     if not any(mask):  # the global model stays as it was, as in an unproven round (the circuit requires it)
         return RoundResult(mask, quantize(statement.start), advice, verdict.reasons)
@@ -178,15 +179,8 @@ def prove_round(build: CircuitBuild, statement: RoundStatement) -> RoundProof:
     stall a round by sitting on a threshold. The mask is read from the witness: one proof either way."""
     result = evaluate(statement)
     w = witness(build, statement.inputs(result.aggregate, result.advice, _packed(build.commitment)))
-    circuit_mask = [bool(m) for m in w.outputs[2]]
-    if circuit_mask != result.mask:
-        log.warning(
-            "round %d: the circuit's mask %s differs from the float one %s; proving it",
-            statement.round,
-            circuit_mask,
-            result.mask,
-        )
-        result = _under_mask(statement, result, circuit_mask)
+    if (again := circuit_mask_result(statement, result, w.outputs[2])) is not None:
+        result = again
         w = witness(build, statement.inputs(result.aggregate, result.advice, _packed(build.commitment)))
     proof = prove_witness(w)
     _, _, final_mask, (valid,) = proof.outputs
@@ -198,7 +192,19 @@ def prove_round(build: CircuitBuild, statement: RoundStatement) -> RoundProof:
     return RoundProof(proof, result.mask, present, result.aggregate, result.reasons, build.commitment)
 
 
-def _under_mask(statement: RoundStatement, result: RoundResult, mask: list[bool]) -> RoundResult:
+def circuit_mask_result(statement: RoundStatement, result: RoundResult, circuit_mask: list[int]) -> RoundResult | None:
+    """Where the circuit's mask (a witness's output) differs from the float one, the round under it
+    (under_mask), logged; None where they agree."""
+    mask = [bool(m) for m in circuit_mask]
+    if mask == result.mask:
+        return None
+    log.warning(
+        "round %d: the circuit's mask %s differs from the float one %s; proving it", statement.round, mask, result.mask
+    )
+    return under_mask(statement, result, mask)
+
+
+def under_mask(statement: RoundStatement, result: RoundResult, mask: list[bool]) -> RoundResult:
     """The round aggregated under the circuit's mask: the mean of the models it keeps, or, where it
     keeps nobody, the global model as it was (what the circuit then requires)."""
     kept = [statement.models[i] for i, k in enumerate(mask) if k]

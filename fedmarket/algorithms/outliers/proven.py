@@ -50,7 +50,9 @@ The prover computes the thresholds from the screen as the circuit rounds it (mod
 rounds each rescaled product as EZKL does), so they are the circuit's own, and so are the
 distance roots it supplies: a reference the circuit's rounding chooses otherwise than float64
 is still provable.
-The only products over the L x d entries are that Gram matrix and the aggregate's `mask @ W`.
+The only products over the L x d entries are that Gram matrix and the aggregate's `mask @ W`,
+both sums over the parameters: a round past one proof's memory proves them by parameter chunks
+and the rule over the chunks' sums (proven_split.py), each Gram entry then rounded once per chunk.
 Under KZG-committed inputs the arithmetic and the inputs' range checks set the domain; hashed with
 Poseidon, the hashing does (`fedmarket bench zk` reports both). No product multiplies more than
 two model-sized values, so the range checks bound the same magnitudes as the distances'.
@@ -131,19 +133,30 @@ def _grid(x: torch.Tensor) -> torch.Tensor:
     return torch.sign(x) * torch.floor(x.abs() / STEP + 0.5) * STEP
 
 
-def root_slack(trainers: int) -> float:
-    """How far the circuit's y may sit from the exact one: EZKL rounds each Gram entry onto the
-    grid once (within a step), and y weighs m^2 + 2 m m + m^2 = 4 m^2 such entries with m <= L;
-    plus one step for each square of the root. A prover may thus shift a root by at most
-    slack / (2 s): the bound within which the proven rule may differ from the exact one, which is
-    why, where the two part, the circuit's mask is the one proven (round_proof.prove_round)."""
-    return (4 * trainers * trainers + 2) * STEP
+def entry_error(chunks: int = 1) -> float:
+    """How far a Gram entry of the circuit may sit from the exact one, in steps: EZKL rounds each
+    product it rescales to within half a step, once per parameter chunk (fedmarket/zk/round_split.py
+    proves a round's Gram matrix by chunks); counted as a whole step for one or two."""
+    return max(1.0, chunks / 2)
 
 
-# ||W_i||^2 = ||u_i||^2 + 2 u_i.start + ||start||^2 weighs four rounded Gram entries; plus one step
-# for each square of the root, as in root_slack
-NORM_SLACK = (4 + 2) * STEP
-UPDATE_NORM_SLACK = (1 + 2) * STEP  # ||u_i||^2 is one Gram entry
+def root_slack(trainers: int, chunks: int = 1) -> float:
+    """How far the circuit's y may sit from the exact one: y weighs m^2 + 2 m m + m^2 = 4 m^2 Gram
+    entries with m <= L, each within entry_error(chunks); plus one step for each square of the
+    root. A prover may thus shift a root by at most slack / (2 s): the bound within which the
+    proven rule may differ from the exact one, which is why, where the two part, the circuit's mask
+    is the one proven (round_proof.prove_round)."""
+    return (4 * trainers * trainers * entry_error(chunks) + 2) * STEP
+
+
+def norm_slack(chunks: int = 1) -> float:
+    """As root_slack for ||W_i||^2 = ||u_i||^2 + 2 u_i.start + ||start||^2: four Gram entries."""
+    return (4 * entry_error(chunks) + 2) * STEP
+
+
+def update_norm_slack(chunks: int = 1) -> float:
+    """As root_slack for ||u_i||^2: one Gram entry."""
+    return (entry_error(chunks) + 2) * STEP
 
 
 def grid_sqrt(y: np.ndarray) -> np.ndarray:
@@ -213,11 +226,11 @@ class ProvenRoundRule(nn.Module):
     every packed element to unpack.
     """
 
-    def __init__(self, trainers: int, dim: int, packed: bool = False, mode: str = "circuit"):
+    def __init__(self, trainers: int, dim: int, packed: bool = False, mode: str = "circuit", chunks: int = 1):
         super().__init__()
         if mode not in ("circuit", "float", "grid"):
             raise ValueError(f"mode is circuit, float or grid, not {mode!r}")
-        self.trainers, self.dim, self.packed, self.mode = trainers, dim, packed, mode
+        self.trainers, self.dim, self.packed, self.mode, self.chunks = trainers, dim, packed, mode, chunks
         L = trainers
         idx = torch.arange(L + 1)
         self.register_buffer("diagonal", torch.eye(L + 1).double())
@@ -241,16 +254,16 @@ class ProvenRoundRule(nn.Module):
         v = self.screen(*inputs)
         W, present, active = v["W"], v["present"], v["active"]
         roots, _, public = self._hints(inputs[-1])
-        aggregate, aggregate_short = self._global_model(inputs[L + 1], public)
-        dtype = W.dtype
+        aggregate = self._aggregate(inputs, public)
+        dtype = present.dtype
 
         # every root the prover supplied, checked within the circuit's rounding on each side
         s = roots[:, :L] * present
         root_ok = torch.cat(
             [
-                _root_ok(s, v["y"], root_slack(L)),
-                _root_ok(roots[:, L : 2 * L + 1], v["model_sq"], NORM_SLACK),
-                _root_ok(roots[:, 2 * L + 1 :] * present, v["norms"] * present, UPDATE_NORM_SLACK),
+                _root_ok(s, v["y"], root_slack(L, self.chunks)),
+                _root_ok(roots[:, L : 2 * L + 1], v["model_sq"], norm_slack(self.chunks)),
+                _root_ok(roots[:, 2 * L + 1 :] * present, v["norms"] * present, update_norm_slack(self.chunks)),
             ],
             dim=1,
         )
@@ -259,20 +272,10 @@ class ProvenRoundRule(nn.Module):
             active = active - self._beyond(s, active, 3 if pass_no == 0 else 4)
 
         mask = active
-        kept = mask.sum(dim=1, keepdim=True)
-        # a round that keeps nobody keeps its global model: k agg = sum of none holds for any
-        # aggregate, so there the start model stands in as the one model kept
-        nobody = (kept < 0.5).to(dtype)
-        # (a product with constants, not a concatenation, which the exporter would split again)
-        weights = mask @ self.widen.to(dtype) + nobody * self.start_slot.to(dtype)  # [1, L + 1]
-        residual = (kept + nobody) * aggregate - weights @ W
-        # |2 residual| <= k steps on every entry, as x = k steps - |2 residual| >= 0: |x| - x is 0
-        # where it holds and positive where not (half a comparison's rows, packing.py)
-        within = kept * STEP - (residual + residual).abs()
-        # and every order threshold selects as many as it must
-        short = (within.abs() - within).sum(dim=1, keepdim=True) + v["miss"]
+        # the aggregate is the benign average, and every order threshold selects as many as it must
+        short = self._aggregate_short(aggregate, W, mask) + v["miss"]
         if self.packed:  # and every packed element of the start model and the aggregate unpacks
-            short = short + v["start_short"].sum(dim=1, keepdim=True) + aggregate_short.sum(dim=1, keepdim=True)
+            short = short + v["start_short"].sum(dim=1, keepdim=True) + aggregate[1].sum(dim=1, keepdim=True)
         # every root checks, and nothing falls short: each term is >= 0 and below 2^43 steps (the
         # range checks' bound on |x|), so their sum is 0 only if every one is
         checks = root_ok.sum(dim=1, keepdim=True) + (short < STEP).to(dtype)
@@ -285,17 +288,13 @@ class ProvenRoundRule(nn.Module):
         cross-round and the direction checks, and y_i = ||m u_i - R||^2 to the reference (the
         distance roots in `inputs` are not read, so the prover computes them from this)."""
         L = self.trainers
-        models, (roots, order, public) = inputs[:L], self._hints(inputs[-1])
-        start, start_short = self._global_model(inputs[L], public)
+        roots, order, public = self._hints(inputs[-1])
+        start, start_short = self._start(inputs, public)
         dtype = public.dtype
         flags = (public[:, : 2 * L + 1] > 0.5).to(dtype)  # [1, 1 + 2L]
         first, present, kept_before = flags[:, :1], flags[:, 1 : L + 1], flags[:, L + 1 :]
         # absent slots are not zeroed: every use below is masked by `present` (or a subset of it)
-        # [L + 1, d]: the models, then the start model, concatenated along d: stacked along L, the
-        # exporter splits the aggregate's product into one product and sum per slot
-        W = torch.cat([*models, start], dim=1).reshape(L + 1, self.dim)
-        # of the updates and the start model: the only product over the L x d entries besides the aggregate's
-        H = gram([m - start for m in models] + [start], self.gram_index, self._rescaled)
+        H, W = self._gram(inputs, start)
         U, toward_start, start_sq = H[:L, :L], H[L:, :L], H[L:, L:]  # u_i.u_j, u_i.start, ||start||^2
         norms = (H * self.diagonal.to(dtype)).sum(dim=0, keepdim=True)[:, :L]  # [1, L]: ||u_i||^2
         D = norms.T + norms - 2.0 * U  # [L, L]: squared distances between the models
@@ -372,6 +371,38 @@ class ProvenRoundRule(nn.Module):
             "order": order,
             "miss": miss,
         }
+
+    def _start(self, inputs: tuple[torch.Tensor, ...], public: torch.Tensor):
+        """The start model input as _global_model reads it: (start [1, d], short or None)."""
+        return self._global_model(inputs[self.trainers], public)
+
+    def _gram(self, inputs: tuple[torch.Tensor, ...], start: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(H, W): the Gram matrix of [u_1..u_L, start] and the models, then the start model, as
+        [L + 1, d]."""
+        L = self.trainers
+        models = inputs[:L]
+        # [L + 1, d]: the models, then the start model, concatenated along d: stacked along L, the
+        # exporter splits the aggregate's product into one product and sum per slot
+        W = torch.cat([*models, start], dim=1).reshape(L + 1, self.dim)
+        # of the updates and the start model: the only product over the L x d entries besides the aggregate's
+        rows = [m - start for m in models] + [start]
+        if self.chunks == 1:
+            products = gram_products(rows, self._rescaled)
+        else:  # as the chunk proofs round them: each chunk's products on its own
+            products = sum(
+                gram_products([row[:, part] for row in rows], self._rescaled)
+                for part in chunk_slices(self.dim, self.chunks)
+            )
+        return gather_gram(products, self.gram_index), W
+
+    def _aggregate(self, inputs: tuple[torch.Tensor, ...], public: torch.Tensor):
+        """The aggregate input as _global_model reads it: (aggregate [1, d], short or None)."""
+        return self._global_model(inputs[self.trainers + 1], public)
+
+    def _aggregate_short(self, aggregate, W: torch.Tensor, benign: torch.Tensor) -> torch.Tensor:
+        """[1, 1], 0 where `aggregate` (from _aggregate) is the average of the models `benign` keeps,
+        positive where not."""
+        return aggregate_shortfall(benign, W, aggregate[0], self.widen, self.start_slot)
 
     def _hints(self, hints: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """(roots, order thresholds, public) from the hints input."""
@@ -462,13 +493,57 @@ def gram_index(rows: int) -> torch.Tensor:
     return index
 
 
-def gram(rows: list[torch.Tensor], index: torch.Tensor, rescaled=lambda product: product) -> torch.Tensor:
-    """The Gram matrix of `rows` ([1, d] each), each distinct entry one dot product (`rescaled`,
-    ProvenRoundRule._rescaled) placed by `index` (gram_index; a gather with constant indices adds
-    no rows to the circuit)."""
+def gram_products(rows: list[torch.Tensor], rescaled=lambda product: product) -> torch.Tensor:
+    """[1, n (n + 1) / 2]: the distinct entries of the Gram matrix of `rows` ([1, d] each), each
+    one dot product (`rescaled`, ProvenRoundRule._rescaled), rows i <= j in order."""
     n = len(rows)
-    products = [rescaled(rows[i] @ rows[j].T) for i in range(n) for j in range(i, n)]
-    return torch.cat(products, dim=1).reshape(-1)[index.reshape(-1)].reshape(n, n)
+    return torch.cat([rescaled(rows[i] @ rows[j].T) for i in range(n) for j in range(i, n)], dim=1)
+
+
+def gather_gram(products: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
+    """The Gram matrix from its distinct entries, placed by `index` (gram_index; a gather with
+    constant indices adds no rows to the circuit)."""
+    n = index.shape[0]
+    return products.reshape(-1)[index.reshape(-1)].reshape(n, n)
+
+
+def gram(rows: list[torch.Tensor], index: torch.Tensor, rescaled=lambda product: product) -> torch.Tensor:
+    """The Gram matrix of `rows` ([1, d] each), each distinct entry one dot product."""
+    return gather_gram(gram_products(rows, rescaled), index)
+
+
+def chunk_slices(dim: int, chunks: int) -> list[slice]:
+    """The parameter chunks of a round proven by chunks: `chunks` runs of chunk_size(dim, chunks)
+    parameters, the last one shorter where they do not divide d (padded with zeros in its proof)."""
+    size = chunk_size(dim, chunks)
+    return [slice(k * size, min(dim, (k + 1) * size)) for k in range(chunks)]
+
+
+def chunk_size(dim: int, chunks: int) -> int:
+    """Parameters per chunk: d / chunks rounded up to an even count (a packed pair never straddles
+    two chunks)."""
+    size = -(-dim // chunks) if chunks >= 1 else 0
+    size += size % 2
+    if chunks < 1 or (chunks - 1) * size >= dim:
+        raise ValueError(f"{dim} parameters do not split into {chunks} chunks of an even size, none of them empty")
+    return size
+
+
+def aggregate_shortfall(benign, W, aggregate, widen, start_slot) -> torch.Tensor:
+    """[1, 1]: 0 where k aggregate = the sum of the k models `benign` keeps (rows of W [L + 1, d],
+    the start model last), each entry within k / 2 steps (the rounding of a mean); positive where
+    not. A round that keeps nobody keeps its global model: k agg = sum of none holds for any
+    aggregate, so there the start model stands in as the one model kept."""
+    dtype = W.dtype
+    kept = benign.sum(dim=1, keepdim=True)
+    nobody = (kept < 0.5).to(dtype)
+    # (a product with constants, not a concatenation, which the exporter would split again)
+    weights = benign @ widen.to(dtype) + nobody * start_slot.to(dtype)  # [1, L + 1]
+    residual = (kept + nobody) * aggregate - weights @ W
+    # |2 residual| <= k steps on every entry, as x = k steps - |2 residual| >= 0: |x| - x is 0
+    # where it holds and positive where not (half a comparison's rows, packing.py)
+    within = kept * STEP - (residual + residual).abs()
+    return (within.abs() - within).sum(dim=1, keepdim=True)
 
 
 def _at_most(values: torch.Tensor, bound: torch.Tensor) -> torch.Tensor:
@@ -580,9 +655,10 @@ def circuit_advice(
     kept_before: list[bool],
     domain: int,
     roots: np.ndarray,
+    chunks: int = 1,
 ) -> np.ndarray:
     """What the prover supplies the circuit beside the inputs, from the screen run as the circuit
-    computes it (mode "grid"): the roots, the distance roots float64's (`roots`, ProvenVerdict)
+    computes it (mode "grid", its Gram matrix proven in `chunks` parameter chunks): the roots, the distance roots float64's (`roots`, ProvenVerdict)
     where they check against the circuit's y (a step inside the slack, for the rounding of their
     squares), so that the circuit's passes compare what float64's do, else the roots of the
     circuit's y (where its rounding chose another reference); then Krum's order thresholds."""
@@ -591,11 +667,11 @@ def circuit_advice(
     advice = np.concatenate([roots, np.zeros(L + 1)])  # order: derived
     with torch.no_grad():
         screen = (
-            ProvenRoundRule(L, start.size, mode="grid")
+            ProvenRoundRule(L, start.size, mode="grid", chunks=chunks)
             .double()
             .screen(*_rule_inputs(slots, start, first, kept_before, domain, advice))
         )
-    y, slack = screen["y"].numpy()[0], root_slack(L)
+    y, slack = screen["y"].numpy()[0], root_slack(L, chunks)
     distance = roots[:L]
     fits = (distance * distance <= y + slack - STEP) & ((distance + STEP) ** 2 >= y - slack + STEP)
     return np.concatenate([np.where(fits, distance, grid_sqrt(y)), roots[L:], screen["order"].numpy()[0]])

@@ -60,6 +60,32 @@ def deploy_settlement_verifier(
     return _deploy(factory, account, build, "settlement", trainers, samples)
 
 
+def deploy_split_round_verifier(
+    chain: Chain, account: LocalAccount, rule: CircuitBuild, chunk: CircuitBuild, trainers: int, chunks: int
+) -> DeployedVerifier:
+    """EZKL's verifiers of a split round's rule and chunk circuits and the adapter over both
+    (contracts/src/EzklSplitRoundVerifier.sol); `halo2` is the rule circuit's. Deployed on their
+    own: the factory does not deploy this adapter yet, so no market can name it."""
+    halo2, first = chain.deploy_artifact(account, verifier_artifact(rule))
+    chunk_halo2, second = chain.deploy_artifact(account, verifier_artifact(chunk))
+    adapter, third = chain.deploy(
+        account, "EzklSplitRoundVerifier", halo2.address, chunk_halo2.address, trainers, chunks
+    )
+    return DeployedVerifier(halo2.address, adapter.address, first.gas_used + second.gas_used + third.gas_used)
+
+
+def split_round_verdict(
+    chain: Chain, account: LocalAccount, adapter: str, proof: bytes, instances: list[int]
+) -> tuple[bool, int | None]:
+    """Whether the split round adapter at `adapter` accepts `proof` for a market's instances, and
+    the gas of a transaction that has it check them (None where it refuses). The adapter answers
+    false without reverting, so that gas is measured with a block's limit, not estimated."""
+    fn = chain.contract("EzklSplitRoundVerifier", adapter).functions.verifyProof(proof, instances)
+    if not chain.call(fn):
+        return False, None
+    return True, chain.transact(account, fn, gas=chain.gas_limit()).gas_used
+
+
 def deployed_verifier_code(chain: Chain, adapter: str) -> bytes:
     """The runtime code of the Halo2 verifier behind a market's verifier adapter (its `halo2()`),
     for verifier.check_verifier on the machine that proves."""

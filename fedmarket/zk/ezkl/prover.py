@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import tempfile
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import ezkl
@@ -22,7 +22,8 @@ from fedmarket.zk.ezkl.toolchain import CircuitBuild, call_ezkl
 @dataclass(frozen=True)
 class Proof:
     """A proof with its public instances (field elements, in the circuit's order: one Poseidon
-    hash per input, then every output) and the outputs read as signed integers at scale 0."""
+    hash per hashed input, then every output, or one hash per output where they are hashed) and
+    the outputs read as signed integers at scale 0."""
 
     proof: bytes
     instances: list[int]
@@ -31,6 +32,7 @@ class Proof:
     witness_s: float
     prove_s: float
     proof_json: str  # EZKL's proof file, for verify_locally
+    output_hashes: list[int] = field(default_factory=list)
 
     @property
     def size(self) -> int:
@@ -50,6 +52,10 @@ class Witness:
     def outputs(self) -> list[list[int]]:
         """The circuit's outputs as signed integers at scale 0."""
         return [[signed(felt_to_int(f)) for f in out] for out in self.data["outputs"]]
+
+    def hashes(self, side: str) -> list[int]:
+        """The Poseidon hash of each hashed input (`side` "inputs") or output ("outputs")."""
+        return [felt_to_int(h) for h in (self.data.get(f"processed_{side}") or {}).get("poseidon_hash") or []]
 
 
 def witness(build: CircuitBuild, inputs: list[np.ndarray]) -> Witness:
@@ -94,10 +100,9 @@ def prove_witness(w: Witness) -> Proof:
         record_prove_time(build.dir, prove_s)
         text = proof_path.read_text()
     produced = json.loads(text)
-    hashes = [felt_to_int(h) for h in (w.data.get("processed_inputs") or {}).get("poseidon_hash", [])]
     instances = [felt_to_int(f) for f in produced["instances"][0]]
     proof = bytes.fromhex(produced["hex_proof"].removeprefix("0x"))
-    return Proof(proof, instances, hashes, w.outputs, w.seconds, prove_s, text)
+    return Proof(proof, instances, w.hashes("inputs"), w.outputs, w.seconds, prove_s, text, w.hashes("outputs"))
 
 
 def verify_locally(build: CircuitBuild, proof: Proof) -> bool:

@@ -60,11 +60,19 @@ class RunArgs:
     # "hashed": each input's Poseidon hash is a public instance; "polycommit": the proof carries a
     # KZG commitment to each input (additively homomorphic, fedmarket/zk/norm_proof.py).
     input_visibility: str = "hashed"
+    # "public": the outputs are instances; "hashed": one Poseidon hash per output, the instance a
+    # later proof takes as the hash of an input (fedmarket/zk/round_split.py links proofs by it).
+    output_visibility: str = "public"
+    # EZKL range-checks every input and output unless told not to: only for a circuit whose inputs
+    # another proof range-checked (as its outputs) or that its own comparisons bound, and whose
+    # outputs the verifier compares with values of its own (the split round's rule proof).
+    range_check_io: bool = True
 
     def tocall_ezkl(self) -> ezkl.PyRunArgs:
         args = ezkl.PyRunArgs()
         args.input_visibility = self.input_visibility
-        args.output_visibility = "public"
+        args.output_visibility = self.output_visibility
+        args.ignore_range_check_inputs_outputs = not self.range_check_io
         args.param_visibility = "fixed"
         args.input_scale = self.input_scale
         args.param_scale = self.param_scale
@@ -189,8 +197,9 @@ def export_onnx(module: torch.nn.Module, example: list[torch.Tensor]) -> bytes:
 def circuit_digest(onnx_bytes: bytes, run_args: RunArgs) -> str:
     h = hashlib.sha256()
     h.update(onnx_bytes)
-    # a default visibility stays out of the digest, so the hashed circuits keep theirs
-    chosen = {k: v for k, v in run_args.__dict__.items() if (k, v) != ("input_visibility", "hashed")}
+    # a default visibility stays out of the digest, so the circuits built before it keep theirs
+    defaults = {("input_visibility", "hashed"), ("output_visibility", "public"), ("range_check_io", True)}
+    chosen = {k: v for k, v in run_args.__dict__.items() if (k, v) not in defaults}
     h.update(json.dumps(chosen, sort_keys=True).encode())
     h.update(EZKL_VERSION.encode())
     return h.hexdigest()
