@@ -112,9 +112,10 @@ def split_round_circuits(
         RoundStatement([np.zeros(dim)] * trainers, 1, 0, start=np.zeros(dim)), np.zeros(advice_count(trainers))
     )
     rule_example = [torch.zeros(1, chunk_outputs(trainers), dtype=torch.float64)] * chunks + [torch.from_numpy(hints)]
-    # the rule proof's inputs go unchecked: the parts are the chunk proofs' outputs, which those
-    # range-check (the same field elements, by the linking hashes); every hint enters a comparison,
-    # which range-checks it, or is echoed to an output; the outputs are compared with chain state
+    # the rule proof's inputs go unchecked: the parts are the chunk proofs' outputs (the same field
+    # elements, by the linking hashes), computed there from range-checked inputs and range-checked
+    # as outputs; every hint enters a comparison (which range-checks it), is masked out with an
+    # absent slot or is echoed to an output; and the outputs are compared with chain state
     rule_args = RunArgs(num_inner_cols=columns, rebase_frac_zero_constants=True, range_check_io=False)
     suffix = "-kzg" if commitment == "polycommit" else ""
     return (
