@@ -220,6 +220,9 @@ class ProvenRoundRule(nn.Module):
     derives them from its own values (_kth: the rule in float64); "grid" derives them too, with
     every product the screen rescales rounded as EZKL rounds it (_grid), so that its thresholds
     and distances are the circuit's own (circuit_advice).
+    `chunks`: a round proven in that many parameter chunks (proven_split.py): the roots' slacks
+    widen for it, and grid mode rounds each chunk's Gram products on their own, as the chunk
+    proofs do.
     Outputs: flags = [first, present, kept last round] and mask and valid as 0/1 (scale 0), the
     domain limbs echoed (24-bit integers at scale 8: a limb x enters as x / 2^8), so the public
     tensor is pinned by the outputs and its commitment needs no check. Packed, valid also requires
