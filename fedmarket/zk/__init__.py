@@ -54,6 +54,7 @@ from fedmarket.zk.round_split import (
     prove_split_round,
     split_commitment,
     split_round_circuits,
+    split_witnesses,
     verify_split_round,
 )
 from fedmarket.zk.settlement_proof import (
@@ -127,6 +128,7 @@ __all__ = [
     "split_commitment",
     "split_round_circuits",
     "split_round_verdict",
+    "split_witnesses",
     "sum_is_proven",
     "verifier_artifact",
     "verify_locally",

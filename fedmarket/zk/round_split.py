@@ -223,10 +223,20 @@ def _witnesses(builds: SplitBuilds, statement: RoundStatement, result: RoundResu
     return chunk_ws, rule_w
 
 
-def prove_split_round(builds: SplitBuilds, statement: RoundStatement) -> SplitRoundProof:
-    """Prove the float statement by chunks: as round_proof.prove_round, the circuit's mask where
-    its rounding decides a comparison the other way; every chunk proven under the rule proof's
-    mask, and the proofs linked (checked before they are returned)."""
+@dataclass(frozen=True)
+class SplitWitnesses:
+    """What a split round's proofs are made from: the round as proven, each chunk's witness and the
+    rule's."""
+
+    result: RoundResult
+    chunks: list[Witness]
+    rule: Witness
+
+
+def split_witnesses(builds: SplitBuilds, statement: RoundStatement) -> SplitWitnesses:
+    """The witnesses of the float statement by chunks, checked before any proving: as
+    round_proof.prove_round, the circuit's mask where its rounding decides a comparison the other
+    way, every chunk under the rule's mask, and the rule valid (`ProofMismatchError` otherwise)."""
     if (statement.trainers, statement.dim) != (builds.trainers, builds.dim):
         raise ZKError(
             f"the split round circuits are for {builds.trainers} slots of {builds.dim} parameters, "
@@ -242,8 +252,15 @@ def prove_split_round(builds: SplitBuilds, statement: RoundStatement) -> SplitRo
         raise ProofMismatchError(f"in-circuit mask {final_mask} differs from the float mask {result.mask}")
     if valid != 1:
         raise ProofMismatchError("the circuit rejected a chunk's aggregate, the square roots or the order thresholds")
+    return SplitWitnesses(result, chunk_ws, rule_w)
+
+
+def prove_split_round(builds: SplitBuilds, statement: RoundStatement) -> SplitRoundProof:
+    """Prove the float statement by chunks (split_witnesses), the proofs linked (checked before
+    they are returned)."""
+    w = split_witnesses(builds, statement)
     proof = SplitRoundProof(
-        [prove_witness(w) for w in chunk_ws], prove_witness(rule_w), result.mask, result.aggregate, result.reasons
+        [prove_witness(c) for c in w.chunks], prove_witness(w.rule), w.result.mask, w.result.aggregate, w.result.reasons
     )
     if not proof.links:
         raise ProofMismatchError("the rule proof's inputs are not the chunk proofs' outputs")
