@@ -219,7 +219,6 @@ def run_split_round(
             platform,
             statement,
             start,
-            lambda factory, owner: None,
             lambda values, global_model=False: split_commitment(
                 builds.chunk, values, chunks, global_model=global_model
             ),
@@ -303,18 +302,18 @@ def _proving_market(platform: Platform, build: CircuitBuild, statement: RoundSta
         platform,
         statement,
         start,
-        lambda factory, owner: deploy_round_verifier(factory, owner, build, statement.trainers),
         lambda values, global_model=False: model_commitment(build, values, global_model=global_model),
+        lambda factory, owner: deploy_round_verifier(factory, owner, build, statement.trainers),
     )
 
 
-def _market_over(platform: Platform, statement: RoundStatement, start: np.ndarray, deploy, commitment):
-    """As _proving_market, its round verifier `deploy(factory, owner account)` and a model's
-    commitment `commitment(values, global_model=...)`."""
+def _market_over(platform: Platform, statement: RoundStatement, start: np.ndarray, commitment, deploy=None):
+    """As _proving_market, a model's commitment `commitment(values, global_model=...)` and its round
+    verifier `deploy(factory, owner account)` (None: a market whose rounds are not proven)."""
     owner, aggregator = _party(platform, "owner"), _party(platform, "aggregator")
     members = [_party(platform, "trainer", i) for i in range(statement.trainers)]
     factory, _ = FactoryClient.deploy(platform.chain, owner.account)
-    deployed = deploy(factory, owner.account)  # None: a market whose rounds are not proven
+    deployed = deploy(factory, owner.account) if deploy else None
     spec = MarketSpec(
         task_cid=str(platform.store.put(b'{"bench": "zk"}')),
         data_cid=str(platform.store.put(b"owner data")),

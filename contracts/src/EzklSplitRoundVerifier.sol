@@ -10,7 +10,7 @@ import {IProofVerifier} from "./IProofVerifier.sol";
 /// instances. For rounds past one proof's memory. Not deployed by the factory yet, so no market
 /// names it: with its creation code the factory's own passes EIP-3860's initcode limit.
 ///
-/// A model's commitment on chain is keccak256(abi.encodePacked(h_1..h_P)) mod FIELD over the
+/// A model's commitment on chain is keccak256(abi.encode(uint256[] [h_1..h_P])) mod FIELD over the
 /// Poseidon hashes of its P chunks, each zero-padded to the chunk size (a global model's packed two
 /// values per element, as the chunk circuit hashes it).
 ///
@@ -84,7 +84,7 @@ contract EzklSplitRoundVerifier is EzklCircuitVerifier {
         for (uint256 c = 0; c < p; ++c) {
             column[c] = hashes[c * w + at];
         }
-        return uint256(keccak256(abi.encodePacked(column))) % FIELD;
+        return uint256(keccak256(abi.encode(column))) % FIELD; // as the data chunks' commitment
     }
 
     /// @dev The rule proof's instances; `free` is the whole `hashes` array, checked by the caller.

@@ -44,7 +44,7 @@ contract SplitRoundVerifierTest is MarketFixture {
         for (uint256 c = 0; c < p; ++c) {
             column[c] = _hash(label, c);
         }
-        return bytes32(uint256(keccak256(abi.encodePacked(column))) % FIELD_ORDER);
+        return bytes32(uint256(keccak256(abi.encode(column))) % FIELD_ORDER);
     }
 
     /// The `hashes` of a round where the slots in `present` submitted model ("update", i).

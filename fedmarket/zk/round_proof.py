@@ -124,7 +124,7 @@ class RoundProof:
 
     @property
     def benign_mask(self) -> int:
-        return sum(1 << i for i, k in enumerate(self.mask) if k)
+        return mask_bits(self.mask)
 
     @property
     def aggregate_commitment(self) -> str:
@@ -142,6 +142,11 @@ class RoundProof:
         hashes, slots = self.proof.input_hashes, len(self.mask)
         free = [hashes[i] for i in range(slots) if not self.present[i]] + [hashes[slots + 2]]
         return market_proof(self.proof.proof, free)
+
+
+def mask_bits(mask: list[bool]) -> int:
+    """A mask as the contract holds it: bit i set where slot i is kept."""
+    return sum(1 << i for i, k in enumerate(mask) if k)
 
 
 def model_commitment(build: CircuitBuild, values: np.ndarray, *, global_model: bool = False) -> str:

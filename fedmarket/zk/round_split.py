@@ -14,8 +14,8 @@ on chain keccak of their Poseidon hashes (`split_commitment`), which the contrac
 (contracts/src/EzklSplitRoundVerifier.sol) recombines from the chunk proofs' instances.
 
 Chunks under KZG commitments prove faster (fewer rows than hashing), but at two columns the chunk
-circuit's verifier is over EIP-170 at L = 32 (27.5 KB, its L + 3 input points), so the adapter
-takes hashed chunks. The factory does not deploy the adapter yet: its creation code would take
+circuit's verifier, which checks its L + 3 input points, is over EIP-170 at L = 32, so the
+adapter takes hashed chunks. The factory does not deploy the adapter yet: its creation code would take
 the factory's own past EIP-3860's initcode limit, so no market names it for now.
 """
 
@@ -26,18 +26,24 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 from eth_abi import encode
-from eth_utils import keccak
 
 from fedmarket.algorithms.outliers.proven import advice_count, chunk_size, chunk_slices
 from fedmarket.algorithms.outliers.proven_split import ChunkedRoundRule, GramChunk, chunk_outputs
 from fedmarket.errors import ProofMismatchError, ZKError
-from fedmarket.field import BN254_FIELD, to_bytes32
+from fedmarket.field import list_commitment, to_bytes32
 from fedmarket.packing import pack_pairs
 from fedmarket.settings import Settings, load_settings
 from fedmarket.zk.ezkl.polycommit import point_commitment, proof_commitments
 from fedmarket.zk.ezkl.prover import Proof, Witness, prove_witness, verify_locally, witness
 from fedmarket.zk.ezkl.toolchain import CircuitBuild, CircuitSpec, RunArgs
-from fedmarket.zk.round_proof import RoundResult, RoundStatement, circuit_mask_result, evaluate, model_commitment
+from fedmarket.zk.round_proof import (
+    RoundResult,
+    RoundStatement,
+    circuit_mask_result,
+    evaluate,
+    mask_bits,
+    model_commitment,
+)
 
 
 @dataclass(frozen=True)
@@ -66,7 +72,7 @@ class SplitRoundProof:
 
     @property
     def benign_mask(self) -> int:
-        return sum(1 << i for i, k in enumerate(self.mask) if k)
+        return mask_bits(self.mask)
 
     def calldata(self) -> bytes:
         """The `proof` argument of `finalizeRound` (contracts/src/EzklSplitRoundVerifier.sol):
@@ -188,28 +194,24 @@ def chunk_commitments(build: CircuitBuild, values: np.ndarray, chunks: int, *, g
 
 def split_commitment(build: CircuitBuild, values: np.ndarray, chunks: int, *, global_model: bool = False) -> str:
     """A model's commitment on chain in a market whose rounds are proven by chunks with the
-    (hashed) chunk circuit `build`: keccak256 of its chunks' Poseidon hashes, packed, mod FIELD."""
+    (hashed) chunk circuit `build`: the list commitment to its chunks' Poseidon hashes."""
     if build.commitment != "poseidon":
         raise ZKError("a split round's commitments on chain combine Poseidon hashes: the chunk circuit must hash")
-    hashes = chunk_commitments(build, values, chunks, global_model=global_model)
-    return to_bytes32(
-        int.from_bytes(keccak(b"".join(bytes.fromhex(h.removeprefix("0x")) for h in hashes)), "big") % BN254_FIELD
-    )
+    return list_commitment([int(h, 16) for h in chunk_commitments(build, values, chunks, global_model=global_model)])
 
 
-def proof_chunk_commitments(build: CircuitBuild, proof: Proof) -> list[str]:
+def proof_chunk_commitments(builds: SplitBuilds, proof: Proof) -> list[str]:
     """The commitments a chunk proof carries for its model inputs (each slot's chunk, then the start
-    model's and the aggregate's): its input hashes, or keccak of its input points."""
-    slots = build.settings()["model_input_scales"]
-    count = len(slots) - 1  # the mask's commitment is checked by nobody: the rule proof pins the mask
-    if build.commitment == "polycommit":
-        return [point_commitment(p) for p in proof_commitments(proof.proof_json, len(slots))[:count]]
+    model's and the aggregate's): its input hashes, or keccak of its input points. Its last input,
+    the mask, is checked by nobody: the rule proof pins the mask."""
+    count = builds.trainers + 2
+    if builds.chunk.commitment == "polycommit":
+        return [point_commitment(p) for p in proof_commitments(proof.proof_json, count)]
     return [to_bytes32(h) for h in proof.input_hashes[:count]]
 
 
-def _part(w: Witness) -> np.ndarray:
-    """A chunk witness's outputs as the grid values the rule proof takes."""
-    scale = int(w.build.settings()["model_output_scales"][0])
+def _part(w: Witness, scale: int) -> np.ndarray:
+    """A chunk witness's outputs (field elements at `scale`) as the grid values the rule proof takes."""
     return np.array([w.outputs[0]], dtype=np.float64) / float(1 << scale)
 
 
@@ -219,7 +221,8 @@ def _witnesses(builds: SplitBuilds, statement: RoundStatement, result: RoundResu
         witness(builds.chunk, inputs)
         for inputs in chunk_inputs(statement, result.aggregate, result.mask, builds.chunks, packed)
     ]
-    rule_w = witness(builds.rule, [*(_part(w) for w in chunk_ws), _hints(statement, result.advice)])
+    scale = int(builds.chunk.settings()["model_output_scales"][0])
+    rule_w = witness(builds.rule, [*(_part(w, scale) for w in chunk_ws), _hints(statement, result.advice)])
     return chunk_ws, rule_w
 
 
@@ -289,7 +292,7 @@ def verify_split_round(builds: SplitBuilds, proof: SplitRoundProof, statement: R
     start = chunk_commitments(builds.chunk, statement.start, chunks, global_model=True)
     aggregate = chunk_commitments(builds.chunk, proof.aggregate, chunks, global_model=True)
     for c, p in enumerate(proof.chunk_proofs):
-        carried = proof_chunk_commitments(builds.chunk, p)
+        carried = proof_chunk_commitments(builds, p)
         if any(carried[i] != commitments[c] for i, commitments in expected.items()):
             return False
         if carried[L] != start[c] or carried[L + 1] != aggregate[c]:

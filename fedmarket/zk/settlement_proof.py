@@ -26,7 +26,7 @@ from eth_abi import encode
 from eth_utils import keccak
 
 from fedmarket.errors import ProofMismatchError, ZKError
-from fedmarket.field import BN254_FIELD
+from fedmarket.field import BN254_FIELD, list_commitment
 from fedmarket.fixed_point import domain_limbs, on_grid
 from fedmarket.ml.data import Dataset, scale_inputs
 from fedmarket.ml.models import parameter_count
@@ -72,8 +72,7 @@ class DataChunks:
             int(poseidon_commitment(rows[k * samples : (k + 1) * samples]), 16)
             for k in range(chunk_count(data, samples, rounds))
         ]
-        digest = int.from_bytes(keccak(encode(["uint256[]"], [hashes])), "big") % BN254_FIELD
-        return cls(hashes, "0x" + digest.to_bytes(32, "big").hex())
+        return cls(hashes, list_commitment(hashes))
 
 
 def test_chunk_index(split_seed: bytes, chunks: int, round: int) -> int:

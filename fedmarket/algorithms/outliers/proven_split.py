@@ -70,15 +70,17 @@ class GramChunk(nn.Module):
         models, start, aggregate, mask = inputs[:L], inputs[L], inputs[L + 1], inputs[L + 2]
         dtype = mask.dtype
         benign = (mask > 0.5).to(dtype)
-        unpacked = 0.0
+        shorts = []
         if self.packed:
             one = always_one(mask[:, :1])
             start, start_short = unpack_pairs(start, self.size, one)
             aggregate, aggregate_short = unpack_pairs(aggregate, self.size, one)
-            unpacked = start_short.sum(dim=1, keepdim=True) + aggregate_short.sum(dim=1, keepdim=True)
+            shorts = [start_short.sum(dim=1, keepdim=True), aggregate_short.sum(dim=1, keepdim=True)]
         products = gram_products([m - start for m in models] + [start])  # EZKL rescales each onto the grid
         W = torch.cat([*models, start], dim=1).reshape(L + 1, self.size)
-        short = aggregate_shortfall(benign, W, aggregate, self.widen, self.start_slot) + unpacked
+        short = aggregate_shortfall(benign, W, aggregate, self.widen, self.start_slot)
+        for more in shorts:  # packed: and every element unpacks
+            short = short + more
         # the mask as given, at the input scale like the rest: the rule requires it to be its own
         # 0/1 mask exactly, so this chunk's `benign` is that mask
         return torch.cat([products, mask, short], dim=1)
