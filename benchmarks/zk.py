@@ -53,7 +53,6 @@ from fedmarket.zk import (
     settlement_circuit_spec,
     split_commitment,
     split_round_circuits,
-    split_round_verdict,
     verifier_artifact,
     verify_split_round,
 )
@@ -204,9 +203,8 @@ def run_split_round(
     """A round proven by `chunks` parameter chunks (fedmarket/zk/round_split.py): a row for its
     chunk proofs (times and gas their sums) and one for its rule proof; peak RSS is the largest of
     the setups and of all the proofs, proven one after another in one child process. verify_gas is
-    each generated verifier's alone; the rule row's market_gas is the split adapter's whole check
-    (EzklSplitRoundVerifier: every proof and the chunks' commitments) given a market's instances:
-    the factory does not deploy that adapter yet, so no market's finalizeRound calls it."""
+    each generated verifier's alone; the rule row's market_gas is the market's finalizeRound, whose
+    split adapter (EzklSplitRoundVerifier) checks every proof and the chunks' commitments."""
     settings = settings or load_settings()
     start, models = trained_round(trainers, kind)
     statement = RoundStatement(models, 1, domain=1, start=start)
@@ -215,16 +213,16 @@ def run_split_round(
     with tempfile.TemporaryDirectory() as tmp:
         platform = Platform.from_settings(Settings(store_dir=Path(tmp) / "blocks", zk_cache_dir=settings.zk_cache_dir))
         deployer = _party(platform, "deployer")
-        market, _, deployed = _market_over(
+        market, aggregator, _ = _market_over(
             platform,
             statement,
             start,
             lambda values, global_model=False: split_commitment(
                 builds.chunk, values, chunks, global_model=global_model
             ),
-        )
-        adapter = deploy_split_round_verifier(
-            platform.chain, deployer.account, builds.rule, builds.chunk, trainers, chunks
+            lambda factory, owner: deploy_split_round_verifier(
+                factory, owner, builds.rule, builds.chunk, trainers, chunks
+            ),
         )
         statement = dataclasses.replace(statement, domain=market.domain(1))
         proof, prove_rss = _in_child(_prove_split, statement, chunks, settings, commitment)
@@ -234,13 +232,12 @@ def run_split_round(
         for build, proofs in ((builds.chunk, proof.chunk_proofs), (builds.rule, [proof.rule_proof])):
             halo2, _ = platform.chain.deploy_artifact(deployer.account, verifier_artifact(build))
             gas.append(sum(halo2.functions.verifyProof(p.proof, p.instances).estimate_gas() for p in proofs))
-        aggregate = split_commitment(builds.chunk, proof.aggregate, chunks, global_model=True)
-        instances = market.round_instances(1, aggregate, proof.benign_mask)
-        accepted, adapter_gas = split_round_verdict(
-            platform.chain, deployer.account, adapter.adapter, proof.calldata(), instances
+        aggregate_cid = str(platform.store.put(proof.aggregate.tobytes()))
+        finalized = market.finalize_round(
+            aggregator.account, 1, aggregate_cid, proof.aggregate_commitment, proof.benign_mask, proof.calldata()
         )
-        if not accepted:
-            raise AssertionError("the split adapter did not accept the round")
+        if not market.round_state(1).verified:
+            raise AssertionError("the market did not record the split round as verified")
     parts = (("round-chunk", builds.chunk, proof.chunk_proofs), ("round-rule", builds.rule, [proof.rule_proof]))
     return [
         ZKRow(
@@ -257,7 +254,7 @@ def run_split_round(
             pk_bytes=int(report["pk_bytes"]),
             proof_bytes=sum(p.size for p in proofs),
             verify_gas=int(verify_gas),
-            market_gas=adapter_gas if circuit == "round-rule" else None,
+            market_gas=finalized.gas_used if circuit == "round-rule" else None,
             chunks=chunks,
             frac_bits=FRAC_BITS,
         )

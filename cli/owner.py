@@ -93,6 +93,16 @@ def owner_create(
             "(faster proving, more verification gas); `fedmarket bench zk` compares them",
         ),
     ] = None,
+    round_chunks: Annotated[
+        int | None,
+        typer.Option(
+            min=2,
+            max=16,  # EzklSplitRoundVerifier.MAX_CHUNKS (fedmarket.zk.MAX_ROUND_CHUNKS, not imported for --help)
+            help="with --prove-rounds: prove each round in this many parameter chunks (one proof per chunk and one of "
+            "the rule, each a fraction of one proof's memory; more verification gas), for rounds that one proof cannot "
+            "hold (`fedmarket bench zk --chunks`); hashed inputs, not with --prove-settlement-rows",
+        ),
+    ] = None,
     schema: Annotated[
         Path | None,
         typer.Option(
@@ -151,6 +161,12 @@ def owner_create(
             "--round-inputs",
             "kzg cannot go with --prove-settlement-rows: the settlement circuit reads Poseidon commitments",
         )
+    if round_chunks is not None and (not prove_rounds or round_inputs == "kzg" or prove_settlement_rows is not None):
+        raise usage_error(
+            "--round-chunks",
+            "splits a proven round of hashed inputs: it needs --prove-rounds, and cannot go with --round-inputs kzg "
+            "or --prove-settlement-rows (the settlement circuit reads each whole model's Poseidon hash)",
+        )
 
     print_json(
         create_market_flow(
@@ -168,6 +184,7 @@ def owner_create(
             prove_rounds=prove_rounds,
             test_rows=prove_settlement_rows,
             round_inputs=round_inputs,
+            round_chunks=round_chunks,
             data_schema=read_schema(schema),
             training=training,
             privacy=privacy,

@@ -40,7 +40,7 @@ from fedmarket.ml.updates import decode_update, encode_update
 from fedmarket.secagg import MaskContext, ring_for
 from fedmarket.secagg import onchain as secagg
 from fedmarket.store import ContentStore
-from fedmarket.zk import CircuitBuild, round_rloo_seed
+from fedmarket.zk import RoundCircuit, round_rloo_seed
 from fedmarket_schemas.audit import AuditCheck, AuditReport
 from fedmarket_schemas.market import Aggregation
 from fedmarket_schemas.rounds import ExclusionReason, Rejection, Submission
@@ -136,7 +136,7 @@ class Audit:
         self._named: dict[int, dict[int, tuple[int, str]]] = {}
 
     @cached_property
-    def round_circuit(self) -> CircuitBuild | None:
+    def round_circuit(self) -> RoundCircuit | None:
         """The round circuit the market's model commitments are made for (None: rounds unproven)."""
         if not self.proven_rounds:
             return None

@@ -6,8 +6,9 @@ field, the field EZKL's proof instances live in.
 
 Models (updates, global models, aggregates) in a market whose rounds are proven are committed over
 their values on the 2^-8 grid (fedmarket/fixed_point.py) as the market's round circuit binds its
-inputs (fedmarket.zk.model_commitment: keccak of the KZG point its proofs carry, or the Poseidon
-hash EZKL gives a hashed input), so each proof is checked against the chain's commitments.
+inputs (fedmarket.zk.round_model_commitment: keccak of the KZG point its proofs carry, the Poseidon
+hash EZKL gives a hashed input, or for a round proven by chunks the list commitment to its chunks'
+hashes), so each proof is checked against the chain's commitments.
 Elsewhere, and for the owner's data, a commitment is sha2-256 of the canonical serialisation
 reduced into the field.
 """
@@ -22,7 +23,7 @@ from fedmarket.chain import FactoryClient, MarketClient
 from fedmarket.field import BN254_FIELD, to_bytes32
 from fedmarket.ml.models import parameter_count
 from fedmarket.settings import Settings
-from fedmarket.zk import CircuitBuild, build_round_circuit, model_commitment
+from fedmarket.zk import RoundCircuit, RoundLayout, build_market_round, round_model_commitment
 from fedmarket_schemas.market import ModelConfig
 
 
@@ -31,7 +32,7 @@ def commit(data: bytes) -> str:
 
 
 def commit_model(
-    vector: np.ndarray | None, plaintext: bytes, *, circuit: CircuitBuild | None, global_model: bool = False
+    vector: np.ndarray | None, plaintext: bytes, *, circuit: RoundCircuit | None, global_model: bool = False
 ) -> str:
     """The commitment to a model whose encoding is `plaintext`: in a proven market, whose round
     circuit is `circuit`, over its grid values (a vector off the grid raises ZKError; a
@@ -39,29 +40,26 @@ def commit_model(
     of the bytes."""
     if circuit is None:
         return commit(plaintext)
-    return model_commitment(circuit, vector, global_model=global_model)
+    return round_model_commitment(circuit, vector, global_model=global_model)
 
 
-def round_circuit(market: MarketClient, model: ModelConfig, settings: Settings) -> CircuitBuild | None:
-    """The round circuit a market's model commitments are made for: the build of its round
-    verifier's shape (from the build cache); None in a market whose rounds are not proven."""
+def round_circuit(market: MarketClient, model: ModelConfig, settings: Settings) -> RoundCircuit | None:
+    """The round circuit(s) a market's model commitments are made for: the builds of its round
+    verifier's layout and shape (from the build cache); None in a market whose rounds are not proven."""
     adapter = market.round_verifier()
     if adapter is None:
         return None
     info = FactoryClient(market.chain, market.factory()).verifier_info(adapter)
-    return build_round_circuit(info.trainers, parameter_count(model), settings, commitment=round_binding(info.kind))
+    return build_market_round(
+        RoundLayout.of_verifier(info.kind, info.chunks), info.trainers, parameter_count(model), settings
+    )
 
 
-def round_commitment(market: MarketClient) -> str | None:
-    """How the market's round circuit binds its inputs ("polycommit" or "poseidon"), from its
-    round verifier's kind; None in a market whose rounds are not proven."""
+def round_layout(market: MarketClient) -> RoundLayout | None:
+    """How the market's rounds are proven, from its round verifier's kind; None in a market whose
+    rounds are not proven."""
     adapter = market.round_verifier()
     if adapter is None:
         return None
-    return round_binding(FactoryClient(market.chain, market.factory()).verifier_info(adapter).kind)
-
-
-def round_binding(kind: str) -> str:
-    """How the round circuit behind a verifier of this kind (FactoryClient.verifier_info) binds
-    its inputs."""
-    return "polycommit" if kind == "kzg_round" else "poseidon"
+    info = FactoryClient(market.chain, market.factory()).verifier_info(adapter)
+    return RoundLayout.of_verifier(info.kind, info.chunks)

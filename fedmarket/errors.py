@@ -143,7 +143,8 @@ class ProofMismatchError(ZKError):
 
 class VerifierMismatchError(ZKError):
     """The market's verifier was not made from this machine's build of the circuit (another SRS,
-    or another circuit): its proofs would be rejected on chain."""
+    or another circuit): its proofs would be rejected on chain. Or the factory vouching for it
+    does not run VerifierFactory's code."""
 
 
 # ---------------------------------------------------------------- orchestration

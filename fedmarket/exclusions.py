@@ -48,6 +48,7 @@ from fedmarket.settings import Settings
 from fedmarket.store import ContentStore
 from fedmarket.zk import (
     CircuitBuild,
+    RoundCircuit,
     build_norm_circuit,
     combines_to,
     commit_elements,
@@ -96,7 +97,7 @@ def replayed(cid: str, first_seen: tuple[int, str] | None, round: int, trainer: 
     )
 
 
-def committed(plaintext: bytes, commitment: str, model: ModelConfig | None, circuit: CircuitBuild | None) -> None:
+def committed(plaintext: bytes, commitment: str, model: ModelConfig | None, circuit: RoundCircuit | None) -> None:
     """The opened bytes are what the trainer committed to: in a proven market, whose round circuit
     is `circuit`, the decoded update on the grid (commitments.commit_model), else the bytes."""
     try:
@@ -322,7 +323,7 @@ def recheck(
     model: ModelConfig,
     bounds: UpdateBounds,
     start: np.ndarray,
-    circuit: CircuitBuild | None,
+    circuit: RoundCircuit | None,
     training: TrainingConfig | None = None,
     out: np.ndarray | None = None,
 ) -> tuple[np.ndarray, PrivacySpent | None]:

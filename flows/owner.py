@@ -32,13 +32,15 @@ def create_market_flow(
     prove_rounds: bool = False,
     test_rows: int | None = None,
     round_inputs: str | None = None,
+    round_chunks: int | None = None,
     data_schema: DataSchema | None = None,
     training: dict | None = None,
     privacy: DifferentialPrivacy | None = None,
     aggregation: Aggregation = Aggregation.plain,
     norm_bound: float | None = None,
 ) -> dict:
-    """`round_inputs`: kzg or poseidon, how a proven round binds its models (publish_market);
+    """`round_inputs`: kzg or poseidon, how a proven round binds its models, `round_chunks` in how
+    many parameter chunks it is proven (publish_market);
     `training`: TrainingConfig fields that replace the model's defaults; `privacy`: DP-SGD
     every trainer must train with; `aggregation`: secure, for masked updates (fedmarket/secagg),
     with `norm_bound` the update norm each trainer proves."""
@@ -64,6 +66,7 @@ def create_market_flow(
         prove_rounds=prove_rounds,
         test_rows=test_rows,
         round_inputs=round_inputs,
+        round_chunks=round_chunks,
         training=TrainingConfig.for_model(kind, **(training or {})),
         privacy=privacy,
         aggregation=aggregation,

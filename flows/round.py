@@ -15,13 +15,13 @@ from __future__ import annotations
 from prefect import flow, get_run_logger
 
 from fedmarket.algorithms.outliers import PROVABLE_DETECTORS
-from fedmarket.commitments import commit, round_commitment
+from fedmarket.commitments import commit, round_layout
 from fedmarket.context import current_platform
 from fedmarket.errors import ProtocolError
 from fedmarket.market_context import market_context
 from fedmarket.ml.updates import decode_update, encode_update
 from fedmarket.settings import load_settings
-from fedmarket.zk import deployed_verifier_code
+from fedmarket.zk import deployed_round_verifier_code
 from fedmarket_schemas.market import Aggregation
 from fedmarket_schemas.rounds import ExclusionReason, OutlierReport, RoundReport
 from fedmarket_tasks.aggregate import aggregate, evaluate
@@ -95,8 +95,8 @@ def _round_flow(market: str, round: int, aggregator: str | None = None, wait: bo
                     f"which no circuit proves (provable: {', '.join(sorted(PROVABLE_DETECTORS))})"
                 )
             kept_before = client.round_state(round - 1).benign_mask if round > 1 else 0
-            code = deployed_verifier_code(platform.chain, verifier)
-            commitment = round_commitment(client)
+            layout = round_layout(client)
+            code = deployed_round_verifier_code(platform.chain, verifier, split=layout.split)
             proof = _heavy(
                 prove_round_step,
                 loaded.models,
@@ -106,7 +106,7 @@ def _round_flow(market: str, round: int, aggregator: str | None = None, wait: bo
                 round,
                 client.domain(round),
                 code,
-                commitment,
+                layout,
                 key=loaded.key,
             )
             outliers = proven_outliers(loaded.models, trainers, proof, spec.detector)
@@ -153,15 +153,7 @@ def _round_flow(market: str, round: int, aggregator: str | None = None, wait: bo
     for trainer in outliers.flagged:
         logger.info("round %d: flagged %s: %s", round, trainer, outliers.reasons.get(trainer, ""))
     if verifier:
-        logger.info(
-            "round %d: proven (%s inputs) in %.1f s (witness %.1f s), proof %d bytes, verified by %s",
-            round,
-            proof.commitment,
-            proof.proof.prove_s,
-            proof.proof.witness_s,
-            proof.proof.size,
-            verifier,
-        )
+        logger.info("round %d: proven (%s), verified by %s", round, proof.summary(), verifier)
     else:
         logger.info("round %d: not proven (the market names no round verifier)", round)
     publish_round(client.address, report, outliers, client.trainers())

@@ -16,10 +16,12 @@ from fedmarket.identity import Party
 from fedmarket.ml.data import Dataset, encode_dataset
 from fedmarket.ml.models import parameter_count, pin_architecture
 from fedmarket.zk import (
+    MAX_ROUND_CHUNKS,
     DataChunks,
-    build_round_circuit,
+    RoundLayout,
+    build_market_round,
     build_settlement_circuit,
-    deploy_round_verifier,
+    deploy_market_round_verifier,
     deploy_settlement_verifier,
 )
 from fedmarket_schemas.market import (
@@ -55,6 +57,7 @@ def publish_market(
     prove_rounds: bool = False,
     test_rows: int | None = None,
     round_inputs: str | None = None,
+    round_chunks: int | None = None,
     detector: str | None = None,
     schema: DataSchema | None = None,
     module: str | None = None,
@@ -70,7 +73,9 @@ def publish_market(
     this L and model; `test_rows` (with `prove_rounds`): prove settlement too, each round on its own
     test chunk of that many rows (fedmarket/zk/settlement_proof.py); `round_inputs`: "poseidon" (the
     default, and the only one with `test_rows`) or "kzg", how the round circuit binds the models
-    (fedmarket/zk/round_proof.py). Circuits are built and verifiers deployed
+    (fedmarket/zk/round_proof.py); `round_chunks`: prove each round in that many parameter chunks
+    (hashed, without a proven settlement: fedmarket/zk/round_split.py), for rounds past one
+    proof's memory. Circuits are built and verifiers deployed
     once per circuit and chain. `detector`: the outlier rule by registered name (default: the
     proven rule in a proven market, else DEFAULT_DETECTOR); a proven market refuses a rule no
     circuit proves. `schema`: what the data looks like (default: digits'); the model reads its
@@ -90,6 +95,14 @@ def publish_market(
         raise ConfigError(
             "KZG round inputs cannot go with a proven settlement, whose circuit reads Poseidon commitments"
         )
+    if round_chunks is not None:
+        if not prove_rounds or round_inputs == "kzg" or test_rows is not None:
+            raise ConfigError(
+                f"rounds in {round_chunks} chunks: for a market that proves its rounds with hashed inputs and not "
+                "its settlement (the settlement circuit reads each whole model's Poseidon hash)"
+            )
+        if not 2 <= round_chunks <= MAX_ROUND_CHUNKS:
+            raise ConfigError(f"rounds in {round_chunks} chunks: 2 to {MAX_ROUND_CHUNKS} (EzklSplitRoundVerifier)")
     secure = Aggregation(aggregation) == Aggregation.secure
     if secure and prove_rounds:
         raise ConfigError("secure aggregation has no round proofs: the round circuit reads every update")
@@ -134,8 +147,8 @@ def publish_market(
     if prove_rounds:
         # hashed inputs unless KZG is asked for (never with a proven settlement: its circuit reads
         # Poseidon commitments): at L = 8 they verify for less gas, KZG proves faster
-        commitment = "polycommit" if round_inputs == "kzg" else "poseidon"
-        terms["round_verifier"] = _round_verifier(factory, owner, task, terms["trainers"], commitment)
+        layout = RoundLayout("polycommit" if round_inputs == "kzg" else "poseidon", round_chunks or 1)
+        terms["round_verifier"] = _round_verifier(factory, owner, task, terms["trainers"], layout)
     if chunks is not None:
         terms["settlement_verifier"] = _settlement_verifier(factory, owner, task, terms["trainers"], test_rows)
         data_commitment = chunks.commitment
@@ -149,10 +162,9 @@ def publish_market(
     return Published(market, created, factory, task)
 
 
-def _round_verifier(factory: FactoryClient, owner: Party, task: TaskSpec, trainers: int, commitment: str) -> str:
-    settings = current_platform().settings
-    build = build_round_circuit(trainers, parameter_count(task.model), settings, commitment=commitment)
-    return deploy_round_verifier(factory, owner.account, build, trainers).adapter
+def _round_verifier(factory: FactoryClient, owner: Party, task: TaskSpec, trainers: int, layout: RoundLayout) -> str:
+    circuit = build_market_round(layout, trainers, parameter_count(task.model), current_platform().settings)
+    return deploy_market_round_verifier(factory, owner.account, circuit, trainers).adapter
 
 
 def _settlement_verifier(factory: FactoryClient, owner: Party, task: TaskSpec, trainers: int, rows: int) -> str:

@@ -13,18 +13,23 @@ from fedmarket.algorithms.contribution import PROVEN_CONTRIBUTION
 from fedmarket.context import current_platform
 from fedmarket.ml.data import Dataset
 from fedmarket.zk import (
+    RoundLayout,
     RoundProof,
     RoundStatement,
     SettlementProof,
     SettlementStatement,
-    build_round_circuit,
+    SplitRoundProof,
+    build_market_round,
     build_settlement_circuit,
+    check_round_verifiers,
     check_verifier,
     chunk_rows,
     expected_prove_s,
-    prove_round,
+    expected_round_prove_s,
+    prove_market_round,
     prove_settlement,
     rloo_subsets,
+    verifier_builds,
 )
 from fedmarket_schemas.market import ModelConfig
 from fedmarket_schemas.rounds import LocalModels, OutlierReport
@@ -41,28 +46,31 @@ def prove_round_step(
     kept_before: int,
     round: int,
     domain: int,
-    verifier_code: bytes,
-    commitment: str,
+    verifier_code: list[bytes],
+    layout: RoundLayout,
     *,
     key: str,
-) -> RoundProof:
+) -> RoundProof | SplitRoundProof:
     """`trainers`: the market's, in slot order; `start_model`: the round's global model (the
     contract's model commitment); `kept_before`: the previous round's benign mask on
     chain (0 in round 1); `domain`: the market's `domain(round)`; `verifier_code`: the runtime code
-    of the market's round verifier (fedmarket.zk.deployed_verifier_code), which this
-    machine's build must compile to before it proves anything; `commitment`: how that circuit
-    binds its inputs (commitments.round_commitment). A rejected submission is absent
-    from the statement, as it is from the instances once excluded on chain."""
+    of each EZKL verifier behind the market's round adapter (fedmarket.zk.deployed_round_verifier_code),
+    which this machine's builds must compile to before it proves anything; `layout`: how the
+    rounds are proven (commitments.round_layout). A rejected submission is absent from the
+    statement, as it is from the instances once excluded on chain."""
     rows = dict(zip(models.trainers, models.matrix))
     slots = [rows.get(t) for t in trainers]
     statement = RoundStatement(slots, round, domain, kept_before, start=np.asarray(start_model, dtype=np.float64))
-    build = build_round_circuit(len(trainers), statement.dim, current_platform().settings, commitment=commitment)
-    check_verifier(build, verifier_code)
-    with timed_progress(f"round {round} proof, circuit {build.name}", expected_prove_s(build.dir)):
-        return prove_round(build, statement)
+    circuit = build_market_round(layout, len(trainers), statement.dim, current_platform().settings)
+    check_round_verifiers(circuit, verifier_code)
+    named = " + ".join(b.name for b in verifier_builds(circuit))
+    with timed_progress(f"round {round} proof, circuit {named}", expected_round_prove_s(circuit)):
+        return prove_market_round(circuit, statement)
 
 
-def proven_outliers(models: LocalModels, trainers: list[str], proof: RoundProof, detector: str) -> OutlierReport:
+def proven_outliers(
+    models: LocalModels, trainers: list[str], proof: RoundProof | SplitRoundProof, detector: str
+) -> OutlierReport:
     """The proof's mask as the round's outlier report, under the task's (proven) rule's name; the
     excluded submissions are flagged with their reasons."""
     kept = [t for t in models.trainers if proof.mask[trainers.index(t)]]

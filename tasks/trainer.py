@@ -7,7 +7,7 @@ from __future__ import annotations
 import numpy as np
 
 from fedmarket.chain import FactoryClient, TxResult
-from fedmarket.commitments import commit_model, round_binding, round_circuit
+from fedmarket.commitments import commit_model, round_circuit
 from fedmarket.context import current_platform
 from fedmarket.crypto import SealContext, seal
 from fedmarket.datacheck import check_dataset, require_valid
@@ -18,7 +18,15 @@ from fedmarket.ml.models import parameter_count
 from fedmarket.ml.privacy import require_budget
 from fedmarket.ml.training import train_local
 from fedmarket.ml.updates import encode_update
-from fedmarket.zk import build_round_circuit, build_settlement_circuit, check_verifier
+from fedmarket.zk import (
+    RoundLayout,
+    build_market_round,
+    build_settlement_circuit,
+    check_round_verifiers,
+    check_verifier,
+    deployed_round_verifier_code,
+    verifier_builds,
+)
 from fedmarket_schemas.market import TaskSpec
 from fedmarket_schemas.trainer import DataValidationSummary, PrivacySpent, Registration
 from fedmarket_tasks.common import once_task, remote_task
@@ -52,15 +60,19 @@ def check_market(market: str, spec: TaskSpec) -> list[str]:
             continue
         info = factory.verifier_info(adapter)
         if kind == "round":
-            build = build_round_circuit(info.trainers, d, platform.settings, commitment=round_binding(info.kind))
+            layout = RoundLayout.of_verifier(info.kind, info.chunks)
+            circuit = build_market_round(layout, info.trainers, d, platform.settings)
+            check_round_verifiers(circuit, deployed_round_verifier_code(platform.chain, adapter, split=layout.split))
+            builds = verifier_builds(circuit)
         else:
             if spec.test_chunk_rows is None or info.samples != spec.test_chunk_rows:
                 raise ProtocolError(
                     f"settlement verifier {adapter} is for {info.samples} test rows, the task's {spec.test_chunk_rows}"
                 )
-            build = build_settlement_circuit(info.trainers, spec.model, info.samples, platform.settings)
-        check_verifier(build, platform.chain.code(info.halo2))
-        checked.append(f"{kind} verifier {adapter}: EZKL build {build.dir.name} at {info.halo2}")
+            builds = [build_settlement_circuit(info.trainers, spec.model, info.samples, platform.settings)]
+            check_verifier(builds[0], platform.chain.code(info.halo2))
+        named = ", ".join(b.dir.name for b in builds)
+        checked.append(f"{kind} verifier {adapter}: EZKL build {named} at {info.halo2}")
     return checked
 
 

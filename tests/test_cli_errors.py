@@ -56,6 +56,24 @@ BAD = [
         2,
         "sha3",
     ),
+    (
+        ["owner", "create", "--data", "{file}", "--aggregator", ADDRESS, "--aggregator-key", KEY]
+        + ["--round-chunks", "4"],
+        2,
+        "needs --prove-rounds",
+    ),
+    (
+        ["owner", "create", "--data", "{file}", "--aggregator", ADDRESS, "--aggregator-key", KEY]
+        + ["--prove-rounds", "--prove-settlement-rows", "10", "--round-chunks", "4"],
+        2,
+        "whole model's Poseidon hash",
+    ),
+    (
+        ["owner", "create", "--data", "{file}", "--aggregator", ADDRESS, "--aggregator-key", KEY]
+        + ["--prove-rounds", "--round-chunks", "17"],
+        2,
+        "--round-chunks",
+    ),
     (["owner", "create", "--data", "{file}", "--aggregator", "0x12", "--aggregator-key", KEY], 2, "0x12"),
     (["owner", "create", "--data", "{file}", "--aggregator", ADDRESS, "--aggregator-key", "0x1"], 2, "0x1"),
     (

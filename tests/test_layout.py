@@ -113,7 +113,7 @@ def test_the_wheel_installs_only_fedmarket_packages_with_the_contracts(wheel):
         "fedmarket_benchmarks",
         "fedmarket_contracts",
     }
-    for artifact in ("DataMarket", "MarketFactory", "EzklRoundVerifier", "EzklSettlementVerifier"):
+    for artifact in ("DataMarket", "MarketFactory", "VerifierFactory", "EzklRoundVerifier", "EzklSettlementVerifier"):
         assert f"fedmarket_contracts/artifacts/{artifact}.json" in names
     assert "fedmarket_contracts/compile.js" in names
     packaged = {n.rsplit("/", 1)[0].replace("/", ".") for n in names if n.endswith("/__init__.py")}

@@ -12,7 +12,7 @@ from fedmarket.audit import audit_market, ledger_differences
 from fedmarket.chain import FactoryClient, seed_commitment
 from fedmarket.chain.ledger import MarketLedger
 from fedmarket.context import Platform, use_platform
-from fedmarket.errors import ContractRevertError, FedMarketError, ProtocolError
+from fedmarket.errors import ContractRevertError, FedMarketError, ProtocolError, VerifierMismatchError
 from fedmarket.field import BN254_FIELD
 from fedmarket.settings import Settings
 from tests.helpers import assert_ledger_matches, cid_of, create_market, party, small_spec, snapshot
@@ -349,6 +349,17 @@ def test_markets_are_clones_of_the_factory_implementation(any_platform):
     assert factory.is_market(market.address)
     assert factory.markets_of(owner.address)[-1] == market.address
     assert not factory.is_market(factory.implementation())  # the implementation itself is no market
+
+
+def test_a_factory_over_another_verifier_factory_vouches_for_nothing(platform):
+    """A market factory deployed over a contract that is not VerifierFactory (here another market
+    factory, code but not ours) could vouch for any adapter: clients refuse what it says."""
+    chain, account = platform.chain, party(platform, "deployer").account
+    factory, _ = FactoryClient.deploy(chain, account)
+    assert factory.verifier_info(factory.address).kind == "none"  # ours: it answers
+    forged, _ = chain.deploy(account, "MarketFactory", factory.address)
+    with pytest.raises(VerifierMismatchError, match="not VerifierFactory's code"):
+        FactoryClient(chain, forged.address).verifier_info(factory.address)
 
 
 def test_stalled_aggregator_lets_anyone_force_settlement(any_platform):

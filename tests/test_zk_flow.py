@@ -29,7 +29,7 @@ from fedmarket.zk.settlement_proof import DataChunks
 from fedmarket_flows.market import open_next_round
 from fedmarket_flows.round import round_flow
 from fedmarket_flows.settlement import settlement_flow
-from fedmarket_schemas.market import DataSchema, ModelConfig, TaskSpec, TrainingConfig
+from fedmarket_schemas.market import DataSchema, ModelConfig, RewardSchedule, TaskSpec, TrainingConfig
 from fedmarket_tasks.trainer import check_market, seal_and_store
 from tests.helpers import assert_ledger_matches, create_market, party, verifier_factory
 from tests.kill_round import KILLED, run_killed
@@ -61,6 +61,21 @@ def proven_platform(tmp_path, hashed_round_build, anvil_url):
     p = Platform.from_settings(settings)
     with use_platform(p):
         yield p
+
+
+def owner_terms(aggregator, **overrides) -> dict:
+    """publish_market's terms for a one-round proven market of the tiny task, paying nothing."""
+    terms = dict(
+        aggregator=aggregator.address,
+        aggregator_key="0x" + aggregator.public_box_key.hex(),
+        trainers=L,
+        rounds=1,
+        participation_reward_wei=0,
+        schedule=RewardSchedule(thresholds_bps=(0,), pools_wei=(0,)),
+        schema=TASK.data_schema,
+        prove_rounds=True,
+    )
+    return {**terms, **overrides}
 
 
 def proven_market(platform, round_build, settlement_build, task=TASK):
@@ -311,21 +326,12 @@ def test_the_owner_chooses_how_a_proven_round_binds_its_models(proven_platform, 
     Poseidon always with a proven settlement (KZG with it is refused by name)."""
     from fedmarket.errors import ConfigError
     from fedmarket.market_context import task_spec
-    from fedmarket_schemas.market import ModelKind, RewardSchedule
+    from fedmarket_schemas.market import ModelKind
     from fedmarket_tasks.owner import publish_market
 
     platform = proven_platform
     owner, aggregator = party(platform, "owner"), party(platform, "aggregator")
-    terms = dict(
-        aggregator=aggregator.address,
-        aggregator_key="0x" + aggregator.public_box_key.hex(),
-        trainers=L,
-        rounds=1,
-        participation_reward_wei=0,
-        schedule=RewardSchedule(thresholds_bps=(0,), pools_wei=(0,)),
-        schema=TASK.data_schema,
-        prove_rounds=True,
-    )
+    terms = owner_terms(aggregator)
     data = tiny_data(60, 0)
     for inputs, kind, build in ((None, "round", hashed_round_build), ("kzg", "kzg_round", round_build)):
         market = publish_market(owner.address, data, ModelKind.lr, round_inputs=inputs, **terms).market

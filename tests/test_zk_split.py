@@ -7,13 +7,19 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from eth_abi import decode, encode
 
 from fedmarket.algorithms.outliers.proven import chunk_size, chunk_slices, root_slack
+from fedmarket.audit import audit_market
+from fedmarket.chain import FactoryClient
 from fedmarket.context import Platform
-from fedmarket.errors import ZKError
+from fedmarket.errors import ConfigError, ZKError
 from fedmarket.fixed_point import STEP, quantize
+from fedmarket.ml.training import train_local
+from fedmarket.ml.updates import decode_update
 from fedmarket.settings import Settings
-from fedmarket.zk import RoundStatement, deploy_split_round_verifier, evaluate, split_round_verdict
+from fedmarket.simulation.enrol import enrol
+from fedmarket.zk import MAX_ROUND_CHUNKS, RoundLayout, RoundStatement, evaluate
 from fedmarket.zk.ezkl.prover import prove, witness
 from fedmarket.zk.round_split import (
     SplitRoundProof,
@@ -28,9 +34,16 @@ from fedmarket.zk.round_split import (
     split_witnesses,
     verify_split_round,
 )
+from fedmarket_flows.market import open_next_round
+from fedmarket_flows.round import round_flow
+from fedmarket_flows.settlement import settlement_flow
+from fedmarket_schemas.market import ModelKind, RewardSchedule
+from fedmarket_tasks.owner import publish_market
+from fedmarket_tasks.trainer import check_market, seal_and_store
 from tests.conftest import reverted_after
-from tests.helpers import cid_of, create_market, party
+from tests.helpers import party
 from tests.test_zk import START, models
+from tests.test_zk_flow import owner_terms, tiny_data
 
 L, D, CHUNKS = 4, 8, 4
 
@@ -139,60 +152,87 @@ def test_a_round_split_under_kzg_commitments_verifies(tmp_path_factory):
     assert proof_chunk_commitments(builds, proof.chunk_proofs[1])[0] == chunk_commitments(builds.chunk, rows[0], 2)[1]
 
 
-def test_the_split_adapter_verifies_a_round_proven_by_chunks_on_chain(anvil_url, split_builds, tmp_path):
-    """A round in chunks, off chain and by the split adapter over EZKL's two generated verifiers
-    (contracts/src/EzklSplitRoundVerifier.sol) given a market's own instances: trainers commit to
-    their chunks, it accepts the P + 1 proofs, and refuses a chunk proof over another model and a
-    forged mask."""
-    platform = Platform.from_settings(Settings(store_dir=tmp_path / "blocks", chain_rpc_url=anvil_url))
+def test_a_market_proves_its_rounds_by_chunks_through_the_flows(anvil_url, split_builds, tmp_path):
+    """A market the owner creates with its rounds in chunks (the split adapter, deployed by the
+    factory over EZKL's two generated verifiers; not with a proven settlement): a trainer checks
+    both verifiers before it joins, the trainers commit to their updates' chunks, the round flow
+    proves the round in chunks and the market verifies it, the attacker is flagged, and the audit
+    re-verifies. The adapter refuses a chunk proof over another model and a forged mask."""
+    settings = Settings(
+        store_dir=tmp_path / "blocks", zk_cache_dir=split_builds.chunk.dir.parent, chain_rpc_url=anvil_url
+    )
+    platform = Platform.from_settings(settings)
     with reverted_after(platform):
-        deployer = party(platform, "split-deployer")
+        owner, aggregator = party(platform, "owner"), party(platform, "aggregator")
+        pays = RewardSchedule(thresholds_bps=(0,), pools_wei=(10**16,))
+        terms = owner_terms(aggregator, participation_reward_wei=10**15, schedule=pays)
+        with pytest.raises(ConfigError, match="whole model's Poseidon hash"):
+            publish_market(owner.address, tiny_data(60, 0), ModelKind.lr, round_chunks=CHUNKS, test_rows=10, **terms)
+        published = publish_market(owner.address, tiny_data(60, 0), ModelKind.lr, round_chunks=CHUNKS, **terms)
+        market, task, adapter = published.market, published.task, published.market.round_verifier()
+        info = FactoryClient(platform.chain, market.factory()).verifier_info(adapter)
+        assert (info.kind, info.chunks, info.trainers) == ("split_round", CHUNKS, L)
+        assert platform.chain.call(
+            platform.chain.contract("EzklSplitRoundVerifier", adapter).functions.MAX_CHUNKS()
+        ) == (MAX_ROUND_CHUNKS)
+        members = [party(platform, "trainer", i) for i in range(L)]
+        enrol(market, members, str(platform.store.put(b'{"summary": "ok"}')))
+        checked = check_market(market.address, task)
+        assert split_builds.rule.dir.name in checked[1] and split_builds.chunk.dir.name in checked[1]
         chunk = split_builds.chunk
-        deployed = deploy_split_round_verifier(platform.chain, deployer.account, split_builds.rule, chunk, L, CHUNKS)
-        market, _, aggregator, members, _ = create_market(platform, trainers=L)
-        market.open_round(
-            aggregator.account, cid_of(platform, b"start"), split_commitment(chunk, START, CHUNKS, global_model=True)
+        assert open_next_round(market.address, aggregator.address) == 1
+        start = decode_update(platform.store.get(market.model_cid(1)), task.model)
+        assert market.model_commitment() == split_commitment(chunk, start, CHUNKS, global_model=True)
+        rows = []
+        for i, member in enumerate(members):
+            local = train_local(start, tiny_data(60, 10 + i), task.model, task.training, seed=i)
+            local = local + 5.0 if i == L - 1 else local
+            cid, commitment = seal_and_store(market.address, member.address, 1, local, task)
+            rows.append(quantize(local))
+            assert commitment == split_commitment(chunk, rows[-1], CHUNKS)
+            market.submit(member.account, 1, cid, commitment)
+        report = round_flow(market.address, 1, aggregator.address)
+        assert report.verified and market.round_state(1).verified
+        assert report.flagged == [members[-1].address] and report.benign_mask == 0b0111
+
+        # the adapter, asked with the market's own instances: the proof sent, a chunk proof over
+        # another model for slot 0, the proof under a forged mask
+        (log,) = market.events("RoundFinalized", round=1)
+        sent = bytes(market.call_that_emitted(log)[1]["proof"])
+        aggregate = decode_update(platform.store.get(market.aggregate_of(1)[0]), task.model)
+        commitment = split_commitment(chunk, aggregate, CHUNKS, global_model=True)
+        # (the market's start model is now the aggregate: round 1's instances name the one before)
+        honest = [*market.round_instances(1, commitment, 0b0111)]
+        honest[L + 2] = int(split_commitment(chunk, start, CHUNKS, global_model=True), 16)
+        assert market.verifier_accepts(adapter, sent, honest)
+        chunk_proofs, rule_proof, hashes = decode(["bytes[]", "bytes", "uint256[]"], sent)
+        moved = RoundStatement([quantize(rows[0] + 0.5), *rows[1:]], 1, market.domain(1), start=start)
+        other = prove(chunk, chunk_inputs(moved, aggregate, [True, True, True, False], CHUNKS, packed=True)[1])
+        w = L + 4
+        forged_hashes = [*hashes[:w], *other.instances, *hashes[2 * w :]]
+        forged = encode(
+            ["bytes[]", "bytes", "uint256[]"],
+            [[chunk_proofs[0], other.proof, *chunk_proofs[2:]], rule_proof, forged_hashes],
         )
-        rows = models(3)
-        for member, model in zip(members, rows):
-            market.submit(member.account, 1, cid_of(platform, model.tobytes()), split_commitment(chunk, model, CHUNKS))
-        statement = RoundStatement(rows, 1, market.domain(1), start=START)
-        proof = prove_split_round(split_builds, statement)
-        # off chain: kept as the one-proof rule keeps, every proof verifies and links, and each
-        # chunk proof hashes the chunks of the models, the start model and the aggregate
-        assert proof.mask == evaluate(statement).mask == [True, True, True, False]
-        assert len(proof.chunk_proofs) == CHUNKS and proof.links
-        assert verify_split_round(split_builds, proof, statement)
-        for c, p in enumerate(proof.chunk_proofs):
-            carried = proof_chunk_commitments(split_builds, p)
-            assert carried[:L] == [chunk_commitments(chunk, m, CHUNKS)[c] for m in rows]
-            assert carried[L] == chunk_commitments(chunk, START, CHUNKS, global_model=True)[c]
-            assert carried[L + 1] == chunk_commitments(chunk, proof.aggregate, CHUNKS, global_model=True)[c]
-        assert np.max(np.abs(proof.aggregate - np.mean(rows[:3], axis=0))) <= STEP / 2
-        other = [rows[0], quantize(rows[1] + 1.0), rows[2], rows[3]]
-        assert not verify_split_round(split_builds, proof, RoundStatement(other, 1, market.domain(1), start=START))
-        aggregate = split_commitment(chunk, proof.aggregate, CHUNKS, global_model=True)
-        honest = market.round_instances(1, aggregate, proof.benign_mask)
-        accepted, gas = split_round_verdict(
-            platform.chain, deployer.account, deployed.adapter, proof.calldata(), honest
-        )
-        assert accepted and proof.benign_mask == 0b0111
-        print(f"split adapter, L = {L} in {CHUNKS} chunks: {gas} gas")
-        # chunk 1 proven over another model for slot 0: its hash is not slot 0's commitment
-        moved = RoundStatement([quantize(rows[0] + 0.5), *rows[1:]], 1, market.domain(1), start=START)
-        other = prove(chunk, chunk_inputs(moved, proof.aggregate, proof.mask, CHUNKS, packed=True)[1])
-        forged = SplitRoundProof(
-            [proof.chunk_proofs[0], other, *proof.chunk_proofs[2:]],
-            proof.rule_proof,
-            proof.mask,
-            proof.aggregate,
-            proof.reasons,
-        )
-        assert split_round_verdict(platform.chain, deployer.account, deployed.adapter, forged.calldata(), honest) == (
-            False,
-            None,
-        )
-        kept_all = market.round_instances(1, aggregate, 0b1111)
-        assert not split_round_verdict(platform.chain, deployer.account, deployed.adapter, proof.calldata(), kept_all)[
-            0
-        ]
+        assert not market.verifier_accepts(adapter, forged, honest)
+        assert not market.verifier_accepts(adapter, sent, [*honest[: L + 4], 0b1111, honest[L + 5]])
+
+        settled = settlement_flow(market.address, aggregator.address)
+        assert market.phase() == "Settled"
+        paid = {p.account: p.wei for p in settled.payouts}
+        assert paid[members[-1].address] == 0 and all(paid[m.address] > 0 for m in members[:-1])
+        audited = audit_market(market, platform.store)
+        assert audited.passed, audited.failures()
+        assert {c.name: c.status for c in audited.checks}["rounds"] == "pass"
+
+
+def test_a_round_verifiers_kind_names_how_its_rounds_are_proven():
+    assert RoundLayout.of_verifier("round") == RoundLayout("poseidon", 1)
+    assert RoundLayout.of_verifier("kzg_round") == RoundLayout("polycommit", 1)
+    assert RoundLayout.of_verifier("split_round", 4) == RoundLayout("poseidon", 4) and RoundLayout(chunks=4).split
+    for kind, chunks in (("settlement", 0), ("none", 0), ("split_round", 1)):
+        with pytest.raises(ZKError, match="proves no round"):
+            RoundLayout.of_verifier(kind, chunks)
+    for commitment, chunks in (("polycommit", 4), ("poseidon", MAX_ROUND_CHUNKS + 1), ("poseidon", 0), ("sha3", 1)):
+        with pytest.raises(ZKError):
+            RoundLayout(commitment, chunks)

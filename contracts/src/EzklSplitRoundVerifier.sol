@@ -7,8 +7,7 @@ import {IProofVerifier} from "./IProofVerifier.sol";
 /// @notice A round of `trainers` slots proven in `chunks` parameter chunks, its inputs hashed
 /// (fedmarket/zk/round_split.py): one proof of the chunk circuit per chunk (EZKL's verifier
 /// `chunkHalo2`) and one of the rule circuit over the chunks' outputs (`halo2`), linked by their
-/// instances. For rounds past one proof's memory. Not deployed by the factory yet, so no market
-/// names it: with its creation code the factory's own passes EIP-3860's initcode limit.
+/// instances. For rounds past one proof's memory; deployed by VerifierFactory (kind SplitRound).
 ///
 /// A model's commitment on chain is keccak256(abi.encode(uint256[] [h_1..h_P])) mod FIELD over the
 /// Poseidon hashes of its P chunks, each zero-padded to the chunk size (a global model's packed two

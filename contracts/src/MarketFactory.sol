@@ -3,22 +3,19 @@ pragma solidity ^0.8.28;
 
 import {Clones} from "@openzeppelin/contracts/proxy/Clones.sol";
 import {DataMarket} from "./DataMarket.sol";
-import {EzklKzgRoundVerifier} from "./EzklKzgRoundVerifier.sol";
-import {EzklRoundVerifier} from "./EzklRoundVerifier.sol";
-import {EzklSettlementVerifier} from "./EzklSettlementVerifier.sol";
 import {IDataMarket} from "./IDataMarket.sol";
 import {IMarketFactory} from "./IMarketFactory.sol";
-import {IProofVerifier} from "./IProofVerifier.sol";
+import {IVerifierFactory} from "./IVerifierFactory.sol";
 import {SecureAggregation} from "./SecureAggregation.sol";
 
-/// @title Creates fedmarket markets as clones of one implementation, and the verifiers they name.
+/// @title Creates fedmarket markets as clones of one implementation.
 /// @notice A project owner cannot deploy its own code and call it a market: every market is a
 /// minimal proxy of `implementation`, deployed here (sources/004, Remark 3). Nor can it name its
-/// own verifier: a market's verifiers must be adapters this factory deployed (our code, which
-/// lays the market's instances out for the circuit and cannot be switched), each over an EZKL
-/// verifier whose code hash it records, for the market's number of trainers. What stays to
-/// check off chain is that the EZKL verifier is the one of the task's circuit: a trainer's
-/// client rebuilds the circuit and compares (`fedmarket trainer register`).
+/// own verifier: a market's verifiers must be adapters `verifiers` deployed (VerifierFactory: our
+/// code, which lays the market's instances out for the circuit and cannot be switched), each over
+/// an EZKL verifier whose code hash it records, for the market's number of trainers. What stays to
+/// check off chain is that `verifiers` runs VerifierFactory's code and that the EZKL verifier is
+/// the one of the task's circuit: a trainer's client compares both (`fedmarket trainer register`).
 contract MarketFactory is IMarketFactory {
     address public immutable implementation;
     /// The board where the trainers of this factory's secure-aggregation markets publish.
@@ -26,22 +23,21 @@ contract MarketFactory is IMarketFactory {
     address[] private _markets;
     mapping(address => address[]) private _marketsByOwner;
     mapping(address => bool) public isMarket;
-    /// A contribution proof's instances hold the L x L RLOO subsets, which its adapter derives in
-    /// memory: past 64 trainers that alone passes half a block (test/DataMarket.gas.t.sol).
-    uint32 public constant MAX_SETTLEMENT_TRAINERS = 64;
-    mapping(address => VerifierInfo) private _verifiers;
+    /// The factory whose adapters this factory's markets may name.
+    IVerifierFactory public immutable verifiers;
 
-    constructor() {
+    constructor(IVerifierFactory verifiers_) {
+        if (address(verifiers_).code.length == 0) revert NoVerifierFactory(address(verifiers_));
+        verifiers = verifiers_;
         implementation = address(new DataMarket());
         secureAggregation = address(new SecureAggregation());
     }
 
     /// @notice Deploy a market and escrow `msg.value` in it; the caller becomes its owner.
     function createMarket(IDataMarket.Spec calldata spec) external payable returns (address market) {
-        VerifierKind rounds = _verifiers[spec.roundVerifier].kind;
-        _checkVerifier(spec.roundVerifier, rounds == VerifierKind.KzgRound ? rounds : VerifierKind.Round, spec.trainers);
-        _checkVerifier(spec.settlementVerifier, VerifierKind.Settlement, spec.trainers);
-        if (spec.settlementVerifier != address(0) && rounds == VerifierKind.KzgRound) {
+        IVerifierFactory.VerifierKind rounds = _checkVerifier(spec.roundVerifier, spec.trainers, true);
+        _checkVerifier(spec.settlementVerifier, spec.trainers, false);
+        if (spec.settlementVerifier != address(0) && rounds != IVerifierFactory.VerifierKind.Round) {
             revert SettlementNeedsHashedRounds(spec.roundVerifier);
         }
         market = Clones.clone(implementation);
@@ -53,58 +49,32 @@ contract MarketFactory is IMarketFactory {
         DataMarket(market).initialize{value: msg.value}(msg.sender, spec);
     }
 
-    /// @notice The round verifier for `trainers` slots over `halo2`, EZKL's generated verifier of
-    /// the round circuit.
-    function deployRoundVerifier(IProofVerifier halo2, uint32 trainers) external returns (address adapter) {
-        _checkRoundShape(trainers);
-        adapter = address(new EzklRoundVerifier(halo2, trainers));
-        _record(adapter, VerifierKind.Round, halo2, trainers, 0);
-    }
-
-    /// @notice The round verifier for `trainers` slots over `halo2`, EZKL's generated verifier of
-    /// the round circuit with its inputs under KZG commitments (EzklKzgRoundVerifier).
-    function deployKzgRoundVerifier(IProofVerifier halo2, uint32 trainers) external returns (address adapter) {
-        _checkRoundShape(trainers);
-        adapter = address(new EzklKzgRoundVerifier(halo2, trainers));
-        _record(adapter, VerifierKind.KzgRound, halo2, trainers, 0);
-    }
-
-    /// @notice The settlement verifier for `trainers` slots and a test chunk of `samples` rows over
-    /// `halo2`, EZKL's generated verifier of the settlement circuit.
-    function deploySettlementVerifier(IProofVerifier halo2, uint32 trainers, uint32 samples)
-        external
-        returns (address adapter)
+    /// @dev The kind of the adapter `verifier` (None for address zero), which `verifiers` must
+    /// have deployed for `trainers` slots: a round verifier of any layout, or a settlement one.
+    function _checkVerifier(address verifier, uint32 trainers, bool rounds)
+        private
+        view
+        returns (IVerifierFactory.VerifierKind)
     {
-        if (trainers == 0 || trainers > MAX_SETTLEMENT_TRAINERS || samples == 0) {
-            revert InvalidVerifierShape(trainers, samples);
+        if (verifier == address(0)) return IVerifierFactory.VerifierKind.None;
+        IVerifierFactory.VerifierInfo memory info = verifiers.verifierInfo(verifier);
+        IVerifierFactory.VerifierKind kind = info.kind;
+        bool fits = rounds
+            ? kind == IVerifierFactory.VerifierKind.Round || kind == IVerifierFactory.VerifierKind.KzgRound
+                || kind == IVerifierFactory.VerifierKind.SplitRound
+            : kind == IVerifierFactory.VerifierKind.Settlement;
+        if (!fits) {
+            revert UnknownVerifier(
+                verifier, rounds ? IVerifierFactory.VerifierKind.Round : IVerifierFactory.VerifierKind.Settlement
+            );
         }
-        adapter = address(new EzklSettlementVerifier(halo2, trainers, samples));
-        _record(adapter, VerifierKind.Settlement, halo2, trainers, samples);
-    }
-
-    function _checkRoundShape(uint32 trainers) private view {
-        if (trainers == 0 || trainers > DataMarket(implementation).MAX_TRAINERS()) {
-            revert InvalidVerifierShape(trainers, 0);
-        }
-    }
-
-    function _record(address adapter, VerifierKind kind, IProofVerifier halo2, uint32 trainers, uint32 samples) private {
-        bytes32 codeHash = address(halo2).codehash;
-        if (address(halo2).code.length == 0) revert NoVerifierCode(address(halo2));
-        _verifiers[adapter] = VerifierInfo(kind, trainers, samples, address(halo2), codeHash);
-        emit VerifierDeployed(adapter, kind, address(halo2), codeHash, trainers, samples);
-    }
-
-    function _checkVerifier(address verifier, VerifierKind kind, uint32 trainers) private view {
-        if (verifier == address(0)) return;
-        VerifierInfo memory info = _verifiers[verifier];
-        if (info.kind != kind) revert UnknownVerifier(verifier, kind);
         if (info.trainers != trainers) revert VerifierShapeMismatch(verifier, info.trainers, trainers);
+        return info.kind;
     }
 
-    /// @notice What the adapter `verifier` checks; kind None: not deployed by this factory.
-    function verifierInfo(address verifier) external view returns (VerifierInfo memory) {
-        return _verifiers[verifier];
+    /// @notice What the adapter `verifier` checks (VerifierFactory.verifierInfo of `verifiers`).
+    function verifierInfo(address verifier) external view returns (IVerifierFactory.VerifierInfo memory) {
+        return verifiers.verifierInfo(verifier);
     }
 
     function markets() external view returns (address[] memory) {

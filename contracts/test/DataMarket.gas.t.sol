@@ -58,11 +58,11 @@ contract DataMarketGasTest is MarketFixture {
     /// A round's contribution proof at the factory's bound on settlement verifiers, every contribution non-zero (each a first
     /// write), through the factory's settlement adapter, then the proven settle.
     function test_contributionProofAtTheBoundFitsABlock() public {
-        uint32 l = factory.MAX_SETTLEMENT_TRAINERS();
+        uint32 l = verifiers.MAX_SETTLEMENT_TRAINERS();
         PinnedVerifier halo2 = new PinnedVerifier();
         PinnedVerifier rounds = new PinnedVerifier();
-        address rv = factory.deployRoundVerifier(rounds, l);
-        EzklCircuitVerifier sv = EzklCircuitVerifier(factory.deploySettlementVerifier(halo2, l, 20));
+        address rv = verifiers.deployRoundVerifier(rounds, l);
+        EzklCircuitVerifier sv = EzklCircuitVerifier(verifiers.deploySettlementVerifier(halo2, l, 20));
         IDataMarket.Spec memory s = spec(l, 1, rv, address(sv));
         uint256[] memory chunks = new uint256[](2);
         (chunks[0], chunks[1]) = (101, 102);

@@ -7,7 +7,10 @@ import {DataMarket} from "../src/DataMarket.sol";
 import {EzklCircuitVerifier} from "../src/EzklCircuitVerifier.sol";
 import {IDataMarket} from "../src/IDataMarket.sol";
 import {IMarketFactory} from "../src/IMarketFactory.sol";
+import {IVerifierFactory} from "../src/IVerifierFactory.sol";
 import {IProofVerifier} from "../src/IProofVerifier.sol";
+import {MarketFactory} from "../src/MarketFactory.sol";
+import {VerifierFactory} from "../src/VerifierFactory.sol";
 import {MarketFixture, PinnedVerifier, ReentrantTrainer, pinThrough} from "./utils/MarketFixture.sol";
 
 /// Unit tests of the protocol, the economics and every revert, with hand-computed values.
@@ -454,9 +457,9 @@ contract DataMarketTest is MarketFixture {
     /// A settlement market over chunks (c0, c1) of 20 test rows, ready to settle with 17 correct.
     /// A 2-trainer, 2-round market with proven rounds and settlement, every round finalized.
     function _settlementMarket(PinnedVerifier halo2) private returns (DataMarket market, EzklCircuitVerifier sv) {
-        sv = EzklCircuitVerifier(factory.deploySettlementVerifier(halo2, 2, 20));
+        sv = EzklCircuitVerifier(verifiers.deploySettlementVerifier(halo2, 2, 20));
         PinnedVerifier rounds = new PinnedVerifier();
-        address rv = factory.deployRoundVerifier(rounds, 2);
+        address rv = verifiers.deployRoundVerifier(rounds, 2);
         IDataMarket.Spec memory s = spec(2, 2, rv, address(sv));
         uint256[] memory chunks = new uint256[](3);
         (chunks[0], chunks[1], chunks[2]) = (101, 102, 103);
@@ -619,7 +622,7 @@ contract DataMarketTest is MarketFixture {
 
     function test_proofFromAnotherMarketIsRejected() public {
         PinnedVerifier halo2 = new PinnedVerifier();
-        address rv = factory.deployRoundVerifier(halo2, 2);
+        address rv = verifiers.deployRoundVerifier(halo2, 2);
         DataMarket a = createWith(spec(2, 1, rv, address(0)), required(2, 1));
         registerAll(a);
         revealAll(a);
@@ -644,30 +647,50 @@ contract DataMarketTest is MarketFixture {
         PinnedVerifier halo2 = new PinnedVerifier();
         _refused(
             spec(2, 1, address(halo2), address(0)),
-            abi.encodeWithSelector(IMarketFactory.UnknownVerifier.selector, address(halo2), IMarketFactory.VerifierKind.Round)
+            abi.encodeWithSelector(IMarketFactory.UnknownVerifier.selector, address(halo2), IVerifierFactory.VerifierKind.Round)
         );
-        address forThree = factory.deployRoundVerifier(halo2, 3);
+        address forThree = verifiers.deployRoundVerifier(halo2, 3);
         _refused(
             spec(2, 1, forThree, address(0)),
             abi.encodeWithSelector(IMarketFactory.VerifierShapeMismatch.selector, forThree, 3, 2)
         );
-        address settlement = factory.deploySettlementVerifier(halo2, 2, 10);
+        address settlement = verifiers.deploySettlementVerifier(halo2, 2, 10);
         _refused(
             spec(2, 1, settlement, address(0)),
-            abi.encodeWithSelector(IMarketFactory.UnknownVerifier.selector, settlement, IMarketFactory.VerifierKind.Round)
+            abi.encodeWithSelector(IMarketFactory.UnknownVerifier.selector, settlement, IVerifierFactory.VerifierKind.Round)
         );
-        vm.expectRevert(abi.encodeWithSelector(IMarketFactory.NoVerifierCode.selector, stranger));
-        factory.deployRoundVerifier(IProofVerifier(stranger), 2);
-        uint32 tooMany = factory.MAX_SETTLEMENT_TRAINERS() + 1;
-        vm.expectRevert(abi.encodeWithSelector(IMarketFactory.InvalidVerifierShape.selector, tooMany, 10));
-        factory.deploySettlementVerifier(halo2, tooMany, 10);
+        vm.expectRevert(abi.encodeWithSelector(IVerifierFactory.NoVerifierCode.selector, stranger));
+        verifiers.deployRoundVerifier(IProofVerifier(stranger), 2);
+        uint32 tooMany = verifiers.MAX_SETTLEMENT_TRAINERS() + 1;
+        vm.expectRevert(abi.encodeWithSelector(IVerifierFactory.InvalidVerifierShape.selector, tooMany, 10));
+        verifiers.deploySettlementVerifier(halo2, tooMany, 10);
 
-        address rv = factory.deployRoundVerifier(halo2, 2);
-        IMarketFactory.VerifierInfo memory info = factory.verifierInfo(rv);
-        assertEq(uint256(info.kind), uint256(IMarketFactory.VerifierKind.Round), "kind");
+        address rv = verifiers.deployRoundVerifier(halo2, 2);
+        IVerifierFactory.VerifierInfo memory info = verifiers.verifierInfo(rv);
+        assertEq(uint256(info.kind), uint256(IVerifierFactory.VerifierKind.Round), "kind");
         assertEq(info.halo2, address(halo2), "the EZKL verifier behind it");
         assertEq(info.halo2CodeHash, address(halo2).codehash, "its code, to compare with a rebuild");
         createWith(spec(2, 1, rv, address(0)), required(2, 1));
+
+        // an adapter of another verifier factory, the same code: unknown to this market factory
+        address elsewhere = new VerifierFactory().deployRoundVerifier(halo2, 2);
+        _refused(
+            spec(2, 1, elsewhere, address(0)),
+            abi.encodeWithSelector(IMarketFactory.UnknownVerifier.selector, elsewhere, IVerifierFactory.VerifierKind.Round)
+        );
+        vm.expectRevert(abi.encodeWithSelector(IMarketFactory.NoVerifierFactory.selector, stranger));
+        new MarketFactory(IVerifierFactory(stranger));
+    }
+
+    /// forge deploys past EIP-3860 and EIP-170; a chain does not. The factories' creation code and
+    /// code must stay within them (MarketFactory carries DataMarket's and SecureAggregation's
+    /// creation code, VerifierFactory every adapter's).
+    function test_theFactoriesFitTheChainsCodeLimits() public view {
+        assertLt(type(MarketFactory).creationCode.length + 32, 49_152, "MarketFactory initcode, with its argument");
+        assertLt(type(VerifierFactory).creationCode.length, 49_152, "VerifierFactory initcode");
+        assertLt(address(verifiers).code.length, 24_577, "VerifierFactory code");
+        assertLt(address(factory).code.length, 24_577, "MarketFactory code");
+        assertLt(factory.implementation().code.length, 24_577, "DataMarket code");
     }
 
     /// A market not made by the factory may name a verifier without code: the call would return

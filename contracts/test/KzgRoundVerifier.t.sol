@@ -5,6 +5,7 @@ import {DataMarket} from "../src/DataMarket.sol";
 import {EzklCircuitVerifier} from "../src/EzklCircuitVerifier.sol";
 import {IDataMarket} from "../src/IDataMarket.sol";
 import {IMarketFactory} from "../src/IMarketFactory.sol";
+import {IVerifierFactory} from "../src/IVerifierFactory.sol";
 import {MarketFixture, PinnedVerifier, pinThrough} from "./utils/MarketFixture.sol";
 
 /// The KZG round adapter (EzklKzgRoundVerifier): the proof's input points must be the models
@@ -25,7 +26,7 @@ contract KzgRoundVerifierTest is MarketFixture {
     /// A market of L trainers over a KZG round adapter, round 1 open from the start model's point,
     /// trainers 0 and 1 submitted (trainer 2 did not).
     function _open(PinnedVerifier halo2) private returns (DataMarket market, EzklCircuitVerifier rv) {
-        rv = EzklCircuitVerifier(factory.deployKzgRoundVerifier(halo2, uint32(L)));
+        rv = EzklCircuitVerifier(verifiers.deployKzgRoundVerifier(halo2, uint32(L)));
         market = createWith(spec(uint32(L), 1, address(rv), address(0)), required(uint32(L), 1));
         registerAll(market);
         revealAll(market);
@@ -96,16 +97,16 @@ contract KzgRoundVerifierTest is MarketFixture {
 
     function test_aMarketThatProvesItsSettlementNeedsHashedRounds() public {
         PinnedVerifier halo2 = new PinnedVerifier();
-        address kzg = factory.deployKzgRoundVerifier(halo2, uint32(L));
-        address settlement = factory.deploySettlementVerifier(halo2, uint32(L), 10);
+        address kzg = verifiers.deployKzgRoundVerifier(halo2, uint32(L));
+        address settlement = verifiers.deploySettlementVerifier(halo2, uint32(L), 10);
         IDataMarket.Spec memory s = spec(uint32(L), 1, kzg, settlement);
         uint256 value = required(uint32(L), 1);
         vm.expectRevert(abi.encodeWithSelector(IMarketFactory.SettlementNeedsHashedRounds.selector, kzg));
         factory.createMarket{value: value}(s);
         s.settlementVerifier = address(0);
         factory.createMarket{value: value}(s); // rounds alone: accepted
-        assertEq(uint256(factory.verifierInfo(kzg).kind), uint256(IMarketFactory.VerifierKind.KzgRound), "kind");
-        vm.expectRevert(abi.encodeWithSelector(IMarketFactory.InvalidVerifierShape.selector, 0, 0));
-        factory.deployKzgRoundVerifier(halo2, 0);
+        assertEq(uint256(verifiers.verifierInfo(kzg).kind), uint256(IVerifierFactory.VerifierKind.KzgRound), "kind");
+        vm.expectRevert(abi.encodeWithSelector(IVerifierFactory.InvalidVerifierShape.selector, 0, 0));
+        verifiers.deployKzgRoundVerifier(halo2, 0);
     }
 }

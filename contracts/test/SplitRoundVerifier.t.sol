@@ -4,6 +4,8 @@ pragma solidity ^0.8.28;
 import {DataMarket} from "../src/DataMarket.sol";
 import {EzklSplitRoundVerifier} from "../src/EzklSplitRoundVerifier.sol";
 import {IDataMarket} from "../src/IDataMarket.sol";
+import {IMarketFactory} from "../src/IMarketFactory.sol";
+import {IVerifierFactory} from "../src/IVerifierFactory.sol";
 import {IProofVerifier} from "../src/IProofVerifier.sol";
 import {MarketFixture, PinnedVerifier} from "./utils/MarketFixture.sol";
 
@@ -66,8 +68,8 @@ contract SplitRoundVerifierTest is MarketFixture {
     function _open(uint32 l, uint32 p, uint256 present) private {
         rule = new PinnedVerifier();
         chunk = new AllowedVerifier();
-        rv = new EzklSplitRoundVerifier(rule, chunk, l, p);
-        market = createWith(spec(l, 1, address(0), address(0)), required(l, 1));
+        rv = EzklSplitRoundVerifier(verifiers.deploySplitRoundVerifier(rule, chunk, l, p));
+        market = createWith(spec(l, 1, address(rv), address(0)), required(l, 1));
         registerAll(market);
         revealAll(market);
         vm.roll(block.number + 1);
@@ -192,6 +194,41 @@ contract SplitRoundVerifierTest is MarketFixture {
         uint256 used = before - gasleft();
         emit log_named_uint("split adapter gas at L = 128, P = 16, verifiers stood in", used);
         assertLt(used, 10_000_000, "the adapter's own work, a third of a block at most");
+    }
+
+    /// The market names the adapter: `finalizeRound` verifies through it, refusing a forged mask.
+    function test_aMarketFinalizesARoundProvenByChunks() public {
+        uint256[] memory inst = _honest();
+        bytes memory proof = _prove(inst, _hashes(L, P, 3));
+        bytes32 agg = _commitment("aggregate", P);
+        vm.warp(market.getRound(1).deadline + 1); // trainer 2 never submits
+        vm.startPrank(aggregator);
+        vm.expectRevert(IDataMarket.ProofRejected.selector);
+        market.finalizeRound(1, keccak256("agg cid"), agg, 1, proof); // a forged mask
+        market.finalizeRound(1, keccak256("agg cid"), agg, 3, proof);
+        vm.stopPrank();
+        assertTrue(market.getRound(1).verified, "verified");
+        IVerifierFactory.VerifierInfo memory info = verifiers.verifierInfo(address(rv));
+        assertEq(uint256(info.kind), uint256(IVerifierFactory.VerifierKind.SplitRound), "kind");
+        assertEq(info.chunks, P, "chunks");
+        assertEq(info.trainers, L, "trainers");
+        assertEq(info.halo2, address(rule), "the rule circuit's verifier");
+    }
+
+    /// The settlement circuit reads each whole model's Poseidon hash, which a split market never
+    /// commits: the factory refuses the pair.
+    function test_aMarketThatProvesItsSettlementCannotSplitItsRounds() public {
+        PinnedVerifier v = new PinnedVerifier();
+        address split = verifiers.deploySplitRoundVerifier(v, v, L, P);
+        address settlement = verifiers.deploySettlementVerifier(v, L, 10);
+        IDataMarket.Spec memory s = spec(L, 1, split, settlement);
+        uint256 value = required(L, 1);
+        vm.expectRevert(abi.encodeWithSelector(IMarketFactory.SettlementNeedsHashedRounds.selector, split));
+        factory.createMarket{value: value}(s);
+        vm.expectRevert(abi.encodeWithSelector(IVerifierFactory.NoVerifierCode.selector, stranger));
+        verifiers.deploySplitRoundVerifier(v, IProofVerifier(stranger), L, P);
+        vm.expectRevert(abi.encodeWithSelector(EzklSplitRoundVerifier.InvalidSplitShape.selector, L, 1));
+        verifiers.deploySplitRoundVerifier(v, v, L, 1);
     }
 
     function test_itsShapeIsBounded() public {

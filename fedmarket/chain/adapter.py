@@ -36,7 +36,7 @@ from fedmarket.settings import Settings
 
 log = logging.getLogger(__name__)
 
-CONTRACTS = ("DataMarket", "MarketFactory", "SecureAggregation")
+CONTRACTS = ("DataMarket", "MarketFactory", "SecureAggregation", "VerifierFactory")
 _ERROR_STRING = bytes.fromhex("08c379a0")  # Error(string)
 _PANIC = bytes.fromhex("4e487b71")  # Panic(uint256)
 LOG_PAGE_BLOCKS = 10_000  # public nodes cap one eth_getLogs at 1,000 to 10,000 blocks
@@ -127,7 +127,8 @@ class Chain:
         return self._w3.eth.contract(address=Web3.to_checksum_address(address), abi=artifact["abi"]), result
 
     def runtime_code_of(self, name: str) -> bytes:
-        """The deployed code a contract of contracts/artifacts has (no immutables: DataMarket)."""
+        """The deployed code a contract of contracts/artifacts has (no immutables: DataMarket,
+        VerifierFactory)."""
         return bytes.fromhex(load_artifact(self.artifacts_dir, name)["deployedBytecode"].removeprefix("0x"))
 
     def contract_at(self, abi: list, address: str) -> Contract:
@@ -150,10 +151,6 @@ class Chain:
 
     def head(self) -> int:
         return int(self._read("eth_blockNumber", lambda: self._w3.eth.block_number))
-
-    def gas_limit(self) -> int:
-        """The latest block's gas limit."""
-        return int(self._read("eth_getBlockByNumber", lambda: self._w3.eth.get_block("latest")["gasLimit"]))
 
     def timestamp(self, block: int | str = "latest") -> int:
         return int(self._read("eth_getBlockByNumber", lambda: self._w3.eth.get_block(block)["timestamp"]))
@@ -266,25 +263,16 @@ class Chain:
         )
 
     def transact(
-        self,
-        account: LocalAccount,
-        fn: ContractFunction,
-        *,
-        value: int = 0,
-        label: str | None = None,
-        gas: int | None = None,
+        self, account: LocalAccount, fn: ContractFunction, *, value: int = 0, label: str | None = None
     ) -> TxResult:
         """Estimate, sign, send and wait. A transaction mined reverted is estimated again on the
         state it ran on: if it now needs more gas than it was given, it is sent once more. Its
         estimate ran on a state that another party's transaction changed before it was mined (the
         last of several trainers revealing at once also starts training, which costs more than the
-        reveal it was estimated as). If it now reverts, that revert is the error.
-        `gas`: the limit to send it with, unestimated: for a call that fails without reverting
-        (a verifier answering false), whose estimate would be the gas it needs to fail."""
+        reveal it was estimated as). If it now reverts, that revert is the error."""
         label = label or fn.fn_name
-        fixed = gas
-        tx_hash, gas, receipt = self._send(account, fn, value, label, fixed)
-        if receipt["status"] != 1 and fixed is None and self._estimate(account, fn, value, label) > gas:
+        tx_hash, gas, receipt = self._send(account, fn, value, label)
+        if receipt["status"] != 1 and self._estimate(account, fn, value, label) > gas:
             log.warning("%s ran out of its %d gas on a state changed since its estimate: sending it again", label, gas)
             tx_hash, gas, receipt = self._send(account, fn, value, label)
         if receipt["status"] != 1:
@@ -299,11 +287,11 @@ class Chain:
         except Exception as exc:
             raise self._translate(label, exc) from exc
 
-    def _send(self, account: LocalAccount, fn: ContractFunction, value: int, label: str, gas: int | None = None):
+    def _send(self, account: LocalAccount, fn: ContractFunction, value: int, label: str):
         base = {"from": account.address, "value": value, "chainId": self.chain_id}
         try:
             base["nonce"] = self._w3.eth.get_transaction_count(account.address, "pending")
-            base["gas"] = gas or int(fn.estimate_gas(base, self._mined_in) * 1.2) + 10_000
+            base["gas"] = int(fn.estimate_gas(base, self._mined_in) * 1.2) + 10_000
             signed = account.sign_transaction(fn.build_transaction(base))
             tx_hash = self._sent(signed)
             return tx_hash, base["gas"], self._w3.eth.wait_for_transaction_receipt(tx_hash, timeout=120)

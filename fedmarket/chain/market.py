@@ -1,4 +1,4 @@
-"""Typed bindings of MarketFactory and DataMarket over the chain adapter."""
+"""Typed bindings of MarketFactory, VerifierFactory and DataMarket over the chain adapter."""
 
 from __future__ import annotations
 
@@ -8,11 +8,12 @@ from eth_abi import encode as abi_encode
 from eth_account.signers.local import LocalAccount
 from eth_utils import keccak
 from web3 import Web3
+from web3.contract import Contract
 from web3.logs import DISCARD as _DISCARD
 
 from fedmarket.chain.adapter import Chain, TxResult
 from fedmarket.chain.board import BoardClient
-from fedmarket.errors import ChainError, ChainUnavailableError, ProtocolError
+from fedmarket.errors import ChainError, ChainUnavailableError, ProtocolError, VerifierMismatchError
 from fedmarket.store.cid import cid_text, digest_of
 from fedmarket_schemas.market import MarketSpec
 from fedmarket_schemas.rounds import Rejection, Submission
@@ -47,7 +48,7 @@ def seed_commitment(chain_id: int, market: str, trainer: str, seed: bytes) -> by
     return keccak(encoded)
 
 
-VERIFIER_KINDS = ("none", "round", "settlement", "kzg_round")  # IMarketFactory.VerifierKind
+VERIFIER_KINDS = ("none", "round", "settlement", "kzg_round", "split_round")  # IVerifierFactory.VerifierKind
 
 
 @dataclass(frozen=True)
@@ -57,6 +58,7 @@ class VerifierInfo:
     kind: str
     trainers: int
     samples: int
+    chunks: int  # a split round's parameter chunks; zero otherwise
     halo2: str
     halo2_code_hash: str
 
@@ -71,15 +73,35 @@ class RoundState:
 
 
 class FactoryClient:
+    """A market factory and the verifier factory it trusts (MarketFactory.verifiers)."""
+
     def __init__(self, chain: Chain, address: str):
         self.chain = chain
         self.contract = chain.contract("MarketFactory", address)
         self.address = self.contract.address
+        self._verifiers: Contract | None = None
 
     @classmethod
     def deploy(cls, chain: Chain, account: LocalAccount) -> tuple[FactoryClient, TxResult]:
-        contract, result = chain.deploy(account, "MarketFactory")
+        """Both factories: VerifierFactory, then the MarketFactory that trusts it (one contract
+        cannot hold both's creation code under EIP-3860); the result is the market factory's."""
+        verifiers, _ = chain.deploy(account, "VerifierFactory")
+        contract, result = chain.deploy(account, "MarketFactory", verifiers.address)
         return cls(chain, contract.address), result
+
+    @property
+    def verifiers(self) -> Contract:
+        """The verifier factory this market factory checks verifiers with, once its code is found
+        to be VerifierFactory's (which has no immutables): a factory deployed over another
+        contract could vouch for any verifier (VerifierMismatchError)."""
+        if self._verifiers is None:
+            address = self.chain.call(self.contract.functions.verifiers())
+            if self.chain.code(address) != self.chain.runtime_code_of("VerifierFactory"):
+                raise VerifierMismatchError(
+                    f"the market factory {self.address} trusts verifiers from {address}, which is not VerifierFactory's code"
+                )
+            self._verifiers = self.chain.contract("VerifierFactory", address)
+        return self._verifiers
 
     def create_market(self, account: LocalAccount, spec: MarketSpec, deposit: int) -> tuple[MarketClient, TxResult]:
         deadline = self.chain.now() + spec.registration_window_s
@@ -120,24 +142,35 @@ class FactoryClient:
         """The round verifier adapter for `trainers` slots over EZKL's verifier `halo2`, deployed
         and recorded by this factory (a market may name only such adapters); `kzg`: for the round
         circuit whose inputs are under KZG commitments (EzklKzgRoundVerifier)."""
-        deploy = self.contract.functions.deployKzgRoundVerifier if kzg else self.contract.functions.deployRoundVerifier
+        functions = self.verifiers.functions
+        deploy = functions.deployKzgRoundVerifier if kzg else functions.deployRoundVerifier
         return self._deployed_verifier(self.chain.transact(account, deploy(Web3.to_checksum_address(halo2), trainers)))
+
+    def deploy_split_round_verifier(
+        self, account: LocalAccount, halo2: str, chunk_halo2: str, trainers: int, chunks: int
+    ) -> tuple[str, TxResult]:
+        """The adapter of a round proven in `chunks` parameter chunks (EzklSplitRoundVerifier):
+        `halo2` is EZKL's verifier of the rule circuit, `chunk_halo2` of the chunk circuit."""
+        fn = self.verifiers.functions.deploySplitRoundVerifier(
+            Web3.to_checksum_address(halo2), Web3.to_checksum_address(chunk_halo2), trainers, chunks
+        )
+        return self._deployed_verifier(self.chain.transact(account, fn))
 
     def deploy_settlement_verifier(
         self, account: LocalAccount, halo2: str, trainers: int, samples: int
     ) -> tuple[str, TxResult]:
-        fn = self.contract.functions.deploySettlementVerifier(Web3.to_checksum_address(halo2), trainers, samples)
+        fn = self.verifiers.functions.deploySettlementVerifier(Web3.to_checksum_address(halo2), trainers, samples)
         return self._deployed_verifier(self.chain.transact(account, fn))
 
     def _deployed_verifier(self, result: TxResult) -> tuple[str, TxResult]:
-        (event,) = self.contract.events.VerifierDeployed().process_receipt(result.receipt, errors=_DISCARD)
+        (event,) = self.verifiers.events.VerifierDeployed().process_receipt(result.receipt, errors=_DISCARD)
         return event["args"]["adapter"], result
 
     def verifier_info(self, adapter: str) -> VerifierInfo:
-        kind, trainers, samples, halo2, code_hash = self.chain.call(
-            self.contract.functions.verifierInfo(Web3.to_checksum_address(adapter))
+        kind, trainers, samples, chunks, halo2, code_hash = self.chain.call(
+            self.verifiers.functions.verifierInfo(Web3.to_checksum_address(adapter))
         )
-        return VerifierInfo(VERIFIER_KINDS[kind], int(trainers), int(samples), halo2, hex32(code_hash))
+        return VerifierInfo(VERIFIER_KINDS[kind], int(trainers), int(samples), int(chunks), halo2, hex32(code_hash))
 
     def is_market(self, address: str) -> bool:
         return bool(self.chain.call(self.contract.functions.isMarket(Web3.to_checksum_address(address))))

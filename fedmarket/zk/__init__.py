@@ -2,7 +2,8 @@
 proven with EZKL (fedmarket/zk/ezkl). Everything outside fedmarket/zk uses these names only.
 
 - the round statement (round_circuit, round_proof): the outlier rule's mask and the aggregate;
-  past one proof's memory, proven by parameter chunks (round_split);
+  past one proof's memory, proven by parameter chunks (round_split); a market uses either
+  layout through market_round;
 - the norm-bound statement (norm_proof): a secure-aggregation trainer's update norm, under its
   commitment;
 - the settlement statement (settlement_circuit, settlement_proof), one proof per round:
@@ -19,14 +20,26 @@ from fedmarket.zk.ezkl.deploy import (
     deploy_round_verifier,
     deploy_settlement_verifier,
     deploy_split_round_verifier,
+    deployed_round_verifier_code,
     deployed_verifier_code,
-    split_round_verdict,
 )
 from fedmarket.zk.ezkl.polycommit import POINT_BYTES, combines_to, commit_elements, commit_values, proof_commitments
 from fedmarket.zk.ezkl.poseidon import packed_commitment, poseidon_commitment
 from fedmarket.zk.ezkl.prover import Proof, prove, verify_locally
 from fedmarket.zk.ezkl.toolchain import CircuitBuild, CircuitShape, CircuitSpec, RunArgs, build_circuit
 from fedmarket.zk.ezkl.verifier import check_verifier, verifier_artifact
+from fedmarket.zk.market_round import (
+    MAX_ROUND_CHUNKS,
+    RoundCircuit,
+    RoundLayout,
+    build_market_round,
+    check_round_verifiers,
+    deploy_market_round_verifier,
+    expected_round_prove_s,
+    prove_market_round,
+    round_model_commitment,
+    verifier_builds,
+)
 from fedmarket.zk.norm_proof import (
     NormProof,
     build_norm_circuit,
@@ -72,6 +85,7 @@ from fedmarket.zk.settlement_proof import (
 )
 
 __all__ = [
+    "MAX_ROUND_CHUNKS",
     "CachedBuild",
     "CircuitBuild",
     "CircuitShape",
@@ -81,6 +95,8 @@ __all__ = [
     "NormProof",
     "POINT_BYTES",
     "Proof",
+    "RoundCircuit",
+    "RoundLayout",
     "RoundProof",
     "RoundStatement",
     "RunArgs",
@@ -89,11 +105,13 @@ __all__ = [
     "SplitBuilds",
     "SplitRoundProof",
     "build_circuit",
+    "build_market_round",
     "build_norm_circuit",
     "build_round_circuit",
     "build_settlement_circuit",
     "build_split_round",
     "cached_builds",
+    "check_round_verifiers",
     "check_verifier",
     "chunk_commitments",
     "chunk_rows",
@@ -102,18 +120,22 @@ __all__ = [
     "combines_to",
     "commit_elements",
     "commit_values",
+    "deploy_market_round_verifier",
     "deploy_round_verifier",
     "deploy_settlement_verifier",
     "deploy_split_round_verifier",
+    "deployed_round_verifier_code",
     "deployed_verifier_code",
     "evaluate",
     "expected_prove_s",
+    "expected_round_prove_s",
     "model_commitment",
     "norm_domain",
     "packed_commitment",
     "poseidon_commitment",
     "proof_commitments",
     "prove",
+    "prove_market_round",
     "prove_norm",
     "prove_round",
     "prove_settlement",
@@ -121,16 +143,17 @@ __all__ = [
     "prune",
     "rloo_subsets",
     "round_circuit",
+    "round_model_commitment",
     "round_rloo_seed",
     "round_test_chunk",
     "settlement_circuit_spec",
     "split_by_chunks",
     "split_commitment",
     "split_round_circuits",
-    "split_round_verdict",
     "split_witnesses",
     "sum_is_proven",
     "verifier_artifact",
+    "verifier_builds",
     "verify_locally",
     "verify_norm",
     "verify_split_round",

@@ -126,6 +126,11 @@ class RoundProof:
     def benign_mask(self) -> int:
         return mask_bits(self.mask)
 
+    def summary(self) -> str:
+        """One line for the round's log: how it was proven, in how long, and the proof's size."""
+        p = self.proof
+        return f"{self.commitment} inputs in {p.prove_s:.1f} s (witness {p.witness_s:.1f} s), proof {p.size} bytes"
+
     @property
     def aggregate_commitment(self) -> str:
         slots = len(self.mask)

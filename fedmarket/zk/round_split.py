@@ -15,8 +15,7 @@ on chain keccak of their Poseidon hashes (`split_commitment`), which the contrac
 
 Chunks under KZG commitments prove faster (fewer rows than hashing), but at two columns the chunk
 circuit's verifier, which checks its L + 3 input points, is over EIP-170 at L = 32, so the
-adapter takes hashed chunks. The factory does not deploy the adapter yet: its creation code would take
-the factory's own past EIP-3860's initcode limit, so no market names it for now.
+adapter takes hashed chunks (fedmarket/zk/market_round.py is how a market uses either layout).
 """
 
 from __future__ import annotations
@@ -73,6 +72,21 @@ class SplitRoundProof:
     @property
     def benign_mask(self) -> int:
         return mask_bits(self.mask)
+
+    def summary(self) -> str:
+        """One line for the round's log, as RoundProof.summary: the proofs' times and sizes summed."""
+        proofs = [*self.chunk_proofs, self.rule_proof]
+        return (
+            f"in {len(self.chunk_proofs)} chunks, {len(proofs)} proofs in "
+            f"{sum(p.prove_s for p in proofs):.1f} s (witnesses {sum(p.witness_s for p in proofs):.1f} s), "
+            f"{sum(p.size for p in proofs)} bytes"
+        )
+
+    @property
+    def aggregate_commitment(self) -> str:
+        """The aggregate's commitment on chain (split_commitment) from the hashes its chunks carry."""
+        slot = len(self.mask) + 1
+        return list_commitment([p.input_hashes[slot] for p in self.chunk_proofs])
 
     def calldata(self) -> bytes:
         """The `proof` argument of `finalizeRound` (contracts/src/EzklSplitRoundVerifier.sol):

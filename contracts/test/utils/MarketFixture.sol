@@ -4,6 +4,7 @@ pragma solidity ^0.8.28;
 import {DataMarket} from "../../src/DataMarket.sol";
 import {IDataMarket} from "../../src/IDataMarket.sol";
 import {MarketFactory} from "../../src/MarketFactory.sol";
+import {VerifierFactory} from "../../src/VerifierFactory.sol";
 import {IProofVerifier} from "../../src/IProofVerifier.sol";
 import {EzklCircuitVerifier} from "../../src/EzklCircuitVerifier.sol";
 import {TestBase} from "./TestBase.sol";
@@ -76,6 +77,7 @@ contract ReentrantTrainer {
 
 abstract contract MarketFixture is TestBase {
     MarketFactory internal factory;
+    VerifierFactory internal verifiers;
     address internal owner = address(0xA11CE);
     address internal aggregator = address(0xA66);
     address internal stranger = address(0x5757);
@@ -92,7 +94,8 @@ abstract contract MarketFixture is TestBase {
 
     function setUp() public virtual {
         vm.warp(1_700_000_000);
-        factory = new MarketFactory();
+        verifiers = new VerifierFactory();
+        factory = new MarketFactory(verifiers);
         vm.deal(owner, 1_000 ether);
     }
 
@@ -214,7 +217,7 @@ abstract contract MarketFixture is TestBase {
         internal
         returns (DataMarket market, EzklCircuitVerifier rv, uint32 round)
     {
-        rv = EzklCircuitVerifier(factory.deployRoundVerifier(halo2, l));
+        rv = EzklCircuitVerifier(verifiers.deployRoundVerifier(halo2, l));
         market = createWith(spec(l, t, address(rv), address(0)), required(l, t));
         registerAll(market);
         revealAll(market);
