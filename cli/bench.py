@@ -172,12 +172,13 @@ def bench_zk(
     rounds: Annotated[int, typer.Option(min=1, help="settlement: the market's rounds, one proof each")] = 1,
     circuits: Annotated[str, typer.Option(help="comma-separated: round, settlement")] = "round,settlement",
     commitment: Annotated[
-        str,
+        str | None,
         typer.Option(
             help="comma-separated: how the round circuit binds its inputs, polycommit (markets that prove "
-            "their rounds only) or poseidon (markets that prove their settlement too)"
+            "their rounds only) or poseidon (markets that prove their settlement too); unset: polycommit, "
+            "poseidon with --chunks (the split adapter takes hashed chunks: polycommit chunks only with --layout)"
         ),
-    ] = "polycommit",
+    ] = None,
     chunks: Annotated[
         int,
         typer.Option(
@@ -223,7 +224,13 @@ def bench_zk(
     sizes = int_list(trainers, "--trainers", minimum=2)
     if max(sizes) > 128:
         raise usage_error("--trainers", "a market holds at most 128 trainers")
-    commitments = str_list(commitment, "--commitment", ["polycommit", "poseidon"])
+    default = "poseidon" if chunks > 1 else "polycommit"
+    commitments = str_list(commitment or default, "--commitment", ["polycommit", "poseidon"])
+    if chunks > 1 and not layout and "polycommit" in commitments:
+        raise usage_error(
+            "--commitment",
+            "a split round runs in a market, whose adapter takes hashed chunks: polycommit chunks only with --layout",
+        )
     round_row, settlement_row = (layout_round, layout_settlement) if layout else (run_round, run_settlement)
     split_rows = layout_split_round if layout else run_split_round
     if chunks > 1:
@@ -235,7 +242,8 @@ def bench_zk(
     for size in sizes:
         if "round" in chosen and chunks > 1:
             for c in commitments:
-                rows.extend(split_rows(size, ModelKind(kind), chunks, commitment=c))
+                more = {"commitment": c} if layout else {}
+                rows.extend(split_rows(size, ModelKind(kind), chunks, **more))
         elif "round" in chosen:
             rows.extend(round_row(size, ModelKind(kind), commitment=c) for c in commitments)
         if "settlement" in chosen:

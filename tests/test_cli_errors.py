@@ -33,6 +33,7 @@ BAD = [
     (["bench", "contribution", "--methods", "banzhaf"], 2, "banzhaf"),
     (["bench", "zk", "--model", "cnn"], 2, "cnn"),
     (["bench", "zk", "--chunks", "400"], 2, "--chunks"),
+    (["bench", "zk", "--chunks", "4", "--commitment", "polycommit"], 2, "polycommit chunks only with --layout"),
     (["bench", "aggregation", "--params", "ten"], 2, "--params"),
     (["zk", "prune", "--unused-days", "-1"], 2, "--unused-days"),
     (["data", "digits", "--out", "{tmp}", "--split", "skewed"], 2, "skewed"),

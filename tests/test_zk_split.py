@@ -20,19 +20,19 @@ from fedmarket.ml.updates import decode_update
 from fedmarket.settings import Settings
 from fedmarket.simulation.enrol import enrol
 from fedmarket.zk import MAX_ROUND_CHUNKS, RoundLayout, RoundStatement, evaluate
-from fedmarket.zk.ezkl.prover import prove, witness
+from fedmarket.zk.ezkl.prover import Proof, prove, verify_locally, witness
 from fedmarket.zk.round_split import (
-    SplitRoundProof,
     _hints,
     _part,
     build_split_round,
     chunk_commitments,
     chunk_inputs,
+    links,
     proof_chunk_commitments,
     prove_split_round,
     split_commitment,
+    split_round_circuits,
     split_witnesses,
-    verify_split_round,
 )
 from fedmarket_flows.market import open_next_round
 from fedmarket_flows.round import round_flow
@@ -85,20 +85,33 @@ def test_a_statement_of_another_size_is_refused(split_builds):
         prove_split_round(split_builds, RoundStatement([np.zeros(6)] * L, 1, domain=1, start=np.zeros(6)))
 
 
-def test_a_chunk_proof_of_another_round_does_not_link(split_builds):
+def test_a_chunk_of_another_round_does_not_link(split_builds):
+    """The rule proof reads chunk c's outputs by the hash of its outputs: a chunk over other models,
+    under the same mask and its aggregate, hashes to another value (witnesses carry the hashes
+    their proofs would)."""
     rows = models(2)
     statement = RoundStatement(rows, 2, domain=7, kept_before=0b0011, start=START)
-    proof = prove_split_round(split_builds, statement)
-    assert proof.mask == [True, True, True, False] and verify_split_round(split_builds, proof, statement)
+    w = split_witnesses(split_builds, statement)
+    assert w.result.mask == [True, True, True, False]
+    read = w.rule.hashes("inputs")[:CHUNKS]
+    assert read == [c.hashes("outputs")[0] for c in w.chunks]
     # chunk 0 of the same round with every model moved, under the same mask and its aggregate
     moved = RoundStatement([quantize(r + 0.5) for r in rows], 2, domain=7, kept_before=0b0011, start=START)
-    aggregate = quantize(np.mean([m for m, k in zip(moved.models, proof.mask) if k], axis=0))
-    other = prove(split_builds.chunk, chunk_inputs(moved, aggregate, proof.mask, CHUNKS, packed=True)[0])
-    swapped = SplitRoundProof(
-        [other, *proof.chunk_proofs[1:]], proof.rule_proof, proof.mask, proof.aggregate, proof.reasons
-    )
-    assert not swapped.links
-    assert not verify_split_round(split_builds, swapped, statement)
+    aggregate = quantize(np.mean([m for m, k in zip(moved.models, w.result.mask) if k], axis=0))
+    other = witness(split_builds.chunk, chunk_inputs(moved, aggregate, w.result.mask, CHUNKS, packed=True)[0])
+    assert other.hashes("outputs")[0] != read[0]
+
+
+def test_proofs_link_when_the_rule_reads_each_chunks_output_hash_in_order():
+    def proof(inputs, outputs=()):
+        return Proof(b"", [], list(inputs), [], 0.0, 0.0, "", list(outputs))
+
+    chunks = [proof([1, 2], [10]), proof([3, 4], [11])]
+    assert links(chunks, proof([10, 11, 99]))
+    assert not links(chunks, proof([11, 10, 99]))  # in another order
+    assert not links(chunks, proof([10, 12, 99]))  # another chunk's output
+    assert not links(chunks, proof([10, 11]))  # the hints' hash missing
+    assert not links([chunks[0], proof([3, 4])], proof([10, 11, 99]))  # a chunk without its output hash
 
 
 def test_small_updates_the_chunks_round_otherwise_are_provable(split_builds):
@@ -140,16 +153,23 @@ def test_a_chunk_under_another_mask_or_aggregate_fails_the_round(split_builds):
     assert _rule_outputs(split_builds, statement, off, honest)[3] == [0]
 
 
-def test_a_round_split_under_kzg_commitments_verifies(tmp_path_factory):
-    builds = build_split_round(
-        L, D, 2, Settings(zk_cache_dir=tmp_path_factory.mktemp("split-kzg-cache")), commitment="polycommit"
-    )
+def test_a_chunk_under_kzg_commitments_carries_the_points_of_its_models_chunks(tmp_path_factory):
+    """Chunks may take their models under KZG commitments (`bench zk --chunks P --commitment
+    polycommit`; markets take hashed chunks, whose verifier fits EIP-170). The rule proof reads
+    the chunks' outputs hashed either way, so only the chunk circuit differs: its proof verifies
+    and carries, for each model, the point of that model's chunk."""
+    chunk_spec, _ = split_round_circuits(L, D, 2, None, "polycommit")
+    chunk = chunk_spec.build(tmp_path_factory.mktemp("split-kzg-cache"))
     rows = models(1)
     statement = RoundStatement(rows, 1, domain=12345, start=START)
-    proof = prove_split_round(builds, statement)
-    assert proof.mask == [True, True, True, False] and proof.links
-    assert verify_split_round(builds, proof, statement)
-    assert proof_chunk_commitments(builds, proof.chunk_proofs[1])[0] == chunk_commitments(builds.chunk, rows[0], 2)[1]
+    result = evaluate(statement, 2)
+    proof = prove(chunk, chunk_inputs(statement, result.aggregate, result.mask, 2, packed=False)[1])
+    assert verify_locally(chunk, proof)
+    carried = proof_chunk_commitments(chunk, L, proof)
+    assert carried[:L] == [chunk_commitments(chunk, m, 2)[1] for m in rows]
+    assert carried[L] == chunk_commitments(chunk, START, 2, global_model=True)[1]
+    assert carried[L + 1] == chunk_commitments(chunk, result.aggregate, 2, global_model=True)[1]
+    assert carried[L + 1] != chunk_commitments(chunk, quantize(result.aggregate + STEP), 2, global_model=True)[1]
 
 
 def test_a_market_proves_its_rounds_by_chunks_through_the_flows(anvil_url, split_builds, tmp_path):

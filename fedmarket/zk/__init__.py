@@ -68,7 +68,6 @@ from fedmarket.zk.round_split import (
     split_commitment,
     split_round_circuits,
     split_witnesses,
-    verify_split_round,
 )
 from fedmarket.zk.settlement_proof import (
     DataChunks,
@@ -156,5 +155,4 @@ __all__ = [
     "verifier_builds",
     "verify_locally",
     "verify_norm",
-    "verify_split_round",
 ]

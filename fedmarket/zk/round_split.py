@@ -33,7 +33,7 @@ from fedmarket.field import list_commitment, to_bytes32
 from fedmarket.packing import pack_pairs
 from fedmarket.settings import Settings, load_settings
 from fedmarket.zk.ezkl.polycommit import point_commitment, proof_commitments
-from fedmarket.zk.ezkl.prover import Proof, Witness, prove_witness, verify_locally, witness
+from fedmarket.zk.ezkl.prover import Proof, Witness, prove_witness, witness
 from fedmarket.zk.ezkl.toolchain import CircuitBuild, CircuitSpec, RunArgs
 from fedmarket.zk.round_proof import (
     RoundResult,
@@ -214,12 +214,13 @@ def split_commitment(build: CircuitBuild, values: np.ndarray, chunks: int, *, gl
     return list_commitment([int(h, 16) for h in chunk_commitments(build, values, chunks, global_model=global_model)])
 
 
-def proof_chunk_commitments(builds: SplitBuilds, proof: Proof) -> list[str]:
-    """The commitments a chunk proof carries for its model inputs (each slot's chunk, then the start
-    model's and the aggregate's): its input hashes, or keccak of its input points. Its last input,
-    the mask, is checked by nobody: the rule proof pins the mask."""
-    count = builds.trainers + 2
-    if builds.chunk.commitment == "polycommit":
+def proof_chunk_commitments(chunk: CircuitBuild, trainers: int, proof: Proof) -> list[str]:
+    """The commitments a proof of the chunk circuit `chunk` of `trainers` slots carries for its
+    model inputs (each slot's chunk, then the start model's and the aggregate's): its input
+    hashes, or keccak of its input points. Its last input, the mask, is checked by nobody: the
+    rule proof pins the mask."""
+    count = trainers + 2
+    if chunk.commitment == "polycommit":
         return [point_commitment(p) for p in proof_commitments(proof.proof_json, count)]
     return [to_bytes32(h) for h in proof.input_hashes[:count]]
 
@@ -282,33 +283,3 @@ def prove_split_round(builds: SplitBuilds, statement: RoundStatement) -> SplitRo
     if not proof.links:
         raise ProofMismatchError("the rule proof's inputs are not the chunk proofs' outputs")
     return proof
-
-
-def verify_split_round(builds: SplitBuilds, proof: SplitRoundProof, statement: RoundStatement) -> bool:
-    """Off chain, what a verifier of a split round checks: every proof verifies, the rule proof
-    reads the chunk proofs' outputs and shows the statement's flags with a valid round under the
-    proof's mask, and each chunk proof commits to the chunks of the present slots' models, the
-    start model and the aggregate."""
-    if len(proof.chunk_proofs) != builds.chunks or not proof.links:
-        return False
-    if not all(verify_locally(builds.chunk, p) for p in proof.chunk_proofs) or not verify_locally(
-        builds.rule, proof.rule_proof
-    ):
-        return False
-    flags, _, mask, valid = proof.rule_proof.outputs
-    present = [m is not None for m in statement.models]
-    if valid != [1] or [bool(m) for m in mask] != proof.mask:
-        return False
-    if [bool(f) for f in flags] != [statement.round == 1, *present, *statement.kept_before_flags]:
-        return False
-    chunks, L = builds.chunks, builds.trainers
-    expected = {i: chunk_commitments(builds.chunk, m, chunks) for i, m in enumerate(statement.models) if m is not None}
-    start = chunk_commitments(builds.chunk, statement.start, chunks, global_model=True)
-    aggregate = chunk_commitments(builds.chunk, proof.aggregate, chunks, global_model=True)
-    for c, p in enumerate(proof.chunk_proofs):
-        carried = proof_chunk_commitments(builds, p)
-        if any(carried[i] != commitments[c] for i, commitments in expected.items()):
-            return False
-        if carried[L] != start[c] or carried[L + 1] != aggregate[c]:
-            return False
-    return True
