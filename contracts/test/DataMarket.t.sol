@@ -661,6 +661,9 @@ contract DataMarketTest is MarketFixture {
         );
         vm.expectRevert(abi.encodeWithSelector(IVerifierFactory.NoVerifierCode.selector, stranger));
         verifiers.deployRoundVerifier(IProofVerifier(stranger), 2);
+        assertEq(verifiers.MAX_TRAINERS(), DataMarket(factory.implementation()).MAX_TRAINERS(), "one bound");
+        vm.expectRevert(abi.encodeWithSelector(IVerifierFactory.InvalidVerifierShape.selector, 129, 0));
+        verifiers.deployRoundVerifier(halo2, 129);
         uint32 tooMany = verifiers.MAX_SETTLEMENT_TRAINERS() + 1;
         vm.expectRevert(abi.encodeWithSelector(IVerifierFactory.InvalidVerifierShape.selector, tooMany, 10));
         verifiers.deploySettlementVerifier(halo2, tooMany, 10);
