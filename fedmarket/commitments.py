@@ -46,20 +46,21 @@ def commit_model(
 def round_circuit(market: MarketClient, model: ModelConfig, settings: Settings) -> RoundCircuit | None:
     """The round circuit(s) a market's model commitments are made for: the builds of its round
     verifier's layout and shape (from the build cache); None in a market whose rounds are not proven."""
-    adapter = market.round_verifier()
-    if adapter is None:
-        return None
-    info = FactoryClient(market.chain, market.factory()).verifier_info(adapter)
-    return build_market_round(
-        RoundLayout.of_verifier(info.kind, info.chunks), info.trainers, parameter_count(model), settings
-    )
+    shape = _round_shape(market)
+    return None if shape is None else build_market_round(*shape, parameter_count(model), settings)
 
 
 def round_layout(market: MarketClient) -> RoundLayout | None:
     """How the market's rounds are proven, from its round verifier's kind; None in a market whose
     rounds are not proven."""
+    shape = _round_shape(market)
+    return None if shape is None else shape[0]
+
+
+def _round_shape(market: MarketClient) -> tuple[RoundLayout, int] | None:
+    """The layout and trainers of the market's round verifier (FactoryClient.verifier_info)."""
     adapter = market.round_verifier()
     if adapter is None:
         return None
     info = FactoryClient(market.chain, market.factory()).verifier_info(adapter)
-    return RoundLayout.of_verifier(info.kind, info.chunks)
+    return RoundLayout.of_verifier(info.kind, info.chunks), info.trainers
