@@ -45,6 +45,7 @@ from fedmarket.zk import (
     deploy_round_verifier,
     deploy_split_round_verifier,
     model_commitment,
+    part_rows,
     prove_round,
     prove_settlement,
     prove_split_round,
@@ -83,7 +84,11 @@ class ZKRow(BaseModel):
         description="the market's whole finalizeRound with the proof (round rows); round-rule: the split adapter's check"
     )
     rounds: int = Field(1, description="settlement: its proofs, one per round; times and gas are their sums")
-    chunks: int = Field(1, description="a round proven by parameter chunks: chunk proofs, times and gas their sums")
+    chunks: int = Field(
+        1,
+        description="a round proven by parameter chunks, or a settlement's test chunk in parts: its proofs, times "
+        "and gas their sums",
+    )
     frac_bits: int
 
 
@@ -177,11 +182,13 @@ def layout_round(
     return _layout_row("round", trainers, kind, spec.shape(settings.zk_cache_dir))
 
 
-def layout_settlement(trainers: int, samples: int, kind: ModelKind, settings: Settings | None = None) -> ZKRow:
-    """The settlement circuit's shape alone, as layout_round."""
+def layout_settlement(
+    trainers: int, samples: int, kind: ModelKind, settings: Settings | None = None, parts: int = 1
+) -> ZKRow:
+    """The settlement circuit's shape alone, as layout_round (of one part's rows)."""
     settings = settings or load_settings()
-    spec = settlement_circuit_spec(trainers, ModelConfig(kind=kind), samples, settings.zk_columns)
-    return _layout_row("settlement", trainers, kind, spec.shape(settings.zk_cache_dir))
+    spec = settlement_circuit_spec(trainers, ModelConfig(kind=kind), part_rows(samples, parts), settings.zk_columns)
+    return _layout_row("settlement", trainers, kind, spec.shape(settings.zk_cache_dir), chunks=parts)
 
 
 def _setup_split(trainers: int, dim: int, chunks: int, settings: Settings):
@@ -332,7 +339,7 @@ def _market_over(platform: Platform, statement: RoundStatement, start: np.ndarra
 
 def _prove_settlement(statement: SettlementStatement, samples: int, settings: Settings) -> tuple[SettlementProof, int]:
     build = build_settlement_circuit(statement.trainers, statement.model, samples, settings)
-    return prove_settlement(build, statement), _peak_rss()
+    return prove_settlement(build, statement, len(statement.test) // samples), _peak_rss()
 
 
 def _setup_settlement(trainers: int, model: ModelConfig, samples: int, settings: Settings) -> tuple[dict, int, bool]:
@@ -342,12 +349,18 @@ def _setup_settlement(trainers: int, model: ModelConfig, samples: int, settings:
 
 
 def run_settlement(
-    trainers: int, samples: int, kind: ModelKind = ModelKind.lr, settings: Settings | None = None, rounds: int = 1
+    trainers: int,
+    samples: int,
+    kind: ModelKind = ModelKind.lr,
+    settings: Settings | None = None,
+    rounds: int = 1,
+    parts: int = 1,
 ) -> ZKRow:
-    """A proven settlement of `rounds` rounds: one proof per round (DataMarket.proveContributions),
+    """A proven settlement of `rounds` rounds: `parts` proofs per round (DataMarket.proveContributions),
     each over that round's models (`trained_round` with seed r), the last round's mean as the final
-    model, and the round's own chunk of `samples` rows of the owner's digits (taken in turn, from
-    the start again past the end). Times and gas are the proofs' sums; peak RSS the largest."""
+    model, and a part of the round's own chunk of `samples` rows of the owner's digits (taken in
+    turn, from the start again past the end). Times and gas are the proofs' sums; peak RSS the
+    largest; the parts of a round are proven one after another in one process."""
     settings = settings or load_settings()
     model = ModelConfig(kind=kind)
     trained = [trained_round(trainers, kind, seed=r)[1] for r in range(rounds)]
@@ -365,16 +378,16 @@ def run_settlement(
         )
         for r, models in enumerate(trained)
     ]
-    report, setup_rss, cached = _in_child(_setup_settlement, trainers, model, samples, settings)
-    proven = [_in_child(_prove_settlement, statement, samples, settings) for statement in statements]
-    build = build_settlement_circuit(trainers, model, samples, settings)
+    rows = part_rows(samples, parts)
+    report, setup_rss, cached = _in_child(_setup_settlement, trainers, model, rows, settings)
+    proven = [_in_child(_prove_settlement, statement, rows, settings) for statement in statements]
+    build = build_settlement_circuit(trainers, model, rows, settings)
     chain = Chain.connect(Settings())
     deployer = account_from_key(keccak(b"bench-zk/deployer"))
     chain.fund(deployer.address, 10**20)
     halo2, _ = chain.deploy_artifact(deployer, verifier_artifact(build))
-    verify_gas = sum(
-        halo2.functions.verifyProof(proof.proof.proof, proof.proof.instances).estimate_gas() for proof, _ in proven
-    )
+    every = [part for proof, _ in proven for part in proof.proofs]
+    verify_gas = sum(halo2.functions.verifyProof(part.proof, part.instances).estimate_gas() for part in every)
     return ZKRow(
         circuit="settlement",
         trainers=trainers,
@@ -383,13 +396,14 @@ def run_settlement(
         **_shape(build.shape),
         setup_s=float(report["setup_s"]),
         setup_cached=cached,
-        witness_s=sum(proof.proof.witness_s for proof, _ in proven),
-        prove_s=sum(proof.proof.prove_s for proof, _ in proven),
+        witness_s=sum(part.witness_s for part in every),
+        prove_s=sum(part.prove_s for part in every),
         peak_rss_bytes=max(setup_rss, *(rss for _, rss in proven)),
         pk_bytes=int(report["pk_bytes"]),
-        proof_bytes=proven[0][0].proof.size,
+        proof_bytes=every[0].size,
         verify_gas=int(verify_gas),
         market_gas=None,
         rounds=rounds,
+        chunks=parts,
         frac_bits=FRAC_BITS,
     )

@@ -187,6 +187,15 @@ def bench_zk(
             "(rows round-chunk and round-rule); 1: one proof",
         ),
     ] = 1,
+    settlement_parts: Annotated[
+        int,
+        typer.Option(
+            min=1,
+            max=16,  # EzklSettlementVerifier.MAX_PARTS
+            help="settlement: prove each round's test chunk in this many proofs of equal rows (--test-rows a "
+            "multiple of it; `fedmarket owner create --settlement-parts`); 1: one proof",
+        ),
+    ] = 1,
     layout: Annotated[
         bool,
         typer.Option(
@@ -238,6 +247,8 @@ def bench_zk(
             chunk_size(parameter_count(ModelConfig(kind=ModelKind(kind))), chunks)
         except ValueError as exc:
             raise usage_error("--chunks", str(exc)) from None
+    if test_rows % settlement_parts:
+        raise usage_error("--settlement-parts", f"splits --test-rows {test_rows} into equal parts: a divisor of it")
     rows = []
     for size in sizes:
         if "round" in chosen and chunks > 1:
@@ -247,7 +258,7 @@ def bench_zk(
         elif "round" in chosen:
             rows.extend(round_row(size, ModelKind(kind), commitment=c) for c in commitments)
         if "settlement" in chosen:
-            more = {} if layout else {"rounds": rounds}
+            more = {"parts": settlement_parts} | ({} if layout else {"rounds": rounds})
             rows.append(settlement_row(size, test_rows, ModelKind(kind), **more))
     emit(
         rows,

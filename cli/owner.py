@@ -103,6 +103,16 @@ def owner_create(
             "hold (`fedmarket bench zk --chunks`); hashed inputs, not with --prove-settlement-rows",
         ),
     ] = None,
+    settlement_parts: Annotated[
+        int | None,
+        typer.Option(
+            min=2,
+            max=16,  # EzklSettlementVerifier.MAX_PARTS (fedmarket.zk.MAX_SETTLEMENT_PARTS, not imported for --help)
+            help="with --prove-settlement-rows: prove each round's test chunk in this many proofs of equal rows (their "
+            "counts add up; each a fraction of one proof's memory, a verification each), for chunks that one proof "
+            "cannot hold (`fedmarket bench zk --circuits settlement --chunks`)",
+        ),
+    ] = None,
     schema: Annotated[
         Path | None,
         typer.Option(
@@ -167,6 +177,11 @@ def owner_create(
             "splits a proven round of hashed inputs: it needs --prove-rounds, and cannot go with --round-inputs kzg "
             "or --prove-settlement-rows (the settlement circuit reads each whole model's Poseidon hash)",
         )
+    if settlement_parts is not None and (prove_settlement_rows is None or prove_settlement_rows % settlement_parts):
+        raise usage_error(
+            "--settlement-parts",
+            "splits a proven settlement's test chunk into equal parts: it needs --prove-settlement-rows, a multiple of it",
+        )
 
     print_json(
         create_market_flow(
@@ -185,6 +200,7 @@ def owner_create(
             test_rows=prove_settlement_rows,
             round_inputs=round_inputs,
             round_chunks=round_chunks,
+            settlement_parts=settlement_parts,
             data_schema=read_schema(schema),
             training=training,
             privacy=privacy,

@@ -33,6 +33,7 @@ def create_market_flow(
     test_rows: int | None = None,
     round_inputs: str | None = None,
     round_chunks: int | None = None,
+    settlement_parts: int | None = None,
     data_schema: DataSchema | None = None,
     training: dict | None = None,
     privacy: DifferentialPrivacy | None = None,
@@ -40,7 +41,8 @@ def create_market_flow(
     norm_bound: float | None = None,
 ) -> dict:
     """`round_inputs`: kzg or poseidon, how a proven round binds its models, `round_chunks` in how
-    many parameter chunks it is proven (publish_market);
+    many parameter chunks it is proven, `settlement_parts` in how many proofs each round's test
+    chunk is (publish_market);
     `training`: TrainingConfig fields that replace the model's defaults; `privacy`: DP-SGD
     every trainer must train with; `aggregation`: secure, for masked updates (fedmarket/secagg),
     with `norm_bound` the update norm each trainer proves."""
@@ -67,6 +69,7 @@ def create_market_flow(
         test_rows=test_rows,
         round_inputs=round_inputs,
         round_chunks=round_chunks,
+        settlement_parts=settlement_parts,
         training=TrainingConfig.for_model(kind, **(training or {})),
         privacy=privacy,
         aggregation=aggregation,

@@ -158,7 +158,7 @@ def _prove(client, aggregator: str, context, final_model, trainers: list[str], s
     already recorded on chain is read back, not proven again."""
     spec, rounds = context.spec, client.round_count()
     data = decode_dataset(get_bytes(context.data_cid))
-    chunks = DataChunks.of(data, spec.test_chunk_rows, spec.model, rounds)
+    chunks = DataChunks.of(data, spec.test_chunk_rows, spec.model, rounds, spec.test_chunk_parts)
     code = deployed_verifier_code(current_platform().chain, client.settlement_verifier())
     split_seed, rloo_seed = client.split_seed(), client.rloo_seed()
     accuracies, per_round = [], []
@@ -178,6 +178,7 @@ def _prove(client, aggregator: str, context, final_model, trainers: list[str], s
                 spec.model,
                 code,
                 r,
+                spec.test_chunk_parts,
                 key=f"{loaded.key}-contributions",
             )
             calldata = proof.calldata(split_seed, chunks)

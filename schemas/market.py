@@ -230,6 +230,13 @@ class TaskSpec(BaseModel):
         "chunk, and the test set is the chunk the split seed picks (fedmarket/zk/settlement_proof.py); "
         "unset: validation_fraction splits",
     )
+    test_chunk_parts: int = Field(
+        1,
+        ge=1,
+        le=16,
+        description="proven settlement: each round's test chunk is proven in this many proofs of equal rows "
+        "(their counts add up), so a chunk past one proof's memory can be scored; the owner commits to every part",
+    )
     init_seed: int = 0
     aggregation: Aggregation = Field(
         Aggregation.plain,
@@ -261,6 +268,10 @@ class TaskSpec(BaseModel):
                 raise ValueError(f"secure aggregation never sees one update, so it cannot run {named}")
             if self.test_chunk_rows is not None:
                 raise ValueError("secure aggregation has no proven settlement: its proof reads every update")
+        if self.test_chunk_parts > 1 and (self.test_chunk_rows is None or self.test_chunk_rows % self.test_chunk_parts):
+            raise ValueError(
+                f"test_chunk_parts {self.test_chunk_parts} needs test_chunk_rows that split into that many equal parts"
+            )
         elif self.norm_bound is not None:
             raise ValueError("a norm bound is proven in secure aggregation only (aggregation: secure)")
         return self

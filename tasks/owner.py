@@ -23,6 +23,7 @@ from fedmarket.zk import (
     build_settlement_circuit,
     deploy_market_round_verifier,
     deploy_settlement_verifier,
+    part_rows,
 )
 from fedmarket_schemas.market import (
     SECURE_RULES,
@@ -58,6 +59,7 @@ def publish_market(
     test_rows: int | None = None,
     round_inputs: str | None = None,
     round_chunks: int | None = None,
+    settlement_parts: int | None = None,
     detector: str | None = None,
     schema: DataSchema | None = None,
     module: str | None = None,
@@ -75,7 +77,8 @@ def publish_market(
     default, and the only one with `test_rows`) or "kzg", how the round circuit binds the models
     (fedmarket/zk/round_proof.py); `round_chunks`: prove each round in that many parameter chunks
     (hashed, without a proven settlement: fedmarket/zk/round_split.py), for rounds past one
-    proof's memory. Circuits are built and verifiers deployed
+    proof's memory; `settlement_parts` (with `test_rows`): prove each round's test chunk in that many
+    proofs of equal rows, for chunks past one proof's memory. Circuits are built and verifiers deployed
     once per circuit and chain. `detector`: the outlier rule by registered name (default: the
     proven rule in a proven market, else DEFAULT_DETECTOR); a proven market refuses a rule no
     circuit proves. `schema`: what the data looks like (default: digits'); the model reads its
@@ -103,6 +106,10 @@ def publish_market(
             )
         if not 2 <= round_chunks <= MAX_ROUND_CHUNKS:
             raise ConfigError(f"rounds in {round_chunks} chunks: 2 to {MAX_ROUND_CHUNKS} (EzklSplitRoundVerifier)")
+    if settlement_parts is not None and (test_rows is None or settlement_parts < 2):
+        raise ConfigError(
+            f"settlement in {settlement_parts} parts: 2 or more parts of a proven settlement's test chunk (test rows)"
+        )
     secure = Aggregation(aggregation) == Aggregation.secure
     if secure and prove_rounds:
         raise ConfigError("secure aggregation has no round proofs: the round circuit reads every update")
@@ -123,6 +130,7 @@ def publish_market(
         module=module,
         name="digits" if schema is None else "task",
         test_chunk_rows=test_rows,
+        test_chunk_parts=settlement_parts or 1,
         detector=detector,
         # a proven settlement pays what its circuit proves; a secure one what the chain shows
         contribution=PROVEN_CONTRIBUTION
@@ -137,7 +145,11 @@ def publish_market(
     task = task.model_copy(update={"model": pin_architecture(task.model), "training": training})
     require_valid(check_dataset(data.features, data.labels, task.data_schema, dataset="owner"))
     # one test chunk per round and one to validate, checked before anything is built or sent
-    chunks = DataChunks.of(data, test_rows, task.model, terms["rounds"]) if test_rows is not None else None
+    chunks = (
+        DataChunks.of(data, test_rows, task.model, terms["rounds"], task.test_chunk_parts)
+        if test_rows is not None
+        else None
+    )
     raw = encode_dataset(data)
     data_commitment = commit(raw)
     if platform.settings.factory_address:
@@ -150,7 +162,7 @@ def publish_market(
         layout = RoundLayout("polycommit" if round_inputs == "kzg" else "poseidon", round_chunks or 1)
         terms["round_verifier"] = _round_verifier(factory, owner, task, terms["trainers"], layout)
     if chunks is not None:
-        terms["settlement_verifier"] = _settlement_verifier(factory, owner, task, terms["trainers"], test_rows)
+        terms["settlement_verifier"] = _settlement_verifier(factory, owner, task, terms["trainers"])
         data_commitment = chunks.commitment
     spec = MarketSpec(
         task_cid=str(platform.store.put(task.model_dump_json().encode())),
@@ -167,6 +179,8 @@ def _round_verifier(factory: FactoryClient, owner: Party, task: TaskSpec, traine
     return deploy_market_round_verifier(factory, owner.account, circuit, trainers).adapter
 
 
-def _settlement_verifier(factory: FactoryClient, owner: Party, task: TaskSpec, trainers: int, rows: int) -> str:
+def _settlement_verifier(factory: FactoryClient, owner: Party, task: TaskSpec, trainers: int) -> str:
+    parts = task.test_chunk_parts
+    rows = part_rows(task.test_chunk_rows, parts)
     build = build_settlement_circuit(trainers, task.model, rows, current_platform().settings)
-    return deploy_settlement_verifier(factory, owner.account, build, trainers, rows).adapter
+    return deploy_settlement_verifier(factory, owner.account, build, trainers, rows, parts).adapter

@@ -26,6 +26,7 @@ from fedmarket.zk import (
     chunk_rows,
     expected_prove_s,
     expected_round_prove_s,
+    part_rows,
     prove_market_round,
     prove_settlement,
     rloo_subsets,
@@ -91,12 +92,14 @@ def prove_contributions_step(
     model: ModelConfig,
     verifier_code: bytes,
     round: int,
+    parts: int = 1,
     *,
     key: str,
 ) -> SettlementProof:
     """The settlement statement over round `round`'s slots, the final model, the round's test
     chunk and the RLOO subsets the contract derives from `seed` (the round's, round_rloo_seed)
-    and the round's mask; `verifier_code` as for prove_round_step, of the settlement verifier."""
+    and the round's mask, proven in `parts` proofs of the chunk's rows; `verifier_code` as for
+    prove_round_step, of the settlement verifier."""
     rows = dict(zip(models.trainers, models.matrix))
     statement = SettlementStatement(
         [rows.get(t) for t in trainers],
@@ -106,10 +109,14 @@ def prove_contributions_step(
         domain,
         model,
     )
-    build = build_settlement_circuit(len(trainers), model, len(test), current_platform().settings)
+    build = build_settlement_circuit(len(trainers), model, part_rows(len(test), parts), current_platform().settings)
     check_verifier(build, verifier_code)
-    with timed_progress(f"round {round} contributions proof, circuit {build.name}", expected_prove_s(build.dir)):
-        return prove_settlement(build, statement)
+    expected = expected_prove_s(build.dir)
+    with timed_progress(
+        f"round {round} contributions proof in {parts} part(s), circuit {build.name}",
+        None if expected is None else expected * parts,
+    ):
+        return prove_settlement(build, statement, parts)
 
 
 def proven_contributions(per_round: list[list[int]], trainers: list[str]) -> ContributionReport:

@@ -65,9 +65,14 @@ def check_market(market: str, spec: TaskSpec) -> list[str]:
             check_round_verifiers(circuit, deployed_round_verifier_code(platform.chain, adapter, split=layout.split))
             builds = verifier_builds(circuit)
         else:
-            if spec.test_chunk_rows is None or info.samples != spec.test_chunk_rows:
+            parts = spec.test_chunk_parts
+            if spec.test_chunk_rows is None or (info.samples * info.chunks, info.chunks) != (
+                spec.test_chunk_rows,
+                parts,
+            ):
                 raise ProtocolError(
-                    f"settlement verifier {adapter} is for {info.samples} test rows, the task's {spec.test_chunk_rows}"
+                    f"settlement verifier {adapter} is for {info.chunks} part(s) of {info.samples} test rows, the "
+                    f"task's {parts} of {spec.test_chunk_rows} rows"
                 )
             builds = [build_settlement_circuit(info.trainers, spec.model, info.samples, platform.settings)]
             check_verifier(builds[0], platform.chain.code(info.halo2))

@@ -33,6 +33,7 @@ BAD = [
     (["bench", "contribution", "--methods", "banzhaf"], 2, "banzhaf"),
     (["bench", "zk", "--model", "cnn"], 2, "cnn"),
     (["bench", "zk", "--chunks", "400"], 2, "--chunks"),
+    (["bench", "zk", "--test-rows", "100", "--settlement-parts", "3"], 2, "a divisor of it"),
     (["bench", "zk", "--chunks", "4", "--commitment", "polycommit"], 2, "polycommit chunks only with --layout"),
     (["bench", "aggregation", "--params", "ten"], 2, "--params"),
     (["zk", "prune", "--unused-days", "-1"], 2, "--unused-days"),
@@ -74,6 +75,18 @@ BAD = [
         + ["--prove-rounds", "--round-chunks", "17"],
         2,
         "--round-chunks",
+    ),
+    (
+        ["owner", "create", "--data", "{file}", "--aggregator", ADDRESS, "--aggregator-key", KEY]
+        + ["--settlement-parts", "2"],
+        2,
+        "needs --prove-settlement-rows",
+    ),
+    (
+        ["owner", "create", "--data", "{file}", "--aggregator", ADDRESS, "--aggregator-key", KEY]
+        + ["--prove-rounds", "--prove-settlement-rows", "10", "--settlement-parts", "3"],
+        2,
+        "a multiple of it",
     ),
     (["owner", "create", "--data", "{file}", "--aggregator", "0x12", "--aggregator-key", KEY], 2, "0x12"),
     (["owner", "create", "--data", "{file}", "--aggregator", ADDRESS, "--aggregator-key", "0x1"], 2, "0x1"),

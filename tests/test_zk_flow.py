@@ -40,7 +40,8 @@ TASK = TaskSpec(
     model=ModelConfig(in_features=3, classes=2),
     training=TrainingConfig(local_epochs=1, learning_rate=0.5),
     data_schema=DataSchema(feature_count=3, labels=(0, 1)),
-    test_chunk_rows=10,
+    test_chunk_rows=20,
+    test_chunk_parts=2,  # each round's 20 test rows in two proofs of the session's 10-row circuit
     detector="two_stage_proven",
     contribution="rloo_round_counts",
 )
@@ -85,7 +86,7 @@ def proven_market(platform, round_build, settlement_build, task=TASK):
     verifier = deploy_round_verifier(factory, deployer.account, round_build, L)
     proven_settlement = {}
     if settlement_build is not None:
-        deployed = deploy_settlement_verifier(factory, deployer.account, settlement_build, L, 10)
+        deployed = deploy_settlement_verifier(factory, deployer.account, settlement_build, L, 10, parts=2)
         proven_settlement["settlement_verifier"] = deployed.adapter
     owner_data = tiny_data(60, 0)
     market, _, aggregator, members, _ = create_market(
@@ -94,7 +95,7 @@ def proven_market(platform, round_build, settlement_build, task=TASK):
         rounds=ROUNDS,
         task_cid=str(platform.store.put(task.model_dump_json().encode())),
         data_cid=str(platform.store.put(encode_dataset(owner_data))),
-        data_commitment=DataChunks.of(owner_data, 10, TASK.model).commitment,
+        data_commitment=DataChunks.of(owner_data, 20, TASK.model, ROUNDS, parts=2).commitment,
         round_verifier=verifier.adapter,
         factory=factory,
         **proven_settlement,
@@ -136,8 +137,10 @@ def test_every_round_and_the_settlement_of_a_proven_market_are_verified_on_chain
     assert settled.verified and settled.verifier == settlement_verifier
     assert market.phase() == "Settled"
     assert settled.contributions_onchain[-1] == 0  # flagged in every round: in no subset
-    # one contribution proof per round, and the settlement pays their sums
+    # one contribution proof per round (in two parts), and the settlement pays their sums
     proven = [market.last_event("ContributionsProven", round=r)[0] for r in range(1, ROUNDS + 1)]
+    info = FactoryClient(platform.chain, market.factory()).verifier_info(settlement_verifier)
+    assert (info.kind, info.samples, info.chunks) == ("settlement", 10, 2)
     sums = [sum(int(p["contributions"][i]) for p in proven) for i in range(L)]
     assert settled.contributions_onchain == sums
     payouts = {p.account: p.wei for p in settled.payouts}
@@ -174,7 +177,7 @@ def test_a_market_that_proves_its_rounds_only_commits_under_kzg(proven_platform,
     the settlement is the aggregator's (unproven), and the audit re-verifies every round. Round 1's
     first run is killed while it proves."""
     platform = proven_platform
-    task = TASK.model_copy(update={"test_chunk_rows": None, "contribution": "rloo"})
+    task = TASK.model_copy(update={"test_chunk_rows": None, "test_chunk_parts": 1, "contribution": "rloo"})
     market, aggregator, members, verifier, _ = proven_market(platform, round_build, None, task)
     assert FactoryClient(platform.chain, market.factory()).verifier_info(verifier).kind == "kzg_round"
     datasets = [tiny_data(60, 10 + i) for i in range(L)]
@@ -302,8 +305,10 @@ def test_a_trainer_checks_the_markets_verifiers_before_it_joins(proven_platform,
     checked = check_market.fn(market.address, TASK)
     assert any(line.startswith("round verifier") and hashed_round_build.dir.name in line for line in checked)
     assert any(line.startswith("settlement verifier") and settlement_build.dir.name in line for line in checked)
+    with pytest.raises(ProtocolError, match="2 part\\(s\\) of 10 test rows, the task's 1 of 20"):
+        check_market.fn(market.address, TASK.model_copy(update={"test_chunk_parts": 1}))
     with pytest.raises(ProtocolError, match="test rows"):
-        check_market.fn(market.address, TASK.model_copy(update={"test_chunk_rows": 20}))
+        check_market.fn(market.address, TASK.model_copy(update={"test_chunk_rows": 10, "test_chunk_parts": 1}))
 
     factory = FactoryClient(platform.chain, market.factory())
     deployer = party(platform, "verifier-deployer")
@@ -321,9 +326,12 @@ def test_a_trainer_checks_the_markets_verifiers_before_it_joins(proven_platform,
         check_market.fn(swapped.address, TASK)
 
 
-def test_the_owner_chooses_how_a_proven_round_binds_its_models(proven_platform, round_build, hashed_round_build):
+def test_the_owner_chooses_how_a_proven_round_binds_its_models(
+    proven_platform, round_build, hashed_round_build, settlement_build
+):
     """Poseidon inputs by default in a market that proves its rounds only, KZG on request, and
-    Poseidon always with a proven settlement (KZG with it is refused by name)."""
+    Poseidon always with a proven settlement (KZG with it is refused by name); a settlement's test
+    chunk in parts on request."""
     from fedmarket.errors import ConfigError
     from fedmarket.market_context import task_spec
     from fedmarket_schemas.market import ModelKind
@@ -340,6 +348,18 @@ def test_the_owner_chooses_how_a_proven_round_binds_its_models(proven_platform, 
         assert info.kind == kind and checked[1].endswith(f"EZKL build {build.dir.name} at {info.halo2}")
     with pytest.raises(ConfigError, match="reads Poseidon commitments"):
         publish_market(owner.address, data, ModelKind.lr, round_inputs="kzg", test_rows=10, **terms)
+    # 20 test rows per round in two proofs of the 10-row circuit: the owner commits to every part
+    parted = publish_market(owner.address, data, ModelKind.lr, test_rows=20, settlement_parts=2, **terms)
+    info = FactoryClient(platform.chain, parted.market.factory()).verifier_info(parted.market.settlement_verifier())
+    assert (info.kind, info.samples, info.chunks) == ("settlement", 10, 2)
+    assert parted.task.test_chunk_parts == 2
+    assert "0x" + platform.chain.call(parted.market.contract.functions.dataCommitment()).hex() == (
+        DataChunks.of(data, 20, parted.task.model, 1, parts=2).commitment
+    )
+    checked = check_market.fn(parted.market.address, task_spec(parted.market, platform.store))
+    assert checked[-1].startswith("settlement verifier") and settlement_build.dir.name in checked[-1]
+    with pytest.raises(ConfigError, match="settlement in 2 parts"):
+        publish_market(owner.address, data, ModelKind.lr, settlement_parts=2, **terms)
     # a proven settlement of 6 rounds needs 7 chunks of 10 rows: refused before any transaction
     head = platform.chain.head()
     with pytest.raises(ZKError, match="a proven settlement of 6 rounds .* needs 7"):

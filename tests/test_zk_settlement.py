@@ -9,10 +9,12 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+from eth_abi import decode
 
 from fedmarket.chain import contribution_step
 from fedmarket.context import Platform, use_platform
 from fedmarket.errors import ContractRevertError, ZKError
+from fedmarket.field import BN254_FIELD
 from fedmarket.fixed_point import quantize
 from fedmarket.ml.data import Dataset
 from fedmarket.ml.models import build_model, vector_to_state
@@ -210,6 +212,29 @@ def test_too_few_chunks_for_the_rounds_are_refused_in_one_line():
     DataChunks.of(owner_data(), N, MODEL, 5)  # 6 chunks: 5 rounds and one to validate
     with pytest.raises(ZKError, match="a proven settlement of 6 rounds .* needs 7"):
         DataChunks.of(owner_data(), N, MODEL, 6)
+
+
+def test_a_chunk_proven_in_parts_counts_what_one_proof_of_it_would(settlement_build):
+    """Two proofs of the 10-row circuit over a 20-row chunk: each part's counts are its rows', and
+    their sums the whole chunk's; the calldata carries both proofs and part 1's counts as its proof
+    does (signed contributions as field elements)."""
+    models, data = final_round_models(), owner_data()
+    rows = chunk_rows(data.subset(np.arange(2 * N)), MODEL)
+    whole = SettlementStatement(
+        models, quantize(np.mean(models[:3], axis=0)), rows, rloo_subsets(5, 0b0111, L), 1, MODEL
+    )
+    proof = prove_settlement(settlement_build, whole, parts=2)
+    halves = [evaluate(part) for part in whole.parts(2)]
+    assert [(c, v) for c, v in zip(proof.part_correct, proof.part_contributions)] == halves
+    assert (proof.correct, proof.contributions) == evaluate(whole)
+    assert (proof.samples, proof.accuracy_bps) == (2 * N, proof.correct * 10_000 // (2 * N))
+    chunks = DataChunks.of(data, 2 * N, MODEL, parts=2)
+    assert len(chunks.hashes) == 6 and chunks.hashes[1] == int(poseidon_commitment(rows[N:]), 16)
+    proofs, free = decode(["bytes[]", "uint256[]"], proof.calldata((0).to_bytes(32, "big"), chunks))
+    assert list(proofs) == [p.proof for p in proof.proofs]
+    assert list(free[-(L + 1) :]) == [proof.part_correct[1], *(c % BN254_FIELD for c in proof.part_contributions[1])]
+    with pytest.raises(ZKError, match="cannot be proven in 3 parts"):
+        whole.parts(3)
 
 
 def test_rloo_subsets_contain_their_trainer_and_only_benign_ones():

@@ -20,8 +20,8 @@ interface IVerifierFactory {
     struct VerifierInfo {
         VerifierKind kind;
         uint32 trainers;
-        uint32 samples; // settlement: rows of the test chunk; zero otherwise
-        uint32 chunks; // split round: parameter chunks; zero otherwise
+        uint32 samples; // settlement: rows of a test chunk, one proof's; zero otherwise
+        uint32 chunks; // split round: parameter chunks; settlement: proofs (test chunks) per round
         address halo2;
         bytes32 halo2CodeHash;
     }

@@ -54,17 +54,18 @@ contract VerifierFactory is IVerifierFactory {
         _record(adapter, VerifierKind.SplitRound, halo2, trainers, 0, chunks);
     }
 
-    /// @notice The settlement verifier for `trainers` slots and a test chunk of `samples` rows over
-    /// `halo2`, EZKL's generated verifier of the settlement circuit.
-    function deploySettlementVerifier(IProofVerifier halo2, uint32 trainers, uint32 samples)
+    /// @notice The settlement verifier for `trainers` slots over `halo2`, EZKL's generated verifier
+    /// of the settlement circuit for test chunks of `samples` rows, each round's test rows proven
+    /// in `parts` such proofs (EzklSettlementVerifier, which refuses a shape past its bounds).
+    function deploySettlementVerifier(IProofVerifier halo2, uint32 trainers, uint32 samples, uint32 parts)
         external
         returns (address adapter)
     {
         if (trainers == 0 || trainers > MAX_SETTLEMENT_TRAINERS || samples == 0) {
             revert InvalidVerifierShape(trainers, samples);
         }
-        adapter = address(new EzklSettlementVerifier(halo2, trainers, samples));
-        _record(adapter, VerifierKind.Settlement, halo2, trainers, samples, 0);
+        adapter = address(new EzklSettlementVerifier(halo2, trainers, samples, parts));
+        _record(adapter, VerifierKind.Settlement, halo2, trainers, samples, parts);
     }
 
     /// @inheritdoc IVerifierFactory

@@ -5,13 +5,16 @@ import {Initializable} from "@openzeppelin/contracts/proxy/utils/Initializable.s
 import {Clones} from "@openzeppelin/contracts/proxy/Clones.sol";
 import {DataMarket} from "../src/DataMarket.sol";
 import {EzklCircuitVerifier} from "../src/EzklCircuitVerifier.sol";
+import {EzklSettlementVerifier} from "../src/EzklSettlementVerifier.sol";
 import {IDataMarket} from "../src/IDataMarket.sol";
 import {IMarketFactory} from "../src/IMarketFactory.sol";
 import {IVerifierFactory} from "../src/IVerifierFactory.sol";
 import {IProofVerifier} from "../src/IProofVerifier.sol";
 import {MarketFactory} from "../src/MarketFactory.sol";
 import {VerifierFactory} from "../src/VerifierFactory.sol";
-import {MarketFixture, PinnedVerifier, ReentrantTrainer, pinThrough} from "./utils/MarketFixture.sol";
+import {
+    AllowedVerifier, MarketFixture, PinnedVerifier, ReentrantTrainer, pinSettlement, pinThrough
+} from "./utils/MarketFixture.sol";
 
 /// Unit tests of the protocol, the economics and every revert, with hand-computed values.
 contract DataMarketTest is MarketFixture {
@@ -457,12 +460,23 @@ contract DataMarketTest is MarketFixture {
     /// A settlement market over chunks (c0, c1) of 20 test rows, ready to settle with 17 correct.
     /// A 2-trainer, 2-round market with proven rounds and settlement, every round finalized.
     function _settlementMarket(PinnedVerifier halo2) private returns (DataMarket market, EzklCircuitVerifier sv) {
-        sv = EzklCircuitVerifier(verifiers.deploySettlementVerifier(halo2, 2, 20));
+        return _settlementMarket(halo2, 20, 1, 3);
+    }
+
+    /// As above, each round's test rows proven in `parts` proofs of `samples` rows each, over the
+    /// owner's `k` chunks 101, 102, ...
+    function _settlementMarket(IProofVerifier halo2, uint32 samples, uint32 parts, uint256 k)
+        private
+        returns (DataMarket market, EzklCircuitVerifier sv)
+    {
+        sv = EzklCircuitVerifier(verifiers.deploySettlementVerifier(halo2, 2, samples, parts));
         PinnedVerifier rounds = new PinnedVerifier();
         address rv = verifiers.deployRoundVerifier(rounds, 2);
         IDataMarket.Spec memory s = spec(2, 2, rv, address(sv));
-        uint256[] memory chunks = new uint256[](3);
-        (chunks[0], chunks[1], chunks[2]) = (101, 102, 103);
+        uint256[] memory chunks = new uint256[](k);
+        for (uint256 j = 0; j < k; ++j) {
+            chunks[j] = 101 + j;
+        }
         s.dataCommitment = bytes32(uint256(keccak256(abi.encode(chunks))) % market_FIELD());
         market = createWith(s, required(2, 2));
         registerAll(market);
@@ -514,7 +528,7 @@ contract DataMarketTest is MarketFixture {
         assertEq(one.length, 2 * 2 + 2 * 2 + 11, "L^2 + 2L + 11 circuit instances");
         assertEq(one[one.length - 1], 1, "the final model unpacked");
 
-        bytes memory proof = pinThrough(halo2, sv, inst, _settlementFree(market));
+        bytes memory proof = pinSettlement(halo2, sv, inst, _settlementFree(market));
         vm.startPrank(aggregator);
         vm.expectRevert(IDataMarket.ProofRejected.selector);
         market.proveContributions(1, 9500, c, proof); // forged accuracy
@@ -536,13 +550,13 @@ contract DataMarketTest is MarketFixture {
         int256[] memory one = _contributions(7, -3);
         int256[] memory two = _contributions(2, 0);
         vm.startPrank(aggregator);
-        market.proveContributions(1, 8500, one, pinThrough(halo2, sv, market.contributionInstances(1, 8500, one), _settlementFree(market)));
+        market.proveContributions(1, 8500, one, pinSettlement(halo2, sv, market.contributionInstances(1, 8500, one), _settlementFree(market)));
         vm.expectRevert(abi.encodeWithSelector(IDataMarket.ContributionsNotProven.selector, 1, 2));
         market.settle(8500, one); // round 2 left out
 
         uint256[] memory free = _settlementFree(market);
         free[0] = 18; // 9,000 bps on round 2's chunk
-        market.proveContributions(2, 9000, two, pinThrough(halo2, sv, market.contributionInstances(2, 9000, two), free));
+        market.proveContributions(2, 9000, two, pinSettlement(halo2, sv, market.contributionInstances(2, 9000, two), free));
         vm.expectRevert(abi.encodeWithSelector(IDataMarket.ContributionsOutOfOrder.selector, 3, 3));
         market.proveContributions(3, 9000, two, hex"01");
         vm.expectRevert(abi.encodeWithSelector(IDataMarket.AccuracyNotProven.selector, 8750));
@@ -556,13 +570,129 @@ contract DataMarketTest is MarketFixture {
         withdrawAll(market);
     }
 
+    /// A 2-round market whose settlement proves each round's 20 test rows in two parts of 10, and
+    /// `free` for round 1 with contributions (7, -3): 8 + 9 of 20 correct, part 1's (2, -5).
+    function _partsMarket(AllowedVerifier halo2)
+        private
+        returns (DataMarket market, EzklSettlementVerifier sv, uint256[] memory free)
+    {
+        EzklCircuitVerifier adapter;
+        (market, adapter) = _settlementMarket(halo2, 10, 2, 6);
+        sv = EzklSettlementVerifier(address(adapter));
+        // [correct_0, splitSeed, h(public), K, 6 chunk hashes, part 1: correct_1, C_1,0, C_1,1]
+        free = new uint256[](13);
+        (free[0], free[1], free[2], free[3]) = (8, uint256(market.splitSeed()), 13, 6);
+        for (uint256 j = 0; j < 6; ++j) {
+            free[4 + j] = 101 + j;
+        }
+        (free[10], free[11], free[12]) = (9, 2, market_FIELD() - 5);
+    }
+
+    /// Part j scores the j-th chunk of the round's group; part 0's contributions are the market's
+    /// less part 1's (EzklSettlementVerifier with parts).
+    function test_aRoundsContributionProofInPartsLaysEachPartOut() public {
+        (DataMarket market, EzklSettlementVerifier sv, uint256[] memory free) = _partsMarket(new AllowedVerifier());
+        assertEq(sv.parts(), 2, "two parts");
+        IVerifierFactory.VerifierInfo memory info = verifiers.verifierInfo(address(sv));
+        assertEq(info.samples, 10, "a part's rows");
+        assertEq(info.chunks, 2, "parts recorded");
+        uint256[] memory inst = market.contributionInstances(1, 8500, _contributions(7, -3));
+        uint256 group = uint256(market.splitSeed()) % 3;
+        (bool ok0, uint256[] memory zero) = sv.circuitInstancesFor(inst, free, hex"01");
+        (bool ok1, uint256[] memory one) = sv.partInstancesFor(inst, free, 1);
+        assertTrue(ok0 && ok1, "both parts fit");
+        assertEq(zero[3], 101 + 2 * group, "part 0: the group's first chunk");
+        assertEq(one[3], 102 + 2 * group, "part 1: its second");
+        assertEq(zero[5], 8, "part 0's correct count");
+        assertEq(one[5], 9, "part 1's");
+        assertEq(zero[6], 5, "part 0's contribution: 7 - 2");
+        assertEq(zero[7], 2, "and -3 - (-5)");
+        assertEq(one[6], 2, "part 1's, as given");
+        (bool ok2,) = sv.partInstancesFor(inst, free, 2);
+        assertTrue(!ok2, "no third part");
+        (, uint256[] memory two) = sv.circuitInstancesFor(market.contributionInstances(2, 8500, _contributions(7, -3)), free, hex"01");
+        assertEq(two[3], 101 + 2 * ((group + 1) % 3), "round 2: the next group");
+    }
+
+    /// The parts' counts must add up: to the accuracy, within each part's rows, in whole groups,
+    /// one proof per part, to the market's contributions.
+    function test_aRoundsContributionsProvenInPartsAddUp() public {
+        AllowedVerifier halo2 = new AllowedVerifier();
+        (DataMarket market, EzklSettlementVerifier sv, uint256[] memory free) = _partsMarket(halo2);
+        int256[] memory c = _contributions(7, -3);
+        uint256[] memory inst = market.contributionInstances(1, 8500, c);
+        (, uint256[] memory zero) = sv.circuitInstancesFor(inst, free, hex"01");
+        (, uint256[] memory one) = sv.partInstancesFor(inst, free, 1);
+        halo2.allow(zero);
+        halo2.allow(one);
+        bytes[] memory proofs = new bytes[](2);
+        (proofs[0], proofs[1]) = (hex"01", hex"02");
+        vm.startPrank(aggregator);
+        vm.expectRevert(IDataMarket.ProofRejected.selector);
+        market.proveContributions(1, 8000, c, abi.encode(proofs, free)); // 17 of 20 is 8,500 bps
+        uint256[] memory over = _copy(free);
+        (over[0], over[10]) = (11, 6); // a part's count past its 10 rows, the same sum
+        halo2.allow(_partInstances(sv, inst, over, 0)); // as if its proofs verified: the adapter refuses
+        halo2.allow(_partInstances(sv, inst, over, 1));
+        vm.expectRevert(IDataMarket.ProofRejected.selector);
+        market.proveContributions(1, 8500, c, abi.encode(proofs, over));
+        uint256[] memory odd = new uint256[](12); // five chunks make no groups of two
+        for (uint256 j = 0; j < 12; ++j) {
+            odd[j] = j < 9 ? free[j] : free[j + 1];
+        }
+        odd[3] = 5;
+        vm.expectRevert(IDataMarket.ProofRejected.selector);
+        market.proveContributions(1, 8500, c, abi.encode(proofs, odd));
+        bytes[] memory single = new bytes[](1);
+        single[0] = hex"01";
+        vm.expectRevert(IDataMarket.ProofRejected.selector);
+        market.proveContributions(1, 8500, c, abi.encode(single, free)); // one part of two
+        // other contributions move part 0's, whose proof then fails
+        vm.expectRevert(IDataMarket.ProofRejected.selector);
+        market.proveContributions(1, 8500, _contributions(8, -3), abi.encode(proofs, free));
+        market.proveContributions(1, 8500, c, abi.encode(proofs, free));
+        vm.stopPrank();
+        assertEq(market.provenRounds(), 1, "round 1 proven in two parts");
+    }
+
+    /// Part `part`'s instances as the adapter lays them out with its totals left unchecked.
+    function _partInstances(EzklSettlementVerifier sv, uint256[] memory inst, uint256[] memory free, uint256 part)
+        private
+        view
+        returns (uint256[] memory c)
+    {
+        uint256 total = free[0] + free[10];
+        uint256[] memory fits = _copy(free);
+        (fits[0], fits[10]) = (total / 2, total - total / 2);
+        (, c) = sv.partInstancesFor(inst, fits, part);
+        c[5] = free[part == 0 ? 0 : 10];
+    }
+
+    function _copy(uint256[] memory a) private pure returns (uint256[] memory b) {
+        b = new uint256[](a.length);
+        for (uint256 i = 0; i < a.length; ++i) {
+            b[i] = a[i];
+        }
+    }
+
+    /// The settlement adapter's bound on parts (its loop over proofs), and none is refused.
+    function test_aSettlementVerifiersPartsAreBounded() public {
+        PinnedVerifier halo2 = new PinnedVerifier();
+        uint32 most = uint32(EzklSettlementVerifier(verifiers.deploySettlementVerifier(halo2, 2, 10, 1)).MAX_PARTS());
+        verifiers.deploySettlementVerifier(halo2, 2, 10, most);
+        vm.expectRevert(abi.encodeWithSelector(EzklSettlementVerifier.InvalidSettlementShape.selector, 10, most + 1));
+        verifiers.deploySettlementVerifier(halo2, 2, 10, most + 1);
+        vm.expectRevert(abi.encodeWithSelector(EzklSettlementVerifier.InvalidSettlementShape.selector, 10, 0));
+        verifiers.deploySettlementVerifier(halo2, 2, 10, 0);
+    }
+
     /// Each proven round reopens the aggregator's window; an aggregator that stalls between proofs
     /// is forced out, and every wei stays claimable.
     function test_aStallBetweenContributionProofsEndsInForcedSettlement() public {
         PinnedVerifier halo2 = new PinnedVerifier();
         (DataMarket market, EzklCircuitVerifier sv) = _settlementMarket(halo2);
         int256[] memory one = _contributions(7, -3);
-        bytes memory proof = pinThrough(halo2, sv, market.contributionInstances(1, 8500, one), _settlementFree(market));
+        bytes memory proof = pinSettlement(halo2, sv, market.contributionInstances(1, 8500, one), _settlementFree(market));
         vm.warp(market.aggregatorDeadline() - 1);
         vm.prank(aggregator);
         market.proveContributions(1, 8500, one, proof);
@@ -591,7 +721,7 @@ contract DataMarketTest is MarketFixture {
         PinnedVerifier halo2 = new PinnedVerifier();
         (DataMarket market, EzklCircuitVerifier sv) = _settlementMarket(halo2);
         int256[] memory c = _contributions(7, 3);
-        bytes memory proof = pinThrough(halo2, sv, market.contributionInstances(1, 8500, c), _settlementFree(market));
+        bytes memory proof = pinSettlement(halo2, sv, market.contributionInstances(1, 8500, c), _settlementFree(market));
         int256 aliased = 3 - int256(market.FIELD());
         c[1] = aliased;
         vm.expectRevert(abi.encodeWithSelector(IDataMarket.ContributionOutOfRange.selector, 1, aliased));
@@ -654,7 +784,7 @@ contract DataMarketTest is MarketFixture {
             spec(2, 1, forThree, address(0)),
             abi.encodeWithSelector(IMarketFactory.VerifierShapeMismatch.selector, forThree, 3, 2)
         );
-        address settlement = verifiers.deploySettlementVerifier(halo2, 2, 10);
+        address settlement = verifiers.deploySettlementVerifier(halo2, 2, 10, 1);
         _refused(
             spec(2, 1, settlement, address(0)),
             abi.encodeWithSelector(IMarketFactory.UnknownVerifier.selector, settlement, IVerifierFactory.VerifierKind.Round)
@@ -666,7 +796,7 @@ contract DataMarketTest is MarketFixture {
         verifiers.deployRoundVerifier(halo2, 129);
         uint32 tooMany = verifiers.MAX_SETTLEMENT_TRAINERS() + 1;
         vm.expectRevert(abi.encodeWithSelector(IVerifierFactory.InvalidVerifierShape.selector, tooMany, 10));
-        verifiers.deploySettlementVerifier(halo2, tooMany, 10);
+        verifiers.deploySettlementVerifier(halo2, tooMany, 10, 1);
 
         address rv = verifiers.deployRoundVerifier(halo2, 2);
         IVerifierFactory.VerifierInfo memory info = verifiers.verifierInfo(rv);

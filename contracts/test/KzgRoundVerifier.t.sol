@@ -98,7 +98,7 @@ contract KzgRoundVerifierTest is MarketFixture {
     function test_aMarketThatProvesItsSettlementNeedsHashedRounds() public {
         PinnedVerifier halo2 = new PinnedVerifier();
         address kzg = verifiers.deployKzgRoundVerifier(halo2, uint32(L));
-        address settlement = verifiers.deploySettlementVerifier(halo2, uint32(L), 10);
+        address settlement = verifiers.deploySettlementVerifier(halo2, uint32(L), 10, 1);
         IDataMarket.Spec memory s = spec(uint32(L), 1, kzg, settlement);
         uint256 value = required(uint32(L), 1);
         vm.expectRevert(abi.encodeWithSelector(IMarketFactory.SettlementNeedsHashedRounds.selector, kzg));

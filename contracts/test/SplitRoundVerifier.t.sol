@@ -7,21 +7,7 @@ import {IDataMarket} from "../src/IDataMarket.sol";
 import {IMarketFactory} from "../src/IMarketFactory.sol";
 import {IVerifierFactory} from "../src/IVerifierFactory.sol";
 import {IProofVerifier} from "../src/IProofVerifier.sol";
-import {MarketFixture, PinnedVerifier} from "./utils/MarketFixture.sol";
-
-/// Accepts any instance vector allowed by the test: the chunk circuit's stand-in, whose P proofs
-/// each carry their own instances.
-contract AllowedVerifier is IProofVerifier {
-    mapping(bytes32 => bool) public allowed;
-
-    function allow(uint256[] calldata instances) external {
-        allowed[keccak256(abi.encode(instances))] = true;
-    }
-
-    function verifyProof(bytes calldata proof, uint256[] calldata instances) external view returns (bool) {
-        return proof.length > 0 && allowed[keccak256(abi.encode(instances))];
-    }
-}
+import {AllowedVerifier, MarketFixture, PinnedVerifier} from "./utils/MarketFixture.sol";
 
 /// The split round adapter (EzklSplitRoundVerifier): each present slot's chunk hashes, the start
 /// model's and the aggregate's must combine to their commitments on chain, every chunk proof must
@@ -220,7 +206,7 @@ contract SplitRoundVerifierTest is MarketFixture {
     function test_aMarketThatProvesItsSettlementCannotSplitItsRounds() public {
         PinnedVerifier v = new PinnedVerifier();
         address split = verifiers.deploySplitRoundVerifier(v, v, L, P);
-        address settlement = verifiers.deploySettlementVerifier(v, L, 10);
+        address settlement = verifiers.deploySettlementVerifier(v, L, 10, 1);
         IDataMarket.Spec memory s = spec(L, 1, split, settlement);
         uint256 value = required(L, 1);
         vm.expectRevert(abi.encodeWithSelector(IMarketFactory.SettlementNeedsHashedRounds.selector, split));

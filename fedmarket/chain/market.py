@@ -58,7 +58,7 @@ class VerifierInfo:
     kind: str
     trainers: int
     samples: int
-    chunks: int  # a split round's parameter chunks; zero otherwise
+    chunks: int  # a split round's parameter chunks; a settlement's proofs per round; zero otherwise
     halo2: str
     halo2_code_hash: str
 
@@ -157,9 +157,13 @@ class FactoryClient:
         return self._deployed_verifier(self.chain.transact(account, fn))
 
     def deploy_settlement_verifier(
-        self, account: LocalAccount, halo2: str, trainers: int, samples: int
+        self, account: LocalAccount, halo2: str, trainers: int, samples: int, parts: int = 1
     ) -> tuple[str, TxResult]:
-        fn = self.verifiers.functions.deploySettlementVerifier(Web3.to_checksum_address(halo2), trainers, samples)
+        """The settlement adapter (EzklSettlementVerifier): `halo2` is EZKL's verifier of the
+        settlement circuit over `samples` test rows, a round's test rows proven in `parts` proofs."""
+        fn = self.verifiers.functions.deploySettlementVerifier(
+            Web3.to_checksum_address(halo2), trainers, samples, parts
+        )
         return self._deployed_verifier(self.chain.transact(account, fn))
 
     def _deployed_verifier(self, result: TxResult) -> tuple[str, TxResult]:

@@ -70,11 +70,13 @@ from fedmarket.zk.round_split import (
     split_witnesses,
 )
 from fedmarket.zk.settlement_proof import (
+    MAX_SETTLEMENT_PARTS,
     DataChunks,
     SettlementProof,
     SettlementStatement,
     build_settlement_circuit,
     chunk_rows,
+    part_rows,
     prove_settlement,
     rloo_subsets,
     round_rloo_seed,
@@ -85,6 +87,7 @@ from fedmarket.zk.settlement_proof import (
 
 __all__ = [
     "MAX_ROUND_CHUNKS",
+    "MAX_SETTLEMENT_PARTS",
     "CachedBuild",
     "CircuitBuild",
     "CircuitShape",
@@ -137,6 +140,7 @@ __all__ = [
     "prove_market_round",
     "prove_norm",
     "prove_round",
+    "part_rows",
     "prove_settlement",
     "prove_split_round",
     "prune",

@@ -25,7 +25,8 @@ floored to basis points).
 Departures from sources/004, each for the circuit's sake:
 - each round is scored on its own test chunk of `samples` rows, not on the whole test set: a
   proof's memory grows with its rows, and T proofs of n rows fit this machine where one of T n
-  rows does not (the T chunks together are the test set);
+  rows does not (the T chunks together are the test set), and a chunk past one proof's memory
+  is proven in parts of equal rows whose counts the contract adds (settlement_proof.py);
 - C_i is a difference of correct counts on the test chunk, not of accuracies, and it is not
   normalised: the contract pays by C_i^+ / sum_j C_j^+, which is invariant to the scale;
 - a tie between the true class and another counts as wrong (torch's argmax would pick the lower

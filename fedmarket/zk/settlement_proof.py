@@ -2,13 +2,16 @@
 two things it is bound to besides the models: the owner's test chunks and the RLOO subsets.
 A proven settlement is one such proof per round (DataMarket.proveContributions), summed on chain.
 
-- **Test chunks.** In a market whose settlement is proven, the owner's data is cut into K chunks
-  of `samples` rows (the remainder only ever validates); the owner commits at creation to
-  `keccak256(abi.encode(uint256[] chunkHashes)) mod FIELD`, each chunk hash being EZKL's Poseidon
-  hash of the chunk on the 2^-8 grid (features / 16 and one-hot labels). Round r scores chunk
-  `(splitSeed + r - 1) mod K`, from the seed the trainers' commit-reveal fixes; the T rounds'
-  chunks are the test set (distinct: K > T is checked at creation), every other row validates.
-  The settlement adapter (contracts/src/EzklSettlementVerifier.sol) checks both hashes and the index.
+- **Test chunks.** In a market whose settlement is proven, the owner's data is cut into K groups
+  of `samples` rows (the remainder only ever validates), each group into `parts` chunks of
+  `samples / parts` rows, one proof's (a round past one proof's memory is proven in parts whose
+  counts add up: its accuracy and RLOO counts are sums over rows). The owner commits at creation
+  to `keccak256(abi.encode(uint256[] chunkHashes)) mod FIELD` over the K * parts chunks, each
+  chunk hash being EZKL's Poseidon hash of the chunk on the 2^-8 grid (features / 16 and one-hot
+  labels). Round r scores group `(splitSeed + r - 1) mod K`, from the seed the trainers'
+  commit-reveal fixes; the T rounds' groups are the test set (distinct: K > T is checked at
+  creation), every other row validates. The settlement adapter
+  (contracts/src/EzklSettlementVerifier.sol) checks the hashes, the index and the parts' sums.
 - **RLOO subsets** (sources/004 section III.A): for each benign trainer i of round r, i plus
   `size - 1` other benign trainers, `size = min(N, max(2, ceil(log2 N)))` as
   fedmarket/algorithms/contribution/rloo.py, drawn without replacement by
@@ -18,6 +21,7 @@ A proven settlement is one such proof per round (DataMarket.proveContributions),
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 
 import numpy as np
@@ -35,7 +39,6 @@ from fedmarket.settings import Settings, load_settings
 from fedmarket.zk.ezkl.poseidon import poseidon_commitment
 from fedmarket.zk.ezkl.prover import Proof, prove
 from fedmarket.zk.ezkl.toolchain import CircuitBuild, CircuitSpec, RunArgs
-from fedmarket.zk.ezkl.verifier import market_proof
 from fedmarket.zk.settlement_circuit import SettlementCircuit
 from fedmarket_schemas.market import ModelConfig, ModelKind
 
@@ -60,17 +63,30 @@ def chunk_count(data: Dataset, samples: int, rounds: int = 1) -> int:
     return count
 
 
+MAX_SETTLEMENT_PARTS = 16  # EzklSettlementVerifier.MAX_PARTS
+
+
+def part_rows(samples: int, parts: int) -> int:
+    """The rows one proof of a round's `samples` test rows scores, in `parts` proofs."""
+    if not 1 <= parts <= MAX_SETTLEMENT_PARTS or samples % parts:
+        raise ZKError(
+            f"a round's {samples} test rows cannot be proven in {parts} parts: 1 to {MAX_SETTLEMENT_PARTS} "
+            "parts of equal rows"
+        )
+    return samples // parts
+
+
 @dataclass(frozen=True)
 class DataChunks:
-    hashes: list[int]
+    hashes: list[int]  # one per chunk of samples / parts rows, `parts` per group
     commitment: str  # the market's data commitment, bytes32 hex
 
     @classmethod
-    def of(cls, data: Dataset, samples: int, model: ModelConfig, rounds: int = 1) -> DataChunks:
-        rows = chunk_rows(data, model)
+    def of(cls, data: Dataset, samples: int, model: ModelConfig, rounds: int = 1, parts: int = 1) -> DataChunks:
+        rows, size = chunk_rows(data, model), part_rows(samples, parts)
         hashes = [
-            int(poseidon_commitment(rows[k * samples : (k + 1) * samples]), 16)
-            for k in range(chunk_count(data, samples, rounds))
+            int(poseidon_commitment(rows[k * size : (k + 1) * size]), 16)
+            for k in range(chunk_count(data, samples, rounds) * parts)
         ]
         return cls(hashes, list_commitment(hashes))
 
@@ -134,6 +150,11 @@ class SettlementStatement:
     def circuit(self) -> SettlementCircuit:
         return settlement_circuit(self.trainers, self.model, len(self.test))
 
+    def parts(self, parts: int) -> list[SettlementStatement]:
+        """The statement over each of `parts` equal slices of the test rows, in order."""
+        size = part_rows(len(self.test), parts)
+        return [dataclasses.replace(self, test=self.test[j * size : (j + 1) * size]) for j in range(parts)]
+
     def inputs(self) -> list[np.ndarray]:
         d = parameter_count(self.model)
         slots = [np.zeros((1, d)) if m is None else np.asarray(m, dtype=np.float64).reshape(1, d) for m in self.models]
@@ -148,24 +169,41 @@ class SettlementStatement:
 
 @dataclass(frozen=True)
 class SettlementProof:
-    proof: Proof
-    correct: int
-    samples: int
-    contributions: list[int]
+    """A round's contributions proven in one proof per part of its test rows (one part: one proof);
+    the counts are the parts' sums."""
+
+    proofs: list[Proof]
+    part_correct: list[int]
+    samples: int  # the round's test rows, every part's
+    part_contributions: list[list[int]]
     float_correct: int
     present: list[bool]
+
+    @property
+    def correct(self) -> int:
+        return sum(self.part_correct)
+
+    @property
+    def contributions(self) -> list[int]:
+        return [sum(column) for column in zip(*self.part_contributions)]
 
     @property
     def accuracy_bps(self) -> int:
         return self.correct * 10_000 // self.samples
 
     def calldata(self, split_seed: bytes, chunks: DataChunks) -> bytes:
-        """The `proof` argument of `proveContributions` (contracts/src/EzklSettlementVerifier.sol): the Halo2
-        proof and [correct, splitSeed, h(public), K, chunk hashes..., hashes of absent slots...]."""
-        hashes, slots = self.proof.input_hashes, len(self.present)
-        free = [self.correct, int.from_bytes(split_seed, "big"), hashes[slots + 2], len(chunks.hashes), *chunks.hashes]
-        free += [hashes[i] for i in range(slots) if not self.present[i]]
-        return market_proof(self.proof.proof, free)
+        """The `proof` argument of `proveContributions` (contracts/src/EzklSettlementVerifier.sol):
+        abi.encode(bytes[] halo2Proofs, uint256[] free), free = [correct_0, splitSeed, h(public), K,
+        chunk hashes..., hashes of absent slots..., then each later part's correct count and
+        contributions as its proof carries them]."""
+        first, slots = self.proofs[0], len(self.present)
+        hashes = first.input_hashes
+        free = [self.part_correct[0], int.from_bytes(split_seed, "big"), hashes[slots + 2], len(chunks.hashes)]
+        free += [*chunks.hashes, *(hashes[i] for i in range(slots) if not self.present[i])]
+        for proof in self.proofs[1:]:
+            counts = len(proof.input_hashes)  # the outputs follow the input hashes: correct, C_0..C_{L-1}
+            free += proof.instances[counts : counts + 1 + slots]
+        return encode(["bytes[]", "uint256[]"], [[proof.proof for proof in self.proofs], free])
 
 
 def evaluate(statement: SettlementStatement) -> tuple[int, list[int]]:
@@ -177,23 +215,28 @@ def evaluate(statement: SettlementStatement) -> tuple[int, list[int]]:
     return int(correct.item()), [int(v) for v in contributions.numpy()[0]]
 
 
-def prove_settlement(build: CircuitBuild, statement: SettlementStatement) -> SettlementProof:
-    """Prove the statement; the circuit's arithmetic is exact, so its correct count and
-    contributions must equal the float ones (`ProofMismatchError` otherwise)."""
-    float_correct, float_contributions = evaluate(statement)
-    proof = prove(build, statement.inputs())
-    (correct,), contributions, (unpacked,) = proof.outputs[0], proof.outputs[1], proof.outputs[4]
-    if unpacked != 1:
-        raise ProofMismatchError("the circuit could not unpack the final model: it is not a packed grid model")
-    if correct != float_correct or list(contributions) != float_contributions:
-        raise ProofMismatchError(
-            f"in-circuit correct count {correct} and contributions {contributions} differ from the float "
-            f"{float_correct} and {float_contributions}"
-        )
+def prove_settlement(build: CircuitBuild, statement: SettlementStatement, parts: int = 1) -> SettlementProof:
+    """Prove the statement in `parts` proofs of `build` (one per equal slice of the test rows, in
+    turn, so memory is one proof's); the circuit's arithmetic is exact, so each part's correct count
+    and contributions must equal the float ones (`ProofMismatchError` otherwise)."""
+    proofs, corrects, vectors, float_total = [], [], [], 0
+    for j, part in enumerate(statement.parts(parts)):
+        float_correct, float_contributions = evaluate(part)
+        proof = prove(build, part.inputs())
+        (correct,), contributions, (unpacked,) = proof.outputs[0], proof.outputs[1], proof.outputs[4]
+        if unpacked != 1:
+            raise ProofMismatchError("the circuit could not unpack the final model: it is not a packed grid model")
+        if correct != float_correct or list(contributions) != float_contributions:
+            raise ProofMismatchError(
+                f"in-circuit correct count {correct} and contributions {contributions} of part {j} differ from "
+                f"the float {float_correct} and {float_contributions}"
+            )
+        proofs.append(proof)
+        corrects.append(int(correct))
+        vectors.append([int(c) for c in contributions])
+        float_total += float_correct
     present = [m is not None for m in statement.models]
-    return SettlementProof(
-        proof, int(correct), len(statement.test), [int(c) for c in contributions], float_correct, present
-    )
+    return SettlementProof(proofs, corrects, len(statement.test), vectors, float_total, present)
 
 
 def settlement_circuit(trainers: int, model: ModelConfig, samples: int) -> SettlementCircuit:

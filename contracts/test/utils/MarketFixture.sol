@@ -47,6 +47,33 @@ function pinThrough(
     proof = abi.encode(halo2Proof, free);
 }
 
+/// The settlement adapter's `proof` for one proof per round (EzklSettlementVerifier), pinned as
+/// pinThrough pins a round's.
+function pinSettlement(PinnedVerifier halo2, EzklCircuitVerifier adapter, uint256[] memory instances, uint256[] memory free)
+    returns (bytes memory proof)
+{
+    (bool ok, uint256[] memory circuit) = adapter.circuitInstancesFor(instances, free, hex"01");
+    require(ok, "instances do not fit the circuit");
+    halo2.pin(circuit);
+    bytes[] memory proofs = new bytes[](1);
+    proofs[0] = hex"01";
+    proof = abi.encode(proofs, free);
+}
+
+/// Accepts any instance vector allowed by the test: the stand-in for a circuit several of whose
+/// proofs one call checks, each with its own instances.
+contract AllowedVerifier is IProofVerifier {
+    mapping(bytes32 => bool) public allowed;
+
+    function allow(uint256[] calldata instances) external {
+        allowed[keccak256(abi.encode(instances))] = true;
+    }
+
+    function verifyProof(bytes calldata proof, uint256[] calldata instances) external view returns (bool) {
+        return proof.length > 0 && allowed[keccak256(abi.encode(instances))];
+    }
+}
+
 /// A trainer that is a contract and tries to re-enter `withdraw` when paid.
 contract ReentrantTrainer {
     DataMarket public market;

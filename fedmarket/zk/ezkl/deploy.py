@@ -64,9 +64,10 @@ def deploy_round_verifier(
 
 
 def deploy_settlement_verifier(
-    factory: FactoryClient, account: LocalAccount, build: CircuitBuild, trainers: int, samples: int
+    factory: FactoryClient, account: LocalAccount, build: CircuitBuild, trainers: int, samples: int, parts: int = 1
 ) -> DeployedVerifier:
-    return _deploy(factory, account, [build], "settlement", trainers, samples)
+    """`build` scores `samples` test rows; a round's test rows are proven in `parts` such proofs."""
+    return _deploy(factory, account, [build], "settlement", trainers, samples, parts)
 
 
 def deploy_split_round_verifier(
