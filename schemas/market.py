@@ -268,12 +268,16 @@ class TaskSpec(BaseModel):
                 raise ValueError(f"secure aggregation never sees one update, so it cannot run {named}")
             if self.test_chunk_rows is not None:
                 raise ValueError("secure aggregation has no proven settlement: its proof reads every update")
+        elif self.norm_bound is not None:
+            raise ValueError("a norm bound is proven in secure aggregation only (aggregation: secure)")
+        return self
+
+    @model_validator(mode="after")
+    def _settlement_parts(self) -> TaskSpec:
         if self.test_chunk_parts > 1 and (self.test_chunk_rows is None or self.test_chunk_rows % self.test_chunk_parts):
             raise ValueError(
                 f"test_chunk_parts {self.test_chunk_parts} needs test_chunk_rows that split into that many equal parts"
             )
-        elif self.norm_bound is not None:
-            raise ValueError("a norm bound is proven in secure aggregation only (aggregation: secure)")
         return self
 
     @model_validator(mode="after")

@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 import torch
 from eth_abi import decode
+from pydantic import ValidationError
 
 from fedmarket.chain import contribution_step
 from fedmarket.context import Platform, use_platform
@@ -33,7 +34,7 @@ from fedmarket.zk.settlement_proof import (
     round_test_chunk,
     split_by_chunks,
 )
-from fedmarket_schemas.market import ModelConfig, ModelKind
+from fedmarket_schemas.market import ModelConfig, ModelKind, TaskSpec
 from tests.conftest import reverted_after
 from tests.helpers import cid_of, create_market, snapshot, verifier_factory
 
@@ -235,6 +236,17 @@ def test_a_chunk_proven_in_parts_counts_what_one_proof_of_it_would(settlement_bu
     assert list(free[-(L + 1) :]) == [proof.part_correct[1], *(c % BN254_FIELD for c in proof.part_contributions[1])]
     with pytest.raises(ZKError, match="cannot be proven in 3 parts"):
         whole.parts(3)
+
+
+def test_a_task_splits_its_test_chunk_only_into_equal_parts():
+    assert TaskSpec(test_chunk_rows=20, test_chunk_parts=2).test_chunk_parts == 2
+    with pytest.raises(ValidationError, match="split into that many equal parts"):
+        TaskSpec(test_chunk_rows=20, test_chunk_parts=3)
+    with pytest.raises(ValidationError, match="split into that many equal parts"):
+        TaskSpec(test_chunk_parts=2)  # no proven settlement
+    with pytest.raises(ValidationError, match="less than or equal to 16"):
+        TaskSpec(test_chunk_rows=34, test_chunk_parts=17)  # EzklSettlementVerifier.MAX_PARTS
+    assert TaskSpec(aggregation="secure", norm_bound=1.0).norm_bound == 1.0  # the other rules still apply
 
 
 def test_rloo_subsets_contain_their_trainer_and_only_benign_ones():
