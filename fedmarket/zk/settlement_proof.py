@@ -1,6 +1,7 @@
 """The settlement statement in float and as a proof (fedmarket/zk/settlement_circuit.py), and the
 two things it is bound to besides the models: the owner's test chunks and the RLOO subsets.
-A proven settlement is one such proof per round (DataMarket.proveContributions), summed on chain.
+A proven settlement is one such proof per round, or per part of its test chunk
+(DataMarket.proveContributions), summed on chain.
 
 - **Test chunks.** In a market whose settlement is proven, the owner's data is cut into K groups
   of `samples` rows (the remainder only ever validates), each group into `parts` chunks of
