@@ -337,9 +337,11 @@ def _market_over(platform: Platform, statement: RoundStatement, start: np.ndarra
     return market, aggregator, deployed
 
 
-def _prove_settlement(statement: SettlementStatement, samples: int, settings: Settings) -> tuple[SettlementProof, int]:
-    build = build_settlement_circuit(statement.trainers, statement.model, samples, settings)
-    return prove_settlement(build, statement, len(statement.test) // samples), _peak_rss()
+def _prove_settlement(
+    statement: SettlementStatement, rows: int, parts: int, settings: Settings
+) -> tuple[SettlementProof, int]:
+    build = build_settlement_circuit(statement.trainers, statement.model, rows, settings)
+    return prove_settlement(build, statement, parts), _peak_rss()
 
 
 def _setup_settlement(trainers: int, model: ModelConfig, samples: int, settings: Settings) -> tuple[dict, int, bool]:
@@ -380,7 +382,7 @@ def run_settlement(
     ]
     rows = part_rows(samples, parts)
     report, setup_rss, cached = _in_child(_setup_settlement, trainers, model, rows, settings)
-    proven = [_in_child(_prove_settlement, statement, rows, settings) for statement in statements]
+    proven = [_in_child(_prove_settlement, statement, rows, parts, settings) for statement in statements]
     build = build_settlement_circuit(trainers, model, rows, settings)
     chain = Chain.connect(Settings())
     deployer = account_from_key(keccak(b"bench-zk/deployer"))

@@ -11,6 +11,7 @@ import functools
 
 import numpy as np
 import pytest
+from pydantic import ValidationError
 
 import fedmarket_flows.round as round_module
 from fedmarket.audit import audit_market
@@ -25,7 +26,7 @@ from fedmarket.ml.updates import decode_update, encode_update
 from fedmarket.settings import Settings
 from fedmarket.zk import model_commitment
 from fedmarket.zk.ezkl.deploy import deploy_round_verifier, deploy_settlement_verifier
-from fedmarket.zk.settlement_proof import DataChunks
+from fedmarket.zk.settlement_proof import MAX_SETTLEMENT_PARTS, DataChunks
 from fedmarket_flows.market import open_next_round
 from fedmarket_flows.round import round_flow
 from fedmarket_flows.settlement import settlement_flow
@@ -353,6 +354,12 @@ def test_the_owner_chooses_how_a_proven_round_binds_its_models(
     info = FactoryClient(platform.chain, parted.market.factory()).verifier_info(parted.market.settlement_verifier())
     assert (info.kind, info.samples, info.chunks) == ("settlement", 10, 2)
     assert parted.task.test_chunk_parts == 2
+    most = platform.chain.call(
+        platform.chain.contract("EzklSettlementVerifier", parted.market.settlement_verifier()).functions.MAX_PARTS()
+    )
+    with pytest.raises(ValidationError, match=f"less than or equal to {most}"):
+        TaskSpec(test_chunk_rows=2 * (most + 1), test_chunk_parts=most + 1)
+    assert most == MAX_SETTLEMENT_PARTS  # the adapter's bound is the task's and the prover's
     assert "0x" + platform.chain.call(parted.market.contract.functions.dataCommitment()).hex() == (
         DataChunks.of(data, 20, parted.task.model, 1, parts=2).commitment
     )

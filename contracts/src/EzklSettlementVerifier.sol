@@ -95,7 +95,7 @@ contract EzklSettlementVerifier is EzklCircuitVerifier {
             (c[i], used) = _slotHash(m[7 + i], free, used);
             c[n + 4 + i] = _partZeroContribution(m[7 + n + i], free, i);
         }
-        if (used != _counts(free)) return (false, c); // also false when the free values ran out
+        if (used != _partAt(free, 1)) return (false, c); // also false when the free values ran out
         c[n] = m[2];
         c[n + 1] = free[first];
         c[n + 2] = free[2];
@@ -106,17 +106,17 @@ contract EzklSettlementVerifier is EzklCircuitVerifier {
         ok = true;
     }
 
-    /// @dev The free index of part 1's correct count (the parts' counts close `free`).
-    function _counts(uint256[] memory free) private view returns (uint256) {
-        return free.length - (parts - 1) * (trainers + 1);
+    /// @dev The free index of part `part`'s correct count, its contributions after it (part >= 1:
+    /// the later parts' counts close `free`; part 0's count is free[0]).
+    function _partAt(uint256[] memory free, uint256 part) private view returns (uint256) {
+        return part == 0 ? 0 : free.length - (parts - part) * (trainers + 1);
     }
 
     /// @dev Whether the parts' correct counts, each at most `samples`, give accuracy `bps`.
     function _accuracyIs(uint256 bps, uint256[] memory free) private view returns (bool) {
-        uint256 counts = _counts(free);
         uint256 correct = 0;
         for (uint256 j = 0; j < parts; ++j) {
-            uint256 part = free[j == 0 ? 0 : counts + (j - 1) * (trainers + 1)];
+            uint256 part = free[_partAt(free, j)];
             if (part > samples) return false;
             correct += part;
         }
@@ -125,9 +125,8 @@ contract EzklSettlementVerifier is EzklCircuitVerifier {
 
     /// @dev Part 0's contribution of slot `i`: the market's `total` less the other parts' (mod FIELD).
     function _partZeroContribution(uint256 total, uint256[] memory free, uint256 i) private view returns (uint256) {
-        uint256 counts = _counts(free);
         for (uint256 j = 1; j < parts; ++j) {
-            total = addmod(total, FIELD - free[counts + (j - 1) * (trainers + 1) + 1 + i] % FIELD, FIELD);
+            total = addmod(total, FIELD - free[_partAt(free, j) + 1 + i] % FIELD, FIELD);
         }
         return total;
     }
@@ -140,7 +139,7 @@ contract EzklSettlementVerifier is EzklCircuitVerifier {
         returns (bool ok)
     {
         uint256 n = trainers;
-        uint256 at = _counts(free) + (part - 1) * (n + 1);
+        uint256 at = _partAt(free, part);
         c[n + 1] = free[_firstChunk(free, round - 1) + part];
         c[n + 3] = free[at];
         ok = c[n + 1] < FIELD && c[n + 3] < FIELD;
