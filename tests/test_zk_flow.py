@@ -46,6 +46,7 @@ TASK = TaskSpec(
     detector="two_stage_proven",
     contribution="rloo_round_counts",
 )
+ONE_PART = TASK.model_copy(update={"test_chunk_rows": 10, "test_chunk_parts": 1})  # one proof per round
 
 
 def tiny_data(rows: int, seed: int) -> Dataset:
@@ -82,12 +83,13 @@ def owner_terms(aggregator, **overrides) -> dict:
 
 def proven_market(platform, round_build, settlement_build, task=TASK):
     """A market of L trainers (registered, seeds revealed) whose rounds are proven by `round_build`,
-    and its settlement by `settlement_build` unless None."""
+    and its settlement by `settlement_build` (10 rows a proof, `task`'s parts) unless None."""
     factory, deployer = verifier_factory(platform)
     verifier = deploy_round_verifier(factory, deployer.account, round_build, L)
     proven_settlement = {}
     if settlement_build is not None:
-        deployed = deploy_settlement_verifier(factory, deployer.account, settlement_build, L, 10, parts=2)
+        parts = task.test_chunk_parts
+        deployed = deploy_settlement_verifier(factory, deployer.account, settlement_build, L, 10, parts=parts)
         proven_settlement["settlement_verifier"] = deployed.adapter
     owner_data = tiny_data(60, 0)
     market, _, aggregator, members, _ = create_market(
@@ -96,7 +98,9 @@ def proven_market(platform, round_build, settlement_build, task=TASK):
         rounds=ROUNDS,
         task_cid=str(platform.store.put(task.model_dump_json().encode())),
         data_cid=str(platform.store.put(encode_dataset(owner_data))),
-        data_commitment=DataChunks.of(owner_data, 20, TASK.model, ROUNDS, parts=2).commitment,
+        data_commitment=DataChunks.of(
+            owner_data, 10 * task.test_chunk_parts, task.model, ROUNDS, parts=task.test_chunk_parts
+        ).commitment,
         round_verifier=verifier.adapter,
         factory=factory,
         **proven_settlement,
@@ -231,7 +235,7 @@ def test_unusable_submissions_are_excluded_and_the_proven_market_settles(
     proven and verified; the excluded earn nothing for those rounds; funds are conserved; an
     auditor re-checks every exclusion from its evidence."""
     platform = proven_platform
-    market, aggregator, members, _, _ = proven_market(platform, hashed_round_build, settlement_build)
+    market, aggregator, members, _, _ = proven_market(platform, hashed_round_build, settlement_build, ONE_PART)
     datasets = [tiny_data(60, 10 + i) for i in range(L)]
     cids: dict[int, str] = {}
     for round in range(1, ROUNDS + 1):
